@@ -1,0 +1,41 @@
+# The hub's make targets. `make demo` and `make test` are the two README commands.
+PY ?= .venv/bin/python
+VENV_STAMP = .venv/.installed
+
+.PHONY: install demo test lint typecheck bench bench-dispatch profile schemas-check worker clean
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(VENV_STAMP)
+
+install: $(VENV_STAMP)
+
+demo: $(VENV_STAMP)
+	.venv/bin/hub demo
+
+test: $(VENV_STAMP)
+	.venv/bin/pytest
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check hub actors connectors observability tests bench
+	.venv/bin/mypy
+
+schemas-check: $(VENV_STAMP)
+	.venv/bin/hub schemas check
+
+worker: $(VENV_STAMP)
+	.venv/bin/hub worker
+
+bench: $(VENV_STAMP)
+	$(PY) -m bench.run
+
+bench-dispatch: $(VENV_STAMP)
+	$(PY) -m bench.dispatch
+
+profile: $(VENV_STAMP)
+	$(PY) -m bench.profile
+
+clean:
+	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,10 @@
+"""The routing table: which actors receive which event types. The one place it lives."""
+
+from __future__ import annotations
+
+from hub.dispatch import ALL_TYPES
+
+#: Actor names (see each actor module's ``ACTOR_NAME``) per event type; ``"*"`` is every type.
+ROUTES: dict[str, tuple[str, ...]] = {
+    ALL_TYPES: ("fanout",),
+}

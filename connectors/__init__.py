@@ -1,0 +1,1 @@
+"""Per-system connectors: outbound clients, inbound adapters and simulators."""

@@ -1,0 +1,75 @@
+"""The one broker factory: RabbitMQ (quorum queues, publisher confirms) or Dramatiq's StubBroker.
+
+Queues per actor, all durable:
+
+- ``<queue>``: quorum, ``x-delivery-limit`` so a message that kills its worker is parked after a
+  bounded number of deliveries instead of looping forever; dead-letters to ``<queue>.XQ``.
+- ``<queue>.DQ``: quorum, retries waiting for their time (no delivery limit: a worker restart
+  returns every waiting message and must not count against it).
+- ``<queue>.XQ``: classic, no expiry: dead letters are kept until someone handles them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name, xq_name
+from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Pipelines, ShutdownNotifications, TimeLimit
+
+
+class HubRabbitmqBroker(RabbitmqBroker):  # type: ignore[misc]
+    """RabbitmqBroker with quorum actor and delay queues and dead letters that never expire."""
+
+    def __init__(self, *, url: str, delivery_limit: int, middleware: list[Middleware]) -> None:
+        super().__init__(url=url, confirm_delivery=True, middleware=middleware)
+        self.delivery_limit = delivery_limit
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": xq_name(queue_name),
+            "x-delivery-limit": self.delivery_limit,
+        }
+
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        arguments = {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": xq_name(queue_name),
+        }
+        return self.channel.queue_declare(queue=dq_name(queue_name), durable=True, arguments=arguments)
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments={})
+
+
+def base_middleware() -> list[Middleware]:
+    """Dramatiq's defaults that the hub keeps (its own retries replace ``Retries``)."""
+    return [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines()]
+
+
+def build_broker(
+    *,
+    amqp_url: str,
+    embedded: bool,
+    delivery_limit: int,
+    middleware: Sequence[Middleware],
+) -> dramatiq.Broker:
+    """Build the broker with the given middleware stack and make it Dramatiq's global broker.
+
+    Nothing connects here: pika opens connections on first use.
+    """
+    stack = [*base_middleware(), *middleware]
+    broker: dramatiq.Broker
+    if embedded:
+        broker = StubBroker(middleware=stack)
+        broker.emit_after("process_boot")
+    else:
+        broker = HubRabbitmqBroker(url=amqp_url, delivery_limit=delivery_limit, middleware=stack)
+    dramatiq.set_broker(broker)
+    return broker

@@ -1,0 +1,221 @@
+"""The ``hub`` command, and the composition root: the one place that wires runtime, actors and routes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import click
+import dramatiq
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from hub.dispatch import RoutingTable
+from hub.errors import ConfigurationError, HubError
+from hub.runtime import Runtime, attach_routes, build_runtime
+from hub.settings import Settings, load_settings
+from observability.logging import configure_logging
+
+
+def build_app(
+    settings: Settings,
+    *,
+    embedded: bool | None = None,
+    tracer_provider: TracerProvider | None = None,
+    span_exporter: InMemorySpanExporter | None = None,
+) -> Runtime:
+    """Build the runtime, declare every actor and attach the routing table."""
+    from actors import register_all
+    from actors.routes import ROUTES
+
+    runtime = build_runtime(settings, embedded=embedded, tracer_provider=tracer_provider,
+                            span_exporter=span_exporter)
+    register_all(runtime)
+    attach_routes(runtime, RoutingTable(ROUTES))
+    return runtime
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """Integration hub for ERP/PSA, document platforms and e-signature (settings: HUB_* variables)."""
+
+
+@main.command()
+@click.option("--threads", default=8, show_default=True, help="Worker threads per process.")
+@click.option("--processes", default=1, show_default=True, help="Worker processes.")
+def worker(threads: int, processes: int) -> None:
+    """Run the actors: consume every actor queue until SIGTERM or Ctrl-C."""
+    if processes > 1:
+        children = [
+            subprocess.Popen([sys.executable, "-m", "hub", "worker", "--threads", str(threads)])  # noqa: S603
+            for _ in range(processes)
+        ]
+
+        def forward(signum: int, _frame: object) -> None:
+            for child in children:
+                child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        codes = [child.wait() for child in children]
+        sys.exit(max(codes))
+    from hub.workers import run_worker
+
+    settings = _settings()
+    runtime = build_app(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    mode = "embedded (StubBroker, in-process Redis)" if runtime.embedded else "RabbitMQ + Redis"
+    click.echo(f"hub worker: {mode}, {threads} threads, pid {os.getpid()}", err=True)
+    run_worker(runtime, threads=threads, stop=stop)
+
+
+@main.command()
+def demo() -> None:
+    """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise)."""
+    from hub.demo import run_demo
+
+    settings = _settings()
+    sys.exit(run_demo(settings, build_app=build_app, echo=click.echo))
+
+
+@main.command()
+@click.argument("event_id")
+def trace(event_id: str) -> None:
+    """Print the journey of one business event: every hop, with timings, errors and trace ids."""
+    from hub.store import connect_redis
+    from observability.flight import RedisFlightRecord, render_tree
+
+    settings = _settings()
+    record = RedisFlightRecord(connect_redis(settings.redis_url, embedded=False),
+                               prefix=settings.queue_prefix, ttl_s=settings.flight_ttl_s)
+    hops = record.hops(event_id)
+    if not hops:
+        raise click.ClickException(f"no flight record for event {event_id} (expired or never seen)")
+    click.echo(render_tree(hops))
+
+
+@main.group()
+def schemas() -> None:
+    """Avro schemas of the event contract."""
+
+
+def _schema_dirs(against: Path | None) -> tuple[Path, Path]:
+    from importlib.resources import files
+
+    current = Path(str(files("schemas")))
+    return current, against or current / "released"
+
+
+@schemas.command("check")
+@click.option("--against", type=click.Path(path_type=Path, file_okay=False),
+              help="Released snapshot to compare with (default: schemas/released).")
+def schemas_check(against: Path | None) -> None:
+    """Fail when a schema change is not backward compatible with the released version."""
+    from hub.compat import check_backward
+    from hub.registry import SchemaRegistry
+
+    current, released = _schema_dirs(against)
+    try:
+        registry = SchemaRegistry.load(current)
+        problems = check_backward(current, released)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    for problem in problems:
+        click.echo(f"INCOMPATIBLE {problem.name} ({problem.event_type or 'shared type'}): {problem.reason}")
+    if problems:
+        raise click.ClickException(f"{len(problems)} incompatible schema change(s)")
+    click.echo(f"{len(registry.event_types)} event types backward compatible with {released}")
+
+
+@schemas.command("release")
+def schemas_release() -> None:
+    """Record the current schemas as the released snapshot (after a passing check)."""
+    from hub.compat import release
+
+    current, released = _schema_dirs(None)
+    for name in release(current, released):
+        click.echo(f"released {name}")
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters of the actor queues."""
+
+
+def _real_runtime() -> Runtime:
+    settings = _settings()
+    runtime = build_app(settings, embedded=False)
+    return runtime
+
+
+def _queues(runtime: Runtime, actors: tuple[str, ...], queues: tuple[str, ...]) -> list[str]:
+    names = list(queues)
+    for name in actors or (() if queues else tuple(sorted(runtime.actors))):
+        try:
+            names.append(runtime.broker.get_actor(name).queue_name)
+        except dramatiq.errors.ActorNotFound:
+            raise click.ClickException(f"no actor named {name!r}; known: {', '.join(sorted(runtime.actors))}")
+    return names
+
+
+@dlq.command("list")
+@click.option("--actor", "actors", multiple=True, help="Actor name (default: every actor).")
+@click.option("--queue", "queues", multiple=True, help="Queue name, instead of an actor.")
+def dlq_list(actors: tuple[str, ...], queues: tuple[str, ...]) -> None:
+    """List dead letters with their failure reasons."""
+    from hub.dlq import list_dead_letters
+
+    runtime = _real_runtime()
+    total = 0
+    for queue in _queues(runtime, actors, queues):
+        letters = list_dead_letters(runtime.settings.amqp_url, queue, runtime.dead_letters)
+        total += len(letters)
+        for letter in letters:
+            click.echo(letter.describe())
+    click.echo(f"{total} dead letter(s)", err=True)
+    runtime.close()
+
+
+@dlq.command("replay")
+@click.option("--actor", "actors", multiple=True, help="Actor whose dead letters to replay.")
+@click.option("--queue", "queues", multiple=True, help="Queue name, instead of an actor.")
+@click.option("--message-id", "message_ids", multiple=True, help="Replay only these (default: all).")
+def dlq_replay(actors: tuple[str, ...], queues: tuple[str, ...], message_ids: tuple[str, ...]) -> None:
+    """Replay dead letters with their original ids, so idempotency still holds."""
+    from hub.dlq import replay_dead_letters
+
+    if not actors and not queues:
+        raise click.UsageError("name the dead letters to replay with --actor or --queue")
+    runtime = _real_runtime()
+    replayed: list[str] = []
+    for queue in _queues(runtime, actors, queues):
+        replayed += replay_dead_letters(runtime.settings.amqp_url, runtime.broker, queue,
+                                        message_ids=set(message_ids) or None, reasons=runtime.dead_letters)
+    for message_id in replayed:
+        click.echo(f"replayed {message_id}")
+    click.echo(f"{len(replayed)} dead letter(s) replayed", err=True)
+    runtime.close()
+
+
+@main.command()
+def routes() -> None:
+    """Show the routing table: which actors receive which event types."""
+    from actors.routes import ROUTES
+
+    for event_type, actor_names in sorted(ROUTES.items()):
+        click.echo(f"{event_type:40} -> {', '.join(actor_names)}")

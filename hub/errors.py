@@ -1,0 +1,95 @@
+"""The hub's error tree.
+
+Whether an error is retried is a property of its type, never of the call site::
+
+    HubError
+     ├── ConfigurationError          bad settings, policy or schema files: fail at start
+     │    └── SchemaError            a broken or incompatible Avro schema
+     ├── RetryableError              try again later (with ``retry_after`` seconds when known)
+     │    ├── StoreUnavailable       Redis did not answer: an explicit retry, never a silent run or skip
+     │    ├── LeaseHeld              another worker holds the idempotency lease for this message
+     │    ├── BrokerUnavailable      RabbitMQ refused, nacked or could not be reached
+     │    └── UpstreamUnavailable    a connected system answered 5xx / 429 / timed out
+     └── PermanentError              retrying cannot help: dead-letter at once
+          ├── InvalidEvent           the event breaks the CloudEvents contract
+          │    ├── UnknownEventType  no schema is registered for the event's ``type``
+          │    └── SchemaViolation   the data does not match the type's Avro schema (names the field)
+          ├── UpstreamRejected       a connected system answered 4xx (not 408/409/429)
+          └── HardStop               a hard-stop workflow refused to continue; routed to its owner
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base class of every error the hub raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigurationError(HubError):
+    """Settings, policy or schema files are invalid; raised at start."""
+
+
+class SchemaError(ConfigurationError):
+    """An Avro schema is broken, unresolvable or not backward compatible."""
+
+
+class RetryableError(HubError):
+    """A transient failure: the message is retried with backoff."""
+
+    retryable = True
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        #: Seconds the other side asked us to wait (``Retry-After``), when known.
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(RetryableError):
+    """Redis (or the embedded store) could not be reached."""
+
+
+class LeaseHeld(RetryableError):
+    """Another worker holds the idempotency lease of this message."""
+
+
+class BrokerUnavailable(RetryableError):
+    """RabbitMQ could not be reached, was blocked, or did not confirm a publish."""
+
+
+class UpstreamUnavailable(RetryableError):
+    """A connected system is temporarily unavailable (5xx, 429, timeout, open circuit)."""
+
+
+class PermanentError(HubError):
+    """A failure that no retry can fix: the message is dead-lettered at once."""
+
+
+class InvalidEvent(PermanentError):
+    """The event breaks the CloudEvents contract of the hub."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        #: Path of the offending attribute or data field, when known.
+        self.field = field
+
+
+class UnknownEventType(InvalidEvent):
+    """No Avro schema is registered for the event's ``type``."""
+
+
+class SchemaViolation(InvalidEvent):
+    """The event data does not match its type's Avro schema."""
+
+
+class UpstreamRejected(PermanentError):
+    """A connected system rejected the request (a 4xx that retrying cannot fix)."""
+
+
+class HardStop(PermanentError):
+    """A hard-stop workflow refused to continue; the case is routed to its owner."""
+
+
+#: Exceptions an actor never retries, for Dramatiq's ``throws`` option.
+NEVER_RETRIED: tuple[type[BaseException], ...] = (PermanentError,)

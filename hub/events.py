@@ -1,0 +1,223 @@
+"""The hub's CloudEvents 1.0 contract and its codecs (Dramatiq message body, RabbitMQ binary binding).
+
+Contract: ``type`` is ``<system>.<entity>.<event>.v<major>`` and is also the routing key; ``source``
+names the publishing system instance; ``subject`` is the business key; extensions ``partitionkey``
+(canonical entity id), ``traceparent`` (W3C) and ``sequence`` (source version); data is Avro binary
+(``datacontenttype: application/avro``) and ``dataschema`` names the Avro schema and its version.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from hub.errors import InvalidEvent
+
+__all__ = [
+    "AVRO_CONTENT_TYPE",
+    "TYPE_PATTERN",
+    "AvroFormat",
+    "CloudEvent",
+    "SchemaLookup",
+    "event_summary",
+    "from_amqp",
+    "from_message_body",
+    "make_event",
+    "to_amqp",
+    "to_message_body",
+    "validate_event",
+]
+
+#: The media type of event data inside the hub and on topics.
+AVRO_CONTENT_TYPE = "application/avro"
+#: ``<system>.<entity>.<event>.v<major>``; lower case, doubles as the AMQP routing key.
+TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
+_EXTENSIONS = ("partitionkey", "traceparent", "sequence")
+
+
+class SchemaLookup(Protocol):
+    """What the contract needs of the schema registry."""
+
+    def encode(self, event_type: str, record: Mapping[str, Any]) -> bytes:
+        """Encode a record of ``event_type`` to Avro binary."""
+        ...
+
+    def decode(self, event_type: str, payload: bytes) -> dict[str, Any]:
+        """Decode Avro binary of ``event_type``."""
+        ...
+
+    def for_type(self, event_type: str) -> _HasDataschema:
+        """The schema of ``event_type`` (raises UnknownEventType)."""
+        ...
+
+
+class _HasDataschema(Protocol):
+    @property
+    def dataschema(self) -> str: ...
+
+
+class AvroFormat(JSONFormat):
+    """CloudEvents JSON format that keeps Avro data as bytes.
+
+    The SDK's JSON format turns binary data that happens to be valid UTF-8 into ``str``; Avro data
+    must stay bytes whatever its content.
+    """
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> dict[str, Any] | str | bytes | None:
+        """Return the body as bytes for Avro, as the SDK does otherwise."""
+        if _is_avro(datacontenttype):
+            return bytes(body)
+        return super().read_data(body, datacontenttype)
+
+
+_FORMAT = AvroFormat()
+
+
+def _is_avro(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == AVRO_CONTENT_TYPE
+
+
+def _build(attributes: dict[str, Any], data: bytes | None) -> CloudEvent:
+    try:
+        return CloudEvent(attributes, data)
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc}") from None
+
+
+def make_event(
+    registry: SchemaLookup,
+    *,
+    type: str,  # noqa: A002 - the CloudEvents attribute name
+    source: str,
+    data: Mapping[str, Any],
+    subject: str | None = None,
+    id: str | None = None,  # noqa: A002
+    time: datetime | None = None,
+    partitionkey: str | None = None,
+    traceparent: str | None = None,
+    sequence: str | None = None,
+) -> CloudEvent:
+    """Build a contract-conforming event, encoding ``data`` with the type's Avro schema."""
+    if not TYPE_PATTERN.match(type):
+        raise InvalidEvent(f"type {type!r} is not <system>.<entity>.<event>.v<major>", field="type")
+    payload = registry.encode(type, data)
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": type,
+        "time": time or datetime.now(UTC),
+        "datacontenttype": AVRO_CONTENT_TYPE,
+        "dataschema": registry.for_type(type).dataschema,
+    }
+    if subject:
+        attributes["subject"] = subject
+    for name, value in (("partitionkey", partitionkey), ("traceparent", traceparent), ("sequence", sequence)):
+        if value:
+            attributes[name] = value
+    return _build(attributes, payload)
+
+
+def validate_event(event: CloudEvent, registry: SchemaLookup) -> dict[str, Any]:
+    """Check an event against the contract and return its decoded data."""
+    event_type = event.get_type()
+    if not TYPE_PATTERN.match(event_type):
+        raise InvalidEvent(f"type {event_type!r} is not <system>.<entity>.<event>.v<major>", field="type")
+    if not _is_avro(event.get_datacontenttype()):
+        raise InvalidEvent(
+            f"datacontenttype must be {AVRO_CONTENT_TYPE}, got {event.get_datacontenttype()!r}",
+            field="datacontenttype",
+        )
+    expected = registry.for_type(event_type).dataschema
+    if event.get_dataschema() not in (None, expected):
+        raise InvalidEvent(
+            f"dataschema {event.get_dataschema()!r} does not match {expected!r}", field="dataschema"
+        )
+    data = event.get_data()
+    if not isinstance(data, bytes):
+        raise InvalidEvent("data must be Avro bytes", field="data")
+    return registry.decode(event_type, data)
+
+
+def to_message_body(event: CloudEvent) -> dict[str, Any]:
+    """The event in CloudEvents JSON structured form (``data_base64``), as a Dramatiq argument."""
+    import json
+
+    body: dict[str, Any] = json.loads(_FORMAT.write(event))
+    return body
+
+
+def from_message_body(body: Mapping[str, Any]) -> CloudEvent:
+    """Inverse of :func:`to_message_body`; the data comes back as bytes."""
+    import json
+
+    try:
+        event = _FORMAT.read(None, json.dumps(dict(body)))
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidEvent(f"not a CloudEvents JSON document: {exc}") from None
+    if not isinstance(event, CloudEvent):
+        raise InvalidEvent(f"unsupported specversion {event.get_specversion()!r}", field="specversion")
+    data = event.get_data()
+    if data is not None and not isinstance(data, bytes):
+        raise InvalidEvent("data must be carried as data_base64", field="data")
+    return event
+
+
+def to_amqp(event: CloudEvent) -> ce_rabbitmq.RabbitMQMessage:
+    """The RabbitMQ binary binding: ``ce-`` headers, content_type, Avro body."""
+    return ce_rabbitmq.to_binary(event, _FORMAT)
+
+
+def from_amqp(headers: Mapping[str, Any], content_type: str | None, body: bytes) -> CloudEvent:
+    """Read the RabbitMQ binary binding back into an event (data stays bytes)."""
+    text_headers: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidEvent(f"header {name!r} is not UTF-8", field=name) from None
+        if isinstance(value, str):
+            text_headers[name] = value
+    message = ce_rabbitmq.RabbitMQMessage(headers=text_headers, content_type=content_type, body=body)
+    try:
+        event = ce_rabbitmq.from_binary(message, _FORMAT)
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc}") from None
+    if not isinstance(event, CloudEvent):
+        raise InvalidEvent(f"unsupported specversion {event.get_specversion()!r}", field="specversion")
+    return event
+
+
+def event_summary(event: CloudEvent, *, root_id: str | None = None) -> dict[str, str | None]:
+    """The attributes carried in message options for routing, tracing, logging and the flight record."""
+    return {
+        "id": event.get_id(),
+        "type": event.get_type(),
+        "source": event.get_source(),
+        "subject": event.get_subject(),
+        "root_id": root_id or event.get_id(),
+        "traceparent": _ext(event, "traceparent"),
+    }
+
+
+def _ext(event: CloudEvent, name: str) -> str | None:
+    value = event.get_attributes().get(name)
+    return None if value is None else str(value)
+
+
+def extension(event: CloudEvent, name: str) -> str | None:
+    """An extension attribute of the contract, as a string (``None`` when absent)."""
+    if name not in _EXTENSIONS:
+        raise KeyError(name)
+    return _ext(event, name)

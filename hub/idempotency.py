@@ -1,0 +1,173 @@
+"""Idempotency middleware: each (actor, event source, event id) runs to success at most once.
+
+Two phases in the store: ``claim`` takes an in-progress lease with a fencing token before the actor
+runs; ``complete`` writes ``done`` only after success; a failure releases the lease so the retry can
+claim at once. A duplicate is skipped, a message whose lease is held elsewhere is retried when the
+lease runs out, and a store outage is an explicit retry, never a silent run or a silent skip.
+A worker that dies mid-message leaves its lease to expire, so the redelivery runs it again; the
+actor's side effects carry :func:`side_effect_key` so that re-run duplicates nothing downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.errors import Retry
+from dramatiq.middleware import Middleware, MiddlewareError, SkipMessage
+
+from hub.errors import LeaseHeld, PermanentError, StoreUnavailable
+from hub.store import ClaimState, IdempotencyStore
+from observability.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class RetryLater(MiddlewareError, Retry):  # type: ignore[misc]
+    """Raised from a hook to have the Retries middleware re-enqueue the message after ``delay`` ms.
+
+    Being a ``MiddlewareError`` it escapes the hook (anything else would be swallowed and the actor
+    would run anyway); being a ``Retry`` it is retried with the given delay without an error log.
+    """
+
+    def __init__(self, message: str, *, delay: int, cause: Exception) -> None:
+        Retry.__init__(self, message, delay=delay)
+        self.cause = cause
+
+
+class PoisonMessage(MiddlewareError, PermanentError):  # type: ignore[misc]
+    """A message whose every delivery ends with its worker dead: park it instead of looping."""
+
+
+def idempotency_key(prefix: str, actor_name: str, source: str, event_id: str) -> str:
+    """The claim key of one actor's processing of one event."""
+    digest = hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()[:32]
+    return f"{prefix}:idem:{actor_name}:{digest}"
+
+
+def side_effect_key(event_id: str, actor_name: str, step: str) -> str:
+    """Idempotency key for one side-effecting call: stable across redeliveries and retries."""
+    return hashlib.sha256(f"{event_id}\x00{actor_name}\x00{step}".encode()).hexdigest()
+
+
+@dataclass
+class _Held:
+    key: str
+    token: int
+
+
+class IdempotencyMiddleware(Middleware):  # type: ignore[misc]
+    """Claims each hub message before its actor runs and marks it done after success."""
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        *,
+        prefix: str,
+        lease_ms: int,
+        done_ttl_s: int,
+        crash_limit: int = 5,
+        store_retry_ms: int = 2_000,
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.lease_ms = lease_ms
+        self.done_ttl_s = done_ttl_s
+        self.store_retry_ms = store_retry_ms
+        self.crash_limit = crash_limit
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Claim the message, or skip it as a duplicate, or have it retried later."""
+        event = message.options.get("hub_event")
+        if not event:
+            return
+        key = idempotency_key(self.prefix, message.actor_name, event["source"], event["id"])
+        try:
+            claim = self.store.claim(key, lease_ms=self.lease_ms)
+        except StoreUnavailable as exc:
+            log.warning("idempotency store unavailable; retrying message", error=str(exc))
+            raise RetryLater("idempotency store unavailable", delay=self._jitter(self.store_retry_ms),
+                             cause=exc) from None
+        if claim.state is ClaimState.DONE:
+            log.info("duplicate skipped", idempotency_key=key)
+            message.options["hub_outcome"] = "duplicate"
+            raise SkipMessage("duplicate")
+        if claim.state is ClaimState.HELD:
+            if getattr(message, "redelivered", False):
+                # RabbitMQ redelivered it while its lease is still live: the worker that held it died.
+                # A retry copy resets the queue's delivery count, so count the crashes here.
+                crashes = int(message.options.get("hub_crashes", 0)) + 1
+                message.options["hub_crashes"] = crashes
+                if crashes >= self.crash_limit:
+                    raise PoisonMessage(f"its worker died {crashes} times while processing it")
+            log.info("lease held elsewhere; retrying later", lease_ttl_ms=claim.ttl_ms)
+            raise RetryLater(
+                "lease held by another worker",
+                delay=self._jitter(claim.ttl_ms + 50),
+                cause=LeaseHeld(f"lease held (token {claim.token})"),
+            )
+        with self._lock:
+            self._held[message.message_id] = _Held(key, claim.token)
+        self._ensure_renewer()
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        """Write ``done`` after success; release the lease after a failure."""
+        with self._lock:
+            held = self._held.pop(message.message_id, None)
+        if held is None:
+            return
+        try:
+            if exception is None:
+                if not self.store.complete(held.key, held.token, done_ttl_s=self.done_ttl_s):
+                    log.warning("lease lost before completion; another worker holds it",
+                                idempotency_key=held.key)
+            else:
+                self.store.release(held.key, held.token)
+        except StoreUnavailable as exc:
+            # The actor already ran: the lease expires by itself and side-effect keys keep a re-run
+            # harmless, so this is logged, not retried.
+            log.error("could not record idempotency outcome", error=str(exc), idempotency_key=held.key)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """A later middleware skipped the message: give the lease back."""
+        self.after_process_message(broker, message, exception=SkipMessage("skipped"))
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Stop renewing leases."""
+        self._stop.set()
+
+    # -- lease renewal -------------------------------------------------------------------------
+    def _ensure_renewer(self) -> None:
+        if self._renewer is not None and self._renewer.is_alive():
+            return
+        with self._lock:
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=self._renew_loop, name="hub-lease-renewer",
+                                                 daemon=True)
+                self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        # Long actors keep their lease; a dead worker's lease stops being renewed and expires.
+        while not self._stop.wait(self.lease_ms / 3000):
+            with self._lock:
+                held = list(self._held.values())
+            for item in held:
+                try:
+                    self.store.renew(item.key, item.token, lease_ms=self.lease_ms)
+                except StoreUnavailable:
+                    log.warning("could not renew lease", idempotency_key=item.key)
+
+    @staticmethod
+    def _jitter(delay_ms: int) -> int:
+        return int(delay_ms * random.uniform(1.0, 1.25))

@@ -1,0 +1,106 @@
+"""The hub's one settings object, read from ``HUB_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.errors import ConfigurationError
+
+#: Prefix of every environment variable the hub reads.
+ENV_PREFIX = "HUB_"
+
+
+class Settings(BaseSettings):
+    """Everything the hub can be told from outside, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_file=None, case_sensitive=False
+    )
+
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ connection URL."
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    http_bind: str = Field(default="127.0.0.1:8080", description="host:port the HTTP ingress listens on.")
+    sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
+    policy_file: Path | None = Field(default=None, description="YAML policy file.")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces."
+    )
+    trace_exporter: Literal["otlp", "console", "memory", "none"] = Field(
+        default="none", description="Where spans go; 'otlp' needs otlp_endpoint."
+    )
+    embedded: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="'on': StubBroker and in-process Redis; 'off': real servers; 'auto': real when reachable.",
+    )
+    queue_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z_][a-zA-Z0-9_-]*$",
+                              description="Prefix of every queue and exchange name.")
+    lease_ttl_ms: int = Field(default=30_000, ge=1_000, description="Idempotency lease lifetime.")
+    done_ttl_s: int = Field(default=30 * 86_400, ge=60, description="How long 'done' marks are kept.")
+    flight_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long flight records are kept.")
+    max_retries: int = Field(default=12, ge=0, description="Retries before a message is dead-lettered.")
+    min_backoff_ms: int = Field(default=1_000, ge=10, description="First retry delay.")
+    max_backoff_ms: int = Field(
+        default=15 * 60_000,
+        ge=100,
+        le=25 * 60_000,
+        description="Longest retry delay; kept below RabbitMQ's 30 min consumer_timeout.",
+    )
+    delivery_limit: int = Field(
+        default=5, ge=1, description="Deliveries of one message before it is parked as poison."
+    )
+    log_format: Literal["json", "console"] = Field(default="json", description="Log line format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("http_bind")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port")
+        return value
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build the settings, turning validation failures into one error naming each bad setting.
+
+    Unknown ``HUB_*`` variables are refused too: a typo must not silently fall back to a default.
+    """
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
+    values: dict[str, object] = {
+        k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)
+    }
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None

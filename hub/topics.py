@@ -1,0 +1,159 @@
+"""The canonical topic exchange ``hub.events``: confirmed publishing in the CloudEvents binary binding.
+
+Routing key = event ``type``; headers ``ce-*``; content type ``application/avro``; body Avro;
+persistent; ``message_id`` is the side-effect idempotency key so consumers can drop redeliveries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pika
+import pika.exceptions
+
+from hub.errors import BrokerUnavailable
+from hub.events import CloudEvent, from_amqp, to_amqp
+
+#: Name of the topic exchange analytics and downstream consumers bind to.
+EXCHANGE = "hub.events"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as a topic subscriber receives it."""
+
+    routing_key: str
+    headers: dict[str, Any]
+    content_type: str | None
+    message_id: str | None
+    body: bytes
+
+    def event(self) -> CloudEvent:
+        """Decode the CloudEvent (data stays Avro bytes)."""
+        return from_amqp(self.headers, self.content_type, self.body)
+
+
+class TopicBus(Protocol):
+    """Where canonical events are fanned out."""
+
+    exchange: str
+
+    def publish(self, event: CloudEvent, *, message_id: str) -> None:
+        """Publish one event, returning only once the broker confirmed it."""
+        ...
+
+
+class RabbitTopicBus:
+    """:class:`TopicBus` on a RabbitMQ topic exchange, one confirming channel per thread."""
+
+    def __init__(self, url: str, *, exchange: str = EXCHANGE) -> None:
+        self.url = url
+        self.exchange = exchange
+        self._local = threading.local()
+        self._channels: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _channel(self) -> Any:
+        channel = getattr(self._local, "channel", None)
+        if channel is None or not channel.is_open:
+            connection = pika.BlockingConnection(pika.URLParameters(self.url))
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+            self._local.channel = channel
+            with self._lock:
+                self._channels.append(channel)
+        return channel
+
+    def publish(self, event: CloudEvent, *, message_id: str) -> None:
+        """Publish one event, returning only once the broker confirmed it."""
+        message = to_amqp(event)
+        properties = pika.BasicProperties(
+            headers=message.headers,
+            content_type=message.content_type,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=message_id,
+        )
+        try:
+            self._channel().basic_publish(self.exchange, event.get_type(), message.body, properties)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self._local.channel = None
+            raise BrokerUnavailable(f"topic publish not confirmed: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        """Close every channel and connection this bus opened."""
+        with self._lock:
+            channels, self._channels = self._channels, []
+        for channel in channels:
+            try:
+                channel.connection.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+
+
+class MemoryTopicBus:
+    """:class:`TopicBus` in process, for the embedded mode: subscribers are callbacks."""
+
+    def __init__(self, *, exchange: str = EXCHANGE) -> None:
+        self.exchange = exchange
+        self._subscribers: list[tuple[str, Callable[[Delivery], None]]] = []
+
+    def subscribe(self, binding_key: str, callback: Callable[[Delivery], None]) -> None:
+        """Call ``callback`` for each event whose type matches the AMQP topic ``binding_key``."""
+        self._subscribers.append((binding_key, callback))
+
+    def publish(self, event: CloudEvent, *, message_id: str) -> None:
+        """Deliver to every matching subscriber, as RabbitMQ would route it."""
+        message = to_amqp(event)
+        delivery = Delivery(event.get_type(), dict(message.headers), message.content_type, message_id,
+                            message.body)
+        for binding_key, callback in list(self._subscribers):
+            if topic_matches(binding_key, event.get_type()):
+                callback(delivery)
+
+
+def topic_matches(binding_key: str, routing_key: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` zero or more."""
+    pattern, words = binding_key.split("."), routing_key.split(".")
+
+    def match(p: int, w: int) -> bool:
+        if p == len(pattern):
+            return w == len(words)
+        if pattern[p] == "#":
+            return any(match(p + 1, k) for k in range(w, len(words) + 1))
+        return w < len(words) and pattern[p] in ("*", words[w]) and match(p + 1, w + 1)
+
+    return match(0, 0)
+
+
+@contextmanager
+def rabbit_subscription(url: str, binding_key: str, *, exchange: str = EXCHANGE) -> Iterator[
+    Callable[[float], Delivery | None]
+]:
+    """Bind a private queue to the exchange and yield a ``receive(timeout_s)`` function."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(queue, exchange, routing_key=binding_key)
+
+        def receive(timeout_s: float) -> Delivery | None:
+            for method, properties, body in channel.consume(queue, inactivity_timeout=timeout_s):
+                if method is None:
+                    return None
+                channel.basic_ack(method.delivery_tag)
+                return Delivery(method.routing_key, dict(properties.headers or {}), properties.content_type,
+                                properties.message_id, bytes(body))
+            return None
+
+        yield receive
+    finally:
+        try:
+            connection.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass

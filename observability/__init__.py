@@ -1,0 +1,1 @@
+"""Tracing, structured logging, flight record and metrics for the hub."""

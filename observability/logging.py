@@ -1,0 +1,211 @@
+"""Structured logging: one structlog configuration, secret redaction and per-message log context.
+
+Every line, from our structlog loggers and from stdlib loggers (dramatiq, pika, uvicorn, root), goes
+through one ``structlog.stdlib.ProcessorFormatter`` so it carries a timestamp, level, logger name,
+the bound context variables and, inside a span, the OpenTelemetry ``trace_id`` and ``span_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import dramatiq
+import structlog
+from dramatiq.middleware import Retries
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = [
+    "LogContextMiddleware",
+    "add_trace_context",
+    "configure_logging",
+    "get_logger",
+    "mask_text",
+    "redact_secrets",
+    "warn_unless_before_retries",
+]
+
+REDACTED = "[redacted]"
+
+_SECRET_KEY = re.compile(r"passw(or)?d|secret|token|authorization|api[_-]?key|signature", re.IGNORECASE)
+# Userinfo of any scheme://user:pass@host; the user name alone can be a credential too (tokens).
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/@]+@")
+# Secrets passed in query strings, e.g. pre-signed download links or ``?api_key=``.
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&](?:[\w.\-]*(?:passw(?:or)?d|secret|token|api[_-]?key|signature|sig)))=[^&\s#]*",
+    re.IGNORECASE,
+)
+
+# Marks the handler we install, so a second configure_logging() replaces it instead of adding one.
+_HANDLER_MARK = "_hub_observability_handler"
+_QUIET_LOGGERS = {"pika": logging.WARNING}
+_ROUTED_LOGGERS = ("dramatiq", "pika", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def mask_text(text: str) -> str:
+    """Mask URL userinfo and secret-looking query parameters in free text."""
+    masked = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    return _QUERY_SECRET.sub(rf"\g<key>={REDACTED}", masked)
+
+
+def _redact_value(key: object, value: Any) -> Any:
+    if isinstance(key, str) and _SECRET_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(None, v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_redact_value(None, v) for v in value)
+    return value
+
+
+def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor replacing secret-named keys with ``[redacted]`` and masking credentials in strings."""
+    return {key: _redact_value(key, value) for key, value in event_dict.items()}
+
+
+def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Processor adding ``trace_id`` and ``span_id`` of the current OpenTelemetry span."""
+    # A valid but unsampled span still correlates logs across services, so validity is the test.
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
+    ]
+
+
+def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger so that every log line is rendered alike."""
+    if fmt not in ("json", "console"):
+        raise ValueError(f"fmt must be 'json' or 'console', not {fmt!r}")
+    numeric_level = logging.getLevelName(level.upper())
+    if not isinstance(numeric_level, int):
+        raise ValueError(f"unknown log level {level!r}")
+    out = stream if stream is not None else sys.stderr
+
+    renderer: Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=True)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: tests and the CLI reconfigure, and cached loggers would keep the old chain.
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            # Last before rendering so that tracebacks and foreign messages are masked too.
+            redact_secrets,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+
+    for name in _ROUTED_LOGGERS:
+        # Libraries that install their own handlers (uvicorn) would print unformatted lines twice.
+        lib = logging.getLogger(name)
+        lib.handlers.clear()
+        lib.propagate = True
+        lib.setLevel(_QUIET_LOGGERS.get(name, logging.NOTSET))
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger named ``name``; configuration is read lazily, on first use."""
+    return structlog.stdlib.get_logger(name)
+
+
+def warn_unless_before_retries(broker: dramatiq.Broker, middleware: dramatiq.Middleware) -> bool:
+    """Log a warning if ``middleware`` sits after a ``Retries`` middleware in the broker's list.
+
+    After-hooks run in reverse list order: only a middleware listed before ``Retries`` sees its
+    decision (``message.failed``) and still has the message's context while it re-enqueues.
+    """
+    names = [type(m) for m in broker.middleware]
+    mine = next((i for i, m in enumerate(broker.middleware) if m is middleware), None)
+    retries = next((i for i, m in enumerate(names) if issubclass(m, Retries)), None)
+    if mine is None or retries is None or mine < retries:
+        return True
+    get_logger(__name__).warning(
+        "middleware placed after Retries; its after-hooks run before the retry decision",
+        middleware=type(middleware).__name__,
+        order=[n.__name__ for n in names],
+    )
+    return False
+
+
+def _attempt(message: Any) -> int:
+    return int(message.options.get("retries") or 0) + 1
+
+
+class LogContextMiddleware(dramatiq.Middleware):
+    """Binds the hub event and message identity to the log context while an actor runs.
+
+    Place it before ``Retries`` in the middleware list: after-hooks run in reverse order, so the
+    retry and dead-letter log lines are still written with the context bound.
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Warn about a middleware order that would lose the context of retry log lines."""
+        warn_unless_before_retries(broker, self)
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Start from an empty context (worker threads are reused) and bind this message's identity."""
+        structlog.contextvars.clear_contextvars()
+        event = message.options.get("hub_event") or {}
+        context = {
+            "event_id": event.get("id"),
+            "event_type": event.get("type"),
+            "event_source": event.get("source"),
+            "actor": message.actor_name,
+            "message_id": message.message_id,
+            "attempt": _attempt(message),
+        }
+        structlog.contextvars.bind_contextvars(**{k: v for k, v in context.items() if v is not None})
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        """Forget the message's context."""
+        structlog.contextvars.clear_contextvars()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Forget the message's context."""
+        structlog.contextvars.clear_contextvars()

@@ -1,0 +1,95 @@
+"""Shared fixtures: each test gets its own queue/key prefix on the real RabbitMQ and Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from hub.cli import build_app
+from hub.runtime import Runtime
+from hub.settings import Settings, load_settings
+from tests.support.rabbit import delete_queues
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A queue and Redis key prefix of this test alone; its queues and keys are removed afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    delete_queues(name)
+    client = redis.Redis()
+    keys = list(client.scan_iter(f"{name}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def hub_settings(prefix: str, **overrides: object) -> Settings:
+    """Settings for the real servers with fast retries and short leases."""
+    values: dict[str, object] = {
+        "queue_prefix": prefix,
+        "embedded": "off",
+        "lease_ttl_ms": 1_000,
+        "min_backoff_ms": 100,
+        "max_backoff_ms": 2_000,
+        "delivery_limit": 2,
+        "log_format": "console",
+    }
+    values.update(overrides)
+    return load_settings({}, **values)
+
+
+
+
+
+@pytest.fixture
+def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A private tracer provider recording spans in memory."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@pytest.fixture
+def app(prefix: str, spans: tuple[TracerProvider, InMemorySpanExporter]) -> Iterator[Runtime]:
+    """The hub wired on the real RabbitMQ and Redis."""
+    runtime = build_app(hub_settings(prefix), embedded=False, tracer_provider=spans[0], span_exporter=spans[1])
+    yield runtime
+    runtime.close()
+
+
+def worker_env(prefix: str, **extra: str) -> dict[str, str]:
+    """Environment for a worker subprocess using this test's prefix."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update({
+        "HUB_QUEUE_PREFIX": prefix,
+        "HUB_EMBEDDED": "off",
+        "HUB_LEASE_TTL_MS": "1000",
+        "HUB_MIN_BACKOFF_MS": "100",
+        "HUB_MAX_BACKOFF_MS": "2000",
+        "HUB_DELIVERY_LIMIT": "2",
+        "HUB_LOG_FORMAT": "console",
+        "HUB_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(extra)
+    return env
+
+
+def start_crash_worker(prefix: str) -> subprocess.Popen[bytes]:
+    """Start ``tests/support/crash_worker.py`` in its own process (so SIGKILL kills only it)."""
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "crash_worker.py")],
+                            env=worker_env(prefix), cwd=ROOT)

@@ -1,0 +1,81 @@
+"""A hub worker with a side-effecting test actor that can be told to die with SIGKILL at chosen points.
+
+Crash points are Redis keys ``<prefix>:crash:<point>``, consumed once (GETDEL):
+``after_claim`` (actor started: the lease is held), ``after_effect`` (side effect applied, not yet
+done), ``after_done`` (done written, message not yet acked). ``<prefix>:poison`` kills the worker on
+every delivery while set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.middleware import Middleware
+
+from hub.cli import build_app
+from hub.errors import NEVER_RETRIED, UpstreamUnavailable
+from hub.events import from_message_body
+from hub.idempotency import IdempotencyMiddleware, side_effect_key
+from hub.runtime import Runtime
+from hub.settings import load_settings
+from hub.workers import run_worker
+
+ACTOR = "effect"
+
+
+def _die_if(client: redis.Redis, key: str) -> None:
+    if client.getdel(key):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashAfterDone(Middleware):  # type: ignore[misc]
+    """Runs its after-hook after the idempotency middleware's (after-hooks run in reverse order)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: Any = None) -> None:
+        _die_if(self.client, f"{self.prefix}:crash:after_done")
+
+
+def declare_effect_actor(runtime: Runtime) -> Any:
+    """Declare the test actor: it applies one side effect keyed by (event id, actor, step)."""
+    prefix, client = runtime.queue_prefix, runtime.redis
+
+    @dramatiq.actor(broker=runtime.broker, actor_name=ACTOR, queue_name=f"{prefix}.{ACTOR}",
+                    throws=NEVER_RETRIED)
+    def effect(event_body: dict[str, Any]) -> None:
+        event = from_message_body(event_body)
+        if client.get(f"{prefix}:poison"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        _die_if(client, f"{prefix}:crash:after_claim")
+        if client.get(f"{prefix}:effect:fail"):
+            raise UpstreamUnavailable("document platform answered 503")
+        key = side_effect_key(event.get_id(), ACTOR, "apply")
+        client.rpush(f"{prefix}:effect:calls", key)  # every time the actor reached the side effect
+        client.sadd(f"{prefix}:effect:applied", key)  # the downstream honours the idempotency key
+        _die_if(client, f"{prefix}:crash:after_effect")
+
+    return effect
+
+
+def main() -> None:
+    """Run until SIGTERM (or until a crash point kills us)."""
+    settings = load_settings()
+    runtime = build_app(settings, embedded=False)
+    runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix),
+                                  before=IdempotencyMiddleware)
+    declare_effect_actor(runtime)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    run_worker(runtime, threads=1, stop=stop)
+
+
+if __name__ == "__main__":
+    main()

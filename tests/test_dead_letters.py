@@ -1,0 +1,110 @@
+"""Dead letters on the real RabbitMQ: a failed retry re-enqueue, a poison message, and replay."""
+
+from __future__ import annotations
+
+import json
+
+import dramatiq
+import pytest
+from click.testing import CliRunner
+
+from hub.cli import main
+from hub.dispatch import Dispatcher, RoutingTable
+from hub.demo import project_created
+from hub.dlq import list_dead_letters
+from hub.events import to_message_body
+from hub.runtime import Runtime
+from hub.workers import running_worker
+from tests.conftest import start_crash_worker, worker_env
+from tests.support.crash_worker import ACTOR, declare_effect_actor
+from tests.support.rabbit import clear_policy, queue_depth, set_policy, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _dispatcher(app: Runtime) -> Dispatcher:
+    declare_effect_actor(app)
+    return Dispatcher(app.broker, RoutingTable({"erp.project.created.v1": (ACTOR,)}),
+                      known_types=set(app.registry.event_types))
+
+
+def test_a_retry_whose_re_enqueue_fails_is_dead_lettered_not_lost(app: Runtime, prefix: str) -> None:
+    dispatcher = _dispatcher(app)
+    queue = f"{prefix}.{ACTOR}"
+    # The delay queue is full: two messages wait there for an hour, the worker takes one (delay
+    # prefetch 1), the other stays ready, and a max-length of 0 with reject-publish makes RabbitMQ nack
+    # the retry's re-enqueue.
+    policy = f"{prefix}-full-dq"
+    for _ in range(2):
+        parked = app.broker.get_actor(ACTOR).message(to_message_body(project_created(app.registry)))
+        app.broker.enqueue(parked, delay=3_600_000)
+    set_policy(policy, f"^{queue}\\.DQ$", json.dumps({"max-length": 0, "overflow": "reject-publish"}))
+    try:
+        app.redis.set(f"{prefix}:effect:fail", "1")  # the actor raises a retryable error
+        event = project_created(app.registry)
+        worker = dramatiq.Worker(app.broker, worker_threads=1, worker_timeout=100)
+        worker.delay_prefetch = 1
+        worker.start()
+        try:
+            dispatcher.dispatch(event)
+            assert wait_until(lambda: queue_depth(f"{queue}.XQ") == 1, timeout=60)
+        finally:
+            worker.stop(timeout=10_000)
+    finally:
+        clear_policy(policy)
+    letters = list_dead_letters(app.settings.amqp_url, queue, app.dead_letters)
+    assert [letter.event_id for letter in letters] == [event.get_id()]
+    assert letters[0].reason is not None
+    assert "retry re-enqueue failed" in letters[0].reason["why"]
+
+
+def test_a_poison_message_is_parked_after_the_delivery_limit_and_replayed_once(
+    app: Runtime, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = _dispatcher(app)
+    queue = f"{prefix}.{ACTOR}"
+    app.redis.set(f"{prefix}:poison", "1")
+    event = project_created(app.registry)
+    dispatcher.dispatch(event)
+    # Every delivery kills its worker; it is parked after the delivery limit (2) instead of looping.
+    crashes = 0
+    for _ in range(6):
+        if queue_depth(f"{queue}.XQ") == 1:
+            break
+        worker = start_crash_worker(prefix)
+        try:
+            wait_until(lambda: worker.poll() is not None or queue_depth(f"{queue}.XQ") == 1, timeout=60)
+        finally:
+            crashes += worker.poll() == -9
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=30)
+    assert queue_depth(f"{queue}.XQ") == 1
+    assert crashes <= 3
+    assert queue_depth(queue) == 0
+
+    for key, value in worker_env(prefix).items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["dlq", "list", "--queue", queue])
+    assert listed.exit_code == 0, listed.output
+    assert event.get_id() in listed.output
+    assert "PoisonMessage" in listed.output or "delivery_limit" in listed.output
+    assert queue_depth(f"{queue}.XQ") == 1, "listing must not consume dead letters"
+
+    app.redis.delete(f"{prefix}:poison")  # the bug is fixed; replay it
+    replayed = runner.invoke(main, ["dlq", "replay", "--queue", queue])
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 dead letter(s) replayed" in replayed.output
+    again = runner.invoke(main, ["dlq", "replay", "--queue", queue])
+    assert "0 dead letter(s) replayed" in again.output
+
+    worker = start_crash_worker(prefix)
+    try:
+        assert wait_until(lambda: app.redis.llen(f"{prefix}:effect:calls") == 1, timeout=30)
+        wait_until(lambda: False, timeout=1.0)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert app.redis.llen(f"{prefix}:effect:calls") == 1
+    assert queue_depth(f"{queue}.XQ") == 0

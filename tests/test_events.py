@@ -1,0 +1,120 @@
+"""The CloudEvents contract and its codecs, through the real RabbitMQ where bytes travel."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pika
+import pytest
+
+from hub.demo import acme_engagement, project_created
+from hub.errors import InvalidEvent, SchemaViolation, UnknownEventType
+from hub.events import (
+    AVRO_CONTENT_TYPE,
+    from_amqp,
+    from_message_body,
+    make_event,
+    to_amqp,
+    to_message_body,
+    validate_event,
+)
+from hub.registry import SchemaRegistry
+from hub.topics import RabbitTopicBus, rabbit_subscription
+from tests.support.rabbit import AMQP_URL
+
+
+@pytest.fixture(scope="module")
+def registry() -> SchemaRegistry:
+    return SchemaRegistry.load()
+
+
+def test_a_new_event_follows_the_contract(registry: SchemaRegistry) -> None:
+    event = project_created(registry, traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    attributes = event.get_attributes()
+    assert attributes["specversion"] == "1.0"
+    assert attributes["type"] == "erp.project.created.v1"
+    assert attributes["subject"] == "ENG-ACME-0001"
+    assert attributes["partitionkey"] == "project:ENG-ACME-0001"
+    assert attributes["datacontenttype"] == AVRO_CONTENT_TYPE
+    assert attributes["dataschema"] == registry.for_type("erp.project.created.v1").dataschema
+    assert isinstance(event.get_data(), bytes)
+    assert validate_event(event, registry)["project_code"] == "ENG-ACME-0001"
+
+
+def test_a_type_outside_the_naming_rule_is_refused(registry: SchemaRegistry) -> None:
+    with pytest.raises(InvalidEvent, match="system"):
+        make_event(registry, type="ProjectCreated", source="erp", data={})
+
+
+def test_an_unregistered_type_is_refused(registry: SchemaRegistry) -> None:
+    with pytest.raises(UnknownEventType):
+        make_event(registry, type="erp.project.archived.v1", source="erp", data={})
+
+
+def test_data_that_breaks_the_schema_names_the_field(registry: SchemaRegistry) -> None:
+    data = acme_engagement() | {"region": "MARS"}
+    with pytest.raises(SchemaViolation) as caught:
+        make_event(registry, type="erp.project.created.v1", source="erp", data=data)
+    assert caught.value.field is not None and "region" in caught.value.field
+
+
+def test_the_message_body_round_trip_keeps_avro_bytes(registry: SchemaRegistry) -> None:
+    event = project_created(registry)
+    back = from_message_body(to_message_body(event))
+    assert back.get_data() == event.get_data()
+    assert back.get_attributes() == event.get_attributes()
+
+
+def test_a_dataschema_of_another_schema_is_refused(registry: SchemaRegistry) -> None:
+    event = project_created(registry)
+    body = to_message_body(event) | {"dataschema": "urn:hub:schema:hub.erp.ProjectCreated:99"}
+    with pytest.raises(InvalidEvent, match="dataschema"):
+        validate_event(from_message_body(body), registry)
+
+
+def _utf8_payload_event(registry: SchemaRegistry) -> tuple[object, bytes]:
+    # Avro of plain ASCII strings and small ints is itself valid UTF-8: the SDK's JSON format would
+    # hand such data back as str.
+    data = {"client_id": "C1", "name": "ACME", "country": "DE", "status": "active",
+            "updated_at": datetime.fromtimestamp(0.05, UTC)}
+    event = make_event(registry, type="erp.client.upserted.v1", source="erp", data=data)
+    payload = event.get_data()
+    assert isinstance(payload, bytes)
+    return event, payload
+
+
+@pytest.mark.integration
+def test_ce_headers_and_avro_bytes_survive_rabbitmq(registry: SchemaRegistry) -> None:
+    event, payload = _utf8_payload_event(registry)
+    payload.decode("utf-8")  # the hard case: binary data that is also valid text
+    exchange = f"t{uuid.uuid4().hex[:8]}.events"
+    bus = RabbitTopicBus(AMQP_URL, exchange=exchange)
+    try:
+        with rabbit_subscription(AMQP_URL, "erp.#", exchange=exchange) as receive:
+            bus.publish(event, message_id="m-1")  # type: ignore[arg-type]
+            delivery = receive(10.0)
+    finally:
+        bus.close()
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        connection.channel().exchange_delete(exchange)
+        connection.close()
+    assert delivery is not None
+    assert delivery.routing_key == "erp.client.upserted.v1"
+    assert delivery.content_type == AVRO_CONTENT_TYPE
+    assert delivery.message_id == "m-1"
+    assert delivery.headers["ce-id"] == event.get_id()  # type: ignore[attr-defined]
+    received = delivery.event()
+    assert received.get_data() == payload
+    assert isinstance(received.get_data(), bytes)
+    assert received.get_attributes() == event.get_attributes()  # type: ignore[attr-defined]
+    assert validate_event(received, registry)["client_id"] == "C1"
+
+
+def test_the_amqp_binding_round_trip_in_memory(registry: SchemaRegistry) -> None:
+    event = project_created(registry)
+    message = to_amqp(event)
+    assert message.headers["ce-type"] == "erp.project.created.v1"
+    assert message.content_type == AVRO_CONTENT_TYPE
+    back = from_amqp(message.headers, message.content_type, message.body)
+    assert back.get_data() == event.get_data()

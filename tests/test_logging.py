@@ -1,0 +1,203 @@
+"""Logging: one JSON line format for everyone, trace and event context inside actors, no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+import structlog
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware, Retries
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from observability.logging import (
+    LogContextMiddleware,
+    configure_logging,
+    get_logger,
+    redact_secrets,
+    warn_unless_before_retries,
+)
+from observability.tracing import TracingMiddleware, configure_tracing
+
+ROUTED = ("dramatiq", "pika", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+@pytest.fixture
+def output() -> Iterator[io.StringIO]:
+    """Where configure_logging writes; the logging configuration is undone afterwards."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_level = root.level
+    saved = {name: logging.getLogger(name).level for name in ROUTED}
+    yield stream
+    for handler in [h for h in root.handlers if getattr(h, "stream", None) is stream]:
+        root.removeHandler(handler)
+    root.setLevel(saved_level)
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    provider, exporter = configure_tracing(exporter="memory", otlp_endpoint=None, service_name="test",
+                                           set_global=False)
+    assert exporter is not None
+    yield provider, exporter
+    provider.shutdown()
+
+
+def run_worker(broker: StubBroker, queue: str) -> None:
+    worker = dramatiq.Worker(broker, worker_timeout=20, worker_threads=1)
+    worker.start()
+    try:
+        broker.join(queue, timeout=5_000)
+        worker.join()
+    finally:
+        worker.stop()
+
+
+def event(event_id: str) -> dict[str, Any]:
+    return {"id": event_id, "type": "com.example.sow.signed", "source": "/docusign", "subject": None,
+            "root_id": event_id}
+
+
+def test_a_log_line_inside_an_actor_carries_trace_and_event_context(output, tracing) -> None:
+    configure_logging(fmt="json", level="INFO", stream=output)
+    provider, exporter = tracing
+    broker = StubBroker(middleware=[TracingMiddleware(tracer_provider=provider), LogContextMiddleware()])
+    broker.emit_after("process_boot")
+    log = get_logger("tests.actor")
+    actor = dramatiq.actor(lambda: log.info("syncing sow", value=1200), actor_name="sync_sow",
+                           queue_name="q", broker=broker)
+
+    message = actor.send_with_options(hub_event=event("evt-7"))
+    run_worker(broker, "q")
+
+    (line,) = [entry for entry in lines(output) if entry["event"] == "syncing sow"]
+    (span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert line["trace_id"] == format(span.context.trace_id, "032x")
+    assert line["span_id"] == format(span.context.span_id, "016x")
+    assert {k: line[k] for k in ("event_id", "event_type", "event_source", "actor", "message_id",
+                                 "attempt", "value", "level", "logger")} == {
+        "event_id": "evt-7", "event_type": "com.example.sow.signed", "event_source": "/docusign",
+        "actor": "sync_sow", "message_id": message.message_id, "attempt": 1, "value": 1200,
+        "level": "info", "logger": "tests.actor",
+    }
+    assert line["timestamp"].endswith("Z")
+
+
+def test_the_context_is_cleared_when_a_message_is_done(output) -> None:
+    configure_logging(fmt="json", level="INFO", stream=output)
+    log = get_logger("tests.after")
+
+    class LogsAfterwards(Middleware):
+        # Listed before LogContextMiddleware, so its after-hook runs after that one's.
+        def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                                  exception: Any = None) -> None:
+            log.info("after message")
+
+    broker = StubBroker(middleware=[LogsAfterwards(), LogContextMiddleware()])
+    broker.emit_after("process_boot")
+    inside = get_logger("tests.inside")
+    actor = dramatiq.actor(lambda: inside.info("inside"), actor_name="a", queue_name="q", broker=broker)
+
+    actor.send_with_options(hub_event=event("evt-1"))
+    run_worker(broker, "q")
+    actor.send()  # a message without hub_event must not inherit evt-1
+    run_worker(broker, "q")
+
+    inside_lines = [entry for entry in lines(output) if entry["event"] == "inside"]
+    assert [entry.get("event_id") for entry in inside_lines] == ["evt-1", None]
+    after_lines = [entry for entry in lines(output) if entry["event"] == "after message"]
+    assert len(after_lines) == 2
+    assert all("event_id" not in entry and "actor" not in entry for entry in after_lines)
+
+
+def test_secrets_are_redacted_by_key_and_in_urls(output) -> None:
+    configure_logging(fmt="json", level="INFO", stream=output)
+    get_logger("tests.secrets").info(
+        "connecting to amqp://hub:s3cret@rabbit:5672/ now",
+        password="p4ss",
+        client_secret="cs",
+        API_KEY="k",
+        headers={"Authorization": "Bearer abc", "X-DocuSign-Signature-1": "sig", "Accept": "json"},
+        urls=["redis://:r3dis@cache:6379/0", "https://x.example/file?sig=abc&name=a"],
+    )
+
+    (line,) = lines(output)
+    assert line["event"] == "connecting to amqp://***@rabbit:5672/ now"
+    assert line["password"] == line["client_secret"] == line["API_KEY"] == "[redacted]"
+    assert line["headers"] == {"Authorization": "[redacted]", "X-DocuSign-Signature-1": "[redacted]",
+                               "Accept": "json"}
+    assert line["urls"] == ["redis://***@cache:6379/0", "https://x.example/file?sig=[redacted]&name=a"]
+    assert "s3cret" not in output.getvalue() and "r3dis" not in output.getvalue()
+
+
+def test_redact_secrets_can_be_reused_as_a_plain_function() -> None:
+    cleaned = redact_secrets(None, "", {"token": "t", "error": "failed: https://u:p@erp/api", "n": 3})
+    assert cleaned == {"token": "[redacted]", "error": "failed: https://***@erp/api", "n": 3}
+
+
+def test_stdlib_log_lines_from_libraries_come_out_as_json(output) -> None:
+    configure_logging(fmt="json", level="INFO", stream=output)
+    logging.getLogger("dramatiq.worker.Worker").warning("Message %s was skipped.", "m-1")
+    logging.getLogger("pika.connection").info("pika chatter below warning is dropped")
+
+    try:
+        raise RuntimeError("boom at amqp://u:pw@host/")
+    except RuntimeError:
+        logging.getLogger("dramatiq.broker").exception("unexpected failure")
+
+    first, second = lines(output)
+    assert {k: first[k] for k in ("event", "level", "logger")} == {
+        "event": "Message m-1 was skipped.", "level": "warning", "logger": "dramatiq.worker.Worker"}
+    assert "timestamp" in first
+    assert second["level"] == "error"
+    assert "RuntimeError: boom at amqp://***@host/" in second["exception"]
+
+
+def test_configuring_twice_does_not_duplicate_lines(output) -> None:
+    configure_logging(fmt="console", level="DEBUG", stream=output)
+    configure_logging(fmt="json", level="INFO", stream=output)
+    get_logger("tests.once").info("once")
+    get_logger("tests.once").debug("below the level")
+
+    assert [entry["event"] for entry in lines(output)] == ["once"]
+
+
+def test_the_console_format_is_human_readable(output) -> None:
+    configure_logging(fmt="console", level="INFO", stream=output)
+    get_logger("tests.console").info("workspace provisioned", matter="M-1")
+
+    text = output.getvalue()
+    assert "workspace provisioned" in text and "matter=M-1" in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="level"):
+        configure_logging(fmt="json", level="LOUD")
+
+
+def test_a_middleware_listed_after_retries_is_reported(output) -> None:
+    configure_logging(fmt="json", level="INFO", stream=output)
+    well_placed, misplaced = LogContextMiddleware(), LogContextMiddleware()
+    broker = StubBroker(middleware=[well_placed, Retries(), misplaced])
+
+    assert warn_unless_before_retries(broker, well_placed)
+    assert not warn_unless_before_retries(broker, misplaced)
+    (line,) = [e for e in lines(output) if e["event"].startswith("middleware placed after Retries")]
+    assert line["middleware"] == "LogContextMiddleware"
