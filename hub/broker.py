@@ -21,7 +21,7 @@ from dramatiq.common import dq_name, xq_name
 from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Pipelines, ShutdownNotifications, TimeLimit
 
 
-class HubRabbitmqBroker(RabbitmqBroker):  # type: ignore[misc]
+class HubRabbitmqBroker(RabbitmqBroker):
     """RabbitmqBroker with quorum actor and delay queues and dead letters that never expire."""
 
     def __init__(self, *, url: str, delivery_limit: int, middleware: list[Middleware]) -> None:

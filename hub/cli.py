@@ -39,12 +39,16 @@ def build_app(
     return runtime
 
 
-def _settings() -> Settings:
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _settings(*, quieter_than: str = "DEBUG") -> Settings:
     try:
         settings = load_settings()
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    level = max(settings.log_level, quieter_than, key=_LEVELS.index)
+    configure_logging(fmt=settings.log_format, level=level)
     return settings
 
 
@@ -89,7 +93,7 @@ def demo() -> None:
     """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise)."""
     from hub.demo import run_demo
 
-    settings = _settings()
+    settings = _settings(quieter_than="WARNING")
     sys.exit(run_demo(settings, build_app=build_app, echo=click.echo))
 
 
@@ -169,7 +173,8 @@ def _queues(runtime: Runtime, actors: tuple[str, ...], queues: tuple[str, ...]) 
         try:
             names.append(runtime.broker.get_actor(name).queue_name)
         except dramatiq.errors.ActorNotFound:
-            raise click.ClickException(f"no actor named {name!r}; known: {', '.join(sorted(runtime.actors))}")
+            known = ", ".join(sorted(runtime.actors))
+            raise click.ClickException(f"no actor named {name!r}; known: {known}") from None
     return names
 
 

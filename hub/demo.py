@@ -71,13 +71,13 @@ def _subscriber(runtime: Runtime, binding_key: str) -> Iterator[Callable[[float]
         inbox: queue.Queue[Delivery] = queue.Queue()
         runtime.topics.subscribe(binding_key, inbox.put)
 
-        def receive(timeout_s: float) -> Delivery | None:
+        def receive_local(timeout_s: float) -> Delivery | None:
             try:
                 return inbox.get(timeout=timeout_s)
             except queue.Empty:
                 return None
 
-        yield receive
+        yield receive_local
     else:
         with rabbit_subscription(runtime.settings.amqp_url, binding_key) as receive:
             yield receive
@@ -98,7 +98,8 @@ def _span_lines(spans: tuple[ReadableSpan, ...], trace_id: int) -> list[str]:
             parent = by_id[parent.span_id].parent
         took = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
         offset = ((span.start_time or 0) - t0) / 1e6
-        lines.append(f"  {'  ' * depth}{span.name:<34} +{offset:7.1f} ms  {took:7.1f} ms  {span.status.status_code.name}")
+        status = span.status.status_code.name
+        lines.append(f"  {'  ' * depth}{span.name:<34} +{offset:7.1f} ms  {took:7.1f} ms  {status}")
     return lines
 
 
@@ -113,8 +114,8 @@ def run_demo(settings: Settings, *, build_app: Callable[..., Runtime], echo: Cal
     spans = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     if embedded:
-        echo("mode: EMBEDDED - RabbitMQ or Redis did not answer (or HUB_EMBEDDED=on): Dramatiq StubBroker and an "
-             "in-process Redis (fakeredis) stand in; nothing is persisted.")
+        echo("mode: EMBEDDED - RabbitMQ or Redis did not answer (or HUB_EMBEDDED=on): Dramatiq StubBroker "
+             "and an in-process Redis (fakeredis) stand in; nothing is persisted.")
     else:
         echo(f"mode: real servers - RabbitMQ {_host(settings.amqp_url)}, Redis {_host(settings.redis_url)}")
     runtime = build_app(settings, embedded=embedded, tracer_provider=provider, span_exporter=spans)
@@ -134,7 +135,8 @@ def run_demo(settings: Settings, *, build_app: Callable[..., Runtime], echo: Cal
                 echo("FAILED: no event reached the hub.events subscriber within 15 s")
                 return 1
             received = delivery.event()
-            data = runtime.registry.decode(received.get_type(), bytes(received.get_data() or b""))
+            payload = received.get_data()
+            data = runtime.registry.decode(received.get_type(), payload if isinstance(payload, bytes) else b"")
             echo(f"2. subscriber on {runtime.topics.exchange!r} received routing key {delivery.routing_key!r}, "
                  f"content type {delivery.content_type}, dataschema {received.get_dataschema()}")
             echo(f"   decoded: {data['project_code']} {data['name']!r} client={data['client_id']} "

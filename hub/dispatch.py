@@ -11,7 +11,10 @@ subscribes an actor to every type.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import time
 from typing import Any
+
+from opentelemetry import trace
 
 import dramatiq
 from dramatiq import Message
@@ -19,6 +22,7 @@ from dramatiq.errors import BrokerConnectionError
 
 from hub.errors import BrokerUnavailable, UnknownEventType
 from hub.events import CloudEvent, event_summary, to_message_body
+from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -51,10 +55,18 @@ class RoutingTable:
 class Dispatcher:
     """Enqueues events to their subscribers on the broker."""
 
-    def __init__(self, broker: dramatiq.Broker, routes: RoutingTable, *, known_types: set[str]) -> None:
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        routes: RoutingTable,
+        *,
+        known_types: set[str],
+        flight: FlightRecord | None = None,
+    ) -> None:
         self.broker = broker
         self.routes = routes
         self.known_types = known_types
+        self.flight = flight
 
     def check(self) -> None:
         """Fail at start when the table names an actor the broker does not know."""
@@ -80,16 +92,30 @@ class Dispatcher:
         sent = []
         for actor_name in self.routes.subscribers(event.get_type()):
             actor = self.broker.get_actor(actor_name)
-            message = Message(
+            message: Message[Any] = Message(
                 queue_name=actor.queue_name,
                 actor_name=actor_name,
                 args=(body,),
                 kwargs={},
                 options={**options, "hub_event": summary},
             )
+            started = time.time()
             try:
                 sent.append(self.broker.enqueue(message))
             except BrokerConnectionError as exc:
                 raise BrokerUnavailable(f"enqueue to {actor.queue_name} not confirmed: {exc}") from None
+            if self.flight is not None:
+                self.flight.record(Hop(
+                    root_id=str(summary["root_id"]), event_id=event.get_id(), event_type=event.get_type(),
+                    actor=actor_name, message_id=message.message_id,
+                    parent_message_id=options.get("hub_parent"), outcome="published", attempt=0,
+                    started_at=started, duration_ms=(time.time() - started) * 1000, error=None,
+                    trace_id=_trace_id(),
+                ))
         log.debug("event dispatched", event_id=event.get_id(), subscribers=len(sent))
         return sent
+
+
+def _trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None

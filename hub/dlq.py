@@ -69,7 +69,7 @@ def _channel(url: str) -> Iterator[Any]:
 
 def _fetch_all(channel: Any, queue: str) -> list[tuple[Any, Any, Message[Any]]]:
     channel.queue_declare(queue=queue, durable=True, passive=True)
-    items = []
+    items: list[tuple[Any, Any, Message[Any]]] = []
     while True:
         method, properties, body = channel.basic_get(queue, auto_ack=False)
         if method is None:
@@ -115,7 +115,7 @@ def replay_dead_letters(
             if message_ids is not None and message.message_id not in message_ids:
                 continue
             options = {k: v for k, v in message.options.items() if k not in _RUN_OPTIONS}
-            fresh = Message(queue_name=q_name(message.queue_name), actor_name=message.actor_name,
+            fresh: Message[Any] = Message(queue_name=q_name(message.queue_name), actor_name=message.actor_name,
                             args=message.args, kwargs=message.kwargs, options=options,
                             message_id=message.message_id, message_timestamp=message.message_timestamp)
             broker.enqueue(fresh)  # confirmed before the dead letter is acked

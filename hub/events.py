@@ -95,11 +95,11 @@ def _build(attributes: dict[str, Any], data: bytes | None) -> CloudEvent:
 def make_event(
     registry: SchemaLookup,
     *,
-    type: str,  # noqa: A002 - the CloudEvents attribute name
+    type: str,
     source: str,
     data: Mapping[str, Any],
     subject: str | None = None,
-    id: str | None = None,  # noqa: A002
+    id: str | None = None,
     time: datetime | None = None,
     partitionkey: str | None = None,
     traceparent: str | None = None,

@@ -27,7 +27,7 @@ from observability.logging import get_logger
 log = get_logger(__name__)
 
 
-class RetryLater(MiddlewareError, Retry):  # type: ignore[misc]
+class RetryLater(MiddlewareError, Retry):
     """Raised from a hook to have the Retries middleware re-enqueue the message after ``delay`` ms.
 
     Being a ``MiddlewareError`` it escapes the hook (anything else would be swallowed and the actor
@@ -39,7 +39,7 @@ class RetryLater(MiddlewareError, Retry):  # type: ignore[misc]
         self.cause = cause
 
 
-class PoisonMessage(MiddlewareError, PermanentError):  # type: ignore[misc]
+class PoisonMessage(MiddlewareError, PermanentError):
     """A message whose every delivery ends with its worker dead: park it instead of looping."""
 
 
@@ -60,7 +60,7 @@ class _Held:
     token: int
 
 
-class IdempotencyMiddleware(Middleware):  # type: ignore[misc]
+class IdempotencyMiddleware(Middleware):
     """Claims each hub message before its actor runs and marks it done after success."""
 
     def __init__(

@@ -31,7 +31,7 @@ def describe(exception: BaseException) -> str:
     return str(redact_secrets(None, "", {"error": text})["error"])[:500]
 
 
-class HubRetries(Retries):  # type: ignore[misc]
+class HubRetries(Retries):
     """Dramatiq's retry middleware, made safe for the hub (see the module docstring)."""
 
     def __init__(
@@ -71,7 +71,7 @@ class HubRetries(Retries):  # type: ignore[misc]
         delay = self._delay(message, actor, retries, exception)
         try:
             broker.enqueue(message, delay=delay)
-        except Exception as enqueue_error:  # noqa: BLE001 - any failure must dead-letter, not ack
+        except Exception as enqueue_error:
             self._dead_letter(
                 message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
             )

@@ -35,7 +35,7 @@ class Runtime:
     settings: Settings
     embedded: bool
     broker: dramatiq.Broker
-    redis: redis.Redis
+    redis: redis.Redis[bytes]
     registry: SchemaRegistry
     topics: TopicBus
     flight: RedisFlightRecord
@@ -145,7 +145,8 @@ def build_runtime(
 
 def attach_routes(runtime: Runtime, routes: RoutingTable) -> Dispatcher:
     """Create the dispatcher once the actors are declared, checking the table against them."""
-    dispatcher = Dispatcher(runtime.broker, routes, known_types=set(runtime.registry.event_types))
+    dispatcher = Dispatcher(runtime.broker, routes, known_types=set(runtime.registry.event_types),
+                            flight=runtime.flight)
     dispatcher.check()
     runtime.dispatcher = dispatcher
     return dispatcher

@@ -6,6 +6,7 @@ persistent; ``message_id`` is the side-effect idempotency key so consumers can d
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,10 +90,8 @@ class RabbitTopicBus:
         with self._lock:
             channels, self._channels = self._channels, []
         for channel in channels:
-            try:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 channel.connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                pass
 
 
 class MemoryTopicBus:
@@ -153,7 +152,5 @@ def rabbit_subscription(url: str, binding_key: str, *, exchange: str = EXCHANGE)
 
         yield receive
     finally:
-        try:
+        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             connection.close()
-        except (pika.exceptions.AMQPError, OSError):
-            pass

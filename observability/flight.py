@@ -259,7 +259,8 @@ def render_tree(hops: list[Hop]) -> str:
         children[parent if parent in by_message and parent != message_id else None].append(message_id)
 
     def attempt_text(hop: Hop) -> str:
-        text = (f"#{hop.attempt} {hop.outcome}  {hop.duration_ms:.1f} ms  "
+        label = "enqueued (confirmed)" if hop.outcome == "published" else f"#{hop.attempt} {hop.outcome}"
+        text = (f"{label}  {hop.duration_ms:.1f} ms  "
                 f"+{(hop.started_at - t0) * 1000:.1f} ms")
         return f"{text}  {hop.error}" if hop.error else text
 
@@ -274,7 +275,8 @@ def render_tree(hops: list[Hop]) -> str:
         if len(attempts) == 1:
             lines.append(f"{prefix}{branch}{head}  {attempt_text(attempts[0])}")
         else:
-            lines.append(f"{prefix}{branch}{head}  ({len(attempts)} attempts)")
+            runs = sum(1 for hop in attempts if hop.outcome != "published")
+            lines.append(f"{prefix}{branch}{head}  ({runs} attempt{'s' if runs != 1 else ''})")
             for i, hop in enumerate(attempts):
                 mark = "└─ " if i == len(attempts) - 1 and not kids else "├─ "
                 lines.append(f"{prefix}{cont}{mark}{attempt_text(hop)}")

@@ -9,12 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import main
-from hub.dispatch import Dispatcher, RoutingTable
 from hub.demo import project_created
+from hub.dispatch import Dispatcher, RoutingTable
 from hub.dlq import list_dead_letters
 from hub.events import to_message_body
 from hub.runtime import Runtime
-from hub.workers import running_worker
 from tests.conftest import start_crash_worker, worker_env
 from tests.support.crash_worker import ACTOR, declare_effect_actor
 from tests.support.rabbit import clear_policy, queue_depth, set_policy, wait_until
@@ -73,7 +72,7 @@ def test_a_poison_message_is_parked_after_the_delivery_limit_and_replayed_once(
             break
         worker = start_crash_worker(prefix)
         try:
-            wait_until(lambda: worker.poll() is not None or queue_depth(f"{queue}.XQ") == 1, timeout=60)
+            wait_until(lambda w=worker: w.poll() is not None or queue_depth(f"{queue}.XQ") == 1, timeout=60)
         finally:
             crashes += worker.poll() == -9
             if worker.poll() is None:

@@ -201,7 +201,7 @@ def test_render_tree_nests_children_groups_attempts_and_shows_errors() -> None:
 
     assert render_tree(hops) == "\n".join([
         "journey evt-1  trace 4bf92f3577b34da6a3ce929d0e0e4736",
-        "└── ingress  com.example.invoice.drafted  #1 published  0.5 ms  +0.0 ms",
+        "└── ingress  com.example.invoice.drafted  enqueued (confirmed)  0.5 ms  +0.0 ms",
         "    ├── provision  com.example.invoice.drafted  (2 attempts)",
         "    │   ├─ #1 retry  12.2 ms  +1.0 ms  ConnectionError: simulator down",
         "    │   ├─ #2 ok  8.0 ms  +110.0 ms",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from hub.dispatch import Dispatcher, RoutingTable
 from hub.demo import project_created
+from hub.dispatch import Dispatcher, RoutingTable
 from hub.runtime import Runtime
 from hub.workers import running_worker
 from tests.conftest import start_crash_worker
@@ -87,9 +87,9 @@ def test_a_worker_killed_mid_message_loses_nothing_and_duplicates_nothing(
 def test_a_redis_outage_retries_the_message_instead_of_running_or_skipping_it(
     prefix: str, spans: object
 ) -> None:
+    from hub.cli import build_app
     from tests.conftest import hub_settings
     from tests.support.netproxy import TcpProxy
-    from hub.cli import build_app
 
     proxy = TcpProxy(("127.0.0.1", 6379))
     provider, exporter = spans  # type: ignore[misc]
