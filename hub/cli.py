@@ -55,6 +55,10 @@ def _settings(*, quieter_than: str = "DEBUG") -> Settings:
 @click.group()
 def main() -> None:
     """Integration hub for ERP/PSA, document platforms and e-signature (settings: HUB_* variables)."""
+    try:
+        load_settings()  # every command fails at start on an unknown or invalid setting
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -10,15 +10,14 @@ subscribes an actor to every type.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from opentelemetry import trace
 
 import dramatiq
 from dramatiq import Message
 from dramatiq.errors import BrokerConnectionError
+from opentelemetry import trace
 
 from hub.errors import BrokerUnavailable, UnknownEventType
 from hub.events import CloudEvent, event_summary, to_message_body
