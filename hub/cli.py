@@ -156,7 +156,11 @@ def schemas_release() -> None:
     from hub.compat import release
 
     current, released = _schema_dirs(None)
-    for name in release(current, released):
+    try:
+        names = release(current, released)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in names:
         click.echo(f"released {name}")
 
 

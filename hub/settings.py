@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.errors import ConfigurationError
@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         description="'on': StubBroker and in-process Redis; 'off': real servers; 'auto': real when reachable.",
     )
     queue_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z_][a-zA-Z0-9_-]*$",
-                              description="Prefix of every queue and exchange name.")
+                              description="Prefix of every queue name and Redis key.")
     lease_ttl_ms: int = Field(default=30_000, ge=1_000, description="Idempotency lease lifetime.")
     done_ttl_s: int = Field(default=30 * 86_400, ge=60, description="How long 'done' marks are kept.")
     flight_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long flight records are kept.")
@@ -55,7 +55,13 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Deliveries of one message before it is parked as poison."
     )
     log_format: Literal["json", "console"] = Field(default="json", description="Log line format.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Lowest level logged.")
+
+    @model_validator(mode="after")
+    def _otlp_needs_endpoint(self) -> Settings:
+        if self.trace_exporter == "otlp" and not self.otlp_endpoint:
+            raise ValueError("otlp_endpoint is required when trace_exporter is 'otlp'")
+        return self
 
     @field_validator("amqp_url")
     @classmethod
@@ -100,7 +106,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         return Settings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper() or 'OTLP_ENDPOINT'}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None

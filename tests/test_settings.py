@@ -39,3 +39,8 @@ def test_an_invalid_value_fails_naming_the_setting(name: str, value: str) -> Non
 def test_variables_of_other_programs_are_ignored() -> None:
     settings = load_settings({"PATH": "/usr/bin", "HUBBLE": "x", "HUB_HTTP_BIND": "0.0.0.0:9000"})
     assert settings.http_bind == "0.0.0.0:9000"
+
+
+def test_the_otlp_exporter_without_an_endpoint_fails_naming_the_endpoint() -> None:
+    with pytest.raises(ConfigurationError, match="HUB_OTLP_ENDPOINT"):
+        load_settings({"HUB_TRACE_EXPORTER": "otlp"})
