@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from hub.cli import build_app
 from hub.runtime import Runtime
 from hub.settings import Settings, load_settings
+from observability.tracing import configure_tracing
 from tests.support.rabbit import delete_queues
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,16 @@ def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider, exporter
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider made by the hub's own ``configure_tracing`` with the in-memory exporter."""
+    provider, exporter = configure_tracing(exporter="memory", otlp_endpoint=None, service_name="test",
+                                           set_global=False)
+    assert exporter is not None
+    yield provider, exporter
+    provider.shutdown()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from structlog.testing import capture_logs
 
 from observability.flight import FlightRecorderMiddleware, Hop, RedisFlightRecord, render_tree
-from observability.tracing import TracingMiddleware, configure_tracing
+from observability.tracing import TracingMiddleware
 
 TTL_S = 600
 
@@ -33,15 +33,6 @@ def client() -> fakeredis.FakeRedis:
 @pytest.fixture
 def record(client: fakeredis.FakeRedis) -> RedisFlightRecord:
     return RedisFlightRecord(client, prefix="t", ttl_s=TTL_S)
-
-
-@pytest.fixture
-def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    provider, exporter = configure_tracing(exporter="memory", otlp_endpoint=None, service_name="test",
-                                           set_global=False)
-    assert exporter is not None
-    yield provider, exporter
-    provider.shutdown()
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ import pytest
 import structlog
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Retries
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from observability.logging import (
@@ -24,7 +22,7 @@ from observability.logging import (
     redact_secrets,
     warn_unless_before_retries,
 )
-from observability.tracing import TracingMiddleware, configure_tracing
+from observability.tracing import TracingMiddleware
 
 ROUTED = ("dramatiq", "pika", "uvicorn", "uvicorn.error", "uvicorn.access")
 
@@ -48,15 +46,6 @@ def output() -> Iterator[io.StringIO]:
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-
-
-@pytest.fixture
-def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    provider, exporter = configure_tracing(exporter="memory", otlp_endpoint=None, service_name="test",
-                                           set_global=False)
-    assert exporter is not None
-    yield provider, exporter
-    provider.shutdown()
 
 
 def run_worker(broker: StubBroker, queue: str) -> None:

@@ -34,15 +34,6 @@ def hub_event(event_id: str = "evt-1", **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    provider, exporter = configure_tracing(exporter="memory", otlp_endpoint=None, service_name="test",
-                                           set_global=False)
-    assert exporter is not None
-    yield provider, exporter
-    provider.shutdown()
-
-
-@pytest.fixture
 def make_broker(
     tracing: tuple[TracerProvider, InMemorySpanExporter],
 ) -> Iterator[Callable[..., StubBroker]]:
