@@ -10,6 +10,7 @@ consume):
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -66,17 +67,28 @@ def declare_subscribers(runtime: Runtime, count: int) -> list[Any]:
             """No work beyond counting: what is measured is the messaging around it."""
             client.incr(key)
 
-        declared.append(dramatiq.actor(subscriber, broker=runtime.broker, actor_name=name,
-                                       queue_name=f"{prefix}.{name}"))
+        declare = dramatiq.actor(broker=runtime.broker, actor_name=name, queue_name=f"{prefix}.{name}")
+        declared.append(declare(subscriber))
     return declared
+
+
+def dispatcher_for(runtime: Runtime, routes: RoutingTable) -> Dispatcher:
+    """A dispatcher configured exactly like the hub's own (broker, known types, flight record...), other routes.
+
+    Copying ``runtime.dispatcher`` (built by ``hub.cli.build_app``) keeps the benchmark on the code path
+    the hub runs, whatever the dispatcher's configuration becomes.
+    """
+    if runtime.dispatcher is None:
+        raise RuntimeError("build the runtime with hub.cli.build_app first (it attaches the dispatcher)")
+    dispatcher = copy.copy(runtime.dispatcher)
+    dispatcher.routes = routes
+    dispatcher.check()
+    return dispatcher
 
 
 def direct_dispatcher(runtime: Runtime, count: int) -> Dispatcher:
     """A dispatcher sending the event type straight to the ``count`` subscribers."""
-    dispatcher = Dispatcher(runtime.broker, RoutingTable({EVENT_TYPE: subscriber_names(count)}),
-                            known_types=set(runtime.registry.event_types))
-    dispatcher.check()
-    return dispatcher
+    return dispatcher_for(runtime, RoutingTable({EVENT_TYPE: subscriber_names(count)}))
 
 
 def declare_router(runtime: Runtime, count: int) -> Any:
@@ -95,16 +107,13 @@ def declare_router(runtime: Runtime, count: int) -> Any:
             raise RuntimeError("router declared without subscribers")
         fan.dispatch(from_message_body(event_body), parent=CurrentMessage.get_current_message())
 
-    return dramatiq.actor(bench_router, broker=runtime.broker, actor_name=ROUTER,
-                          queue_name=f"{runtime.queue_prefix}.{ROUTER}")
+    declare = dramatiq.actor(broker=runtime.broker, actor_name=ROUTER, queue_name=f"{runtime.queue_prefix}.{ROUTER}")
+    return declare(bench_router)
 
 
 def router_dispatcher(runtime: Runtime) -> Dispatcher:
     """The publisher's dispatcher in the router design: every event goes once to the router."""
-    dispatcher = Dispatcher(runtime.broker, RoutingTable({EVENT_TYPE: (ROUTER,)}),
-                            known_types=set(runtime.registry.event_types))
-    dispatcher.check()
-    return dispatcher
+    return dispatcher_for(runtime, RoutingTable({EVENT_TYPE: (ROUTER,)}))
 
 
 def declare_all(runtime: Runtime, count: int) -> None:
@@ -119,7 +128,7 @@ def make_events(registry: SchemaRegistry, count: int, *, tag: str) -> list[Cloud
     return [project_created(registry, data={**base, "project_code": f"ENG-{tag}-{i:06d}"}) for i in range(count)]
 
 
-class EnqueueCounter(Middleware):  # type: ignore[misc]
+class EnqueueCounter(Middleware):
     """Counts the messages this process enqueued (confirmed) and the actor failures it saw."""
 
     def __init__(self) -> None:
@@ -139,7 +148,7 @@ class EnqueueCounter(Middleware):  # type: ignore[misc]
             with self._lock:
                 self.failed += 1
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str | bytes, int]:
         """The counters, for the stats hash."""
         with self._lock:
             return {"published": self.published, "failed": self.failed}

@@ -15,6 +15,8 @@ Whether an error is retried is a property of its type, never of the call site::
           │    ├── UnknownEventType  no schema is registered for the event's ``type``
           │    └── SchemaViolation   the data does not match the type's Avro schema (names the field)
           ├── UpstreamRejected       a connected system answered 4xx (not 408/409/429)
+          ├── AuthenticationFailed   a caller's credentials or signature did not verify
+          ├── NotAuthorized          an authenticated source may not publish this event
           └── HardStop               a hard-stop workflow refused to continue; routed to its owner
 """
 
@@ -85,6 +87,14 @@ class SchemaViolation(InvalidEvent):
 
 class UpstreamRejected(PermanentError):
     """A connected system rejected the request (a 4xx that retrying cannot fix)."""
+
+
+class AuthenticationFailed(PermanentError):
+    """Credentials or a signature did not verify; the message never says which secret was tried."""
+
+
+class NotAuthorized(PermanentError):
+    """An authenticated source may not publish this event type or claim this ``source``."""
 
 
 class HardStop(PermanentError):

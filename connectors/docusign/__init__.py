@@ -1,0 +1,1 @@
+"""DocuSign: Connect webhook adapter (inbound), client and simulator."""

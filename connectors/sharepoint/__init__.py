@@ -1,0 +1,1 @@
+"""SharePoint through Microsoft Graph: change-notification adapter (inbound), client and simulator."""

@@ -1,0 +1,1 @@
+"""The governed HTTP edge: CloudEvents and native webhooks, authenticated, authorised, limited."""
