@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     machine = machine_info()
-    print(format_table(["machine", ""], [[k, v] for k, v in machine.items()]))
+    print(format_table(["machine", "value"], [[k, v] for k, v in machine.items()]))
     print(flush=True)
     reports: dict[str, Any] = {}
     for name, runner in BENCHMARKS:

@@ -1,0 +1,213 @@
+"""DocuSign Connect (JSON SIM) webhooks: HMAC verification and translation to the hub's contract.
+
+Connect signs the raw body with every active Connect HMAC key and sends one base64 HMAC-SHA256 per
+key in ``X-DocuSign-Signature-1``, ``-2``, ...; one match with any configured key is enough, which is
+how keys rotate. Verify the bytes as received, before parsing: re-serialised JSON does not verify.
+
+Only ``envelope-completed`` becomes an event (``esign.envelope.completed.v1``); every other Connect
+event is acknowledged and dropped. The Connect configuration must include the envelope summary with
+recipients, custom fields and documents. The envelope's text custom fields carry the business data:
+
+- ``project_code`` (required) and ``document_class`` (required, e.g. ``SOW`` or ``engagement letter``);
+- ``contract_value`` with ``contract_currency`` (ISO 4217), ``start_date``, ``end_date`` (optional).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.signatures import (
+    any_match,
+    hmac_sha256,
+    load_json_object,
+    optional_text,
+    parse_instant,
+    require_object,
+    require_text,
+    stable_id,
+)
+from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
+from hub.events import CloudEvent, SchemaLookup, make_event
+
+__all__ = ["COMPLETED_EVENT", "EVENT_TYPE", "parse", "to_event", "verify"]
+
+#: The Connect event that is published; all others are acknowledged and dropped.
+COMPLETED_EVENT = "envelope-completed"
+#: The hub event type it becomes.
+EVENT_TYPE = "esign.envelope.completed.v1"
+
+_SIGNATURE_HEADER = re.compile(r"^x-docusign-signature-[0-9]+$", re.IGNORECASE)
+_FIELDS = "data.envelopeSummary.customFields.textCustomFields"
+# ISO 4217 currencies whose minor unit is not the cent; every other code has two decimals.
+_MINOR_DIGITS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+                 "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
+
+
+def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[str]) -> None:
+    """Accept ``body`` when any ``X-DocuSign-Signature-N`` header is its HMAC under any of ``keys``."""
+    if not keys:
+        raise ConfigurationError("no DocuSign Connect HMAC key is configured")
+    signatures = [value for name, value in headers.items() if _SIGNATURE_HEADER.match(name)]
+    if not signatures:
+        raise AuthenticationFailed("missing X-DocuSign-Signature-N header")
+    if not any_match(signatures, [hmac_sha256(key, body) for key in keys]):
+        raise AuthenticationFailed("X-DocuSign-Signature-N does not match any configured Connect key")
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """The Connect message as a JSON object (InvalidEvent when it is not one)."""
+    return load_json_object(body)
+
+
+def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str) -> CloudEvent | None:
+    """``envelope-completed`` as an ``esign.envelope.completed.v1`` event; None for other Connect events."""
+    event = require_text(payload, "event", "event")
+    if event != COMPLETED_EVENT:
+        return None
+    data = require_object(payload, "data", "data")
+    envelope_id = require_text(data, "envelopeId", "data.envelopeId")
+    summary = require_object(data, "envelopeSummary", "data.envelopeSummary")
+    status = require_text(summary, "status", "data.envelopeSummary.status")
+    if status != "completed":
+        raise InvalidEvent(
+            f"{COMPLETED_EVENT} with envelope status {status!r}", field="data.envelopeSummary.status"
+        )
+    completed_at = parse_instant(
+        require_text(summary, "completedDateTime", "data.envelopeSummary.completedDateTime"),
+        "data.envelopeSummary.completedDateTime",
+    )
+    fields = _custom_fields(summary)
+    project_code = _required_field(fields, "project_code")
+    record = {
+        "envelope_id": envelope_id,
+        "project_code": project_code,
+        "document_class": _document_class(_required_field(fields, "document_class")),
+        "document_name": _document_name(summary),
+        "signers": _signers(summary),
+        "completed_at": completed_at,
+        "value": _money(fields),
+        "start_date": _date(fields, "start_date"),
+        "end_date": _date(fields, "end_date"),
+    }
+    try:
+        return make_event(
+            registry,
+            type=EVENT_TYPE,
+            source=source,
+            data=record,
+            subject=envelope_id,
+            # An envelope completes once: its completion instant, unlike generatedDateTime, is the same
+            # in a Connect retry and in a manual republish, so every copy maps to one event id.
+            id=stable_id("docusign", envelope_id, event, _millis(completed_at)),
+            time=completed_at,
+            partitionkey=f"project:{project_code}",
+        )
+    except SchemaViolation as exc:
+        if exc.field != "document_class":
+            raise
+        path = f"{_FIELDS}[name=document_class]"
+        raise SchemaViolation(f"{path}: {exc}", field=path) from None
+
+
+def _millis(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _custom_fields(summary: Mapping[str, Any]) -> dict[str, str]:
+    custom = require_object(summary, "customFields", "data.envelopeSummary.customFields")
+    items = custom.get("textCustomFields")
+    if not isinstance(items, list):
+        raise InvalidEvent(f"{_FIELDS} must be a list", field=_FIELDS)
+    fields: dict[str, str] = {}
+    for index, item in enumerate(items):
+        path = f"{_FIELDS}[{index}]"
+        if not isinstance(item, Mapping):
+            raise InvalidEvent(f"{path} must be a JSON object", field=path)
+        value = optional_text(item, "value", f"{path}.value")
+        if value is not None and value.strip():
+            fields[require_text(item, "name", f"{path}.name")] = value.strip()
+    return fields
+
+
+def _required_field(fields: Mapping[str, str], name: str) -> str:
+    if name not in fields:
+        path = f"{_FIELDS}[name={name}]"
+        raise InvalidEvent(f"{path} is required", field=path)
+    return fields[name]
+
+
+def _document_class(text: str) -> str:
+    # Typed by a person in DocuSign: "SOW", "Change Order" and "engagement-letter" are all accepted.
+    return re.sub(r"[\s-]+", "_", text.strip().lower())
+
+
+def _document_name(summary: Mapping[str, Any]) -> str | None:
+    documents = summary.get("envelopeDocuments")
+    if not isinstance(documents, list):
+        return None
+    for document in documents:
+        # "summary" is DocuSign's certificate of completion, not the signed document.
+        if isinstance(document, Mapping) and document.get("type", "content") == "content":
+            name = document.get("name")
+            if isinstance(name, str) and name:
+                return name
+    return None
+
+
+def _signers(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    recipients = require_object(summary, "recipients", "data.envelopeSummary.recipients")
+    items = recipients.get("signers")
+    base = "data.envelopeSummary.recipients.signers"
+    if not isinstance(items, list) or not items:
+        raise InvalidEvent(f"{base} must be a non-empty list", field=base)
+    signers = []
+    for index, item in enumerate(items):
+        path = f"{base}[{index}]"
+        if not isinstance(item, Mapping):
+            raise InvalidEvent(f"{path} must be a JSON object", field=path)
+        signed = optional_text(item, "signedDateTime", f"{path}.signedDateTime")
+        signers.append({
+            "name": require_text(item, "name", f"{path}.name"),
+            "email": require_text(item, "email", f"{path}.email"),
+            "role": optional_text(item, "roleName", f"{path}.roleName"),
+            "signed_at": None if signed is None else parse_instant(signed, f"{path}.signedDateTime"),
+        })
+    return signers
+
+
+def _money(fields: Mapping[str, str]) -> dict[str, Any] | None:
+    amount, currency = fields.get("contract_value"), fields.get("contract_currency")
+    if amount is None and currency is None:
+        return None
+    if amount is None or currency is None:
+        missing = "contract_value" if amount is None else "contract_currency"
+        path = f"{_FIELDS}[name={missing}]"
+        raise InvalidEvent(f"{path} is required when the other half of the contract value is set", field=path)
+    code = currency.upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        path = f"{_FIELDS}[name=contract_currency]"
+        raise InvalidEvent(f"{path} is not an ISO 4217 code", field=path)
+    path = f"{_FIELDS}[name=contract_value]"
+    try:
+        # People write "125,000.00": thousands separators are dropped, the point is the decimal mark.
+        minor = Decimal(amount.replace(",", "")).scaleb(_MINOR_DIGITS.get(code, 2))
+    except InvalidOperation:
+        raise InvalidEvent(f"{path} is not a decimal amount", field=path) from None
+    if not minor.is_finite() or minor != minor.to_integral_value():
+        raise InvalidEvent(f"{path} has more decimals than {code} allows", field=path)
+    return {"amount_minor": int(minor), "currency": code}
+
+
+def _date(fields: Mapping[str, str], name: str) -> date | None:
+    text = fields.get(name)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        path = f"{_FIELDS}[name={name}]"
+        raise InvalidEvent(f"{path} is not an ISO 8601 date (YYYY-MM-DD)", field=path) from None

@@ -1,0 +1,159 @@
+"""Microsoft Graph change notifications for SharePoint: validation handshake, clientState, translation.
+
+Graph proves the notification URL when a subscription is created or renewed by calling it with a
+``validationToken`` query parameter; the endpoint answers 200 ``text/plain`` with the decoded token
+within 10 seconds. Notifications then arrive as ``{"value": [...]}`` and are authenticated by the
+``clientState`` secret given at subscription time (Graph signs nothing else for basic notifications).
+
+A notification says only that something changed, never its new state, so each one becomes a
+``dms.change.notified.v1`` event and an actor fetches the item: the ingress can answer 202 at once,
+within Graph's deadline, whatever the fetch costs. Lifecycle notifications (``missed``,
+``reauthorizationRequired``, ``subscriptionRemoved``) travel the same way with that name as
+``change_type``, so the same actor can resynchronise or renew.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from connectors.signatures import load_json_object, optional_text, require_text, stable_id
+from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
+from hub.events import CloudEvent, SchemaLookup, make_event
+
+__all__ = ["EVENT_TYPE", "PLATFORM", "Notification", "check_client_state", "parse_notifications",
+           "to_event", "validation_token"]
+
+#: The hub event type every notification becomes.
+EVENT_TYPE = "dms.change.notified.v1"
+#: The ``platform`` field of events from this adapter.
+PLATFORM = "sharepoint"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One item of a Graph change notification collection."""
+
+    subscription_id: str
+    client_state: str | None
+    change_type: str
+    resource: str
+    resource_id: str | None
+    tenant_id: str | None
+    notification_id: str | None = None
+    lifecycle: bool = False
+
+
+def validation_token(query: Mapping[str, str] | str) -> str | None:
+    """The token to echo for a subscription validation request, or None for a notification.
+
+    ``query`` is either the parsed query parameters (values already URL-decoded, as every web
+    framework gives them) or the raw query string, which is decoded here; never decode twice.
+    """
+    if isinstance(query, str):
+        values = parse_qs(query, keep_blank_values=True).get("validationToken")
+        token = values[0] if values else None
+    else:
+        token = query.get("validationToken")
+    if token is None:
+        return None
+    if not token:
+        raise InvalidEvent("validationToken is empty", field="validationToken")
+    return token
+
+
+def parse_notifications(body: bytes) -> list[Notification]:
+    """Every notification of a Graph ``{"value": [...]}`` POST body."""
+    items = load_json_object(body).get("value")
+    if not isinstance(items, list) or not items:
+        raise InvalidEvent("value must be a non-empty list of notifications", field="value")
+    return [_notification(item, f"value[{index}]") for index, item in enumerate(items)]
+
+
+def _notification(item: Any, path: str) -> Notification:
+    if not isinstance(item, Mapping):
+        raise InvalidEvent(f"{path} must be a JSON object", field=path)
+    subscription_id = require_text(item, "subscriptionId", f"{path}.subscriptionId")
+    lifecycle_event = optional_text(item, "lifecycleEvent", f"{path}.lifecycleEvent")
+    if lifecycle_event is None:
+        change_type = require_text(item, "changeType", f"{path}.changeType")
+        resource = require_text(item, "resource", f"{path}.resource")
+    else:
+        # Lifecycle notifications concern the subscription and may name no resource.
+        change_type = lifecycle_event
+        resource = optional_text(item, "resource", f"{path}.resource") or f"subscriptions/{subscription_id}"
+    data = item.get("resourceData")
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidEvent(f"{path}.resourceData must be a JSON object", field=f"{path}.resourceData")
+    return Notification(
+        subscription_id=subscription_id,
+        client_state=optional_text(item, "clientState", f"{path}.clientState"),
+        change_type=change_type,
+        resource=resource.lstrip("/"),
+        resource_id=None if data is None else optional_text(data, "id", f"{path}.resourceData.id"),
+        tenant_id=optional_text(item, "tenantId", f"{path}.tenantId"),
+        notification_id=optional_text(item, "id", f"{path}.id"),
+        lifecycle=lifecycle_event is not None,
+    )
+
+
+def check_client_state(notification: Notification, expected: Sequence[str]) -> None:
+    """Accept the notification when its clientState equals one of ``expected`` (constant time)."""
+    if not expected:
+        raise ConfigurationError("no Graph subscription clientState is configured")
+    if notification.client_state is None:
+        raise AuthenticationFailed("notification carries no clientState")
+    received = notification.client_state.encode("utf-8")
+    # Every configured value is compared (no early exit), so the time taken says nothing about which.
+    results = [hmac.compare_digest(received, secret.encode("utf-8")) for secret in expected]
+    if not any(results):
+        raise AuthenticationFailed("clientState does not match the subscription")
+
+
+def to_event(
+    notification: Notification,
+    *,
+    registry: SchemaLookup,
+    source: str,
+    received_at: datetime | None = None,
+) -> CloudEvent:
+    """The notification as a ``dms.change.notified.v1`` event (received now unless ``received_at``).
+
+    De-duplication caveat: a notification has no timestamp or sequence, and Graph's own ``id`` is
+    optional. With an ``id`` the event id is derived from the notification alone, so Graph's retries
+    of it collapse into one event. Without one, a retry and a genuine second change are
+    indistinguishable, and a content-only id would make the idempotency store skip every later
+    change to that resource while its done mark lives (driveItem notifications all name the drive
+    root); so the receipt instant joins the id, and a Graph retry costs one redundant fetch instead.
+    """
+    if received_at is not None and received_at.utcoffset() is None:
+        raise ValueError("received_at must be timezone-aware")
+    received = (received_at or datetime.now(UTC)).astimezone(UTC)
+    parts = [PLATFORM, notification.subscription_id, notification.resource, notification.change_type,
+             notification.resource_id or ""]
+    if notification.notification_id is not None:
+        parts.append(notification.notification_id)
+    else:
+        parts.append(received.isoformat(timespec="microseconds"))
+    record = {
+        "platform": PLATFORM,
+        "change_type": notification.change_type,
+        "resource": notification.resource,
+        "resource_id": notification.resource_id,
+        "subscription_id": notification.subscription_id,
+        "tenant_id": notification.tenant_id,
+        "notified_at": received,
+    }
+    return make_event(
+        registry,
+        type=EVENT_TYPE,
+        source=source,
+        data=record,
+        subject=notification.resource_id or notification.resource,
+        id=stable_id(*parts),
+        time=received,
+    )

@@ -1,0 +1,366 @@
+"""Publishing sources: who may send what to the ingress, read from the sources file at start.
+
+The file (``HUB_SOURCES_FILE``, see ``examples/sources.yaml``) lists each source with its credentials,
+the CloudEvents ``source`` values it may claim, the event types it may publish and its quota. It is
+validated once; every error names the file, the line and the field. Secrets are ``SecretStr`` so
+that no ``repr`` or log line ever shows one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import limits
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hub.errors import ConfigurationError, NotAuthorized
+from hub.settings import Settings
+from observability.logging import get_logger
+
+__all__ = [
+    "ApiKeyCredential", "BoxKeys", "DocuSignKeys", "GraphStates", "SourceConfig", "SourceRegistry",
+    "SourcesFile", "WebhookCredential", "load_sources", "sources_from_settings",
+]
+
+log = get_logger(__name__)
+
+Loc = tuple[int | str, ...]
+
+
+def _from_env(value: object, info: ValidationInfo) -> object:
+    """Replace ``{secret_env: NAME}`` by the variable's value from the environ given to load_sources()."""
+    if not (isinstance(value, Mapping) and set(value) == {"secret_env"}):
+        return value
+    environ = (info.context or {}).get("environ")
+    if environ is None:
+        raise ValueError("secret_env is read only by load_sources()")
+    name = value["secret_env"]
+    if not isinstance(name, str) or name not in environ:
+        raise ValueError(f"environment variable {name} is not set")
+    return environ[name]
+
+
+def _nonempty(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        raise ValueError("must not be empty")
+    return value
+
+
+#: A secret given inline or as ``{secret_env: NAME}``.
+Secret = Annotated[SecretStr, BeforeValidator(_from_env), AfterValidator(_nonempty)]
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (Standard Webhooks: 24 to 64 random bytes)."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("must start with whsec_")
+    encoded = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("must be whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("must decode to 24 to 64 bytes")
+    return key
+
+
+def _whsec(value: SecretStr) -> SecretStr:
+    webhook_key(value.get_secret_value())
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiKeyCredential(_Model):
+    """An API key, stored as the SHA-256 of the key (``Authorization: Bearer <key>``)."""
+
+    scheme: Literal["api_key"]
+    # Hidden from repr: an unsalted hash lets anyone holding it test guessed keys offline.
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+
+    @property
+    def digest(self) -> bytes:
+        """The key's SHA-256 as bytes."""
+        return bytes.fromhex(self.sha256)
+
+
+class WebhookCredential(_Model):
+    """A Standard Webhooks signing secret ``whsec_<base64>``, inline or as ``secret_env: NAME``."""
+
+    scheme: Literal["standard_webhooks"]
+    secret: Annotated[Secret, AfterValidator(_whsec)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_env(cls, data: object) -> object:
+        if isinstance(data, Mapping) and "secret_env" in data:
+            if "secret" in data:
+                raise ValueError("give either secret or secret_env, not both")
+            data = {**{k: v for k, v in data.items() if k != "secret_env"},
+                    "secret": {"secret_env": data["secret_env"]}}
+        return data
+
+    @property
+    def key(self) -> bytes:
+        """The HMAC key."""
+        return webhook_key(self.secret.get_secret_value())
+
+
+Credential = Annotated[ApiKeyCredential | WebhookCredential, Field(discriminator="scheme")]
+
+
+class DocuSignKeys(_Model):
+    """DocuSign Connect HMAC keys (several while rotating)."""
+
+    hmac_keys: list[Secret] = Field(min_length=1)
+
+
+class GraphStates(_Model):
+    """Microsoft Graph change-notification ``clientState`` values (several while rotating)."""
+
+    client_states: list[Secret] = Field(min_length=1)
+
+
+class BoxKeys(_Model):
+    """Box webhook signature keys; Box signs with both so either may be rotated."""
+
+    primary_key: Secret
+    secondary_key: Secret | None = None
+
+
+def _pattern(value: str, *, wildcard: str) -> str:
+    if "*" in value.removesuffix(wildcard) or value == wildcard:
+        raise ValueError(f"'*' is allowed only as a final '{wildcard}' after a non-empty prefix")
+    return value
+
+
+class SourceConfig(_Model):
+    """One publishing source: identity, credentials, permissions and quota."""
+
+    id: str = Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)
+    description: str = Field(min_length=1)
+    sources: list[Annotated[str, AfterValidator(lambda v: _pattern(v, wildcard="*"))]] = Field(min_length=1)
+    event_types: list[
+        Annotated[str, Field(pattern=r"^[\w-]+(\.[\w-]+)*(\.\*)?$")]
+    ] = Field(min_length=1)
+    credentials: list[Credential] = Field(default_factory=list)
+    quota: str
+    docusign: DocuSignKeys | None = None
+    graph: GraphStates | None = None
+    box: BoxKeys | None = None
+
+    @field_validator("quota")
+    @classmethod
+    def _quota(cls, value: str) -> str:
+        if len(limits.parse_many(value)) != 1:
+            raise ValueError("give a single rate such as '100/minute'")
+        return value
+
+    @model_validator(mode="after")
+    def _some_credential(self) -> SourceConfig:
+        if not (self.credentials or self.docusign or self.graph or self.box):
+            raise ValueError("a source needs credentials or a vendor block (docusign, graph, box)")
+        return self
+
+    @property
+    def rate_limit(self) -> limits.RateLimitItem:
+        """The quota as a ``limits`` item."""
+        return limits.parse(self.quota)
+
+    @property
+    def webhook_keys(self) -> tuple[bytes, ...]:
+        """HMAC keys of the source's Standard Webhooks secrets (several while rotating)."""
+        return tuple(c.key for c in self.credentials if isinstance(c, WebhookCredential))
+
+    def may_publish_type(self, event_type: str) -> bool:
+        """Whether ``event_type`` is listed exactly or under a ``prefix.*`` wildcard."""
+        return any(event_type == p or (p.endswith(".*") and event_type.startswith(p[:-1]) and
+                                       len(event_type) > len(p) - 1) for p in self.event_types)
+
+    def may_claim(self, ce_source: str) -> bool:
+        """Whether the CloudEvents ``source`` is listed exactly or under a ``prefix*``."""
+        return any(ce_source == p or (p.endswith("*") and ce_source.startswith(p[:-1])) for p in self.sources)
+
+
+class SourcesFile(_Model):
+    """The whole sources file."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= 120 else value[:117] + "..."
+
+
+def _duplicates(sources: list[SourceConfig]) -> list[tuple[Loc, str]]:
+    """Ids, API keys and webhook secrets used twice: each would make a request's source ambiguous."""
+    problems: list[tuple[Loc, str]] = []
+    seen: dict[object, str] = {}
+    for i, source in enumerate(sources):
+        owned: list[tuple[Loc, object, str]] = [(("sources", i, "id"), ("id", source.id), "duplicate source id")]
+        for j, cred in enumerate(source.credentials):
+            what = ("api_key", cred.digest) if isinstance(cred, ApiKeyCredential) else ("wh", cred.key)
+            owned.append((("sources", i, "credentials", j), what, "credential already used"))
+        for loc, key, message in owned:
+            if key in seen:
+                problems.append((loc, f"{message} (first in source '{seen[key]}')"))
+            seen.setdefault(key, source.id)
+    return problems
+
+
+class SourceRegistry:
+    """The validated sources with the lookups the ingress needs."""
+
+    def __init__(self, sources: Iterable[SourceConfig], *, origin: str = "<memory>") -> None:
+        listed = list(sources)
+        problems = _duplicates(listed)
+        if problems:
+            raise ConfigurationError("; ".join(f"{origin}: {_field(loc)}: {msg}" for loc, msg in problems))
+        self.origin = origin
+        self._by_id = {s.id: s for s in listed}
+        self._api_keys = tuple((c.digest, s) for s in listed for c in s.credentials
+                               if isinstance(c, ApiKeyCredential))
+
+    def __repr__(self) -> str:
+        return f"SourceRegistry(origin={self.origin!r}, sources={list(self._by_id)!r})"
+
+    def __iter__(self) -> Iterator[SourceConfig]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, source_id: str) -> SourceConfig | None:
+        """The source with this id, if any."""
+        return self._by_id.get(source_id)
+
+    def by_api_key(self, key: str) -> SourceConfig | None:
+        """The source holding this API key: its SHA-256 is compared in constant time with every candidate."""
+        digest = hashlib.sha256(key.encode()).digest()
+        found = None
+        for stored, source in self._api_keys:
+            # No early exit: the time taken does not depend on which candidate matched.
+            if hmac.compare_digest(stored, digest) and found is None:
+                found = source
+        return found
+
+    def may_publish(self, source: SourceConfig, event_type: str, ce_source: str) -> None:
+        """Raise ``NotAuthorized`` unless ``source`` may publish ``event_type`` claiming ``ce_source``."""
+        if not source.may_publish_type(event_type):
+            raise NotAuthorized(f"source '{source.id}' may not publish type '{_shown(event_type)}'")
+        if not source.may_claim(ce_source):
+            raise NotAuthorized(f"source '{source.id}' may not claim source '{_shown(ce_source)}'")
+
+
+def _field(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out
+
+
+def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
+    """The 1-based line of ``loc`` in the node tree, and ``loc`` without pydantic's union tags."""
+    node, line = root, root.start_mark.line + 1
+    shown: list[int | str] = []
+    for n, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            hit = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if hit is None:
+                if n == len(loc) - 1:
+                    shown.append(part)  # a missing field: report it at its parent's line
+                continue  # a discriminator tag such as 'api_key' has no node of its own
+            node, line = hit[1], hit[0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            continue
+        shown.append(part)
+    return line, tuple(shown)
+
+
+def _check_keys(node: yaml.Node, where: str) -> None:
+    """Refuse duplicate mapping keys, which YAML loaders would otherwise silently overwrite."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise ConfigurationError(f"{where}, line {key.start_mark.line + 1}: duplicate key '{key.value}'")
+                seen.add(key.value)
+            _check_keys(value, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_keys(item, where)
+
+
+def _compose(path: Path) -> tuple[yaml.Node, object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot read sources file: {exc}") from None
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        if root is None:
+            raise ConfigurationError(f"{path}: the sources file is empty")
+        _check_keys(root, str(path))
+        return root, loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f", line {mark.line + 1}" if mark else ""
+        raise ConfigurationError(f"{path}{line}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
+    """Read and validate the sources file; ``secret_env`` names are looked up in ``environ`` only."""
+    root, data = _compose(path)
+    try:
+        parsed = SourcesFile.model_validate(data, context={"environ": environ})
+    except ValidationError as exc:
+        problems = [(*_locate(root, tuple(e["loc"])), e["msg"]) for e in exc.errors(include_input=False)]
+        raise ConfigurationError("invalid sources file:\n" + "\n".join(
+            f"{path}, line {line}, field {_field(loc) or '(top level)'}: {msg}" for line, loc, msg in problems
+        )) from None
+    duplicates = _duplicates(parsed.sources)
+    if duplicates:
+        raise ConfigurationError("invalid sources file:\n" + "\n".join(
+            f"{path}, line {_locate(root, loc)[0]}, field {_field(loc)}: {msg}" for loc, msg in duplicates
+        ))
+    registry = SourceRegistry(parsed.sources, origin=str(path))
+    log.info("sources loaded", path=str(path), sources=len(registry))
+    return registry
+
+
+def sources_from_settings(settings: Settings, environ: Mapping[str, str]) -> SourceRegistry:
+    """Load the file named by ``HUB_SOURCES_FILE``; the ingress refuses to start without one."""
+    if settings.sources_file is None:
+        raise ConfigurationError("HUB_SOURCES_FILE is not set: the ingress needs a sources file")
+    return load_sources(settings.sources_file, environ)
