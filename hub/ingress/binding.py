@@ -200,7 +200,7 @@ def _event(attributes: Mapping[str, Any], data: Any, *, avro: bool, registry: Sc
         raise Problem(Kind.UNKNOWN_EVENT_TYPE, f"type {event_type!r} is not <system>.<entity>.<event>.v<major>",
                       field="type")
     extensions = {}
-    for name, value in attributes.items():
+    for name in attributes:
         if name in _CORE:
             continue
         if not _EXTENSION_NAME.match(str(name)) or name not in _KNOWN_EXTENSIONS:
