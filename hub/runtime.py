@@ -35,7 +35,7 @@ class Runtime:
     settings: Settings
     embedded: bool
     broker: dramatiq.Broker
-    redis: redis.Redis[bytes]
+    redis: redis.Redis
     registry: SchemaRegistry
     topics: TopicBus
     flight: RedisFlightRecord

@@ -100,7 +100,7 @@ def guarded(call: Callable[[], T]) -> T:
 class RedisIdempotencyStore:
     """:class:`IdempotencyStore` on Redis, each step one atomic Lua script."""
 
-    def __init__(self, client: redis.Redis[bytes], *, prefix: str = "hub") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
         self._client = client
         self._fence = f"{prefix}:idem:fence"
         self._claim = client.register_script(_CLAIM)
@@ -130,7 +130,7 @@ class RedisIdempotencyStore:
 class DeadLetterReasons:
     """Why a message was dead-lettered, kept (without expiry) until the dead letter is handled."""
 
-    def __init__(self, client: redis.Redis[bytes], *, prefix: str = "hub") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
         self._client = client
         self._key = f"{prefix}:dlq:reasons"
 
@@ -140,7 +140,7 @@ class DeadLetterReasons:
 
     def get(self, message_id: str) -> dict[str, Any] | None:
         """The recorded reason, or None."""
-        raw = guarded(lambda: self._client.hget(self._key, message_id))
+        raw: Any = guarded(lambda: self._client.hget(self._key, message_id))
         return None if raw is None else dict(json.loads(raw))
 
     def forget(self, message_id: str) -> None:
@@ -148,11 +148,11 @@ class DeadLetterReasons:
         guarded(lambda: self._client.hdel(self._key, message_id))
 
 
-def connect_redis(url: str, *, embedded: bool) -> redis.Redis[bytes]:
+def connect_redis(url: str, *, embedded: bool) -> redis.Redis:
     """A Redis client for ``url``, or an in-process Redis (fakeredis) in embedded mode."""
     if embedded:
         import fakeredis
 
-        client: redis.Redis[bytes] = fakeredis.FakeRedis()
+        client: redis.Redis = fakeredis.FakeRedis()
         return client
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)

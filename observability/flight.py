@@ -103,7 +103,7 @@ class RedisFlightRecord:
     """
 
     def __init__(
-        self, client: redis.Redis[Any], *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0
+        self, client: redis.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
@@ -138,7 +138,8 @@ class RedisFlightRecord:
     def hops(self, root_id: str) -> list[Hop]:
         """Every hop of the business event; entries that do not parse are logged and left out."""
         found: list[Hop] = []
-        for raw in self.client.lrange(self.key(root_id), 0, -1):
+        entries: Any = self.client.lrange(self.key(root_id), 0, -1)  # sync client: a list
+        for raw in entries:
             try:
                 found.append(Hop.from_json(raw))
             except ValueError as exc:
