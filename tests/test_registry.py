@@ -144,6 +144,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
 }
 
 NAMES = {
+    "dms.change.notified.v1": "hub.dms.ChangeNotified",
     "dms.document.retention_applied.v1": "hub.dms.DocumentRetentionApplied",
     "dms.document.state_changed.v1": "hub.dms.DocumentStateChanged",
     "dms.workspace.provisioned.v1": "hub.dms.WorkspaceProvisioned",

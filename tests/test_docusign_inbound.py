@@ -1,0 +1,274 @@
+"""DocuSign Connect inbound: HMAC verification of the raw body and envelope-completed translation."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from connectors.docusign.inbound import parse, to_event, verify
+from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
+from hub.events import validate_event
+from hub.registry import SchemaRegistry
+
+SOURCE = "docusign://account/12345678-abcd-1234-abcd-1234567890ab"
+KEY = "Xq3sE0oY1nJmV3zC6jQ9yT2uR5wA8dF4hK7pL0bN6gM="
+NEW_KEY = "c2Vjb25kLWNvbm5lY3Qta2V5LWZvci1yb3RhdGlvbg=="
+ENVELOPE_ID = "4d7e1a52-93b6-4f0e-9a1d-6c2b8e5f0a11"
+
+#: A JSON SIM envelope-completed message (envelope summary with recipients, custom fields, documents).
+PAYLOAD: dict[str, Any] = {
+    "event": "envelope-completed",
+    "apiVersion": "v2.1",
+    "uri": f"/restapi/v2.1/accounts/12345678-abcd-1234-abcd-1234567890ab/envelopes/{ENVELOPE_ID}",
+    "retryCount": 0,
+    "configurationId": 10523871,
+    "generatedDateTime": "2025-03-14T09:27:01.4566935Z",
+    "data": {
+        "accountId": "12345678-abcd-1234-abcd-1234567890ab",
+        "userId": "0b8a5c1e-6f3d-4c2a-9e7b-1d4f6a8c2e90",
+        "envelopeId": ENVELOPE_ID,
+        "envelopeSummary": {
+            "status": "completed",
+            "emailSubject": "Please DocuSign: SOW ACME-2025-014",
+            "createdDateTime": "2025-03-12T15:02:11.37Z",
+            "sentDateTime": "2025-03-12T15:02:12.1Z",
+            "completedDateTime": "2025-03-14T09:26:53.5899912Z",
+            "customFields": {
+                "textCustomFields": [
+                    {"fieldId": "10731712", "name": "project_code", "show": "true", "required": "false",
+                     "value": "ACME-2025-014"},
+                    {"fieldId": "10731713", "name": "document_class", "show": "true", "required": "false",
+                     "value": "SOW"},
+                    {"fieldId": "10731714", "name": "contract_value", "show": "false", "required": "false",
+                     "value": "125,000.00"},
+                    {"fieldId": "10731715", "name": "contract_currency", "show": "false", "required": "false",
+                     "value": "EUR"},
+                    {"fieldId": "10731716", "name": "start_date", "show": "false", "required": "false",
+                     "value": "2025-04-01"},
+                    {"fieldId": "10731717", "name": "end_date", "show": "false", "required": "false",
+                     "value": "2025-09-30"},
+                    {"fieldId": "10731718", "name": "notes", "show": "false", "required": "false", "value": ""},
+                ],
+                "listCustomFields": [],
+            },
+            "recipients": {
+                "signers": [
+                    {"recipientId": "1", "routingOrder": "1", "status": "completed", "name": "Anna Schmidt",
+                     "email": "a.schmidt@acme.example", "roleName": "client_signatory",
+                     "signedDateTime": "2025-03-13T10:14:22.903Z", "deliveredDateTime": "2025-03-13T10:12:09.2Z"},
+                    {"recipientId": "2", "routingOrder": "2", "status": "completed", "name": "Peter Weber",
+                     "email": "p.weber@firm.example", "roleName": "engagement_partner",
+                     "signedDateTime": "2025-03-14T09:26:53.5899912Z"},
+                ],
+                "carbonCopies": [],
+                "recipientCount": "2",
+            },
+            "envelopeDocuments": [
+                {"documentId": "1", "documentIdGuid": "9e0c3b7a-2d4f-4e61-8a5b-0f1c2d3e4f50",
+                 "name": "SOW ACME-2025-014.pdf", "type": "content", "order": "1"},
+                {"documentId": "certificate", "name": "Summary", "type": "summary", "order": "999"},
+            ],
+        },
+    },
+}
+#: The body as DocuSign sends it: the exact bytes are what is signed.
+BODY = json.dumps(PAYLOAD, indent=2).encode("utf-8")
+
+
+def sign(body: bytes, key: str) -> str:
+    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def payload(**summary_changes: Any) -> dict[str, Any]:
+    document = copy.deepcopy(PAYLOAD)
+    document["data"]["envelopeSummary"].update(summary_changes)
+    return document
+
+
+def without_field(name: str) -> dict[str, Any]:
+    document = payload()
+    fields = document["data"]["envelopeSummary"]["customFields"]["textCustomFields"]
+    fields[:] = [field for field in fields if field["name"] != name]
+    return document
+
+
+@pytest.fixture(scope="module")
+def registry() -> SchemaRegistry:
+    return SchemaRegistry.load()
+
+
+def test_a_body_signed_with_the_connect_key_verifies() -> None:
+    verify(BODY, {"X-DocuSign-Signature-1": sign(BODY, KEY)}, [KEY])
+
+
+def test_signature_headers_are_found_whatever_their_case() -> None:
+    verify(BODY, {"x-docusign-signature-1": sign(BODY, KEY)}, [KEY])
+
+
+def test_during_rotation_a_signature_made_with_the_second_key_verifies() -> None:
+    headers = {"X-DocuSign-Signature-1": sign(BODY, "retired-key"), "X-DocuSign-Signature-2": sign(BODY, NEW_KEY)}
+    verify(BODY, headers, [KEY, NEW_KEY])
+
+
+def test_a_signature_made_with_another_key_is_rejected() -> None:
+    with pytest.raises(AuthenticationFailed):
+        verify(BODY, {"X-DocuSign-Signature-1": sign(BODY, "not-the-key")}, [KEY])
+
+
+def test_a_body_with_one_flipped_byte_is_rejected() -> None:
+    tampered = bytearray(BODY)
+    tampered[BODY.index(b"ACME-2025-014")] ^= 0x01
+    with pytest.raises(AuthenticationFailed):
+        verify(bytes(tampered), {"X-DocuSign-Signature-1": sign(BODY, KEY)}, [KEY])
+
+
+def test_the_same_json_serialised_differently_is_rejected() -> None:
+    reserialised = json.dumps(json.loads(BODY)).encode("utf-8")
+    assert json.loads(reserialised) == json.loads(BODY) and reserialised != BODY
+    with pytest.raises(AuthenticationFailed):
+        verify(reserialised, {"X-DocuSign-Signature-1": sign(BODY, KEY)}, [KEY])
+
+
+def test_a_request_without_a_signature_header_is_rejected() -> None:
+    with pytest.raises(AuthenticationFailed, match="missing"):
+        verify(BODY, {"Content-Type": "application/json", "X-DocuSign-Signature": sign(BODY, KEY)}, [KEY])
+
+
+@pytest.mark.parametrize("garbage", ["", "not base64 at all!", "é" * 44, sign(BODY, KEY)[:-4]])
+def test_a_malformed_signature_is_rejected_as_unauthenticated(garbage: str) -> None:
+    with pytest.raises(AuthenticationFailed):
+        verify(BODY, {"X-DocuSign-Signature-1": garbage}, [KEY])
+
+
+def test_the_rejection_names_neither_the_key_nor_the_expected_signature() -> None:
+    with pytest.raises(AuthenticationFailed) as caught:
+        verify(BODY, {"X-DocuSign-Signature-1": sign(BODY, "forged")}, [KEY])
+    assert KEY not in str(caught.value) and sign(BODY, KEY) not in str(caught.value)
+
+
+def test_no_configured_key_is_a_configuration_error_not_a_rejection() -> None:
+    with pytest.raises(ConfigurationError):
+        verify(BODY, {"X-DocuSign-Signature-1": sign(BODY, KEY)}, [])
+
+
+def test_parse_reads_the_json_body() -> None:
+    assert parse(BODY) == PAYLOAD
+
+
+@pytest.mark.parametrize("body", [b"{\"event\": ", b"\xff\xfe", b"[1, 2]"])
+def test_parse_refuses_a_body_that_is_not_a_json_object(body: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        parse(body)
+
+
+def test_envelope_completed_becomes_a_contract_event_keyed_by_envelope(registry: SchemaRegistry) -> None:
+    event = to_event(parse(BODY), registry=registry, source=SOURCE)
+    assert event is not None
+    data = validate_event(event, registry)
+    assert event.get_type() == "esign.envelope.completed.v1"
+    assert event.get_subject() == ENVELOPE_ID
+    assert event.get_source() == SOURCE
+    assert event.get_attributes()["partitionkey"] == "project:ACME-2025-014"
+    assert data["envelope_id"] == ENVELOPE_ID
+    assert data["project_code"] == "ACME-2025-014"
+    assert data["document_class"] == "sow"
+    assert data["document_name"] == "SOW ACME-2025-014.pdf"
+    assert data["completed_at"] == datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
+    assert data["value"] == {"amount_minor": 12_500_000, "currency": "EUR"}
+    assert (data["start_date"], data["end_date"]) == (date(2025, 4, 1), date(2025, 9, 30))
+    assert [(s["name"], s["email"], s["role"]) for s in data["signers"]] == [
+        ("Anna Schmidt", "a.schmidt@acme.example", "client_signatory"),
+        ("Peter Weber", "p.weber@firm.example", "engagement_partner"),
+    ]
+    assert data["signers"][0]["signed_at"] == datetime(2025, 3, 13, 10, 14, 22, 903000, tzinfo=UTC)
+
+
+def test_optional_business_fields_may_be_absent(registry: SchemaRegistry) -> None:
+    document = payload()
+    summary = document["data"]["envelopeSummary"]
+    summary["customFields"]["textCustomFields"] = summary["customFields"]["textCustomFields"][:2]
+    del summary["envelopeDocuments"]
+    event = to_event(document, registry=registry, source=SOURCE)
+    assert event is not None
+    data = validate_event(event, registry)
+    assert (data["value"], data["start_date"], data["end_date"], data["document_name"]) == (None, None, None, None)
+
+
+def test_a_value_in_a_three_decimal_currency_is_kept_in_fils(registry: SchemaRegistry) -> None:
+    document = payload()
+    for field in document["data"]["envelopeSummary"]["customFields"]["textCustomFields"]:
+        field["value"] = {"contract_value": "4500.125", "contract_currency": "bhd"}.get(field["name"], field["value"])
+    event = to_event(document, registry=registry, source=SOURCE)
+    assert event is not None
+    assert validate_event(event, registry)["value"] == {"amount_minor": 4_500_125, "currency": "BHD"}
+
+
+def test_a_connect_retry_of_the_same_notification_gets_the_same_event_id(registry: SchemaRegistry) -> None:
+    retry = copy.deepcopy(PAYLOAD) | {"retryCount": 1, "generatedDateTime": "2025-03-14T09:42:17.0012Z"}
+    first = to_event(parse(BODY), registry=registry, source=SOURCE)
+    again = to_event(parse(BODY), registry=registry, source=SOURCE)
+    retried = to_event(retry, registry=registry, source=SOURCE)
+    assert first is not None and again is not None and retried is not None
+    assert first.get_id() == again.get_id() == retried.get_id()
+
+
+def test_another_envelope_gets_another_event_id(registry: SchemaRegistry) -> None:
+    other = copy.deepcopy(PAYLOAD)
+    other["data"]["envelopeId"] = "0f9e8d7c-6b5a-4321-8765-43210fedcba9"
+    first, second = (to_event(doc, registry=registry, source=SOURCE) for doc in (PAYLOAD, other))
+    assert first is not None and second is not None
+    assert first.get_id() != second.get_id()
+
+
+@pytest.mark.parametrize("event", ["envelope-sent", "envelope-delivered", "recipient-completed", "envelope-voided"])
+def test_other_connect_events_are_acknowledged_without_an_event(registry: SchemaRegistry, event: str) -> None:
+    assert to_event(copy.deepcopy(PAYLOAD) | {"event": event}, registry=registry, source=SOURCE) is None
+
+
+@pytest.mark.parametrize(
+    ("document", "path"),
+    [
+        ({k: v for k, v in PAYLOAD.items() if k != "event"}, "event"),
+        ({k: v for k, v in PAYLOAD.items() if k != "data"}, "data"),
+        (payload(completedDateTime=None), "data.envelopeSummary.completedDateTime"),
+        (payload(completedDateTime="14/03/2025 09:26"), "data.envelopeSummary.completedDateTime"),
+        (payload(status="sent"), "data.envelopeSummary.status"),
+        (payload(recipients={"signers": []}), "data.envelopeSummary.recipients.signers"),
+        (payload(customFields={}), "data.envelopeSummary.customFields.textCustomFields"),
+        (without_field("project_code"), "data.envelopeSummary.customFields.textCustomFields[name=project_code]"),
+        (without_field("document_class"), "data.envelopeSummary.customFields.textCustomFields[name=document_class]"),
+        (without_field("contract_currency"),
+         "data.envelopeSummary.customFields.textCustomFields[name=contract_currency]"),
+    ],
+)
+def test_a_missing_or_malformed_field_is_named_by_its_json_path(
+    registry: SchemaRegistry, document: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == path
+
+
+def test_a_signer_without_an_email_is_named_by_index(registry: SchemaRegistry) -> None:
+    document = payload()
+    del document["data"]["envelopeSummary"]["recipients"]["signers"][1]["email"]
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == "data.envelopeSummary.recipients.signers[1].email"
+
+
+def test_an_unknown_document_class_is_named_by_its_custom_field(registry: SchemaRegistry) -> None:
+    document = payload()
+    for field in document["data"]["envelopeSummary"]["customFields"]["textCustomFields"]:
+        if field["name"] == "document_class":
+            field["value"] = "Brochure"
+    with pytest.raises(SchemaViolation) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == "data.envelopeSummary.customFields.textCustomFields[name=document_class]"
