@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import click
 import dramatiq
+from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hub.dispatch import RoutingTable
 from hub.errors import ConfigurationError, HubError
+from hub.ingress.sources import SourceRegistry
 from hub.runtime import Runtime, attach_routes, build_runtime
 from hub.settings import Settings, load_settings
 from observability.logging import configure_logging
@@ -40,6 +44,54 @@ def build_app(
 
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def build_ingress(
+    runtime: Runtime, *, sources: SourceRegistry, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """The HTTP ingress on the runtime: confirmed publishing (aio-pika, or the dispatcher when embedded),
+    Redis-backed replay guard, quotas and accepted-event outcomes, and the native webhook adapters."""
+    from connectors.webhooks import adapters
+    from hub.ingress.app import EventPublisher, Ingress, create_app
+    from hub.ingress.auth import RedisReplayGuard
+    from hub.ingress.local import DispatcherPublisher
+    from hub.ingress.outcomes import OutcomeStore
+    from hub.ingress.publisher import AsyncEventPublisher
+    from hub.ingress.quotas import QuotaGate
+    from hub.store import connect_async_redis
+
+    settings = runtime.settings
+    prefix = settings.queue_prefix
+    assert runtime.dispatcher is not None
+    publisher: DispatcherPublisher | AsyncEventPublisher
+    if runtime.embedded:
+        publisher = DispatcherPublisher(runtime.dispatcher)
+    else:
+        publisher = AsyncEventPublisher(
+            amqp_url=settings.amqp_url, routes=runtime.dispatcher.routes,
+            queues={name: actor.queue_name for name, actor in runtime.actors.items()},
+            delivery_limit=settings.delivery_limit, tracer_provider=tracer_provider or runtime.tracer_provider)
+    client = connect_async_redis(settings.redis_url, embedded=runtime.embedded, server=runtime.fake_server)
+    events_publisher: EventPublisher = publisher
+    ingress = Ingress(
+        registry=runtime.registry, sources=sources, publisher=events_publisher,
+        quotas=QuotaGate(client, key_prefix=prefix), replay_guard=RedisReplayGuard(client, key_prefix=prefix),
+        outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=adapters(runtime.registry),
+        tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if isinstance(publisher, AsyncEventPublisher):
+            await publisher.start(require_connection=False)  # not ready (503) until RabbitMQ answers
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await client.aclose()
+
+    return create_app(ingress, lifespan=lifespan)
 
 
 def _settings(*, quieter_than: str = "DEBUG") -> Settings:
@@ -90,6 +142,26 @@ def worker(threads: int, processes: int) -> None:
     mode = "embedded (StubBroker, in-process Redis)" if runtime.embedded else "RabbitMQ + Redis"
     click.echo(f"hub worker: {mode}, {threads} threads, pid {os.getpid()}", err=True)
     run_worker(runtime, threads=threads, stop=stop)
+
+
+@main.command()
+def serve() -> None:
+    """Run the HTTP ingress on HUB_HTTP_BIND (sources from HUB_SOURCES_FILE)."""
+    import uvicorn
+
+    from hub.ingress.sources import sources_from_settings
+
+    settings = _settings()
+    try:
+        sources = sources_from_settings(settings, os.environ)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    runtime = build_app(settings)
+    host, _, port = settings.http_bind.rpartition(":")
+    mode = "embedded (StubBroker, in-process Redis)" if runtime.embedded else "RabbitMQ + Redis"
+    click.echo(f"hub serve: {mode}, {len(sources)} source(s), http://{host}:{port}", err=True)
+    uvicorn.run(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port),
+                log_config=None, access_log=False)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dramatiq
+import fakeredis
 import redis
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -44,6 +45,7 @@ class Runtime:
     span_exporter: InMemorySpanExporter | None
     dispatcher: Dispatcher | None = None
     actors: dict[str, Any] = field(default_factory=dict)
+    fake_server: Any = None  # the in-process Redis of the embedded mode, shared by every client
 
     @property
     def queue_prefix(self) -> str:
@@ -97,7 +99,8 @@ def build_runtime(
         tracer_provider, span_exporter = configure_tracing(
             exporter=settings.trace_exporter, otlp_endpoint=settings.otlp_endpoint, service_name="hub"
         )
-    client = connect_redis(settings.redis_url, embedded=is_embedded)
+    fake_server = fakeredis.FakeServer() if is_embedded else None
+    client = connect_redis(settings.redis_url, embedded=is_embedded, server=fake_server)
     registry = SchemaRegistry.load()
     prefix = settings.queue_prefix
     flight = RedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s)
@@ -140,6 +143,7 @@ def build_runtime(
         dead_letters=dead_letters,
         tracer_provider=tracer_provider,
         span_exporter=span_exporter,
+        fake_server=fake_server,
     )
 
 

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
     http_bind: str = Field(default="127.0.0.1:8080", description="host:port the HTTP ingress listens on.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
+                                description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
     policy_file: Path | None = Field(default=None, description="YAML policy file.")
     otlp_endpoint: str | None = Field(

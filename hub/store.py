@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from hub.errors import StoreUnavailable
 
@@ -148,11 +151,22 @@ class DeadLetterReasons:
         guarded(lambda: self._client.hdel(self._key, message_id))
 
 
-def connect_redis(url: str, *, embedded: bool) -> redis.Redis:
-    """A Redis client for ``url``, or an in-process Redis (fakeredis) in embedded mode."""
+def connect_redis(url: str, *, embedded: bool, server: Any = None) -> redis.Redis:
+    """A Redis client for ``url``, or an in-process Redis (fakeredis ``server``) in embedded mode."""
     if embedded:
         import fakeredis
 
-        client: redis.Redis = fakeredis.FakeRedis()
+        client: redis.Redis = fakeredis.FakeRedis(server=server or fakeredis.FakeServer())
         return client
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+
+
+def connect_async_redis(url: str, *, embedded: bool, server: Any = None) -> redis.asyncio.Redis:
+    """The asyncio client for the ingress: one attempt per call, so an outage answers 503 at once."""
+    if embedded:
+        import fakeredis
+
+        fake: redis.asyncio.Redis = fakeredis.FakeAsyncRedis(server=server or fakeredis.FakeServer())
+        return fake
+    return redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
+                                        retry=Retry(NoBackoff(), 1))

@@ -10,8 +10,9 @@ Two schemes, chosen by the headers present (never both in one request):
 
 Finding the source of a signed webhook: with a ``source_hint`` (a path segment such as
 ``/webhooks/{source_id}``, or the ``webhook-source`` header) only that source's secrets are tried;
-without one every source's secrets are, each costing one HMAC pass over the body (about 1.5 ms per
-secret for a 1 MiB body), so a large deployment should route webhooks with a hint.
+without one every source's secrets are, each costing one HMAC pass over the body (measured on a
+2-core machine: about 4 µs per secret for 1 KiB, 0.65 ms per secret for 1 MiB, on the event loop), so a
+deployment with many sources or large bodies should route webhooks with a hint.
 
 Failure messages say what kind of check failed, never which secret was tried nor what was expected.
 """
@@ -26,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import redis.asyncio
 import redis.exceptions
@@ -63,7 +64,8 @@ class AuthenticatedSource:
     scheme: Literal["api_key", "standard_webhooks"]
     #: The ``webhook-id`` of a signed webhook.
     webhook_id: str | None = None
-    #: True when the same webhook id and body were accepted before: the sender is retrying.
+    #: True when this webhook id and body passed authentication before: the sender is retrying. Only
+    #: informational: that attempt may have been refused afterwards (quota), so never skip on it alone.
     resend: bool = False
 
     @property
@@ -90,7 +92,7 @@ class RedisReplayGuard:
     caller owns the client and closes it.
     """
 
-    def __init__(self, client: redis.asyncio.Redis[Any], *, key_prefix: str = "hub", ttl_s: int = REPLAY_TTL_S) -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, key_prefix: str = "hub", ttl_s: int = REPLAY_TTL_S) -> None:
         self._client = client
         self._prefix = f"{key_prefix}:ingress:webhook-id"
         self._ttl_s = ttl_s

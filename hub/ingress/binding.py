@@ -158,7 +158,11 @@ def from_structured(document: Mapping[str, Any], registry: SchemaRegistry) -> Cl
     attributes = {k: v for k, v in document.items() if k not in ("data", "data_base64")}
     if "data" in document and "data_base64" in document:
         raise Problem(Kind.INVALID_CLOUDEVENT, "data and data_base64 are exclusive", field="data")
-    content_type = media_type(attributes.pop("datacontenttype", None) or "application/json")
+    declared = attributes.pop("datacontenttype", None)
+    if declared is not None and (not isinstance(declared, str) or not declared):
+        raise Problem(Kind.INVALID_CLOUDEVENT, "datacontenttype must be a media type string",
+                      field="datacontenttype")
+    content_type = media_type(declared or "application/json")
     if "data_base64" in document:
         if content_type != AVRO_CONTENT_TYPE:
             raise Problem(Kind.UNSUPPORTED_MEDIA_TYPE, "data_base64 must carry application/avro",

@@ -17,6 +17,8 @@ import redis.asyncio
 import redis.exceptions
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from hub.errors import StoreUnavailable
 from hub.ingress.auth import AuthenticatedSource
@@ -44,7 +46,7 @@ class QuotaGate:
     pass ``fakeredis.FakeAsyncRedis``); :meth:`from_url` builds and owns one instead.
     """
 
-    def __init__(self, client: redis.asyncio.Redis[Any], *, key_prefix: str = "hub") -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, key_prefix: str = "hub") -> None:
         # limits builds its own client on the given pool; the uri is then parsed for nothing else.
         options: dict[str, Any] = {"connection_pool": client.connection_pool}
         storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=f"{key_prefix}:quota",
@@ -56,7 +58,9 @@ class QuotaGate:
     @classmethod
     def from_url(cls, redis_url: str, *, key_prefix: str = "hub", timeout_s: float = 2.0) -> QuotaGate:
         """A gate on its own client for ``redis_url`` (``redis://``); close it with :meth:`aclose`."""
-        client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        # One quick retry, not redis-py's default three with backoff (~4 s): an outage answers 503 fast.
+        client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                              retry=Retry(NoBackoff(), 1))
         gate = cls(client, key_prefix=key_prefix)
         gate._owned = True
         return gate
@@ -64,8 +68,7 @@ class QuotaGate:
     async def aclose(self) -> None:
         """Close the Redis client if this gate created it."""
         if self._owned:
-            # types-redis 4.6 predates aclose() (redis >= 5); close() is deprecated.
-            await self._client.aclose()  # type: ignore[attr-defined]
+            await self._client.aclose()
 
     async def __aenter__(self) -> QuotaGate:
         return self

@@ -30,15 +30,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from hub.errors import ConfigurationError, NotAuthorized
 from hub.settings import Settings
 from observability.logging import get_logger
-
-__all__ = [
-    "ApiKeyCredential", "BoxKeys", "DocuSignKeys", "GraphStates", "SourceConfig", "SourceRegistry",
-    "SourcesFile", "WebhookCredential", "load_sources", "sources_from_settings",
-]
 
 log = get_logger(__name__)
 
@@ -53,32 +49,26 @@ def _from_env(value: object, info: ValidationInfo) -> object:
     if environ is None:
         raise ValueError("secret_env is read only by load_sources()")
     name = value["secret_env"]
-    if not isinstance(name, str) or name not in environ:
+    if not isinstance(name, str) or name.upper().startswith("HUB_"):
+        raise ValueError("secret_env must name a variable not starting with HUB_ (reserved for settings)")
+    if name not in environ:
         raise ValueError(f"environment variable {name} is not set")
     return environ[name]
 
 
-def _nonempty(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value():
-        raise ValueError("must not be empty")
-    return value
-
-
 #: A secret given inline or as ``{secret_env: NAME}``.
-Secret = Annotated[SecretStr, BeforeValidator(_from_env), AfterValidator(_nonempty)]
+Secret = Annotated[SecretStr, BeforeValidator(_from_env), Field(min_length=1)]
 
 
 def webhook_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_<base64>`` secret (Standard Webhooks: 24 to 64 random bytes)."""
-    if not secret.startswith("whsec_"):
-        raise ValueError("must start with whsec_")
     encoded = secret.removeprefix("whsec_")
     try:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except binascii.Error:
-        raise ValueError("must be whsec_ followed by base64") from None
-    if not 24 <= len(key) <= 64:
-        raise ValueError("must decode to 24 to 64 bytes")
+        key = b""
+    if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+        raise ValueError("must be whsec_ followed by the base64 of 24 to 64 bytes")
     return key
 
 
@@ -148,10 +138,16 @@ class BoxKeys(_Model):
     secondary_key: Secret | None = None
 
 
-def _pattern(value: str, *, wildcard: str) -> str:
-    if "*" in value.removesuffix(wildcard) or value == wildcard:
-        raise ValueError(f"'*' is allowed only as a final '{wildcard}' after a non-empty prefix")
+def _prefix_pattern(value: str) -> str:
+    if "*" in value.removesuffix("*") or value == "*":
+        raise ValueError("'*' is allowed only at the end, after a non-empty prefix")
     return value
+
+
+#: A CloudEvents ``source``: exact, or a prefix ending in ``*``.
+SourcePattern = Annotated[str, AfterValidator(_prefix_pattern)]
+#: An event type: exact, or ``prefix.*`` for every type under ``prefix.``.
+TypePattern = Annotated[str, Field(pattern=r"^[\w-]+(\.[\w-]+)*(\.\*)?$")]
 
 
 class SourceConfig(_Model):
@@ -159,10 +155,8 @@ class SourceConfig(_Model):
 
     id: str = Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)
     description: str = Field(min_length=1)
-    sources: list[Annotated[str, AfterValidator(lambda v: _pattern(v, wildcard="*"))]] = Field(min_length=1)
-    event_types: list[
-        Annotated[str, Field(pattern=r"^[\w-]+(\.[\w-]+)*(\.\*)?$")]
-    ] = Field(min_length=1)
+    sources: list[SourcePattern] = Field(min_length=1)
+    event_types: list[TypePattern] = Field(min_length=1)
     credentials: list[Credential] = Field(default_factory=list)
     quota: str
     docusign: DocuSignKeys | None = None
@@ -206,10 +200,6 @@ class SourcesFile(_Model):
     """The whole sources file."""
 
     sources: list[SourceConfig] = Field(min_length=1)
-
-
-def _shown(value: str) -> str:
-    return value if len(value) <= 120 else value[:117] + "..."
 
 
 def _duplicates(sources: list[SourceConfig]) -> list[tuple[Loc, str]]:
@@ -267,9 +257,9 @@ class SourceRegistry:
     def may_publish(self, source: SourceConfig, event_type: str, ce_source: str) -> None:
         """Raise ``NotAuthorized`` unless ``source`` may publish ``event_type`` claiming ``ce_source``."""
         if not source.may_publish_type(event_type):
-            raise NotAuthorized(f"source '{source.id}' may not publish type '{_shown(event_type)}'")
+            raise NotAuthorized(f"source '{source.id}' may not publish type '{event_type[:200]}'")
         if not source.may_claim(ce_source):
-            raise NotAuthorized(f"source '{source.id}' may not claim source '{_shown(ce_source)}'")
+            raise NotAuthorized(f"source '{source.id}' may not claim source '{ce_source[:200]}'")
 
 
 def _field(loc: Loc) -> str:
@@ -277,6 +267,12 @@ def _field(loc: Loc) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
     return out
+
+
+def _loc(error: ErrorDetails) -> Loc:
+    """The error's location; a bad union tag is reported at the tag's field (``scheme``)."""
+    tag = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+    return (*error["loc"], tag) if error["type"].startswith("union_tag_") and tag else tuple(error["loc"])
 
 
 def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
@@ -302,58 +298,52 @@ def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
 
 def _check_keys(node: yaml.Node, where: str) -> None:
     """Refuse duplicate mapping keys, which YAML loaders would otherwise silently overwrite."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[object] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise ConfigurationError(f"{where}, line {key.start_mark.line + 1}: duplicate key '{key.value}'")
-                seen.add(key.value)
-            _check_keys(value, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_keys(item, where)
+    pairs = node.value if isinstance(node, yaml.MappingNode) else []
+    keys = [k for k, _ in pairs if isinstance(k, yaml.ScalarNode)]
+    for n, key in enumerate(keys):
+        if any(key.value == earlier.value for earlier in keys[:n]):
+            raise ConfigurationError(f"{where}, line {key.start_mark.line + 1}: duplicate key '{key.value}'")
+    children = [v for _, v in pairs] if pairs else node.value if isinstance(node, yaml.SequenceNode) else []
+    for child in children:
+        _check_keys(child, where)
 
 
-def _compose(path: Path) -> tuple[yaml.Node, object]:
+def _read(path: Path) -> tuple[yaml.Node, object]:
+    """The file's node tree (for line numbers) and its data."""
     try:
         text = path.read_text(encoding="utf-8")
+        # Composed and loaded apart: the file is small, and the tree keeps every node's line.
+        root, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read sources file: {exc}") from None
-    loader: yaml.SafeLoader | None = None
-    try:
-        loader = yaml.SafeLoader(text)
-        root = loader.get_single_node()
-        if root is None:
-            raise ConfigurationError(f"{path}: the sources file is empty")
-        _check_keys(root, str(path))
-        return root, loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigurationError(f"{path}{line}: invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{path}: invalid YAML: {exc}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
+    if root is None:
+        raise ConfigurationError(f"{path}: the sources file is empty")
+    _check_keys(root, str(path))
+    return root, data
+
+
+def _invalid(path: Path, root: yaml.Node, problems: list[tuple[Loc, str]]) -> ConfigurationError:
+    lines = [(*_locate(root, loc), msg) for loc, msg in problems]
+    return ConfigurationError("invalid sources file:\n" + "\n".join(
+        f"{path}, line {line}, field {_field(loc) or '(top level)'}: {msg}" for line, loc, msg in lines))
 
 
 def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
     """Read and validate the sources file; ``secret_env`` names are looked up in ``environ`` only."""
-    root, data = _compose(path)
+    root, data = _read(path)
     try:
         parsed = SourcesFile.model_validate(data, context={"environ": environ})
     except ValidationError as exc:
-        problems = [(*_locate(root, tuple(e["loc"])), e["msg"]) for e in exc.errors(include_input=False)]
-        raise ConfigurationError("invalid sources file:\n" + "\n".join(
-            f"{path}, line {line}, field {_field(loc) or '(top level)'}: {msg}" for line, loc, msg in problems
-        )) from None
+        raise _invalid(path, root, [(_loc(e), e["msg"]) for e in exc.errors(include_input=False)]) from None
     duplicates = _duplicates(parsed.sources)
     if duplicates:
-        raise ConfigurationError("invalid sources file:\n" + "\n".join(
-            f"{path}, line {_locate(root, loc)[0]}, field {_field(loc)}: {msg}" for loc, msg in duplicates
-        ))
+        raise _invalid(path, root, duplicates)
     registry = SourceRegistry(parsed.sources, origin=str(path))
     log.info("sources loaded", path=str(path), sources=len(registry))
     return registry

@@ -1,0 +1,252 @@
+"""The ingress ASGI app: ``POST /v1/events``, native webhooks, health, readiness; problem+json errors.
+
+Order of checks for an event request: body size (while reading), authentication, CloudEvents
+binding and schema, authorisation of each event, quota, then one confirmed publish per subscriber.
+202 is answered only after RabbitMQ confirmed every publish of every event in the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import redis.asyncio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.errors import HubError, StoreUnavailable
+from hub.events import CloudEvent
+from hub.ingress.auth import AuthenticatedSource, ReplayGuard, authenticate
+from hub.ingress.binding import read_events
+from hub.ingress.outcomes import OutcomeStore
+from hub.ingress.problems import PROBLEM_JSON, Kind, Problem, from_error
+from hub.ingress.quotas import QuotaGate
+from hub.ingress.sources import SourceRegistry
+from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
+from hub.registry import SchemaRegistry
+from observability.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class EventPublisher(Protocol):
+    """Confirmed publishing of one event to all its subscribers."""
+
+    @property
+    def ready(self) -> bool:
+        """Connected and not blocked."""
+        ...
+
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+        """Return once every subscriber's message was confirmed; raise ``BrokerUnavailable`` otherwise."""
+        ...
+
+
+@dataclass
+class Ingress:
+    """Everything the app needs, built by the composition root."""
+
+    registry: SchemaRegistry
+    sources: SourceRegistry
+    publisher: EventPublisher
+    quotas: QuotaGate
+    replay_guard: ReplayGuard
+    outcomes: OutcomeStore
+    redis: redis.asyncio.Redis
+    adapters: Mapping[str, WebhookAdapter]
+    tracer: trace.Tracer
+    max_body_bytes: int = 1_048_576
+    unavailable_retry_after_s: int = 5
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing it as soon as it passes ``limit`` bytes (whatever Content-Length says)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(Kind.INVALID_HEADER, "Content-Length is not a number", field="content-length")
+        if int(declared) > limit:
+            raise Problem(Kind.PAYLOAD_TOO_LARGE, f"the body may hold at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(Kind.PAYLOAD_TOO_LARGE, f"the body may hold at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    """Render a problem as ``application/problem+json``."""
+    instance = request.url.path if request is not None else None
+    return JSONResponse(problem.body(instance=instance), status_code=problem.kind.status,
+                        media_type=PROBLEM_JSON, headers=problem.headers())
+
+
+def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
+    """The FastAPI app of the ingress."""
+    app = FastAPI(title="Integration hub ingress", version="1", lifespan=lifespan,
+                  description="Governed edge for source systems: CloudEvents 1.0 and native webhooks.")
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: Kind.NOT_FOUND, 405: Kind.METHOD_NOT_ALLOWED}.get(exc.status_code, Kind.INVALID_CLOUDEVENT)
+        response = problem_response(Problem(kind, str(exc.detail)), request)
+        if exc.status_code == 405 and exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(Problem(Kind.INVALID_HEADER, "request parameters are invalid"), request)
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="RabbitMQ and Redis are reachable", responses={503: {"model": None}})
+    async def readyz(request: Request) -> Response:
+        redis_ok = True
+        try:
+            await asyncio.wait_for(_ping(ingress.redis), timeout=2)
+        except (redis.RedisError, OSError, TimeoutError):
+            redis_ok = False
+        if ingress.publisher.ready and redis_ok:
+            return JSONResponse({"status": "ready", "rabbitmq": "ok", "redis": "ok"})
+        down = [name for name, ok in (("rabbitmq", ingress.publisher.ready), ("redis", redis_ok)) if not ok]
+        problem = Problem(Kind.UNAVAILABLE, f"not ready: {', '.join(down)} unreachable",
+                          retry_after_s=ingress.unavailable_retry_after_s)
+        return problem_response(problem, request)
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Publish CloudEvents (structured, binary or batch mode)",
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/cloudevents+json": {"schema": {"type": "object"}},
+            "application/cloudevents-batch+json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/json": {"schema": {"type": "object"}},
+        }}},
+        responses={code: {"description": kind.title, "content": {PROBLEM_JSON: {}}}
+                   for code, kind in ((400, Kind.INVALID_CLOUDEVENT), (401, Kind.UNAUTHENTICATED),
+                                      (403, Kind.FORBIDDEN), (409, Kind.ID_CONFLICT),
+                                      (413, Kind.PAYLOAD_TOO_LARGE), (415, Kind.UNSUPPORTED_MEDIA_TYPE),
+                                      (422, Kind.SCHEMA_VIOLATION), (429, Kind.RATE_LIMITED),
+                                      (503, Kind.UNAVAILABLE))},
+    )
+    async def publish_events(request: Request) -> JSONResponse:
+        with _server_span(ingress, request, "POST /v1/events") as span:
+            body = await read_body(request, ingress.max_body_bytes)
+            caller = await _authenticate(ingress, request, body, source_hint=None)
+            span.set_attribute("hub.source_id", caller.id)
+            mode, events = read_events(list(request.scope["headers"]), request.headers.get("content-type"),
+                                       body, ingress.registry)
+            span.set_attribute("cloudevents.mode", mode)
+            accepted = await _accept(ingress, caller, events)
+            return JSONResponse({"accepted": accepted}, status_code=202)
+
+    @app.post("/v1/webhooks/{vendor}/{source_id}", status_code=202,
+              summary="Native webhooks (docusign, graph, box) of one configured source")
+    async def webhook(vendor: str, source_id: str, request: Request) -> Response:
+        with _server_span(ingress, request, f"POST /v1/webhooks/{vendor}") as span:
+            adapter = ingress.adapters.get(vendor)
+            source = ingress.sources.get(source_id)
+            if adapter is None or source is None:
+                raise Problem(Kind.NOT_FOUND, f"no webhook endpoint {vendor}/{source_id}")
+            body = await read_body(request, ingress.max_body_bytes)
+            span.set_attribute("hub.source_id", source.id)
+            webhook_request = WebhookRequest(
+                headers={k.lower(): v for k, v in request.headers.items()},
+                query=dict(request.query_params), body=body, now=datetime.now(UTC))
+            try:
+                reply = adapter.handle(webhook_request, source)
+            except HubError as error:
+                raise from_error(error) from None
+            if reply.text is not None:
+                return PlainTextResponse(reply.text, status_code=200)
+            caller = AuthenticatedSource(source=source, scheme="api_key")
+            accepted = await _accept(ingress, caller, reply.events) if reply.events else []
+            return JSONResponse({"accepted": accepted}, status_code=202)
+
+    return app
+
+
+@contextlib.contextmanager
+def _server_span(ingress: Ingress, request: Request, name: str) -> Any:
+    context = propagate.extract(dict(request.headers))
+    with ingress.tracer.start_as_current_span(name, context=context, kind=SpanKind.SERVER,
+                                              record_exception=False, set_status_on_exception=False) as span:
+        span.set_attribute("http.request.method", request.method)
+        span.set_attribute("url.path", request.url.path)
+        try:
+            yield span
+        except Problem as problem:
+            span.set_attribute("http.response.status_code", problem.kind.status)
+            span.set_attribute("error.type", problem.kind.uri)
+            if problem.kind.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, problem.kind.title))
+            raise
+
+
+async def _authenticate(ingress: Ingress, request: Request, body: bytes, *, source_hint: str | None
+                        ) -> AuthenticatedSource:
+    try:
+        return await authenticate(dict(request.headers), body, sources=ingress.sources, now=datetime.now(UTC),
+                                  replay_guard=ingress.replay_guard, source_hint=source_hint)
+    except HubError as error:
+        raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+
+
+async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent]) -> list[dict[str, Any]]:
+    """Authorise, apply the quota, publish what is new; all or nothing."""
+    try:
+        for event in events:
+            ingress.sources.may_publish(caller.source, event.get_type(), event.get_source())
+        decision = await ingress.quotas.hit(caller, cost=len(events))
+        if not decision.allowed:
+            raise Problem(Kind.RATE_LIMITED, f"source {caller.id!r} is over its quota of {decision.limit} events",
+                          retry_after_s=max(1, decision.retry_after_s))
+        seen = [await ingress.outcomes.seen(event) for event in events]
+        conflicts = [event.get_id() for event, s in zip(events, seen, strict=True) if s.verdict == "conflict"]
+        if conflicts:
+            raise Problem(Kind.ID_CONFLICT, f"event id(s) {', '.join(conflicts)} were accepted before with "
+                          "different content", field="id")
+        fresh = [event for event, s in zip(events, seen, strict=True) if s.verdict == "new"]
+        await asyncio.gather(*(ingress.publisher.publish(event) for event in fresh))
+        results: list[dict[str, Any]] = []
+        for event, s in zip(events, seen, strict=True):
+            if s.verdict == "new":
+                outcome = {"id": event.get_id(), "source": event.get_source(), "type": event.get_type(),
+                           "status": "accepted"}
+                await ingress.outcomes.remember(event, outcome)
+                results.append(outcome)
+            else:
+                results.append({**(s.outcome or {}), "status": "accepted", "resent": True})
+        return results
+    except HubError as error:
+        if isinstance(error, StoreUnavailable):
+            log.warning("ingress store unavailable", error=str(error))
+        raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+
+
+@contextlib.asynccontextmanager
+async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """A lifespan that does nothing (tests that manage the parts themselves)."""
+    yield
+
+
+async def _ping(client: redis.asyncio.Redis) -> bool:
+    answer: Any = client.ping()  # a coroutine on the asyncio client
+    return bool(await answer)

@@ -1,0 +1,449 @@
+"""Confirmed, non-blocking publishing of hub events for the asyncio HTTP ingress.
+
+:class:`AsyncEventPublisher` produces the same Dramatiq messages as :meth:`hub.dispatch.Dispatcher.dispatch`
+(one per subscribed actor, on the actor's queue, through the default exchange) but on one aio-pika
+channel with publisher confirms: concurrent requests share that channel, so many publishes await their
+confirms at once instead of one confirm round trip at a time.
+
+``publish`` returns only once RabbitMQ confirmed every subscriber's message, and raises
+:class:`hub.errors.BrokerUnavailable` otherwise, naming the cause:
+
+- ``not connected``: no open connection or channel (an outage); a background task reconnects;
+- ``broker blocked``: RabbitMQ sent ``connection.blocked`` (memory or disk alarm). New publishes fail at
+  once; publishes already awaiting their confirm fail once the block has lasted ``blocked_timeout_s``;
+- ``nacked``: the broker refused the message (``basic.nack``, e.g. a full queue with ``reject-publish``);
+- ``returned unroutable``: the message was ``mandatory`` and no queue took it (the queue was deleted;
+  it is declared again in the background);
+- ``confirm timeout``: no confirm within ``confirm_timeout_s``;
+- ``connection lost``: the connection or channel closed while the publish was under way.
+
+A failed publish may still have reached some queues: the caller answers 503, the client re-sends, and
+idempotency downstream makes the duplicates harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from dramatiq import Message
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from hub.broker import HubRabbitmqBroker
+from hub.dispatch import RoutingTable
+from hub.errors import BrokerUnavailable, ConfigurationError
+from hub.events import CloudEvent, event_summary, to_message_body
+from observability.logging import get_logger, mask_text
+from observability.tracing import publish_span
+
+__all__ = ["AsyncEventPublisher", "QueueDeclaration", "queue_declarations"]
+
+log = get_logger(__name__)
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+#: Dramatiq's global encoder is JSON.
+_CONTENT_TYPE = "application/json"
+# Errors that mean "the connection or channel went away under us" (TimeoutError is an OSError: it is
+# handled before these).
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+)
+_UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_CONNECTION_ERRORS)
+
+
+@dataclass(frozen=True)
+class QueueDeclaration:
+    """One ``queue.declare`` the hub's RabbitMQ broker performs for an actor queue."""
+
+    queue: str
+    durable: bool
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+class _DeclarationRecorder(HubRabbitmqBroker):
+    """Runs :class:`HubRabbitmqBroker`'s own declare methods against a recorder instead of a pika channel.
+
+    Nothing is copied from the broker: its ``_declare_queue``, ``_declare_dq_queue`` and
+    ``_declare_xq_queue`` run unchanged and their ``channel.queue_declare`` calls land here. The
+    broker's ``__init__`` is skipped on purpose: it would set up connection state this never uses.
+    """
+
+    def __init__(self, delivery_limit: int) -> None:
+        self.delivery_limit = delivery_limit
+        self.max_priority = None  # read by Dramatiq's own argument builder, should the hub's defer to it
+        self.declared: list[QueueDeclaration] = []
+
+    @property
+    def channel(self) -> _DeclarationRecorder:
+        """Where the broker's declare methods send ``queue_declare``: this recorder."""
+        return self
+
+    def queue_declare(
+        self, queue: str, durable: bool = False, arguments: Mapping[str, Any] | None = None, **other: Any
+    ) -> None:
+        """Record a declaration; fail on options this publisher would not reproduce."""
+        if any(other.values()):
+            raise ConfigurationError(f"queue {queue!r} is declared with unsupported options {sorted(other)}")
+        self.declared.append(QueueDeclaration(queue=queue, durable=durable, arguments=dict(arguments or {})))
+
+
+def queue_declarations(queue_name: str, *, delivery_limit: int) -> list[QueueDeclaration]:
+    """The declarations :class:`HubRabbitmqBroker` makes for an actor queue: the queue, ``.DQ`` and ``.XQ``.
+
+    Same order as Dramatiq's ``RabbitmqBroker._ensure_queue``, same arguments, because they come from the
+    broker's own methods.
+    """
+    recorder = _DeclarationRecorder(delivery_limit)
+    recorder._declare_queue(queue_name)  # type: ignore[no-untyped-call]  # Dramatiq's, untyped
+    recorder._declare_dq_queue(queue_name)
+    recorder._declare_xq_queue(queue_name)
+    return recorder.declared
+
+
+def _blocked_by_broker(connection: AbstractConnection) -> bool:
+    """Whether RabbitMQ has sent ``connection.blocked`` and not yet ``connection.unblocked``.
+
+    aiormq tracks the state in a private event that it awaits before writing (``Connection.ready``) but
+    exposes no public flag or callback; it is read here and nothing else of aiormq's is touched. When a
+    future aiormq renames it, this answers ``False`` and the confirm timeout still bounds every publish
+    (``tests/test_ingress_publisher.py`` stages a real alarm and would catch it).
+    """
+    transport = getattr(connection, "transport", None)
+    underlay = getattr(transport, "connection", None)
+    unblocked = getattr(underlay, "_Connection__connection_unblocked", None)
+    return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
+
+
+def _trace_carrier() -> dict[str, str]:
+    """The W3C carrier of the current context, as ``TracingMiddleware.before_enqueue`` writes it."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+class AsyncEventPublisher:
+    """Publishes hub events to their subscribers' Dramatiq queues on one confirming aio-pika channel.
+
+    Use from one event loop: ``await start()``, any number of concurrent ``await publish(event)``,
+    then ``await close()``. A background task reconnects after an outage and watches for blocking.
+    """
+
+    #: Seconds between checks of the connection (reconnect, blocked state, queues to declare again).
+    TICK_S = 0.05
+    #: Reconnect backoff bounds, in seconds.
+    RECONNECT_MIN_S = 0.25
+    RECONNECT_MAX_S = 2.0
+
+    def __init__(
+        self,
+        *,
+        amqp_url: str,
+        routes: RoutingTable,
+        queues: Mapping[str, str],
+        delivery_limit: int,
+        confirm_timeout_s: float = 5.0,
+        blocked_timeout_s: float = 2.0,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        """Configure; nothing connects before :meth:`start`.
+
+        ``queues`` maps every actor of ``routes`` to its queue name (``broker.get_actor(a).queue_name``);
+        ``delivery_limit`` must be the hub broker's (the queues are declared with its arguments).
+        ``confirm_timeout_s`` bounds each publish and the connect; ``blocked_timeout_s`` is how long a
+        publish already awaiting its confirm may wait out a ``connection.blocked``.
+        ``tracer_provider`` records the PRODUCER spans (default: the global provider).
+        """
+        missing = sorted(actor for actor in routes.actors() if actor not in queues)
+        if missing:
+            raise ConfigurationError(f"routing table names actors without a queue: {', '.join(missing)}")
+        if confirm_timeout_s <= 0 or blocked_timeout_s < 0:
+            raise ConfigurationError("confirm_timeout_s must be positive and blocked_timeout_s not negative")
+        self._url = amqp_url
+        self._routes = routes
+        self._queues = dict(queues)
+        self._confirm_timeout_s = confirm_timeout_s
+        self._blocked_timeout_s = blocked_timeout_s
+        self._tracer_provider = tracer_provider
+        self._declarations = {
+            queue: queue_declarations(queue, delivery_limit=delivery_limit) for queue in sorted(set(queues.values()))
+        }
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._started = False
+        self._closed = False
+        self._to_declare: set[str] = set()
+        self._blocked_since: float | None = None
+        self._blocked_abort: asyncio.Future[None] | None = None
+        self._in_flight = 0
+        #: Highest number of publishes awaiting their confirm at the same time.
+        self.in_flight_max = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, *, require_connection: bool = True) -> None:
+        """Connect, open the confirming channel and declare every actor queue (with ``.DQ`` and ``.XQ``).
+
+        Raises :class:`BrokerUnavailable` when RabbitMQ cannot be reached and :class:`ConfigurationError`
+        when a queue exists with other arguments; the publisher is then closed. With
+        ``require_connection=False`` a failure is logged instead and the publisher keeps trying in the
+        background (``ready`` is false meanwhile); call :meth:`close` in every case.
+        """
+        if self._started:
+            raise RuntimeError("AsyncEventPublisher.start() called twice")
+        self._started = True
+        self._blocked_abort = asyncio.get_running_loop().create_future()
+        try:
+            await self._connect()
+        except (BrokerUnavailable, ConfigurationError) as exc:
+            if require_connection:
+                await self.close()
+                raise
+            log.warning("broker not available at start; retrying in the background", error=str(exc))
+        self._supervisor = asyncio.create_task(self._supervise(), name="hub-ingress-publisher")
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the connection; publishes under way fail with ``BrokerUnavailable``."""
+        self._closed = True
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        await self._drop_connection()
+
+    @property
+    def ready(self) -> bool:
+        """Connected, channel open and not blocked by the broker (for ``/readyz``).
+
+        RabbitMQ announces a resource alarm to a connection only once it publishes, so an idle publisher
+        can read ready during an alarm; its next publish then fails and flips this.
+        """
+        connection, channel = self._connection, self._channel
+        return (
+            not self._closed
+            and connection is not None
+            and not connection.is_closed
+            and channel is not None
+            and not channel.is_closed
+            and not _blocked_by_broker(connection)
+        )
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+        """Enqueue ``event`` to every subscriber; returns the Dramatiq message ids once all were confirmed.
+
+        The subscribers' publishes run concurrently; if any is not confirmed the whole call raises
+        :class:`BrokerUnavailable` (after every publish has settled, so nothing is left running).
+        ``root_id`` continues a business journey, as ``Dispatcher.dispatch(parent=...)`` does.
+        """
+        subscribers = self._routes.subscribers(event.get_type())
+        if not subscribers:
+            return []  # as Dispatcher.dispatch: nobody subscribed, nothing to confirm
+        exchange = self._usable_exchange(event)
+        summary = event_summary(event, root_id=root_id)
+        body = to_message_body(event)
+        messages: list[Message[Any]] = [
+            Message(
+                queue_name=self._queues[actor_name],
+                actor_name=actor_name,
+                args=(body,),
+                kwargs={},
+                options={"hub_event": summary},
+            )
+            for actor_name in subscribers
+        ]
+        results = await asyncio.gather(
+            *(self._publish_one(exchange, message, summary) for message in messages), return_exceptions=True
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, BrokerUnavailable):
+                raise failure
+        if failures:
+            first = failures[0]
+            if len(messages) == 1:
+                raise first
+            raise BrokerUnavailable(
+                f"{len(failures)} of {len(messages)} publishes of event {event.get_id()} failed; first: {first}",
+                retry_after=getattr(first, "retry_after", None),
+            ) from None
+        log.debug("event published", event_id=event.get_id(), subscribers=len(messages))
+        return [message.message_id for message in messages]
+
+    def _usable_exchange(self, event: CloudEvent) -> AbstractExchange:
+        connection, channel, exchange = self._connection, self._channel, self._exchange
+        if self._closed or not self._started:
+            raise BrokerUnavailable(f"not connected: publisher {'closed' if self._closed else 'not started'}")
+        if connection is None or connection.is_closed or channel is None or channel.is_closed or exchange is None:
+            raise BrokerUnavailable("not connected to RabbitMQ (reconnecting in the background)")
+        if _blocked_by_broker(connection):
+            raise BrokerUnavailable(f"broker blocked (resource alarm): event {event.get_id()} not published")
+        if self._blocked_since is not None:
+            self._reset_blocked()  # unblocked since the supervisor last looked: no stale abort
+        return exchange
+
+    async def _publish_one(
+        self, exchange: AbstractExchange, message: Message[Any], summary: Mapping[str, str | None]
+    ) -> None:
+        queue = message.queue_name
+        with publish_span(destination=queue, routing_key=queue, message_id=message.message_id, event=summary,
+                          tracer_provider=self._tracer_provider):
+            # Inside the PRODUCER span, so every attempt's CONSUMER span is its child.
+            carrier = _trace_carrier()
+            if carrier:
+                message.options["trace_context"] = carrier
+            amqp_message = aio_pika.Message(
+                message.encode(),
+                content_type=_CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message.message_id,
+            )
+            await self._confirmed(exchange, amqp_message, queue)
+
+    async def _confirmed(self, exchange: AbstractExchange, amqp_message: aio_pika.Message, queue: str) -> None:
+        """Publish and wait for the confirm, bounded by the confirm timeout and by a long block."""
+        abort = self._blocked_abort
+        assert abort is not None
+        self._in_flight += 1
+        self.in_flight_max = max(self.in_flight_max, self._in_flight)
+        publishing = asyncio.ensure_future(exchange.publish(amqp_message, routing_key=queue, mandatory=True))
+        try:
+            # asyncio.wait_for, plus the abort of a long connection.blocked.
+            waiting: set[asyncio.Future[Any]] = {publishing, abort}
+            await asyncio.wait(waiting, timeout=self._confirm_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._in_flight -= 1
+            if not publishing.done():
+                publishing.cancel()
+                await asyncio.wait({publishing})
+            if not publishing.cancelled():
+                publishing.exception()  # retrieved here, raised below
+        if publishing.cancelled():
+            if abort.done():
+                raise BrokerUnavailable(
+                    f"broker blocked (resource alarm) for over {self._blocked_timeout_s:g} s: publish to {queue} "
+                    "not confirmed"
+                )
+            raise BrokerUnavailable(f"confirm timeout: publish to {queue} not confirmed within "
+                                    f"{self._confirm_timeout_s:g} s")
+        try:
+            publishing.result()
+        except aiormq.exceptions.PublishError:
+            self._to_declare.add(queue)
+            raise BrokerUnavailable(f"returned unroutable: no queue {queue} took the message") from None
+        except aiormq.exceptions.DeliveryError as exc:
+            raise BrokerUnavailable(f"nacked: the broker refused the message for {queue} "
+                                    f"({getattr(exc.frame, 'name', 'Basic.Nack')})") from None
+        except TimeoutError:
+            raise BrokerUnavailable(f"confirm timeout: publish to {queue} not confirmed within "
+                                    f"{self._confirm_timeout_s:g} s") from None
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(
+                f"connection lost: publish to {queue} not confirmed ({type(exc).__name__}: {mask_text(str(exc))})"
+            ) from None
+
+    # -- connection management -------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        try:
+            connection = await aio_pika.connect(self._url, timeout=self._confirm_timeout_s)
+        except _UNREACHABLE_ERRORS as exc:
+            raise BrokerUnavailable(f"not connected: RabbitMQ unreachable ({type(exc).__name__}: "
+                                    f"{mask_text(str(exc))})") from None
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            for queue in self._declarations:
+                await self._declare(channel, queue)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection, self._channel, self._exchange = connection, channel, channel.default_exchange
+        self._to_declare.clear()
+        self._reset_blocked()
+        log.info("ingress publisher connected", queues=len(self._declarations))
+
+    async def _declare(self, channel: AbstractChannel, queue: str) -> None:
+        try:
+            for declaration in self._declarations[queue]:
+                await channel.declare_queue(declaration.queue, durable=declaration.durable,
+                                            arguments=declaration.arguments, timeout=self._confirm_timeout_s)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise ConfigurationError(f"queue {queue} exists with other arguments: {exc}") from None
+        except _UNREACHABLE_ERRORS as exc:
+            raise BrokerUnavailable(f"not connected: declaring {queue} failed ({type(exc).__name__})") from None
+
+    async def _drop_connection(self) -> None:
+        connection = self._connection
+        self._connection = self._channel = self._exchange = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def _connected(self) -> bool:
+        connection, channel = self._connection, self._channel
+        return (connection is not None and not connection.is_closed and channel is not None
+                and not channel.is_closed)
+
+    async def _supervise(self) -> None:
+        """Reconnect after a loss, declare returned queues again, and abort publishes stuck on a block."""
+        backoff = self.RECONNECT_MIN_S
+        last_error: str | None = None
+        while not self._closed:
+            if not self._connected():
+                await self._drop_connection()
+                try:
+                    await self._connect()
+                except (BrokerUnavailable, ConfigurationError) as exc:
+                    # One warning per distinct cause, not one per attempt through a long outage.
+                    report = log.warning if str(exc) != last_error else log.debug
+                    report("ingress publisher reconnect failed", error=str(exc), retry_in_s=backoff)
+                    last_error = str(exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.RECONNECT_MAX_S)
+                    continue
+                backoff, last_error = self.RECONNECT_MIN_S, None
+            await self._declare_returned()
+            self._watch_blocked()
+            await asyncio.sleep(self.TICK_S)
+
+    async def _declare_returned(self) -> None:
+        channel = self._channel
+        while self._to_declare and channel is not None and not channel.is_closed:
+            queue = self._to_declare.pop()
+            try:
+                await self._declare(channel, queue)
+            except (BrokerUnavailable, ConfigurationError) as exc:
+                log.warning("declaring a returned queue again failed", queue=queue, error=str(exc))
+                return
+
+    def _reset_blocked(self) -> None:
+        self._blocked_since = None
+        if self._blocked_abort is None or self._blocked_abort.done():
+            self._blocked_abort = asyncio.get_running_loop().create_future()
+
+    def _watch_blocked(self) -> None:
+        connection = self._connection
+        now = asyncio.get_running_loop().time()
+        if connection is not None and _blocked_by_broker(connection):
+            if self._blocked_since is None:
+                self._blocked_since = now
+                log.warning("broker blocked the ingress publisher (resource alarm)")
+            if (now - self._blocked_since >= self._blocked_timeout_s and self._blocked_abort is not None
+                    and not self._blocked_abort.done()):
+                self._blocked_abort.set_result(None)
+        elif self._blocked_since is not None:
+            log.info("broker unblocked the ingress publisher")
+            self._reset_blocked()
