@@ -170,7 +170,7 @@ def demo() -> None:
     from hub.demo import run_demo
 
     settings = _settings(quieter_than="WARNING")
-    sys.exit(run_demo(settings, build_app=build_app, echo=click.echo))
+    sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, echo=click.echo))
 
 
 @main.command()

@@ -5,17 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from standardwebhooks.webhooks import Webhook
 
 from hub.cli import build_ingress
+from hub.ingress.server import serve_in_thread
 from hub.ingress.sources import SourceRegistry, load_sources
 from hub.runtime import Runtime
 
@@ -85,19 +84,5 @@ def signed_headers(secret: str, body: bytes, *, msg_id: str | None = None,
 @contextmanager
 def serving(runtime: Runtime, sources: SourceRegistry) -> Iterator[str]:
     """Serve the ingress of ``runtime`` on 127.0.0.1 and a free port; yields the base URL."""
-    app = build_ingress(runtime, sources=sources)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the ingress did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_in_thread(build_ingress(runtime, sources=sources)) as url:
+        yield url
