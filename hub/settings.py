@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.errors import ConfigurationError
@@ -30,6 +30,12 @@ class Settings(BaseSettings):
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
     policy_file: Path | None = Field(default=None, description="YAML policy file.")
+    erp_url: str = Field(default="http://127.0.0.1:8091", description="Base URL of the ERP API (or its simulator).")
+    erp_token: SecretStr = Field(default=SecretStr("erp-sim-token"), description="Bearer token for the ERP API.")
+    graph_url: str = Field(default="http://127.0.0.1:8092/v1.0",
+                           description="Base URL of Microsoft Graph (https://graph.microsoft.com/v1.0) or its simulator.")
+    graph_token: SecretStr = Field(default=SecretStr("graph-sim-token"), description="Bearer token for Graph.")
+    graph_drive_id: str = Field(default="workspaces", description="Drive (document library) holding workspaces.")
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces."
     )
