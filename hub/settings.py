@@ -30,7 +30,8 @@ class Settings(BaseSettings):
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
     policy_file: Path | None = Field(default=None, description="YAML policy file.")
-    erp_url: str = Field(default="http://127.0.0.1:8091", description="Base URL of the ERP API (or its simulator).")
+    erp_url: str = Field(default="http://127.0.0.1:8091",
+                         description="Base URL of the ERP API (or its simulator).")
     erp_token: SecretStr = Field(default=SecretStr("erp-sim-token"), description="Bearer token for the ERP API.")
     graph_url: str = Field(default="http://127.0.0.1:8092/v1.0",
                            description="Base URL of Microsoft Graph (https://graph.microsoft.com/v1.0) or its simulator.")

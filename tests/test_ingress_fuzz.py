@@ -58,7 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Cred
         delete_queues(prefix)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies, content_type=st.sampled_from(CONTENT_TYPES), extra=ce_headers)
 def test_no_input_produces_a_5xx_or_publishes_anything(
     server: tuple[str, Credentials, Runtime], body: bytes, content_type: str, extra: dict[str, Any]
