@@ -34,7 +34,7 @@ class Settings(BaseSettings):
                          description="Base URL of the ERP API (or its simulator).")
     erp_token: SecretStr = Field(default=SecretStr("erp-sim-token"), description="Bearer token for the ERP API.")
     graph_url: str = Field(default="http://127.0.0.1:8092/v1.0",
-                           description="Base URL of Microsoft Graph (https://graph.microsoft.com/v1.0) or its simulator.")
+                           description="Base URL of Microsoft Graph, or of its simulator.")
     graph_token: SecretStr = Field(default=SecretStr("graph-sim-token"), description="Bearer token for Graph.")
     graph_drive_id: str = Field(default="workspaces", description="Drive (document library) holding workspaces.")
     otlp_endpoint: str | None = Field(
