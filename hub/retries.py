@@ -45,6 +45,11 @@ class HubRetries(Retries):
         super().__init__(max_retries=max_retries, min_backoff=min_backoff, max_backoff=max_backoff)
         self.reasons = reasons
 
+    @property
+    def actor_options(self) -> set[str]:
+        """Dramatiq's retry options plus ``on_dead_letter``: an actor told of every dead letter."""
+        return {*super().actor_options, "on_dead_letter"}
+
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
@@ -56,7 +61,7 @@ class HubRetries(Retries):
         throws = message.options.get("throws") or actor.options.get("throws")
         permanent = isinstance(exception, HubError) and not exception.retryable
         if permanent or (throws and isinstance(exception, throws)):
-            self._dead_letter(message, exception, "permanent error", attempt)
+            self._dead_letter(broker, message, exception, "permanent error", attempt)
             return
 
         retries = message.options.setdefault("retries", 0)
@@ -65,7 +70,7 @@ class HubRetries(Retries):
         message.options["requeue_timestamp"] = int(time.time() * 1000)
         message.options["traceback"] = describe(exception)
         if max_retries is not None and retries >= max_retries:
-            self._dead_letter(message, exception, f"retries exhausted after {attempt} attempts", attempt)
+            self._dead_letter(broker, message, exception, f"retries exhausted after {attempt} attempts", attempt)
             return
 
         delay = self._delay(message, actor, retries, exception)
@@ -73,7 +78,7 @@ class HubRetries(Retries):
             broker.enqueue(message, delay=delay)
         except Exception as enqueue_error:
             self._dead_letter(
-                message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
+                broker, message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
             )
             return
         log.info("retrying message", delay_ms=delay, attempt=retries + 1, error=describe(exception))
@@ -91,8 +96,11 @@ class HubRetries(Retries):
         _, delay = compute_backoff(retries, factor=min_backoff, max_backoff=max_backoff)
         return int(delay)
 
-    def _dead_letter(self, message: Any, exception: BaseException, why: str, attempt: int) -> None:
+    def _dead_letter(
+        self, broker: dramatiq.Broker, message: Any, exception: BaseException, why: str, attempt: int
+    ) -> None:
         message.fail()  # nack without requeue: RabbitMQ routes it to the dead-letter queue
+        self._notify(broker, message, why, exception)
         reason = {
             "why": why,
             "error": describe(exception),
@@ -107,4 +115,19 @@ class HubRetries(Retries):
                 self.reasons.record(message.message_id, reason)
             except HubError:
                 log.warning("could not record the dead-letter reason", message_id=message.message_id)
+
+    def _notify(self, broker: dramatiq.Broker, message: Any, why: str, exception: BaseException) -> None:
+        actor = broker.get_actor(message.actor_name)
+        target = message.options.get("on_dead_letter") or actor.options.get("on_dead_letter")
+        if not target:
+            return
+        try:
+            broker.get_actor(target).send_with_options(
+                args=(message.asdict(), {"why": why, "error": describe(exception)}),
+                hub_event=message.options.get("hub_event"),
+                trace_context=message.options.get("trace_context"),
+                hub_parent=message.message_id,
+            )
+        except Exception:
+            log.error("could not notify the dead-letter handler", handler=target, exc_info=True)
 

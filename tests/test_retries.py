@@ -82,3 +82,21 @@ def test_describe_masks_credentials_in_error_texts() -> None:
     text = describe(ConnectionError("cannot reach amqp://hub:pa55word@rabbit:5672/%2F"))
     assert "pa55word" not in text
     assert text.startswith("ConnectionError")
+
+
+def test_the_dead_letter_handler_named_by_the_actor_is_told_why(broker: StubBroker) -> None:
+    told: list[tuple[str, str]] = []
+
+    def handler(message: dict[str, object], reason: dict[str, str]) -> None:
+        told.append((str(message["actor_name"]), reason["why"]))
+
+    dramatiq.actor(handler, actor_name="handler", queue_name="alerts", broker=broker)
+
+    def reject(_: int) -> None:
+        raise SchemaViolation("bad", field="x")
+
+    actor = dramatiq.actor(reject, actor_name="reject", queue_name="q", broker=broker, on_dead_letter="handler")
+    actor.send(1)
+    broker.join("q", fail_fast=False, timeout=5_000)
+    broker.join("alerts", fail_fast=False, timeout=5_000)
+    assert told == [("reject", "permanent error")]
