@@ -24,6 +24,7 @@ def register(broker: dramatiq.Broker, *, queue_prefix: str, registry: SchemaRegi
         actor_name=ACTOR_NAME,
         queue_name=f"{queue_prefix}.{ACTOR_NAME}",
         throws=NEVER_RETRIED,
+        on_dead_letter="exceptions",
     )
     def fanout(event_body: dict[str, Any]) -> None:
         """Publish the event, confirmed, to the topic exchange with routing key = its type."""

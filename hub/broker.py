@@ -18,7 +18,15 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
-from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Pipelines, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 
 class HubRabbitmqBroker(RabbitmqBroker):
@@ -49,8 +57,9 @@ class HubRabbitmqBroker(RabbitmqBroker):
 
 
 def base_middleware() -> list[Middleware]:
-    """Dramatiq's defaults that the hub keeps (its own retries replace ``Retries``)."""
-    return [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines()]
+    """Dramatiq's defaults that the hub keeps (its own retries replace ``Retries``), and ``CurrentMessage``
+    so an actor that emits events can name the message it is processing as their parent."""
+    return [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), CurrentMessage()]
 
 
 def build_broker(

@@ -1,0 +1,32 @@
+"""Dead letters become exception events routed to their owner, on the real broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.demo import project_created
+from hub.events import CloudEvent
+from hub.runtime import Runtime
+from hub.topics import rabbit_subscription
+from hub.workers import running_worker
+from tests.support.rabbit import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_dead_lettered_fan_out_raises_an_exception_event_for_the_platform_team(app: Runtime) -> None:
+    assert app.dispatcher is not None
+    event = project_created(app.registry)
+    # Data that does not decode: the fan-out refuses it with a permanent error, never retried.
+    corrupt = CloudEvent(event.get_attributes(), b"\x00not avro")
+    with rabbit_subscription(app.settings.amqp_url, "hub.exception.raised.v1") as receive, \
+            running_worker(app, threads=2):
+        app.dispatcher.dispatch(corrupt)
+        delivery = receive(20.0)
+        assert wait_until(lambda: any(h.outcome == "dead" for h in app.flight.hops(event.get_id())))
+    assert delivery is not None
+    data = app.registry.decode("hub.exception.raised.v1", delivery.body)
+    assert data["owner"] == "platform_team"
+    assert data["kind"] == "fanout.dead_letter"
+    assert data["event_id"] == event.get_id()
+    assert "permanent error" in data["detail"]
