@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
-from actors import exceptions, fanout
+from actors import exceptions, fanout, provisioning
+from connectors.erp.client import ErpClient
+from connectors.sharepoint.client import GraphClient
+from hub.crosswalk import RedisCrosswalk
+from hub.policy import Policy, load_policy
 from hub.runtime import Runtime
+
+#: The policy used when ``HUB_POLICY_FILE`` is unset.
+DEFAULT_POLICY = Path(str(files("actors") / "default_policy.yaml"))
+
+
+def policy_of(runtime: Runtime) -> Policy:
+    """The policy file of the settings, or the default one."""
+    return load_policy(runtime.settings.policy_file or DEFAULT_POLICY)
 
 
 def register_all(runtime: Runtime) -> dict[str, Any]:
     """Declare every pattern actor on the runtime's broker; returns them by actor name."""
+    policy = policy_of(runtime)
+    owners = {fanout.ACTOR_NAME: "platform_team", provisioning.ACTOR_NAME: policy.workflow("provisioning").owner}
+    erp = ErpClient.from_settings(runtime.settings)
+    graph = GraphClient.from_settings(runtime.settings)
+    runtime.closers += [erp.close, graph.http.client.close]
     declared = {
-        exceptions.ACTOR_NAME: exceptions.register(runtime, owners={fanout.ACTOR_NAME: "platform_team"}),
+        exceptions.ACTOR_NAME: exceptions.register(runtime, owners=owners),
+        provisioning.ACTOR_NAME: provisioning.register(
+            runtime, policy=policy, erp=erp, graph=graph,
+            crosswalk=RedisCrosswalk(runtime.redis, prefix=runtime.queue_prefix),
+        ),
         fanout.ACTOR_NAME: fanout.register(
             runtime.broker, queue_prefix=runtime.queue_prefix, registry=runtime.registry, topics=runtime.topics
         ),

@@ -7,4 +7,6 @@ from hub.dispatch import ALL_TYPES
 #: Actor names (see each actor module's ``ACTOR_NAME``) per event type; ``"*"`` is every type.
 ROUTES: dict[str, tuple[str, ...]] = {
     ALL_TYPES: ("fanout",),
+    "erp.project.created.v1": ("provisioning",),
+    "erp.project.updated.v1": ("provisioning",),
 }

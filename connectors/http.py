@@ -39,9 +39,10 @@ class RetryPolicy:
 
 
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; while open, calls fail at once for ``reset_s``."""
+    """Opens after ``threshold`` consecutive failed requests (each after its in-call retries, so blips
+    do not trip it); while open, calls fail at once for ``reset_s``, then one trial call goes through."""
 
-    def __init__(self, *, threshold: int = 5, reset_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    def __init__(self, *, threshold: int = 5, reset_s: float = 10.0, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.threshold = threshold
         self.reset_s = reset_s
@@ -119,17 +120,19 @@ class Http:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_safe: bool = False,
         ok_statuses: frozenset[int] = frozenset(),
     ) -> httpx.Response:
         """Send, retrying what is safe to retry; return a 2xx (or an ``ok_statuses``) response.
 
         Raises ``UpstreamUnavailable`` (retryable, with ``retry_after``) or ``UpstreamRejected``.
-        A POST is retried only when it carries an ``Idempotency-Key``.
+        A POST or PATCH is retried only when it carries an ``Idempotency-Key`` or the caller knows a
+        repeat is harmless (``retry_safe``: a create that fails on conflict, a PATCH that sets values).
         """
         sent_headers = dict(headers or {})
         if idempotency_key:
             sent_headers["Idempotency-Key"] = idempotency_key
-        retry_safe = method.upper() in _IDEMPOTENT_METHODS or idempotency_key is not None
+        retry_safe = retry_safe or method.upper() in _IDEMPOTENT_METHODS or idempotency_key is not None
         attempts = self.retry.attempts if retry_safe else 1
         last: UpstreamUnavailable | None = None
         for attempt in range(1, attempts + 1):
@@ -158,11 +161,11 @@ class Http:
                     last = UpstreamUnavailable(f"{self.target}: answered {response.status_code}",
                                                retry_after=retry_after_s(response))
                 span.set_status(Status(StatusCode.ERROR, str(last)))
-                self.breaker.record(False)
             if attempt < attempts:
                 wait = last.retry_after if last.retry_after is not None else self.retry.backoff_s * 2 ** (attempt - 1)
                 if wait > self.retry.max_wait_s:
                     break  # a long wait belongs to the actor's retry, not to a blocked worker thread
                 self._sleep(wait)
         assert last is not None
+        self.breaker.record(False)  # a request that failed after its retries: the target may be down
         raise last

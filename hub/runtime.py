@@ -6,6 +6,7 @@ It knows no pattern and no vendor: ``hub/cli.py`` adds the actors and the routin
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,8 @@ class Runtime:
     dispatcher: Dispatcher | None = None
     actors: dict[str, Any] = field(default_factory=dict)
     fake_server: Any = None  # the in-process Redis of the embedded mode, shared by every client
+    #: Called by :meth:`close`: connector clients and other resources the actors opened.
+    closers: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def queue_prefix(self) -> str:
@@ -53,7 +56,9 @@ class Runtime:
         return self.settings.queue_prefix
 
     def close(self) -> None:
-        """Close connections (broker, topics, Redis) and flush spans."""
+        """Close connections (broker, topics, Redis, connector clients) and flush spans."""
+        for closer in self.closers:
+            closer()
         self.broker.close()
         close = getattr(self.topics, "close", None)
         if close is not None:

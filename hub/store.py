@@ -170,3 +170,35 @@ def connect_async_redis(url: str, *, embedded: bool, server: Any = None) -> redi
         return fake
     return redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
                                         retry=Retry(NoBackoff(), 1))
+
+
+_LOCK_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisLocks:
+    """Short leases that serialise work on one entity across workers (e.g. one project's workspace)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._release = client.register_script(_LOCK_RELEASE)
+
+    def acquire(self, name: str, *, ttl_ms: int) -> str | None:
+        """A token when the lease on ``name`` was free, else None."""
+        import uuid
+
+        token = uuid.uuid4().hex
+        taken = guarded(lambda: self._client.set(f"{self._prefix}:lock:{name}", token, nx=True, px=ttl_ms))
+        return token if taken else None
+
+    def release(self, name: str, token: str) -> None:
+        """Give the lease back if this token still holds it."""
+        guarded(lambda: self._release(keys=[f"{self._prefix}:lock:{name}"], args=[token]))
+
+    def ttl_ms(self, name: str) -> int:
+        """Milliseconds left on the lease (0 when free)."""
+        left: Any = guarded(lambda: self._client.pttl(f"{self._prefix}:lock:{name}"))
+        return max(int(left), 0)

@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind
 
 from hub.broker import HubRabbitmqBroker
 from hub.demo import project_created
-from hub.dispatch import RoutingTable
+from hub.dispatch import Dispatcher, RoutingTable
 from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent
 from hub.ingress.publisher import AsyncEventPublisher, QueueDeclaration, queue_declarations
@@ -121,7 +121,8 @@ def test_the_message_is_the_one_the_dispatcher_enqueues(app: Runtime) -> None:
     event = project_created(app.registry)
     # The hub's broker declares the queues first; the publisher's start() declares them again, which
     # RabbitMQ refuses (PRECONDITION_FAILED) if any argument drifted from HubRabbitmqBroker's.
-    [dispatched] = app.dispatcher.dispatch(event)
+    dispatcher = Dispatcher(app.broker, ROUTES, known_types=set(app.registry.event_types))
+    [dispatched] = dispatcher.dispatch(event)
 
     async def scenario() -> list[str]:
         publisher = _publisher(app)

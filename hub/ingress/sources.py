@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,20 +24,19 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from hub.errors import ConfigurationError, NotAuthorized
 from hub.settings import Settings
+from hub.yamlfile import Loc, field_path, invalid_file, load_model
 from observability.logging import get_logger
 
 log = get_logger(__name__)
 
-Loc = tuple[int | str, ...]
+_WHAT = "sources file"
 
 
 def _from_env(value: object, info: ValidationInfo) -> object:
@@ -225,7 +223,7 @@ class SourceRegistry:
         listed = list(sources)
         problems = _duplicates(listed)
         if problems:
-            raise ConfigurationError("; ".join(f"{origin}: {_field(loc)}: {msg}" for loc, msg in problems))
+            raise ConfigurationError("; ".join(f"{origin}: {field_path(loc)}: {msg}" for loc, msg in problems))
         self.origin = origin
         self._by_id = {s.id: s for s in listed}
         self._api_keys = tuple((c.digest, s) for s in listed for c in s.credentials
@@ -262,88 +260,12 @@ class SourceRegistry:
             raise NotAuthorized(f"source '{source.id}' may not claim source '{ce_source[:200]}'")
 
 
-def _field(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
-    return out
-
-
-def _loc(error: ErrorDetails) -> Loc:
-    """The error's location; a bad union tag is reported at the tag's field (``scheme``)."""
-    tag = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
-    return (*error["loc"], tag) if error["type"].startswith("union_tag_") and tag else tuple(error["loc"])
-
-
-def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
-    """The 1-based line of ``loc`` in the node tree, and ``loc`` without pydantic's union tags."""
-    node, line = root, root.start_mark.line + 1
-    shown: list[int | str] = []
-    for n, part in enumerate(loc):
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            hit = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
-            if hit is None:
-                if n == len(loc) - 1:
-                    shown.append(part)  # a missing field: report it at its parent's line
-                continue  # a discriminator tag such as 'api_key' has no node of its own
-            node, line = hit[1], hit[0].start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            continue
-        shown.append(part)
-    return line, tuple(shown)
-
-
-def _check_keys(node: yaml.Node, where: str) -> None:
-    """Refuse duplicate mapping keys, which YAML loaders would otherwise silently overwrite."""
-    pairs = node.value if isinstance(node, yaml.MappingNode) else []
-    keys = [k for k, _ in pairs if isinstance(k, yaml.ScalarNode)]
-    for n, key in enumerate(keys):
-        if any(key.value == earlier.value for earlier in keys[:n]):
-            raise ConfigurationError(f"{where}, line {key.start_mark.line + 1}: duplicate key '{key.value}'")
-    children = [v for _, v in pairs] if pairs else node.value if isinstance(node, yaml.SequenceNode) else []
-    for child in children:
-        _check_keys(child, where)
-
-
-def _read(path: Path) -> tuple[yaml.Node, object]:
-    """The file's node tree (for line numbers) and its data."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        # Composed and loaded apart: the file is small, and the tree keeps every node's line.
-        root, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path}: cannot read sources file: {exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f", line {mark.line + 1}" if mark else ""
-        raise ConfigurationError(f"{path}{line}: invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from None
-    if root is None:
-        raise ConfigurationError(f"{path}: the sources file is empty")
-    _check_keys(root, str(path))
-    return root, data
-
-
-def _invalid(path: Path, root: yaml.Node, problems: list[tuple[Loc, str]]) -> ConfigurationError:
-    lines = [(*_locate(root, loc), msg) for loc, msg in problems]
-    return ConfigurationError("invalid sources file:\n" + "\n".join(
-        f"{path}, line {line}, field {_field(loc) or '(top level)'}: {msg}" for line, loc, msg in lines))
-
-
 def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
     """Read and validate the sources file; ``secret_env`` names are looked up in ``environ`` only."""
-    root, data = _read(path)
-    try:
-        parsed = SourcesFile.model_validate(data, context={"environ": environ})
-    except ValidationError as exc:
-        raise _invalid(path, root, [(_loc(e), e["msg"]) for e in exc.errors(include_input=False)]) from None
+    parsed, root = load_model(path, SourcesFile, what=_WHAT, context={"environ": environ})
     duplicates = _duplicates(parsed.sources)
     if duplicates:
-        raise _invalid(path, root, duplicates)
+        raise invalid_file(path, root, duplicates, what=_WHAT)
     registry = SourceRegistry(parsed.sources, origin=str(path))
     log.info("sources loaded", path=str(path), sources=len(registry))
     return registry

@@ -1,0 +1,225 @@
+"""Outbound client of the ERP/PSA REST API (``/api/v1``), on the shared :class:`connectors.http.Http` policy.
+
+Every write is "ensure": it states the wanted value (PATCH of a field, billing code by code), so a
+repeat is harmless; each also sends an ``Idempotency-Key`` derived from the caller's key and the
+operation (``<key>:workspace-link`` ...), so one key (an event id, say) may serve several calls, and a
+write whose answer was lost (timeout) may be retried. Errors follow the hub's tree: 404 is
+:class:`ProjectNotFound` / :class:`ClientNotFound`, other 4xx ``UpstreamRejected`` (permanent),
+5xx, 429, timeouts and an open circuit ``UpstreamUnavailable`` (retryable, with ``retry_after``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.http import Http
+from hub.errors import UpstreamRejected
+from hub.settings import Settings
+
+#: Timeouts towards the ERP: connecting is quick or not at all; answers may take a little longer.
+DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+_API = "/api/v1"
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class ErpNotFound(UpstreamRejected):
+    """The ERP has no record with this key (HTTP 404)."""
+
+
+class ProjectNotFound(ErpNotFound):
+    """The ERP has no project, engagement or matter with this code."""
+
+
+class ClientNotFound(ErpNotFound):
+    """The ERP has no client with this id."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Money(_Record):
+    """An amount in minor units of an ISO 4217 currency."""
+
+    amount_minor: int
+    currency: str
+
+
+class Project(_Record):
+    """A project, engagement or matter as the ERP holds it."""
+
+    code: str
+    client_id: str
+    name: str
+    engagement_type: Literal["consulting", "legal", "engineering", "managed_services"]
+    practice: str
+    region: Literal["NA", "EU", "ME", "APAC"]
+    country: str
+    partner: str
+    billing_model: Literal["time_and_materials", "fixed_fee", "milestone", "retainer", "subscription"]
+    status: Literal["planned", "active", "on_hold", "closed", "cancelled"]
+    value: Money | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    conflicted_groups: tuple[str, ...] = ()
+    time_entry_enabled: bool = False
+    billing_codes_active: bool = False
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    version: int
+    updated_at: datetime
+
+    @property
+    def workspace_url(self) -> str | None:
+        """The workspace link custom field, when set."""
+        url = self.custom_fields.get("workspace_url")
+        return url if isinstance(url, str) and url else None
+
+
+class Client(_Record):
+    """A client as the ERP holds it."""
+
+    id: str
+    name: str
+    country: str
+    status: Literal["prospect", "active", "inactive"]
+    industry: str | None = None
+    parent_client_id: str | None = None
+    billing_currency: str | None = None
+    version: int = 1
+    updated_at: datetime
+
+
+class BillingCode(_Record):
+    """A billing code of a project."""
+
+    code: str
+    active: bool
+
+
+def _parse(model: type[_Model], payload: Any, target: str) -> _Model:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise UpstreamRejected(f"{target}: unexpected {model.__name__} in the answer: {exc.error_count()} "
+                               f"error(s), first at {'.'.join(map(str, exc.errors()[0]['loc']))}") from None
+
+
+def _timestamp(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("updated_since must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ErpClient:
+    """Typed calls to the ERP API; the injected :class:`Http` carries base URL, token and resilience."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client: httpx.Client | None = None) -> ErpClient:
+        """A client for ``settings.erp_url`` with ``settings.erp_token``.
+
+        A given ``client`` keeps its transport and timeouts but gets the base URL and bearer token.
+        """
+        if client is None:
+            client = httpx.Client(timeout=DEFAULT_TIMEOUT)
+        client.base_url = httpx.URL(settings.erp_url)
+        client.headers["authorization"] = f"Bearer {settings.erp_token.get_secret_value()}"
+        return cls(Http(client, target="erp"))
+
+    def close(self) -> None:
+        """Close the underlying ``httpx.Client``."""
+        self.http.client.close()
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def get_project(self, code: str) -> Project:
+        """One project by its code; ``ProjectNotFound`` when the ERP has none."""
+        response = self._call("GET", f"/projects/{quote(code, safe='')}", not_found=ProjectNotFound(
+            f"erp: project {code!r} not found"))
+        return _parse(Project, response.json(), "erp")
+
+    def iter_projects(self, *, updated_since: datetime | None = None, status: str | None = None,
+                      page_size: int = 100) -> Iterator[Project]:
+        """Every project (changed at or after ``updated_since``), following ``next_cursor`` page by page."""
+        params: dict[str, Any] = {"limit": page_size}
+        if updated_since is not None:
+            params["updated_since"] = _timestamp(updated_since)
+        if status is not None:
+            params["status"] = status
+        while True:
+            page = self._call("GET", "/projects", params=params).json()
+            for item in page.get("items", []):
+                yield _parse(Project, item, "erp")
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            params["cursor"] = cursor
+
+    def list_projects(self, updated_since: datetime | None = None, *, status: str | None = None) -> list[Project]:
+        """Every project (changed at or after ``updated_since``), all pages read."""
+        return list(self.iter_projects(updated_since=updated_since, status=status))
+
+    def get_client(self, client_id: str) -> Client:
+        """One client by its ERP id; ``ClientNotFound`` when the ERP has none."""
+        response = self._call("GET", f"/clients/{quote(client_id, safe='')}", not_found=ClientNotFound(
+            f"erp: client {client_id!r} not found"))
+        return _parse(Client, response.json(), "erp")
+
+    def billing_codes(self, code: str) -> list[BillingCode]:
+        """The billing codes of a project."""
+        response = self._call("GET", f"/projects/{quote(code, safe='')}/billing-codes",
+                              not_found=ProjectNotFound(f"erp: project {code!r} not found"))
+        return [_parse(BillingCode, item, "erp") for item in response.json().get("items", [])]
+
+    # -- writes ("ensure") --------------------------------------------------------------------------
+
+    def update_project(self, code: str, changes: Mapping[str, Any], *, idempotency_key: str,
+                       if_match: int | None = None) -> Project:
+        """PATCH a project (``if_match``: its expected version; a mismatch is ``UpstreamRejected``)."""
+        headers = {"if-match": f'"{if_match}"'} if if_match is not None else None
+        response = self._call("PATCH", f"/projects/{quote(code, safe='')}", json=dict(changes), headers=headers,
+                              idempotency_key=idempotency_key,
+                              not_found=ProjectNotFound(f"erp: project {code!r} not found"))
+        return _parse(Project, response.json(), "erp")
+
+    def set_workspace_link(self, code: str, url: str, *, idempotency_key: str) -> Project:
+        """Write the workspace link into the project's ``workspace_url`` custom field."""
+        return self.update_project(code, {"custom_fields": {"workspace_url": url}},
+                                   idempotency_key=f"{idempotency_key}:workspace-link")
+
+    def enable_time_entry(self, code: str, *, idempotency_key: str) -> Project:
+        """Open the project for time entry."""
+        return self.update_project(code, {"time_entry_enabled": True},
+                                   idempotency_key=f"{idempotency_key}:time-entry")
+
+    def update_project_value(self, code: str, value: Money, *, idempotency_key: str) -> Project:
+        """Set the project's contract value."""
+        return self.update_project(code, {"value": value.model_dump()}, idempotency_key=f"{idempotency_key}:value")
+
+    def activate_billing_codes(self, code: str, codes: Sequence[str], *, idempotency_key: str) -> Project:
+        """Ensure each billing code exists and is active, then mark the project's billing codes active."""
+        for billing_code in codes:
+            self._call("POST", f"/projects/{quote(code, safe='')}/billing-codes",
+                       json={"code": billing_code, "active": True},
+                       idempotency_key=f"{idempotency_key}:billing-code:{billing_code}",
+                       not_found=ProjectNotFound(f"erp: project {code!r} not found"))
+        return self.update_project(code, {"billing_codes_active": True},
+                                   idempotency_key=f"{idempotency_key}:billing-codes-active")
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+              headers: Mapping[str, str] | None = None, idempotency_key: str | None = None,
+              not_found: ErpNotFound | None = None) -> httpx.Response:
+        response = self.http.request(method, _API + path, json=json, params=params, headers=headers,
+                                     idempotency_key=idempotency_key,
+                                     ok_statuses=frozenset({404}) if not_found is not None else frozenset())
+        if response.status_code == 404 and not_found is not None:
+            raise not_found
+        return response

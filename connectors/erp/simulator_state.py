@@ -1,0 +1,388 @@
+"""The ERP simulator's records and rules: clients, projects, milestones, invoices and billing codes.
+
+Records are kept as JSON-ready dicts (snake_case, ISO dates, ``updated_at`` in UTC with
+milliseconds, strictly increasing). Failures are :class:`SimError` with the HTTP status the API
+answers. Imports nothing of the hub: the simulator stands for another company's system.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from connectors.erp.simulator_webhooks import epoch_ms, parse_timestamp
+
+EngagementType = Literal["consulting", "legal", "engineering", "managed_services"]
+Region = Literal["NA", "EU", "ME", "APAC"]
+BillingModel = Literal["time_and_materials", "fixed_fee", "milestone", "retainer", "subscription"]
+ProjectStatus = Literal["planned", "active", "on_hold", "closed", "cancelled"]
+ClientStatus = Literal["prospect", "active", "inactive"]
+MilestoneStatus = Literal["open", "achieved", "invoiced"]
+_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class SimError(Exception):
+    """A request the simulated ERP refuses, with the status and error code it answers."""
+
+    def __init__(self, status: int, error: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.details = status, error, message, details
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Fields an explicit ``null`` may clear; any other field sent as ``null`` is refused.
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        refused = sorted(k for k in self.model_fields_set if getattr(self, k) is None and k not in self.nullable)
+        if refused:
+            raise ValueError(f"may not be null: {', '.join(refused)}")
+        return self
+
+
+class Money(_In):
+    """An amount in minor units of an ISO 4217 currency."""
+
+    amount_minor: int
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class ClientPatch(_In):
+    """Changes to a client; fields left out keep their value."""
+
+    nullable = frozenset({"id", "industry", "parent_client_id", "billing_currency"})
+
+    name: str | None = Field(default=None, min_length=1)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    status: ClientStatus | None = None
+    industry: str | None = None
+    parent_client_id: str | None = None
+    billing_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+
+class ClientIn(ClientPatch):
+    """A new client; ``id`` is generated when left out."""
+
+    id: str | None = Field(default=None, pattern=_CODE)
+    name: str = Field(min_length=1)
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    status: ClientStatus = "active"
+
+
+class ProjectPatch(_In):
+    """Changes to a project; ``custom_fields`` are merged key by key; ``null`` clears optional fields."""
+
+    nullable = frozenset({"value", "start_date", "end_date"})
+
+    client_id: str | None = None
+    name: str | None = Field(default=None, min_length=1)
+    engagement_type: EngagementType | None = None
+    practice: str | None = None
+    region: Region | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    partner: str | None = None
+    billing_model: BillingModel | None = None
+    status: ProjectStatus | None = None
+    value: Money | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    conflicted_groups: list[str] | None = None
+    time_entry_enabled: bool | None = None
+    billing_codes_active: bool | None = None
+    custom_fields: dict[str, Any] | None = None
+
+
+class ProjectIn(ProjectPatch):
+    """A new project, engagement or matter; ``code`` is its unique business key."""
+
+    code: str = Field(pattern=_CODE)
+    client_id: str
+    name: str = Field(min_length=1)
+    engagement_type: EngagementType
+    practice: str
+    region: Region
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    partner: str
+    billing_model: BillingModel
+    status: ProjectStatus = "planned"
+    conflicted_groups: list[str] = Field(default_factory=list)
+    time_entry_enabled: bool = False
+    billing_codes_active: bool = False
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class MilestonePatch(_In):
+    """Changes to a milestone."""
+
+    nullable = frozenset({"due_date"})
+
+    name: str | None = Field(default=None, min_length=1)
+    amount: Money | None = None
+    due_date: date | None = None
+    status: MilestoneStatus | None = None
+
+
+class MilestoneIn(MilestonePatch):
+    """A new milestone of a project."""
+
+    name: str = Field(min_length=1)
+    amount: Money
+    status: MilestoneStatus = "open"
+
+
+class InvoiceIn(_In):
+    """A new draft invoice; ``number`` is generated when left out."""
+
+    nullable = frozenset({"number", "milestone_id"})
+
+    number: str | None = Field(default=None, pattern=_CODE)
+    project_code: str
+    amount: Money
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    milestone_id: str | None = None
+
+
+class BillingCodeIn(_In):
+    """A billing code of a project (created, or its ``active`` flag set)."""
+
+    code: str = Field(pattern=_CODE)
+    active: bool = True
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_cursor(project: dict[str, Any]) -> str:
+    """An opaque cursor pointing after ``project`` in (``updated_at``, ``code``) order."""
+    raw = json.dumps([epoch_ms(project["updated_at"]), project["code"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The position a cursor points after; ``SimError`` 422 when it is not one of ours."""
+    try:
+        millis, code = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return int(millis), str(code)
+    except (ValueError, TypeError, binascii.Error):
+        raise SimError(422, "invalid_cursor", "cursor is not valid") from None
+
+
+class ErpState:
+    """Every record of the simulated ERP behind one lock; methods return copies."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every record and idempotency key."""
+        with self.lock:
+            self.clients: dict[str, dict[str, Any]] = {}
+            self.projects: dict[str, dict[str, Any]] = {}
+            self.milestones: dict[str, list[dict[str, Any]]] = {}
+            self.invoices: dict[str, dict[str, Any]] = {}
+            self.billing_codes: dict[str, dict[str, dict[str, Any]]] = {}
+            self.idempotency: dict[str, tuple[str, int, Any]] = {}
+            self._last: datetime | None = None
+            self._serial = 0
+
+    def _now(self) -> str:
+        now = self._clock().astimezone(UTC)
+        moment = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last is not None and moment <= self._last:
+            moment = self._last + timedelta(milliseconds=1)  # strictly increasing: newer always wins
+        self._last = moment
+        return _iso(moment)
+
+    def _next_id(self, prefix: str) -> str:
+        self._serial += 1
+        return f"{prefix}-{self._serial:06d}"
+
+    def dump(self) -> dict[str, Any]:
+        """Everything, for ``GET /_sim/state``."""
+        with self.lock:
+            return copy.deepcopy({"clients": list(self.clients.values()), "projects": list(self.projects.values()),
+                                  "milestones": self.milestones, "invoices": list(self.invoices.values()),
+                                  "billing_codes": {k: list(v.values()) for k, v in self.billing_codes.items()}})
+
+    # -- clients ------------------------------------------------------------------------------------
+
+    def client(self, client_id: str) -> dict[str, Any]:
+        """One client; 404 when unknown."""
+        with self.lock:
+            if client_id not in self.clients:
+                raise SimError(404, "not_found", f"client {client_id!r} not found")
+            return dict(self.clients[client_id])
+
+    def create_client(self, body: ClientIn) -> dict[str, Any]:
+        """Create a client; 409 when the id is taken."""
+        with self.lock:
+            client_id = body.id or self._next_id("C")
+            if client_id in self.clients:
+                raise SimError(409, "conflict", f"client {client_id!r} exists")
+            record = {"id": client_id, **body.model_dump(mode="json", exclude={"id"}), "version": 1,
+                      "updated_at": self._now()}
+            self.clients[client_id] = record
+            return dict(record)
+
+    def patch_client(self, client_id: str, patch: ClientPatch) -> tuple[dict[str, Any], bool]:
+        """Apply a partial update; returns the record and whether anything changed."""
+        with self.lock:
+            record = self.clients.get(client_id)
+            if record is None:
+                raise SimError(404, "not_found", f"client {client_id!r} not found")
+            changes = {k: v for k, v in patch.model_dump(mode="json", exclude_unset=True).items() if record.get(k) != v}
+            if changes:
+                record.update(changes, version=record["version"] + 1, updated_at=self._now())
+            return dict(record), bool(changes)
+
+    # -- projects -----------------------------------------------------------------------------------
+
+    def project(self, code: str) -> dict[str, Any]:
+        """One project; 404 when unknown."""
+        with self.lock:
+            if code not in self.projects:
+                raise SimError(404, "not_found", f"project {code!r} not found")
+            return copy.deepcopy(self.projects[code])
+
+    def create_project(self, body: ProjectIn) -> dict[str, Any]:
+        """Create a project; 409 when the code is taken, 422 when the client is unknown."""
+        with self.lock:
+            if body.code in self.projects:
+                raise SimError(409, "conflict", f"project {body.code!r} exists")
+            if body.client_id not in self.clients:
+                raise SimError(422, "unknown_client", f"client {body.client_id!r} does not exist")
+            record = {"code": body.code, **body.model_dump(mode="json")}
+            record["custom_fields"] = {"workspace_url": None, **record["custom_fields"]}
+            record.update(version=1, updated_at=self._now())
+            self.projects[body.code] = record
+            self.milestones[body.code], self.billing_codes[body.code] = [], {}
+            return copy.deepcopy(record)
+
+    def patch_project(self, code: str, patch: ProjectPatch, *, if_match: int | None
+                      ) -> tuple[dict[str, Any], bool]:
+        """Apply a partial update (412 when ``if_match`` is not the version); returns record and changed."""
+        with self.lock:
+            record = self.projects.get(code)
+            if record is None:
+                raise SimError(404, "not_found", f"project {code!r} not found")
+            if if_match is not None and if_match != record["version"]:
+                raise SimError(412, "version_mismatch", f"project {code!r} is at version {record['version']}",
+                               version=record["version"])
+            wanted = patch.model_dump(mode="json", exclude_unset=True)
+            if "client_id" in wanted and wanted["client_id"] not in self.clients:
+                raise SimError(422, "unknown_client", f"client {wanted['client_id']!r} does not exist")
+            if "custom_fields" in wanted:
+                wanted["custom_fields"] = {**record["custom_fields"], **(wanted["custom_fields"] or {})}
+            changes = {k: v for k, v in wanted.items() if record.get(k) != v}
+            if changes:
+                record.update(copy.deepcopy(changes), version=record["version"] + 1, updated_at=self._now())
+            return copy.deepcopy(record), bool(changes)
+
+    def list_projects(self, *, status: str | None, updated_since: str | None, limit: int, cursor: str | None
+                      ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page in (``updated_at``, ``code``) order, ``updated_at >= updated_since``; and the next cursor."""
+        since = None if updated_since is None else epoch_ms(_checked_timestamp(updated_since))
+        after = None if cursor is None else decode_cursor(cursor)
+        with self.lock:
+            ordered = sorted(self.projects.values(), key=lambda p: (epoch_ms(p["updated_at"]), p["code"]))
+            chosen = [p for p in ordered
+                      if (status is None or p["status"] == status)
+                      and (since is None or epoch_ms(p["updated_at"]) >= since)
+                      and (after is None or (epoch_ms(p["updated_at"]), p["code"]) > after)]
+            page = copy.deepcopy(chosen[:limit])
+        return page, encode_cursor(page[-1]) if len(chosen) > limit else None
+
+    # -- milestones, invoices, billing codes --------------------------------------------------------
+
+    def milestones_of(self, code: str) -> list[dict[str, Any]]:
+        """The milestones of a project."""
+        with self.lock:
+            self.project(code)
+            return copy.deepcopy(self.milestones[code])
+
+    def add_milestone(self, code: str, body: MilestoneIn) -> dict[str, Any]:
+        """Add a milestone to a project."""
+        with self.lock:
+            self.project(code)
+            record = {"id": self._next_id("MS"), "project_code": code, **body.model_dump(mode="json"),
+                      "updated_at": self._now()}
+            self.milestones[code].append(record)
+            return dict(record)
+
+    def patch_milestone(self, code: str, milestone_id: str, patch: MilestonePatch) -> dict[str, Any]:
+        """Change a milestone."""
+        with self.lock:
+            self.project(code)
+            for record in self.milestones[code]:
+                if record["id"] == milestone_id:
+                    record.update(patch.model_dump(mode="json", exclude_unset=True), updated_at=self._now())
+                    return dict(record)
+            raise SimError(404, "not_found", f"milestone {milestone_id!r} of {code!r} not found")
+
+    def list_invoices(self, *, project_code: str | None, status: str | None) -> list[dict[str, Any]]:
+        """Invoices, optionally of one project or status."""
+        with self.lock:
+            return [dict(i) for i in self.invoices.values()
+                    if (project_code is None or i["project_code"] == project_code)
+                    and (status is None or i["status"] == status)]
+
+    def create_invoice(self, body: InvoiceIn) -> dict[str, Any]:
+        """Draft an invoice for a project."""
+        with self.lock:
+            self.project(body.project_code)
+            number = body.number or self._next_id("INV")
+            if number in self.invoices:
+                raise SimError(409, "conflict", f"invoice {number!r} exists")
+            record = {**body.model_dump(mode="json"), "number": number, "status": "draft", "updated_at": self._now()}
+            self.invoices[number] = record
+            return dict(record)
+
+    def finalize_invoice(self, number: str) -> dict[str, Any]:
+        """Make a draft invoice final; finalising a final invoice changes nothing."""
+        with self.lock:
+            record = self.invoices.get(number)
+            if record is None:
+                raise SimError(404, "not_found", f"invoice {number!r} not found")
+            if record["status"] != "final":
+                record.update(status="final", updated_at=self._now())
+            return dict(record)
+
+    def billing_codes_of(self, code: str) -> list[dict[str, Any]]:
+        """The billing codes of a project."""
+        with self.lock:
+            self.project(code)
+            return [dict(b) for b in self.billing_codes[code].values()]
+
+    def put_billing_code(self, code: str, body: BillingCodeIn) -> tuple[dict[str, Any], bool]:
+        """Create a billing code or set its ``active`` flag; returns it and whether it is new."""
+        with self.lock:
+            self.project(code)
+            existing = self.billing_codes[code].get(body.code)
+            if existing is not None:
+                if existing["active"] != body.active:
+                    existing.update(active=body.active, updated_at=self._now())
+                return dict(existing), False
+            record = {"code": body.code, "project_code": code, "active": body.active, "updated_at": self._now()}
+            self.billing_codes[code][body.code] = record
+            return dict(record), True
+
+
+def _checked_timestamp(value: str) -> str:
+    try:
+        parse_timestamp(value)
+    except ValueError:
+        raise SimError(422, "invalid_parameter", "updated_since must be an ISO 8601 timestamp") from None
+    return value

@@ -1,0 +1,253 @@
+"""The ERP simulator's outbound webhooks: signed structured CloudEvents posted from an outbox thread.
+
+Like an ERP's posting script, every project or client change becomes one CloudEvent (structured
+mode, ``application/cloudevents+json``) whose ``data`` uses the hub's Avro JSON form (dates as days
+since 1970-01-01, timestamps as epoch milliseconds). It is signed with Standard Webhooks and posted
+by one background thread, in the order of the changes, so an API call never waits for it. Network
+errors, 408, 429 and 5xx are retried with exponential backoff (``Retry-After`` honoured); any other
+4xx stops at once. Every event has an entry in the delivery log.
+
+Imports nothing of the hub: the simulator stands for another company's system.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+_EPOCH = date(1970, 1, 1)
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where and how the simulator posts its events."""
+
+    #: The hub ingress events endpoint, e.g. ``http://127.0.0.1:8080/v1/events``.
+    url: str
+    #: Standard Webhooks secret (``whsec_<base64>``) the hub knows for this source.
+    secret: str
+    #: The CloudEvents ``source`` the ERP claims.
+    source: str = "erp-sim://acme-psa/prod"
+    #: Delivery attempts per event, the first included.
+    attempts: int = 5
+    #: First retry delay; doubled on each further attempt, never past ``max_backoff_s``.
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    #: Per-attempt HTTP timeout.
+    timeout_s: float = 5.0
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An ISO 8601 timestamp (``Z`` allowed) as an aware datetime (UTC when no offset is given)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def epoch_ms(value: str) -> int:
+    """An ISO timestamp as epoch milliseconds (Avro ``timestamp-millis``)."""
+    return int(parse_timestamp(value).timestamp() * 1000)
+
+
+def epoch_days(value: str | None) -> int | None:
+    """An ISO date as days since 1970-01-01 (Avro ``date``)."""
+    return None if value is None else (date.fromisoformat(value) - _EPOCH).days
+
+
+def project_data(project: dict[str, Any]) -> dict[str, Any]:
+    """A project record in the Avro JSON form of ``hub.erp.ProjectCreated``/``ProjectUpdated``."""
+    value = project.get("value")
+    return {
+        "project_code": project["code"],
+        "client_id": project["client_id"],
+        "name": project["name"],
+        "engagement_type": project["engagement_type"],
+        "practice": project["practice"],
+        "region": project["region"],
+        "country": project["country"],
+        "partner": project["partner"],
+        "billing_model": project["billing_model"],
+        "status": project["status"],
+        "value": None if value is None else {"amount_minor": value["amount_minor"], "currency": value["currency"]},
+        "start_date": epoch_days(project.get("start_date")),
+        "end_date": epoch_days(project.get("end_date")),
+        "conflicted_groups": list(project.get("conflicted_groups", [])),
+        "updated_at": epoch_ms(project["updated_at"]),
+    }
+
+
+def client_data(client: dict[str, Any]) -> dict[str, Any]:
+    """A client record in the Avro JSON form of ``hub.erp.ClientUpserted``."""
+    return {
+        "client_id": client["id"],
+        "name": client["name"],
+        "country": client["country"],
+        "status": client["status"],
+        "industry": client.get("industry"),
+        "parent_client_id": client.get("parent_client_id"),
+        "billing_currency": client.get("billing_currency"),
+        "updated_at": epoch_ms(client["updated_at"]),
+    }
+
+
+def project_event(project: dict[str, Any], *, created: bool, source: str) -> dict[str, Any]:
+    """The structured CloudEvent announcing a project's creation or its new state."""
+    return {
+        "specversion": "1.0",
+        "type": "erp.project.created.v1" if created else "erp.project.updated.v1",
+        "source": source,
+        "id": f"{project['code']}:v{project['version']}",
+        "time": project["updated_at"],
+        "subject": project["code"],
+        "partitionkey": f"project:{project['code']}",
+        "sequence": f"{project['version']:020d}",
+        "datacontenttype": "application/json",
+        "data": project_data(project),
+    }
+
+
+def client_event(client: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """The structured CloudEvent announcing a client's new state."""
+    return {
+        "specversion": "1.0",
+        "type": "erp.client.upserted.v1",
+        "source": source,
+        "id": f"client:{client['id']}:v{client['version']}",
+        "time": client["updated_at"],
+        "subject": client["id"],
+        "partitionkey": f"client:{client['id']}",
+        "sequence": f"{client['version']:020d}",
+        "datacontenttype": "application/json",
+        "data": client_data(client),
+    }
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class Outbox:
+    """Posts queued events in order from one daemon thread and keeps the delivery log."""
+
+    def __init__(self, config: WebhookConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        self._signer = Webhook(config.secret)
+        self._transport = transport
+        self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]] | None] = queue.Queue()
+        self._log: list[dict[str, Any]] = []
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the delivery thread (once)."""
+        with self._idle:
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="erp-sim-webhooks", daemon=True)
+                self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the delivery thread; events still queued are not sent."""
+        self._stop.set()
+        self._queue.put(None)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=timeout_s)
+
+    def enqueue(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` for delivery; returns at once."""
+        entry = {"event_id": event["id"], "type": event["type"], "subject": event.get("subject"),
+                 "state": "pending", "attempts": 0, "last_status": None, "last_error": None, "statuses": []}
+        with self._idle:
+            self._log.append(entry)
+            self._pending += 1
+        self.start()
+        self._queue.put((event, entry))
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """A copy of the delivery log, oldest first."""
+        with self._idle:
+            return [{**entry, "statuses": list(entry["statuses"])} for entry in self._log]
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued event is delivered or given up; ``False`` on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+
+    def reset(self) -> None:
+        """Drop queued events and forget the log (an event in flight still completes)."""
+        with self._idle:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self._pending -= 1
+            self._log.clear()
+            self._idle.notify_all()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.config.timeout_s, transport=self._transport) as client:
+            while not self._stop.is_set():
+                item = self._queue.get()
+                if item is None:
+                    continue
+                event, entry = item
+                try:
+                    self._deliver(client, event, entry)
+                finally:
+                    with self._idle:
+                        self._pending -= 1
+                        self._idle.notify_all()
+
+    def _deliver(self, client: httpx.Client, event: dict[str, Any], entry: dict[str, Any]) -> None:
+        body = json.dumps(event, separators=(",", ":"))
+        for attempt in range(1, self.config.attempts + 1):
+            wait = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s)
+            sent_at = datetime.now(UTC)
+            headers = {
+                "content-type": "application/cloudevents+json; charset=utf-8",
+                "webhook-id": event["id"],
+                "webhook-timestamp": str(int(sent_at.timestamp())),
+                "webhook-signature": self._signer.sign(event["id"], sent_at, body),
+            }
+            status: int | None = None
+            error: str | None = None
+            try:
+                response = client.post(self.config.url, content=body.encode(), headers=headers)
+                status = response.status_code
+                asked = _retry_after(response) if status in _RETRY_STATUSES or status >= 500 else None
+                if asked is not None:
+                    wait = min(asked, self.config.max_backoff_s)
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            with self._idle:
+                entry.update(attempts=attempt, last_status=status, last_error=error)
+                entry["statuses"].append(status)
+                if status is not None and 200 <= status < 300:
+                    entry["state"] = "delivered"
+                    return
+                retryable = status is None or status in _RETRY_STATUSES or status >= 500
+                if not retryable or attempt == self.config.attempts:
+                    entry["state"] = "failed"
+                    return
+            if self._stop.wait(wait):
+                entry["state"] = "failed"
+                return

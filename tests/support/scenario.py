@@ -1,0 +1,111 @@
+"""The whole hub with its simulated systems, as the demo runs it: ERP simulator -> signed webhook ->
+ingress -> RabbitMQ -> workers -> SharePoint simulator and ERP write-back."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from actors import policy_of
+from connectors.faults import FaultPlan
+from connectors.sandbox import Sandbox, free_port, running_sandbox
+from hub.cli import build_app, build_ingress
+from hub.demo import demo_sources
+from hub.ingress.server import serve_in_thread
+from hub.runtime import Runtime
+from hub.settings import Settings
+from hub.workers import running_worker
+
+
+@dataclass
+class Scenario:
+    """A running hub and its simulators."""
+
+    runtime: Runtime
+    sandbox: Sandbox
+    ingress_url: str
+
+    def create_client(self, client_id: str, name: str, country: str) -> None:
+        """Create a client in the ERP (a user at the ERP's screen would)."""
+        with self.sandbox.erp() as erp:
+            erp.post("/clients", json={"id": client_id, "name": name, "country": country}).raise_for_status()
+
+    def create_project(self, **fields: Any) -> dict[str, Any]:
+        """Create a project in the ERP; the ERP posts its event to the hub."""
+        with self.sandbox.erp() as erp:
+            response = erp.post("/projects", json=fields)
+            response.raise_for_status()
+            project: dict[str, Any] = response.json()
+            return project
+
+    def update_project(self, code: str, **changes: Any) -> dict[str, Any]:
+        """Change a project in the ERP."""
+        with self.sandbox.erp() as erp:
+            response = erp.patch(f"/projects/{code}", json=changes)
+            response.raise_for_status()
+            project: dict[str, Any] = response.json()
+            return project
+
+    def erp_project(self, code: str) -> dict[str, Any]:
+        """The ERP's record now."""
+        with self.sandbox.erp() as erp:
+            project: dict[str, Any] = erp.get(f"/projects/{code}").json()
+            return project
+
+    def workspace(self, path: str) -> dict[str, Any] | None:
+        """The SharePoint simulator's item at ``path`` of the workspaces drive."""
+        items = self.sandbox.graph_state()["drives"][self.sandbox.drive_id]["items"]
+        found: dict[str, Any] | None = items.get(path)
+        return found
+
+
+def acme_project(**overrides: Any) -> dict[str, Any]:
+    """The consulting scenario's engagement."""
+    return {"code": "ENG-ACME-0001", "client_id": "ACME", "name": "ACME operating model redesign",
+            "engagement_type": "consulting", "practice": "Strategy", "region": "EU", "country": "DE",
+            "partner": "p.schmidt@example-firm.com", "billing_model": "time_and_materials", "status": "planned",
+            "value": {"amount_minor": 48_000_000, "currency": "EUR"}, **overrides}
+
+
+@contextmanager
+def running_scenario(
+    settings: Settings,
+    *,
+    embedded: bool = False,
+    tracer: tuple[TracerProvider, InMemorySpanExporter] | None = None,
+    graph_faults: FaultPlan | None = None,
+    threads: int = 4,
+) -> Iterator[Scenario]:
+    """Start simulators, ingress and workers; stop them all afterwards."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    port = free_port()
+    with ExitStack() as stack:
+        sandbox = stack.enter_context(running_sandbox(
+            ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=secret,
+            groups=_known_groups(settings), graph_faults=graph_faults))
+        provider, exporter = tracer if tracer else (None, None)
+        runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
+                            span_exporter=exporter)
+        stack.callback(runtime.close)
+        url = stack.enter_context(serve_in_thread(
+            build_ingress(runtime, sources=demo_sources(secret), tracer_provider=provider), port=port))
+        stack.enter_context(running_worker(runtime, threads=threads))
+        yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url)
+
+
+def _known_groups(settings: Settings) -> list[str]:
+    from actors import DEFAULT_POLICY
+    from hub.policy import load_policy
+
+    policy = load_policy(settings.policy_file or DEFAULT_POLICY)
+    return list(policy.security_groups.known_groups or [])
+
+
+__all__ = ["Scenario", "acme_project", "policy_of", "running_scenario"]

@@ -1,0 +1,426 @@
+"""The ERP simulator over real HTTP: records, pagination, idempotency, faults and signed webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from connectors.erp.simulator import ErpSimConfig, WebhookConfig, create_app
+from connectors.faults import FaultPlan
+from hub.ingress.server import serve_in_thread
+from hub.registry import SchemaRegistry
+from hub.runtime import Runtime
+from tests.support.ingress import load, serving, write_sources
+
+TOKEN = "test-erp-token"
+SOURCE = "erp-sim://acme-psa/prod"
+
+
+def project_body(code: str = "ENG-ACME-0001", **overrides: Any) -> dict[str, Any]:
+    """The consulting scenario's engagement as the ERP API takes it."""
+    body = {"code": code, "client_id": "C-ACME", "name": "ACME operating model redesign",
+            "engagement_type": "consulting", "practice": "Strategy", "region": "EU", "country": "DE",
+            "partner": "p.schmidt@example-firm.com", "billing_model": "time_and_materials",
+            "value": {"amount_minor": 48_000_000, "currency": "EUR"},
+            "start_date": "2027-01-04", "end_date": "2027-06-30"}
+    body.update(overrides)
+    return body
+
+
+def seed_client(api: httpx.Client, client_id: str = "C-ACME") -> dict[str, Any]:
+    """Create the ACME client."""
+    response = api.post("/clients", json={"id": client_id, "name": "ACME GmbH", "country": "DE"})
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+@contextmanager
+def running_sim(config: ErpSimConfig | None = None) -> Iterator[tuple[str, FastAPI]]:
+    """The simulator on a free loopback port; yields its base URL and app."""
+    app = create_app(config or ErpSimConfig(token=TOKEN))
+    with serve_in_thread(app) as url:
+        yield url, app
+
+
+@pytest.fixture
+def sim() -> Iterator[tuple[str, FastAPI]]:
+    with running_sim() as running:
+        yield running
+
+
+@pytest.fixture
+def api(sim: tuple[str, FastAPI]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{sim[0]}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as client:
+        seed_client(client)
+        yield client
+
+
+def set_faults(base_url: str, **plan: Any) -> None:
+    response = httpx.put(f"{base_url}/_sim/faults", json=plan)
+    assert response.status_code == 200, response.text
+
+
+# -- API ----------------------------------------------------------------------------------------------
+
+
+def test_every_api_call_needs_the_bearer_token_but_admin_endpoints_do_not(sim: tuple[str, FastAPI]) -> None:
+    url, _ = sim
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"}):
+        response = httpx.post(f"{url}/api/v1/projects", json={"not": "checked yet"}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{url}/api/v1/clients").status_code == 401
+    assert httpx.get(f"{url}/_sim/state").status_code == 200
+
+
+def test_a_client_is_created_read_and_patched(api: httpx.Client) -> None:
+    assert api.get("/clients/C-ACME").json()["name"] == "ACME GmbH"
+    patched = api.patch("/clients/C-ACME", json={"industry": "Manufacturing", "status": "inactive"}).json()
+    assert (patched["industry"], patched["status"], patched["version"]) == ("Manufacturing", "inactive", 2)
+    assert [c["id"] for c in api.get("/clients").json()["items"]] == ["C-ACME"]
+    assert api.post("/clients", json={"id": "C-ACME", "name": "again", "country": "DE"}).status_code == 409
+    assert api.get("/clients/C-NOPE").status_code == 404
+
+
+def test_a_project_is_created_read_and_patched_and_its_version_counts_changes(api: httpx.Client) -> None:
+    created = api.post("/projects", json=project_body())
+    assert created.status_code == 201, created.text
+    project = created.json()
+    assert (project["version"], project["status"], project["time_entry_enabled"]) == (1, "planned", False)
+    assert project["custom_fields"] == {"workspace_url": None}
+    assert created.headers["etag"] == '"1"'
+    fetched = api.get("/projects/ENG-ACME-0001")
+    assert fetched.json() == project
+    patched = api.patch("/projects/ENG-ACME-0001", json={"custom_fields": {"workspace_url": "https://sp/ws/1",
+                                                                           "matter_no": "M-7"},
+                                                         "time_entry_enabled": True}).json()
+    assert patched["custom_fields"] == {"workspace_url": "https://sp/ws/1", "matter_no": "M-7"}
+    assert (patched["version"], patched["time_entry_enabled"]) == (2, True)
+    assert patched["updated_at"] > project["updated_at"]
+    unchanged = api.patch("/projects/ENG-ACME-0001", json={"custom_fields": {"workspace_url": "https://sp/ws/1"}})
+    assert unchanged.json()["version"] == 2
+    cleared = api.patch("/projects/ENG-ACME-0001", json={"value": None, "end_date": None}).json()
+    assert (cleared["value"], cleared["end_date"], cleared["version"]) == (None, None, 3)
+    assert api.patch("/projects/ENG-ACME-0001", json={"name": None}).status_code == 422
+    assert api.patch("/projects/ENG-ACME-0001", json={"colour": "red"}).status_code == 422
+    assert api.get("/projects/ENG-NOPE").status_code == 404
+
+
+def test_project_codes_are_unique_and_need_a_known_client(api: httpx.Client) -> None:
+    assert api.post("/projects", json=project_body()).status_code == 201
+    assert api.post("/projects", json=project_body(name="other")).json()["error"] == "conflict"
+    refused = api.post("/projects", json=project_body("ENG-X", client_id="C-NOPE"))
+    assert (refused.status_code, refused.json()["error"]) == (422, "unknown_client")
+    assert api.post("/projects", json=project_body("ENG-Y", region="Mars")).status_code == 422
+
+
+def test_cursor_pagination_returns_every_project_once_over_more_than_two_pages(api: httpx.Client) -> None:
+    codes = [f"ENG-{n:03d}" for n in range(8)]
+    for code in codes:
+        assert api.post("/projects", json=project_body(code, status="active" if code < "ENG-004" else "planned")
+                        ).status_code == 201
+    seen, pages, params = [], 0, {"limit": 3}
+    while True:
+        page = api.get("/projects", params=params).json()
+        seen += [p["code"] for p in page["items"]]
+        pages += 1
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert (seen, pages) == (codes, 3)
+    active = api.get("/projects", params={"status": "active", "limit": 200}).json()
+    assert [p["code"] for p in active["items"]] == codes[:4] and active["next_cursor"] is None
+    touched = api.patch("/projects/ENG-001", json={"status": "on_hold"}).json()
+    recent = api.get("/projects", params={"updated_since": touched["updated_at"]}).json()["items"]
+    assert [p["code"] for p in recent] == ["ENG-001"]
+    assert api.get("/projects", params={"cursor": "garbage!"}).status_code == 422
+    assert api.get("/projects", params={"limit": 0}).status_code == 422
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(api: httpx.Client) -> None:
+    key = {"idempotency-key": "create-eng-acme-0001"}
+    first = api.post("/projects", json=project_body(), headers=key)
+    again = api.post("/projects", json=project_body(), headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    other = api.post("/projects", json=project_body(name="Another name"), headers=key)
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert len(api.get("/projects").json()["items"]) == 1
+
+
+def test_if_match_refuses_a_stale_version_with_412(api: httpx.Client) -> None:
+    api.post("/projects", json=project_body())
+    ok = api.patch("/projects/ENG-ACME-0001", json={"status": "active"}, headers={"if-match": '"1"'})
+    assert (ok.status_code, ok.json()["version"], ok.headers["etag"]) == (200, 2, '"2"')
+    stale = api.patch("/projects/ENG-ACME-0001", json={"status": "on_hold"}, headers={"if-match": "1"})
+    assert (stale.status_code, stale.json()["version"]) == (412, 2)
+    assert api.get("/projects/ENG-ACME-0001").json()["status"] == "active"
+
+
+def test_milestones_invoices_and_billing_codes(api: httpx.Client) -> None:
+    api.post("/projects", json=project_body())
+    milestone = api.post("/projects/ENG-ACME-0001/milestones", json={
+        "name": "Diagnostic", "amount": {"amount_minor": 1_000_000, "currency": "EUR"}, "due_date": "2027-02-01"})
+    assert milestone.status_code == 201
+    ms_id = milestone.json()["id"]
+    assert api.patch(f"/projects/ENG-ACME-0001/milestones/{ms_id}", json={"status": "achieved"}
+                     ).json()["status"] == "achieved"
+    assert [m["id"] for m in api.get("/projects/ENG-ACME-0001/milestones").json()["items"]] == [ms_id]
+    invoice = api.post("/invoices", json={"project_code": "ENG-ACME-0001", "period": "2027-02",
+                                          "amount": {"amount_minor": 1_000_000, "currency": "EUR"},
+                                          "milestone_id": ms_id}).json()
+    assert invoice["status"] == "draft"
+    final = api.post(f"/invoices/{invoice['number']}/finalize").json()
+    assert final["status"] == "final"
+    assert api.get("/invoices", params={"project_code": "ENG-ACME-0001", "status": "final"}).json()["items"] == [final]
+    assert api.post("/invoices/INV-NOPE/finalize").status_code == 404
+    assert api.post("/projects/ENG-ACME-0001/billing-codes", json={"code": "STRAT-01"}).status_code == 201
+    assert api.post("/projects/ENG-ACME-0001/billing-codes", json={"code": "STRAT-01"}).status_code == 200
+    assert api.get("/projects/ENG-ACME-0001/billing-codes").json()["items"][0]["active"] is True
+
+
+def test_reset_forgets_everything(sim: tuple[str, FastAPI], api: httpx.Client) -> None:
+    api.post("/projects", json=project_body())
+    assert httpx.post(f"{sim[0]}/_sim/reset").status_code == 200
+    state = httpx.get(f"{sim[0]}/_sim/state").json()
+    assert state["projects"] == [] and state["clients"] == []
+
+
+# -- faults ------------------------------------------------------------------------------------------
+
+
+def _statuses(api: httpx.Client, count: int) -> list[httpx.Response]:
+    return [api.get("/clients/C-ACME") for _ in range(count)]
+
+
+def test_error_and_throttle_rates_are_seeded_and_near_their_fractions(sim: tuple[str, FastAPI],
+                                                                      api: httpx.Client) -> None:
+    runs = []
+    for _ in range(2):
+        set_faults(sim[0], error_rate=0.2, throttle_rate=0.1, retry_after_s=3, seed=42)
+        responses = _statuses(api, 300)
+        runs.append([r.status_code for r in responses])
+        assert all(r.headers["retry-after"] == "3" for r in responses if r.status_code == 429)
+    assert runs[0] == runs[1]  # the same seed injects the same faults in the same order
+    errors, throttled = runs[0].count(500), runs[0].count(429)
+    for seen, rate in ((errors, 0.2), (throttled, 0.1)):  # within four standard deviations of n * rate
+        assert abs(seen - 300 * rate) <= 4 * math.sqrt(300 * rate * (1 - rate)), (seen, rate)
+    assert errors > 0 and throttled > 0
+    assert errors + throttled + runs[0].count(200) == 300
+
+
+def test_an_outage_answers_503_to_every_call_until_lifted(sim: tuple[str, FastAPI], api: httpx.Client) -> None:
+    set_faults(sim[0], outage=True)
+    assert {r.status_code for r in _statuses(api, 5)} == {503}
+    assert httpx.get(f"{sim[0]}/_sim/state").status_code == 200  # admin stays reachable
+    assert httpx.get(f"{sim[0]}/_sim/faults").json()["outage"] is True
+    set_faults(sim[0])
+    assert {r.status_code for r in _statuses(api, 5)} == {200}
+
+
+def test_faults_can_be_planned_at_construction() -> None:
+    with running_sim(ErpSimConfig(token=TOKEN, faults=FaultPlan(outage=True))) as (url, _):
+        assert httpx.get(f"{url}/api/v1/clients", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 503
+
+
+def test_latency_is_added_to_each_call(sim: tuple[str, FastAPI], api: httpx.Client) -> None:
+    set_faults(sim[0], latency_s=0.3)
+    started = time.monotonic()
+    assert api.get("/clients").status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_bad_fault_plan_is_refused(sim: tuple[str, FastAPI]) -> None:
+    for plan in ({"error_rate": 1.5}, {"error_rate": 0.6, "throttle_rate": 0.6}, {"colour": "red"}):
+        assert httpx.put(f"{sim[0]}/_sim/faults", json=plan).status_code == 422
+
+
+def test_a_ghost_write_is_applied_although_the_client_timed_out(sim: tuple[str, FastAPI], api: httpx.Client) -> None:
+    set_faults(sim[0], ghost_rate=1.0)
+    key = {"idempotency-key": "ghost-create"}
+    with pytest.raises(httpx.ReadTimeout):
+        api.post("/projects", json=project_body(), headers=key, timeout=0.5)
+    with pytest.raises(httpx.ReadTimeout):
+        api.patch("/projects/ENG-ACME-0001", json={"time_entry_enabled": True}, timeout=0.5)
+    set_faults(sim[0])
+    assert api.get("/projects/ENG-ACME-0001").json()["time_entry_enabled"] is True
+    retried = api.post("/projects", json=project_body(), headers=key)
+    assert (retried.status_code, retried.headers["idempotent-replayed"]) == (201, "true")
+
+
+# -- outbound webhooks -------------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A stand-in hub ingress that verifies Standard Webhooks signatures and records what it got."""
+
+    secret: str
+    answers: list[int] = field(default_factory=list)  # statuses to answer first, then 202
+    delay_s: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/v1/events")
+        async def events(request: Request) -> Response:
+            body = await request.body()
+            headers = dict(request.headers)
+            with self.lock:
+                self.attempts.append(headers)
+                status = self.answers.pop(0) if self.answers else 202
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)  # a slow hub
+            try:
+                event = Webhook(self.secret).verify(body, headers)
+            except WebhookVerificationError:
+                return Response(status_code=401)
+            if status == 202:
+                with self.lock:
+                    self.events.append({"event": event, "content_type": headers["content-type"]})
+            extra = {"retry-after": "1"} if status == 429 else {}
+            return Response(status_code=status, headers=extra)
+
+        return app
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@contextmanager
+def sim_posting_to(receiver: Receiver, **webhook: Any) -> Iterator[tuple[str, httpx.Client]]:
+    """A receiver and a simulator posting to it (fast retries); yields the simulator URL and an API client."""
+    with serve_in_thread(receiver.app()) as hub_url:
+        config = ErpSimConfig(token=TOKEN, webhook=WebhookConfig(
+            url=f"{hub_url}/v1/events", secret=receiver.secret, source=SOURCE,
+            **{"backoff_s": 0.05, "attempts": 4, **webhook}))
+        with running_sim(config) as (url, _), httpx.Client(
+                base_url=f"{url}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as api:
+            yield url, api
+
+
+def flush(url: str) -> list[dict[str, Any]]:
+    response = httpx.post(f"{url}/_sim/deliveries/flush", params={"timeout_s": 20}, timeout=30)
+    assert response.json() == {"empty": True}
+    items: list[dict[str, Any]] = httpx.get(f"{url}/_sim/deliveries").json()["items"]
+    return items
+
+
+def test_changes_are_delivered_as_signed_structured_cloudevents_the_registry_encodes() -> None:
+    receiver = Receiver(new_secret())
+    with sim_posting_to(receiver) as (url, api):
+        seed_client(api)
+        api.post("/projects", json=project_body())
+        api.patch("/projects/ENG-ACME-0001", json={"status": "active"})
+        api.patch("/projects/ENG-ACME-0001", json={"status": "active"})  # no change: no event
+        log = flush(url)
+    assert [d["state"] for d in log] == ["delivered"] * 3
+    events = [r["event"] for r in receiver.events]
+    assert all(r["content_type"].startswith("application/cloudevents+json") for r in receiver.events)
+    assert [e["type"] for e in events] == ["erp.client.upserted.v1", "erp.project.created.v1",
+                                           "erp.project.updated.v1"]
+    created, updated = events[1], events[2]
+    assert (created["id"], updated["id"]) == ("ENG-ACME-0001:v1", "ENG-ACME-0001:v2")
+    assert created["source"] == SOURCE and created["specversion"] == "1.0"
+    assert (created["subject"], created["partitionkey"]) == ("ENG-ACME-0001", "project:ENG-ACME-0001")
+    assert updated["sequence"] == "00000000000000000002" and updated["data"]["status"] == "active"
+    assert created["data"]["start_date"] == 20822 and created["data"]["value"]["currency"] == "EUR"
+    assert events[0]["subject"] == "C-ACME" and events[0]["partitionkey"] == "client:C-ACME"
+    registry = SchemaRegistry.load()
+    for event in events:
+        decoded = registry.decode(event["type"], registry.encode(event["type"], event["data"]))
+        assert decoded["updated_at"].tzinfo is not None
+    assert [a["webhook-id"] for a in receiver.attempts] == [e["id"] for e in events]
+
+
+def test_a_receiver_answering_503_twice_gets_the_event_on_the_third_attempt() -> None:
+    receiver = Receiver(new_secret(), answers=[503, 503])
+    with sim_posting_to(receiver) as (url, api):
+        seed_client(api)
+        log = flush(url)
+    assert log[0]["last_error"] is None
+    assert (log[0]["attempts"], log[0]["statuses"], log[0]["state"]) == (3, [503, 503, 202], "delivered")
+    assert len(receiver.events) == 1
+    assert len({a["webhook-id"] for a in receiver.attempts}) == 1
+
+
+def test_a_throttled_delivery_waits_for_retry_after() -> None:
+    receiver = Receiver(new_secret(), answers=[429])
+    with sim_posting_to(receiver) as (url, api):
+        seed_client(api)
+        started = time.monotonic()
+        log = flush(url)
+    assert time.monotonic() - started >= 0.9  # Retry-After: 1, not the 0.05 s backoff
+    assert log[0]["statuses"] == [429, 202]
+
+
+def test_a_permanent_refusal_is_not_retried_and_retries_stop_after_the_attempts() -> None:
+    receiver = Receiver(new_secret(), answers=[400, 500, 500, 500, 500])
+    with sim_posting_to(receiver) as (url, api):
+        seed_client(api)
+        seed_client(api, "C-OTHER")
+        log = flush(url)
+    assert (log[0]["statuses"], log[0]["state"]) == ([400], "failed")
+    assert (log[1]["statuses"], log[1]["state"]) == ([500] * 4, "failed")
+    assert receiver.events == []
+
+
+def test_webhook_sending_does_not_block_the_api() -> None:
+    receiver = Receiver(new_secret(), delay_s=1.0)
+    with sim_posting_to(receiver) as (url, api):
+        started = time.monotonic()
+        seed_client(api)
+        api.post("/projects", json=project_body())
+        assert time.monotonic() - started < 0.8
+        flush(url)
+    assert len(receiver.events) == 2
+
+
+def test_an_unreachable_hub_is_retried_as_a_network_error() -> None:
+    config = ErpSimConfig(token=TOKEN, webhook=WebhookConfig(url="http://127.0.0.1:9/v1/events",
+                                                             secret=new_secret(), attempts=2, backoff_s=0.01))
+    with running_sim(config) as (url, _), httpx.Client(
+            base_url=f"{url}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as api:
+        seed_client(api)
+        log = flush(url)
+    assert (log[0]["attempts"], log[0]["state"], log[0]["last_status"]) == (2, "failed", None)
+    assert "ConnectError" in log[0]["last_error"]
+
+
+@pytest.mark.integration
+def test_the_real_ingress_accepts_what_the_simulator_posts(app: Runtime, tmp_path: Path) -> None:
+    path, creds = write_sources(tmp_path)
+    with serving(app, load(path)) as hub_url:
+        config = ErpSimConfig(token=TOKEN, webhook=WebhookConfig(
+            url=f"{hub_url}/v1/events", secret=creds.webhook_secrets[1], source=SOURCE, backoff_s=0.05))
+        with running_sim(config) as (url, _), httpx.Client(
+                base_url=f"{url}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as api:
+            seed_client(api)
+            api.post("/projects", json=project_body())
+            api.patch("/projects/ENG-ACME-0001", json={"status": "active"})
+            log = flush(url)
+    assert [(d["type"], d["statuses"]) for d in log] == [
+        ("erp.client.upserted.v1", [202]), ("erp.project.created.v1", [202]), ("erp.project.updated.v1", [202])]
+    assert json.dumps(log).count("failed") == 0

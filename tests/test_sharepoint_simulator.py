@@ -1,0 +1,279 @@
+"""The Graph simulator over real HTTP: Graph's shapes, errors, faults, admin views and change notifications."""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from connectors.sharepoint.inbound import check_client_state, parse_notifications, validation_token
+from connectors.sharepoint.simulator import SimulatorConfig, create_app
+from hub.ingress.server import serve_in_thread
+
+TOKEN = "sim-test-token"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sim() -> Iterator[str]:
+    """The simulator's base URL (drives ``workspaces`` and ``archive``), fast notification retries."""
+    config = SimulatorConfig(token=TOKEN, drives=("workspaces", "archive"), notify_backoff_s=0.05)
+    with serve_in_thread(create_app(config)) as url:
+        yield url
+
+
+@pytest.fixture
+def graph(sim: str) -> Iterator[httpx.Client]:
+    """A raw HTTP client on the simulator's ``/v1.0`` with the bearer token."""
+    with httpx.Client(base_url=f"{sim}/v1.0", headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield client
+
+
+class Receiver:
+    """A notification endpoint in the test, speaking the hub's side of the handshake."""
+
+    def __init__(self, *, echo: bool = True, fail_first: int = 0) -> None:
+        self.echo = echo
+        self.fail_first = fail_first
+        self.validations: list[tuple[str, str]] = []
+        self.bodies: list[bytes] = []
+        self.app = FastAPI()
+        self.app.post("/notify")(self.notify)
+
+    async def notify(self, request: Request) -> Response:
+        """Echo a validation token, or record a notification (failing the first few on purpose)."""
+        token = validation_token(request.url.query)
+        if token is not None:
+            self.validations.append((token, request.headers.get("content-type", "")))
+            return PlainTextResponse(token) if self.echo else Response('{"ok": true}', media_type="application/json")
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return Response(status_code=503)
+        self.bodies.append(await request.body())
+        return Response(status_code=202)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll until ``condition`` holds, else fail."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.02)
+
+
+def create(graph: httpx.Client, name: str, parent: str = "root", **extra: Any) -> httpx.Response:
+    """POST a folder creation."""
+    return graph.post(f"/drives/workspaces/items/{parent}/children", json={"name": name, "folder": {}, **extra})
+
+
+def later(minutes: int = 60) -> str:
+    """An expiration ``minutes`` from now."""
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+def test_a_call_without_the_bearer_token_is_refused_like_graph(sim: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+        response = httpx.get(f"{sim}/v1.0/drives/workspaces/root", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "InvalidAuthenticationToken"
+
+
+def test_a_created_folder_has_graphs_driveitem_shape(graph: httpx.Client) -> None:
+    parent = create(graph, "ACME", **{"@microsoft.graph.conflictBehavior": "fail"})
+    assert parent.status_code == 201
+    child = create(graph, "SOWs & Contracts", parent.json()["id"]).json()
+    assert child["name"] == "SOWs & Contracts"
+    assert child["folder"] == {"childCount": 0}
+    assert child["parentReference"] == {"driveId": "workspaces", "driveType": "documentLibrary",
+                                        "id": parent.json()["id"], "path": "/drives/workspaces/root:/ACME"}
+    assert child["webUrl"] == "https://sim.sharepoint.example/sites/hub/workspaces/ACME/SOWs%20%26%20Contracts"
+    assert child["eTag"] and child["createdDateTime"].endswith("Z") and child["lastModifiedDateTime"]
+    assert graph.get(f"/drives/workspaces/items/{parent.json()['id']}").json()["folder"]["childCount"] == 1
+
+
+def test_an_existing_name_answers_409_name_already_exists_whatever_its_case(graph: httpx.Client) -> None:
+    create(graph, "Contracts")
+    conflict = create(graph, "contracts", **{"@microsoft.graph.conflictBehavior": "fail"})
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "nameAlreadyExists"
+    assert create(graph, "Contracts").status_code == 409  # fail is the default here
+    assert create(graph, "Contracts", **{"@microsoft.graph.conflictBehavior": "rename"}).json()["name"] == \
+        "Contracts 1"
+    replaced = graph.post("/drives/workspaces/root/children?@microsoft.graph.conflictBehavior=replace",
+                          json={"name": "Contracts", "folder": {}})
+    assert replaced.status_code == 200
+
+
+def test_items_are_found_by_path_and_a_missing_path_is_item_not_found(graph: httpx.Client) -> None:
+    acme = create(graph, "ACME").json()
+    graph.post("/drives/workspaces/root:/ACME:/children", json={"name": "Invoices", "folder": {}})
+    found = graph.get("/drives/workspaces/root:/acme/INVOICES")
+    assert found.status_code == 200 and found.json()["parentReference"]["id"] == acme["id"]
+    missing = graph.get("/drives/workspaces/root:/ACME/Nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "itemNotFound"
+    assert graph.get("/drives/nodrive/root").status_code == 404
+
+
+def test_children_are_paged_with_an_odata_next_link(graph: httpx.Client) -> None:
+    parent = create(graph, "Paged").json()["id"]
+    for index in range(5):
+        create(graph, f"F{index}", parent)
+    names: list[str] = []
+    pages = 0
+    url: str | None = f"/drives/workspaces/items/{parent}/children?$top=2"
+    while url:
+        body = graph.get(url).json()
+        names += [item["name"] for item in body["value"]]
+        url, pages = body.get("@odata.nextLink"), pages + 1
+    assert names == ["F0", "F1", "F2", "F3", "F4"]
+    assert pages == 3
+
+
+def test_an_invalid_folder_name_or_body_is_an_invalid_request(graph: httpx.Client) -> None:
+    for name in ("a:b", "trailing.", " padded", ""):
+        assert create(graph, name).json()["error"]["code"] == "invalidRequest"
+    assert graph.post("/drives/workspaces/root/children", json={"name": "x"}).status_code == 400
+    assert graph.post("/drives/workspaces/root/children", json=["x"]).status_code == 400
+
+
+def test_known_groups_are_granted_and_unknown_groups_are_refused(graph: httpx.Client, sim: str) -> None:
+    item = create(graph, "Matter").json()["id"]
+    url = f"/drives/workspaces/items/{item}"
+    unknown = graph.post(f"{url}/invite", json={"recipients": [{"alias": "Nobody-XX"}], "roles": ["read"]})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "invalidRequest"
+    bad_role = graph.post(f"{url}/invite", json={"recipients": [{"alias": "Legal-NA"}], "roles": ["owner"]})
+    assert bad_role.status_code == 400
+    granted = graph.post(f"{url}/invite", json={
+        "recipients": [{"alias": "Legal-NA"}, {"email": "finance@sim.sharepoint.example"}],
+        "roles": ["write"], "requireSignIn": True, "sendInvitation": False}).json()["value"]
+    assert [p["grantedToV2"]["group"]["displayName"] for p in granted] == ["Legal-NA", "Finance"]
+    assert granted[0]["roles"] == ["write"]
+    listed = graph.get(f"{url}/permissions").json()["value"]
+    assert [p["id"] for p in listed] == [p["id"] for p in granted]
+    assert graph.delete(f"{url}/permissions/{granted[0]['id']}").status_code == 204
+    assert graph.delete(f"{url}/permissions/{granted[0]['id']}").status_code == 404
+    state = httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"]["Matter"]
+    assert state["permissions"] == [{"id": granted[1]["id"], "group": "Finance", "roles": ["write"]}]
+
+
+def test_retention_labels_and_fields_are_applied_and_shown_in_the_state(graph: httpx.Client, sim: str) -> None:
+    item = create(graph, "Labelled").json()["id"]
+    url = f"/drives/workspaces/items/{item}"
+    assert graph.get(f"{url}/retentionLabel").json()["name"] is None
+    assert graph.patch(f"{url}/retentionLabel", json={"name": "EU-10y"}).status_code == 201
+    assert graph.patch(f"{url}/retentionLabel", json={"name": "EU-7y"}).status_code == 200
+    assert graph.get(f"{url}/retentionLabel").json()["name"] == "EU-7y"
+    graph.patch(f"{url}/listItem/fields", json={"Client": "ACME", "Region": "EU"})
+    fields = graph.patch(f"{url}/listItem/fields", json={"Region": "NA"}).json()
+    assert fields["Client"] == "ACME" and fields["Region"] == "NA"
+    assert graph.patch(f"{url}/listItem/fields", json={"id": "9"}).status_code == 400
+    state = httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"]["Labelled"]
+    assert state["retentionLabel"] == "EU-7y"
+    assert state["fields"] == {"Client": "ACME", "Region": "NA"}
+
+
+def test_reset_forgets_items_and_counts(graph: httpx.Client, sim: str) -> None:
+    create(graph, "Gone")
+    assert httpx.get(f"{sim}/_sim/requests").json()["creates"] == {"workspaces/Gone": 1}
+    httpx.post(f"{sim}/_sim/reset")
+    assert httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"] == {}
+    assert httpx.get(f"{sim}/_sim/requests").json()["creates"] == {}
+    assert graph.get("/drives/workspaces/root:/Gone").status_code == 404
+
+
+def test_faults_are_set_at_runtime_and_carry_retry_after(graph: httpx.Client, sim: str) -> None:
+    httpx.put(f"{sim}/_sim/faults", json={"throttle_rate": 1.0, "retry_after_s": 3})
+    throttled = graph.get("/drives/workspaces/root")
+    assert throttled.status_code == 429 and throttled.headers["retry-after"] == "3"
+    httpx.put(f"{sim}/_sim/faults", json={"outage": True})
+    assert graph.get("/drives/workspaces/root").status_code == 503
+    assert httpx.get(f"{sim}/_sim/state").status_code == 200  # admin endpoints are never faulted
+    httpx.put(f"{sim}/_sim/faults", json={})
+    assert graph.get("/drives/workspaces/root").status_code == 200
+
+
+def subscribe(graph: httpx.Client, url: str, resource: str = "drives/workspaces/root") -> httpx.Response:
+    """POST a subscription for ``updated`` changes."""
+    return graph.post("/subscriptions", json={"changeType": "updated", "notificationUrl": url,
+                                              "resource": resource, "expirationDateTime": later(),
+                                              "clientState": "state-42"})
+
+
+def test_a_subscription_is_created_only_after_the_endpoint_echoes_the_token(graph: httpx.Client) -> None:
+    receiver = Receiver()
+    with serve_in_thread(receiver.app) as base:
+        created = subscribe(graph, f"{base}/notify")
+    assert created.status_code == 201
+    assert created.json()["clientState"] == "state-42" and created.json()["resource"] == "drives/workspaces/root"
+    [(token, content_type)] = receiver.validations
+    assert " " in token and content_type.startswith("text/plain")  # decoded once, as Graph's token
+    assert graph.get(f"/subscriptions/{created.json()['id']}").status_code == 200
+
+
+def test_an_endpoint_that_does_not_echo_makes_the_subscription_fail(graph: httpx.Client) -> None:
+    receiver = Receiver(echo=False)
+    with serve_in_thread(receiver.app) as base:
+        refused = subscribe(graph, f"{base}/notify")
+        unreachable = subscribe(graph, f"{base}/elsewhere")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "ValidationError"
+    assert unreachable.status_code == 400
+    assert graph.get("/subscriptions").json()["value"] == []
+
+
+def test_a_subscription_request_graph_would_refuse_is_refused(graph: httpx.Client) -> None:
+    body = {"changeType": "updated", "notificationUrl": "http://127.0.0.1:9/x", "resource": "drives/workspaces/root",
+            "expirationDateTime": later(), "clientState": "s"}
+    for change in ({"changeType": "created"}, {"expirationDateTime": later(-5)}, {"resource": "me/messages"},
+                   {"expirationDateTime": later(60 * 24 * 60)}, {"clientState": "x" * 129}):
+        assert graph.post("/subscriptions", json={**body, **change}).status_code == 400
+
+
+def test_a_change_under_the_resource_is_notified_with_the_client_state(graph: httpx.Client) -> None:
+    receiver = Receiver(fail_first=1)  # the first delivery fails and is retried
+    with serve_in_thread(receiver.app) as base:
+        subscription = subscribe(graph, f"{base}/notify").json()
+        item = create(graph, "Notified").json()
+        wait_for(lambda: len(receiver.bodies) >= 1)
+        graph.patch(f"/drives/workspaces/items/{item['id']}/retentionLabel", json={"name": "EU-10y"})
+        wait_for(lambda: len(receiver.bodies) >= 2)
+    notifications = [n for body in receiver.bodies for n in parse_notifications(body)]
+    for notification in notifications:
+        check_client_state(notification, ["state-42"])  # the hub's own check accepts them
+        assert notification.subscription_id == subscription["id"]
+        assert notification.change_type == "updated" and notification.resource == "drives/workspaces/root"
+    assert {n.resource_id for n in notifications} == {item["id"]}
+
+
+def test_only_changes_below_the_subscribed_folder_are_notified(graph: httpx.Client, sim: str) -> None:
+    watched = create(graph, "Watched").json()["id"]
+    other = create(graph, "Other").json()["id"]
+    receiver = Receiver()
+    with serve_in_thread(receiver.app) as base:
+        subscribe(graph, f"{base}/notify", resource=f"drives/workspaces/items/{watched}")
+        create(graph, "Outside", other)
+        graph.post("/drives/archive/root/children", json={"name": "Elsewhere", "folder": {}})
+        inside = create(graph, "Inside", watched).json()["id"]
+        wait_for(lambda: len(receiver.bodies) >= 1)
+        time.sleep(0.2)
+    assert [n.resource_id for body in receiver.bodies for n in parse_notifications(body)] == [inside]
+    assert httpx.get(f"{sim}/_sim/state").json()["notifications"]["delivered"] == 1
+
+
+def test_the_simulator_imports_nothing_of_the_hub_runtime() -> None:
+    for path in sorted((ROOT / "connectors" / "sharepoint").glob("simulator*.py")):
+        tree = ast.parse(path.read_text())
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        walled = [m for m in imported if m.split(".")[0] in {"hub", "actors", "observability"}]
+        assert walled == [], f"{path.name} imports {walled}"
+        assert "connectors.http" not in imported
