@@ -122,9 +122,13 @@ class HubRetries(Retries):
         if not target:
             return
         try:
+            failed = dict(message.options.get("hub_event") or {})
+            # Its own identity (one notice per dead message), in the failed event's journey.
+            notice = {**failed, "id": f"dead:{message.message_id}", "source": "hub://dead-letters",
+                      "root_id": failed.get("root_id") or failed.get("id") or message.message_id}
             broker.get_actor(target).send_with_options(
                 args=(message.asdict(), {"why": why, "error": describe(exception)}),
-                hub_event=message.options.get("hub_event"),
+                hub_event=notice,
                 trace_context=message.options.get("trace_context"),
                 hub_parent=message.message_id,
             )

@@ -22,10 +22,16 @@ def test_a_dead_lettered_fan_out_raises_an_exception_event_for_the_platform_team
     with rabbit_subscription(app.settings.amqp_url, "hub.exception.raised.v1") as receive, \
             running_worker(app, threads=2):
         app.dispatcher.dispatch(corrupt)
-        delivery = receive(20.0)
+        raised = {}
+        for _ in range(4):  # the provisioning actor refuses it too; each raises its own exception
+            delivery = receive(20.0)
+            assert delivery is not None
+            found = app.registry.decode("hub.exception.raised.v1", delivery.body)
+            raised[found["kind"]] = found
+            if "fanout.dead_letter" in raised:
+                break
         assert wait_until(lambda: any(h.outcome == "dead" for h in app.flight.hops(event.get_id())))
-    assert delivery is not None
-    data = app.registry.decode("hub.exception.raised.v1", delivery.body)
+    data = raised["fanout.dead_letter"]
     assert data["owner"] == "platform_team"
     assert data["kind"] == "fanout.dead_letter"
     assert data["event_id"] == event.get_id()
