@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
+from dramatiq.errors import Retry
 from dramatiq.middleware import CurrentMessage
 
 from actors.provisioning_plan import (
@@ -36,7 +37,7 @@ from connectors.erp.client import ErpClient
 from connectors.erp.client import Project as ErpProject
 from connectors.sharepoint.client import GraphClient
 from hub.crosswalk import CrosswalkStore
-from hub.errors import NEVER_RETRIED, LeaseHeld
+from hub.errors import NEVER_RETRIED
 from hub.events import from_message_body, make_event, validate_event
 from hub.idempotency import side_effect_key
 from hub.policy import Policy
@@ -145,9 +146,10 @@ def register(runtime: Runtime, *, policy: Policy, erp: ErpClient, graph: GraphCl
         code = str(event["subject"])
         token = locks.acquire(f"project:{code}", ttl_ms=_LOCK_TTL_MS)
         if token is None:
-            # The holder usually finishes in well under a second; the lease TTL only bounds a dead one.
-            raise LeaseHeld(f"project {code} is being provisioned by another worker",
-                            retry_after=min(max(locks.ttl_ms(f"project:{code}"), 200), 1_000) / 1000)
+            # An expected wait, not an error: the holder usually finishes in well under a second (the
+            # lease TTL only bounds a dead holder). A Retry is retried with its delay and not logged as a failure.
+            raise Retry(f"project {code} is being provisioned by another worker",
+                        delay=min(max(locks.ttl_ms(f"project:{code}"), 200), 1_000))
         try:
             _provision(code, event)
         finally:

@@ -165,12 +165,52 @@ def serve() -> None:
 
 
 @main.command()
+@click.argument("system", type=click.Choice(["erp", "sharepoint"]))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (keep it on loopback).")
+@click.option("--port", type=int, help="Port (default: erp 8091, sharepoint 8092).")
+@click.option("--webhook-url", help="erp: the hub ingress events URL to post signed CloudEvents to.")
+@click.option("--webhook-secret-env", default="ERP_SIM_WEBHOOK_SECRET", show_default=True,
+              help="erp: environment variable holding the Standard Webhooks secret (whsec_...).")
+def simulate(system: str, host: str, port: int | None, webhook_url: str | None, webhook_secret_env: str) -> None:
+    """Run a simulated ERP or SharePoint (Microsoft Graph subset) as an HTTP service."""
+    settings = _settings()
+    if system == "erp":
+        from connectors.erp.simulator import ErpSimConfig
+        from connectors.erp.simulator import run as run_erp
+        from connectors.erp.simulator_webhooks import WebhookConfig
+
+        webhook = None
+        if webhook_url:
+            secret = os.environ.get(webhook_secret_env)
+            if not secret:
+                raise click.ClickException(f"set {webhook_secret_env} to the webhook secret the hub knows")
+            webhook = WebhookConfig(url=webhook_url, secret=secret)
+        run_erp(host, port or 8091, ErpSimConfig(token=settings.erp_token.get_secret_value(), webhook=webhook))
+    else:
+        from actors import DEFAULT_POLICY
+        from connectors.sharepoint.simulator import DEFAULT_GROUPS, SimulatorConfig
+        from connectors.sharepoint.simulator import run as run_graph
+        from hub.policy import load_policy
+
+        known = load_policy(settings.policy_file or DEFAULT_POLICY).security_groups.known_groups or []
+        run_graph(host, port or 8092, SimulatorConfig(token=settings.graph_token.get_secret_value(),
+                                                      drives=(settings.graph_drive_id,),
+                                                      groups=tuple(dict.fromkeys([*known, *DEFAULT_GROUPS]))))
+
+
+@main.command()
 def demo() -> None:
     """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise)."""
     from hub.demo import run_demo
 
     settings = _settings(quieter_than="WARNING")
-    sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, echo=click.echo))
+    from actors import DEFAULT_POLICY
+    from connectors.sandbox import running_sandbox
+    from hub.policy import load_policy
+
+    groups = load_policy(settings.policy_file or DEFAULT_POLICY).security_groups.known_groups or []
+    sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=running_sandbox,
+                      directory_groups=groups, echo=click.echo))
 
 
 @main.command()

@@ -11,7 +11,7 @@ import queue
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,7 +21,6 @@ from opentelemetry import propagate
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 from standardwebhooks.webhooks import Webhook
 
 from hub.events import CloudEvent, make_event
@@ -152,9 +151,11 @@ def run_demo(
     *,
     build_app: Callable[..., Runtime],
     build_ingress: Callable[..., Any],
+    running_sandbox: Callable[..., Any],
+    directory_groups: Sequence[str],
     echo: Callable[[str], None],
 ) -> int:
-    """Run the demo; returns the process exit code."""
+    """Run the consulting scenario's first half; returns the process exit code."""
     embedded = resolve_embedded(settings)
     if settings.trace_exporter in ("otlp", "console"):
         provider, _ = configure_tracing(exporter=settings.trace_exporter, otlp_endpoint=settings.otlp_endpoint,
@@ -168,58 +169,92 @@ def run_demo(
              "and an in-process Redis (fakeredis) stand in; nothing is persisted.")
     else:
         echo(f"mode: real servers - RabbitMQ {_host(settings.amqp_url)}, Redis {_host(settings.redis_url)}")
-    runtime = build_app(settings, embedded=embedded, tracer_provider=provider, span_exporter=spans)
-    assert runtime.dispatcher is not None
-    tracer = provider.get_tracer("hub.demo")
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    ingress = build_ingress(runtime, sources=demo_sources(secret), tracer_provider=provider)
-    try:
-        with _subscriber(runtime, "erp.project.*.v1") as receive, running_worker(runtime, threads=2), \
-                serve_in_thread(ingress) as url:
-            echo(f"0. hub serve listening on {url} (HTTP ingress: Standard Webhooks signatures, quotas, "
-                 "problem+json)")
-            event_id = str(uuid.uuid4())
-            document = {"specversion": "1.0", "id": event_id, "source": DEMO_SOURCE,
-                        "type": "erp.project.created.v1", "subject": "ENG-ACME-0001",
-                        "partitionkey": "project:ENG-ACME-0001", "datacontenttype": "application/json",
-                        "data": erp_payload()}
-            with tracer.start_as_current_span("erp-sim POST /v1/events", kind=SpanKind.CLIENT) as span:
-                response = post_signed(url, secret, document)
-                trace_id = span.get_span_context().trace_id
-            echo(f"1. ERP posted erp.project.created.v1 id={event_id} subject=ENG-ACME-0001, signed: "
-                 f"HTTP {response.status_code} {response.text}")
-            if response.status_code != 202:
-                echo("FAILED: the ingress did not accept the event")
-                return 1
-            resent = post_signed(url, secret, document)
-            echo(f"   the ERP retried the same event: HTTP {resent.status_code}, resent="
-                 f"{resent.json()['accepted'][0].get('resent', False)} (not published twice)")
-            tampered = dict(document, subject="ENG-ACME-9999")
-            forged = post_signed(url, "whsec_" + base64.b64encode(b"not the secret").decode(), tampered)
-            echo(f"   a forged signature: HTTP {forged.status_code} {forged.json()['type']}")
-            echo(f"   dispatched to: {', '.join(runtime.dispatcher.routes.subscribers('erp.project.created.v1'))}")
-            delivery = receive(15.0)
-            if delivery is None:
-                echo("FAILED: no event reached the hub.events subscriber within 15 s")
-                return 1
-            received = delivery.event()
-            payload = received.get_data()
-            data = runtime.registry.decode(received.get_type(), payload if isinstance(payload, bytes) else b"")
-            echo(f"2. subscriber on {runtime.topics.exchange!r} received routing key {delivery.routing_key!r}, "
-                 f"content type {delivery.content_type}, dataschema {received.get_dataschema()}")
-            echo(f"   decoded: {data['project_code']} {data['name']!r} client={data['client_id']} "
-                 f"practice={data['practice']} region={data['region']} country={data['country']}")
-            hops = _wait_for_hops(runtime, event_id)
-            echo("3. flight record (hub trace " + event_id + "):")
-            echo("\n".join("   " + line for line in render_tree(hops).splitlines()))
-        provider.force_flush()
-        echo(f"4. trace {trace_id:032x}:")
+    port = _free_port()
+    with running_sandbox(ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=secret,
+                         groups=directory_groups) as sandbox:
+        runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
+                            span_exporter=spans)
+        try:
+            return _scenario(runtime, sandbox, build_ingress(runtime, sources=demo_sources(secret),
+                                                             tracer_provider=provider),
+                             port=port, secret=secret, spans=spans, provider=provider, echo=echo)
+        finally:
+            runtime.close()
+
+
+def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, port: int, secret: str,
+              spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None]) -> int:
+    code = "ENG-ACME-0001"
+    with _subscriber(runtime, "dms.workspace.provisioned.v1") as receive, running_worker(runtime, threads=4), \
+            serve_in_thread(ingress, port=port) as url:
+        echo(f"0. ERP simulator {sandbox.erp_url}, SharePoint simulator {sandbox.graph_url}, "
+             f"hub ingress {url}, workers running")
+        with sandbox.erp() as erp:
+            erp.post("/clients", json={"id": "ACME", "name": "ACME Corp", "country": "DE"}).raise_for_status()
+            project = erp.post("/projects", json=_acme_erp_project()).json()
+        echo(f"1. the ERP created engagement {code} for ACME (Strategy, EU, DE) and posted "
+             f"erp.project.created.v1 to the ingress, signed with Standard Webhooks")
+        forged = post_signed(url, "whsec_" + base64.b64encode(b"not the ERP's secret").decode(),
+                             {"specversion": "1.0", "id": "forged-1", "source": DEMO_SOURCE,
+                              "type": "erp.project.created.v1", "data": erp_payload()})
+        echo(f"   a forged copy was refused: HTTP {forged.status_code} {forged.json()['type']}")
+        delivery = receive(60.0)
+        if delivery is None:
+            echo("FAILED: no dms.workspace.provisioned.v1 on hub.events within 60 s")
+            return 1
+        provisioned = runtime.registry.decode(delivery.routing_key, delivery.body)
+        echo(f"2. workspace provisioned in {provisioned['provisioning_ms']} ms: {provisioned['url']}")
+        echo(f"   folders: {', '.join(f.rsplit('/', 1)[-1] for f in provisioned['folders'])}")
+        items = sandbox.graph_state()["drives"][sandbox.drive_id]["items"]
+        workspace = next(item for path, item in items.items() if path.endswith(f"/{code}"))
+        grants = ", ".join(f"{p['group']} ({'/'.join(p['roles'])})" for p in workspace["permissions"])
+        echo(f"   SharePoint: groups {grants}; retention label {workspace['retentionLabel']}")
+        fields = workspace["fields"]
+        echo(f"   metadata: {', '.join(f'{k}={v}' for k, v in sorted(fields.items()))}")
+        link = _wait_for_link(sandbox, code)
+        echo(f"3. the ERP shows the link: custom field workspace_url = {link}")
+        event_id = f"{code}:v{project.get('version', 1)}"
+        hops = _wait_for_hops(runtime, event_id)
+        echo(f"4. flight record (hub trace {event_id}):")
+        echo("\n".join("   " + line for line in render_tree(hops).splitlines()))
+        trace_ids = [h.trace_id for h in hops if h.trace_id]
+    provider.force_flush()
+    if trace_ids:
+        trace_id = int(trace_ids[0], 16)
+        echo(f"5. trace {trace_ids[0]}:")
         echo("\n".join(_span_lines(spans.get_finished_spans(), trace_id)))
-        same = received.get_id() == event_id
-        echo("demo OK" if same else "FAILED: the received event is not the published one")
-        return 0 if same else 1
-    finally:
-        runtime.close()
+    ok = bool(link) and link == provisioned["url"]
+    echo("demo OK" if ok else "FAILED: the ERP does not show the workspace link")
+    return 0 if ok else 1
+
+
+def _acme_erp_project() -> dict[str, Any]:
+    record = acme_engagement()
+    return {"code": record["project_code"], "client_id": "ACME", "name": record["name"],
+            "engagement_type": "consulting", "practice": "Strategy", "region": "EU", "country": "DE",
+            "partner": record["partner"], "billing_model": "time_and_materials", "status": "planned",
+            "value": record["value"], "start_date": record["start_date"].isoformat(),
+            "end_date": record["end_date"].isoformat()}
+
+
+def _wait_for_link(sandbox: Any, code: str, timeout_s: float = 20.0) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with sandbox.erp() as erp:
+            link = erp.get(f"/projects/{code}").json().get("custom_fields", {}).get("workspace_url")
+        if link:
+            return str(link)
+        time.sleep(0.1)
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _wait_for_hops(runtime: Runtime, event_id: str, timeout_s: float = 5.0) -> list[Any]:

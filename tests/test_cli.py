@@ -32,7 +32,8 @@ def test_the_demo_runs_embedded_when_no_server_answers(prefix: str) -> None:
     result = _run_hub(["demo"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mode: EMBEDDED" in result.stdout
-    assert "received routing key 'erp.project.created.v1'" in result.stdout
+    assert "workspace provisioned in" in result.stdout
+    assert "retention label DE-Engagement-10y" in result.stdout
     assert "demo OK" in result.stdout
 
 
@@ -41,7 +42,8 @@ def test_the_demo_uses_the_real_servers_when_they_answer(prefix: str) -> None:
     result = _run_hub(["demo"], worker_env(prefix, HUB_EMBEDDED="auto"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mode: real servers" in result.stdout
-    assert "fanout" in result.stdout and "demo OK" in result.stdout
+    assert "provisioning  erp.project.created.v1" in result.stdout and "demo OK" in result.stdout
+    assert "a forged copy was refused: HTTP 401" in result.stdout
 
 
 @pytest.mark.integration
