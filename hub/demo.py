@@ -171,6 +171,9 @@ def run_demo(
         echo(f"mode: real servers - RabbitMQ {_host(settings.amqp_url)}, Redis {_host(settings.redis_url)}")
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     port = _free_port()
+    # Each run has queues and keys of its own (removed at the end): the simulators start afresh
+    # every run and reuse their event ids, which the hub would rightly take for re-sends.
+    settings = settings.model_copy(update={"queue_prefix": f"demo{secrets.token_hex(4)}"})
     with running_sandbox(ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=secret,
                          groups=directory_groups) as sandbox:
         runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
@@ -180,6 +183,8 @@ def run_demo(
                                                              tracer_provider=provider),
                              port=port, secret=secret, spans=spans, provider=provider, echo=echo)
         finally:
+            if not runtime.embedded:
+                _purge(runtime)
             runtime.close()
 
 
@@ -247,6 +252,28 @@ def _wait_for_link(sandbox: Any, code: str, timeout_s: float = 20.0) -> str | No
             return str(link)
         time.sleep(0.1)
     return None
+
+
+def _purge(runtime: Runtime) -> None:
+    """Delete the run's queues and Redis keys."""
+    import contextlib
+
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika.URLParameters(runtime.settings.amqp_url))
+    try:
+        channel = connection.channel()
+        for actor in runtime.actors.values():
+            for name in (actor.queue_name, f"{actor.queue_name}.DQ", f"{actor.queue_name}.XQ"):
+                with contextlib.suppress(pika.exceptions.AMQPError):
+                    channel.queue_delete(name)
+    finally:
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            connection.close()
+    keys = list(runtime.redis.scan_iter(f"{runtime.queue_prefix}:*", count=1000))
+    if keys:
+        runtime.redis.delete(*keys)
 
 
 def _free_port() -> int:
