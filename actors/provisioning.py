@@ -168,7 +168,7 @@ def register(runtime: Runtime, *, policy: Policy, erp: ErpClient, graph: GraphCl
         project = Project.from_record(erp_record(current))
         plan = plan_workspace(project, policy)
         if plan.unknown_groups:
-            log.warning("policy derives groups the directory does not know", groups=sorted(plan.unknown_groups))
+            _raise_unknown_groups(code, sorted(plan.unknown_groups), event)
         if not current.workspace_url:
             erp.update_project(code, {"custom_fields": {"workspace_status": "provisioning"}},
                                idempotency_key=side_effect_key(str(event["id"]), ACTOR_NAME, "erp-status"))
@@ -199,5 +199,20 @@ def register(runtime: Runtime, *, policy: Policy, erp: ErpClient, graph: GraphCl
         runtime.dispatcher.dispatch(emitted, parent=CurrentMessage.get_current_message())
         guarded(lambda: client.set(marker, digest))
         log.info("workspace provisioned", project_code=code, steps=len(steps), provisioning_ms=data["provisioning_ms"])
+
+    def _raise_unknown_groups(code: str, groups: list[str], event: Mapping[str, Any]) -> None:
+        """The policy derives groups ``known_groups`` does not list: provisioned without them, and said."""
+        log.warning("policy derives groups the directory does not know", groups=groups)
+        data: dict[str, Any] = {
+            "exception_id": str(uuid.uuid5(_NAMESPACE, f"unknown-groups:{code}:{','.join(groups)}")),
+            "owner": workflow.owner, "kind": "provisioning.unknown_groups", "severity": "medium",
+            "subject": code, "detail": f"groups not in the directory, not granted: {', '.join(groups)}",
+            "project": {"code": code, "erp_id": None, "workspace_id": None},
+            "event_id": str(event["id"]), "event_type": None, "raised_at": datetime.now(UTC),
+        }
+        raised = make_event(runtime.registry, type="hub.exception.raised.v1", source=SOURCE,
+                            id=data["exception_id"], subject=code, data=data)
+        assert runtime.dispatcher is not None
+        runtime.dispatcher.dispatch(raised, parent=CurrentMessage.get_current_message())
 
     return provisioning

@@ -142,3 +142,18 @@ def test_an_outage_longer_than_the_retry_budget_raises_an_exception_and_a_replay
         assert replayed.exit_code == 0, replayed.output
         assert wait_until(lambda: _provisioned(scenario, "ENG-ACME-0001"), timeout=60)
         assert scenario.sandbox.graph_requests()["creates"]["workspaces/Engagements/ACME/ENG-ACME-0001"] == 1
+
+
+def test_a_group_the_directory_does_not_know_is_not_granted_and_raises_an_exception(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario, \
+            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.exception.raised.v1") as receive:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**acme_project(code="ENG-ACME-0009", practice="Tax"))
+        assert wait_until(lambda: _provisioned(scenario, "ENG-ACME-0009"), timeout=60)
+        workspace = scenario.workspace("Engagements/ACME/ENG-ACME-0009")
+        assert workspace is not None and _grants(workspace) == {"Finance-EU": ["read"]}
+        alert = receive(20.0)
+    assert alert is not None
+    data = scenario.runtime.registry.decode("hub.exception.raised.v1", alert.body)
+    assert data["kind"] == "provisioning.unknown_groups" and "Tax-EU" in data["detail"]
+    assert data["owner"] == "platform_team"
