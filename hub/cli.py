@@ -344,3 +344,27 @@ def routes() -> None:
 
     for event_type, actor_names in sorted(ROUTES.items()):
         click.echo(f"{event_type:40} -> {', '.join(actor_names)}")
+
+
+@main.command()
+@click.argument("ref", metavar="ID")
+def xref(ref: str) -> None:
+    """Show every identity of an entity, the canonical id it resolves to and its lineage.
+
+    ID is a canonical id (project_...) or entity:system:system_id (project:erp:ENG-ACME-0001).
+    """
+    from hub.crosswalk import RedisCrosswalk
+    from hub.store import connect_redis
+    from hub.xref import UnknownReference, describe, render
+
+    settings = _settings()
+    client = connect_redis(settings.redis_url, embedded=False)
+    try:
+        report = describe(RedisCrosswalk(client, prefix=settings.queue_prefix), ref)
+    except UnknownReference as exc:
+        raise click.ClickException(str(exc)) from None
+    except HubError as exc:
+        raise click.ClickException(f"cannot read the crosswalk: {exc}") from None
+    finally:
+        client.close()
+    click.echo(render(report))

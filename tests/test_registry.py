@@ -153,8 +153,10 @@ NAMES = {
     "erp.project.created.v1": "hub.erp.ProjectCreated",
     "erp.project.updated.v1": "hub.erp.ProjectUpdated",
     "esign.envelope.completed.v1": "hub.esign.EnvelopeCompleted",
+    "hub.client.changed.v1": "hub.hub.ClientChanged",
     "hub.exception.raised.v1": "hub.hub.ExceptionRaised",
     "hub.invoice.readiness_changed.v1": "hub.hub.InvoiceReadinessChanged",
+    "hub.project.changed.v1": "hub.hub.ProjectChanged",
 }
 
 
