@@ -6,7 +6,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from actors import exceptions, fanout, provisioning
+from actors import exceptions, fanout, master_data, provisioning
+from actors.master_data_logic import load_master_data_mapping
 from connectors.erp.client import ErpClient
 from connectors.sharepoint.client import GraphClient
 from hub.crosswalk import RedisCrosswalk
@@ -15,6 +16,8 @@ from hub.runtime import Runtime
 
 #: The policy used when ``HUB_POLICY_FILE`` is unset.
 DEFAULT_POLICY = Path(str(files("actors") / "default_policy.yaml"))
+#: The master-data mapping rules used when ``HUB_MAPPING_FILE`` is unset.
+DEFAULT_MAPPING_FILE = Path(str(files("actors") / "default_mapping.yaml"))
 
 
 def policy_of(runtime: Runtime) -> Policy:
@@ -25,7 +28,9 @@ def policy_of(runtime: Runtime) -> Policy:
 def register_all(runtime: Runtime) -> dict[str, Any]:
     """Declare every pattern actor on the runtime's broker; returns them by actor name."""
     policy = policy_of(runtime)
-    owners = {fanout.ACTOR_NAME: "platform_team", provisioning.ACTOR_NAME: policy.workflow("provisioning").owner}
+    owners = {fanout.ACTOR_NAME: "platform_team", provisioning.ACTOR_NAME: policy.workflow("provisioning").owner,
+              master_data.ACTOR_NAME: policy.workflow("master_data_sync").owner}
+    crosswalk = RedisCrosswalk(runtime.redis, prefix=runtime.queue_prefix)
     erp = ErpClient.from_settings(runtime.settings)
     graph = GraphClient.from_settings(runtime.settings)
     runtime.closers += [erp.close, graph.http.client.close]
@@ -33,7 +38,11 @@ def register_all(runtime: Runtime) -> dict[str, Any]:
         exceptions.ACTOR_NAME: exceptions.register(runtime, owners=owners),
         provisioning.ACTOR_NAME: provisioning.register(
             runtime, policy=policy, erp=erp, graph=graph,
-            crosswalk=RedisCrosswalk(runtime.redis, prefix=runtime.queue_prefix),
+            crosswalk=crosswalk,
+        ),
+        master_data.ACTOR_NAME: master_data.register(
+            runtime, rules=load_master_data_mapping(runtime.settings.mapping_file or DEFAULT_MAPPING_FILE),
+            graph=graph, crosswalk=crosswalk, max_attempts=policy.workflow("master_data_sync").max_attempts,
         ),
         fanout.ACTOR_NAME: fanout.register(
             runtime.broker, queue_prefix=runtime.queue_prefix, registry=runtime.registry, topics=runtime.topics

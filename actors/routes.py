@@ -7,6 +7,8 @@ from hub.dispatch import ALL_TYPES
 #: Actor names (see each actor module's ``ACTOR_NAME``) per event type; ``"*"`` is every type.
 ROUTES: dict[str, tuple[str, ...]] = {
     ALL_TYPES: ("fanout",),
-    "erp.project.created.v1": ("provisioning",),
-    "erp.project.updated.v1": ("provisioning",),
+    "erp.client.upserted.v1": ("master_data",),
+    "erp.project.created.v1": ("provisioning", "master_data"),
+    "erp.project.updated.v1": ("provisioning", "master_data"),
+    "dms.workspace.provisioned.v1": ("master_data",),
 }

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
     policy_file: Path | None = Field(default=None, description="YAML policy file.")
+    mapping_file: Path | None = Field(default=None, description="YAML master-data mapping rules.")
     erp_url: str = Field(default="http://127.0.0.1:8091",
                          description="Base URL of the ERP API (or its simulator).")
     erp_token: SecretStr = Field(default=SecretStr("erp-sim-token"), description="Bearer token for the ERP API.")

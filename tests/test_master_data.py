@@ -1,0 +1,70 @@
+"""Master-data sync end to end: the ERP simulator's changes reach the canonical record, the
+SharePoint simulator's workspace metadata and the topic exchange. Real RabbitMQ, Redis and HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connectors.sandbox import ERP_SOURCE
+from hub.events import make_event
+from hub.topics import rabbit_subscription
+from tests.conftest import hub_settings
+from tests.support.rabbit import wait_until
+from tests.support.scenario import Scenario, acme_project, running_scenario
+
+pytestmark = pytest.mark.integration
+WORKSPACE = "Engagements/ACME/ENG-ACME-0001"
+
+
+def _client_name_on_workspace(scenario: Scenario) -> Any:
+    item = scenario.workspace(WORKSPACE)
+    return (item or {}).get("fields", {}).get("ClientName")
+
+
+def test_renaming_a_client_in_the_erp_renames_the_workspace_metadata(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario, \
+            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.client.changed.v1") as receive:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=60)
+        with scenario.sandbox.erp() as erp:
+            erp.patch("/clients/ACME", json={"name": "ACME Group"}).raise_for_status()
+        assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Group", timeout=60)
+        names = []
+        for _ in range(4):
+            delivery = receive(10.0)
+            if delivery is None:
+                break
+            names.append(scenario.runtime.registry.decode("hub.client.changed.v1", delivery.body)["name"])
+            if "ACME Group" in names:
+                break
+    assert names[0] == "ACME Corp" and names[-1] == "ACME Group"
+    xref = scenario.runtime.redis.get(f"{prefix}:xref:by:client:erp:ACME")
+    assert xref is not None and xref.decode().startswith("client_")
+
+
+def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        with scenario.sandbox.erp() as erp:
+            erp.patch("/clients/ACME", json={"name": "ACME Group"}).raise_for_status()
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Group", timeout=60)
+        # A late copy of version 1 (a replay from a dead-letter queue, say) arrives now.
+        runtime = scenario.runtime
+        assert runtime.dispatcher is not None
+        stale = make_event(runtime.registry, type="erp.client.upserted.v1", source=ERP_SOURCE,
+                           id="ACME-v1-replayed", subject="ACME", sequence=f"{1:020d}",
+                           data={"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active",
+                                 "updated_at": datetime(2026, 1, 1, tzinfo=UTC)})
+        runtime.dispatcher.dispatch(stale)
+        assert wait_until(lambda: any(h.outcome == "ok" and h.actor == "master_data"
+                                      for h in runtime.flight.hops("ACME-v1-replayed")), timeout=30)
+        assert _client_name_on_workspace(scenario) == "ACME Group"
+        cid = runtime.redis.get(f"{prefix}:xref:by:client:erp:ACME").decode()
+        state = json.loads(runtime.redis.get(f"{prefix}:mdm:state:{cid}"))
+        assert state["fields"]["name"]["value"] == "ACME Group"
