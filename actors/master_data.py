@@ -16,7 +16,14 @@ import dramatiq
 from dramatiq.errors import Retry
 from dramatiq.middleware import CurrentMessage
 
-from actors.master_data_logic import CanonicalState, SourceUpdate, merge, to_model
+from actors.master_data_logic import (
+    CanonicalState,
+    SourceUpdate,
+    etag_version,
+    merge,
+    taxonomy_violations,
+    to_model,
+)
 from connectors.sharepoint.client import GraphClient
 from hub.crosswalk import RedisCrosswalk
 from hub.errors import NEVER_RETRIED
@@ -29,7 +36,7 @@ from observability.logging import get_logger
 ACTOR_NAME = "master_data"
 SOURCE = "hub://master-data"
 TRIGGERS = ("erp.client.upserted.v1", "erp.project.created.v1", "erp.project.updated.v1",
-            "dms.workspace.provisioned.v1")
+            "dms.workspace.provisioned.v1", "dms.change.notified.v1")
 log = get_logger(__name__)
 
 
@@ -66,6 +73,9 @@ def register(runtime: Runtime, *, rules: MappingRules, graph: GraphClient, cross
             crosswalk.link(project, "project", "sharepoint", str(record["workspace_id"]))
             _push_client_name_to_workspace(project)
             return
+        if event.get_type() == "dms.change.notified.v1":
+            _document_platform_change(event, record)
+            return
         system = rules.system_for(event.get_source())
         if system is None:
             raise MappingFailed(f"no mapping rules for source {event.get_source()!r}", field="source")
@@ -81,7 +91,7 @@ def register(runtime: Runtime, *, rules: MappingRules, graph: GraphClient, cross
         finally:
             locks.release(f"mdm:{cid}", token)
         if result.ignored:
-            guarded(lambda: client.hincrby(f"{prefix}:mdm:ignored", system, len(result.ignored)))
+            _count_ignored(system, len(result.ignored))
         values = result.state.values()
         if mapped.entity == "project" and values.get("client_id"):
             guarded(lambda: client.sadd(f"{prefix}:mdm:projects-of:{values['client_id']}", cid))
@@ -94,6 +104,51 @@ def register(runtime: Runtime, *, rules: MappingRules, graph: GraphClient, cross
         if mapped.entity == "project" and "client_id" in result.changed:
             _push_client_name_to_workspace(cid)
         _announce(mapped.entity, result.state, result.changed, system, version_of(event))
+
+    def _document_platform_change(event: CloudEvent, record: dict[str, Any]) -> None:
+        """A workspace's metadata changed on the platform: check its taxonomy, merge what it owns, and put
+        back what it does not (the ERP owns client and project fields)."""
+        item = record.get("resource_id")
+        if record.get("platform") != "sharepoint" or not item:
+            return
+        fields = graph.fields(str(item))
+        version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
+            version_of(event)
+        for event_type in ("workspace.project", "workspace.client"):
+            needed = ("ProjectCode",) if event_type == "workspace.project" else ("ClientId", "ClientName")
+            if not all(fields.get(name) for name in needed):
+                continue
+            mapped = apply_mapping(rules, "sharepoint", event_type, fields, lookup=crosswalk.canonical)
+            violations = taxonomy_violations(mapped.fields, rules.taxonomy)
+            if violations:
+                _raise_taxonomy(event, str(item), [v.message for v in violations])
+            cid = crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
+            if mapped.entity == "project":
+                crosswalk.link(cid, "project", "sharepoint", str(item))
+            result = merge(load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version),
+                           authority=rules.authority)
+            if result.ignored:
+                _count_ignored("sharepoint", len(result.ignored))
+            if result.drift and mapped.entity == "client":
+                project = crosswalk.resolve("project", "sharepoint", str(item))
+                if project:
+                    _push_client_name_to_workspace(project)  # the platform's copy drifted: put it back
+
+    def _count_ignored(system: str, count: int) -> None:
+        """Non-authoritative field updates, counted per sending system (``<prefix>:mdm:ignored``)."""
+        guarded(lambda: client.hincrby(f"{prefix}:mdm:ignored", system, count))
+
+    def _raise_taxonomy(event: CloudEvent, item: str, problems: list[str]) -> None:
+        data: dict[str, Any] = {
+            "exception_id": f"taxonomy:{item}:{event.get_id()}", "owner": "records_management",
+            "kind": "master_data.taxonomy", "severity": "medium", "subject": item,
+            "detail": "; ".join(problems)[:2000], "project": None, "event_id": event.get_id(),
+            "event_type": event.get_type(), "raised_at": datetime.now(UTC),
+        }
+        raised = make_event(runtime.registry, type="hub.exception.raised.v1", source=SOURCE,
+                            id=data["exception_id"], subject=item, data=data)
+        assert runtime.dispatcher is not None
+        runtime.dispatcher.dispatch(raised, parent=CurrentMessage.get_current_message())
 
     def _push_client_name_to_workspace(project: str) -> None:
         workspace = crosswalk.identities(project).get("sharepoint")

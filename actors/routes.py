@@ -11,4 +11,5 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "erp.project.created.v1": ("provisioning", "master_data"),
     "erp.project.updated.v1": ("provisioning", "master_data"),
     "dms.workspace.provisioned.v1": ("master_data",),
+    "dms.change.notified.v1": ("master_data",),
 }

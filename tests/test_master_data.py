@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.sandbox import ERP_SOURCE
@@ -68,3 +69,36 @@ def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(pre
         cid = runtime.redis.get(f"{prefix}:xref:by:client:erp:ACME").decode()
         state = json.loads(runtime.redis.get(f"{prefix}:mdm:state:{cid}"))
         assert state["fields"]["name"]["value"] == "ACME Group"
+
+
+def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_put_back(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario, \
+            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.exception.raised.v1") as receive:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=60)
+        workspace = scenario.workspace(WORKSPACE)
+        assert workspace is not None
+        # Someone edits the workspace's metadata on the platform: a region outside the taxonomy, and the
+        # client's name, which the ERP owns.
+        graph_base = scenario.sandbox.graph_url
+        with httpx.Client(headers={"authorization": f"Bearer {scenario.sandbox.graph_token}"}) as graph:
+            graph.patch(f"{graph_base}/drives/{scenario.sandbox.drive_id}/items/{workspace['id']}/listItem/fields",
+                        json={"Region": "Europa", "ClientName": "Acme (typo)"}).raise_for_status()
+        runtime = scenario.runtime
+        assert runtime.dispatcher is not None
+        notified = make_event(runtime.registry, type="dms.change.notified.v1", source="graph://sharepoint",
+                              subject=workspace["id"],
+                              data={"platform": "sharepoint", "change_type": "updated",
+                                    "resource": f"drives/{scenario.sandbox.drive_id}/root",
+                                    "resource_id": workspace["id"], "subscription_id": None, "tenant_id": None,
+                                    "notified_at": datetime.now(UTC)})
+        runtime.dispatcher.dispatch(notified)
+        alert = receive(30.0)
+        assert alert is not None
+        data = runtime.registry.decode("hub.exception.raised.v1", alert.body)
+        assert data["owner"] == "records_management" and data["kind"] == "master_data.taxonomy"
+        assert "Europa" in data["detail"]
+        assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=30)
+        ignored = runtime.redis.hget(f"{prefix}:mdm:ignored", "sharepoint")
+        assert ignored is not None and int(ignored) >= 1
