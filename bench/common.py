@@ -34,6 +34,15 @@ class BenchError(RuntimeError):
     """A benchmark could not complete (a stalled worker, a missing server)."""
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM raise ``SystemExit`` (143) so that every ``finally`` runs: child processes stop, queues
+    and keys of the run are deleted."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def new_prefix() -> str:
     """A queue and Redis key prefix unique to this run: ``b<hex>``."""
     return f"b{uuid.uuid4().hex[:10]}"
@@ -230,12 +239,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 def machine_info() -> dict[str, Any]:
     """The machine the numbers come from: cores, CPU model, kernel, server versions (when cheap)."""
+    import platform
+
     info: dict[str, Any] = {"nproc": os.cpu_count()}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 info["cpu_model"] = line.split(":", 1)[1].strip()
                 break
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    info["python"] = platform.python_version()
     with contextlib.suppress(OSError):
         info["kernel"] = Path("/proc/sys/kernel/osrelease").read_text().strip()
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -248,3 +265,61 @@ def machine_info() -> dict[str, Any]:
         info["redis"] = client.info("server").get("redis_version")
         client.close()
     return info
+
+
+# -- processes ---------------------------------------------------------------------------------------
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident set size (``VmHWM``) of a running process in MiB, or ``None`` if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (the kernel picks it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_of(pids: Sequence[int]) -> float | None:
+    """Summed user + system CPU seconds of ``pids``; ``None`` when any is unreadable or there is none."""
+    values = [process_cpu_s(pid) for pid in pids]
+    if not pids or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
+
+
+def _is_rabbit_server(pid: int) -> bool:
+    """Whether the ``beam.smp`` process ``pid`` is the RabbitMQ node (``-s rabbit boot``), not a CLI tool's VM."""
+    try:
+        return b"\x00-s\x00rabbit\x00boot\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def server_pids() -> dict[str, list[int]]:
+    """Pids of the RabbitMQ (``beam.smp`` of the node, not of ``rabbitmqctl``) and Redis servers on this machine."""
+    beams = find_pids("beam.smp")
+    return {"rabbitmq": [pid for pid in beams if _is_rabbit_server(pid)] or beams,
+            "redis": find_pids("redis-server")}
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine spent busy (all cores, ``/proc/stat``: everything but idle and I/O wait,
+    so with interrupts, which tick accounting also charges to the process they interrupt, and steal, the
+    time the hypervisor gave to other guests)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK

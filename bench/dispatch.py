@@ -35,12 +35,13 @@ from bench.common import (
     BenchError,
     Stats,
     cleanup,
-    find_pids,
+    exit_on_sigterm,
     format_table,
     new_prefix,
     now_iso,
     percentile,
     process_cpu_s,
+    server_pids,
     wait_for_count,
     write_report,
 )
@@ -181,7 +182,7 @@ class DispatchBench:
             "direct": direct_dispatcher(runtime, subscribers),
             "router": router_dispatcher(runtime),
         }
-        self.server_pids = {"rabbitmq": find_pids("beam.smp"), "redis": find_pids("redis-server")}
+        self.server_pids = server_pids()
 
     def _done(self) -> int:
         return int(self.client.get(done_key(self.prefix)) or 0)
@@ -471,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--raw-count", type=int, default=2000, help="messages per raw baseline run")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     try:
         run_dispatch(events=args.events, subscribers=args.subscribers, repeats=args.repeats,
                      threads=args.threads, processes=args.processes, raw_count=args.raw_count)
