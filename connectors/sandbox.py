@@ -4,7 +4,6 @@ loopback port, served from background threads."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,13 +22,6 @@ from hub.settings import Settings
 
 #: The CloudEvents source the simulated ERP claims.
 ERP_SOURCE = "erp-sim://acme-psa/prod"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (for a server whose URL others must know beforehand)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from standardwebhooks.webhooks import Webhook
 
 from hub.events import CloudEvent, make_event
-from hub.ingress.server import serve_in_thread
+from hub.ingress.server import free_port, serve_in_thread
 from hub.ingress.sources import SourceConfig, SourceRegistry
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime, resolve_embedded
@@ -170,7 +170,7 @@ def run_demo(
     else:
         echo(f"mode: real servers - RabbitMQ {_host(settings.amqp_url)}, Redis {_host(settings.redis_url)}")
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    port = _free_port()
+    port = free_port()
     # Each run has queues and keys of its own (removed at the end): the simulators start afresh
     # every run and reuse their event ids, which the hub would rightly take for re-sends.
     settings = settings.model_copy(update={"queue_prefix": f"demo{secrets.token_hex(4)}"})
@@ -274,14 +274,6 @@ def _purge(runtime: Runtime) -> None:
     keys = list(runtime.redis.scan_iter(f"{runtime.queue_prefix}:*", count=1000))
     if keys:
         runtime.redis.delete(*keys)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_for_hops(runtime: Runtime, event_id: str, timeout_s: float = 5.0) -> list[Any]:

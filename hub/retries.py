@@ -18,17 +18,16 @@ from dramatiq.middleware import Retries
 
 from hub.errors import HubError, RetryableError
 from hub.store import DeadLetterReasons
-from observability.logging import get_logger, redact_secrets
+from observability.flight import describe_error
+from observability.logging import get_logger
 
 log = get_logger(__name__)
 
 
 def describe(exception: BaseException) -> str:
-    """A one-line, secret-free description of an exception for dead letters and flight records."""
+    """A one-line, secret-free description of an exception (or of the error a ``RetryLater`` wraps)."""
     cause = getattr(exception, "cause", None)
-    shown = cause if isinstance(cause, BaseException) else exception
-    text = f"{type(shown).__name__}: {shown}"
-    return str(redact_secrets(None, "", {"error": text})["error"])[:500]
+    return describe_error(cause if isinstance(cause, BaseException) else exception)
 
 
 class HubRetries(Retries):

@@ -11,6 +11,15 @@ from typing import Any
 import uvicorn
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, for a server whose URL others must know before it starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 @contextmanager
 def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 20.0
                     ) -> Iterator[str]:

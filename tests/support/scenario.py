@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from actors import policy_of
 from connectors.faults import FaultPlan
-from connectors.sandbox import Sandbox, free_port, running_sandbox
+from connectors.sandbox import Sandbox, running_sandbox
 from hub.cli import build_app, build_ingress
 from hub.demo import demo_sources
-from hub.ingress.server import serve_in_thread
+from hub.ingress.server import free_port, serve_in_thread
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
