@@ -1,0 +1,72 @@
+"""Outbound client of the DocuSign eSignature REST API (v2.1 subset), on the shared :class:`Http` policy.
+
+Reads only: an envelope's state and a completed envelope's documents. Errors follow the hub's tree:
+404 is :class:`EnvelopeNotFound`, other 4xx ``UpstreamRejected``, 5xx, 429, timeouts and an open
+circuit ``UpstreamUnavailable`` (retryable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from connectors.http import Http
+from hub.errors import UpstreamRejected
+
+__all__ = ["DEFAULT_TIMEOUT", "DocuSignClient", "EnvelopeNotFound"]
+
+#: Documents can be large: a longer read timeout than for JSON calls.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=2.0)
+
+
+class EnvelopeNotFound(UpstreamRejected):
+    """DocuSign has no such envelope or document in this account (HTTP 404)."""
+
+
+class DocuSignClient:
+    """Typed calls to one DocuSign account; the injected :class:`Http` carries base URL, token and resilience."""
+
+    def __init__(self, http: Http, *, account_id: str) -> None:
+        self.http = http
+        self.account_id = account_id
+
+    @classmethod
+    def create(cls, base_url: str, token: str, *, account_id: str, client: httpx.Client | None = None
+               ) -> DocuSignClient:
+        """A client for ``base_url`` (the host, without ``/restapi``) with bearer ``token``.
+
+        A given ``client`` keeps its transport and timeouts but gets the base URL and token.
+        """
+        if client is None:
+            client = httpx.Client(timeout=DEFAULT_TIMEOUT)
+        client.base_url = httpx.URL(base_url)
+        client.headers["authorization"] = f"Bearer {token}"
+        return cls(Http(client, target="docusign"), account_id=account_id)
+
+    def close(self) -> None:
+        """Close the underlying ``httpx.Client``."""
+        self.http.client.close()
+
+    def get_envelope(self, envelope_id: str) -> dict[str, Any]:
+        """The envelope (status, recipients, custom fields, documents) as DocuSign answers it."""
+        body = self._get(self._envelope_path(envelope_id)).json()
+        if not isinstance(body, dict):
+            raise UpstreamRejected(f"docusign: envelope {envelope_id!r} is not a JSON object")
+        return body
+
+    def download_document(self, envelope_id: str, document_id: str) -> bytes:
+        """One document's bytes (the signed PDF once the envelope is completed)."""
+        path = f"{self._envelope_path(envelope_id)}/documents/{quote(document_id, safe='')}"
+        return self._get(path, accept="application/pdf").content
+
+    def _envelope_path(self, envelope_id: str) -> str:
+        return (f"/restapi/v2.1/accounts/{quote(self.account_id, safe='')}"
+                f"/envelopes/{quote(envelope_id, safe='')}")
+
+    def _get(self, path: str, *, accept: str = "application/json") -> httpx.Response:
+        response = self.http.request("GET", path, headers={"accept": accept}, ok_statuses=frozenset({404}))
+        if response.status_code == 404:
+            raise EnvelopeNotFound(f"docusign: {path} not found")
+        return response
