@@ -1,0 +1,393 @@
+"""The invoice-readiness gate, decided: what an invoice still lacks before the ERP may finalise it.
+
+Pure functions, no I/O. The actor keeps one :class:`InvoiceFacts` per invoice, folds every relevant
+event into it with :func:`apply`, asks :func:`evaluate` for the verdict against the
+:class:`ReadinessRules` (data: one :class:`Checklist` per engagement type) and emits
+``hub.invoice.readiness_changed.v1`` only when :func:`transition` says the verdict changed.
+
+:func:`apply` is order-independent and idempotent: per document it keeps the latest state by the
+event's own timestamp (ties broken by a fixed order on the event's content), so any permutation of a
+stream, with duplicates and replays, folds to the same facts as the ordered stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.errors import InvalidEvent
+from hub.policy import DocumentClass, EngagementType, Region
+
+DocumentState = Literal["draft", "in_review", "approved", "signed", "rejected", "superseded"]
+ReadinessStatus = Literal["ready", "held"]
+HoldCode = Literal[
+    "DELIVERABLE_NOT_APPROVED", "RETENTION_LABEL_MISSING", "UNSIGNED_CHANGE_ORDER", "CUSTOMER_APPROVAL_MISSING",
+    "SERVICE_REPORT_MISSING", "CHANGE_RECORD_MISSING", "SOW_NOT_SIGNED", "ENGAGEMENT_LETTER_NOT_SIGNED",
+    "INVOICE_NOT_DRAFTED",
+]
+#: Which documents a requirement looks at: those linked to the invoice (by invoice number or milestone),
+#: or any document of the project.
+Scope = Literal["invoice", "project"]
+#: Classes a checklist may require to be signed whenever one exists, with the code that names them.
+SignedClass = Literal["change_order", "sow", "engagement_letter"]
+_UNSIGNED: dict[SignedClass, HoldCode] = {
+    "change_order": "UNSIGNED_CHANGE_ORDER",
+    "sow": "SOW_NOT_SIGNED",
+    "engagement_letter": "ENGAGEMENT_LETTER_NOT_SIGNED",
+}
+
+#: Tie-break for two state changes of one document with the same timestamp: the further state wins.
+_STATE_RANK: dict[DocumentState, int] = {
+    "draft": 0, "in_review": 1, "rejected": 2, "approved": 3, "signed": 4, "superseded": 5,
+}
+#: A document in one of these states is out of the picture: it neither satisfies nor holds anything.
+_WITHDRAWN: frozenset[DocumentState] = frozenset({"superseded"})
+
+
+# --------------------------------------------------------------------------------------------- rules
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Requirement(_Model):
+    """One line of a checklist: documents of a class, in an accepted state, with a hold code when lacking.
+
+    ``every_document``: each relevant document must be accepted (deliverables); otherwise one accepted
+    document is enough (a signed SOW). ``retention_label``: accepted documents must also carry the
+    jurisdiction's retention label. ``envelope_counts``: a completed e-signature envelope of the class
+    counts as a signed document.
+    """
+
+    document_class: DocumentClass
+    code: HoldCode
+    states: frozenset[DocumentState] = frozenset({"approved", "signed"})
+    scope: Scope = "invoice"
+    every_document: bool = False
+    retention_label: bool = False
+    envelope_counts: bool = False
+
+
+class Checklist(_Model):
+    """What an invoice of one engagement type needs; ``must_be_signed`` classes hold while unsigned."""
+
+    requirements: tuple[Requirement, ...] = ()
+    must_be_signed: tuple[SignedClass, ...] = ("change_order",)
+
+
+class ReadinessRules(_Model):
+    """The checklist of every engagement type."""
+
+    checklists: dict[EngagementType, Checklist] = Field(default_factory=dict)
+
+    def checklist_for(self, engagement_type: EngagementType) -> Checklist:
+        """The checklist of an engagement type (an empty one when the rules do not name it)."""
+        return self.checklists.get(engagement_type, Checklist())
+
+
+def default_rules() -> ReadinessRules:
+    """The firm's default gate: engineering, managed services, consulting and legal."""
+    signed: frozenset[DocumentState] = frozenset({"signed"})
+    return ReadinessRules(checklists={
+        "engineering": Checklist(requirements=(
+            Requirement(document_class="deliverable", code="DELIVERABLE_NOT_APPROVED",
+                        states=frozenset({"approved"}), every_document=True, retention_label=True),
+        )),
+        "managed_services": Checklist(requirements=(
+            Requirement(document_class="service_report", code="SERVICE_REPORT_MISSING"),
+            Requirement(document_class="customer_approval", code="CUSTOMER_APPROVAL_MISSING"),
+            Requirement(document_class="change_record", code="CHANGE_RECORD_MISSING", every_document=True),
+        )),
+        "consulting": Checklist(requirements=(
+            Requirement(document_class="sow", code="SOW_NOT_SIGNED", states=signed, scope="project",
+                        envelope_counts=True),
+        )),
+        "legal": Checklist(requirements=(
+            Requirement(document_class="engagement_letter", code="ENGAGEMENT_LETTER_NOT_SIGNED", states=signed,
+                        scope="project", envelope_counts=True),
+        )),
+    })
+
+
+# -------------------------------------------------------------------------------------------- events
+
+
+def _stamp(value: object, name: str) -> datetime:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    raise InvalidEvent(f"{name} must be epoch milliseconds or an aware datetime", field=name)
+
+
+def _text(record: Mapping[str, Any], name: str, *, optional: bool = False) -> Any:
+    value = record.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"{name} must be a non-empty string", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class InvoiceDrafted:
+    """``erp.invoice.drafted.v1``: the fields the gate uses."""
+
+    invoice_number: str
+    project_code: str
+    drafted_at: datetime
+    milestone: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> InvoiceDrafted:
+        """Build from a decoded Avro record."""
+        return cls(_text(record, "invoice_number"), _text(record, "project_code"),
+                   _stamp(record.get("drafted_at"), "drafted_at"), _text(record, "milestone", optional=True))
+
+
+@dataclass(frozen=True)
+class DocumentStateChanged:
+    """``dms.document.state_changed.v1``: the fields the gate uses."""
+
+    document_id: str
+    project_code: str
+    document_class: DocumentClass
+    state: DocumentState
+    changed_at: datetime
+    milestone: str | None = None
+    invoice_number: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DocumentStateChanged:
+        """Build from a decoded Avro record."""
+        state = _text(record, "state")
+        if state not in _STATE_RANK:
+            raise InvalidEvent(f"state {state!r} is not a document state", field="state")
+        return cls(_text(record, "document_id"), _text(record, "project_code"), _text(record, "document_class"),
+                   state, _stamp(record.get("changed_at"), "changed_at"), _text(record, "milestone", optional=True),
+                   _text(record, "invoice_number", optional=True))
+
+
+@dataclass(frozen=True)
+class RetentionApplied:
+    """``dms.document.retention_applied.v1``: the fields the gate uses."""
+
+    document_id: str
+    project_code: str
+    retention_label: str
+    jurisdiction: Region
+    applied_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> RetentionApplied:
+        """Build from a decoded Avro record."""
+        return cls(_text(record, "document_id"), _text(record, "project_code"), _text(record, "retention_label"),
+                   _text(record, "jurisdiction"), _stamp(record.get("applied_at"), "applied_at"))
+
+
+@dataclass(frozen=True)
+class EnvelopeCompleted:
+    """``esign.envelope.completed.v1``: the fields the gate uses."""
+
+    envelope_id: str
+    project_code: str
+    document_class: DocumentClass
+    completed_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> EnvelopeCompleted:
+        """Build from a decoded Avro record."""
+        return cls(_text(record, "envelope_id"), _text(record, "project_code"), _text(record, "document_class"),
+                   _stamp(record.get("completed_at"), "completed_at"))
+
+
+Event = InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted
+_FROM_RECORD: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted]] = {
+    "erp.invoice.drafted.v1": InvoiceDrafted,
+    "dms.document.state_changed.v1": DocumentStateChanged,
+    "dms.document.retention_applied.v1": RetentionApplied,
+    "esign.envelope.completed.v1": EnvelopeCompleted,
+}
+#: The event types that re-evaluate the gate.
+EVENT_TYPES: tuple[str, ...] = tuple(_FROM_RECORD)
+
+
+def event_from_record(event_type: str, record: Mapping[str, Any]) -> Event:
+    """The gate's view of a decoded event of one of :data:`EVENT_TYPES`."""
+    if event_type not in _FROM_RECORD:
+        raise InvalidEvent(f"the readiness gate does not read {event_type!r}", field="type")
+    return _FROM_RECORD[event_type].from_record(record)
+
+
+# --------------------------------------------------------------------------------------------- facts
+
+
+def _doc_key(event: DocumentStateChanged) -> tuple[datetime, int, str, str, str]:
+    return (event.changed_at, _STATE_RANK[event.state], event.document_class, event.milestone or "",
+            event.invoice_number or "")
+
+
+def _retention_key(event: RetentionApplied) -> tuple[datetime, str, str]:
+    return (event.applied_at, event.retention_label, event.jurisdiction)
+
+
+def _draft_key(event: InvoiceDrafted) -> tuple[datetime, str]:
+    return (event.drafted_at, event.milestone or "")
+
+
+def _envelope_key(event: EnvelopeCompleted) -> tuple[datetime, str]:
+    return (event.completed_at, event.document_class)
+
+
+@dataclass(frozen=True)
+class InvoiceFacts:
+    """What the gate knows about one invoice; build with :meth:`start`, grow with :func:`apply`.
+
+    Each mapping keeps the winning event per key (document id, envelope id): the one with the greatest
+    ``(timestamp, content)`` key, which makes folding commutative and idempotent.
+    """
+
+    invoice_number: str
+    project_code: str
+    engagement_type: EngagementType
+    drafted: InvoiceDrafted | None = None
+    documents: Mapping[str, DocumentStateChanged] = field(default_factory=dict)
+    retention: Mapping[str, RetentionApplied] = field(default_factory=dict)
+    envelopes: Mapping[str, EnvelopeCompleted] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, invoice_number: str, project_code: str, engagement_type: EngagementType) -> InvoiceFacts:
+        """No facts yet about this invoice of this project."""
+        return cls(invoice_number, project_code, engagement_type)
+
+    @property
+    def milestone(self) -> str | None:
+        """The invoice's billing milestone, once drafted."""
+        return self.drafted.milestone if self.drafted is not None else None
+
+
+def apply(facts: InvoiceFacts, event: Event) -> InvoiceFacts:
+    """The facts with one more event; events of other projects or invoices change nothing."""
+    if event.project_code != facts.project_code:
+        return facts
+    if isinstance(event, InvoiceDrafted):
+        if event.invoice_number != facts.invoice_number:
+            return facts
+        if facts.drafted is not None and _draft_key(facts.drafted) >= _draft_key(event):
+            return facts
+        return replace(facts, drafted=event)
+    if isinstance(event, DocumentStateChanged):
+        doc = facts.documents.get(event.document_id)
+        if doc is not None and _doc_key(doc) >= _doc_key(event):
+            return facts
+        return replace(facts, documents={**facts.documents, event.document_id: event})
+    if isinstance(event, RetentionApplied):
+        label = facts.retention.get(event.document_id)
+        if label is not None and _retention_key(label) >= _retention_key(event):
+            return facts
+        return replace(facts, retention={**facts.retention, event.document_id: event})
+    envelope = facts.envelopes.get(event.envelope_id)
+    if envelope is not None and _envelope_key(envelope) >= _envelope_key(event):
+        return facts
+    return replace(facts, envelopes={**facts.envelopes, event.envelope_id: event})
+
+
+def apply_all(facts: InvoiceFacts, events: Iterable[Event]) -> InvoiceFacts:
+    """The facts with every event applied."""
+    for event in events:
+        facts = apply(facts, event)
+    return facts
+
+
+# ------------------------------------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True, order=True)
+class HoldReason:
+    """One reason an invoice is held: a stable code and the document id or artefact it concerns."""
+
+    code: HoldCode
+    artefact: str
+    detail: str = ""
+
+    def to_record(self) -> dict[str, str | None]:
+        """The ``hub.common.HoldReason`` record."""
+        return {"code": self.code, "artefact": self.artefact, "detail": self.detail or None}
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The gate's verdict: ``ready`` with no reasons, or ``held`` with every reason, sorted."""
+
+    status: ReadinessStatus
+    reasons: tuple[HoldReason, ...] = ()
+
+    @classmethod
+    def of(cls, reasons: Iterable[HoldReason]) -> Readiness:
+        """The verdict for these reasons (duplicates dropped, sorted by code, artefact, detail)."""
+        ordered = tuple(sorted(set(reasons)))
+        return cls("held" if ordered else "ready", ordered)
+
+
+def _linked(doc: DocumentStateChanged, facts: InvoiceFacts, scope: Scope) -> bool:
+    if scope == "project":
+        return True
+    return doc.invoice_number == facts.invoice_number or (
+        facts.milestone is not None and doc.milestone == facts.milestone)
+
+
+def _check(requirement: Requirement, facts: InvoiceFacts, expected_label: str) -> list[HoldReason]:
+    cls = requirement.document_class
+    docs = sorted((doc for doc in facts.documents.values()
+                   if doc.document_class == cls and doc.state not in _WITHDRAWN
+                   and _linked(doc, facts, requirement.scope)), key=lambda doc: doc.document_id)
+    accepted = [doc for doc in docs if doc.state in requirement.states]
+    envelopes = [e for e in facts.envelopes.values() if e.document_class == cls] if requirement.envelope_counts else []
+    wanted = " or ".join(sorted(requirement.states))
+    where = "for the project" if requirement.scope == "project" else "linked to the invoice"
+    reasons: list[HoldReason] = []
+    if requirement.every_document:
+        reasons += [HoldReason(requirement.code, doc.document_id,
+                               f"{cls} {doc.document_id} is {doc.state}, needs {wanted}")
+                    for doc in docs if doc not in accepted]
+    if not accepted and not envelopes and not (requirement.every_document and docs):
+        reasons.append(HoldReason(requirement.code, cls, f"no {wanted} {cls} {where}"))
+    if requirement.retention_label:
+        for doc in accepted:
+            applied = facts.retention.get(doc.document_id)
+            if applied is None or applied.retention_label != expected_label:
+                found = "no label" if applied is None else f"label {applied.retention_label!r}"
+                reasons.append(HoldReason("RETENTION_LABEL_MISSING", doc.document_id,
+                                          f"{cls} {doc.document_id} has {found}, needs {expected_label!r}"))
+    return reasons
+
+
+def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *, expected_retention_label: str) -> Readiness:
+    """Whether the invoice may be finalised, with every hold reason.
+
+    ``expected_retention_label`` is the jurisdiction's label for the checked documents (from the
+    retention policy, for the project's region, country and client).
+    """
+    checklist = rules.checklist_for(facts.engagement_type)
+    reasons: list[HoldReason] = []
+    if facts.drafted is None:
+        reasons.append(HoldReason("INVOICE_NOT_DRAFTED", facts.invoice_number,
+                                  f"the ERP has not drafted invoice {facts.invoice_number}"))
+    for requirement in checklist.requirements:
+        reasons += _check(requirement, facts, expected_retention_label)
+    for doc in facts.documents.values():
+        for signed in checklist.must_be_signed:
+            if doc.document_class == signed and doc.state in ("draft", "in_review"):
+                reasons.append(HoldReason(_UNSIGNED[signed], doc.document_id,
+                                          f"{signed} {doc.document_id} is {doc.state}, not signed"))
+    return Readiness.of(reasons)
+
+
+def transition(before: Readiness | None, after: Readiness) -> bool:
+    """Whether to emit ``hub.invoice.readiness_changed.v1``: first verdict, or status or reasons changed."""
+    return before is None or before.status != after.status or before.reasons != after.reasons

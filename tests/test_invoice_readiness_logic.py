@@ -1,0 +1,225 @@
+"""The invoice-readiness gate: the invoice scenarios, hold codes, transitions, and order independence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.invoice_readiness_logic import (
+    DocumentStateChanged,
+    EnvelopeCompleted,
+    Event,
+    HoldReason,
+    InvoiceDrafted,
+    InvoiceFacts,
+    Readiness,
+    ReadinessRules,
+    RetentionApplied,
+    apply,
+    apply_all,
+    default_rules,
+    evaluate,
+    event_from_record,
+    transition,
+)
+from hub.errors import InvalidEvent
+from hub.policy import EngagementType, load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = load_policy(ROOT / "actors" / "default_policy.yaml")
+RULES = default_rules()
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+ME_LABEL = POLICY.retention.label_for(region="ME", country="AE", client_id="GULF", engagement_type="engineering",
+                                      document_class="deliverable")
+EU_LABEL = POLICY.retention.label_for(region="EU", country="DE", client_id="ACME",
+                                      engagement_type="managed_services", document_class="service_report")
+
+
+def t(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def doc(document_id: str, document_class: str, state: str, minutes: int, *, project: str = "P1",
+        milestone: str | None = None, invoice: str | None = None) -> DocumentStateChanged:
+    return DocumentStateChanged(document_id, project, document_class, state, t(minutes),  # type: ignore[arg-type]
+                                milestone=milestone, invoice_number=invoice)
+
+
+def drafted(minutes: int = 0, *, milestone: str | None = None) -> InvoiceDrafted:
+    return InvoiceDrafted("INV-1", "P1", t(minutes), milestone)
+
+
+def label(document_id: str, name: str, minutes: int) -> RetentionApplied:
+    return RetentionApplied(document_id, "P1", name, "ME", t(minutes))
+
+
+def run(engagement_type: EngagementType, events: list[Event], expected: str = ME_LABEL,
+        rules: ReadinessRules = RULES) -> Readiness:
+    facts = apply_all(InvoiceFacts.start("INV-1", "P1", engagement_type), events)
+    return evaluate(facts, rules, expected_retention_label=expected)
+
+
+def codes(readiness: Readiness) -> list[tuple[str, str]]:
+    return [(r.code, r.artefact) for r in readiness.reasons]
+
+
+# Engineering milestone in the Middle East: two deliverables, one approved without the label, one in review.
+ENGINEERING: list[Event] = [
+    drafted(0, milestone="M2"),
+    doc("D-1", "deliverable", "in_review", 1, milestone="M2"),
+    doc("D-2", "deliverable", "in_review", 2, milestone="M2"),
+    doc("D-1", "deliverable", "approved", 3, milestone="M2"),
+    label("D-1", ME_LABEL, 4),
+    doc("D-2", "deliverable", "approved", 5, milestone="M2"),
+    label("D-2", ME_LABEL, 6),
+]
+MANAGED: list[Event] = [
+    drafted(0),
+    doc("SR-1", "service_report", "approved", 1, invoice="INV-1"),
+    doc("CR-1", "change_record", "approved", 2, invoice="INV-1"),
+    doc("CR-2", "change_record", "in_review", 3, invoice="INV-1"),
+    doc("CA-1", "customer_approval", "approved", 4, invoice="INV-1"),
+    doc("CR-2", "change_record", "approved", 5, invoice="INV-1"),
+    doc("CR-2", "change_record", "in_review", 5, invoice="INV-1"),  # same timestamp: the further state wins
+]
+CONSULTING: list[Event] = [
+    drafted(0),
+    doc("SOW-1", "sow", "in_review", 1),
+    EnvelopeCompleted("ENV-1", "P1", "sow", t(2)),
+]
+SCENARIOS: dict[EngagementType, list[Event]] = {
+    "engineering": ENGINEERING, "managed_services": MANAGED, "consulting": CONSULTING,
+}
+
+
+def test_engineering_held_with_both_missing_pieces_then_ready_on_the_last() -> None:
+    held = run("engineering", ENGINEERING[:5])
+    assert held.status == "held"
+    assert codes(held) == [("DELIVERABLE_NOT_APPROVED", "D-2")]
+    both = run("engineering", [*ENGINEERING[:4], doc("D-2", "deliverable", "approved", 5, milestone="M2"),
+                               label("D-2", ME_LABEL, 6)])
+    assert codes(both) == [("RETENTION_LABEL_MISSING", "D-1")]
+    missing = run("engineering", ENGINEERING[:4])
+    assert codes(missing) == [("DELIVERABLE_NOT_APPROVED", "D-2"), ("RETENTION_LABEL_MISSING", "D-1")]
+    assert all(r.detail for r in missing.reasons)
+    verdicts = [run("engineering", ENGINEERING[:n]).status for n in range(1, len(ENGINEERING) + 1)]
+    assert verdicts == ["held"] * (len(ENGINEERING) - 1) + ["ready"]
+
+
+def test_engineering_wrong_jurisdiction_label_holds() -> None:
+    events = [*ENGINEERING[:-1], label("D-2", "EU-Deliverable-7y", 6)]
+    readiness = run("engineering", events)
+    assert codes(readiness) == [("RETENTION_LABEL_MISSING", "D-2")]
+    assert "EU-Deliverable-7y" in readiness.reasons[0].detail
+
+
+def test_engineering_without_deliverables_names_the_class_and_ignores_other_milestones() -> None:
+    readiness = run("engineering", [drafted(0, milestone="M2"), doc("D-9", "deliverable", "in_review", 1,
+                                                                    milestone="M1")])
+    assert codes(readiness) == [("DELIVERABLE_NOT_APPROVED", "deliverable")]
+
+
+def test_managed_services_held_until_report_approval_and_change_records() -> None:
+    first = run("managed_services", MANAGED[:1], EU_LABEL)
+    assert codes(first) == [("CHANGE_RECORD_MISSING", "change_record"),
+                            ("CUSTOMER_APPROVAL_MISSING", "customer_approval"),
+                            ("SERVICE_REPORT_MISSING", "service_report")]
+    assert codes(run("managed_services", MANAGED[:4], EU_LABEL)) == [
+        ("CHANGE_RECORD_MISSING", "CR-2"), ("CUSTOMER_APPROVAL_MISSING", "customer_approval")]
+    assert codes(run("managed_services", MANAGED[:5], EU_LABEL)) == [("CHANGE_RECORD_MISSING", "CR-2")]
+    assert run("managed_services", MANAGED, EU_LABEL) == Readiness("ready")
+
+
+def test_managed_services_documents_of_another_invoice_do_not_count() -> None:
+    events: list[Event] = [drafted(0), doc("SR-9", "service_report", "approved", 1, invoice="INV-2")]
+    assert ("SERVICE_REPORT_MISSING", "service_report") in codes(run("managed_services", events))
+
+
+def test_consulting_needs_a_signed_sow_by_envelope_or_document_state() -> None:
+    assert codes(run("consulting", CONSULTING[:2])) == [("SOW_NOT_SIGNED", "sow")]
+    assert run("consulting", CONSULTING).status == "ready"
+    assert run("consulting", [drafted(0), doc("SOW-1", "sow", "signed", 1)]).status == "ready"
+
+
+def test_legal_needs_a_signed_engagement_letter() -> None:
+    assert codes(run("legal", [drafted(0)])) == [("ENGAGEMENT_LETTER_NOT_SIGNED", "engagement_letter")]
+    assert run("legal", [drafted(0), EnvelopeCompleted("ENV-2", "P1", "engagement_letter", t(1))]).status == "ready"
+
+
+def test_unsigned_change_order_and_undrafted_invoice_hold() -> None:
+    readiness = run("consulting", [*CONSULTING[1:], doc("CO-1", "change_order", "in_review", 3)])
+    assert codes(readiness) == [("INVOICE_NOT_DRAFTED", "INV-1"), ("UNSIGNED_CHANGE_ORDER", "CO-1")]
+    signed = run("consulting", [*CONSULTING, doc("CO-1", "change_order", "in_review", 3),
+                                doc("CO-1", "change_order", "signed", 4)])
+    assert signed.status == "ready"
+
+
+def test_events_of_other_projects_or_invoices_change_nothing() -> None:
+    facts = InvoiceFacts.start("INV-1", "P1", "consulting")
+    assert apply(facts, doc("X", "sow", "signed", 1, project="P2")) is facts
+    assert apply(facts, InvoiceDrafted("INV-2", "P1", t(0))) is facts
+
+
+def test_a_stale_state_never_regresses_a_document() -> None:
+    late = [doc("D-1", "deliverable", "approved", 5, milestone="M2"), doc("D-1", "deliverable", "in_review", 1,
+                                                                          milestone="M2")]
+    facts = apply_all(InvoiceFacts.start("INV-1", "P1", "engineering"), late)
+    assert facts.documents["D-1"].state == "approved"
+
+
+def test_transition_emits_only_on_change() -> None:
+    held = Readiness.of([HoldReason("SOW_NOT_SIGNED", "sow")])
+    assert transition(None, held)
+    assert not transition(held, Readiness.of([HoldReason("SOW_NOT_SIGNED", "sow")] * 2))
+    assert transition(held, Readiness.of([HoldReason("SOW_NOT_SIGNED", "sow"), HoldReason("INVOICE_NOT_DRAFTED",
+                                                                                          "INV-1")]))
+    assert transition(held, Readiness("ready"))
+    assert held.reasons[0].to_record() == {"code": "SOW_NOT_SIGNED", "artefact": "sow", "detail": None}
+
+
+def test_events_from_records() -> None:
+    event = event_from_record("dms.document.state_changed.v1", {
+        "document_id": "D-1", "drive_id": "d", "item_id": "i", "project_code": "P1",
+        "document_class": "deliverable", "state": "approved", "milestone": "M2",
+        "changed_at": int(T0.timestamp() * 1000)})
+    assert event == doc("D-1", "deliverable", "approved", 0, milestone="M2")
+    with pytest.raises(InvalidEvent):
+        event_from_record("erp.project.created.v1", {})
+    with pytest.raises(InvalidEvent):
+        event_from_record("erp.invoice.drafted.v1", {"invoice_number": "INV-1", "project_code": "P1",
+                                                     "drafted_at": datetime(2025, 1, 1)})
+
+
+def test_rules_are_data() -> None:
+    again = ReadinessRules.model_validate(RULES.model_dump())
+    assert again == RULES
+    assert set(RULES.checklists) == {"engineering", "managed_services", "consulting", "legal"}
+
+
+@st.composite
+def shuffled(draw: st.DrawFn) -> tuple[EngagementType, list[Event]]:
+    engagement_type: EngagementType = draw(st.sampled_from(sorted(SCENARIOS)))
+    events = SCENARIOS[engagement_type]
+    extra = draw(st.lists(st.sampled_from(events), max_size=len(events) * 2))
+    return engagement_type, draw(st.permutations([*events, *extra]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(shuffled())
+def test_any_permutation_with_duplicates_reaches_the_ordered_verdict(case: tuple[EngagementType, list[Event]]) -> None:
+    engagement_type, events = case
+    start = InvoiceFacts.start("INV-1", "P1", engagement_type)
+    expected = ME_LABEL if engagement_type == "engineering" else EU_LABEL
+    assert apply_all(start, events) == apply_all(start, SCENARIOS[engagement_type])
+    assert run(engagement_type, events, expected) == run(engagement_type, SCENARIOS[engagement_type], expected)
+    assert run(engagement_type, events, expected).status == "ready"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(ENGINEERING[:5] + ENGINEERING[:3]))
+def test_a_held_prefix_is_held_the_same_way_in_any_order(events: list[Event]) -> None:
+    assert run("engineering", events) == run("engineering", ENGINEERING[:5])
