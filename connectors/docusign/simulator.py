@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import queue
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -47,13 +46,14 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.faults import FaultInjector, FaultMiddleware, FaultPlan
+from connectors.sim_outbox import Outbox, delivery_routes
 
 __all__ = ["ConnectConfig", "ConnectOutbox", "DocuSignSimConfig", "connect_signature", "create_app", "run"]
 
@@ -271,80 +271,16 @@ def connect_message(envelope: dict[str, Any], *, generated_at: str) -> dict[str,
     }
 
 
-class ConnectOutbox:
+class ConnectOutbox(Outbox):
     """Posts queued Connect messages in order from one daemon thread and keeps the delivery log."""
 
     def __init__(self, config: ConnectConfig) -> None:
+        super().__init__(timeout_s=config.timeout_s, thread_name="docusign-sim-connect")
         self.config = config
-        self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]] | None] = queue.Queue()
-        self._log: list[dict[str, Any]] = []
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the delivery thread (once)."""
-        with self._idle:
-            if self._thread is None:
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="docusign-sim-connect", daemon=True)
-                self._thread.start()
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the delivery thread; messages still queued are not sent."""
-        self._stop.set()
-        self._queue.put(None)
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=timeout_s)
 
     def enqueue(self, message: dict[str, Any]) -> None:
         """Queue ``message`` for delivery; returns at once."""
-        entry = {"envelope_id": message["data"]["envelopeId"], "event": message["event"], "state": "pending",
-                 "attempts": 0, "last_status": None, "last_error": None, "statuses": []}
-        with self._idle:
-            self._log.append(entry)
-            self._pending += 1
-        self.start()
-        self._queue.put((message, entry))
-
-    def deliveries(self) -> list[dict[str, Any]]:
-        """A copy of the delivery log, oldest first."""
-        with self._idle:
-            return [{**entry, "statuses": list(entry["statuses"])} for entry in self._log]
-
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until every queued message is delivered or given up; ``False`` on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
-
-    def reset(self) -> None:
-        """Drop queued messages and forget the log (a message in flight still completes)."""
-        with self._idle:
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    self._pending -= 1
-            self._log.clear()
-            self._idle.notify_all()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=self.config.timeout_s) as client:
-            while not self._stop.is_set():
-                item = self._queue.get()
-                if item is None:
-                    continue
-                message, entry = item
-                try:
-                    self._deliver(client, message, entry)
-                finally:
-                    with self._idle:
-                        self._pending -= 1
-                        self._idle.notify_all()
+        self._enqueue(message, {"envelope_id": message["data"]["envelopeId"], "event": message["event"]})
 
     def _deliver(self, client: httpx.Client, message: dict[str, Any], entry: dict[str, Any]) -> None:
         for attempt in range(1, self.config.attempts + 1):
@@ -358,17 +294,11 @@ class ConnectOutbox:
                 status = client.post(self.config.url, content=body, headers=headers).status_code
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            with self._idle:
-                entry.update(attempts=attempt, last_status=status, last_error=error)
-                entry["statuses"].append(status)
-                if status is not None and 200 <= status < 300:
-                    entry["state"] = "delivered"
-                    return
-                if attempt == self.config.attempts:
-                    entry["state"] = "failed"
-                    return
-            if self._stop.wait(min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s)):
-                entry["state"] = "failed"
+            if self._record(entry, attempt, status, error):
+                return
+            wait = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s)
+            if attempt == self.config.attempts or self._stop.wait(wait):
+                self._give_up(entry)
                 return
 
 
@@ -425,15 +355,7 @@ class _Api:
             injector.set(self.config.faults)
             return {"reset": True}
 
-        @admin.get("/deliveries")
-        async def deliveries() -> dict[str, Any]:
-            return {"items": self.outbox.deliveries() if self.outbox else []}
-
-        @admin.post("/deliveries/flush")
-        def flush(timeout_s: float = Query(10.0, gt=0, le=120)) -> JSONResponse:
-            empty = self.outbox.flush(timeout_s) if self.outbox else True
-            return JSONResponse({"empty": empty}, status_code=200 if empty else 504)
-
+        admin.include_router(delivery_routes(self.outbox))
         return admin
 
 

@@ -58,6 +58,7 @@ from connectors.erp.simulator_state import (
 )
 from connectors.erp.simulator_webhooks import Outbox, WebhookConfig, client_event, project_event
 from connectors.faults import FaultInjector, FaultMiddleware, FaultPlan
+from connectors.sim_outbox import delivery_routes
 
 __all__ = ["ErpSimConfig", "WebhookConfig", "create_app", "run"]
 
@@ -253,15 +254,7 @@ class _Api:
             injector.set(self.config.faults)
             return {"reset": True}
 
-        @admin.get("/deliveries")
-        async def deliveries() -> dict[str, Any]:
-            return {"items": self.outbox.deliveries() if self.outbox else []}
-
-        @admin.post("/deliveries/flush")
-        def flush(timeout_s: float = Query(10.0, gt=0, le=120)) -> JSONResponse:
-            empty = self.outbox.flush(timeout_s) if self.outbox else True
-            return JSONResponse({"empty": empty}, status_code=200 if empty else 504)
-
+        admin.include_router(delivery_routes(self.outbox))
         return admin
 
 

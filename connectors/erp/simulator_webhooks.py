@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import email.utils
 import json
-import queue
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook
+
+from connectors.sim_outbox import Outbox as SimOutbox
 
 _EPOCH = date(1970, 1, 1)
 _RETRY_STATUSES = frozenset({408, 429})
@@ -140,82 +140,17 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-class Outbox:
+class Outbox(SimOutbox):
     """Posts queued events in order from one daemon thread and keeps the delivery log."""
 
     def __init__(self, config: WebhookConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(timeout_s=config.timeout_s, thread_name="erp-sim-webhooks", transport=transport)
         self.config = config
         self._signer = Webhook(config.secret)
-        self._transport = transport
-        self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]] | None] = queue.Queue()
-        self._log: list[dict[str, Any]] = []
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the delivery thread (once)."""
-        with self._idle:
-            if self._thread is None:
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="erp-sim-webhooks", daemon=True)
-                self._thread.start()
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the delivery thread; events still queued are not sent."""
-        self._stop.set()
-        self._queue.put(None)
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=timeout_s)
 
     def enqueue(self, event: dict[str, Any]) -> None:
         """Queue ``event`` for delivery; returns at once."""
-        entry = {"event_id": event["id"], "type": event["type"], "subject": event.get("subject"),
-                 "state": "pending", "attempts": 0, "last_status": None, "last_error": None, "statuses": []}
-        with self._idle:
-            self._log.append(entry)
-            self._pending += 1
-        self.start()
-        self._queue.put((event, entry))
-
-    def deliveries(self) -> list[dict[str, Any]]:
-        """A copy of the delivery log, oldest first."""
-        with self._idle:
-            return [{**entry, "statuses": list(entry["statuses"])} for entry in self._log]
-
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until every queued event is delivered or given up; ``False`` on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
-
-    def reset(self) -> None:
-        """Drop queued events and forget the log (an event in flight still completes)."""
-        with self._idle:
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    self._pending -= 1
-            self._log.clear()
-            self._idle.notify_all()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=self.config.timeout_s, transport=self._transport) as client:
-            while not self._stop.is_set():
-                item = self._queue.get()
-                if item is None:
-                    continue
-                event, entry = item
-                try:
-                    self._deliver(client, event, entry)
-                finally:
-                    with self._idle:
-                        self._pending -= 1
-                        self._idle.notify_all()
+        self._enqueue(event, {"event_id": event["id"], "type": event["type"], "subject": event.get("subject")})
 
     def _deliver(self, client: httpx.Client, event: dict[str, Any], entry: dict[str, Any]) -> None:
         body = json.dumps(event, separators=(",", ":"))
@@ -238,16 +173,9 @@ class Outbox:
                     wait = min(asked, self.config.max_backoff_s)
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            with self._idle:
-                entry.update(attempts=attempt, last_status=status, last_error=error)
-                entry["statuses"].append(status)
-                if status is not None and 200 <= status < 300:
-                    entry["state"] = "delivered"
-                    return
-                retryable = status is None or status in _RETRY_STATUSES or status >= 500
-                if not retryable or attempt == self.config.attempts:
-                    entry["state"] = "failed"
-                    return
-            if self._stop.wait(wait):
-                entry["state"] = "failed"
+            if self._record(entry, attempt, status, error):
+                return
+            retryable = status is None or status in _RETRY_STATUSES or status >= 500
+            if not retryable or attempt == self.config.attempts or self._stop.wait(wait):
+                self._give_up(entry)
                 return
