@@ -196,12 +196,14 @@ def test_two_ingress_instances_share_one_quota(
     other = build_app(hub_settings(prefix), embedded=False)
     try:
         with serving(app, sources) as first, serving(other, sources) as second:
-            statuses = []
+            statuses, remaining = [], []
             for index, url in enumerate([first, second, first, second]):
                 headers, body = structured(sdk_event(f"evt-q{index}"))
                 response = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)})
                 statuses.append(response.status_code)
+                remaining.append(response.headers.get("ratelimit-remaining"))
             assert statuses == [202, 202, 202, 429]
+            assert remaining[:3] == ["2", "1", "0"]  # one quota across both instances, told to the sender
             assert int(response.headers["retry-after"]) >= 1
             assert_problem(response, 429, "rate-limited")
     finally:

@@ -28,7 +28,7 @@ from hub.ingress.auth import AuthenticatedSource, ReplayGuard, authenticate
 from hub.ingress.binding import read_events
 from hub.ingress.outcomes import OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem, from_error
-from hub.ingress.quotas import QuotaGate
+from hub.ingress.quotas import QuotaDecision, QuotaGate
 from hub.ingress.sources import SourceRegistry
 from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
 from hub.registry import SchemaRegistry
@@ -154,8 +154,8 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             mode, events = read_events(list(request.scope["headers"]), request.headers.get("content-type"),
                                        body, ingress.registry)
             span.set_attribute("cloudevents.mode", mode)
-            accepted = await _accept(ingress, caller, events)
-            return JSONResponse({"accepted": accepted}, status_code=202)
+            accepted, quota = await _accept(ingress, caller, events)
+            return JSONResponse({"accepted": accepted}, status_code=202, headers=_quota_headers(quota))
 
     @app.post("/v1/webhooks/{vendor}/{source_id}", status_code=202,
               summary="Native webhooks (docusign, graph, box) of one configured source")
@@ -177,8 +177,10 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             if reply.text is not None:
                 return PlainTextResponse(reply.text, status_code=200)
             caller = AuthenticatedSource(source=source, scheme="api_key")
-            accepted = await _accept(ingress, caller, reply.events) if reply.events else []
-            return JSONResponse({"accepted": accepted}, status_code=202)
+            if not reply.events:
+                return JSONResponse({"accepted": []}, status_code=202)
+            accepted, quota = await _accept(ingress, caller, reply.events)
+            return JSONResponse({"accepted": accepted}, status_code=202, headers=_quota_headers(quota))
 
     return app
 
@@ -209,7 +211,13 @@ async def _authenticate(ingress: Ingress, request: Request, body: bytes, *, sour
         raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
 
 
-async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent]) -> list[dict[str, Any]]:
+def _quota_headers(quota: QuotaDecision) -> dict[str, str]:
+    """What is left of the source's quota, so a sender can pace itself before it meets a 429."""
+    return {"RateLimit-Limit": str(quota.limit), "RateLimit-Remaining": str(quota.remaining)}
+
+
+async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent]
+                  ) -> tuple[list[dict[str, Any]], QuotaDecision]:
     """Authorise, apply the quota, publish what is new; all or nothing."""
     try:
         for event in events:
@@ -234,7 +242,7 @@ async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[Cl
                 results.append(outcome)
             else:
                 results.append({**(s.outcome or {}), "status": "accepted", "resent": True})
-        return results
+        return results, decision
     except HubError as error:
         if isinstance(error, StoreUnavailable):
             log.warning("ingress store unavailable", error=str(error))
