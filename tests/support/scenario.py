@@ -13,7 +13,6 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors import policy_of
 from connectors.faults import FaultPlan
 from connectors.sandbox import Sandbox, running_sandbox
 from hub.cli import build_app, build_ingress
@@ -108,4 +107,4 @@ def _known_groups(settings: Settings) -> list[str]:
     return list(policy.security_groups.known_groups or [])
 
 
-__all__ = ["Scenario", "acme_project", "policy_of", "running_scenario"]
+__all__ = ["Scenario", "acme_project", "running_scenario"]
