@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from connectors.http import CircuitBreaker, RetryPolicy
-from connectors.sharepoint.client import DriveItem, GraphClient, ItemNotFound
+from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound
 from connectors.sharepoint.inbound import check_client_state, parse_notifications, validation_token
 from connectors.sharepoint.simulator import SimulatorConfig, create_app
 from hub.errors import UpstreamRejected, UpstreamUnavailable
@@ -334,3 +334,209 @@ def test_a_409_whose_folder_then_vanished_is_retryable() -> None:
         return graph_error(409, "nameAlreadyExists") if request.method == "POST" else graph_error(404, "itemNotFound")
     with pytest.raises(UpstreamUnavailable, match="cannot be found"):
         mock_client(handler).ensure_folder("Flaky")
+
+
+def delete_item(sim: str, item_id: str) -> None:
+    """Delete an item the way another user would, straight on the simulator."""
+    httpx.delete(f"{sim}/v1.0/drives/workspaces/items/{item_id}",
+                 headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
+
+
+def test_an_upload_creates_the_file_once_and_a_repeat_replaces_its_content(sim: str, graph: GraphClient) -> None:
+    folder = graph.ensure_folder("ACME/ENG-1/SOWs")
+    first = graph.upload("ACME/ENG-1/SOWs", "SOW signed.pdf", b"%PDF v1", content_type="application/pdf")
+    again = graph.upload("ACME/ENG-1/SOWs", "SOW signed.pdf", b"%PDF v1", content_type="application/pdf")
+    replaced = graph.upload("acme/eng-1/sows", "sow SIGNED.pdf", b"%PDF version 2", content_type="application/pdf")
+    assert first.id == again.id == replaced.id
+    assert len({first.e_tag, again.e_tag, replaced.e_tag}) == 3  # each upload is a new version
+    assert replaced.is_file and not replaced.is_folder and not replaced.is_deleted
+    assert replaced.file is not None and replaced.file.mime_type == "application/pdf" and replaced.size == 14
+    assert replaced.path == "ACME/ENG-1/SOWs/SOW signed.pdf" and replaced.name == "SOW signed.pdf"
+    assert [c.id for c in graph.children(folder.id)] == [first.id]
+    assert graph.download(first.id) == b"%PDF version 2"
+    assert sim_json(sim, "requests")["uploads"] == {"workspaces/ACME/ENG-1/SOWs/SOW signed.pdf": 3}
+    root_file = graph.upload("", "readme.txt", b"hello", content_type="text/plain")
+    assert root_file.path == "readme.txt" and graph.get_by_path("readme.txt").id == root_file.id  # type: ignore[union-attr]
+
+
+def test_an_upload_into_a_missing_folder_or_onto_a_folder_is_rejected(sim: str, graph: GraphClient) -> None:
+    graph.ensure_folder("ACME/Contracts")
+    with pytest.raises(ItemNotFound, match="itemNotFound"):
+        graph.upload("ACME/Missing", "sow.pdf", b"x")
+    with pytest.raises(UpstreamRejected, match="nameAlreadyExists"):
+        graph.upload("ACME", "Contracts", b"x")
+    for bad in ("a:b.pdf", "trailing.", "", "sub/name.pdf"):
+        with pytest.raises(UpstreamRejected, match="invalid SharePoint file name"):
+            graph.upload("ACME", bad, b"x")
+    assert sorted(items(sim)) == ["ACME", "ACME/Contracts"]
+
+
+def test_a_download_of_a_folder_or_of_nothing_is_rejected(graph: GraphClient) -> None:
+    folder = graph.ensure_folder("ACME")
+    with pytest.raises(UpstreamRejected, match="400 invalidRequest"):
+        graph.download(folder.id)
+    with pytest.raises(ItemNotFound):
+        graph.download("01NOSUCHITEM")
+
+
+def test_a_ghost_upload_is_retried_in_the_call_and_leaves_one_file(sim: str, graph: GraphClient,
+                                                                   recording: Recording) -> None:
+    graph.ensure_folder("Ghosted")
+    sent: list[httpx.Request] = []
+    ghosting = recording(sent, read_timeout_s=1.0)
+    set_faults(sim, ghost_rate=0.5, seed=seed_for(True, False))  # the first PUT commits but its answer is lost
+    uploaded = ghosting.upload("Ghosted", "sow.pdf", b"signed", content_type="application/pdf")
+    set_faults(sim)
+    assert [r.method for r in sent] == ["PUT", "PUT"] and sent[1].content == b"signed"
+    assert uploaded.id == items(sim)["Ghosted/sow.pdf"]["id"]
+    assert sorted(items(sim)) == ["Ghosted", "Ghosted/sow.pdf"]
+    assert graph.download(uploaded.id) == b"signed"
+
+
+def test_fields_and_retention_labels_work_on_files(sim: str, graph: GraphClient) -> None:
+    graph.ensure_folder("ACME")
+    file = graph.upload("ACME", "sow.pdf", b"x", content_type="application/pdf")
+    graph.ensure_fields(file.id, {"DocumentType": "SOW", "Envelope": "env-1"})
+    graph.ensure_retention_label(file.id, "EU-10y")
+    assert graph.fields(file.id)["Envelope"] == "env-1"
+    assert graph.retention_label(file.id).name == "EU-10y"
+    assert items(sim)["ACME/sow.pdf"]["fields"] == {"DocumentType": "SOW", "Envelope": "env-1"}
+    assert items(sim)["ACME/sow.pdf"]["retentionLabel"] == "EU-10y"
+
+
+def test_delta_reads_everything_then_only_the_changed_items_once_each(graph: GraphClient) -> None:
+    folder = graph.ensure_folder("ACME/SOWs")
+    first = graph.upload("ACME/SOWs", "a.pdf", b"a", content_type="application/pdf")
+    second = graph.upload("ACME/SOWs", "b.pdf", b"b", content_type="application/pdf")
+    untouched = graph.upload("ACME/SOWs", "c.pdf", b"c", content_type="application/pdf")
+    everything = graph.delta()
+    assert isinstance(everything, DeltaResult) and everything.token
+    assert sorted(i.id for i in everything.items) == sorted(
+        [graph.get_by_path("ACME").id, folder.id, first.id, second.id, untouched.id])  # type: ignore[union-attr]
+    by_id = {i.id: i for i in everything.items}
+    assert by_id[first.id].is_file and by_id[first.id].size == 1 and by_id[folder.id].is_folder
+    assert by_id[first.id].path is None  # delta gives no parentReference.path: track items by id
+    assert by_id[first.id].parent_reference.id == folder.id  # type: ignore[union-attr]
+
+    graph.ensure_fields(first.id, {"Status": "Signed"})
+    graph.ensure_fields(first.id, {"Status": "Filed"})
+    graph.ensure_retention_label(second.id, "EU-10y")
+    changed = graph.delta(everything.token)
+    assert [i.id for i in changed.items] == [first.id, second.id]
+    assert changed.items[0].e_tag == graph.get_item(first.id).e_tag  # the current state
+    assert graph.delta(changed.token).items == []
+
+
+def test_delta_follows_every_next_link() -> None:
+    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, page_size=2))) as base:
+        client = httpx.Client(timeout=5.0)
+        sent: list[httpx.Request] = []
+        client.event_hooks["request"] = [sent.append]
+        graph = GraphClient.from_settings(settings_for(base), client=client)
+        graph.ensure_folder("Paged")
+        uploaded = [graph.upload("Paged", f"doc-{index}.pdf", b"x").id for index in range(4)]
+        sent.clear()
+        result = graph.delta()
+        client.close()
+    assert sorted(i.id for i in result.items if i.is_file) == sorted(uploaded)
+    assert len(result.items) == 5
+    assert ["skiptoken" in str(r.url) for r in sent] == [False, True, True]
+
+
+def test_delta_latest_gives_only_later_changes(graph: GraphClient) -> None:
+    graph.ensure_folder("Before")
+    latest = graph.delta("latest")
+    assert latest.items == [] and latest.token != "latest"
+    file = graph.upload("Before", "after.pdf", b"x")
+    assert [i.id for i in graph.delta(latest.token).items if i.is_file] == [file.id]
+
+
+def test_an_unknown_or_stale_delta_token_raises_delta_token_expired(sim: str, graph: GraphClient) -> None:
+    graph.ensure_folder("ACME")
+    token = graph.delta().token
+    with pytest.raises(DeltaTokenExpired, match="410 resyncRequired") as raised:
+        graph.delta("made-up")
+    assert isinstance(raised.value, UpstreamRejected) and not raised.value.retryable
+    httpx.post(f"{sim}/_sim/reset").raise_for_status()
+    with pytest.raises(DeltaTokenExpired):
+        graph.delta(token)
+    graph.ensure_folder("Fresh")
+    assert [i.name for i in graph.delta(None).items] == ["Fresh"]  # the caller starts over
+
+
+def test_deleted_items_come_back_from_delta_as_deleted(sim: str, graph: GraphClient) -> None:
+    graph.ensure_folder("ACME/Old")
+    draft = graph.upload("ACME/Old", "draft.pdf", b"draft")
+    old = graph.get_by_path("ACME/Old")
+    assert old is not None
+    token = graph.delta().token
+    delete_item(sim, old.id)
+    changed = graph.delta(token)
+    deleted = [i for i in changed.items if i.is_deleted]
+    assert [i.id for i in deleted] == [draft.id, old.id]
+    assert deleted[0].is_file and deleted[1].is_folder and deleted[0].name == ""  # SharePoint omits the name
+    assert [i.name for i in changed.items if not i.is_deleted] == ["ACME"]  # its child count changed
+
+
+def test_an_upload_is_notified(graph: GraphClient) -> None:
+    receiver = Receiver(echo=True)
+    graph.ensure_folder("Watched")
+    with serve_in_thread(receiver.app) as base:
+        graph.create_subscription("drives/workspaces/root", f"{base}/graph", "s3cret",
+                                  datetime.now(UTC) + timedelta(days=1))
+        file = graph.upload("Watched", "sow.pdf", b"v1")
+        deadline = time.monotonic() + 5
+        while not receiver.bodies and time.monotonic() < deadline:
+            time.sleep(0.02)
+    [notification] = parse_notifications(receiver.bodies[0])
+    check_client_state(notification, ["s3cret"])
+    assert notification.resource_id == file.id
+
+
+def test_a_download_follows_graphs_redirect_without_the_bearer_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "graph.example":
+            return httpx.Response(302, headers={"Location": "https://tenant.sharepoint.example/dl?tempauth=abc"})
+        return httpx.Response(200, content=b"%PDF", headers={"Content-Type": "application/pdf"})
+    assert mock_client(handler).download("01FILE") == b"%PDF"
+    assert str(seen[0].url) == "https://graph.example/v1.0/drives/workspaces/items/01FILE/content"
+    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert "authorization" not in seen[1].headers
+
+
+def test_an_upload_sends_the_raw_bytes_with_its_content_type() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"id": "1", "name": "a b.pdf", "file": {"mimeType": "application/pdf"},
+                                         "size": 3, "parentReference": {"id": "p", "path": "/drives/w/root:/X"}})
+    item = mock_client(handler).upload("X", "a b.pdf", b"\x00\x01\x02", content_type="application/pdf")
+    assert seen[0].method == "PUT" and seen[0].content == b"\x00\x01\x02"
+    assert seen[0].headers["content-type"] == "application/pdf"
+    assert seen[0].url.raw_path.split(b"?")[0] == b"/v1.0/drives/workspaces/root:/X/a%20b.pdf:/content"
+    assert seen[0].url.params["@microsoft.graph.conflictBehavior"] == "replace"
+    assert item.is_file and item.path == "X/a b.pdf"
+
+
+@pytest.mark.parametrize("link", ["https://graph.example/v1.0/drives/w/root/delta?token=abc%3D%3D",
+                                  "https://graph.example/v1.0/drives/w/root/delta(token='abc==')",
+                                  "https://graph.example/v1.0/drives/w/root/delta?(token='abc==')"])
+def test_the_delta_token_is_read_from_either_form_of_delta_link(link: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"value": [{"id": "9", "deleted": {"state": "deleted"}}],
+                                         "@odata.deltaLink": link})
+    result = mock_client(handler).delta("old")
+    assert result.token == "abc==" and result.items[0].is_deleted
+
+
+def test_a_410_from_delta_is_delta_token_expired_and_a_page_without_links_is_rejected() -> None:
+    gone = mock_client(lambda _: graph_error(410, "resyncRequired", Location="https://graph.example/x"))
+    with pytest.raises(DeltaTokenExpired, match="resyncRequired"):
+        gone.delta("t")
+    linkless = mock_client(lambda _: httpx.Response(200, json={"value": []}))
+    with pytest.raises(UpstreamRejected, match="no deltaLink"):
+        linkless.delta()

@@ -277,3 +277,220 @@ def test_the_simulator_imports_nothing_of_the_hub_runtime() -> None:
         walled = [m for m in imported if m.split(".")[0] in {"hub", "actors", "observability"}]
         assert walled == [], f"{path.name} imports {walled}"
         assert "connectors.http" not in imported
+
+
+def put_file(graph: httpx.Client, path: str, content: bytes, content_type: str | None = "application/pdf",
+             **params: str) -> httpx.Response:
+    """PUT a file's content by path below the ``workspaces`` root."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    return graph.put(f"/drives/workspaces/root:/{path}:/content", content=content, headers=headers, params=params)
+
+
+def delta_pages(graph: httpx.Client, url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every page of a delta round from ``url``: (the items, the raw pages)."""
+    pages: list[dict[str, Any]] = []
+    next_url: str | None = url
+    while next_url:
+        response = graph.get(next_url)
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        next_url = pages[-1].get("@odata.nextLink")
+    return [v for page in pages for v in page["value"]], pages
+
+
+def token_of(page: dict[str, Any]) -> str:
+    """The ``token`` query parameter of a page's deltaLink."""
+    token = httpx.URL(page["@odata.deltaLink"]).params["token"]
+    assert token
+    return token
+
+
+def test_an_upload_creates_a_file_and_a_repeat_replaces_its_content(graph: httpx.Client, sim: str) -> None:
+    acme = create(graph, "ACME").json()
+    created = graph.put(f"/drives/workspaces/items/{acme['id']}:/sow.pdf:/content", content=b"%PDF-1 v1",
+                        headers={"Content-Type": "application/pdf"})
+    assert created.status_code == 201
+    file = created.json()
+    assert file["name"] == "sow.pdf" and file["file"] == {"mimeType": "application/pdf"} and "folder" not in file
+    assert file["size"] == 9
+    assert file["parentReference"] == {"driveId": "workspaces", "driveType": "documentLibrary", "id": acme["id"],
+                                       "path": "/drives/workspaces/root:/ACME"}
+    assert file["webUrl"] == "https://sim.sharepoint.example/sites/hub/workspaces/ACME/sow.pdf"
+    replaced = put_file(graph, "acme/SOW.pdf", b"%PDF-1 version 2")  # names are case-insensitive
+    assert replaced.status_code == 200
+    assert replaced.json()["id"] == file["id"] and replaced.json()["name"] == "sow.pdf"
+    assert replaced.json()["eTag"] != file["eTag"] and replaced.json()["size"] == 16
+    [child] = graph.get(f"/drives/workspaces/items/{acme['id']}/children").json()["value"]
+    assert child["id"] == file["id"] and child["file"]["mimeType"] == "application/pdf" and child["size"] == 16
+    folder = graph.get(f"/drives/workspaces/items/{acme['id']}").json()
+    assert folder["folder"] == {"childCount": 1} and folder["size"] == 16  # a folder's size sums its files
+    state = httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"]
+    assert state["ACME/sow.pdf"] | {"eTag": None, "webUrl": None} == {
+        "id": file["id"], "name": "sow.pdf", "parentId": acme["id"], "eTag": None, "kind": "file", "size": 16,
+        "mimeType": "application/pdf", "webUrl": None, "permissions": [], "retentionLabel": None, "fields": {}}
+    assert state["ACME"]["kind"] == "folder" and state["ACME"]["mimeType"] is None
+    assert httpx.get(f"{sim}/_sim/requests").json()["uploads"] == {"workspaces/ACME/sow.pdf": 2}
+
+
+def test_a_file_is_downloaded_with_its_content_type(graph: httpx.Client) -> None:
+    acme = create(graph, "ACME").json()["id"]
+    pdf = put_file(graph, "ACME/signed.pdf", b"%PDF-1.7 \x00\xff binary").json()
+    notes = put_file(graph, "ACME/notes.txt", b"plain words", content_type=None).json()  # type from the name
+    download = graph.get(f"/drives/workspaces/items/{pdf['id']}/content")
+    assert download.status_code == 200
+    assert download.content == b"%PDF-1.7 \x00\xff binary"
+    assert download.headers["content-type"] == "application/pdf"
+    by_path = graph.get("/drives/workspaces/root:/ACME/notes.txt:/content")
+    assert by_path.content == b"plain words" and by_path.headers["content-type"] == "text/plain"
+    assert notes["file"]["mimeType"] == "text/plain"
+    folder = graph.get(f"/drives/workspaces/items/{acme}/content")
+    assert folder.status_code == 400 and folder.json()["error"]["code"] == "invalidRequest"
+    missing = graph.get("/drives/workspaces/items/01NOSUCHITEM/content")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "itemNotFound"
+    again = graph.put(f"/drives/workspaces/items/{pdf['id']}/content", content=b"v2",
+                      headers={"Content-Type": "application/pdf"})
+    assert again.status_code == 200 and again.json()["id"] == pdf["id"]
+    assert graph.get(f"/drives/workspaces/items/{pdf['id']}/content").content == b"v2"
+
+
+def test_uploads_graph_would_refuse_are_refused(graph: httpx.Client, sim: str) -> None:
+    create(graph, "ACME")
+    create(graph, "Contracts", graph.get("/drives/workspaces/root:/ACME").json()["id"])
+    file = put_file(graph, "ACME/sow.pdf", b"x").json()
+    missing = put_file(graph, "ACME/Nope/sow.pdf", b"x")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "itemNotFound"
+    under_file = graph.put(f"/drives/workspaces/items/{file['id']}:/inner.pdf:/content", content=b"x")
+    assert under_file.status_code == 400
+    assert create(graph, "Sub", file["id"]).status_code == 400  # a file cannot contain a folder either
+    assert put_file(graph, "ACME/bad*name.pdf", b"x").status_code == 400
+    onto_folder = put_file(graph, "ACME/contracts", b"x")
+    assert onto_folder.status_code == 409 and onto_folder.json()["error"]["code"] == "nameAlreadyExists"
+    assert put_file(graph, "ACME/sow.pdf", b"y", **{"@microsoft.graph.conflictBehavior": "fail"}).status_code == 409
+    renamed = put_file(graph, "ACME/sow.pdf", b"z", **{"@microsoft.graph.conflictBehavior": "rename"})
+    assert renamed.status_code == 201 and renamed.json()["name"] == "sow 1.pdf"
+    assert graph.get(f"/drives/workspaces/items/{file['id']}/content").content == b"x"  # refusals kept it
+    assert sorted(httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"]) == [
+        "ACME", "ACME/Contracts", "ACME/sow 1.pdf", "ACME/sow.pdf"]
+
+
+def test_fields_labels_and_grants_work_on_files(graph: httpx.Client, sim: str) -> None:
+    create(graph, "ACME")
+    file = put_file(graph, "ACME/sow.pdf", b"x").json()["id"]
+    url = f"/drives/workspaces/items/{file}"
+    assert graph.patch(f"{url}/listItem/fields", json={"DocumentType": "SOW", "Signed": True}).status_code == 200
+    assert graph.patch(f"{url}/retentionLabel", json={"name": "EU-10y"}).status_code == 201
+    grant = graph.post(f"{url}/invite", json={"recipients": [{"alias": "Finance"}], "roles": ["read"]})
+    assert grant.status_code == 200
+    assert graph.get(f"{url}/listItem/fields").json()["DocumentType"] == "SOW"
+    assert graph.get(f"{url}/retentionLabel").json()["name"] == "EU-10y"
+    state = httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"]["ACME/sow.pdf"]
+    assert state["fields"] == {"DocumentType": "SOW", "Signed": True} and state["retentionLabel"] == "EU-10y"
+    assert [p["group"] for p in state["permissions"]] == ["Finance"]
+
+
+def test_delta_lists_every_item_then_only_what_changed_each_once(graph: httpx.Client) -> None:
+    acme = create(graph, "ACME").json()["id"]
+    sows = create(graph, "SOWs", acme).json()["id"]
+    first = put_file(graph, "ACME/SOWs/a.pdf", b"a").json()["id"]
+    second = put_file(graph, "ACME/SOWs/b.pdf", b"b").json()["id"]
+    everything, pages = delta_pages(graph, "/drives/workspaces/root/delta")
+    assert sorted(v["id"] for v in everything) == sorted([acme, sows, first, second])  # no root, each once
+    assert [p.get("@odata.nextLink") for p in pages] == [None]
+    files = {v["id"]: v for v in everything if "file" in v}
+    assert files[first]["file"] == {"mimeType": "application/pdf"} and files[first]["size"] == 1
+    assert files[first]["parentReference"] == {"driveId": "workspaces", "driveType": "documentLibrary", "id": sows}
+    token = token_of(pages[-1])
+
+    graph.patch(f"/drives/workspaces/items/{first}/listItem/fields", json={"Status": "Signed"})
+    graph.patch(f"/drives/workspaces/items/{first}/listItem/fields", json={"Status": "Filed"})
+    graph.patch(f"/drives/workspaces/items/{second}/retentionLabel", json={"name": "EU-10y"})
+    changed, pages = delta_pages(graph, f"/drives/workspaces/root/delta?token={token}")
+    assert [v["id"] for v in changed] == [first, second]  # twice changed, listed once, in change order
+    assert changed[0]["eTag"] == graph.get(f"/drives/workspaces/items/{first}").json()["eTag"]
+    assert delta_pages(graph, f"/drives/workspaces/root/delta?token={token_of(pages[-1])}")[0] == []
+
+
+def test_delta_pages_follow_next_links_and_the_last_carries_the_delta_link(graph: httpx.Client) -> None:
+    parent = create(graph, "Paged").json()["id"]
+    ids = [parent] + [create(graph, f"F{index}", parent).json()["id"] for index in range(4)]
+    for top in ("$top=2", "top=2"):
+        values, pages = delta_pages(graph, f"/drives/workspaces/root/delta?{top}")
+        assert len(pages) == 3 and [len(p["value"]) for p in pages] == [2, 2, 1]
+        assert all("$skiptoken" in httpx.URL(p["@odata.nextLink"]).params for p in pages[:-1])
+        assert all(p["@odata.nextLink"].startswith("http://") for p in pages[:-1])  # full URLs
+        assert "@odata.deltaLink" not in pages[0] and "@odata.nextLink" not in pages[-1]
+        assert sorted(v["id"] for v in values) == sorted(ids)
+
+
+def test_delta_latest_starts_from_now(graph: httpx.Client) -> None:
+    create(graph, "Before")
+    latest = graph.get("/drives/workspaces/root/delta", params={"token": "latest"}).json()
+    assert latest["value"] == [] and "@odata.nextLink" not in latest
+    later_item = create(graph, "After").json()["id"]
+    changed, _ = delta_pages(graph, f"/drives/workspaces/root/delta?token={token_of(latest)}")
+    assert [v["id"] for v in changed] == [later_item]
+
+
+def test_an_unknown_or_stale_delta_token_is_410_resync_required(graph: httpx.Client, sim: str) -> None:
+    create(graph, "Item")
+    token = token_of(graph.get("/drives/workspaces/root/delta").json())
+    for bad in ("not-a-token", token[:-2], token_of(graph.get("/drives/archive/root/delta").json())):
+        gone = graph.get("/drives/workspaces/root/delta", params={"token": bad})
+        assert gone.status_code == 410
+        error = gone.json()["error"]
+        assert error["code"] == "resyncRequired" and error["innerError"]["code"] == "resyncChangesApplyDifferences"
+        assert gone.headers["location"].endswith("/v1.0/drives/workspaces/root/delta")  # a fresh start
+    httpx.post(f"{sim}/_sim/reset")  # tokens from before a reset are no longer known
+    assert graph.get("/drives/workspaces/root/delta", params={"token": token}).status_code == 410
+    assert graph.get("/drives/workspaces/root/delta", params={"$skiptoken": "x"}).status_code == 410
+
+
+def test_deleted_items_are_gone_and_delta_reports_them_as_deleted(graph: httpx.Client, sim: str) -> None:
+    acme = create(graph, "ACME").json()["id"]
+    old = create(graph, "Old", acme).json()["id"]
+    inside = put_file(graph, "ACME/Old/draft.pdf", b"draft").json()["id"]
+    kept = put_file(graph, "ACME/keep.pdf", b"keep").json()["id"]
+    token = token_of(graph.get("/drives/workspaces/root/delta").json())
+    assert graph.delete(f"/drives/workspaces/items/{old}").status_code == 204  # with its subtree
+    assert graph.get(f"/drives/workspaces/items/{old}").status_code == 404
+    assert graph.get(f"/drives/workspaces/items/{inside}").status_code == 404
+    assert graph.delete(f"/drives/workspaces/items/{old}").status_code == 404
+    assert graph.delete("/drives/workspaces/items/root").status_code == 403
+    changed, _ = delta_pages(graph, f"/drives/workspaces/root/delta?token={token}")
+    assert [v["id"] for v in changed] == [inside, old, acme]  # children before their folder, then the parent
+    assert changed[0]["deleted"] == {"state": "deleted"} and "name" not in changed[0]
+    assert changed[0]["file"]["mimeType"] == "application/pdf" and "folder" in changed[1]
+    assert "deleted" not in changed[2] and changed[2]["folder"] == {"childCount": 1}
+    everything, _ = delta_pages(graph, "/drives/workspaces/root/delta")
+    assert sorted(v["id"] for v in everything) == sorted([acme, kept])  # a fresh enumeration: no tombstones
+    state = httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]
+    assert sorted(state["items"]) == ["ACME", "ACME/keep.pdf"] and sorted(state["deleted"]) == sorted([old, inside])
+    assert httpx.get(f"{sim}/_sim/requests").json()["deletes"] == {"workspaces/ACME/Old": 1}
+
+
+def test_an_item_deleted_while_paging_a_full_enumeration_is_reported(graph: httpx.Client) -> None:
+    ids = [create(graph, f"F{index}").json()["id"] for index in range(4)]
+    first = graph.get("/drives/workspaces/root/delta?$top=2").json()
+    assert [v["id"] for v in first["value"]] == ids[:2]
+    graph.delete(f"/drives/workspaces/items/{ids[0]}")
+    rest, pages = delta_pages(graph, first["@odata.nextLink"])
+    assert [(v["id"], "deleted" in v) for v in rest] == [(ids[2], False), (ids[3], False), (ids[0], True)]
+    assert "@odata.deltaLink" in pages[-1]
+
+
+def test_uploads_and_deletes_are_notified(graph: httpx.Client) -> None:
+    acme = create(graph, "ACME").json()["id"]
+    receiver = Receiver()
+    with serve_in_thread(receiver.app) as base:
+        subscribe(graph, f"{base}/notify", resource=f"drives/workspaces/items/{acme}")
+        file = put_file(graph, "ACME/sow.pdf", b"v1").json()["id"]
+        wait_for(lambda: len(receiver.bodies) >= 1)
+        put_file(graph, "ACME/sow.pdf", b"v2")
+        wait_for(lambda: len(receiver.bodies) >= 2)
+        graph.delete(f"/drives/workspaces/items/{file}")
+        wait_for(lambda: len(receiver.bodies) >= 3)
+        time.sleep(0.2)
+    notifications = [n for body in receiver.bodies for n in parse_notifications(body)]
+    assert [n.resource_id for n in notifications] == [file, file, file]
+    for notification in notifications:
+        check_client_state(notification, ["state-42"])

@@ -10,34 +10,52 @@ before writing:
 - :meth:`GraphClient.ensure_grant` lists the item's permissions and invites only when the group lacks
   the role; :meth:`GraphClient.ensure_retention_label` and :meth:`GraphClient.ensure_fields` read
   before they PATCH, and PATCH only what differs.
+- :meth:`GraphClient.upload` PUTs by path, replacing a file of that name: a repeat leaves the same item.
+
+:meth:`GraphClient.delta` reads changes across all pages; a 410 is :class:`DeltaTokenExpired` (start
+over with no token). Track delta items by id: SharePoint leaves ``parentReference.path`` out of them.
 
 Failures follow the hub's error tree through :class:`connectors.http.Http`: 5xx, 429 and timeouts
 are ``UpstreamUnavailable`` (retryable, with ``retry_after``); other 4xx are ``UpstreamRejected``
-carrying Graph's error code, and a 404 is :class:`ItemNotFound`. GET and DELETE are retried briefly
-inside a call; POST and PATCH never are: the actor's retry re-runs the whole ensure, which looks first.
+carrying Graph's error code, and a 404 is :class:`ItemNotFound`. GET, PUT and DELETE are retried
+briefly inside a call; POST and PATCH only where a repeat is harmless: otherwise the actor's retry
+re-runs the whole ensure, which looks first.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import quote, unquote
 
 import httpx
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
+from connectors.sharepoint.models import (
+    DeltaResult,
+    DriveItem,
+    FileFacet,
+    FolderFacet,
+    Identity,
+    IdentitySet,
+    ItemReference,
+    Permission,
+    RetentionLabel,
+    Subscription,
+)
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 
 if TYPE_CHECKING:
     from hub.settings import Settings
 
-__all__ = ["DriveItem", "GraphClient", "Identity", "ItemNotFound", "Permission", "RetentionLabel",
-           "Subscription"]
+__all__ = ["DeltaResult", "DeltaTokenExpired", "DriveItem", "FileFacet", "FolderFacet", "GraphClient", "Identity",
+           "IdentitySet", "ItemNotFound", "ItemReference", "Permission", "RetentionLabel", "Subscription"]
 
 Role = Literal["read", "write"]
 #: Characters SharePoint refuses in a folder name (``:`` would also break path addressing).
@@ -51,120 +69,52 @@ class ItemNotFound(UpstreamRejected):
     """Graph answered 404 (``itemNotFound``): no such item, permission or drive."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, extra="ignore", frozen=True)
+class DeltaTokenExpired(UpstreamRejected):
+    """Graph answered 410 to ``delta`` (``resyncRequired``): the token is no longer valid; start over
+    with no token (a full enumeration) and reconcile."""
 
 
-class ItemReference(_Model):
-    """``parentReference``: where an item sits."""
+class _RawBody:
+    """``Http.client`` for one call: sends ``content`` raw, or (``anonymous``) without the bearer token
+    (a pre-authenticated download URL must not get it), under the shared retry/breaker/tracing policy."""
 
-    drive_id: str | None = Field(default=None, alias="driveId")
-    id: str | None = None
-    path: str | None = None
+    def __init__(self, client: httpx.Client, *, content: bytes | None, anonymous: bool) -> None:
+        self._client = client
+        self._content = content
+        self._anonymous = anonymous
 
-
-class FolderFacet(_Model):
-    """The ``folder`` facet: present on folders only."""
-
-    child_count: int = Field(default=0, alias="childCount")
-
-
-class DriveItem(_Model):
-    """A Graph ``driveItem`` (the subset the hub reads)."""
-
-    id: str
-    name: str
-    e_tag: str | None = Field(default=None, alias="eTag")
-    web_url: str | None = Field(default=None, alias="webUrl")
-    created: datetime | None = Field(default=None, alias="createdDateTime")
-    modified: datetime | None = Field(default=None, alias="lastModifiedDateTime")
-    parent_reference: ItemReference | None = Field(default=None, alias="parentReference")
-    folder: FolderFacet | None = None
-
-    @property
-    def is_folder(self) -> bool:
-        """Whether the item has the ``folder`` facet."""
-        return self.folder is not None
-
-    @property
-    def path(self) -> str | None:
-        """The item's path below the drive root (``ACME/Contracts``), when ``parentReference.path`` says."""
-        parent = self.parent_reference.path if self.parent_reference else None
-        if parent is None:
-            return None if self.parent_reference and self.parent_reference.id else ""
-        below = parent.partition("root:")[2].strip("/")
-        return f"{below}/{self.name}" if below else self.name
-
-
-class Identity(_Model):
-    """A Graph ``identity``: id, display name, mail address."""
-
-    id: str | None = None
-    display_name: str | None = Field(default=None, alias="displayName")
-    email: str | None = None
-
-
-class IdentitySet(_Model):
-    """A ``sharePointIdentitySet``: who a permission is granted to."""
-
-    group: Identity | None = None
-    site_group: Identity | None = Field(default=None, alias="siteGroup")
-    user: Identity | None = None
-
-
-class Permission(_Model):
-    """A Graph ``permission`` on a driveItem."""
-
-    id: str
-    roles: list[str] = Field(default_factory=list)
-    granted_to_v2: IdentitySet | None = Field(default=None, alias="grantedToV2")
-    granted_to_identities_v2: list[IdentitySet] = Field(default_factory=list, alias="grantedToIdentitiesV2")
-    inherited_from: ItemReference | None = Field(default=None, alias="inheritedFrom")
-
-    def principals(self) -> list[Identity]:
-        """Every identity the permission is granted to (groups, site groups and users), once each."""
-        sets = ([self.granted_to_v2] if self.granted_to_v2 else []) + self.granted_to_identities_v2
-        seen: dict[tuple[str | None, str | None, str | None], Identity] = {}
-        for identity_set in sets:
-            for identity in (identity_set.group, identity_set.site_group, identity_set.user):
-                if identity is not None:
-                    seen.setdefault((identity.id, identity.display_name, identity.email), identity)
-        return list(seen.values())
-
-    def grants_only(self, group: str) -> bool:
-        """Whether this is a direct permission of ``group`` alone (matched by name, mail or object id)."""
-        wanted = group.casefold()
-        principals = self.principals()
-        return self.inherited_from is None and bool(principals) and all(
-            wanted in {(v or "").casefold() for v in (p.display_name, p.email, p.id)} for p in principals)
-
-
-class RetentionLabel(_Model):
-    """A Graph ``itemRetentionLabel``."""
-
-    name: str | None = None
-    is_label_applied_explicitly: bool | None = Field(default=None, alias="isLabelAppliedExplicitly")
-    label_applied: datetime | None = Field(default=None, alias="labelAppliedDateTime")
-
-
-class Subscription(_Model):
-    """A Graph change-notification ``subscription``."""
-
-    id: str
-    resource: str
-    change_type: str = Field(alias="changeType")
-    notification_url: str = Field(alias="notificationUrl")
-    expiration: datetime = Field(alias="expirationDateTime")
-    client_state: str | None = Field(default=None, alias="clientState")
+    def request(self, method: str, url: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+                headers: Mapping[str, str] | None = None) -> httpx.Response:
+        request = self._client.build_request(method, url, params=params, headers=headers, json=json,
+                                             content=self._content)
+        if self._anonymous:
+            request.headers.pop("Authorization", None)
+        return self._client.send(request)
 
 
 def _segments(path: str) -> list[str]:
     """The folder names of ``path``; refuses names SharePoint would refuse (a permanent error)."""
     names = [s for s in path.split("/") if s]
     for name in names:
-        if name != name.strip() or name.endswith(".") or any(c in _INVALID_NAME_CHARS for c in name):
+        if not _valid_name(name):
             raise UpstreamRejected(f"graph: invalid SharePoint folder name {name!r} in {path!r}")
     return names
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and name == name.strip() and not name.endswith(".") and name not in {".", ".."} \
+        and not any(c in _INVALID_NAME_CHARS for c in name)
+
+
+def _delta_token(link: str) -> str:
+    """The token of an ``@odata.deltaLink``: ``...delta?token=X`` or ``...delta(token='X')``."""
+    token: str | None = httpx.URL(link).params.get("token")
+    if token:
+        return token
+    match = re.search(r"token='([^']+)'", unquote(link))
+    if match is None:
+        raise UpstreamRejected(f"graph: the last delta page has no deltaLink with a token: {link!r}")
+    return match.group(1)
 
 
 def _recipient(group: str) -> dict[str, str]:
@@ -236,14 +186,21 @@ class GraphClient:
         return f"{self._drive}/root:/" + "/".join(quote(n, safe="") for n in names)
 
     def _send(self, method: str, url: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-              accept: frozenset[int] = frozenset(), retry_safe: bool = False) -> httpx.Response:
-        """One call; a 4xx outside ``accept`` raises ``ItemNotFound`` (404) or ``UpstreamRejected``."""
-        response = self.http.request(method, url, json=json, params=params, ok_statuses=_READ_ERRORS,
-                                     retry_safe=retry_safe)
+              accept: frozenset[int] = frozenset(), retry_safe: bool = False, content: bytes | None = None,
+              headers: Mapping[str, str] | None = None, anonymous: bool = False, shown: str | None = None
+              ) -> httpx.Response:
+        """One call; a 4xx outside ``accept`` raises ``ItemNotFound`` (404) or ``UpstreamRejected``.
+        ``content``: a raw body; ``anonymous``: no bearer token; ``shown``: the URL as errors name it."""
+        http = self.http
+        if content is not None or anonymous:
+            http = copy.copy(self.http)  # shares the retry policy, the breaker and the tracer
+            http.client = cast(httpx.Client, _RawBody(self.http.client, content=content, anonymous=anonymous))
+        response = http.request(method, url, json=json, params=params, headers=headers,
+                                ok_statuses=_READ_ERRORS | accept, retry_safe=retry_safe)
         if response.is_success or response.status_code in accept:
             return response
         code, message = _graph_error(response)
-        text = f"graph: {method} {url} answered {response.status_code} {code}: {message}"
+        text = f"graph: {method} {shown or url} answered {response.status_code} {code}: {message}"
         if response.status_code == 404:
             raise ItemNotFound(text)
         raise UpstreamRejected(text)
@@ -314,6 +271,51 @@ class GraphClient:
             raise UpstreamRejected(f"graph: {path!r} exists but is not a folder")
         return item
 
+    # -- files --------------------------------------------------------------------------------
+
+    def upload(self, folder_path: str, name: str, content: bytes, *,
+               content_type: str = "application/octet-stream") -> DriveItem:
+        """Store ``content`` as the file ``name`` in the existing folder ``folder_path`` (``""``: the root),
+        replacing a file of that name (same item); ``ItemNotFound`` when the folder is missing."""
+        if not _valid_name(name):
+            raise UpstreamRejected(f"graph: invalid SharePoint file name {name!r}")
+        url = self._path_url([*_segments(folder_path), name]) + ":/content"
+        # A PUT of the same bytes to the same path is the same as one: retried in the call as any PUT.
+        response = self._send("PUT", url, content=content, headers={"Content-Type": content_type},
+                              params={"@microsoft.graph.conflictBehavior": "replace"}, retry_safe=True)
+        return DriveItem.model_validate(response.json())
+
+    def download(self, item_id: str) -> bytes:
+        """A file's content. Graph answers 302 to a pre-authenticated URL, which is fetched without
+        the bearer token; a folder is ``UpstreamRejected``, an unknown id ``ItemNotFound``."""
+        response = self._send("GET", f"{self._item_url(item_id)}/content", accept=frozenset({302}))
+        if response.status_code == 302:
+            location = response.headers.get("location")
+            if not location:
+                raise UpstreamUnavailable(f"graph: the download of {item_id!r} redirected nowhere")
+            response = self._send("GET", location, anonymous=True, shown=f"the download URL of {item_id!r}")
+        return response.content
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def delta(self, token: str | None = None) -> DeltaResult:
+        """The drive's changes since ``token`` (None: every item; ``"latest"``: none, only the current
+        token), across all pages, with the token for next time. 410: :class:`DeltaTokenExpired`."""
+        url = f"{self._drive}/root/delta"
+        params: Mapping[str, Any] | None = {"token": token} if token is not None else None
+        items: list[DriveItem] = []
+        for _ in range(_MAX_PAGES):
+            response = self._send("GET", url, params=params, accept=frozenset({410}))
+            if response.status_code == 410:
+                code, message = _graph_error(response)
+                raise DeltaTokenExpired(f"graph: the delta token is no longer valid (410 {code}: {message})")
+            body = response.json()
+            items.extend(DriveItem.model_validate(v) for v in body.get("value", []))
+            if not body.get("@odata.nextLink"):
+                return DeltaResult(items=items, token=_delta_token(str(body.get("@odata.deltaLink") or "")))
+            url, params = body["@odata.nextLink"], None  # the link carries the query
+        raise UpstreamRejected(f"graph: more than {_MAX_PAGES} delta pages")
+
     # -- permissions --------------------------------------------------------------------------
 
     def grants(self, item_id: str) -> list[Permission]:
@@ -366,7 +368,7 @@ class GraphClient:
     # -- retention labels and metadata --------------------------------------------------------
 
     def retention_label(self, item_id: str) -> RetentionLabel:
-        """The item's retention label (``name`` None when there is none)."""
+        """The item's (folder's or file's) retention label (``name`` None when there is none)."""
         response = self._send("GET", f"{self._item_url(item_id)}/retentionLabel", accept=frozenset({404}))
         return RetentionLabel() if response.status_code == 404 else RetentionLabel.model_validate(response.json())
 
@@ -380,7 +382,7 @@ class GraphClient:
         return RetentionLabel.model_validate(response.json())
 
     def fields(self, item_id: str) -> dict[str, Any]:
-        """The item's list-item field values (``fieldValueSet``)."""
+        """The item's (folder's or file's) list-item field values (``fieldValueSet``)."""
         body: dict[str, Any] = self._send("GET", f"{self._item_url(item_id)}/listItem/fields").json()
         return body
 

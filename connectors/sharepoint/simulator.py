@@ -7,6 +7,12 @@ It stands for another company's system, so it imports nothing of the hub's runti
     GET    /v1.0/drives/{drive-id}/root:/{path}                      a driveItem by path (404 itemNotFound)
     GET    /v1.0/drives/{drive-id}/items/{item-id}/children          paged: $top, @odata.nextLink
     POST   /v1.0/drives/{drive-id}/items/{parent-id}/children        create a folder (also root:/{path}:/children)
+    PUT    /v1.0/drives/{drive-id}/items/{parent-id}:/{name}:/content   upload a file: 201 new, 200 replaced
+    PUT    /v1.0/drives/{drive-id}/root:/{folder-path}/{name}:/content  the same by path (folders must exist)
+    PUT    /v1.0/drives/{drive-id}/items/{item-id}/content           new content for an existing file
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/content           a file's bytes (also root:/{path}:/content)
+    DELETE /v1.0/drives/{drive-id}/items/{item-id}                   delete an item (a folder with its subtree)
+    GET    /v1.0/drives/{drive-id}/root/delta                        changes: token, $top, nextLink, deltaLink
     POST   /v1.0/drives/{drive-id}/items/{item-id}/invite            grant a known group read or write
     GET    /v1.0/drives/{drive-id}/items/{item-id}/permissions[/{perm-id}]   (and DELETE one)
     GET|PATCH|DELETE /v1.0/drives/{drive-id}/items/{item-id}/retentionLabel
@@ -16,7 +22,13 @@ It stands for another company's system, so it imports nothing of the hub's runti
 Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
 errors are Graph's ``{"error": {"code", "message", "innerError"}}``. There is no ``Idempotency-Key``:
 creating an existing folder with ``conflictBehavior`` ``fail`` (the default here) answers 409
-``nameAlreadyExists``. Faults come from :mod:`connectors.faults` (``PUT /_sim/faults``). Admin
+``nameAlreadyExists``; a content PUT replaces an existing file of that name (``conflictBehavior``
+``fail`` and ``rename`` are honoured too). ``delta`` pages by ``$top`` (or ``top``, default
+``page_size``) with an ``@odata.nextLink`` carrying a ``$skiptoken``; the last page has an
+``@odata.deltaLink`` carrying ``token``; ``token=latest`` answers no items and the current
+position; a token the simulator did not issue in its current epoch is 410 ``resyncRequired`` with
+a ``Location`` that starts over. Downloads answer the bytes directly (Graph answers 302 to a
+pre-authenticated URL). Faults come from :mod:`connectors.faults` (``PUT /_sim/faults``). Admin
 endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
 ``POST /_sim/reset``.
 """
@@ -74,16 +86,22 @@ class SimulatorConfig:
     max_subscription_minutes: int = 42_300
 
 
-def _error_body(status: int, code: str, message: str) -> JSONResponse:
-    inner = {"date": iso(datetime.now(UTC)), "request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}
-    headers = {"WWW-Authenticate": 'Bearer realm=""'} if status == 401 else None
+def _error_body(status: int, code: str, message: str, *, inner_code: str | None = None,
+                headers: dict[str, str] | None = None) -> JSONResponse:
+    inner: Json = {"date": iso(datetime.now(UTC)), "request-id": str(uuid.uuid4()),
+                   "client-request-id": str(uuid.uuid4())}
+    if inner_code:
+        inner = {"code": inner_code, **inner}
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm=""'
     return JSONResponse({"error": {"code": code, "message": message, "innerError": inner}}, status_code=status,
-                        headers=headers)
+                        headers=headers or None)
 
 
 async def _graph_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, GraphError)
-    return _error_body(exc.status, exc.code, exc.message)
+    return _error_body(exc.status, exc.code, exc.message, inner_code=exc.inner_code, headers=exc.headers)
 
 
 async def _invalid_request(_: Request, exc: Exception) -> Response:
@@ -111,6 +129,8 @@ def _loopback(request: Request) -> None:
 
 # Module level: FastAPI resolves the (string) annotations of the routes in this module's globals.
 TopQuery = Annotated[int | None, Query(alias="$top", ge=1, le=1000)]
+PlainTopQuery = Annotated[int | None, Query(alias="top", ge=1, le=1000)]
+TokenQuery = Annotated[str | None, Query(alias="token")]
 SkipQuery = Annotated[str | None, Query(alias="$skiptoken")]
 BehaviorQuery = Annotated[str | None, Query(alias="@microsoft.graph.conflictBehavior")]
 
@@ -140,6 +160,16 @@ def _drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
         head, sep, tail = path.partition(":")
         return head, (tail.strip("/") or None) if sep else None
 
+    def content(drive_id: str, item_id: str) -> Response:
+        data, media_type = state.content_of(drive_id, item_id)
+        return Response(content=data, headers={"Content-Type": media_type})
+
+    def upload(request: Request, body: bytes, drive_id: str, parent_id: str, path: str,
+               behavior: str | None) -> JSONResponse:
+        item, new = state.upload(drive_id, parent_id, path, body, request.headers.get("content-type"),
+                                 str(behavior or "replace"))
+        return JSONResponse(state.to_json(item), status_code=201 if new else 200)
+
     @router.get("/drives/{drive_id}")
     def get_drive(drive_id: str) -> Json:
         root = state.item(drive_id, "root")
@@ -150,16 +180,66 @@ def _drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
     def get_root(drive_id: str) -> Json:
         return state.to_json(state.item(drive_id, "root"))
 
-    @router.get("/drives/{drive_id}/root:/{path:path}")
+    @router.get("/drives/{drive_id}/root/delta")
+    def delta(request: Request, drive_id: str, token: TokenQuery = None, top: TopQuery = None,
+              plain_top: PlainTopQuery = None, skip_token: SkipQuery = None) -> Json:
+        base = request.url.remove_query_params(["token", "$skiptoken"])
+        try:
+            values, next_skip, delta_token = state.delta_page(drive_id, token=token, skip_token=skip_token,
+                                                              top=top or plain_top or config.page_size)
+        except GraphError as exc:
+            if exc.status == 410:  # as Graph: where a fresh enumeration starts
+                exc.headers["Location"] = str(base)
+            raise
+        if next_skip is not None:
+            return {"value": values, "@odata.nextLink": str(base.include_query_params(**{"$skiptoken": next_skip}))}
+        return {"value": values, "@odata.deltaLink": str(base.include_query_params(token=delta_token))}
+
+    @router.get("/drives/{drive_id}/root:/{path:path}", response_model=None)
     def get_by_path(request: Request, drive_id: str, path: str, top: TopQuery = None,
-                    skip_token: SkipQuery = None) -> Json:
+                    skip_token: SkipQuery = None) -> Json | Response:
         item_path, action = split_path(path)
         item = state.by_path(drive_id, item_path)
         if action is None:
             return state.to_json(item)
         if action == "children":
             return children(request, drive_id, item.id, top, skip_token)
+        if action == "content":
+            return content(drive_id, item.id)
         raise GraphError(400, "invalidRequest", f"unsupported path action {action!r}")
+
+    @router.put("/drives/{drive_id}/root:/{path:path}")
+    async def upload_by_path(request: Request, drive_id: str, path: str,
+                             behavior: BehaviorQuery = None) -> JSONResponse:
+        item_path, action = split_path(path)
+        if action != "content":
+            raise GraphError(400, "invalidRequest", "PUT to a path needs ':/content'")
+        return upload(request, await request.body(), drive_id, "root", item_path, behavior)
+
+    @router.put("/drives/{drive_id}/items/{reference:path}")
+    async def upload_below_item(request: Request, drive_id: str, reference: str,
+                                behavior: BehaviorQuery = None) -> JSONResponse:
+        body = await request.body()
+        parent_id, sep, below = reference.partition(":")
+        if sep:  # {parent-id}:/{name}:/content
+            item_path, action = split_path(below)
+            if action != "content":
+                raise GraphError(400, "invalidRequest", "PUT below an item needs ':/{name}:/content'")
+            return upload(request, body, drive_id, parent_id, item_path, behavior)
+        item_id, _, action = reference.partition("/")
+        if action != "content":
+            raise GraphError(400, "invalidRequest", "PUT to an item needs '/content'")
+        item = state.replace_content(drive_id, item_id, body, request.headers.get("content-type"))
+        return JSONResponse(state.to_json(item))
+
+    @router.get("/drives/{drive_id}/items/{item_id}/content")
+    def download(drive_id: str, item_id: str) -> Response:
+        return content(drive_id, item_id)
+
+    @router.delete("/drives/{drive_id}/items/{item_id}", status_code=204)
+    def delete_item(drive_id: str, item_id: str) -> Response:
+        state.delete(drive_id, item_id)
+        return Response(status_code=204)
 
     @router.post("/drives/{drive_id}/root:/{path:path}")
     def create_by_path(drive_id: str, path: str, body: Annotated[Json, Body()],

@@ -1,4 +1,4 @@
-"""The Graph simulator's records: driveItems, permissions, groups, subscriptions, and its error type.
+"""The Graph simulator's records: driveItems (folders and files), permissions, groups, subscriptions, errors.
 
 Plain data with their Graph JSON shapes; :mod:`connectors.sharepoint.simulator_state` holds them.
 """
@@ -21,13 +21,16 @@ NotifySink = Callable[[str, Json], None]
 
 
 class GraphError(Exception):
-    """A Graph error answer: HTTP status, Graph error code and message."""
+    """A Graph error answer: HTTP status, Graph error code and message (and an inner code, extra headers)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, inner_code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.inner_code = inner_code
+        self.headers = dict(headers or {})
 
 
 def now() -> datetime:
@@ -88,7 +91,7 @@ class Permission:
 
 @dataclass
 class Item:
-    """A folder (or a drive's root)."""
+    """A folder (or a drive's root), or a file when ``content`` is set; a tombstone once ``deleted``."""
 
     id: str
     drive_id: str
@@ -102,11 +105,21 @@ class Item:
     label: Json | None = None
     fields: Json = field(default_factory=dict)
     children: dict[str, str] = field(default_factory=dict)  # casefolded name -> item id
+    content: bytes | None = None
+    mime_type: str | None = None
+    #: Position in the drive's change sequence of the item's latest change (what delta orders by).
+    seq: int = 0
+    deleted: bool = False
 
     @property
     def etag(self) -> str:
         """Graph-style eTag: the item id in braces and a version."""
         return f'"{{{self.id}}},{self.version}"'
+
+    @property
+    def is_file(self) -> bool:
+        """Whether the item is a file (it has content, possibly empty)."""
+        return self.content is not None
 
 
 @dataclass
@@ -131,7 +144,7 @@ class Subscription:
 
 
 def check_name(name: Any) -> str:
-    """The folder name, or ``GraphError`` 400 when SharePoint would refuse it."""
+    """The folder or file name, or ``GraphError`` 400 when SharePoint would refuse it."""
     if not isinstance(name, str) or not name or name != name.strip() or name.endswith(".") \
             or any(c in INVALID_NAME_CHARS for c in name) or name in {".", ".."}:
         raise GraphError(400, "invalidRequest", f"invalid name {name!r}")

@@ -1,17 +1,31 @@
-"""The Graph simulator's state: drives, folders, permissions, retention labels, list-item fields, subscriptions.
+"""The Graph simulator's state: drives, folders, files, permissions, retention labels, list-item fields,
+subscriptions and the change sequence behind ``delta``.
 
 Pure and thread-safe (one lock); no HTTP here. Operations raise :class:`GraphError`, which the app
 turns into Graph's ``{"error": {"code", "message"}}`` body. Names are unique per folder and compared
 case-insensitively, as in SharePoint. Every change to an item bumps its ``eTag`` and hands one
 change notification per matching subscription to the ``notify`` sink.
 
-Deliberate simplifications: no files, no permission inheritance, and every ``invite`` records a new
-permission even for a group that already holds one (SharePoint would merge them), so a client that
-grants twice leaves a visible duplicate.
+Change sequence: each drive numbers its changes 1, 2, 3... Creating, uploading, deleting, and every
+change of fields, label or permissions gives the item the next number (so does a folder whose
+children were added or removed). ``delta`` lists the items whose number is past the caller's token,
+each once in its current state, in number order; deleted items stay behind as tombstones so delta
+can report them. Tokens are opaque: URL-safe base64 of ``[drive, epoch, position]``, where the epoch
+changes on every reset, so any token from before a reset (or of another drive, or made up) is
+answered 410 ``resyncRequired``. Tombstones are kept for the life of the state.
+
+Deliberate simplifications: no permission inheritance, no version history (only the current
+content), a file's ``mimeType`` comes from the upload's ``Content-Type`` (from the extension when
+that is missing or ``application/octet-stream``), deleting a folder deletes its subtree at once,
+and every ``invite`` records a new permission even for a group that already holds one (SharePoint
+would merge them), so a client that grants twice leaves a visible duplicate.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import mimetypes
 import threading
 import uuid
 from collections import Counter
@@ -33,6 +47,9 @@ from connectors.sharepoint.simulator_model import (
     new_id,
     now,
 )
+
+#: The delta token that means "from now on".
+_LATEST = "latest"
 
 
 class GraphState:
@@ -59,8 +76,14 @@ class GraphState:
             self.conflicts: Counter[str] = Counter()
             self.invites: Counter[str] = Counter()
             self.calls: Counter[str] = Counter()
+            self.uploads: Counter[str] = Counter()
+            self.deletes: Counter[str] = Counter()
+            self.tombstones: dict[str, Item] = {}
             self._list_ids = 0
+            self._seqs: dict[str, int] = {}
+            self._epoch = uuid.uuid4().hex[:12]  # every token from before a reset becomes invalid
             for drive_id in self._drive_ids:
+                self._seqs[drive_id] = 0
                 root = self._new_item(drive_id, "root", None)
                 self.roots[drive_id] = root.id
 
@@ -72,7 +95,13 @@ class GraphState:
         item = Item(id=new_id(), drive_id=drive_id, name=name, parent_id=parent_id, created=stamp,
                     modified=stamp, list_item_id=str(self._list_ids))
         self.items[item.id] = item
+        self._bump(item)
         return item
+
+    def _bump(self, item: Item) -> None:
+        """Give the item the drive's next change number."""
+        self._seqs[item.drive_id] += 1
+        item.seq = self._seqs[item.drive_id]
 
     def _root(self, drive_id: str) -> Item:
         root_id = self.roots.get(drive_id)
@@ -91,10 +120,10 @@ class GraphState:
                 raise GraphError(404, "itemNotFound", "The resource could not be found.")
             return item
 
-    def by_path(self, drive_id: str, path: str) -> Item:
-        """The item at ``path`` below the drive's root (case-insensitive), else 404 ``itemNotFound``."""
+    def by_path(self, drive_id: str, path: str, *, under: str = "root") -> Item:
+        """The item at ``path`` below the drive's root (or the item ``under``), case-insensitive, else 404."""
         with self._lock:
-            item = self._root(drive_id)
+            item = self.item(drive_id, under)
             for segment in (s for s in path.split("/") if s):
                 child_id = item.children.get(segment.casefold())
                 if child_id is None:
@@ -125,16 +154,25 @@ class GraphState:
 
     # -- driveItems ---------------------------------------------------------------------------
 
+    def size_of(self, item: Item) -> int:
+        """A file's byte count; a folder's is the total of the files below it, as in Graph."""
+        if item.content is not None:
+            return len(item.content)
+        return sum(self.size_of(self.items[i]) for i in item.children.values())
+
     def to_json(self, item: Item) -> Json:
-        """The Graph ``driveItem`` resource."""
+        """The Graph ``driveItem`` resource: a ``folder`` facet, or a ``file`` facet with its ``mimeType``."""
         with self._lock:
             path = self.path_of(item)
             body: Json = {
                 "id": item.id, "name": item.name, "eTag": item.etag, "cTag": item.etag,
                 "createdDateTime": iso(item.created), "lastModifiedDateTime": iso(item.modified),
-                "webUrl": self.web_url(item.drive_id, path), "size": 0,
-                "folder": {"childCount": len(item.children)},
+                "webUrl": self.web_url(item.drive_id, path), "size": self.size_of(item),
             }
+            if item.is_file:
+                body["file"] = {"mimeType": item.mime_type}
+            else:
+                body["folder"] = {"childCount": len(item.children)}
             if item.parent_id is None:
                 body["root"] = {}
                 body["parentReference"] = {"driveId": item.drive_id, "driveType": "documentLibrary"}
@@ -163,7 +201,7 @@ class GraphState:
             raise GraphError(400, "invalidRequest", f"unknown conflictBehavior {behavior!r}")
         name = check_name(name)
         with self._lock:
-            parent = self.item(drive_id, parent_id)
+            parent = self._folder(self.item(drive_id, parent_id))
             existing = parent.children.get(name.casefold())
             if existing is not None:
                 key = self._key(drive_id, self.path_of(parent), self.items[existing].name)
@@ -185,11 +223,173 @@ class GraphState:
     def _key(drive_id: str, parent_path: str, name: str) -> str:
         return f"{drive_id}/{parent_path}/{name}" if parent_path else f"{drive_id}/{name}"
 
+    @staticmethod
+    def _folder(item: Item) -> Item:
+        if item.is_file:
+            raise GraphError(400, "invalidRequest", f"{item.name!r} is a file and cannot contain items")
+        return item
+
     def _touch(self, item: Item, *, notify: bool = True) -> None:
         item.version += 1
         item.modified = now()
+        self._bump(item)
         if notify:
             self._changed(item)
+
+    # -- files --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _media_type(content_type: str | None, name: str) -> str:
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media and media != "application/octet-stream":
+            return media
+        return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+    def upload(self, drive_id: str, parent_id: str, path: str, content: bytes, content_type: str | None,
+               behavior: str = "replace") -> tuple[Item, bool]:
+        """Store a file at ``path`` below the parent (its folders must exist); returns it and whether it is new.
+
+        ``behavior``: ``replace`` (the default of a content PUT: the existing file gets the new content,
+        keeping its id), ``fail`` (409 ``nameAlreadyExists``) or ``rename`` (``name 1.ext``...). A
+        folder of that name is never replaced (409).
+        """
+        if behavior not in {"fail", "replace", "rename"}:
+            raise GraphError(400, "invalidRequest", f"unknown conflictBehavior {behavior!r}")
+        folder_path, _, name = path.strip("/").rpartition("/")
+        name = check_name(name)
+        with self._lock:
+            parent = self._folder(self.by_path(drive_id, folder_path, under=parent_id))
+            parent_path = self.path_of(parent)
+            existing_id = parent.children.get(name.casefold())
+            if existing_id is not None:
+                existing = self.items[existing_id]
+                if behavior == "fail" or (behavior == "replace" and not existing.is_file):
+                    self.conflicts[self._key(drive_id, parent_path, existing.name)] += 1
+                    raise GraphError(409, "nameAlreadyExists", "The specified item name already exists.")
+                if behavior == "replace":
+                    self._store(existing, content, content_type)
+                    self._touch(existing)
+                    return existing, False
+                stem, _, ext = name.rpartition(".")
+                name = next(candidate for n in range(1, 10_000)
+                            if (candidate := f"{stem} {n}.{ext}" if stem else f"{name} {n}").casefold()
+                            not in parent.children)
+            item = self._new_item(drive_id, name, parent.id)
+            parent.children[name.casefold()] = item.id
+            self._store(item, content, content_type)
+            self._touch(parent, notify=False)
+            self._changed(item)
+            return item, True
+
+    def _store(self, item: Item, content: bytes, content_type: str | None) -> None:
+        item.content = bytes(content)
+        item.mime_type = self._media_type(content_type, item.name)
+        self.uploads[f"{item.drive_id}/{self.path_of(item)}"] += 1
+
+    def replace_content(self, drive_id: str, item_id: str, content: bytes, content_type: str | None) -> Item:
+        """New content for an existing file (same id, next version); a folder is 400."""
+        with self._lock:
+            item = self.item(drive_id, item_id)
+            if not item.is_file:
+                raise GraphError(400, "invalidRequest", "only a file has content")
+            self._store(item, content, content_type)
+            self._touch(item)
+            return item
+
+    def content_of(self, drive_id: str, item_id: str) -> tuple[bytes, str]:
+        """A file's bytes and media type; a folder is 400."""
+        with self._lock:
+            item = self.item(drive_id, item_id)
+            if item.content is None:
+                raise GraphError(400, "invalidRequest", "only a file has content; this item is a folder")
+            return item.content, item.mime_type or "application/octet-stream"
+
+    def delete(self, drive_id: str, item_id: str) -> None:
+        """Delete the item, and a folder's whole subtree; they stay as tombstones for ``delta``."""
+        with self._lock:
+            item = self.item(drive_id, item_id)
+            if item.parent_id is None:
+                raise GraphError(403, "accessDenied", "the root of a drive cannot be deleted")
+            self._changed(item)  # while it is still in the tree its subscriptions can be found
+            parent = self.items[item.parent_id]
+            self.deletes[f"{drive_id}/{self.path_of(item)}"] += 1
+            del parent.children[item.name.casefold()]
+            for gone in self._subtree(item):
+                del self.items[gone.id]
+                gone.deleted = True
+                self._bump(gone)
+                self.tombstones[gone.id] = gone
+            self._touch(parent, notify=False)
+
+    def _subtree(self, item: Item) -> list[Item]:
+        """The item and everything below it, children before their folder."""
+        below = [g for child in item.children.values() for g in self._subtree(self.items[child])]
+        return [*below, item]
+
+    # -- delta --------------------------------------------------------------------------------
+
+    def _token(self, drive_id: str, *positions: int) -> str:
+        raw = json.dumps([drive_id, self._epoch, *positions], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    def _read_token(self, drive_id: str, token: str, count: int) -> list[int]:
+        """The ``count`` positions a token of this drive and epoch carries, else 410 ``resyncRequired``."""
+        try:
+            parts = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except ValueError:
+            parts = None
+        current = self._seqs[drive_id]
+        if (not isinstance(parts, list) or len(parts) != count + 2 or parts[:2] != [drive_id, self._epoch]
+                or not all(type(p) is int and 0 <= p <= current for p in parts[2:])):
+            raise GraphError(410, "resyncRequired", "Resync required. The delta token is no longer valid; "
+                             "enumerate the drive again without a token.",
+                             inner_code="resyncChangesApplyDifferences")
+        return list(parts[2:])
+
+    def delta_page(self, drive_id: str, *, token: str | None, skip_token: str | None, top: int
+                   ) -> tuple[list[Json], str | None, str | None]:
+        """One page of changes: (items, skip token of the next page, or the delta token after the last).
+
+        No token: every live item (the root excepted) and whatever is deleted while paging. A token:
+        what changed after it, tombstones included. ``latest``: nothing, and the current position.
+        An item changed while paging shows up again on a later page (use its last occurrence).
+        """
+        with self._lock:
+            self._root(drive_id)
+            current = self._seqs[drive_id]
+            if skip_token is not None:
+                cursor, since = self._read_token(drive_id, skip_token, 2)
+            elif token is None:
+                cursor, since = 0, current
+            elif token == _LATEST:
+                return [], None, self._token(drive_id, current)
+            else:
+                [since] = self._read_token(drive_id, token, 1)
+                cursor = since
+            changed = [i for i in self.items.values()
+                       if i.drive_id == drive_id and i.parent_id is not None and i.seq > cursor]
+            changed += [t for t in self.tombstones.values() if t.drive_id == drive_id and t.seq > max(cursor, since)]
+            changed.sort(key=lambda i: i.seq)
+            page = changed[:top]
+            values = [self._delta_json(i) for i in page]
+            if len(changed) > top:
+                return values, self._token(drive_id, page[-1].seq, since), None
+            return values, None, self._token(drive_id, current)
+
+    def _delta_json(self, item: Item) -> Json:
+        """An item as delta shows it: no ``cTag`` and no ``parentReference.path`` (as on SharePoint);
+        a tombstone has no ``name`` either, and the ``deleted`` facet."""
+        reference = {"driveId": item.drive_id, "driveType": "documentLibrary", "id": item.parent_id}
+        if not item.deleted:
+            body = self.to_json(item)
+            del body["cTag"]
+            body["parentReference"] = reference
+            return body
+        facet: Json = ({"file": {"mimeType": item.mime_type}} if item.is_file
+                       else {"folder": {"childCount": 0}})
+        return {"id": item.id, "eTag": item.etag, "createdDateTime": iso(item.created),
+                "lastModifiedDateTime": iso(item.modified), "parentReference": reference,
+                "size": len(item.content or b""), **facet, "deleted": {"state": "deleted"}}
 
     def _changed(self, item: Item) -> None:
         """Hand one notification per live subscription covering ``item`` to the sink."""
@@ -356,7 +556,8 @@ class GraphState:
             self.calls[key] += 1
 
     def snapshot(self) -> Json:
-        """Every drive's items by path, with permissions, label and fields; and every subscription."""
+        """Every drive's items by path (kind, size, mimeType, permissions, label, fields), its change
+        position and deleted item ids; and every subscription."""
         with self._lock:
             drives: Json = {}
             for drive_id, root_id in self.roots.items():
@@ -366,6 +567,8 @@ class GraphState:
                         continue
                     items[self.path_of(item)] = {
                         "id": item.id, "name": item.name, "parentId": item.parent_id, "eTag": item.etag,
+                        "kind": "file" if item.is_file else "folder", "size": self.size_of(item),
+                        "mimeType": item.mime_type,
                         "webUrl": self.web_url(drive_id, self.path_of(item)),
                         "permissions": [{"id": p.id, "group": p.group.name, "roles": list(p.roles)}
                                         for p in item.permissions.values()],
@@ -373,12 +576,16 @@ class GraphState:
                         "fields": dict(item.fields),
                     }
                 drives[drive_id] = {"rootId": root_id, "webUrl": self.web_url(drive_id, ""),
-                                    "items": dict(sorted(items.items()))}
+                                    "items": dict(sorted(items.items())), "changeSeq": self._seqs[drive_id],
+                                    "deleted": sorted(t.id for t in self.tombstones.values()
+                                                      if t.drive_id == drive_id)}
             return {"drives": drives, "groups": [g.identity() for g in self._groups],
                     "subscriptions": [s.to_json() for s in self.subscriptions.values()]}
 
     def request_counts(self) -> Json:
-        """Committed folder creates per path, 409 conflicts per path, invites per item path, calls."""
+        """Committed folder creates, 409 conflicts, file uploads (creates and replacements) and deletes
+        per path; invites per item path; calls."""
         with self._lock:
             return {"creates": dict(self.creates), "conflicts": dict(self.conflicts),
-                    "invites": dict(self.invites), "calls": dict(self.calls)}
+                    "invites": dict(self.invites), "uploads": dict(self.uploads), "deletes": dict(self.deletes),
+                    "calls": dict(self.calls)}
