@@ -9,11 +9,28 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from connectors.erp.client import ClientNotFound, ErpClient, Money, ProjectNotFound
+from connectors.erp.client import (
+    ClientNotFound,
+    ErpClient,
+    ErpNotFound,
+    Invoice,
+    InvoiceNotFound,
+    Money,
+    ProjectNotFound,
+    TimeEntry,
+)
 from connectors.http import CircuitBreaker, Http, RetryPolicy
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 from hub.settings import load_settings
-from tests.test_erp_simulator import TOKEN, project_body, running_sim, seed_client, set_faults
+from tests.test_erp_simulator import (
+    TOKEN,
+    add_milestone,
+    draft_invoice,
+    project_body,
+    running_sim,
+    seed_client,
+    set_faults,
+)
 
 
 class Sleeps:
@@ -206,3 +223,76 @@ def test_updated_since_must_be_timezone_aware(sleeps: Sleeps) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         erp.list_projects(datetime(2027, 1, 1))
 
+
+
+# -- invoices, milestones and time entries ------------------------------------------------------------
+
+
+def test_invoices_are_listed_filtered_and_read(sim: tuple[str, FastAPI], erp: ErpClient, sleeps: Sleeps) -> None:
+    with httpx.Client(base_url=f"{sim[0]}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as api:
+        ms_id = add_milestone(api)
+        draft_invoice(api, milestone_id=ms_id)
+        draft_invoice(api, "INV-2027-0002", project_code="LEG-ACME-0002", period="2027-04")
+        assert api.post("/invoices/INV-2027-0002/finalize").status_code == 200
+    invoices = erp.list_invoices()
+    assert [i.number for i in invoices] == ["INV-2027-0001", "INV-2027-0002"]
+    assert [i.number for i in erp.list_invoices(project_code="LEG-ACME-0002")] == ["INV-2027-0002"]
+    assert [i.number for i in erp.list_invoices(status="draft")] == ["INV-2027-0001"]
+    assert erp.list_invoices(project_code="ENG-ACME-0001", status="final") == []
+    invoice = erp.get_invoice("INV-2027-0001")
+    assert invoice == invoices[0] and isinstance(invoice, Invoice)
+    assert (invoice.project_code, invoice.period, invoice.milestone_id, invoice.status) == (
+        "ENG-ACME-0001", "2027-03", ms_id, "draft")
+    assert invoice.amount == Money(amount_minor=1_000_000, currency="EUR") and invoice.updated_at.tzinfo is not None
+    assert erp.milestone_name("ENG-ACME-0001", ms_id) == "Diagnostic"
+    assert erp.milestone_name("ENG-ACME-0001", "MS-NOPE") is None
+    with pytest.raises(InvoiceNotFound) as caught:
+        erp.get_invoice("INV-NOPE")
+    assert isinstance(caught.value, ErpNotFound) and isinstance(caught.value, UpstreamRejected)
+    assert not caught.value.retryable and sleeps.calls == []
+
+
+def test_ensure_milestone_adds_then_patches_and_sends_nothing_when_equal(sim: tuple[str, FastAPI],
+                                                                         erp: ErpClient) -> None:
+    sent: list[str] = []
+    erp.http.client.event_hooks["request"].append(lambda request: sent.append(request.method))
+    state = sim[1].state.erp
+    fee = Money(amount_minor=2_500_000, currency="EUR")
+    added = erp.ensure_milestone("ENG-ACME-0001", "Design", fee, date(2027, 4, 30), idempotency_key="evt-1")
+    assert (added.name, added.amount, added.due_date, added.status) == ("Design", fee, date(2027, 4, 30), "open")
+    assert sent == ["GET", "POST"] and len(state.milestones["ENG-ACME-0001"]) == 1
+    sent.clear()
+    before = state.dump()
+    same = erp.ensure_milestone("ENG-ACME-0001", "Design", Money(amount_minor=2_500_000, currency="EUR"),
+                                date(2027, 4, 30), idempotency_key="evt-2")
+    assert same == added
+    assert sent == ["GET"] and state.dump() == before  # no write: nothing changed, no idempotency key stored
+    assert len(state.idempotency) == 1
+    sent.clear()
+    raised = Money(amount_minor=2_750_000, currency="EUR")
+    patched = erp.ensure_milestone("ENG-ACME-0001", "Design", raised, None, idempotency_key="evt-3")
+    assert (patched.id, patched.amount, patched.due_date) == (added.id, raised, None)
+    assert sent == ["GET", "PATCH"] and len(state.idempotency) == 2
+    assert erp.milestones("ENG-ACME-0001") == [patched]
+    other = erp.ensure_milestone("ENG-ACME-0001", "Go-live", fee, None, idempotency_key="evt-3")  # one key, two names
+    assert [m.name for m in erp.milestones("ENG-ACME-0001")] == ["Design", "Go-live"] and other.id != added.id
+    with pytest.raises(ProjectNotFound):
+        erp.ensure_milestone("ENG-NOPE", "Design", fee, None, idempotency_key="evt-4")
+    with pytest.raises(ProjectNotFound):
+        erp.milestones("ENG-NOPE")
+
+
+def test_time_is_booked_once_the_client_enabled_it_and_activated_the_code(sim: tuple[str, FastAPI],
+                                                                          erp: ErpClient) -> None:
+    entry = {"date": "2027-01-05", "hours": 7.5, "billing_code": "STRAT-01", "person": "a.jones@example-firm.com"}
+    with httpx.Client(base_url=f"{sim[0]}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as api:
+        path = "/projects/ENG-ACME-0001/time-entries"
+        assert api.post(path, json=entry).json()["error"] == "time_entry_disabled"
+        erp.enable_time_entry("ENG-ACME-0001", idempotency_key="evt-1")
+        assert api.post(path, json=entry).json()["error"] == "billing_code_inactive"
+        erp.activate_billing_codes("ENG-ACME-0001", ["STRAT-01"], idempotency_key="evt-1")
+        booked = api.post(path, json=entry)
+        assert booked.status_code == 201, booked.text
+    [time_entry] = erp.time_entries("ENG-ACME-0001")
+    assert isinstance(time_entry, TimeEntry) and time_entry.id == booked.json()["id"]
+    assert (time_entry.date, time_entry.hours, time_entry.billing_code) == (date(2027, 1, 5), 7.5, "STRAT-01")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connectors.erp.simulator import ErpSimConfig, WebhookConfig, create_app
+from connectors.erp.simulator import ErpSimConfig, ReadinessGate, WebhookConfig, create_app
 from connectors.faults import FaultPlan
 from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
@@ -424,3 +425,193 @@ def test_the_real_ingress_accepts_what_the_simulator_posts(app: Runtime, tmp_pat
     assert [(d["type"], d["statuses"]) for d in log] == [
         ("erp.client.upserted.v1", [202]), ("erp.project.created.v1", [202]), ("erp.project.updated.v1", [202])]
     assert json.dumps(log).count("failed") == 0
+
+
+# -- invoices: drafted events, the readiness gate, time entries ---------------------------------------
+
+
+def add_milestone(api: httpx.Client, code: str = "ENG-ACME-0001", name: str = "Diagnostic") -> str:
+    response = api.post(f"/projects/{code}/milestones", json={
+        "name": name, "amount": {"amount_minor": 1_000_000, "currency": "EUR"}, "due_date": "2027-03-15"})
+    assert response.status_code == 201, response.text
+    milestone_id: str = response.json()["id"]
+    return milestone_id
+
+
+def draft_invoice(api: httpx.Client, number: str = "INV-2027-0001", **overrides: Any) -> dict[str, Any]:
+    body = {"number": number, "project_code": "ENG-ACME-0001", "period": "2027-03",
+            "amount": {"amount_minor": 1_000_000, "currency": "EUR"}, **overrides}
+    response = api.post("/invoices", json=body)
+    assert response.status_code == 201, response.text
+    invoice: dict[str, Any] = response.json()
+    return invoice
+
+
+def days(value: date) -> int:
+    return (value - date(1970, 1, 1)).days
+
+
+def test_a_drafted_invoice_is_posted_as_a_signed_erp_invoice_drafted_event() -> None:
+    receiver = Receiver(new_secret())
+    with sim_posting_to(receiver) as (url, api):
+        seed_client(api)
+        api.post("/projects", json=project_body())
+        ms_id = add_milestone(api)
+        api.patch(f"/projects/ENG-ACME-0001/milestones/{ms_id}", json={"name": "Diagnostic report"})
+        with_milestone = draft_invoice(api, milestone_id=ms_id)
+        without = draft_invoice(api, "INV-2028-0002", period="2028-02")
+        unknown = api.post("/invoices", json={"project_code": "ENG-ACME-0001", "period": "2027-03",
+                                              "amount": {"amount_minor": 1, "currency": "EUR"},
+                                              "milestone_id": "MS-NOPE"})
+        log = flush(url)
+    assert (unknown.status_code, unknown.json()["error"]) == (422, "unknown_milestone")
+    assert [d["state"] for d in log] == ["delivered"] * 4
+    events = [r["event"] for r in receiver.events if r["event"]["type"] == "erp.invoice.drafted.v1"]
+    assert len(events) == 2
+    first, second = events
+    assert (first["id"], first["subject"], first["partitionkey"]) == (
+        "invoice:INV-2027-0001:drafted", "INV-2027-0001", "project:ENG-ACME-0001")
+    assert first["source"] == SOURCE and first["time"] == with_milestone["drafted_at"]
+    assert first["data"] == {
+        "invoice_number": "INV-2027-0001", "project_code": "ENG-ACME-0001",
+        "amount": {"amount_minor": 1_000_000, "currency": "EUR"},
+        "period_start": days(date(2027, 3, 1)), "period_end": days(date(2027, 3, 31)),
+        "milestone": "Diagnostic report",
+        "drafted_at": int(datetime.fromisoformat(with_milestone["drafted_at"]).timestamp() * 1000),
+    }
+    assert second["subject"] == without["number"] and second["data"]["milestone"] is None
+    assert (second["data"]["period_start"], second["data"]["period_end"]) == (
+        days(date(2028, 2, 1)), days(date(2028, 2, 29)))
+    registry = SchemaRegistry.load()
+    for event in events:
+        decoded = registry.decode(event["type"], registry.encode(event["type"], event["data"]))
+        assert decoded["period_end"].day in (29, 31) and decoded["drafted_at"].tzinfo is not None
+
+
+@dataclass
+class GateStub:
+    """A stand-in for the hub's invoice-readiness endpoint: scripted answers, every call recorded."""
+
+    #: ``(status, body)``: a JSON-able body, or bytes sent as they are.
+    answer: tuple[int, Any] = (200, {"status": "ready", "hold_reasons": []})
+    delay_s: float = 0.0
+    calls: list[dict[str, str | None]] = field(default_factory=list)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/invoices/{number}/readiness")
+        async def readiness(number: str, request: Request) -> Response:
+            self.calls.append({"number": number, "authorization": request.headers.get("authorization")})
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            status, body = self.answer
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            return Response(content, status_code=status, media_type="application/json")
+
+        return app
+
+
+@contextmanager
+def gated_sim(gate_url: str, *, timeout_s: float = 5.0) -> Iterator[tuple[str, httpx.Client]]:
+    """A simulator asking ``gate_url`` before finalising, with ACME's engagement and a draft invoice."""
+    gate = ReadinessGate(url_template=f"{gate_url}/v1/invoices/{{number}}/readiness", api_key="gate-key",
+                         timeout_s=timeout_s)
+    with running_sim(ErpSimConfig(token=TOKEN, readiness=gate)) as (url, _), httpx.Client(
+            base_url=f"{url}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}, timeout=10) as api:
+        seed_client(api)
+        assert api.post("/projects", json=project_body()).status_code == 201
+        draft_invoice(api)
+        yield url, api
+
+
+def readiness_checks(url: str) -> list[tuple[str, str]]:
+    return [(c["number"], c["outcome"]) for c in httpx.get(f"{url}/_sim/state").json()["readiness_checks"]]
+
+
+def test_a_held_invoice_is_refused_and_a_ready_one_finalised_and_a_final_one_not_asked_again() -> None:
+    stub = GateStub()
+    reasons = [{"code": "deliverable_not_approved", "artefact": "doc-8f14e45f", "detail": "awaiting sign-off"}]
+    with serve_in_thread(stub.app()) as gate_url, gated_sim(gate_url) as (url, api):
+        stub.answer = (200, {"status": "held", "hold_reasons": reasons})
+        held = api.post("/invoices/INV-2027-0001/finalize")
+        assert (held.status_code, held.json()["error"], held.json()["hold_reasons"]) == (409, "invoice_held", reasons)
+        assert held.json()["message"]
+        assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
+        stub.answer = (200, {"status": "ready", "hold_reasons": []})
+        final = api.post("/invoices/INV-2027-0001/finalize")
+        assert (final.status_code, final.json()["status"]) == (200, "final")
+        assert api.get("/invoices/INV-2027-0001").json() == final.json()
+        stub.answer = (200, {"status": "held", "hold_reasons": reasons})
+        again = api.post("/invoices/INV-2027-0001/finalize")  # already final: a no-op that asks nothing
+        assert (again.status_code, again.json()) == (200, final.json())
+        checks = readiness_checks(url)
+    assert stub.calls == [{"number": "INV-2027-0001", "authorization": "Bearer gate-key"}] * 2
+    assert checks == [("INV-2027-0001", "held"), ("INV-2027-0001", "ready")]
+
+
+@pytest.mark.parametrize("answer", [(500, {"status": "ready"}), (404, {"error": "not_found"}), (200, b"not json"),
+                                    (200, {"status": "maybe"}), (200, ["ready"]),
+                                    (200, {"status": "held", "hold_reasons": "some"})])
+def test_a_gate_answering_anything_else_keeps_the_invoice_draft(answer: tuple[int, Any]) -> None:
+    stub = GateStub(answer=answer)
+    with serve_in_thread(stub.app()) as gate_url, gated_sim(gate_url) as (url, api):
+        refused = api.post("/invoices/INV-2027-0001/finalize")
+        assert (refused.status_code, refused.json()["error"]) == (503, "readiness_unavailable")
+        assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
+        assert readiness_checks(url) == [("INV-2027-0001", "unavailable")]
+    assert len(stub.calls) == 1
+
+
+def test_a_gate_that_is_down_or_too_slow_keeps_the_invoice_draft() -> None:
+    with gated_sim("http://127.0.0.1:9") as (url, api):  # nobody listens on the discard port
+        refused = api.post("/invoices/INV-2027-0001/finalize")
+        assert (refused.status_code, refused.json()["error"]) == (503, "readiness_unavailable")
+        assert "ConnectError" in refused.json()["message"]
+        assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
+        assert readiness_checks(url) == [("INV-2027-0001", "unavailable")]
+    stub = GateStub(delay_s=1.0)
+    with serve_in_thread(stub.app()) as gate_url, gated_sim(gate_url, timeout_s=0.2) as (url, api):
+        started = time.monotonic()
+        refused = api.post("/invoices/INV-2027-0001/finalize")
+        assert time.monotonic() - started < 0.9
+        assert (refused.status_code, refused.json()["error"]) == (503, "readiness_unavailable")
+        assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
+    assert len(stub.calls) == 1
+
+
+def test_an_invoice_is_read_by_number(api: httpx.Client) -> None:
+    api.post("/projects", json=project_body())
+    invoice = draft_invoice(api)
+    assert api.get("/invoices/INV-2027-0001").json() == invoice
+    assert (invoice["status"], invoice["drafted_at"]) == ("draft", invoice["updated_at"])
+    missing = api.get("/invoices/INV-NOPE")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    other = api.post("/projects", json=project_body("ENG-OTHER")).json()["code"]
+    foreign = api.post("/invoices", json={"project_code": "ENG-ACME-0001", "period": "2027-03",
+                                          "amount": {"amount_minor": 1, "currency": "EUR"},
+                                          "milestone_id": add_milestone(api, other)})
+    assert (foreign.status_code, foreign.json()["error"]) == (422, "unknown_milestone")
+
+
+def test_time_is_refused_until_time_entry_is_enabled_and_the_billing_code_active(sim: tuple[str, FastAPI],
+                                                                                 api: httpx.Client) -> None:
+    api.post("/projects", json=project_body())
+    entry = {"date": "2027-01-05", "hours": 7.5, "billing_code": "STRAT-01", "person": "a.jones@example-firm.com"}
+    path = "/projects/ENG-ACME-0001/time-entries"
+    disabled = api.post(path, json=entry)
+    assert (disabled.status_code, disabled.json()["error"]) == (409, "time_entry_disabled")
+    api.patch("/projects/ENG-ACME-0001", json={"time_entry_enabled": True})
+    missing = api.post(path, json=entry)
+    assert (missing.status_code, missing.json()["error"]) == (409, "billing_code_inactive")
+    api.post("/projects/ENG-ACME-0001/billing-codes", json={"code": "STRAT-01", "active": False})
+    inactive = api.post(path, json=entry)
+    assert (inactive.status_code, inactive.json()["error"]) == (409, "billing_code_inactive")
+    api.post("/projects/ENG-ACME-0001/billing-codes", json={"code": "STRAT-01"})
+    booked = api.post(path, json=entry)
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["id"] and {k: booked.json()[k] for k in entry} == entry
+    assert api.get(path).json()["items"] == [booked.json()]
+    assert httpx.get(f"{sim[0]}/_sim/state").json()["time_entries"] == {"ENG-ACME-0001": [booked.json()]}
+    assert api.post(path, json={**entry, "hours": 0}).status_code == 422
+    assert api.post("/projects/ENG-NOPE/time-entries", json=entry).status_code == 404

@@ -3,8 +3,9 @@
 Every write is "ensure": it states the wanted value (PATCH of a field, billing code by code), so a
 repeat is harmless; each also sends an ``Idempotency-Key`` derived from the caller's key and the
 operation (``<key>:workspace-link`` ...), so one key (an event id, say) may serve several calls, and a
-write whose answer was lost (timeout) may be retried. Errors follow the hub's tree: 404 is
-:class:`ProjectNotFound` / :class:`ClientNotFound`, other 4xx ``UpstreamRejected`` (permanent),
+write whose answer was lost (timeout) may be retried. Milestones are ensured by name
+(:meth:`ErpClient.ensure_milestone`). Errors follow the hub's tree: 404 is :class:`ProjectNotFound` /
+:class:`ClientNotFound` / :class:`InvoiceNotFound`, other 4xx ``UpstreamRejected`` (permanent),
 5xx, 429, timeouts and an open circuit ``UpstreamUnavailable`` (retryable, with ``retry_after``).
 """
 
@@ -38,6 +39,10 @@ class ProjectNotFound(ErpNotFound):
 
 class ClientNotFound(ErpNotFound):
     """The ERP has no client with this id."""
+
+
+class InvoiceNotFound(ErpNotFound):
+    """The ERP has no invoice with this number."""
 
 
 class _Record(BaseModel):
@@ -100,6 +105,40 @@ class BillingCode(_Record):
 
     code: str
     active: bool
+
+
+class Milestone(_Record):
+    """A billing milestone of a project; its ``name`` is the key shared with the contract documents."""
+
+    id: str
+    name: str
+    amount: Money
+    due_date: date | None = None
+    status: Literal["open", "achieved", "invoiced"] = "open"
+
+
+class Invoice(_Record):
+    """An invoice as the ERP holds it: a draft until finalised."""
+
+    number: str
+    project_code: str
+    amount: Money
+    #: The billed month, ``YYYY-MM``.
+    period: str
+    milestone_id: str | None = None
+    status: Literal["draft", "final"]
+    updated_at: datetime
+
+
+class TimeEntry(_Record):
+    """Hours booked on a project under a billing code."""
+
+    id: str
+    project_code: str
+    date: date
+    hours: float
+    billing_code: str
+    person: str
 
 
 def _parse(model: type[_Model], payload: Any, target: str) -> _Model:
@@ -179,6 +218,44 @@ class ErpClient:
                               not_found=ProjectNotFound(f"erp: project {code!r} not found"))
         return [_parse(BillingCode, item, "erp") for item in response.json().get("items", [])]
 
+    def milestones(self, code: str) -> list[Milestone]:
+        """The milestones of a project."""
+        response = self._call("GET", f"/projects/{quote(code, safe='')}/milestones",
+                              not_found=ProjectNotFound(f"erp: project {code!r} not found"))
+        return [_parse(Milestone, item, "erp") for item in response.json().get("items", [])]
+
+    def milestone_name(self, code: str, milestone_id: str) -> str | None:
+        """The name of a milestone of a project; ``None`` when the project has no such milestone."""
+        return next((m.name for m in self.milestones(code) if m.id == milestone_id), None)
+
+    def time_entries(self, code: str) -> list[TimeEntry]:
+        """The time entries booked on a project."""
+        response = self._call("GET", f"/projects/{quote(code, safe='')}/time-entries",
+                              not_found=ProjectNotFound(f"erp: project {code!r} not found"))
+        return [_parse(TimeEntry, item, "erp") for item in response.json().get("items", [])]
+
+    def list_invoices(self, *, project_code: str | None = None, status: str | None = None) -> list[Invoice]:
+        """Invoices, optionally of one project and/or one status (``draft``, ``final``), all pages read."""
+        params: dict[str, Any] = {}
+        if project_code is not None:
+            params["project_code"] = project_code
+        if status is not None:
+            params["status"] = status
+        invoices: list[Invoice] = []
+        while True:
+            page = self._call("GET", "/invoices", params=params).json()
+            invoices += [_parse(Invoice, item, "erp") for item in page.get("items", [])]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return invoices
+            params["cursor"] = cursor
+
+    def get_invoice(self, number: str) -> Invoice:
+        """One invoice by its number; ``InvoiceNotFound`` when the ERP has none."""
+        response = self._call("GET", f"/invoices/{quote(number, safe='')}", not_found=InvoiceNotFound(
+            f"erp: invoice {number!r} not found"))
+        return _parse(Invoice, response.json(), "erp")
+
     # -- writes ("ensure") --------------------------------------------------------------------------
 
     def update_project(self, code: str, changes: Mapping[str, Any], *, idempotency_key: str,
@@ -213,6 +290,29 @@ class ErpClient:
                        not_found=ProjectNotFound(f"erp: project {code!r} not found"))
         return self.update_project(code, {"billing_codes_active": True},
                                    idempotency_key=f"{idempotency_key}:billing-codes-active")
+
+    def ensure_milestone(self, code: str, name: str, amount: Money, due_date: date | None, *,
+                         idempotency_key: str) -> Milestone:
+        """Ensure the project has a milestone called ``name`` with this amount and due date.
+
+        Adds it when no milestone has that name; patches amount and due date when they differ; sends
+        nothing when they are equal. Returns the milestone as the ERP then holds it.
+        """
+        path = f"/projects/{quote(code, safe='')}/milestones"
+        not_found = ProjectNotFound(f"erp: project {code!r} not found")
+        wanted = {"amount": amount.model_dump(), "due_date": None if due_date is None else due_date.isoformat()}
+        key = f"{idempotency_key}:milestone:{quote(name, safe='')}"
+        existing = next((m for m in self.milestones(code) if m.name == name), None)
+        if existing is None:
+            response = self._call("POST", path, json={"name": name, **wanted}, idempotency_key=key,
+                                  not_found=not_found)
+            return _parse(Milestone, response.json(), "erp")
+        same_amount = (existing.amount.amount_minor, existing.amount.currency) == (amount.amount_minor, amount.currency)
+        if same_amount and existing.due_date == due_date:
+            return existing
+        response = self._call("PATCH", f"{path}/{quote(existing.id, safe='')}", json=wanted,
+                              idempotency_key=f"{key}:update", not_found=not_found)
+        return _parse(Milestone, response.json(), "erp")
 
     def _call(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
               headers: Mapping[str, str] | None = None, idempotency_key: str | None = None,

@@ -11,7 +11,21 @@ are ``{"error": <code>, "message": ...}``)::
     POST /projects                       GET|PATCH /projects/{code}   (ETag / If-Match: <version>)
     GET|POST /projects/{code}/milestones PATCH /projects/{code}/milestones/{id}
     GET|POST /projects/{code}/billing-codes   (POST is idempotent by code)
-    GET|POST /invoices                   POST /invoices/{number}/finalize
+    GET|POST /projects/{code}/time-entries
+    GET|POST /invoices?project_code=&status=   GET /invoices/{number}   POST /invoices/{number}/finalize
+
+Time entries (``{"date", "hours", "billing_code", "person"}`` -> 201 with an ``id``) are refused with
+409 ``time_entry_disabled`` while the project's ``time_entry_enabled`` is false and 409
+``billing_code_inactive`` while the billing code is missing or inactive. An invoice's ``milestone_id``
+must be a milestone of its project (422 ``unknown_milestone``).
+
+Finalising: with ``ErpSimConfig.readiness`` (a :class:`ReadinessGate`) set, finalising a draft first
+asks the gate (``GET`` of its URL template, ``Authorization: Bearer <api_key>``; see
+:mod:`connectors.erp.simulator_gate`). ``"status": "ready"`` finalises; ``"held"`` answers 409
+``{"error": "invoice_held", "message", "hold_reasons": [...]}``; anything else (non-200, bad JSON,
+timeout, refused connection) answers 503 ``readiness_unavailable``: the gate fails closed, and the
+invoice stays draft in both cases. Finalising a final invoice is a no-op 200 that asks nothing.
+Without a gate, finalising always succeeds. Every gate call is logged in ``readiness_checks``.
 
 Every POST and PATCH honours ``Idempotency-Key``: the same key with the same method, path and body
 replays the first 2xx answer (``Idempotent-Replayed: true``); with anything else it is 422. A PATCH
@@ -19,10 +33,12 @@ that changes nothing keeps the version and sends no event.
 
 Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopback::
 
-    GET|PUT /_sim/faults (see connectors.faults)   GET /_sim/state   POST /_sim/reset
+    GET|PUT /_sim/faults (see connectors.faults)   POST /_sim/reset
+    GET /_sim/state   (clients, projects, milestones, invoices, billing_codes, time_entries, readiness_checks)
     GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10
 
-Project creates and updates, and client creates and updates, are posted to the hub as signed
+Project creates and updates, client creates and updates, and invoice drafts
+(``erp.invoice.drafted.v1``, ``milestone`` being the milestone's name) are posted to the hub as signed
 CloudEvents (see :mod:`connectors.erp.simulator_webhooks`). Imports nothing of the hub runtime.
 """
 
@@ -43,6 +59,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.erp.simulator_gate import ReadinessGate, ask
 from connectors.erp.simulator_state import (
     BillingCodeIn,
     ClientIn,
@@ -55,17 +72,19 @@ from connectors.erp.simulator_state import (
     ProjectPatch,
     ProjectStatus,
     SimError,
+    TimeEntryIn,
 )
-from connectors.erp.simulator_webhooks import Outbox, WebhookConfig, client_event, project_event
+from connectors.erp.simulator_webhooks import Outbox, WebhookConfig, client_event, invoice_event, project_event
 from connectors.faults import FaultInjector, FaultMiddleware, FaultPlan
 from connectors.sim_outbox import delivery_routes
 
-__all__ = ["ErpSimConfig", "WebhookConfig", "create_app", "run"]
+__all__ = ["ErpSimConfig", "ReadinessGate", "WebhookConfig", "create_app", "run"]
 
 
 @dataclass(frozen=True)
 class ErpSimConfig:
-    """How a simulated ERP behaves: its API token, faults and where its webhooks go."""
+    """How a simulated ERP behaves: its API token, faults, where its webhooks go and whom it asks before
+    finalising an invoice."""
 
     token: str = "erp-sim-token"  # noqa: S105 - the default of hub.settings.Settings.erp_token
     faults: FaultPlan = dataclasses.field(default_factory=FaultPlan)
@@ -73,6 +92,8 @@ class ErpSimConfig:
     webhook: WebhookConfig | None = None
     #: The ERP's clock (UTC); ``updated_at`` stays strictly increasing whatever it says.
     clock: Callable[[], datetime] | None = None
+    #: ``None``: invoices are finalised without asking; otherwise the gate must answer ``ready`` first.
+    readiness: ReadinessGate | None = None
 
 
 def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None, **details: Any
@@ -222,6 +243,15 @@ class _Api:
                 return (201 if created else 200), record, {}
             return self.idempotent(request, body.model_dump(mode="json", exclude_unset=True), action)
 
+        @api.get("/projects/{code}/time-entries")
+        async def list_time_entries(code: str) -> dict[str, Any]:
+            return {"items": state.time_entries_of(code), "next_cursor": None}
+
+        @api.post("/projects/{code}/time-entries", status_code=201)
+        async def add_time_entry(code: str, body: TimeEntryIn, request: Request) -> JSONResponse:
+            return self.idempotent(request, body.model_dump(mode="json", exclude_unset=True),
+                                   lambda: (201, state.add_time_entry(code, body), {}))
+
         @api.get("/invoices")
         async def list_invoices(project_code: str | None = None,
                                 status: Literal["draft", "final"] | None = None) -> dict[str, Any]:
@@ -229,11 +259,31 @@ class _Api:
 
         @api.post("/invoices", status_code=201)
         async def create_invoice(body: InvoiceIn, request: Request) -> JSONResponse:
-            return self.idempotent(request, body.model_dump(mode="json", exclude_unset=True),
-                                   lambda: (201, state.create_invoice(body), {}))
+            def action() -> tuple[int, Any, dict[str, str]]:
+                invoice = state.create_invoice(body)
+                milestone = None if invoice["milestone_id"] is None else state.milestone_name(
+                    invoice["project_code"], invoice["milestone_id"])
+                self.emit(invoice_event(invoice, milestone=milestone, source=self.source()))
+                return 201, invoice, {"location": f"/api/v1/invoices/{invoice['number']}"}
+            return self.idempotent(request, body.model_dump(mode="json", exclude_unset=True), action)
+
+        @api.get("/invoices/{number}")
+        async def get_invoice(number: str) -> dict[str, Any]:
+            return state.invoice(number)
 
         @api.post("/invoices/{number}/finalize")
         async def finalize_invoice(number: str) -> dict[str, Any]:
+            gate = self.config.readiness
+            if gate is None or state.invoice(number)["status"] == "final":
+                return state.finalize_invoice(number)
+            answer = await ask(gate, number)
+            state.record_readiness_check(number, answer.outcome, http_status=answer.http_status, error=answer.error)
+            if answer.outcome == "held":
+                raise SimError(409, "invoice_held", f"invoice {number!r} is held by the readiness gate",
+                               hold_reasons=answer.hold_reasons)
+            if answer.outcome != "ready":
+                raise SimError(503, "readiness_unavailable",
+                               f"the readiness of invoice {number!r} could not be checked: {answer.error}")
             return state.finalize_invoice(number)
 
         return api

@@ -1,4 +1,5 @@
-"""The ERP simulator's records and rules: clients, projects, milestones, invoices and billing codes.
+"""The ERP simulator's records and rules: clients, projects, milestones, invoices, billing codes,
+time entries, and the log of readiness-gate calls made before finalising invoices.
 
 Records are kept as JSON-ready dicts (snake_case, ISO dates, ``updated_at`` in UTC with
 milliseconds, strictly increasing). Failures are :class:`SimError` with the HTTP status the API
@@ -152,6 +153,15 @@ class InvoiceIn(_In):
     milestone_id: str | None = None
 
 
+class TimeEntryIn(_In):
+    """Hours a person books on a project under one of its billing codes."""
+
+    date: date
+    hours: float = Field(gt=0, le=24)
+    billing_code: str = Field(pattern=_CODE)
+    person: str = Field(min_length=1)
+
+
 class BillingCodeIn(_In):
     """A billing code of a project (created, or its ``active`` flag set)."""
 
@@ -194,6 +204,9 @@ class ErpState:
             self.milestones: dict[str, list[dict[str, Any]]] = {}
             self.invoices: dict[str, dict[str, Any]] = {}
             self.billing_codes: dict[str, dict[str, dict[str, Any]]] = {}
+            self.time_entries: dict[str, list[dict[str, Any]]] = {}
+            #: Every call to the readiness gate: ``{"number", "outcome", "http_status", "error", "checked_at"}``.
+            self.readiness_checks: list[dict[str, Any]] = []
             self.idempotency: dict[str, tuple[str, int, Any]] = {}
             self._last: datetime | None = None
             self._serial = 0
@@ -215,7 +228,8 @@ class ErpState:
         with self.lock:
             return copy.deepcopy({"clients": list(self.clients.values()), "projects": list(self.projects.values()),
                                   "milestones": self.milestones, "invoices": list(self.invoices.values()),
-                                  "billing_codes": {k: list(v.values()) for k, v in self.billing_codes.items()}})
+                                  "billing_codes": {k: list(v.values()) for k, v in self.billing_codes.items()},
+                                  "time_entries": self.time_entries, "readiness_checks": self.readiness_checks})
 
     # -- clients ------------------------------------------------------------------------------------
 
@@ -268,7 +282,7 @@ class ErpState:
             record["custom_fields"] = {"workspace_url": None, **record["custom_fields"]}
             record.update(version=1, updated_at=self._now())
             self.projects[body.code] = record
-            self.milestones[body.code], self.billing_codes[body.code] = [], {}
+            self.milestones[body.code], self.billing_codes[body.code], self.time_entries[body.code] = [], {}, []
             return copy.deepcopy(record)
 
     def patch_project(self, code: str, patch: ProjectPatch, *, if_match: int | None
@@ -332,6 +346,21 @@ class ErpState:
                     return dict(record)
             raise SimError(404, "not_found", f"milestone {milestone_id!r} of {code!r} not found")
 
+    def milestone_name(self, code: str, milestone_id: str) -> str | None:
+        """The name of a milestone of a project; ``None`` when the project has no such milestone."""
+        with self.lock:
+            for record in self.milestones.get(code, []):
+                if record["id"] == milestone_id:
+                    return str(record["name"])
+            return None
+
+    def invoice(self, number: str) -> dict[str, Any]:
+        """One invoice; 404 when unknown."""
+        with self.lock:
+            if number not in self.invoices:
+                raise SimError(404, "not_found", f"invoice {number!r} not found")
+            return copy.deepcopy(self.invoices[number])
+
     def list_invoices(self, *, project_code: str | None, status: str | None) -> list[dict[str, Any]]:
         """Invoices, optionally of one project or status."""
         with self.lock:
@@ -340,13 +369,18 @@ class ErpState:
                     and (status is None or i["status"] == status)]
 
     def create_invoice(self, body: InvoiceIn) -> dict[str, Any]:
-        """Draft an invoice for a project."""
+        """Draft an invoice for a project; 422 when ``milestone_id`` is not a milestone of that project."""
         with self.lock:
             self.project(body.project_code)
+            if body.milestone_id is not None and self.milestone_name(body.project_code, body.milestone_id) is None:
+                raise SimError(422, "unknown_milestone",
+                               f"milestone {body.milestone_id!r} of {body.project_code!r} does not exist")
             number = body.number or self._next_id("INV")
             if number in self.invoices:
                 raise SimError(409, "conflict", f"invoice {number!r} exists")
-            record = {**body.model_dump(mode="json"), "number": number, "status": "draft", "updated_at": self._now()}
+            now = self._now()
+            record = {**body.model_dump(mode="json"), "number": number, "status": "draft", "drafted_at": now,
+                      "updated_at": now}
             self.invoices[number] = record
             return dict(record)
 
@@ -359,6 +393,15 @@ class ErpState:
             if record["status"] != "final":
                 record.update(status="final", updated_at=self._now())
             return dict(record)
+
+    def record_readiness_check(self, number: str, outcome: str, *, http_status: int | None, error: str | None
+                               ) -> dict[str, Any]:
+        """Log one call to the readiness gate."""
+        with self.lock:
+            entry = {"number": number, "outcome": outcome, "http_status": http_status, "error": error,
+                     "checked_at": _iso(self._clock())}
+            self.readiness_checks.append(entry)
+            return dict(entry)
 
     def billing_codes_of(self, code: str) -> list[dict[str, Any]]:
         """The billing codes of a project."""
@@ -378,6 +421,30 @@ class ErpState:
             record = {"code": body.code, "project_code": code, "active": body.active, "updated_at": self._now()}
             self.billing_codes[code][body.code] = record
             return dict(record), True
+
+    # -- time entries -------------------------------------------------------------------------------
+
+    def time_entries_of(self, code: str) -> list[dict[str, Any]]:
+        """The time entries booked on a project."""
+        with self.lock:
+            self.project(code)
+            return copy.deepcopy(self.time_entries[code])
+
+    def add_time_entry(self, code: str, body: TimeEntryIn) -> dict[str, Any]:
+        """Book time: 409 ``time_entry_disabled`` unless the project takes time, 409 ``billing_code_inactive``
+        unless the billing code exists on the project and is active."""
+        with self.lock:
+            project = self.project(code)
+            if not project["time_entry_enabled"]:
+                raise SimError(409, "time_entry_disabled", f"project {code!r} is not open for time entry")
+            billing_code = self.billing_codes[code].get(body.billing_code)
+            if billing_code is None or not billing_code["active"]:
+                raise SimError(409, "billing_code_inactive",
+                               f"billing code {body.billing_code!r} of {code!r} is missing or inactive")
+            record = {"id": self._next_id("TE"), "project_code": code, **body.model_dump(mode="json"),
+                      "created_at": self._now()}
+            self.time_entries[code].append(record)
+            return dict(record)
 
 
 def _checked_timestamp(value: str) -> str:

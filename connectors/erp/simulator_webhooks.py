@@ -1,17 +1,19 @@
 """The ERP simulator's outbound webhooks: signed structured CloudEvents posted from an outbox thread.
 
-Like an ERP's posting script, every project or client change becomes one CloudEvent (structured
-mode, ``application/cloudevents+json``) whose ``data`` uses the hub's Avro JSON form (dates as days
-since 1970-01-01, timestamps as epoch milliseconds). It is signed with Standard Webhooks and posted
-by one background thread, in the order of the changes, so an API call never waits for it. Network
-errors, 408, 429 and 5xx are retried with exponential backoff (``Retry-After`` honoured); any other
-4xx stops at once. Every event has an entry in the delivery log.
+Like an ERP's posting script, every project or client change, and every drafted invoice
+(``erp.invoice.drafted.v1``, subject the invoice number, ``milestone`` the milestone's name), becomes
+one CloudEvent (structured mode, ``application/cloudevents+json``) whose ``data`` uses the hub's Avro
+JSON form (dates as days since 1970-01-01, timestamps as epoch milliseconds). It is signed with
+Standard Webhooks and posted by one background thread, in the order of the changes, so an API call
+never waits for it. Network errors, 408, 429 and 5xx are retried with exponential backoff
+(``Retry-After`` honoured); any other 4xx stops at once. Every event has an entry in the delivery log.
 
 Imports nothing of the hub: the simulator stands for another company's system.
 """
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import json
 from dataclasses import dataclass
@@ -84,6 +86,26 @@ def project_data(project: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def period_bounds(period: str) -> tuple[date, date]:
+    """The first and last day of a ``YYYY-MM`` billing period."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def invoice_data(invoice: dict[str, Any], *, milestone: str | None) -> dict[str, Any]:
+    """A draft invoice in the Avro JSON form of ``hub.erp.InvoiceDrafted``; ``milestone`` is the milestone's name."""
+    start, end = period_bounds(invoice["period"])
+    return {
+        "invoice_number": invoice["number"],
+        "project_code": invoice["project_code"],
+        "amount": {"amount_minor": invoice["amount"]["amount_minor"], "currency": invoice["amount"]["currency"]},
+        "period_start": (start - _EPOCH).days,
+        "period_end": (end - _EPOCH).days,
+        "milestone": milestone,
+        "drafted_at": epoch_ms(invoice["drafted_at"]),
+    }
+
+
 def client_data(client: dict[str, Any]) -> dict[str, Any]:
     """A client record in the Avro JSON form of ``hub.erp.ClientUpserted``."""
     return {
@@ -127,6 +149,21 @@ def client_event(client: dict[str, Any], *, source: str) -> dict[str, Any]:
         "sequence": f"{client['version']:020d}",
         "datacontenttype": "application/json",
         "data": client_data(client),
+    }
+
+
+def invoice_event(invoice: dict[str, Any], *, milestone: str | None, source: str) -> dict[str, Any]:
+    """The structured CloudEvent announcing a drafted invoice (ordered with its project's events)."""
+    return {
+        "specversion": "1.0",
+        "type": "erp.invoice.drafted.v1",
+        "source": source,
+        "id": f"invoice:{invoice['number']}:drafted",
+        "time": invoice["drafted_at"],
+        "subject": invoice["number"],
+        "partitionkey": f"project:{invoice['project_code']}",
+        "datacontenttype": "application/json",
+        "data": invoice_data(invoice, milestone=milestone),
     }
 
 
