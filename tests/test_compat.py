@@ -137,9 +137,11 @@ def test_a_changed_shared_type_needs_a_bump_of_every_event_using_it(current: Pat
     assert sorted(reasons(unbumped)) == [
         ("hub.dms.DocumentStateChanged", "dms.document.state_changed.v1"),
         ("hub.esign.EnvelopeCompleted", "esign.envelope.completed.v1"),
+        ("hub.hub.EngagementActivated", "hub.engagement.activated.v1"),
     ]
     edit(current, "hub.dms.DocumentStateChanged", bump)
     edit(current, "hub.esign.EnvelopeCompleted", bump)
+    edit(current, "hub.hub.EngagementActivated", bump)
     assert check_backward(current, released) == []
 
 

@@ -14,6 +14,7 @@ import httpx
 
 from connectors.http import Http
 from hub.errors import UpstreamRejected
+from hub.settings import Settings
 
 __all__ = ["DEFAULT_TIMEOUT", "DocuSignClient", "EnvelopeNotFound"]
 
@@ -44,6 +45,12 @@ class DocuSignClient:
         client.base_url = httpx.URL(base_url)
         client.headers["authorization"] = f"Bearer {token}"
         return cls(Http(client, target="docusign"), account_id=account_id)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client: httpx.Client | None = None) -> DocuSignClient:
+        """A client for ``settings.docusign_account_id`` at ``settings.docusign_url``."""
+        return cls.create(settings.docusign_url, settings.docusign_token.get_secret_value(),
+                          account_id=settings.docusign_account_id, client=client)
 
     def close(self) -> None:
         """Close the underlying ``httpx.Client``."""

@@ -9,7 +9,9 @@ event is acknowledged and dropped. The Connect configuration must include the en
 recipients, custom fields and documents. The envelope's text custom fields carry the business data:
 
 - ``project_code`` (required) and ``document_class`` (required, e.g. ``SOW`` or ``engagement letter``);
-- ``contract_value`` with ``contract_currency`` (ISO 4217), ``start_date``, ``end_date`` (optional).
+- ``contract_value`` with ``contract_currency`` (ISO 4217), ``start_date``, ``end_date`` (optional);
+- ``milestone.1``, ``milestone.2``, ... (optional, change orders): ``name;amount;due date`` such as
+  ``Phase 2 build;12,000.00;2027-03-31`` (the due date may be left empty), in ``contract_currency``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.signatures import (
@@ -32,6 +33,7 @@ from connectors.signatures import (
 )
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
 from hub.events import CloudEvent, SchemaLookup, make_event
+from hub.money import minor_units
 
 __all__ = ["COMPLETED_EVENT", "EVENT_TYPE", "parse", "to_event", "verify"]
 
@@ -42,10 +44,6 @@ EVENT_TYPE = "esign.envelope.completed.v1"
 
 _SIGNATURE_HEADER = re.compile(r"^x-docusign-signature-[0-9]+$", re.IGNORECASE)
 _FIELDS = "data.envelopeSummary.customFields.textCustomFields"
-# ISO 4217 currencies whose minor unit is not the cent; every other code has two decimals.
-_MINOR_DIGITS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-                 "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
-
 
 def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[str]) -> None:
     """Accept ``body`` when any ``X-DocuSign-Signature-N`` header is its HMAC under any of ``keys``."""
@@ -92,6 +90,7 @@ def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str)
         "value": _money(fields),
         "start_date": _date(fields, "start_date"),
         "end_date": _date(fields, "end_date"),
+        "milestones": _milestones(fields),
     }
     try:
         return make_event(
@@ -187,19 +186,51 @@ def _money(fields: Mapping[str, str]) -> dict[str, Any] | None:
         missing = "contract_value" if amount is None else "contract_currency"
         path = f"{_FIELDS}[name={missing}]"
         raise InvalidEvent(f"{path} is required when the other half of the contract value is set", field=path)
-    code = currency.upper()
+    return _amount(amount, _currency(currency), f"{_FIELDS}[name=contract_value]")
+
+
+def _currency(text: str) -> str:
+    code = text.upper()
     if not re.fullmatch(r"[A-Z]{3}", code):
         path = f"{_FIELDS}[name=contract_currency]"
         raise InvalidEvent(f"{path} is not an ISO 4217 code", field=path)
-    path = f"{_FIELDS}[name=contract_value]"
+    return code
+
+
+def _milestones(fields: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``milestone.N`` fields, in N order, as ``hub.common.Milestone`` records."""
+    numbered: list[tuple[int, str, str]] = []
+    for name, text in fields.items():
+        match = re.fullmatch(r"milestone\.([0-9]{1,3})", name)
+        if match:
+            numbered.append((int(match.group(1)), name, text))
+    if not numbered:
+        return []
+    currency = fields.get("contract_currency")
+    if currency is None:
+        path = f"{_FIELDS}[name=contract_currency]"
+        raise InvalidEvent(f"{path} is required when milestones are set", field=path)
+    code = _currency(currency)
+    result: list[dict[str, Any]] = []
+    for _, name, text in sorted(numbered):
+        path = f"{_FIELDS}[name={name}]"
+        parts = [part.strip() for part in text.split(";")]
+        if len(parts) not in (2, 3) or not parts[0]:
+            raise InvalidEvent(f"{path} must be 'name;amount;due date'", field=path)
+        due = parts[2] if len(parts) == 3 else ""
+        try:
+            due_date = date.fromisoformat(due) if due else None
+        except ValueError:
+            raise InvalidEvent(f"{path} has a due date that is not YYYY-MM-DD", field=path) from None
+        result.append({"name": parts[0], "amount": _amount(parts[1], code, path), "due_date": due_date})
+    return result
+
+
+def _amount(amount: str, code: str, path: str) -> dict[str, Any]:
     try:
-        # People write "125,000.00": thousands separators are dropped, the point is the decimal mark.
-        minor = Decimal(amount.replace(",", "")).scaleb(_MINOR_DIGITS.get(code, 2))
-    except InvalidOperation:
-        raise InvalidEvent(f"{path} is not a decimal amount", field=path) from None
-    if not minor.is_finite() or minor != minor.to_integral_value():
-        raise InvalidEvent(f"{path} has more decimals than {code} allows", field=path)
-    return {"amount_minor": int(minor), "currency": code}
+        return {"amount_minor": minor_units(amount, code), "currency": code}
+    except ValueError as exc:
+        raise InvalidEvent(f"{path}: {exc}", field=path) from None
 
 
 def _date(fields: Mapping[str, str], name: str) -> date | None:

@@ -1,0 +1,28 @@
+"""Amounts as people write them ("125,000.00") to minor units of an ISO 4217 currency."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+__all__ = ["minor_units"]
+
+# ISO 4217 currencies whose minor unit is not the cent; every other code has two decimals.
+_MINOR_DIGITS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+                 "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
+
+
+def minor_units(amount: str, currency: str) -> int:
+    """``amount`` in minor units of ``currency``; ValueError names what is wrong.
+
+    Thousands separators (``,``) are dropped and the point is the decimal mark.
+    """
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ValueError(f"{currency!r} is not an ISO 4217 code")
+    try:
+        minor = Decimal(amount.strip().replace(",", "")).scaleb(_MINOR_DIGITS.get(currency, 2))
+    except InvalidOperation:
+        raise ValueError(f"{amount!r} is not a decimal amount") from None
+    if not minor.is_finite() or minor != minor.to_integral_value():
+        raise ValueError(f"{amount!r} has more decimals than {currency} allows")
+    return int(minor)
