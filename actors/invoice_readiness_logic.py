@@ -12,28 +12,24 @@ stream, with duplicates and replays, folds to the same facts as the ordered stre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hub.errors import InvalidEvent
 from hub.policy import DocumentClass, EngagementType, Region
+from hub.policy_documents import (
+    Checklist,
+    DocumentState,
+    HoldCode,
+    ReadinessRules,
+    Requirement,
+    Scope,
+    SignedClass,
+)
 
-DocumentState = Literal["draft", "in_review", "approved", "signed", "rejected", "superseded"]
 ReadinessStatus = Literal["ready", "held"]
-HoldCode = Literal[
-    "DELIVERABLE_NOT_APPROVED", "RETENTION_LABEL_MISSING", "UNSIGNED_CHANGE_ORDER", "CUSTOMER_APPROVAL_MISSING",
-    "SERVICE_REPORT_MISSING", "CHANGE_RECORD_MISSING", "SOW_NOT_SIGNED", "ENGAGEMENT_LETTER_NOT_SIGNED",
-    "INVOICE_NOT_DRAFTED",
-]
-#: Which documents a requirement looks at: those linked to the invoice (by invoice number or milestone),
-#: or any document of the project.
-Scope = Literal["invoice", "project"]
-#: Classes a checklist may require to be signed whenever one exists, with the code that names them.
-SignedClass = Literal["change_order", "sow", "engagement_letter"]
 _UNSIGNED: dict[SignedClass, HoldCode] = {
     "change_order": "UNSIGNED_CHANGE_ORDER",
     "sow": "SOW_NOT_SIGNED",
@@ -48,50 +44,9 @@ _STATE_RANK: dict[DocumentState, int] = {
 _WITHDRAWN: frozenset[DocumentState] = frozenset({"superseded"})
 
 
-# --------------------------------------------------------------------------------------------- rules
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Requirement(_Model):
-    """One line of a checklist: documents of a class, in an accepted state, with a hold code when lacking.
-
-    ``every_document``: each relevant document must be accepted (deliverables); otherwise one accepted
-    document is enough (a signed SOW). ``retention_label``: accepted documents must also carry the
-    jurisdiction's retention label. ``envelope_counts``: a completed e-signature envelope of the class
-    counts as a signed document.
-    """
-
-    document_class: DocumentClass
-    code: HoldCode
-    states: frozenset[DocumentState] = frozenset({"approved", "signed"})
-    scope: Scope = "invoice"
-    every_document: bool = False
-    retention_label: bool = False
-    envelope_counts: bool = False
-
-
-class Checklist(_Model):
-    """What an invoice of one engagement type needs; ``must_be_signed`` classes hold while unsigned."""
-
-    requirements: tuple[Requirement, ...] = ()
-    must_be_signed: tuple[SignedClass, ...] = ("change_order",)
-
-
-class ReadinessRules(_Model):
-    """The checklist of every engagement type."""
-
-    checklists: dict[EngagementType, Checklist] = Field(default_factory=dict)
-
-    def checklist_for(self, engagement_type: EngagementType) -> Checklist:
-        """The checklist of an engagement type (an empty one when the rules do not name it)."""
-        return self.checklists.get(engagement_type, Checklist())
-
-
 def default_rules() -> ReadinessRules:
-    """The firm's default gate: engineering, managed services, consulting and legal."""
+    """The firm's default gate (the one ``actors/default_policy.yaml`` states): engineering, managed
+    services, consulting and legal."""
     signed: frozenset[DocumentState] = frozenset({"signed"})
     return ReadinessRules(checklists={
         "engineering": Checklist(requirements=(
@@ -341,7 +296,8 @@ def _linked(doc: DocumentStateChanged, facts: InvoiceFacts, scope: Scope) -> boo
         facts.milestone is not None and doc.milestone == facts.milestone)
 
 
-def _check(requirement: Requirement, facts: InvoiceFacts, expected_label: str) -> list[HoldReason]:
+def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[DocumentClass], str]
+           ) -> list[HoldReason]:
     cls = requirement.document_class
     docs = sorted((doc for doc in facts.documents.values()
                    if doc.document_class == cls and doc.state not in _WITHDRAWN
@@ -358,6 +314,7 @@ def _check(requirement: Requirement, facts: InvoiceFacts, expected_label: str) -
     if not accepted and not envelopes and not (requirement.every_document and docs):
         reasons.append(HoldReason(requirement.code, cls, f"no {wanted} {cls} {where}"))
     if requirement.retention_label:
+        expected_label = label_for(cls)
         for doc in accepted:
             applied = facts.retention.get(doc.document_id)
             if applied is None or applied.retention_label != expected_label:
@@ -367,19 +324,22 @@ def _check(requirement: Requirement, facts: InvoiceFacts, expected_label: str) -
     return reasons
 
 
-def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *, expected_retention_label: str) -> Readiness:
+def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *,
+             expected_retention_label: str | Callable[[DocumentClass], str]) -> Readiness:
     """Whether the invoice may be finalised, with every hold reason.
 
     ``expected_retention_label`` is the jurisdiction's label for the checked documents (from the
-    retention policy, for the project's region, country and client).
+    retention policy, for the project's region, country and client): one label, or one per class.
     """
+    label = expected_retention_label
+    label_for: Callable[[DocumentClass], str] = (lambda _: label) if isinstance(label, str) else label
     checklist = rules.checklist_for(facts.engagement_type)
     reasons: list[HoldReason] = []
     if facts.drafted is None:
         reasons.append(HoldReason("INVOICE_NOT_DRAFTED", facts.invoice_number,
                                   f"the ERP has not drafted invoice {facts.invoice_number}"))
     for requirement in checklist.requirements:
-        reasons += _check(requirement, facts, expected_retention_label)
+        reasons += _check(requirement, facts, label_for)
     for doc in facts.documents.values():
         for signed in checklist.must_be_signed:
             if doc.document_class == signed and doc.state in ("draft", "in_review"):

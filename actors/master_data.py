@@ -112,6 +112,8 @@ def register(runtime: Runtime, *, rules: MappingRules, graph: GraphClient, cross
         if record.get("platform") != "sharepoint" or not item:
             return
         fields = graph.fields(str(item))
+        if fields.get("DocumentClass"):
+            return  # a classified document, not a workspace: document intake reads it
         version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
             version_of(event)
         for event_type in ("workspace.project", "workspace.client"):

@@ -11,5 +11,9 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "erp.project.created.v1": ("provisioning", "master_data"),
     "erp.project.updated.v1": ("provisioning", "master_data"),
     "dms.workspace.provisioned.v1": ("master_data",),
-    "dms.change.notified.v1": ("master_data",),
+    "dms.change.notified.v1": ("master_data", "document_intake"),
+    "esign.envelope.completed.v1": ("document_workflow", "invoice_readiness"),
+    "dms.document.state_changed.v1": ("document_workflow", "invoice_readiness"),
+    "dms.document.retention_applied.v1": ("invoice_readiness",),
+    "erp.invoice.drafted.v1": ("invoice_readiness",),
 }

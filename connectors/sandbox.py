@@ -1,9 +1,12 @@
 """The simulated systems side by side, for the demo and the integration tests: the ERP simulator
-(posting signed CloudEvents to the hub's ingress) and the SharePoint/Graph simulator, each on its own
-loopback port, served from background threads."""
+(posting signed CloudEvents to the hub's ingress, and asking the hub's hard-stop check before it
+finalises an invoice), the SharePoint/Graph simulator and the DocuSign simulator (Connect
+notifications to the hub's DocuSign webhook), each on its own loopback port, served from background
+threads."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -11,7 +14,9 @@ from typing import Any
 
 import httpx
 
-from connectors.erp.simulator import ErpSimConfig
+from connectors.docusign.simulator import ConnectConfig, DocuSignSimConfig
+from connectors.docusign.simulator import create_app as docusign_app
+from connectors.erp.simulator import ErpSimConfig, ReadinessGate
 from connectors.erp.simulator import create_app as erp_app
 from connectors.erp.simulator_webhooks import WebhookConfig
 from connectors.faults import FaultPlan
@@ -22,6 +27,11 @@ from hub.settings import Settings
 
 #: The CloudEvents source the simulated ERP claims.
 ERP_SOURCE = "erp-sim://acme-psa/prod"
+#: The ingress source ids of the simulated DocuSign account and SharePoint tenant.
+DOCUSIGN_SOURCE_ID = "docusign-sim"
+GRAPH_SOURCE_ID = "sharepoint-sim"
+#: The DocuSign account of the simulator.
+DOCUSIGN_ACCOUNT = "acme-firm"
 
 
 @dataclass(frozen=True)
@@ -33,11 +43,95 @@ class Sandbox:
     erp_token: str
     graph_token: str
     drive_id: str
+    docusign_url: str = ""
+    docusign_token: str = "docusign-sim-token"  # noqa: S105 - the simulator's well-known default
 
     def settings(self, base: Settings) -> Settings:
         """``base`` pointed at these simulators."""
         return base.model_copy(update={"erp_url": self.erp_url, "graph_url": self.graph_url,
-                                       "graph_drive_id": self.drive_id})
+                                       "graph_drive_id": self.drive_id, "docusign_url": self.docusign_url,
+                                       "docusign_account_id": DOCUSIGN_ACCOUNT})
+
+    def docusign(self) -> httpx.Client:
+        """An HTTP client on the DocuSign simulator's account API (as a sender's tool would be)."""
+        return httpx.Client(base_url=f"{self.docusign_url}/restapi/v2.1/accounts/{DOCUSIGN_ACCOUNT}", timeout=10,
+                            headers={"authorization": f"Bearer {self.docusign_token}"})
+
+    def sign_envelope(self, envelope_id: str) -> dict[str, Any]:
+        """Every signer signs (the simulator's admin route); Connect then notifies the hub."""
+        response = httpx.post(f"{self.docusign_url}/_sim/envelopes/{envelope_id}/sign", timeout=10)
+        response.raise_for_status()
+        envelope: dict[str, Any] = response.json()
+        return envelope
+
+    def flush_docusign(self, timeout_s: float = 20.0) -> None:
+        """Wait until the DocuSign simulator delivered every Connect notification."""
+        httpx.post(f"{self.docusign_url}/_sim/deliveries/flush", params={"timeout_s": timeout_s},
+                   timeout=timeout_s + 5)
+
+    def send_for_signature(self, project_code: str, document_class: str, name: str, *, content: bytes = b"",
+                           fields: dict[str, str] | None = None) -> str:
+        """Send one document for signature with the hub's custom fields; returns the envelope id."""
+        body = {
+            "emailSubject": f"Please sign: {name}",
+            "documents": [{"documentId": "1", "name": name, "documentClass": document_class,
+                           "documentBase64": base64.b64encode(content or f"%PDF-1.7 {name}".encode()).decode()}],
+            "recipients": {"signers": [{"name": "Dana Client", "email": "dana@client.example", "recipientId": "1"}]},
+            "customFields": {"textCustomFields": [
+                {"name": "project_code", "value": project_code}, {"name": "document_class", "value": document_class},
+                *({"name": k, "value": v} for k, v in (fields or {}).items())]},
+        }
+        with self.docusign() as docusign:
+            response = docusign.post("/envelopes", json=body)
+            response.raise_for_status()
+            return str(response.json()["envelopeId"])
+
+    def graph(self) -> httpx.Client:
+        """An HTTP client on the SharePoint simulator's Graph API (as a user's tool would be)."""
+        return httpx.Client(base_url=self.graph_url, timeout=10,
+                            headers={"authorization": f"Bearer {self.graph_token}"})
+
+    def put_document(self, folder: str, name: str, *, fields: dict[str, Any], label: str | None = None,
+                     content: bytes = b"") -> str:
+        """Upload a file into ``folder`` of the drive with list-item ``fields``; returns its item id."""
+        with self.graph() as graph:
+            response = graph.put(f"/drives/{self.drive_id}/root:/{folder}/{name}:/content",
+                                 content=content or f"%PDF-1.7 {name}".encode(),
+                                 headers={"content-type": "application/pdf"})
+            response.raise_for_status()
+            item_id = str(response.json()["id"])
+        self.set_document(item_id, fields=fields, label=label)
+        return item_id
+
+    def set_document(self, item_id: str, *, fields: dict[str, Any] | None = None, label: str | None = None) -> None:
+        """Change a document's list-item fields and/or apply a retention label (as a user would)."""
+        with self.graph() as graph:
+            if fields:
+                graph.patch(f"/drives/{self.drive_id}/items/{item_id}/listItem/fields", json=fields).raise_for_status()
+            if label:
+                graph.patch(f"/drives/{self.drive_id}/items/{item_id}/retentionLabel",
+                            json={"name": label}).raise_for_status()
+
+    def draft_invoice(self, project_code: str, *, number: str, amount_minor: int, currency: str, period: str,
+                      milestone_id: str | None = None) -> dict[str, Any]:
+        """Draft an invoice in the ERP (the ERP posts erp.invoice.drafted.v1)."""
+        with self.erp() as erp:
+            response = erp.post("/invoices", json={
+                "number": number, "project_code": project_code, "period": period, "milestone_id": milestone_id,
+                "amount": {"amount_minor": amount_minor, "currency": currency}})
+            response.raise_for_status()
+            invoice: dict[str, Any] = response.json()
+            return invoice
+
+    def finalize_invoice(self, number: str) -> httpx.Response:
+        """Ask the ERP to finalise an invoice (it asks the hub's hard-stop check first)."""
+        with self.erp() as erp:
+            return erp.post(f"/invoices/{number}/finalize")
+
+    def docusign_deliveries(self) -> list[dict[str, Any]]:
+        """The DocuSign simulator's Connect delivery log."""
+        log: list[dict[str, Any]] = httpx.get(f"{self.docusign_url}/_sim/deliveries", timeout=10).json()
+        return log
 
     def erp_state(self) -> dict[str, Any]:
         """The ERP simulator's records."""
@@ -80,15 +174,28 @@ def running_sandbox(
     erp_token: str = "erp-sim-token",  # noqa: S107 - the simulators' well-known defaults
     graph_token: str = "graph-sim-token",  # noqa: S107
     drive_id: str = "workspaces",
+    erp_api_key: str | None = None,
+    docusign_hmac_key: str | None = None,
 ) -> Iterator[Sandbox]:
-    """Serve both simulators while the block runs; the ERP posts its events to ``ingress_events_url``."""
+    """Serve the simulators while the block runs; the ERP posts its events to ``ingress_events_url``.
+
+    With ``erp_api_key`` the ERP asks the ingress's hard-stop check before finalising an invoice; with
+    ``docusign_hmac_key`` DocuSign Connect notifies the ingress's ``docusign-sim`` webhook.
+    """
+    base = ingress_events_url.removesuffix("/v1/events")
     webhook = WebhookConfig(url=ingress_events_url, secret=webhook_secret, source=ERP_SOURCE, backoff_s=0.2)
-    erp = erp_app(ErpSimConfig(token=erp_token, faults=erp_faults or FaultPlan(), webhook=webhook))
+    gate = None if erp_api_key is None else ReadinessGate(
+        url_template=f"{base}/v1/invoices/{{number}}/readiness", api_key=erp_api_key)
+    erp = erp_app(ErpSimConfig(token=erp_token, faults=erp_faults or FaultPlan(), webhook=webhook, readiness=gate))
+    connect = None if docusign_hmac_key is None else ConnectConfig(
+        url=f"{base}/v1/webhooks/docusign/{DOCUSIGN_SOURCE_ID}", hmac_key=docusign_hmac_key, backoff_s=0.2)
+    docusign = docusign_app(DocuSignSimConfig(connect=connect))
     directory = tuple(dict.fromkeys([*groups, *DEFAULT_GROUPS]))
     graph = graph_app(SimulatorConfig(token=graph_token, drives=(drive_id,), groups=directory,
                                       faults=graph_faults or FaultPlan()))
     with ExitStack() as stack:
         erp_url = stack.enter_context(serve_in_thread(erp))
         graph_url = stack.enter_context(serve_in_thread(graph))
+        docusign_url = stack.enter_context(serve_in_thread(docusign))
         yield Sandbox(erp_url=erp_url, graph_url=f"{graph_url}/v1.0", erp_token=erp_token,
-                      graph_token=graph_token, drive_id=drive_id)
+                      graph_token=graph_token, drive_id=drive_id, docusign_url=docusign_url)

@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import dramatiq
@@ -46,6 +47,23 @@ def build_app(
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def _readiness_answer(runtime: Runtime, client: Any) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """The hard-stop check: the gate's verdict on one invoice from the facts in Redis, evaluated now."""
+    from actors import policy_of
+    from actors.invoice_readiness_store import Keys, project_facts, readiness_body, verdict
+
+    policy = policy_of(runtime)
+    keys = Keys(runtime.settings.queue_prefix)
+
+    async def answer(number: str) -> dict[str, Any]:
+        raw_code = await client.get(keys.invoice(number))
+        code = raw_code.decode() if isinstance(raw_code, bytes) else raw_code
+        facts = project_facts(code or "", await client.hgetall(keys.project(code)) if code else {})
+        return readiness_body(number, code, verdict(facts, number, policy))
+
+    return answer
+
+
 def build_ingress(
     runtime: Runtime, *, sources: SourceRegistry, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
@@ -73,12 +91,13 @@ def build_ingress(
             delivery_limit=settings.delivery_limit, tracer_provider=tracer_provider or runtime.tracer_provider)
     client = connect_async_redis(settings.redis_url, embedded=runtime.embedded, server=runtime.fake_server)
     events_publisher: EventPublisher = publisher
+    readiness = _readiness_answer(runtime, client)
     ingress = Ingress(
         registry=runtime.registry, sources=sources, publisher=events_publisher,
         quotas=QuotaGate(client, key_prefix=prefix), replay_guard=RedisReplayGuard(client, key_prefix=prefix),
         outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=adapters(runtime.registry),
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=settings.max_body_bytes, readiness=readiness,
     )
 
     @contextlib.asynccontextmanager
@@ -210,7 +229,19 @@ def demo() -> None:
 
     groups = load_policy(settings.policy_file or DEFAULT_POLICY).security_groups.known_groups or []
     sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=running_sandbox,
-                      directory_groups=groups, echo=click.echo))
+                      directory_groups=groups, subscribe=_subscribe_documents, echo=click.echo))
+
+
+def _subscribe_documents(runtime: Runtime, notification_url: str, client_state: str) -> None:
+    """Subscribe the ingress's Graph webhook to the workspaces drive (document intake)."""
+    from actors.document_intake import ensure_subscription
+    from connectors.sharepoint.client import GraphClient
+
+    graph = GraphClient.from_settings(runtime.settings)
+    try:
+        ensure_subscription(graph, notification_url, client_state)
+    finally:
+        graph.http.client.close()
 
 
 @main.command()
@@ -335,6 +366,64 @@ def dlq_replay(actors: tuple[str, ...], queues: tuple[str, ...], message_ids: tu
         click.echo(f"replayed {message_id}")
     click.echo(f"{len(replayed)} dead letter(s) replayed", err=True)
     runtime.close()
+
+
+@main.group()
+def readiness() -> None:
+    """The invoice-readiness gate: an invoice's verdict, and rebuilding the gate's facts."""
+
+
+@readiness.command("show")
+@click.argument("invoice")
+def readiness_show(invoice: str) -> None:
+    """Whether INVOICE may be finalised now, with its hold reasons (from the gate's facts)."""
+    import json
+
+    from actors import policy_of
+    from actors.invoice_readiness import ReadinessGate
+    from actors.invoice_readiness_store import readiness_body
+    from connectors.erp.client import ErpClient
+
+    runtime = _real_runtime()
+    try:
+        gate = ReadinessGate(runtime, policy=policy_of(runtime), erp=ErpClient.from_settings(runtime.settings))
+        code, verdict = gate.current(invoice)
+        click.echo(json.dumps(readiness_body(invoice, code, verdict), indent=2))
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        runtime.close()
+
+
+@readiness.command("rebuild")
+@click.argument("invoice", required=False)
+@click.option("--all", "rebuild_all", is_flag=True, help="Every draft invoice in the ERP.")
+def readiness_rebuild(invoice: str | None, rebuild_all: bool) -> None:
+    """Rebuild the gate's facts from the ERP and the document platform (one INVOICE's project, or --all),
+    and emit the verdicts that changed."""
+    from actors import policy_of
+    from actors.invoice_readiness import ReadinessGate
+    from connectors.erp.client import ErpClient
+    from connectors.sharepoint.client import GraphClient
+
+    if (invoice is None) == (not rebuild_all):
+        raise click.UsageError("name one INVOICE or give --all")
+    runtime = _real_runtime()
+    erp = ErpClient.from_settings(runtime.settings)
+    graph = GraphClient.from_settings(runtime.settings)
+    try:
+        gate = ReadinessGate(runtime, policy=policy_of(runtime), erp=erp)
+        changes = gate.rebuild(graph, invoice=invoice)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        erp.close()
+        graph.http.client.close()
+        runtime.close()
+    for change in changes:
+        codes = ", ".join(f"{r.code}({r.artefact})" for r in change.readiness.reasons) or "-"
+        click.echo(f"{change.invoice_number} {change.project_code} {change.readiness.status} {codes}")
+    click.echo(f"{len(changes)} verdict(s) changed", err=True)
 
 
 @main.command()

@@ -6,6 +6,7 @@ journey and the trace are printed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import queue
 import secrets
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -34,6 +36,8 @@ from hub.workers import running_worker
 from observability.flight import render_tree
 from observability.tracing import configure_tracing
 
+#: Subscribes the hub to the document library's change notifications: (runtime, notification URL, clientState).
+Subscribe = Callable[[Runtime, str, str], None]
 #: The simulated ERP instance the demo publishes as.
 DEMO_SOURCE = "erp-sim://acme-psa/prod"
 
@@ -121,14 +125,43 @@ def erp_payload() -> dict[str, Any]:
     return record
 
 
-def demo_sources(secret: str) -> SourceRegistry:
-    """The demo's one publishing source: the simulated ERP, signing with Standard Webhooks."""
-    config = SourceConfig.model_validate({
+@dataclass(frozen=True)
+class DemoCredentials:
+    """What the simulated systems and the ingress share, fresh for every run."""
+
+    erp_secret: str  # Standard Webhooks secret of the ERP's posting script
+    erp_api_key: str  # the ERP's key for the hard-stop check
+    docusign_key: str  # DocuSign Connect HMAC key
+    graph_client_state: str  # Graph subscription clientState
+
+    @classmethod
+    def generate(cls) -> DemoCredentials:
+        """New random credentials."""
+        return cls(erp_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+                   erp_api_key=secrets.token_urlsafe(24), docusign_key=secrets.token_urlsafe(32),
+                   graph_client_state=secrets.token_urlsafe(24))
+
+
+def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
+    """The demo's sources: the simulated ERP (signed events, and the hard-stop check with its API key),
+    the DocuSign account (Connect HMAC) and the SharePoint tenant (Graph clientState)."""
+    erp = SourceConfig.model_validate({
         "id": "erp-sim", "description": "the simulated ERP of the demo", "sources": [DEMO_SOURCE],
-        "event_types": ["erp.*"], "quota": "1000/minute",
-        "credentials": [{"scheme": "standard_webhooks", "secret": secret}],
+        "event_types": ["erp.*"], "quota": "1000/minute", "queries": ["invoice_readiness"],
+        "credentials": [{"scheme": "standard_webhooks", "secret": credentials.erp_secret},
+                        {"scheme": "api_key",
+                         "sha256": hashlib.sha256(credentials.erp_api_key.encode()).hexdigest()}],
     })
-    return SourceRegistry([config], origin="demo")
+    docusign = SourceConfig.model_validate({
+        "id": "docusign-sim", "description": "the simulated DocuSign account", "sources": ["docusign://docusign-sim"],
+        "event_types": ["esign.*"], "quota": "1000/minute", "docusign": {"hmac_keys": [credentials.docusign_key]},
+    })
+    graph = SourceConfig.model_validate({
+        "id": "sharepoint-sim", "description": "the simulated SharePoint tenant", "sources": ["graph://sharepoint-sim"],
+        "event_types": ["dms.*"], "quota": "6000/minute",
+        "graph": {"client_states": [credentials.graph_client_state]},
+    })
+    return SourceRegistry([erp, docusign, graph], origin="demo")
 
 
 def post_signed(url: str, secret: str, document: dict[str, Any]) -> httpx.Response:
@@ -153,6 +186,7 @@ def run_demo(
     build_ingress: Callable[..., Any],
     running_sandbox: Callable[..., Any],
     directory_groups: Sequence[str],
+    subscribe: Subscribe,
     echo: Callable[[str], None],
 ) -> int:
     """Run the consulting scenario's first half; returns the process exit code."""
@@ -169,30 +203,34 @@ def run_demo(
              "and an in-process Redis (fakeredis) stand in; nothing is persisted.")
     else:
         echo(f"mode: real servers - RabbitMQ {_host(settings.amqp_url)}, Redis {_host(settings.redis_url)}")
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    credentials = DemoCredentials.generate()
     port = free_port()
     # Each run has queues and keys of its own (removed at the end): the simulators start afresh
     # every run and reuse their event ids, which the hub would rightly take for re-sends.
     settings = settings.model_copy(update={"queue_prefix": f"demo{secrets.token_hex(4)}"})
-    with running_sandbox(ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=secret,
-                         groups=directory_groups) as sandbox:
+    with running_sandbox(ingress_events_url=f"http://127.0.0.1:{port}/v1/events",
+                         webhook_secret=credentials.erp_secret, groups=directory_groups,
+                         erp_api_key=credentials.erp_api_key, docusign_hmac_key=credentials.docusign_key) as sandbox:
         runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
                             span_exporter=spans)
         try:
-            return _scenario(runtime, sandbox, build_ingress(runtime, sources=demo_sources(secret),
+            return _scenario(runtime, sandbox, build_ingress(runtime, sources=demo_sources(credentials),
                                                              tracer_provider=provider),
-                             port=port, secret=secret, spans=spans, provider=provider, echo=echo)
+                             port=port, credentials=credentials, subscribe=subscribe, spans=spans,
+                             provider=provider, echo=echo)
         finally:
             if not runtime.embedded:
                 _purge(runtime)
             runtime.close()
 
 
-def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, port: int, secret: str,
+def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, port: int, credentials: DemoCredentials,
+              subscribe: Subscribe,
               spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None]) -> int:
     code = "ENG-ACME-0001"
-    with _subscriber(runtime, "dms.workspace.provisioned.v1") as receive, running_worker(runtime, threads=4), \
-            serve_in_thread(ingress, port=port) as url:
+    with _subscriber(runtime, "dms.workspace.provisioned.v1") as receive, \
+            _subscriber(runtime, "hub.invoice.readiness_changed.v1") as readiness, \
+            running_worker(runtime, threads=4), serve_in_thread(ingress, port=port) as url:
         echo(f"0. ERP simulator {sandbox.erp_url}, SharePoint simulator {sandbox.graph_url}, "
              f"hub ingress {url}, workers running")
         with sandbox.erp() as erp:
@@ -224,14 +262,37 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, port: int, secret
         echo(f"4. flight record (hub trace {event_id}):")
         echo("\n".join("   " + line for line in render_tree(hops).splitlines()))
         trace_ids = [h.trace_id for h in hops if h.trace_id]
-    provider.force_flush()
-    if trace_ids:
-        trace_id = int(trace_ids[0], 16)
-        echo(f"5. trace {trace_ids[0]}:")
-        echo("\n".join(_span_lines(spans.get_finished_spans(), trace_id)))
-    ok = bool(link) and link == provisioned["url"]
-    echo("demo OK" if ok else "FAILED: the ERP does not show the workspace link")
+        provider.force_flush()
+        if trace_ids:
+            echo(f"5. trace {trace_ids[0]}:")
+            echo("\n".join(_span_lines(spans.get_finished_spans(), int(trace_ids[0], 16))))
+        if not (link and link == provisioned["url"]):
+            echo("FAILED: the ERP does not show the workspace link")
+            return 1
+        subscribe(runtime, f"{url}/v1/webhooks/graph/sharepoint-sim", credentials.graph_client_state)
+        echo("   the hub subscribed to the document library's change notifications (Graph, with a clientState)")
+        ok = _documents(runtime, sandbox, readiness, echo=echo)
+    echo("demo OK" if ok else "FAILED: the document workflow or the invoice-readiness gate")
     return 0 if ok else 1
+
+
+def _documents(runtime: Runtime, sandbox: Any, receive: Callable[[float], Delivery | None], *,
+               echo: Callable[[str], None]) -> bool:
+    """The second half: DocuSign and SharePoint documents drive the ERP and the invoice-readiness gate."""
+    from hub import demo_documents
+
+    def create_project(**fields: Any) -> str:
+        with sandbox.erp() as erp:
+            erp.post("/projects", json={**_acme_erp_project(), **fields}).raise_for_status()
+        code = str(fields["code"])
+        if _wait_for_link(sandbox, code, timeout_s=60) is None:
+            raise RuntimeError(f"workspace of {code} not provisioned within 60 s")
+        return code
+
+    transitions = demo_documents.Transitions(receive, runtime.registry, echo)
+    return (demo_documents.consulting(sandbox, "ENG-ACME-0001", echo)
+            and demo_documents.engineering(sandbox, transitions, echo, create_project)
+            and demo_documents.managed_services(sandbox, transitions, echo, create_project))
 
 
 def _acme_erp_project() -> dict[str, Any]:

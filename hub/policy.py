@@ -1,4 +1,5 @@
-"""The provisioning policy: folders, groups, retention, metadata, ethical walls and workflow modes.
+"""The policy: folders, groups, retention, metadata, ethical walls, workflow modes, document rules and
+the invoice-readiness checklists (the last two are modelled in :mod:`hub.policy_documents`).
 
 Read once at start from ``HUB_POLICY_FILE`` (default: ``actors/default_policy.yaml``) and validated with
 pydantic; every error names the file, the line and the field. Only ``true``/``false`` are booleans in
@@ -21,15 +22,13 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from hub.errors import ConfigurationError
+from hub.policy_documents import DocumentClass as DocumentClass
+from hub.policy_documents import DocumentPolicy, ReadinessRules
+from hub.policy_documents import EngagementType as EngagementType
 from hub.settings import Settings
 from hub.yamlfile import Problem, StrictBoolLoader, invalid_file, load_model
 
-EngagementType = Literal["consulting", "legal", "engineering", "managed_services"]
 Region = Literal["NA", "EU", "ME", "APAC"]
-DocumentClass = Literal[
-    "sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
-    "customer_approval", "change_record",
-]
 ExceptionOwner = Literal["finance", "pmo", "records_management", "platform_team"]
 Role = Literal["read", "write"]
 WorkflowMode = Literal["queue_and_retry", "hard_stop"]
@@ -305,6 +304,8 @@ class Policy(_Model):
     metadata: dict[FieldName, Annotated[MetadataSource, BeforeValidator(_metadata_shorthand)]]
     ethical_walls: EthicalWalls = Field(default_factory=EthicalWalls)
     workflows: Workflows
+    documents: DocumentPolicy = Field(default_factory=DocumentPolicy)
+    invoice_readiness: ReadinessRules = Field(default_factory=ReadinessRules)
 
     def folders_for(self, engagement_type: EngagementType) -> tuple[FolderSpec, ...]:
         """The folder template of an engagement type."""

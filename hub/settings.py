@@ -38,6 +38,11 @@ class Settings(BaseSettings):
                            description="Base URL of Microsoft Graph, or of its simulator.")
     graph_token: SecretStr = Field(default=SecretStr("graph-sim-token"), description="Bearer token for Graph.")
     graph_drive_id: str = Field(default="workspaces", description="Drive (document library) holding workspaces.")
+    docusign_url: str = Field(default="http://127.0.0.1:8093",
+                              description="Base URL of the DocuSign eSignature API host (without /restapi).")
+    docusign_token: SecretStr = Field(default=SecretStr("docusign-sim-token"),
+                                      description="OAuth access token for the DocuSign account.")
+    docusign_account_id: str = Field(default="acme-firm", description="DocuSign account id holding the envelopes.")
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces."
     )

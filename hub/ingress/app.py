@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from hub.registry import SchemaRegistry
 from observability.logging import get_logger
 
 log = get_logger(__name__)
+_INVOICE_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class EventPublisher(Protocol):
@@ -65,6 +67,8 @@ class Ingress:
     tracer: trace.Tracer
     max_body_bytes: int = 1_048_576
     unavailable_retry_after_s: int = 5
+    #: The invoice-readiness gate's answer for one invoice number (None: the endpoint answers 404).
+    readiness: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -156,6 +160,27 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             span.set_attribute("cloudevents.mode", mode)
             accepted, quota = await _accept(ingress, caller, events)
             return JSONResponse({"accepted": accepted}, status_code=202, headers=_quota_headers(quota))
+
+    @app.get("/v1/invoices/{number}/readiness", summary="Hard-stop check: may the ERP finalise this invoice?",
+             responses={401: {"model": None}, 403: {"model": None}, 503: {"model": None}})
+    async def invoice_readiness(number: str, request: Request) -> JSONResponse:
+        with _server_span(ingress, request, "GET /v1/invoices/{number}/readiness") as span:
+            if ingress.readiness is None:
+                raise Problem(Kind.NOT_FOUND, "this ingress does not serve the invoice-readiness gate")
+            caller = await _authenticate(ingress, request, b"", source_hint=None)
+            span.set_attribute("hub.source_id", caller.id)
+            if caller.scheme != "api_key" or "invoice_readiness" not in caller.source.queries:
+                raise Problem(Kind.FORBIDDEN, f"source {caller.id!r} may not ask for invoice readiness")
+            if not _INVOICE_NUMBER.fullmatch(number):
+                raise Problem(Kind.INVALID_PARAMETER, "invoice number must be 1-64 letters, digits, '.', '_' or '-'")
+            try:
+                answer = await ingress.readiness(number)
+            except (redis.RedisError, OSError, StoreUnavailable):
+                # A hard stop fails closed: no answer is never "ready".
+                raise Problem(Kind.UNAVAILABLE, "the readiness facts cannot be read now",
+                              retry_after_s=ingress.unavailable_retry_after_s) from None
+            span.set_attribute("hub.invoice.status", str(answer.get("status")))
+            return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     @app.post("/v1/webhooks/{vendor}/{source_id}", status_code=202,
               summary="Native webhooks (docusign, graph, box) of one configured source")

@@ -34,6 +34,7 @@ class Kind(enum.Enum):
     MISSING_ATTRIBUTE = (400, "A required CloudEvents attribute is missing")
     UNSUPPORTED_SPECVERSION = (400, "Unsupported CloudEvents specversion")
     INVALID_BATCH = (400, "Not a valid CloudEvents batch")
+    INVALID_PARAMETER = (400, "A path or query parameter is not valid")
     UNAUTHENTICATED = (401, "Authentication failed")
     FORBIDDEN = (403, "Not allowed for this source")
     NOT_FOUND = (404, "No such resource")

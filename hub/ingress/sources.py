@@ -157,6 +157,8 @@ class SourceConfig(_Model):
     event_types: list[TypePattern] = Field(min_length=1)
     credentials: list[Credential] = Field(default_factory=list)
     quota: str
+    #: Synchronous questions the source may ask (``invoice_readiness``: the hard-stop check).
+    queries: list[Literal["invoice_readiness"]] = Field(default_factory=list)
     docusign: DocuSignKeys | None = None
     graph: GraphStates | None = None
     box: BoxKeys | None = None

@@ -3,20 +3,21 @@ ingress -> RabbitMQ -> workers -> SharePoint simulator and ERP write-back."""
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from actors.document_intake import ensure_subscription
 from connectors.faults import FaultPlan
-from connectors.sandbox import Sandbox, running_sandbox
+from connectors.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
+from connectors.sharepoint.client import GraphClient
 from hub.cli import build_app, build_ingress
-from hub.demo import demo_sources
+from hub.demo import DemoCredentials, demo_sources
 from hub.ingress.server import free_port, serve_in_thread
 from hub.runtime import Runtime
 from hub.settings import Settings
@@ -30,6 +31,12 @@ class Scenario:
     runtime: Runtime
     sandbox: Sandbox
     ingress_url: str
+    credentials: DemoCredentials
+
+    def readiness(self, number: str) -> httpx.Response:
+        """The hard-stop check, asked as the ERP asks it."""
+        return httpx.get(f"{self.ingress_url}/v1/invoices/{number}/readiness", timeout=10,
+                         headers={"authorization": f"Bearer {self.credentials.erp_api_key}"})
 
     def create_client(self, client_id: str, name: str, country: str) -> None:
         """Create a client in the ERP (a user at the ERP's screen would)."""
@@ -81,22 +88,31 @@ def running_scenario(
     tracer: tuple[TracerProvider, InMemorySpanExporter] | None = None,
     graph_faults: FaultPlan | None = None,
     threads: int = 4,
+    documents: bool = False,
 ) -> Iterator[Scenario]:
-    """Start simulators, ingress and workers; stop them all afterwards."""
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    """Start simulators, ingress and workers; stop them all afterwards.
+
+    ``documents``: the hub also subscribes to the drive's change notifications (document intake).
+    """
+    credentials = DemoCredentials.generate()
     port = free_port()
     with ExitStack() as stack:
         sandbox = stack.enter_context(running_sandbox(
-            ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=secret,
-            groups=_known_groups(settings), graph_faults=graph_faults))
+            ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=credentials.erp_secret,
+            groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
+            docusign_hmac_key=credentials.docusign_key))
         provider, exporter = tracer if tracer else (None, None)
         runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
                             span_exporter=exporter)
         stack.callback(runtime.close)
         url = stack.enter_context(serve_in_thread(
-            build_ingress(runtime, sources=demo_sources(secret), tracer_provider=provider), port=port))
+            build_ingress(runtime, sources=demo_sources(credentials), tracer_provider=provider), port=port))
         stack.enter_context(running_worker(runtime, threads=threads))
-        yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url)
+        if documents:
+            graph = GraphClient.from_settings(runtime.settings)
+            stack.callback(graph.http.client.close)
+            ensure_subscription(graph, f"{url}/v1/webhooks/graph/{GRAPH_SOURCE_ID}", credentials.graph_client_state)
+        yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials)
 
 
 def _known_groups(settings: Settings) -> list[str]:

@@ -1,0 +1,203 @@
+"""Where the invoice-readiness gate keeps its facts: one Redis hash per project, plus the last verdict
+emitted per invoice.
+
+``<prefix>:readiness:project:<code>`` holds the project's ``meta`` (engagement type, region, country,
+client, read from the ERP) and one field per fact: ``inv:<number>`` (drafted invoice), ``doc:<id>``
+(document state), ``ret:<id>`` (retention label), ``env:<id>`` (completed envelope), each the winning
+event's record as JSON. ``<prefix>:readiness:invoice:<number>`` names an invoice's project,
+``<prefix>:readiness:verdict:<number>`` the verdict last emitted (with its transition sequence), and
+``<prefix>:readiness:projects`` every project with facts. The state is a cache of the systems of record:
+``hub readiness rebuild`` writes it again from the ERP and the document platform.
+
+Reading is shared by the actor (sync Redis) and the hard-stop endpoint (async Redis): both fetch the raw
+hash and call :func:`project_facts` and :func:`verdict`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from actors.invoice_readiness_logic import (
+    DocumentStateChanged,
+    EnvelopeCompleted,
+    Event,
+    HoldReason,
+    InvoiceDrafted,
+    InvoiceFacts,
+    Readiness,
+    RetentionApplied,
+    apply,
+    evaluate,
+)
+from hub.policy import Policy
+from hub.policy_documents import EngagementType
+
+_KINDS: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted]] = {
+    "inv": InvoiceDrafted, "doc": DocumentStateChanged, "ret": RetentionApplied, "env": EnvelopeCompleted,
+}
+
+
+@dataclass(frozen=True)
+class ProjectMeta:
+    """What the gate needs to know about the project: its checklist and its retention jurisdiction."""
+
+    engagement_type: EngagementType
+    region: str
+    country: str
+    client_id: str
+
+    def label_for(self, policy: Policy) -> Any:
+        """The expected retention label per document class, from the policy's retention rules."""
+        def label(document_class: Any) -> str:
+            return policy.retention.label_for(region=self.region, country=self.country,  # type: ignore[arg-type]
+                                              client_id=self.client_id, engagement_type=self.engagement_type,
+                                              document_class=document_class)
+        return label
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    """Every fact about one project's invoices; :meth:`for_invoice` is one invoice's view."""
+
+    project_code: str
+    meta: ProjectMeta | None = None
+    drafts: Mapping[str, InvoiceDrafted] = field(default_factory=dict)
+    shared: InvoiceFacts | None = None
+
+    def base(self) -> InvoiceFacts:
+        """The document, label and envelope facts (no invoice)."""
+        return self.shared or InvoiceFacts.start("", self.project_code, "consulting")
+
+    def for_invoice(self, number: str) -> InvoiceFacts:
+        """The facts of one invoice (needs ``meta``)."""
+        assert self.meta is not None
+        return replace(self.base(), invoice_number=number, engagement_type=self.meta.engagement_type,
+                       drafted=self.drafts.get(number))
+
+
+def field_of(event: Event) -> str:
+    """The hash field an event's fact lives in."""
+    if isinstance(event, InvoiceDrafted):
+        return f"inv:{event.invoice_number}"
+    if isinstance(event, DocumentStateChanged):
+        return f"doc:{event.document_id}"
+    if isinstance(event, RetentionApplied):
+        return f"ret:{event.document_id}"
+    return f"env:{event.envelope_id}"
+
+
+def dump_event(event: Event) -> str:
+    """An event's fact as JSON (timestamps as epoch milliseconds)."""
+    record = {k: int(v.timestamp() * 1000) if isinstance(v, datetime) else v for k, v in asdict(event).items()}
+    return json.dumps(record, sort_keys=True)
+
+
+def load_event(name: str, raw: str | bytes) -> Event:
+    """A fact from its hash field name and JSON."""
+    return _KINDS[name.split(":", 1)[0]].from_record(json.loads(raw))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def project_facts(project_code: str, raw: Mapping[Any, Any]) -> ProjectFacts:
+    """The facts from the project's hash as Redis returned it."""
+    meta: ProjectMeta | None = None
+    drafts: dict[str, InvoiceDrafted] = {}
+    shared = InvoiceFacts.start("", project_code, "consulting")
+    for key, value in raw.items():
+        name = _text(key)
+        if name == "meta":
+            meta = ProjectMeta(**json.loads(value))
+            continue
+        event = load_event(name, value)
+        if isinstance(event, InvoiceDrafted):
+            drafts[event.invoice_number] = event
+        else:
+            shared = apply(shared, event)
+    return ProjectFacts(project_code, meta, drafts, shared)
+
+
+def fold(facts: ProjectFacts, event: Event) -> tuple[ProjectFacts, bool]:
+    """The facts with ``event`` folded in, and whether they changed (duplicates and stale events don't)."""
+    if isinstance(event, InvoiceDrafted):
+        current = facts.drafts.get(event.invoice_number)
+        start = InvoiceFacts.start(event.invoice_number, facts.project_code, "consulting")
+        after = apply(replace(start, drafted=current), event).drafted
+        if after == current or after is None:
+            return facts, False
+        return replace(facts, drafts={**facts.drafts, event.invoice_number: after}), True
+    before = facts.base()
+    after_facts = apply(before, event)
+    return replace(facts, shared=after_facts), after_facts != before
+
+
+def verdict(facts: ProjectFacts, number: str, policy: Policy) -> Readiness:
+    """The gate's verdict on one invoice: held with ``INVOICE_NOT_DRAFTED`` when nothing is known of it."""
+    if facts.meta is None or number not in facts.drafts:
+        return Readiness.of([HoldReason("INVOICE_NOT_DRAFTED", number,
+                                        f"the hub has not seen invoice {number} drafted in the ERP")])
+    return evaluate(facts.for_invoice(number), policy.invoice_readiness,
+                    expected_retention_label=facts.meta.label_for(policy))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict as emitted: the readiness and the transition's sequence number for the invoice."""
+
+    readiness: Readiness
+    seq: int
+
+    def dump(self) -> str:
+        """As stored in Redis."""
+        return json.dumps({"status": self.readiness.status, "seq": self.seq,
+                           "reasons": [asdict(reason) for reason in self.readiness.reasons]})
+
+    @classmethod
+    def load(cls, raw: str | bytes | None) -> Verdict | None:
+        """From Redis (None when absent)."""
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        readiness = Readiness(data["status"], tuple(HoldReason(**reason) for reason in data["reasons"]))
+        return cls(readiness, int(data["seq"]))
+
+
+class Keys:
+    """The gate's Redis key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}:readiness"
+
+    def project(self, code: str) -> str:
+        """The project's facts hash."""
+        return f"{self.prefix}:project:{code}"
+
+    def invoice(self, number: str) -> str:
+        """Which project an invoice belongs to."""
+        return f"{self.prefix}:invoice:{number}"
+
+    def verdict(self, number: str) -> str:
+        """The invoice's last emitted verdict."""
+        return f"{self.prefix}:verdict:{number}"
+
+    @property
+    def projects(self) -> str:
+        """Every project with facts."""
+        return f"{self.prefix}:projects"
+
+
+def readiness_body(number: str, project_code: str | None, readiness: Readiness) -> dict[str, Any]:
+    """The hard-stop answer (``GET /v1/invoices/{number}/readiness``) and ``hub readiness show``."""
+    return {
+        "invoice_number": number,
+        "project_code": project_code,
+        "status": readiness.status,
+        "may_finalize": readiness.status == "ready",
+        "hold_reasons": [{"code": r.code, "artefact": r.artefact, "detail": r.detail} for r in readiness.reasons],
+    }

@@ -1,0 +1,151 @@
+"""The document half of the policy: what a document reaching a state does (``documents``), and what an
+invoice needs before the ERP may finalise it (``invoice_readiness``).
+
+Both are data in the policy file, validated here; :mod:`actors.document_workflow` and
+:mod:`actors.invoice_readiness` only carry them out. No rule names a customer: rules match a document
+class, its states and the project's engagement type.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+DocumentClass = Literal[
+    "sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
+    "customer_approval", "change_record",
+]
+EngagementType = Literal["consulting", "legal", "engineering", "managed_services"]
+DocumentState = Literal["draft", "in_review", "approved", "signed", "rejected", "superseded"]
+DOCUMENT_STATES: tuple[DocumentState, ...] = get_args(DocumentState)
+HoldCode = Literal[
+    "DELIVERABLE_NOT_APPROVED", "RETENTION_LABEL_MISSING", "UNSIGNED_CHANGE_ORDER", "CUSTOMER_APPROVAL_MISSING",
+    "SERVICE_REPORT_MISSING", "CHANGE_RECORD_MISSING", "SOW_NOT_SIGNED", "ENGAGEMENT_LETTER_NOT_SIGNED",
+    "INVOICE_NOT_DRAFTED",
+]
+HOLD_CODES: tuple[HoldCode, ...] = get_args(HoldCode)
+#: Which documents a requirement looks at: those linked to the invoice (by invoice number or milestone),
+#: or any document of the project.
+Scope = Literal["invoice", "project"]
+#: Classes a checklist may require to be signed whenever one exists.
+SignedClass = Literal["change_order", "sow", "engagement_letter"]
+#: What a document rule may do, in the order the workflow runs them (whatever order the rule lists):
+#:
+#: - ``file_document``: a document signed on the e-signature platform is filed into the class's folder of
+#:   the project's workspace, with metadata and the class's retention label;
+#: - ``write_contract_terms``: the value and dates the document states become the ERP project's (the
+#:   latest document wins, by its signing or approval time);
+#: - ``update_milestones``: the milestones the document states are added to the ERP project, or updated;
+#: - ``open_matter``: the ERP project's status becomes ``active``;
+#: - ``enable_time_entry``: the ERP project accepts time entries;
+#: - ``activate_billing_codes``: the engagement type's billing codes exist and are active;
+#: - ``notify_reporting``: ``hub.engagement.activated.v1`` tells reporting what was opened.
+DocumentAction = Literal[
+    "file_document", "write_contract_terms", "update_milestones", "open_matter", "enable_time_entry",
+    "activate_billing_codes", "notify_reporting",
+]
+ACTION_ORDER: tuple[DocumentAction, ...] = get_args(DocumentAction)
+_PLACEHOLDERS = frozenset({"project_code", "client_id", "engagement_type", "practice", "region", "country"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _billing_code(template: str) -> str:
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = sorted(names - _PLACEHOLDERS)
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {', '.join(unknown)}; use {', '.join(sorted(_PLACEHOLDERS))}")
+    if not template or len(template) > 64:
+        raise ValueError("a billing code template must be 1 to 64 characters")
+    return template
+
+
+class RuleMatch(_Model):
+    """When a rule applies: a document of this class reaches one of these states, on a project of one of
+    these engagement types (every type when left out)."""
+
+    document_class: DocumentClass
+    states: frozenset[DocumentState] = frozenset({"signed"})
+    engagement_types: frozenset[EngagementType] = frozenset()
+
+
+class DocumentRule(_Model):
+    """One rule: a name (shown in logs, events and exceptions), when it applies and what it does."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    when: RuleMatch
+    do: tuple[DocumentAction, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _once_each(self) -> DocumentRule:
+        if len(set(self.do)) != len(self.do):
+            raise ValueError("an action is listed twice")
+        return self
+
+    def applies(self, document_class: str, state: str, engagement_type: str) -> bool:
+        """Whether this rule applies to a document of ``document_class`` reaching ``state``."""
+        return (self.when.document_class == document_class and state in self.when.states
+                and (not self.when.engagement_types or engagement_type in self.when.engagement_types))
+
+    def actions(self) -> tuple[DocumentAction, ...]:
+        """The rule's actions in the order they run."""
+        return tuple(action for action in ACTION_ORDER if action in self.do)
+
+
+class DocumentPolicy(_Model):
+    """The ``documents`` section: the rules, and the billing codes each engagement type opens."""
+
+    rules: tuple[DocumentRule, ...] = ()
+    billing_codes: dict[EngagementType, tuple[Annotated[str, AfterValidator(_billing_code)], ...]] = Field(
+        default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DocumentPolicy:
+        names = [rule.name for rule in self.rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule name(s) used twice: {', '.join(duplicates)}")
+        return self
+
+    def rules_for(self, document_class: str, state: str, engagement_type: str) -> tuple[DocumentRule, ...]:
+        """Every rule that applies, in file order."""
+        return tuple(rule for rule in self.rules if rule.applies(document_class, state, engagement_type))
+
+
+class Requirement(_Model):
+    """One line of a checklist: documents of a class, in an accepted state, with a hold code when lacking.
+
+    ``every_document``: each relevant document must be accepted (deliverables); otherwise one accepted
+    document is enough (a signed SOW). ``retention_label``: accepted documents must also carry the
+    jurisdiction's retention label for their class. ``envelope_counts``: a completed e-signature envelope
+    of the class counts as a signed document.
+    """
+
+    document_class: DocumentClass
+    code: HoldCode
+    states: frozenset[DocumentState] = frozenset({"approved", "signed"})
+    scope: Scope = "invoice"
+    every_document: bool = False
+    retention_label: bool = False
+    envelope_counts: bool = False
+
+
+class Checklist(_Model):
+    """What an invoice of one engagement type needs; ``must_be_signed`` classes hold while unsigned."""
+
+    requirements: tuple[Requirement, ...] = ()
+    must_be_signed: tuple[SignedClass, ...] = ("change_order",)
+
+
+class ReadinessRules(_Model):
+    """The checklist of every engagement type (the ``invoice_readiness`` section)."""
+
+    checklists: dict[EngagementType, Checklist] = Field(default_factory=dict)
+
+    def checklist_for(self, engagement_type: EngagementType) -> Checklist:
+        """The checklist of an engagement type (an empty one when the rules do not name it)."""
+        return self.checklists.get(engagement_type, Checklist())

@@ -1,0 +1,246 @@
+"""Document-triggered workflow and the invoice-readiness gate end to end: DocuSign simulator -> Connect
+-> ingress -> workers -> ERP and SharePoint simulators; SharePoint change notifications -> intake ->
+document events -> the gate; the ERP simulator asking the hard-stop check before it finalises.
+Real RabbitMQ, Redis and HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import hub_settings
+from tests.support.rabbit import wait_until
+from tests.support.scenario import Scenario, acme_project, running_scenario
+
+pytestmark = pytest.mark.integration
+
+CODE = "ENG-ACME-0001"
+WS = f"Engagements/ACME/{CODE}"
+
+
+def _provisioned(scenario: Scenario, code: str) -> bool:
+    return scenario.erp_project(code).get("custom_fields", {}).get("workspace_status") == "provisioned"
+
+
+def _status(scenario: Scenario, number: str) -> dict[str, Any]:
+    response = scenario.readiness(number)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _codes(body: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r["code"], r["artefact"]) for r in body["hold_reasons"]]
+
+
+def test_a_signed_sow_enables_time_entry_and_billing_and_releases_the_invoice(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _provisioned(scenario, CODE), timeout=60)
+        sandbox = scenario.sandbox
+        # An unsigned SOW in review reaches the hub and enables nothing.
+        draft_id = sandbox.put_document(f"{WS}/SOWs", "SOW draft.docx", fields={
+            "DocumentClass": "sow", "DocumentState": "in_review", "ProjectCode": CODE})
+        sandbox.draft_invoice(CODE, number="INV-C-1", amount_minor=4_000_000, currency="EUR", period="2027-01")
+        assert wait_until(lambda: _codes(_status(scenario, "INV-C-1")) == [("SOW_NOT_SIGNED", "sow")], timeout=30)
+        keys = scenario.runtime.redis.hkeys(f"{prefix}:readiness:project:{CODE}")
+        assert f"doc:{draft_id}".encode() in keys  # the gate has seen the draft SOW
+        project = scenario.erp_project(CODE)
+        assert project["time_entry_enabled"] is False and project["billing_codes_active"] is False
+        refused = sandbox.finalize_invoice("INV-C-1")
+        assert refused.status_code == 409 and refused.json()["error"] == "invoice_held"
+        assert [r["code"] for r in refused.json()["hold_reasons"]] == ["SOW_NOT_SIGNED"]
+
+        envelope = sandbox.send_for_signature(CODE, "sow", "ACME SOW 2027.pdf", fields={
+            "contract_value": "520,000.00", "contract_currency": "EUR", "start_date": "2027-01-04",
+            "end_date": "2027-06-30"})
+        sandbox.sign_envelope(envelope)
+        assert wait_until(lambda: scenario.erp_project(CODE)["time_entry_enabled"], timeout=30)
+        assert wait_until(lambda: scenario.erp_project(CODE)["billing_codes_active"], timeout=30)
+        project = scenario.erp_project(CODE)
+        assert project["value"] == {"amount_minor": 52_000_000, "currency": "EUR"}
+        assert (project["start_date"], project["end_date"]) == ("2027-01-04", "2027-06-30")
+        assert wait_until(lambda: scenario.workspace(f"{WS}/SOWs/ACME SOW 2027.pdf") is not None, timeout=30)
+        filed = scenario.workspace(f"{WS}/SOWs/ACME SOW 2027.pdf")
+        assert filed is not None
+        assert filed["fields"]["DocumentClass"] == "sow" and filed["fields"]["EnvelopeId"] == envelope
+        assert filed["retentionLabel"] == "DE-Contract-10y"
+        assert wait_until(lambda: _status(scenario, "INV-C-1")["status"] == "ready", timeout=30)
+        final = sandbox.finalize_invoice("INV-C-1")
+        assert final.status_code == 200 and final.json()["status"] == "final"
+
+
+def _project(scenario: Scenario, **fields: Any) -> str:
+    project = acme_project(**fields)
+    scenario.create_project(**project)
+    assert wait_until(lambda: _provisioned(scenario, project["code"]), timeout=60)
+    return str(project["code"])
+
+
+def _transitions(scenario: Scenario, receive: Any, number: str, until: str, timeout: float = 30.0
+                 ) -> list[dict[str, Any]]:
+    """Readiness events of ``number`` from hub.events until one has status ``until``."""
+    seen: list[dict[str, Any]] = []
+    while True:
+        delivery = receive(timeout)
+        assert delivery is not None, f"no readiness event for {number}; saw {seen}"
+        data = scenario.runtime.registry.decode(delivery.routing_key, delivery.body)
+        if data["invoice_number"] != number:
+            continue
+        seen.append(data)
+        if data["status"] == until:
+            return seen
+
+
+def test_an_engineering_milestone_invoice_is_held_until_every_deliverable_is_approved_and_labelled(
+        prefix: str) -> None:
+    from hub.topics import rabbit_subscription
+
+    with running_scenario(hub_settings(prefix), documents=True) as scenario, \
+            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.invoice.readiness_changed.v1") as receive:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario, code="ENG-ME-0007", name="Riyadh metro depot design", engagement_type="engineering",
+                        practice="Infrastructure", region="ME", country="SA", billing_model="milestone")
+        sandbox = scenario.sandbox
+        with sandbox.erp() as erp:
+            milestone = erp.post(f"/projects/{code}/milestones", json={
+                "name": "M1 Design package", "amount": {"amount_minor": 9_000_000, "currency": "EUR"}}).json()
+        folder = f"Engagements/ACME/{code}/Deliverables"
+        docs = {name: sandbox.put_document(folder, f"{name}.pdf", fields={
+            "DocumentClass": "deliverable", "DocumentState": "in_review", "ProjectCode": code,
+            "Milestone": "M1 Design package"}) for name in ("Structural calcs", "Drainage plan")}
+        sandbox.draft_invoice(code, number="INV-E-1", amount_minor=9_000_000, currency="EUR", period="2027-03",
+                              milestone_id=milestone["id"])
+        first = _transitions(scenario, receive, "INV-E-1", "held")[-1]
+        assert {(r["code"], r["artefact"]) for r in first["hold_reasons"]} <= {
+            ("DELIVERABLE_NOT_APPROVED", docs["Structural calcs"]), ("DELIVERABLE_NOT_APPROVED", docs["Drainage plan"]),
+            ("INVOICE_NOT_DRAFTED", "INV-E-1")}
+        assert wait_until(lambda: sorted(_codes(_status(scenario, "INV-E-1"))) == sorted(
+            ("DELIVERABLE_NOT_APPROVED", d) for d in docs.values()), timeout=30)
+        assert sandbox.finalize_invoice("INV-E-1").status_code == 409
+        # Approved, but not yet labelled: the hold names the label now.
+        sandbox.set_document(docs["Structural calcs"], fields={"DocumentState": "approved"})
+        assert wait_until(lambda: sorted(_codes(_status(scenario, "INV-E-1"))) == sorted([
+            ("DELIVERABLE_NOT_APPROVED", docs["Drainage plan"]),
+            ("RETENTION_LABEL_MISSING", docs["Structural calcs"])]), timeout=30)
+        detail = {r["artefact"]: r["detail"] for r in _status(scenario, "INV-E-1")["hold_reasons"]}
+        assert "ME-Deliverable-10y" in detail[docs["Structural calcs"]]
+        sandbox.set_document(docs["Structural calcs"], label="ME-Deliverable-10y")
+        sandbox.set_document(docs["Drainage plan"], fields={"DocumentState": "approved"}, label="ME-Deliverable-10y")
+        seen = _transitions(scenario, receive, "INV-E-1", "ready")
+        assert seen[-1]["hold_reasons"] == []
+        assert _status(scenario, "INV-E-1")["may_finalize"] is True
+        final = sandbox.finalize_invoice("INV-E-1")
+        assert final.status_code == 200 and final.json()["status"] == "final"
+
+
+def test_a_managed_services_invoice_needs_its_report_approval_and_change_records(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario, code="MS-ACME-0003", name="ACME cloud operations", engagement_type="managed_services",
+                        practice="CloudOps", region="EU", country="DE", billing_model="subscription")
+        sandbox = scenario.sandbox
+        base = f"Engagements/ACME/{code}"
+        sandbox.draft_invoice(code, number="INV-M-2027-02", amount_minor=2_500_000, currency="EUR", period="2027-02")
+        assert wait_until(lambda: sorted(c for c, _ in _codes(_status(scenario, "INV-M-2027-02"))) == [
+            "CHANGE_RECORD_MISSING", "CUSTOMER_APPROVAL_MISSING", "SERVICE_REPORT_MISSING"], timeout=30)
+        link = {"ProjectCode": code, "InvoiceNumber": "INV-M-2027-02"}
+        sandbox.put_document(f"{base}/Service Reports", "February report.pdf",
+                             fields={"DocumentClass": "service_report", "DocumentState": "approved", **link})
+        change = sandbox.put_document(f"{base}/Change Records", "CHG-1001.pdf",
+                                      fields={"DocumentClass": "change_record", "DocumentState": "in_review", **link})
+        assert wait_until(lambda: sorted(_codes(_status(scenario, "INV-M-2027-02"))) == [
+            ("CHANGE_RECORD_MISSING", change), ("CUSTOMER_APPROVAL_MISSING", "customer_approval")], timeout=30)
+        refused = sandbox.finalize_invoice("INV-M-2027-02")
+        assert refused.status_code == 409
+        assert {r["code"] for r in refused.json()["hold_reasons"]} == {"CHANGE_RECORD_MISSING",
+                                                                       "CUSTOMER_APPROVAL_MISSING"}
+        sandbox.set_document(change, fields={"DocumentState": "approved"})
+        sandbox.put_document(f"{base}/Customer Approvals", "February sign-off.pdf",
+                             fields={"DocumentClass": "customer_approval", "DocumentState": "approved", **link})
+        assert wait_until(lambda: _status(scenario, "INV-M-2027-02")["status"] == "ready", timeout=30)
+        assert sandbox.finalize_invoice("INV-M-2027-02").json()["status"] == "final"
+
+
+def test_a_signed_engagement_letter_opens_the_matter_and_tells_reporting(prefix: str) -> None:
+    from hub.topics import rabbit_subscription
+
+    with running_scenario(hub_settings(prefix), documents=True) as scenario, \
+            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.engagement.activated.v1") as receive:
+        scenario.create_client("GLOBEX", "Globex Inc", "US")
+        code = _project(scenario, code="MAT-GLOBEX-0042", client_id="GLOBEX", name="Globex v. Initech",
+                        engagement_type="legal", practice="Litigation", region="NA", country="US",
+                        billing_model="time_and_materials")
+        assert scenario.erp_project(code)["status"] == "planned"
+        envelope = scenario.sandbox.send_for_signature(code, "engagement letter", "Engagement letter.pdf")
+        scenario.sandbox.sign_envelope(envelope)
+        delivery = receive(30.0)
+        assert delivery is not None
+        data = scenario.runtime.registry.decode(delivery.routing_key, delivery.body)
+        assert data["project_code"] == code and data["rule"] == "signed-engagement-letter"
+        assert data["matter_opened"] and data["time_entry_enabled"] and data["notify"] == ["reporting"]
+        assert data["billing_codes"] == [f"{code}-FEES", f"{code}-DISBURSEMENTS"]
+        project = scenario.erp_project(code)
+        assert project["status"] == "active" and project["time_entry_enabled"] and project["billing_codes_active"]
+        with scenario.sandbox.erp() as erp:
+            active = {b["code"] for b in erp.get(f"/projects/{code}/billing-codes").json()["items"] if b["active"]}
+        assert active == {f"{code}-FEES", f"{code}-DISBURSEMENTS"}
+        assert wait_until(lambda: scenario.workspace(
+            f"Engagements/GLOBEX/{code}/Engagement Letters/Engagement letter.pdf") is not None, timeout=30)
+        filed = scenario.workspace(f"Engagements/GLOBEX/{code}/Engagement Letters/Engagement letter.pdf")
+        assert filed is not None and filed["retentionLabel"] == "Client-GLOBEX-Matter-25y"
+        assert receive(2.0) is None  # the filed copy coming back from SharePoint reports nothing new
+
+
+def test_a_signed_change_order_updates_the_value_and_milestones(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario)
+        sandbox = scenario.sandbox
+        sow = sandbox.send_for_signature(code, "sow", "SOW.pdf", fields={
+            "contract_value": "480000", "contract_currency": "EUR", "start_date": "2027-01-04",
+            "end_date": "2027-06-30"})
+        sandbox.sign_envelope(sow)
+        assert wait_until(lambda: scenario.erp_project(code)["time_entry_enabled"], timeout=30)
+        change = sandbox.send_for_signature(code, "change order", "Change order 1.pdf", fields={
+            "contract_value": "560,000.00", "contract_currency": "EUR", "end_date": "2027-09-30",
+            "milestone.1": "Phase 2 build;50000;2027-08-31", "milestone.2": "Handover;30000"})
+        sandbox.sign_envelope(change)
+        assert wait_until(lambda: scenario.erp_project(code)["value"]["amount_minor"] == 56_000_000, timeout=30)
+        project = scenario.erp_project(code)
+        assert (project["start_date"], project["end_date"]) == ("2027-01-04", "2027-09-30")
+        with sandbox.erp() as erp:
+            milestones = {m["name"]: m for m in erp.get(f"/projects/{code}/milestones").json()["items"]}
+        assert milestones["Phase 2 build"]["amount"] == {"amount_minor": 5_000_000, "currency": "EUR"}
+        assert milestones["Phase 2 build"]["due_date"] == "2027-08-31"
+        assert milestones["Handover"]["due_date"] is None
+
+
+def test_a_docusign_notification_with_a_bad_signature_is_refused_and_changes_nothing(prefix: str) -> None:
+    import httpx
+
+    from connectors.docusign.simulator import connect_message, connect_signature
+
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario)
+        envelope_id = scenario.sandbox.send_for_signature(code, "sow", "SOW.pdf")
+        with scenario.sandbox.docusign() as docusign:
+            envelope = docusign.get(f"/envelopes/{envelope_id}").json()
+        envelope.update(status="completed", completedDateTime="2027-01-04T10:00:00.000Z")
+        body = json.dumps(connect_message(envelope, generated_at="2027-01-04T10:00:01.000Z")).encode()
+        before = scenario.erp_project(code)
+        response = httpx.post(f"{scenario.ingress_url}/v1/webhooks/docusign/docusign-sim", content=body, headers={
+            "content-type": "application/json", "x-docusign-signature-1": connect_signature("not-the-key", body)})
+        assert response.status_code == 401
+        assert response.json()["type"] == "urn:hub:problem:unauthenticated"
+        good = httpx.post(f"{scenario.ingress_url}/v1/webhooks/docusign/docusign-sim", content=body, headers={
+            "content-type": "application/json",
+            "x-docusign-signature-1": connect_signature(scenario.credentials.docusign_key, body)})
+        assert good.status_code == 202  # the same body, signed with the key, is taken: the signature was the fault
+        assert wait_until(lambda: scenario.erp_project(code)["time_entry_enabled"], timeout=30)
+        # ...and the refused copy had changed nothing before it.
+        assert before["time_entry_enabled"] is False and before["version"] < scenario.erp_project(code)["version"]

@@ -1,0 +1,93 @@
+"""The hard-stop check, ``GET /v1/invoices/{number}/readiness``: who may ask, what it answers, and that
+it fails closed. Real Redis and RabbitMQ; facts are written with the gate's own store functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from actors.invoice_readiness_logic import DocumentStateChanged, InvoiceDrafted, RetentionApplied
+from actors.invoice_readiness_store import Keys, dump_event, field_of
+from hub.runtime import Runtime
+from tests.support.ingress import load, serving, write_sources
+
+pytestmark = pytest.mark.integration
+
+T = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _sources(tmp_path: Path) -> tuple[Path, str, str]:
+    """The test sources plus an ERP finance source that may ask the hard-stop check."""
+    path, creds = write_sources(tmp_path)
+    key = secrets.token_urlsafe(24)
+    path.write_text(path.read_text() + f"""\
+  - id: erp-finance
+    description: the ERP's invoice finalisation
+    sources: ["erp-sim://acme-psa/finance"]
+    event_types: ["erp.invoice.*"]
+    queries: [invoice_readiness]
+    credentials:
+      - {{scheme: api_key, sha256: {hashlib.sha256(key.encode()).hexdigest()}}}
+    quota: 100/minute
+""")
+    return path, key, creds.api_key
+
+
+def _facts(runtime: Runtime, *events: InvoiceDrafted | DocumentStateChanged | RetentionApplied) -> None:
+    keys = Keys(runtime.queue_prefix)
+    meta = {"engagement_type": "engineering", "region": "ME", "country": "SA", "client_id": "ACME"}
+    runtime.redis.hset(keys.project("ENG-ME-1"), mapping={
+        "meta": json.dumps(meta), **{field_of(e): dump_event(e) for e in events}})
+    runtime.redis.set(keys.invoice("INV-1"), "ENG-ME-1")
+
+
+def _ask(url: str, number: str, key: str | None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{url}/v1/invoices/{number}/readiness", headers=headers, timeout=10)
+
+
+def test_the_check_answers_held_with_reasons_then_ready_from_the_gates_facts(app: Runtime, tmp_path: Path) -> None:
+    path, key, _ = _sources(tmp_path)
+    with serving(app, load(path)) as url:
+        unknown = _ask(url, "INV-404", key)
+        assert unknown.status_code == 200 and unknown.headers["cache-control"] == "no-store"
+        assert unknown.json() == {
+            "invoice_number": "INV-404", "project_code": None, "status": "held", "may_finalize": False,
+            "hold_reasons": [{"code": "INVOICE_NOT_DRAFTED", "artefact": "INV-404",
+                              "detail": "the hub has not seen invoice INV-404 drafted in the ERP"}]}
+        drafted = InvoiceDrafted("INV-1", "ENG-ME-1", T, "M1")
+        deliverable = DocumentStateChanged("D-1", "ENG-ME-1", "deliverable", "approved", T, "M1")
+        _facts(app, drafted, deliverable)
+        held = _ask(url, "INV-1", key).json()
+        assert (held["status"], held["may_finalize"], held["project_code"]) == ("held", False, "ENG-ME-1")
+        assert [(r["code"], r["artefact"]) for r in held["hold_reasons"]] == [("RETENTION_LABEL_MISSING", "D-1")]
+        assert "ME-Deliverable-10y" in held["hold_reasons"][0]["detail"]
+        _facts(app, drafted, deliverable, RetentionApplied("D-1", "ENG-ME-1", "ME-Deliverable-10y", "ME", T))
+        assert _ask(url, "INV-1", key).json()["status"] == "ready"
+
+
+def test_only_a_source_allowed_to_ask_gets_an_answer(app: Runtime, tmp_path: Path) -> None:
+    path, key, other_key = _sources(tmp_path)
+    with serving(app, load(path)) as url:
+        assert _ask(url, "INV-1", None).status_code == 401
+        assert _ask(url, "INV-1", "not-a-key").status_code == 401
+        forbidden = _ask(url, "INV-1", other_key)  # a known source without the invoice_readiness query
+        assert forbidden.status_code == 403
+        assert forbidden.json()["type"] == "urn:hub:problem:forbidden"
+        bad = _ask(url, "INV%201%3B", key)
+        assert bad.status_code == 400 and bad.json()["type"] == "urn:hub:problem:invalid-parameter"
+
+
+def test_the_check_fails_closed_when_the_facts_cannot_be_read(app: Runtime, tmp_path: Path) -> None:
+    path, key, _ = _sources(tmp_path)
+    app.settings = app.settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})  # nothing listens there
+    with serving(app, load(path)) as url:
+        answer = _ask(url, "INV-1", key)
+    assert answer.status_code == 503
+    assert answer.json()["type"] == "urn:hub:problem:unavailable" and int(answer.headers["retry-after"]) > 0
