@@ -27,7 +27,6 @@ from functools import partial
 from typing import Any
 
 import dramatiq
-from dramatiq.errors import Retry
 from dramatiq.middleware import CurrentMessage
 
 from connectors.erp.client import ErpClient, ProjectNotFound
@@ -185,6 +184,7 @@ def register(runtime: Runtime, *, graph: GraphClient, erp: ErpClient, max_attemp
     locks = RedisLocks(client, prefix=prefix)
     token_key = f"{prefix}:intake:delta:{graph.drive_id}"
     seen_key = f"{prefix}:intake:seen:{graph.drive_id}"
+    dirty_key = f"{prefix}:intake:dirty:{graph.drive_id}"
 
     @dramatiq.actor(broker=runtime.broker, actor_name=ACTOR_NAME, queue_name=f"{prefix}.{ACTOR_NAME}",
                     throws=NEVER_RETRIED, max_retries=max(max_attempts - 1, 0), on_dead_letter="exceptions")
@@ -194,13 +194,21 @@ def register(runtime: Runtime, *, graph: GraphClient, erp: ErpClient, max_attemp
         record = validate_event(event, runtime.registry)
         if record.get("platform") != "sharepoint":
             return
-        lease = locks.acquire(f"intake:{graph.drive_id}", ttl_ms=_LOCK_TTL_MS)
-        if lease is None:  # another worker is reading the drive; look again once it is done
-            raise Retry("the drive's changes are being read by another worker", delay=300)
-        try:
-            _read_changes()
-        finally:
-            locks.release(f"intake:{graph.drive_id}", lease)
+        # Notifications coalesce: each marks the drive as changed; whoever holds the lease reads the
+        # changes until no mark is left, and a notification that finds the lease taken leaves its mark.
+        guarded(lambda: client.set(dirty_key, "1"))
+        while True:
+            lease = locks.acquire(f"intake:{graph.drive_id}", ttl_ms=_LOCK_TTL_MS)
+            if lease is None:
+                log.debug("the drive is being read by another worker; it will see this change")
+                return
+            try:
+                while guarded(lambda: client.getdel(dirty_key)) is not None:
+                    _read_changes()
+            finally:
+                locks.release(f"intake:{graph.drive_id}", lease)
+            if guarded(lambda: client.exists(dirty_key)) == 0:  # marked after the last read, before the release?
+                return
 
     def _read_changes() -> None:
         raw: Any = guarded(lambda: client.get(token_key))

@@ -369,6 +369,35 @@ def dlq_replay(actors: tuple[str, ...], queues: tuple[str, ...], message_ids: tu
 
 
 @main.group()
+def documents() -> None:
+    """Document intake: the document library's change notifications."""
+
+
+@documents.command("subscribe")
+@click.argument("notification_url")
+def documents_subscribe(notification_url: str) -> None:
+    """Subscribe NOTIFICATION_URL (the ingress's /v1/webhooks/graph/<source id>) to changes of the
+    workspaces drive, or renew the subscription it has (run it daily: drive subscriptions expire).
+
+    The clientState is HUB_GRAPH_CLIENT_STATE; the ingress source must list it under graph.client_states.
+    """
+    from actors.document_intake import ensure_subscription
+    from connectors.sharepoint.client import GraphClient
+
+    settings = _settings()
+    if settings.graph_client_state is None or not settings.graph_client_state.get_secret_value():
+        raise click.UsageError("set HUB_GRAPH_CLIENT_STATE: Graph echoes it so the ingress can check each notification")
+    graph = GraphClient.from_settings(settings)
+    try:
+        subscription = ensure_subscription(graph, notification_url, settings.graph_client_state.get_secret_value())
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        graph.http.client.close()
+    click.echo(f"subscription {subscription.id} on {subscription.resource} until {subscription.expiration.isoformat()}")
+
+
+@main.group()
 def readiness() -> None:
     """The invoice-readiness gate: an invoice's verdict, and rebuilding the gate's facts."""
 

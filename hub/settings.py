@@ -38,6 +38,8 @@ class Settings(BaseSettings):
                            description="Base URL of Microsoft Graph, or of its simulator.")
     graph_token: SecretStr = Field(default=SecretStr("graph-sim-token"), description="Bearer token for Graph.")
     graph_drive_id: str = Field(default="workspaces", description="Drive (document library) holding workspaces.")
+    graph_client_state: SecretStr | None = Field(
+        default=None, description="clientState of the hub's Graph change-notification subscription.")
     docusign_url: str = Field(default="http://127.0.0.1:8093",
                               description="Base URL of the DocuSign eSignature API host (without /restapi).")
     docusign_token: SecretStr = Field(default=SecretStr("docusign-sim-token"),

@@ -244,3 +244,51 @@ def test_a_docusign_notification_with_a_bad_signature_is_refused_and_changes_not
         assert wait_until(lambda: scenario.erp_project(code)["time_entry_enabled"], timeout=30)
         # ...and the refused copy had changed nothing before it.
         assert before["time_entry_enabled"] is False and before["version"] < scenario.erp_project(code)["version"]
+
+
+def test_a_burst_of_document_changes_reaches_the_gate_complete_and_nothing_is_dead_lettered(prefix: str) -> None:
+    from tests.support.rabbit import queue_depth
+
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario, code="MS-BURST-1", engagement_type="managed_services", practice="CloudOps",
+                        billing_model="subscription")
+        folder = f"Engagements/ACME/{code}/Change Records"
+        ids = [scenario.sandbox.put_document(folder, f"CHG-{n:04d}.pdf", fields={
+            "DocumentClass": "change_record", "DocumentState": "approved", "ProjectCode": code,
+            "InvoiceNumber": "INV-B-1"}) for n in range(25)]
+        facts = f"{prefix}:readiness:project:{code}"
+        assert wait_until(lambda: all(scenario.runtime.redis.hexists(facts, f"doc:{i}") for i in ids), timeout=60)
+        intake = scenario.runtime.actors["document_intake"].queue_name
+        assert queue_depth(f"{intake}.XQ") == 0
+
+
+def test_the_subscribe_command_creates_the_graph_subscription_once_and_then_renews_it(prefix: str) -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from tests.conftest import worker_env
+
+    with running_scenario(hub_settings(prefix)) as scenario:
+        sandbox = scenario.sandbox
+        url = f"{scenario.ingress_url}/v1/webhooks/graph/sharepoint-sim"
+        env = worker_env(prefix, HUB_GRAPH_URL=sandbox.graph_url, HUB_GRAPH_DRIVE_ID=sandbox.drive_id,
+                         HUB_GRAPH_CLIENT_STATE=scenario.credentials.graph_client_state)
+        first = CliRunner().invoke(main, ["documents", "subscribe", url], env=env)
+        assert first.exit_code == 0, first.output
+        again = CliRunner().invoke(main, ["documents", "subscribe", url], env=env)
+        assert again.exit_code == 0, again.output
+        assert first.output.split()[1] == again.output.split()[1]  # the same subscription, renewed
+        with sandbox.graph() as graph:
+            subscriptions = graph.get("/subscriptions").json()["value"]
+        assert [(s["resource"], s["notificationUrl"]) for s in subscriptions] == [
+            (f"drives/{sandbox.drive_id}/root", url)]
+        # and it works: a classified upload reaches the gate through the ingress
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario)
+        doc = sandbox.put_document(f"Engagements/ACME/{code}/SOWs", "SOW.docx", fields={
+            "DocumentClass": "sow", "DocumentState": "draft", "ProjectCode": code})
+        assert wait_until(lambda: scenario.runtime.redis.hexists(f"{prefix}:readiness:project:{code}", f"doc:{doc}"),
+                          timeout=30)
+        missing = CliRunner().invoke(main, ["documents", "subscribe", url], env={**env, "HUB_GRAPH_CLIENT_STATE": ""})
+        assert missing.exit_code != 0
