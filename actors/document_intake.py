@@ -99,10 +99,10 @@ def document_events(view: DocumentView, *, region: str | None) -> list[tuple[str
     cls = _text(fields, "DocumentClass")
     if cls is None:
         return []
-    cls = cls.lower().replace(" ", "_")
+    cls = cls.lower().replace(" ", "_").replace("-", "_")
     if cls not in CLASSES:
         raise InvalidEvent(f"DocumentClass {cls!r} is not one of {', '.join(CLASSES)}", field="DocumentClass")
-    state = (_text(fields, "DocumentState") or "draft").lower().replace(" ", "_")
+    state = (_text(fields, "DocumentState") or "draft").lower().replace(" ", "_").replace("-", "_")
     if state not in DOCUMENT_STATES:
         raise InvalidEvent(f"DocumentState {state!r} is not one of {', '.join(DOCUMENT_STATES)}",
                            field="DocumentState")
@@ -253,8 +253,11 @@ def register(runtime: Runtime, *, graph: GraphClient, erp: ErpClient, max_attemp
             if previous is not None and (previous.decode() if isinstance(previous, bytes) else previous) == signature:
                 continue
             moment = data.get("changed_at") or data.get("applied_at")
+            # The id names this version of the item: a replay of it is a duplicate, while the same state
+            # reached again later (approved, back in review, approved again) is new news.
+            version = view.item.e_tag or (view.item.modified.isoformat() if view.item.modified else "")
             emitted = make_event(runtime.registry, type=event_type, source=SOURCE, subject=view.item.id,
-                                 id=str(uuid.uuid5(_NAMESPACE, signature)), data=data, time=moment,
+                                 id=str(uuid.uuid5(_NAMESPACE, f"{version}|{signature}")), data=data, time=moment,
                                  partitionkey=f"project:{data['project_code']}")
             assert runtime.dispatcher is not None
             runtime.dispatcher.dispatch(emitted, parent=CurrentMessage.get_current_message())

@@ -12,6 +12,7 @@ overwrites a newer one. A document in draft or review matches no rule: an unsign
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class SignedDocument:
     @property
     def at_ms(self) -> int:
         """The document's time in epoch milliseconds."""
-        return int(self.at.timestamp() * 1000)
+        return round(self.at.timestamp() * 1000)
 
     @classmethod
     def from_event(cls, event_type: str, record: Mapping[str, Any]) -> SignedDocument:
@@ -120,9 +121,12 @@ def project_values(project: ErpProject) -> dict[str, str]:
 
 
 def filed_name(name: str | None, ref: str) -> str:
-    """The file name a signed document gets in the workspace."""
-    base = (name or f"signed-{ref}").strip().replace("/", "-").replace("\\", "-")
-    return base if "." in base.rsplit("/", 1)[-1] else f"{base}.pdf"
+    """The file name a signed document gets in the workspace: characters SharePoint refuses replaced,
+    and ``.pdf`` (what DocuSign returns) added unless the name ends in an extension."""
+    base = re.sub(r'[\\/:*?"<>|#%\x00-\x1f]', "-", (name or "").strip()).strip(" .")
+    if not base:
+        base = f"signed-{ref}"
+    return base if re.search(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", base) else f"{base}.pdf"
 
 
 # ---------------------------------------------------------------------------------------------- actor

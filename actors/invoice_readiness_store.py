@@ -92,7 +92,7 @@ def field_of(event: Event) -> str:
 
 def dump_event(event: Event) -> str:
     """An event's fact as JSON (timestamps as epoch milliseconds)."""
-    record = {k: int(v.timestamp() * 1000) if isinstance(v, datetime) else v for k, v in asdict(event).items()}
+    record = {k: round(v.timestamp() * 1000) if isinstance(v, datetime) else v for k, v in asdict(event).items()}
     return json.dumps(record, sort_keys=True)
 
 

@@ -184,27 +184,53 @@ def serve() -> None:
 
 
 @main.command()
-@click.argument("system", type=click.Choice(["erp", "sharepoint"]))
+@click.argument("system", type=click.Choice(["erp", "sharepoint", "docusign"]))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (keep it on loopback).")
-@click.option("--port", type=int, help="Port (default: erp 8091, sharepoint 8092).")
-@click.option("--webhook-url", help="erp: the hub ingress events URL to post signed CloudEvents to.")
-@click.option("--webhook-secret-env", default="ERP_SIM_WEBHOOK_SECRET", show_default=True,
-              help="erp: environment variable holding the Standard Webhooks secret (whsec_...).")
-def simulate(system: str, host: str, port: int | None, webhook_url: str | None, webhook_secret_env: str) -> None:
-    """Run a simulated ERP or SharePoint (Microsoft Graph subset) as an HTTP service."""
+@click.option("--port", type=int, help="Port (default: erp 8091, sharepoint 8092, docusign 8093).")
+@click.option("--webhook-url", help="erp: the hub ingress events URL to post signed CloudEvents to; "
+                                    "docusign: the ingress's /v1/webhooks/docusign/<source id> for Connect.")
+@click.option("--webhook-secret-env", default=None,
+              help="Environment variable holding the webhook secret: the Standard Webhooks secret (whsec_...) "
+                   "for erp (default ERP_SIM_WEBHOOK_SECRET), the Connect HMAC key for docusign "
+                   "(default DOCUSIGN_SIM_HMAC_KEY).")
+@click.option("--readiness-url", help="erp: the hub's /v1/invoices/{number}/readiness, asked before finalising "
+                                      "(API key from $ERP_SIM_READINESS_KEY).")
+def simulate(system: str, host: str, port: int | None, webhook_url: str | None, webhook_secret_env: str | None,
+             readiness_url: str | None) -> None:
+    """Run a simulated ERP, SharePoint (Microsoft Graph subset) or DocuSign account as an HTTP service."""
     settings = _settings()
-    if system == "erp":
-        from connectors.erp.simulator import ErpSimConfig
+    if system == "docusign":
+        from connectors.docusign.simulator import ConnectConfig, DocuSignSimConfig
+        from connectors.docusign.simulator import run as run_docusign
+
+        connect = None
+        if webhook_url:
+            name = webhook_secret_env or "DOCUSIGN_SIM_HMAC_KEY"
+            key = os.environ.get(name)
+            if not key:
+                raise click.ClickException(f"set {name} to the Connect HMAC key the hub knows")
+            connect = ConnectConfig(url=webhook_url, hmac_key=key)
+        run_docusign(host, port or 8093, DocuSignSimConfig(token=settings.docusign_token.get_secret_value(),
+                                                           connect=connect))
+    elif system == "erp":
+        from connectors.erp.simulator import ErpSimConfig, ReadinessGate
         from connectors.erp.simulator import run as run_erp
         from connectors.erp.simulator_webhooks import WebhookConfig
 
-        webhook = None
+        webhook = gate = None
         if webhook_url:
-            secret = os.environ.get(webhook_secret_env)
+            name = webhook_secret_env or "ERP_SIM_WEBHOOK_SECRET"
+            secret = os.environ.get(name)
             if not secret:
-                raise click.ClickException(f"set {webhook_secret_env} to the webhook secret the hub knows")
+                raise click.ClickException(f"set {name} to the webhook secret the hub knows")
             webhook = WebhookConfig(url=webhook_url, secret=secret)
-        run_erp(host, port or 8091, ErpSimConfig(token=settings.erp_token.get_secret_value(), webhook=webhook))
+        if readiness_url:
+            api_key = os.environ.get("ERP_SIM_READINESS_KEY")
+            if not api_key:
+                raise click.ClickException("set ERP_SIM_READINESS_KEY to the ERP's API key for the hard-stop check")
+            gate = ReadinessGate(url_template=readiness_url, api_key=api_key)
+        run_erp(host, port or 8091, ErpSimConfig(token=settings.erp_token.get_secret_value(), webhook=webhook,
+                                                 readiness=gate))
     else:
         from actors import DEFAULT_POLICY
         from connectors.sharepoint.simulator import DEFAULT_GROUPS, SimulatorConfig

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 DocumentClass = Literal[
     "sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
@@ -55,7 +55,10 @@ class _Model(BaseModel):
 
 
 def _billing_code(template: str) -> str:
-    names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    parts = list(string.Formatter().parse(template))
+    if any(name is not None and (spec or conversion) for _, name, spec, conversion in parts):
+        raise ValueError("placeholders take no conversion or format spec: write {project_code}")
+    names = {name for _, name, _, _ in parts if name is not None}
     unknown = sorted(names - _PLACEHOLDERS)
     if unknown:
         raise ValueError(f"unknown placeholder(s) {', '.join(unknown)}; use {', '.join(sorted(_PLACEHOLDERS))}")
@@ -129,9 +132,9 @@ class Requirement(_Model):
     code: HoldCode
     states: frozenset[DocumentState] = frozenset({"approved", "signed"})
     scope: Scope = "invoice"
-    every_document: bool = False
-    retention_label: bool = False
-    envelope_counts: bool = False
+    every_document: StrictBool = False
+    retention_label: StrictBool = False
+    envelope_counts: StrictBool = False
 
 
 class Checklist(_Model):

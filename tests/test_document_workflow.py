@@ -292,3 +292,25 @@ def test_the_subscribe_command_creates_the_graph_subscription_once_and_then_rene
                           timeout=30)
         missing = CliRunner().invoke(main, ["documents", "subscribe", url], env={**env, "HUB_GRAPH_CLIENT_STATE": ""})
         assert missing.exit_code != 0
+
+
+def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each_time(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario, code="MS-BACK-1", engagement_type="managed_services", practice="CloudOps",
+                        billing_model="subscription")
+        sandbox = scenario.sandbox
+        base = f"Engagements/ACME/{code}"
+        link = {"ProjectCode": code, "InvoiceNumber": "INV-BF-1"}
+        sandbox.draft_invoice(code, number="INV-BF-1", amount_minor=100_000, currency="EUR", period="2027-02")
+        for folder, cls in (("Service Reports", "service_report"), ("Customer Approvals", "customer_approval")):
+            sandbox.put_document(f"{base}/{folder}", f"{cls}.pdf",
+                                 fields={"DocumentClass": cls, "DocumentState": "approved", **link})
+        change = sandbox.put_document(f"{base}/Change Records", "CHG-1.pdf",
+                                      fields={"DocumentClass": "change_record", "DocumentState": "approved", **link})
+        assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
+        sandbox.set_document(change, fields={"DocumentState": "in_review"})  # reopened...
+        assert wait_until(lambda: _codes(_status(scenario, "INV-BF-1")) == [("CHANGE_RECORD_MISSING", change)],
+                          timeout=30)
+        sandbox.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
+        assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)

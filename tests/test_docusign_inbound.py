@@ -272,3 +272,83 @@ def test_an_unknown_document_class_is_named_by_its_custom_field(registry: Schema
     with pytest.raises(SchemaViolation) as caught:
         to_event(document, registry=registry, source=SOURCE)
     assert caught.value.field == "data.envelopeSummary.customFields.textCustomFields[name=document_class]"
+
+
+def with_fields(document: dict[str, Any], **values: str) -> dict[str, Any]:
+    """``document`` with text custom fields set (``milestone_1`` names the field ``milestone.1``)."""
+    fields = document["data"]["envelopeSummary"]["customFields"]["textCustomFields"]
+    for key, value in values.items():
+        name = key.replace("_", ".") if key.startswith("milestone_") else key
+        for field in fields:
+            if field["name"] == name:
+                field["value"] = value
+                break
+        else:
+            fields.append({"fieldId": str(10731800 + len(fields)), "name": name, "show": "false",
+                           "required": "false", "value": value})
+    return document
+
+
+def test_milestone_fields_become_ordered_milestones_in_minor_units(registry: SchemaRegistry) -> None:
+    document = with_fields(payload(), milestone_2="Phase 3 handover;4,000.00", milestone_10="Retention release;500;",
+                           milestone_1=" Phase 2 build ; 12,000.50 ; 2027-03-31 ")
+    event = to_event(document, registry=registry, source=SOURCE)
+    assert event is not None
+    assert validate_event(event, registry)["milestones"] == [
+        {"name": "Phase 2 build", "amount": {"amount_minor": 1_200_050, "currency": "EUR"},
+         "due_date": date(2027, 3, 31)},
+        {"name": "Phase 3 handover", "amount": {"amount_minor": 400_000, "currency": "EUR"}, "due_date": None},
+        {"name": "Retention release", "amount": {"amount_minor": 50_000, "currency": "EUR"}, "due_date": None},
+    ]
+
+
+def test_an_envelope_without_milestone_fields_has_no_milestones(registry: SchemaRegistry) -> None:
+    document = with_fields(payload(), milestone="Phase 2;1;", **{"milestone.x": "Phase 3;1;"})
+    event = to_event(document, registry=registry, source=SOURCE)
+    assert event is not None
+    assert validate_event(event, registry)["milestones"] == []
+
+
+def test_an_empty_milestone_field_is_ignored(registry: SchemaRegistry) -> None:
+    event = to_event(with_fields(payload(), milestone_1="  ", milestone_2="Phase 2;100;"), registry=registry,
+                     source=SOURCE)
+    assert event is not None
+    assert [m["name"] for m in validate_event(event, registry)["milestones"]] == ["Phase 2"]
+
+
+def test_milestones_use_the_minor_unit_of_the_contract_currency(registry: SchemaRegistry) -> None:
+    document = with_fields(payload(), contract_value="1,500,000", contract_currency="jpy",
+                           milestone_1="Kickoff;500,000;2027-01-15", milestone_2="Go-live;1,000,000")
+    event = to_event(document, registry=registry, source=SOURCE)
+    assert event is not None
+    data = validate_event(event, registry)
+    assert data["value"] == {"amount_minor": 1_500_000, "currency": "JPY"}
+    assert [(m["name"], m["amount"]) for m in data["milestones"]] == [
+        ("Kickoff", {"amount_minor": 500_000, "currency": "JPY"}),
+        ("Go-live", {"amount_minor": 1_000_000, "currency": "JPY"})]
+
+
+def test_milestones_without_a_contract_currency_name_the_missing_field(registry: SchemaRegistry) -> None:
+    document = without_field("contract_value")
+    document = with_fields(document, milestone_1="Phase 2 build;12,000.00;2027-03-31")
+    fields = document["data"]["envelopeSummary"]["customFields"]["textCustomFields"]
+    fields[:] = [field for field in fields if field["name"] != "contract_currency"]
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == "data.envelopeSummary.customFields.textCustomFields[name=contract_currency]"
+    assert "milestones" in str(caught.value)
+
+
+@pytest.mark.parametrize("text", [
+    "Phase 2 build",  # no amount
+    ";12,000.00;2027-03-31",  # no name
+    "Phase 2 build;12,000.00;2027-03-31;extra",
+    "Phase 2 build;twelve thousand;2027-03-31",
+    "Phase 2 build;12,000.005;2027-03-31",  # more decimals than the euro has
+    "Phase 2 build;12,000.00;31/03/2027",
+])
+def test_a_bad_milestone_names_its_custom_field(registry: SchemaRegistry, text: str) -> None:
+    document = with_fields(payload(), milestone_1="Phase 1;1,000.00;", milestone_2=text)
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == "data.envelopeSummary.customFields.textCustomFields[name=milestone.2]"
