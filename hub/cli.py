@@ -183,6 +183,13 @@ def serve() -> None:
                 log_config=None, access_log=False)
 
 
+def _env_secret(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise click.ClickException(f"set {name} to {what}")
+    return value
+
+
 @main.command()
 @click.argument("system", type=click.Choice(["erp", "sharepoint", "docusign"]))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (keep it on loopback).")
@@ -205,10 +212,7 @@ def simulate(system: str, host: str, port: int | None, webhook_url: str | None, 
 
         connect = None
         if webhook_url:
-            name = webhook_secret_env or "DOCUSIGN_SIM_HMAC_KEY"
-            key = os.environ.get(name)
-            if not key:
-                raise click.ClickException(f"set {name} to the Connect HMAC key the hub knows")
+            key = _env_secret(webhook_secret_env or "DOCUSIGN_SIM_HMAC_KEY", "the Connect HMAC key the hub knows")
             connect = ConnectConfig(url=webhook_url, hmac_key=key)
         run_docusign(host, port or 8093, DocuSignSimConfig(token=settings.docusign_token.get_secret_value(),
                                                            connect=connect))
@@ -219,15 +223,10 @@ def simulate(system: str, host: str, port: int | None, webhook_url: str | None, 
 
         webhook = gate = None
         if webhook_url:
-            name = webhook_secret_env or "ERP_SIM_WEBHOOK_SECRET"
-            secret = os.environ.get(name)
-            if not secret:
-                raise click.ClickException(f"set {name} to the webhook secret the hub knows")
+            secret = _env_secret(webhook_secret_env or "ERP_SIM_WEBHOOK_SECRET", "the webhook secret the hub knows")
             webhook = WebhookConfig(url=webhook_url, secret=secret)
         if readiness_url:
-            api_key = os.environ.get("ERP_SIM_READINESS_KEY")
-            if not api_key:
-                raise click.ClickException("set ERP_SIM_READINESS_KEY to the ERP's API key for the hard-stop check")
+            api_key = _env_secret("ERP_SIM_READINESS_KEY", "the ERP's API key for the hard-stop check")
             gate = ReadinessGate(url_template=readiness_url, api_key=api_key)
         run_erp(host, port or 8091, ErpSimConfig(token=settings.erp_token.get_secret_value(), webhook=webhook,
                                                  readiness=gate))

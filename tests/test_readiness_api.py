@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 T = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
 
-def _sources(tmp_path: Path) -> tuple[Path, str, str]:
+def _sources(tmp_path: Path, quota: str = "100/minute") -> tuple[Path, str, str]:
     """The test sources plus an ERP finance source that may ask the hard-stop check."""
     path, creds = write_sources(tmp_path)
     key = secrets.token_urlsafe(24)
@@ -34,7 +34,7 @@ def _sources(tmp_path: Path) -> tuple[Path, str, str]:
     queries: [invoice_readiness]
     credentials:
       - {{scheme: api_key, sha256: {hashlib.sha256(key.encode()).hexdigest()}}}
-    quota: 100/minute
+    quota: {quota}
 """)
     return path, key, creds.api_key
 
@@ -91,3 +91,14 @@ def test_the_check_fails_closed_when_the_facts_cannot_be_read(app: Runtime, tmp_
         answer = _ask(url, "INV-1", key)
     assert answer.status_code == 503
     assert answer.json()["type"] == "urn:hub:problem:unavailable" and int(answer.headers["retry-after"]) > 0
+
+
+def test_the_check_counts_against_the_sources_quota(app: Runtime, tmp_path: Path) -> None:
+    path, key, _ = _sources(tmp_path, quota="2/minute")
+    with serving(app, load(path)) as url:
+        first = _ask(url, "INV-1", key)
+        assert (first.headers["ratelimit-limit"], first.headers["ratelimit-remaining"]) == ("2", "1")
+        assert _ask(url, "INV-1", key).status_code == 200
+        over = _ask(url, "INV-1", key)
+    assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+    assert over.json()["type"] == "urn:hub:problem:rate-limited"

@@ -174,13 +174,17 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             if not _INVOICE_NUMBER.fullmatch(number):
                 raise Problem(Kind.INVALID_PARAMETER, "invoice number must be 1-64 letters, digits, '.', '_' or '-'")
             try:
+                quota = await ingress.quotas.hit(caller)
+                if not quota.allowed:
+                    raise Problem(Kind.RATE_LIMITED, f"source {caller.id!r} is over its quota of {quota.limit}",
+                                  retry_after_s=max(1, quota.retry_after_s))
                 answer = await ingress.readiness(number)
             except (redis.RedisError, OSError, StoreUnavailable):
                 # A hard stop fails closed: no answer is never "ready".
                 raise Problem(Kind.UNAVAILABLE, "the readiness facts cannot be read now",
                               retry_after_s=ingress.unavailable_retry_after_s) from None
             span.set_attribute("hub.invoice.status", str(answer.get("status")))
-            return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+            return JSONResponse(answer, headers={"Cache-Control": "no-store", **_quota_headers(quota)})
 
     @app.post("/v1/webhooks/{vendor}/{source_id}", status_code=202,
               summary="Native webhooks (docusign, graph, box) of one configured source")
