@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -175,14 +175,17 @@ class ReadinessGate:
 
     # -- rebuild ----------------------------------------------------------------------------------
 
-    def rebuild(self, graph: GraphClient, *, invoice: str | None = None) -> list[Transition]:
+    def rebuild(self, graph: GraphClient, *, invoice: str | None = None,
+                progress: Callable[[str, int, int, int], None] | None = None) -> list[Transition]:
         """Write the facts again from the ERP (draft invoices) and the workspace's documents.
 
         ``invoice``: only that invoice's project; otherwise every project with a draft invoice.
+        ``progress(project_code, done, total, facts)`` is called after each project.
         """
         drafts = [self.erp.get_invoice(invoice)] if invoice is not None else self.erp.list_invoices(status="draft")
         changes: list[Transition] = []
-        for code in sorted({d.project_code for d in drafts}):
+        codes = sorted({d.project_code for d in drafts})
+        for done, code in enumerate(codes, start=1):
             project = self.erp.get_project(code)
             events: list[Event] = []
             for draft in self.erp.list_invoices(project_code=code):
@@ -198,6 +201,8 @@ class ReadinessGate:
                 changes += self.replace(code, events)
             finally:
                 self.locks.release(f"readiness:{code}", lease)
+            if progress is not None:
+                progress(code, done, len(codes), len(events))
         return changes
 
     def _wait_for_lease(self, code: str, timeout_s: float = 30.0) -> str:

@@ -467,7 +467,8 @@ def readiness_rebuild(invoice: str | None, rebuild_all: bool) -> None:
     graph = GraphClient.from_settings(runtime.settings)
     try:
         gate = ReadinessGate(runtime, policy=policy_of(runtime), erp=erp)
-        changes = gate.rebuild(graph, invoice=invoice)
+        changes = gate.rebuild(graph, invoice=invoice, progress=lambda code, done, total, facts: click.echo(
+            f"[{done}/{total}] {code}: {facts} fact(s) from the ERP and the workspace", err=True))
     except HubError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

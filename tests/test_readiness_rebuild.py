@@ -59,6 +59,7 @@ def test_rebuild_restores_every_verdict_after_redis_lost_the_facts(prefix: str) 
         one = CliRunner().invoke(main, ["readiness", "rebuild", "INV-R-1"], env=env)
         assert one.exit_code == 0, one.output
         assert f"INV-R-1 {code} held DELIVERABLE_NOT_APPROVED({pending})" in one.output
+        assert f"[1/1] {code}: 5 fact(s) from the ERP and the workspace" in one.output  # 2 drafts, 2 docs, 1 label
         assert _reasons(scenario, "INV-R-1") == expected
         assert _reasons(scenario, "INV-R-2") == nothing_linked  # same project: rebuilt with it
 
