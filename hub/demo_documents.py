@@ -51,12 +51,12 @@ class Transitions:
         return True
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+def _wait(predicate: Callable[[], bool], timeout_s: float = 30.0, interval_s: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.1)
+        time.sleep(interval_s)
     return predicate()
 
 
@@ -80,6 +80,7 @@ def consulting(sandbox: Any, code: str, echo: Echo) -> bool:
     envelope = sandbox.send_for_signature(code, "sow", "ACME SOW 2027.pdf", fields={
         "contract_value": "520,000.00", "contract_currency": "EUR", "start_date": "2027-01-04",
         "end_date": "2027-06-30"})
+    signed_at = time.monotonic()
     sandbox.sign_envelope(envelope)
     echo(f"7. the client signed the SOW in DocuSign (envelope {envelope}); Connect notified the hub (HMAC-signed)")
 
@@ -88,9 +89,10 @@ def consulting(sandbox: Any, code: str, echo: Echo) -> bool:
             project = erp.get(f"/projects/{code}").json()
         return bool(project["time_entry_enabled"] and project["billing_codes_active"])
 
-    if not _wait(enabled):
+    if not _wait(enabled, interval_s=0.02):
         echo("FAILED: time entry and billing were not enabled within 30 s")
         return False
+    took_ms = (time.monotonic() - signed_at) * 1000
     with sandbox.erp() as erp:
         project = erp.get(f"/projects/{code}").json()
         codes = [b["code"] for b in erp.get(f"/projects/{code}/billing-codes").json()["items"] if b["active"]]
@@ -102,7 +104,8 @@ def consulting(sandbox: Any, code: str, echo: Echo) -> bool:
          f"{project['end_date']}, time entry enabled, billing codes {', '.join(sorted(codes))}")
     if filed:
         echo(f"   SharePoint: {filed} (label {items[filed]['retentionLabel']})")
-    echo(f"   time entry now accepted: HTTP {accepted.status_code}")
+    echo(f"   billing enabled {took_ms:.0f} ms after the signature; time entry now accepted: "
+         f"HTTP {accepted.status_code}")
     return accepted.status_code == 201 and filed is not None
 
 
