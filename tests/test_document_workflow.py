@@ -47,8 +47,9 @@ def test_a_signed_sow_enables_time_entry_and_billing_and_releases_the_invoice(pr
             "DocumentClass": "sow", "DocumentState": "in_review", "ProjectCode": CODE})
         sandbox.draft_invoice(CODE, number="INV-C-1", amount_minor=4_000_000, currency="EUR", period="2027-01")
         assert wait_until(lambda: _codes(_status(scenario, "INV-C-1")) == [("SOW_NOT_SIGNED", "sow")], timeout=30)
-        keys = scenario.runtime.redis.hkeys(f"{prefix}:readiness:project:{CODE}")
-        assert f"doc:{draft_id}".encode() in keys  # the gate has seen the draft SOW
+        assert wait_until(lambda: scenario.runtime.redis.hexists(  # the gate has seen the draft SOW...
+            f"{prefix}:readiness:project:{CODE}", f"doc:{draft_id}"), timeout=30)
+        assert _codes(_status(scenario, "INV-C-1")) == [("SOW_NOT_SIGNED", "sow")]  # ...which changes nothing
         project = scenario.erp_project(CODE)
         assert project["time_entry_enabled"] is False and project["billing_codes_active"] is False
         refused = sandbox.finalize_invoice("INV-C-1")
