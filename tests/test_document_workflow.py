@@ -219,6 +219,19 @@ def test_a_signed_change_order_updates_the_value_and_milestones(prefix: str) -> 
         assert milestones["Phase 2 build"]["amount"] == {"amount_minor": 5_000_000, "currency": "EUR"}
         assert milestones["Phase 2 build"]["due_date"] == "2027-08-31"
         assert milestones["Handover"]["due_date"] is None
+        # A second change order, approved on SharePoint with its terms in the columns.
+        sandbox.put_document(f"Engagements/ACME/{code}/Contracts", "Change order 2.docx", fields={
+            "DocumentClass": "Change Order", "DocumentState": "approved", "ProjectCode": code,
+            "ContractValue": "600,000.00", "ContractCurrency": "EUR",
+            "Milestones": "Handover;35,000;2027-10-15\nPhase 3 rollout;40000;2027-11-30"})
+        assert wait_until(lambda: scenario.erp_project(code)["value"]["amount_minor"] == 60_000_000, timeout=30)
+        with sandbox.erp() as erp:
+            milestones = {m["name"]: m for m in erp.get(f"/projects/{code}/milestones").json()["items"]}
+        assert milestones["Handover"]["amount"]["amount_minor"] == 3_500_000  # the later document wins
+        assert milestones["Handover"]["due_date"] == "2027-10-15"
+        assert milestones["Phase 3 rollout"]["due_date"] == "2027-11-30"
+        assert milestones["Phase 2 build"]["amount"]["amount_minor"] == 5_000_000  # not named again: kept
+        assert scenario.erp_project(code)["end_date"] == "2027-09-30"  # no dates on it: the earlier ones stand
 
 
 def test_a_docusign_notification_with_a_bad_signature_is_refused_and_changes_nothing(prefix: str) -> None:
