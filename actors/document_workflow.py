@@ -1,6 +1,6 @@
 """Document-triggered workflow: a contract document reaching a state updates the ERP as the policy's
-``documents`` rules say (file the signed document, contract terms, milestones, matter opening, time
-entry, billing codes, reporting).
+``documents`` rules say (contract terms, milestones, matter opening, time entry, billing codes, filing
+the signed document, reporting). The ERP comes first, so billing does not wait for the document platform.
 
 Triggers are a completed e-signature envelope (the document is signed) and a document platform state
 change. Each action is an "ensure" against the ERP's current record, under a lease per project, so
@@ -169,8 +169,6 @@ def register(runtime: Runtime, *, policy: Policy, erp: ErpClient, graph: GraphCl
         done: list[str] = []
         codes: list[str] = []
         values = project_values(project)
-        if "file_document" in actions and doc.origin == "esign":
-            done += _file(doc, project)
         if "write_contract_terms" in actions:
             patch = terms_patch(doc, project.custom_fields)
             if patch:
@@ -202,6 +200,8 @@ def register(runtime: Runtime, *, policy: Policy, erp: ErpClient, graph: GraphCl
             if not project.billing_codes_active or not set(codes) <= active:
                 project = erp.activate_billing_codes(project.code, codes, idempotency_key=key("billing-codes"))
                 done.append("activate_billing_codes")
+        if "file_document" in actions and doc.origin == "esign":
+            done += _file(doc, project)
         if "notify_reporting" in actions and done:  # a re-run that changed nothing has nothing to report
             _notify(doc, project, rules, codes)
         log.info("document rules applied", rules=rules, project_code=project.code, document=doc.ref,

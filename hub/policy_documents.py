@@ -31,20 +31,22 @@ HOLD_CODES: tuple[HoldCode, ...] = get_args(HoldCode)
 Scope = Literal["invoice", "project"]
 #: Classes a checklist may require to be signed whenever one exists.
 SignedClass = Literal["change_order", "sow", "engagement_letter"]
-#: What a document rule may do, in the order the workflow runs them (whatever order the rule lists):
+#: What a document rule may do, in the order the workflow runs them (whatever order the rule lists). The
+#: ERP comes first: billing starts the moment the paperwork allows it, even while the document platform
+#: is down (filing is retried on its own).
 #:
-#: - ``file_document``: a document signed on the e-signature platform is filed into the class's folder of
-#:   the project's workspace, with metadata and the class's retention label;
 #: - ``write_contract_terms``: the value and dates the document states become the ERP project's (the
 #:   latest document wins, by its signing or approval time);
 #: - ``update_milestones``: the milestones the document states are added to the ERP project, or updated;
 #: - ``open_matter``: the ERP project's status becomes ``active``;
 #: - ``enable_time_entry``: the ERP project accepts time entries;
 #: - ``activate_billing_codes``: the engagement type's billing codes exist and are active;
+#: - ``file_document``: a document signed on the e-signature platform is filed into the class's folder of
+#:   the project's workspace, with metadata and the class's retention label;
 #: - ``notify_reporting``: ``hub.engagement.activated.v1`` tells reporting what was opened.
 DocumentAction = Literal[
-    "file_document", "write_contract_terms", "update_milestones", "open_matter", "enable_time_entry",
-    "activate_billing_codes", "notify_reporting",
+    "write_contract_terms", "update_milestones", "open_matter", "enable_time_entry", "activate_billing_codes",
+    "file_document", "notify_reporting",
 ]
 ACTION_ORDER: tuple[DocumentAction, ...] = get_args(DocumentAction)
 _PLACEHOLDERS = frozenset({"project_code", "client_id", "engagement_type", "practice", "region", "country"})

@@ -331,3 +331,25 @@ def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each
                           timeout=30)
         sandbox.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
         assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
+
+
+def test_billing_does_not_wait_for_sharepoint_and_the_signed_sow_is_filed_once_it_is_back(prefix: str) -> None:
+    from connectors.faults import FaultPlan
+
+    settings = hub_settings(prefix, min_backoff_ms=1000, max_backoff_ms=3000)  # outlasts the 10 s breaker
+    with running_scenario(settings, documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario)
+        sandbox = scenario.sandbox
+        sandbox.set_graph_faults(FaultPlan(outage=True, retry_after_s=0))  # SharePoint goes down
+        envelope = sandbox.send_for_signature(code, "sow", "SOW.pdf", fields={
+            "contract_value": "480000", "contract_currency": "EUR"})
+        sandbox.sign_envelope(envelope)
+        assert wait_until(lambda: scenario.erp_project(code)["time_entry_enabled"], timeout=30)
+        assert scenario.erp_project(code)["billing_codes_active"]
+        assert scenario.workspace(f"{WS}/SOWs/SOW.pdf") is None  # not filed while SharePoint is down
+        sandbox.set_graph_faults(FaultPlan())
+        assert wait_until(lambda: scenario.workspace(f"{WS}/SOWs/SOW.pdf") is not None, timeout=30)
+        filed = scenario.workspace(f"{WS}/SOWs/SOW.pdf")
+        assert filed is not None and filed["fields"]["EnvelopeId"] == envelope
+        assert sum(sandbox.graph_requests()["uploads"].values()) == 1  # filed once, not once per attempt
