@@ -75,8 +75,8 @@ def test_an_engagement_type_without_a_checklist_gets_an_empty_one() -> None:
 def test_a_signed_sow_on_a_consulting_project_matches_the_signed_sow_rule() -> None:
     rules = POLICY.documents.rules_for("sow", "signed", "consulting")
     assert names(rules) == ["signed-sow"]
-    assert rules[0].actions() == ("file_document", "write_contract_terms", "enable_time_entry",
-                                  "activate_billing_codes")
+    assert rules[0].actions() == ("write_contract_terms", "enable_time_entry", "activate_billing_codes",
+                                  "file_document")  # the ERP first: billing does not wait for SharePoint
 
 
 @pytest.mark.parametrize("state", [s for s in DOCUMENT_STATES if s != "signed"])
@@ -94,8 +94,8 @@ def test_the_sow_rule_is_not_for_legal_matters() -> None:
 def test_the_engagement_letter_rule_is_for_legal_matters_only() -> None:
     rules = POLICY.documents.rules_for("engagement_letter", "signed", "legal")
     assert names(rules) == ["signed-engagement-letter"]
-    assert rules[0].actions() == ("file_document", "write_contract_terms", "open_matter", "enable_time_entry",
-                                  "activate_billing_codes", "notify_reporting")
+    assert rules[0].actions() == ("write_contract_terms", "open_matter", "enable_time_entry",
+                                  "activate_billing_codes", "file_document", "notify_reporting")
     for engagement_type in ("consulting", "engineering", "managed_services"):
         assert POLICY.documents.rules_for("engagement_letter", "signed", engagement_type) == ()
     assert POLICY.documents.rules_for("engagement_letter", "approved", "legal") == ()
@@ -106,7 +106,7 @@ def test_the_change_order_rule_applies_approved_or_signed_on_every_engagement_ty
     for state in ("approved", "signed"):
         rules = POLICY.documents.rules_for("change_order", state, engagement_type)
         assert names(rules) == ["approved-change-order"]
-        assert rules[0].actions() == ("file_document", "write_contract_terms", "update_milestones")
+        assert rules[0].actions() == ("write_contract_terms", "update_milestones", "file_document")
     for state in ("draft", "in_review", "rejected", "superseded"):
         assert POLICY.documents.rules_for("change_order", state, engagement_type) == ()
 
@@ -142,7 +142,7 @@ def test_billing_codes_fill_from_the_project() -> None:
 def test_actions_run_in_action_order_whatever_order_do_lists() -> None:
     rule = DocumentRule(name="r", when=RuleMatch(document_class="change_order"),
                         do=("notify_reporting", "update_milestones", "file_document", "open_matter"))
-    assert rule.actions() == ("file_document", "update_milestones", "open_matter", "notify_reporting")
+    assert rule.actions() == ("update_milestones", "open_matter", "file_document", "notify_reporting")
 
 
 @settings(max_examples=200, deadline=None)
