@@ -12,8 +12,10 @@ superseded), ``ProjectCode``, and optionally ``Milestone``, ``InvoiceNumber`` (t
 document belongs to), ``ContractValue`` with ``ContractCurrency``, and ``Milestones`` (one
 ``name;amount;due date`` per line, in ``ContractCurrency``).
 
-Event ids derive from the item and its version, so a replayed notification or a lost delta token
-re-emits the same ids, which the consumers drop; the gate's fold makes any order safe.
+A deleted hub document is withdrawn: its last state event is emitted again as ``superseded``, so it
+no longer satisfies (or holds) any checklist. Event ids derive from the item and its version, so a
+replayed notification or a lost delta token re-emits the same ids, which the consumers drop; the
+gate's fold makes any order safe.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from observability.logging import get_logger
 ACTOR_NAME = "document_intake"
 SOURCE = "hub://document-intake"
 TRIGGERS = ("dms.change.notified.v1",)
+STATE_CHANGED = "dms.document.state_changed.v1"
 CLASSES = ("sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
            "customer_approval", "change_record")
 _LOCK_TTL_MS = 60_000
@@ -221,7 +224,10 @@ def register(runtime: Runtime, *, graph: GraphClient, erp: ErpClient, max_attemp
         regions: dict[str, str | None] = {}
         emitted = 0
         for item in changes.items:
-            if item.is_deleted or not item.is_file:
+            if item.is_deleted:
+                emitted += _withdraw(item)
+                continue
+            if not item.is_file:
                 continue
             view = view_of(graph, item)
             if not view.classified:
@@ -245,25 +251,44 @@ def register(runtime: Runtime, *, graph: GraphClient, erp: ErpClient, max_attemp
         except InvalidEvent as error:
             _raise_exception(view, str(error))
             return 0
-        count = 0
-        for event_type, data in events:
-            signature = _signature(event_type, data)
-            field = f"{view.item.id}:{event_type}"
-            previous: Any = guarded(partial(client.hget, seen_key, field))
-            if previous is not None and (previous.decode() if isinstance(previous, bytes) else previous) == signature:
-                continue
-            moment = data.get("changed_at") or data.get("applied_at")
-            # The id names this version of the item: a replay of it is a duplicate, while the same state
-            # reached again later (approved, back in review, approved again) is new news.
-            version = view.item.e_tag or (view.item.modified.isoformat() if view.item.modified else "")
-            emitted = make_event(runtime.registry, type=event_type, source=SOURCE, subject=view.item.id,
-                                 id=str(uuid.uuid5(_NAMESPACE, f"{version}|{signature}")), data=data, time=moment,
-                                 partitionkey=f"project:{data['project_code']}")
-            assert runtime.dispatcher is not None
-            runtime.dispatcher.dispatch(emitted, parent=CurrentMessage.get_current_message())
-            guarded(partial(client.hset, seen_key, field, signature))
-            count += 1
-        return count
+        return sum(_emit(view.item, event_type, data) for event_type, data in events)
+
+    def _seen(item_id: str, event_type: str) -> str | None:
+        previous: Any = guarded(partial(client.hget, seen_key, f"{item_id}:{event_type}"))
+        return previous.decode() if isinstance(previous, bytes) else previous
+
+    def _emit(item: DriveItem, event_type: str, data: dict[str, Any]) -> int:
+        """Publish one document event unless it is the news last published for the item."""
+        signature = _signature(event_type, data)
+        if _seen(item.id, event_type) == signature:
+            return 0
+        moment = data.get("changed_at") or data.get("applied_at")
+        # The id names this version of the item: a replay of it is a duplicate, while the same state
+        # reached again later (approved, back in review, approved again) is new news.
+        version = item.e_tag or (item.modified.isoformat() if item.modified else "")
+        emitted = make_event(runtime.registry, type=event_type, source=SOURCE, subject=item.id,
+                             id=str(uuid.uuid5(_NAMESPACE, f"{version}|{signature}")), data=data, time=moment,
+                             partitionkey=f"project:{data['project_code']}")
+        assert runtime.dispatcher is not None
+        runtime.dispatcher.dispatch(emitted, parent=CurrentMessage.get_current_message())
+        guarded(partial(client.hset, seen_key, f"{item.id}:{event_type}", signature))
+        return 1
+
+    def _withdraw(item: DriveItem) -> int:
+        """A deleted hub document leaves the picture: its last state again, as ``superseded`` (which
+        neither satisfies nor holds a checklist)."""
+        last = _seen(item.id, STATE_CHANGED)
+        if last is None:
+            return 0  # never a hub document
+        data = json.loads(last.removeprefix(STATE_CHANGED))
+        if data["state"] == "superseded":
+            return 0
+        milestones = [{**m, "due_date": date.fromisoformat(m["due_date"]) if m.get("due_date") else None}
+                      for m in data.get("milestones") or []]
+        withdrawn = {**data, "state": "superseded", "previous_state": data["state"], "name": None, "url": None,
+                     "milestones": milestones, "changed_at": item.modified or datetime.now(UTC)}
+        log.info("hub document deleted on the platform", item_id=item.id, project_code=data["project_code"])
+        return _emit(item, STATE_CHANGED, withdrawn)
 
     def _raise_exception(view: DocumentView, detail: str) -> None:
         """A classified file whose columns the hub cannot read goes to its owner, once per version."""

@@ -56,7 +56,9 @@ from observability.logging import get_logger
 
 ACTOR_NAME = "invoice_readiness"
 SOURCE = "hub://invoice-readiness"
-TRIGGERS = EVENT_TYPES
+#: A project's engagement type or jurisdiction may change: its checklist and expected labels with them.
+PROJECT_UPDATED = "erp.project.updated.v1"
+TRIGGERS = (*EVENT_TYPES, PROJECT_UPDATED)
 _LOCK_TTL_MS = 30_000
 _NAMESPACE = uuid.UUID("5b0f1d2e-8c3a-4f6b-9e7d-1a2b3c4d5e6f")
 log = get_logger(__name__)
@@ -120,6 +122,18 @@ class ReadinessGate:
         if changed or meta is not None:
             self._store(code, [event] if changed else [], meta)
         return self.evaluate(facts)
+
+    def refresh(self, code: str) -> list[Transition]:
+        """The project changed in the ERP: read its engagement type and jurisdiction again (the ERP's
+        current record, whatever order the updates came in) and re-evaluate when they changed."""
+        if not guarded(lambda: self.redis.exists(self.keys.project(code))):
+            return []  # the gate knows nothing of this project
+        facts = self.load(code)
+        meta = self.meta(code)
+        if meta == facts.meta:
+            return []
+        self._store(code, [], meta)
+        return self.evaluate(ProjectFacts(code, meta, facts.drafts, facts.shared))
 
     def replace(self, code: str, events: list[Event]) -> list[Transition]:
         """Forget the project's facts and store ``events`` instead (a rebuild), then re-evaluate."""
@@ -226,14 +240,19 @@ def register(runtime: Runtime, *, gate: ReadinessGate, max_attempts: int) -> Any
         """Fold the event into its project's facts and emit the verdicts it changed."""
         cloud_event = from_message_body(event_body)
         record = validate_event(cloud_event, runtime.registry)
-        event = event_from_record(cloud_event.get_type(), record)
-        lease = gate.locks.acquire(f"readiness:{event.project_code}", ttl_ms=_LOCK_TTL_MS)
+        project_update = cloud_event.get_type() == PROJECT_UPDATED
+        event = None if project_update else event_from_record(cloud_event.get_type(), record)
+        code = str(record["project_code"])
+        lease = gate.locks.acquire(f"readiness:{code}", ttl_ms=_LOCK_TTL_MS)
         if lease is None:
-            raise Retry(f"readiness of project {event.project_code} is being updated", delay=200)
+            raise Retry(f"readiness of project {code} is being updated", delay=200)
         try:
-            gate.apply(event)
+            if event is None:
+                gate.refresh(code)
+            else:
+                gate.apply(event)
         finally:
-            gate.locks.release(f"readiness:{event.project_code}", lease)
+            gate.locks.release(f"readiness:{code}", lease)
 
     return invoice_readiness
 

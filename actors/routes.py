@@ -9,7 +9,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     ALL_TYPES: ("fanout",),
     "erp.client.upserted.v1": ("master_data",),
     "erp.project.created.v1": ("provisioning", "master_data"),
-    "erp.project.updated.v1": ("provisioning", "master_data"),
+    "erp.project.updated.v1": ("provisioning", "master_data", "invoice_readiness"),
     "dms.workspace.provisioned.v1": ("master_data",),
     "dms.change.notified.v1": ("master_data", "document_intake"),
     "esign.envelope.completed.v1": ("document_workflow", "invoice_readiness"),

@@ -112,6 +112,11 @@ class Sandbox:
                 graph.patch(f"/drives/{self.drive_id}/items/{item_id}/retentionLabel",
                             json={"name": label}).raise_for_status()
 
+    def delete_document(self, item_id: str) -> None:
+        """Delete a file from the drive (as a user would)."""
+        with self.graph() as graph:
+            graph.delete(f"/drives/{self.drive_id}/items/{item_id}").raise_for_status()
+
     def draft_invoice(self, project_code: str, *, number: str, amount_minor: int, currency: str, period: str,
                       milestone_id: str | None = None) -> dict[str, Any]:
         """Draft an invoice in the ERP (the ERP posts erp.invoice.drafted.v1)."""

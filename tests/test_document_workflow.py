@@ -331,6 +331,9 @@ def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each
                           timeout=30)
         sandbox.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
         assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
+        sandbox.delete_document(change)  # deleted from the billing package: withdrawn
+        assert wait_until(lambda: _codes(_status(scenario, "INV-BF-1")) == [("CHANGE_RECORD_MISSING", "change_record")],
+                          timeout=30)
 
 
 def test_billing_does_not_wait_for_sharepoint_and_the_signed_sow_is_filed_once_it_is_back(prefix: str) -> None:
@@ -353,3 +356,22 @@ def test_billing_does_not_wait_for_sharepoint_and_the_signed_sow_is_filed_once_i
         filed = scenario.workspace(f"{WS}/SOWs/SOW.pdf")
         assert filed is not None and filed["fields"]["EnvelopeId"] == envelope
         assert sum(sandbox.graph_requests()["uploads"].values()) == 1  # filed once, not once per attempt
+
+
+def test_a_project_moved_to_another_jurisdiction_needs_that_jurisdictions_label(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario, code="ENG-MOVE-1", engagement_type="engineering", practice="Infrastructure",
+                        region="ME", country="SA", billing_model="milestone")
+        sandbox = scenario.sandbox
+        doc = sandbox.put_document(f"Engagements/ACME/{code}/Deliverables", "Design.pdf", label="ME-Deliverable-10y",
+                                   fields={"DocumentClass": "deliverable", "DocumentState": "approved",
+                                           "ProjectCode": code, "InvoiceNumber": "INV-MV-1"})
+        sandbox.draft_invoice(code, number="INV-MV-1", amount_minor=100_000, currency="EUR", period="2027-05")
+        assert wait_until(lambda: _status(scenario, "INV-MV-1")["status"] == "ready", timeout=30)
+        scenario.update_project(code, region="APAC", country="SG")  # delivery moves to Singapore
+        assert wait_until(lambda: _codes(_status(scenario, "INV-MV-1")) == [("RETENTION_LABEL_MISSING", doc)],
+                          timeout=30)
+        assert "APAC-Deliverable-7y" in _status(scenario, "INV-MV-1")["hold_reasons"][0]["detail"]
+        sandbox.set_document(doc, label="APAC-Deliverable-7y")
+        assert wait_until(lambda: _status(scenario, "INV-MV-1")["status"] == "ready", timeout=30)
