@@ -11,13 +11,16 @@ Queues per actor, all durable:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
+from dramatiq import Message
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -28,6 +31,9 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+#: Rounds of Dramatiq's enqueue (each already tries up to 6 times at once, reconnecting) before giving up.
+ENQUEUE_ROUNDS = 3
+
 
 class HubRabbitmqBroker(RabbitmqBroker):
     """RabbitmqBroker with quorum actor and delay queues and dead letters that never expire."""
@@ -35,6 +41,20 @@ class HubRabbitmqBroker(RabbitmqBroker):
     def __init__(self, *, url: str, delivery_limit: int, middleware: list[Middleware]) -> None:
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
         self.delivery_limit = delivery_limit
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        """Dramatiq's confirmed enqueue, given more rounds after a short pause when it gives up: its own
+        attempts follow each other at once, and a quorum queue electing its leader (just declared, under
+        load) nacks publishes for longer than that. Sending again is safe: consumers are idempotent."""
+        for attempt in range(ENQUEUE_ROUNDS):
+            try:
+                enqueued: Message[Any] = super().enqueue(message, delay=delay)
+                return enqueued
+            except ConnectionClosed:
+                if attempt == ENQUEUE_ROUNDS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return {

@@ -25,8 +25,6 @@ from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
 
 log = get_logger(__name__)
-#: Confirmed enqueue attempts per subscriber before an event counts as not published.
-_ENQUEUE_ATTEMPTS = 3
 
 #: Subscribes an actor to every event type.
 ALL_TYPES = "*"
@@ -101,7 +99,10 @@ class Dispatcher:
                 options={**options, "hub_event": summary},
             )
             started = time.time()
-            sent.append(self._enqueue(message, actor.queue_name))
+            try:
+                sent.append(self.broker.enqueue(message))
+            except BrokerConnectionError as exc:
+                raise BrokerUnavailable(f"enqueue to {actor.queue_name} not confirmed: {exc}") from None
             if self.flight is not None:
                 self.flight.record(Hop(
                     root_id=str(summary["root_id"]), event_id=event.get_id(), event_type=event.get_type(),
@@ -112,21 +113,6 @@ class Dispatcher:
                 ))
         log.debug("event dispatched", event_id=event.get_id(), subscribers=len(sent))
         return sent
-
-    def _enqueue(self, message: Message[Any], queue_name: str) -> Message[Any]:
-        """Enqueue with confirms; a refused confirm (a quorum queue electing its leader nacks) is tried
-        twice more before the event counts as not published. Re-sending is safe: consumers are idempotent."""
-        for attempt in range(_ENQUEUE_ATTEMPTS):
-            try:
-                enqueued: Message[Any] = self.broker.enqueue(message)
-                return enqueued
-            except BrokerConnectionError as exc:
-                if attempt == _ENQUEUE_ATTEMPTS - 1:
-                    raise BrokerUnavailable(f"enqueue to {queue_name} not confirmed: {exc}") from None
-                log.warning("enqueue not confirmed; sending again", queue=queue_name, attempt=attempt + 1,
-                            error=str(exc))
-                time.sleep(0.1 * (attempt + 1))
-        raise AssertionError("unreachable")
 
 
 def _trace_id() -> str | None:
