@@ -93,8 +93,7 @@ class ReadinessGate:
     def meta(self, code: str) -> ProjectMeta:
         """The project's engagement type and jurisdiction, read from the ERP."""
         project = self.erp.get_project(code)
-        return ProjectMeta(engagement_type=project.engagement_type, region=project.region,
-                           country=project.country, client_id=project.client_id)
+        return ProjectMeta(project.engagement_type, project.region, project.country, project.client_id)
 
     def _store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
         mapping = {field_of(event): dump_event(event) for event in events}
@@ -123,17 +122,22 @@ class ReadinessGate:
             self._store(code, [event] if changed else [], meta)
         return self.evaluate(facts)
 
-    def refresh(self, code: str) -> list[Transition]:
-        """The project changed in the ERP: read its engagement type and jurisdiction again (the ERP's
-        current record, whatever order the updates came in) and re-evaluate when they changed."""
-        if not guarded(lambda: self.redis.exists(self.keys.project(code))):
-            return []  # the gate knows nothing of this project
-        facts = self.load(code)
+    def refresh(self, code: str, stated: ProjectMeta) -> list[Transition]:
+        """The project changed in the ERP: when the update ``stated`` another engagement type or
+        jurisdiction than the gate holds, read the ERP's current record (whatever order the updates
+        came in) and re-evaluate with it. One Redis read for every other project update."""
+        raw: Any = guarded(lambda: self.redis.hget(self.keys.project(code), "meta"))
+        if raw is None:
+            return []  # no invoice of this project is known to the gate
+        held = ProjectMeta(**json.loads(raw))
+        if stated == held:
+            return []
         meta = self.meta(code)
-        if meta == facts.meta:
+        if meta == held:
             return []
         self._store(code, [], meta)
-        return self.evaluate(ProjectFacts(code, meta, facts.drafts, facts.shared))
+        facts = self.load(code)
+        return self.evaluate(facts)
 
     def replace(self, code: str, events: list[Event]) -> list[Transition]:
         """Forget the project's facts and store ``events`` instead (a rebuild), then re-evaluate."""
@@ -248,7 +252,8 @@ def register(runtime: Runtime, *, gate: ReadinessGate, max_attempts: int) -> Any
             raise Retry(f"readiness of project {code} is being updated", delay=200)
         try:
             if event is None:
-                gate.refresh(code)
+                gate.refresh(code, ProjectMeta(engagement_type=record["engagement_type"], region=record["region"],
+                                               country=record["country"], client_id=record["client_id"]))
             else:
                 gate.apply(event)
         finally:

@@ -16,7 +16,7 @@ hash and call :func:`project_facts` and :func:`verdict`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,8 +33,8 @@ from actors.invoice_readiness_logic import (
     apply,
     evaluate,
 )
-from hub.policy import Policy
-from hub.policy_documents import EngagementType
+from hub.policy import Policy, Region
+from hub.policy_documents import DocumentClass, EngagementType
 
 _KINDS: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted]] = {
     "inv": InvoiceDrafted, "doc": DocumentStateChanged, "ret": RetentionApplied, "env": EnvelopeCompleted,
@@ -46,16 +46,15 @@ class ProjectMeta:
     """What the gate needs to know about the project: its checklist and its retention jurisdiction."""
 
     engagement_type: EngagementType
-    region: str
+    region: Region
     country: str
     client_id: str
 
-    def label_for(self, policy: Policy) -> Any:
+    def label_for(self, policy: Policy) -> Callable[[DocumentClass], str]:
         """The expected retention label per document class, from the policy's retention rules."""
-        def label(document_class: Any) -> str:
-            return policy.retention.label_for(region=self.region, country=self.country,  # type: ignore[arg-type]
-                                              client_id=self.client_id, engagement_type=self.engagement_type,
-                                              document_class=document_class)
+        def label(document_class: DocumentClass) -> str:
+            return policy.retention.label_for(region=self.region, country=self.country, client_id=self.client_id,
+                                              engagement_type=self.engagement_type, document_class=document_class)
         return label
 
 
