@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 
@@ -125,3 +127,17 @@ def delivery_routes(outbox: Outbox | None) -> APIRouter:
         return JSONResponse({"empty": empty}, status_code=200 if empty else 504)
 
     return routes
+
+
+def outbox_lifespan(outbox: Outbox | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A simulator app's lifespan: the outbox's delivery thread runs while the app serves."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if outbox is not None:
+            outbox.start()
+        yield
+        if outbox is not None:
+            outbox.close()
+
+    return lifespan

@@ -38,8 +38,7 @@ import hmac
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.faults import FaultInjector, FaultMiddleware, FaultPlan
-from connectors.sim_outbox import Outbox, delivery_routes
+from connectors.sim_outbox import Outbox, delivery_routes, outbox_lifespan
 
 __all__ = ["ConnectConfig", "ConnectOutbox", "DocuSignSimConfig", "connect_signature", "create_app", "run"]
 
@@ -367,15 +366,7 @@ def create_app(config: DocuSignSimConfig | None = None) -> FastAPI:
     injector = FaultInjector(config.faults)
     routes = _Api(config, state, outbox)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if outbox is not None:
-            outbox.start()
-        yield
-        if outbox is not None:
-            outbox.close()
-
-    app = FastAPI(title="DocuSign eSignature simulator", version="1", lifespan=lifespan)
+    app = FastAPI(title="DocuSign eSignature simulator", version="1", lifespan=outbox_lifespan(outbox))
     app.state.outbox, app.state.faults = outbox, injector
     app.include_router(routes.router())
     app.include_router(routes.admin(injector))

@@ -47,8 +47,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -76,7 +75,7 @@ from connectors.erp.simulator_state import (
 )
 from connectors.erp.simulator_webhooks import Outbox, WebhookConfig, client_event, invoice_event, project_event
 from connectors.faults import FaultInjector, FaultMiddleware, FaultPlan
-from connectors.sim_outbox import delivery_routes
+from connectors.sim_outbox import delivery_routes, outbox_lifespan
 
 __all__ = ["ErpSimConfig", "ReadinessGate", "WebhookConfig", "create_app", "run"]
 
@@ -316,15 +315,7 @@ def create_app(config: ErpSimConfig | None = None) -> FastAPI:
     injector = FaultInjector(config.faults)
     routes = _Api(config, state, outbox)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if outbox is not None:
-            outbox.start()
-        yield
-        if outbox is not None:
-            outbox.close()
-
-    app = FastAPI(title="ERP/PSA simulator", version="1", lifespan=lifespan)
+    app = FastAPI(title="ERP/PSA simulator", version="1", lifespan=outbox_lifespan(outbox))
     app.state.erp, app.state.outbox, app.state.faults = state, outbox, injector
     app.include_router(routes.router())
     app.include_router(routes.admin(injector))
