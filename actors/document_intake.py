@@ -35,7 +35,7 @@ from connectors.erp.client import ErpClient, ProjectNotFound
 from connectors.sharepoint.client import DeltaTokenExpired, DriveItem, GraphClient, RetentionLabel, Subscription
 from hub.errors import NEVER_RETRIED, InvalidEvent
 from hub.events import from_message_body, make_event, validate_event
-from hub.money import minor_units
+from hub.money import milestone, minor_units
 from hub.policy_documents import DOCUMENT_STATES
 from hub.runtime import Runtime
 from hub.store import RedisLocks, guarded
@@ -79,20 +79,10 @@ def _milestones(text: str | None, currency: str | None) -> list[dict[str, Any]]:
         return []
     if currency is None:
         raise InvalidEvent("Milestones needs ContractCurrency", field="Milestones")
-    result = []
-    for line in (line.strip() for line in text.splitlines()):
-        if not line:
-            continue
-        parts = [part.strip() for part in line.split(";")]
-        if len(parts) not in (2, 3) or not parts[0]:
-            raise InvalidEvent(f"Milestones line {line!r} must be 'name;amount;due date'", field="Milestones")
-        try:
-            due = date.fromisoformat(parts[2]) if len(parts) == 3 and parts[2] else None
-            amount = minor_units(parts[1], currency)
-        except ValueError as exc:
-            raise InvalidEvent(f"Milestones line {line!r}: {exc}", field="Milestones") from None
-        result.append({"name": parts[0], "amount": {"amount_minor": amount, "currency": currency}, "due_date": due})
-    return result
+    try:
+        return [milestone(line, currency) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise InvalidEvent(f"Milestones: {exc}", field="Milestones") from None
 
 
 def document_events(view: DocumentView, *, region: str | None) -> list[tuple[str, dict[str, Any]]]:

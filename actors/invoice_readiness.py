@@ -23,7 +23,7 @@ import dramatiq
 from dramatiq.errors import Retry
 from dramatiq.middleware import CurrentMessage
 
-from actors.document_intake import DocumentView, document_events, workspace_documents
+from actors.document_intake import document_events, workspace_documents
 from actors.document_workflow import project_values
 from actors.invoice_readiness_logic import (
     EVENT_TYPES,
@@ -262,4 +262,4 @@ def register(runtime: Runtime, *, gate: ReadinessGate, max_attempts: int) -> Any
     return invoice_readiness
 
 
-__all__ = ["ACTOR_NAME", "TRIGGERS", "DocumentView", "ReadinessGate", "Transition", "register"]
+__all__ = ["ACTOR_NAME", "TRIGGERS", "ReadinessGate", "Transition", "register"]

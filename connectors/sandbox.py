@@ -64,11 +64,6 @@ class Sandbox:
         envelope: dict[str, Any] = response.json()
         return envelope
 
-    def flush_docusign(self, timeout_s: float = 20.0) -> None:
-        """Wait until the DocuSign simulator delivered every Connect notification."""
-        httpx.post(f"{self.docusign_url}/_sim/deliveries/flush", params={"timeout_s": timeout_s},
-                   timeout=timeout_s + 5)
-
     def send_for_signature(self, project_code: str, document_class: str, name: str, *, content: bytes = b"",
                            fields: dict[str, str] | None = None) -> str:
         """Send one document for signature with the hub's custom fields; returns the envelope id."""
@@ -132,11 +127,6 @@ class Sandbox:
         """Ask the ERP to finalise an invoice (it asks the hub's hard-stop check first)."""
         with self.erp() as erp:
             return erp.post(f"/invoices/{number}/finalize")
-
-    def docusign_deliveries(self) -> list[dict[str, Any]]:
-        """The DocuSign simulator's Connect delivery log."""
-        log: list[dict[str, Any]] = httpx.get(f"{self.docusign_url}/_sim/deliveries", timeout=10).json()
-        return log
 
     def erp_state(self) -> dict[str, Any]:
         """The ERP simulator's records."""

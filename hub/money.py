@@ -1,11 +1,14 @@
-"""Amounts as people write them ("125,000.00") to minor units of an ISO 4217 currency."""
+"""Amounts as people write them ("125,000.00") in minor units of an ISO 4217 currency, and milestones as
+people write them (``Phase 2 build;50,000.00;2027-08-31``)."""
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-__all__ = ["minor_units"]
+__all__ = ["milestone", "minor_units"]
 
 # ISO 4217 currencies whose minor unit is not the cent; every other code has two decimals.
 _MINOR_DIGITS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
@@ -26,3 +29,18 @@ def minor_units(amount: str, currency: str) -> int:
     if not minor.is_finite() or minor != minor.to_integral_value():
         raise ValueError(f"{amount!r} has more decimals than {currency} allows")
     return int(minor)
+
+
+def milestone(text: str, currency: str) -> dict[str, Any]:
+    """``name;amount;due date`` (the due date may be left out or empty) as a ``hub.common.Milestone``
+    record in ``currency``; ValueError names what is wrong."""
+    parts = [part.strip() for part in text.split(";")]
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise ValueError(f"{text.strip()!r} must be 'name;amount;due date'")
+    due = parts[2] if len(parts) == 3 else ""
+    try:
+        due_date = date.fromisoformat(due) if due else None
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} has a due date that is not YYYY-MM-DD") from None
+    return {"name": parts[0], "amount": {"amount_minor": minor_units(parts[1], currency), "currency": currency},
+            "due_date": due_date}

@@ -33,7 +33,7 @@ from connectors.signatures import (
 )
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
 from hub.events import CloudEvent, SchemaLookup, make_event
-from hub.money import minor_units
+from hub.money import milestone, minor_units
 
 __all__ = ["COMPLETED_EVENT", "EVENT_TYPE", "parse", "to_event", "verify"]
 
@@ -214,15 +214,10 @@ def _milestones(fields: Mapping[str, str]) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     for _, name, text in sorted(numbered):
         path = f"{_FIELDS}[name={name}]"
-        parts = [part.strip() for part in text.split(";")]
-        if len(parts) not in (2, 3) or not parts[0]:
-            raise InvalidEvent(f"{path} must be 'name;amount;due date'", field=path)
-        due = parts[2] if len(parts) == 3 else ""
         try:
-            due_date = date.fromisoformat(due) if due else None
-        except ValueError:
-            raise InvalidEvent(f"{path} has a due date that is not YYYY-MM-DD", field=path) from None
-        result.append({"name": parts[0], "amount": _amount(parts[1], code, path), "due_date": due_date})
+            result.append(milestone(text, code))
+        except ValueError as exc:
+            raise InvalidEvent(f"{path}: {exc}", field=path) from None
     return result
 
 
