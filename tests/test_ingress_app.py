@@ -361,6 +361,8 @@ def test_the_ingress_span_starts_the_trace_that_workers_and_the_flight_record_co
         response = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)})
         assert response.status_code == 202
         assert wait_until(lambda: any(h.outcome == "ok" for h in app.flight.hops("evt-traced")))
+        # the hop is recorded as the attempt ends; its span is exported a moment later
+        assert wait_until(lambda: any(s.name == "process fanout" for s in exporter.get_finished_spans()))
     ingress_span = next(s for s in exporter.get_finished_spans() if s.name == "POST /v1/events")
     trace_id = f"{ingress_span.context.trace_id:032x}"
     worker_spans = [s for s in exporter.get_finished_spans() if s.name == "process fanout"]
