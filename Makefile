@@ -18,8 +18,10 @@ demo: $(VENV_STAMP)
 test: $(VENV_STAMP)
 	.venv/bin/pytest
 
-lint: $(VENV_STAMP)
+lint: typecheck
 	.venv/bin/ruff check hub actors connectors observability tests bench
+
+typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 
 schemas-check: $(VENV_STAMP)

@@ -16,8 +16,6 @@ from hub.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_c2VjcmV0LW9mLXRoZS10ZXN0LXNvdXJjZS0wMDE="  # 27 bytes
 API_KEY = "test-api-key-erp"
-EXAMPLE_ENV = {"ERP_ACME_WEBHOOK_SECRET_NEXT": "whsec_ZXhhbXBsZS1vbmx5LWVycC1hY21lLXNlY3JldC0y",
-               "DOCUSIGN_HMAC_KEY_NEXT": "example-only-docusign-next"}
 
 GOOD = f"""\
 sources:
@@ -56,12 +54,29 @@ def test_a_valid_file_loads_and_finds_a_source_by_id_and_by_api_key(tmp_path: Pa
     assert source.rate_limit.amount == 100
 
 
-def test_the_example_file_loads_with_its_environment_variables() -> None:
-    registry = load_sources(ROOT / "examples" / "sources.yaml", EXAMPLE_ENV)
-    assert [s.id for s in registry] == ["erp-acme", "analytics-replay", "docusign", "sharepoint", "box"]
+def test_the_example_file_loads_without_any_environment_variable() -> None:
+    registry = load_sources(ROOT / "examples" / "sources.yaml", {})
+    assert [s.id for s in registry] == ["erp-acme", "erp-finance", "docusign", "sharepoint", "box"]
     erp = registry.get("erp-acme")
-    assert erp is not None and len(erp.webhook_keys) == 2
+    assert erp is not None and len(erp.webhook_keys) == 1
     assert registry.by_api_key("example-api-key-erp-acme") is erp
+    finance = registry.get("erp-finance")
+    assert finance is not None and finance.queries == ["invoice_readiness"]
+    assert registry.by_api_key("example-api-key-erp-finance") is finance
+
+
+def test_the_example_file_names_only_the_hubs_real_event_types_and_vendor_sources() -> None:
+    from hub.registry import SchemaRegistry
+
+    types = SchemaRegistry.load().event_types
+    registry = load_sources(ROOT / "examples" / "sources.yaml", {})
+    for source in registry:
+        for pattern in source.event_types:
+            assert any(source.may_publish_type(t) for t in types if t == pattern or pattern.endswith(".*")), pattern
+            assert pattern.split(".", 1)[0] in {"erp", "esign", "dms"}, pattern
+        for vendor in ("docusign", "graph", "box"):
+            if getattr(source, vendor) is not None:
+                assert source.may_claim(f"{vendor}://{source.id}")
 
 
 def test_a_bad_quota_names_the_file_the_line_and_the_field(tmp_path: Path) -> None:
