@@ -3,6 +3,11 @@
 Every signature comparison goes through :func:`hmac.compare_digest` on bytes, so neither the time
 taken nor an error message tells a caller how close a forged signature came; nothing here puts a
 secret, an expected signature or a payload value into an error message.
+
+Bodies are read with the ingress's strict JSON (:mod:`hub.jsonstrict`: depth, integer length,
+duplicate keys, lone surrogates), instants as RFC 3339 (:mod:`hub.rfc3339`), and a vendor field
+that becomes an event attribute (an id, a subject) must be a CloudEvents String
+(:func:`attribute_text`): whatever a vendor sends, the answer is a 4xx, never a crash.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from hub import jsonstrict, rfc3339
 from hub.errors import InvalidEvent
+from hub.events import valid_string
 
 __all__ = [
     "any_match",
+    "attribute_text",
     "get_header",
     "hmac_sha256",
     "load_json_object",
@@ -69,13 +76,12 @@ def any_match(signatures: Iterable[str], digests: Iterable[bytes]) -> bool:
 
 
 def load_json_object(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object; InvalidEvent (never quoting the body) otherwise."""
-    try:
-        document = json.loads(body)
-    except UnicodeDecodeError:
-        raise InvalidEvent("body is not UTF-8 JSON") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    """The request body as a strict JSON object (:func:`hub.jsonstrict.loads`); InvalidEvent otherwise.
+
+    The JSON errors are :class:`~hub.jsonstrict.MalformedJson` and :class:`~hub.jsonstrict.JsonTooComplex`,
+    which the ingress answers as malformed-json and json-too-complex; no message quotes the body.
+    """
+    document = jsonstrict.loads(body)
     if not isinstance(document, dict):
         raise InvalidEvent(f"body must be a JSON object, got {type(document).__name__}")
     return document
@@ -109,16 +115,20 @@ def require_text(parent: Mapping[str, Any], key: str, path: str) -> str:
     return value
 
 
+def attribute_text(value: str, path: str) -> str:
+    """``value`` when it may become an event attribute (a CloudEvents String); InvalidEvent naming ``path``."""
+    if not valid_string(value):
+        raise InvalidEvent(f"{path} holds a control character, surrogate or noncharacter", field=path)
+    return value
+
+
 def parse_instant(text: str, path: str) -> datetime:
-    """An RFC 3339 / ISO 8601 timestamp with an offset; InvalidEvent naming ``path`` otherwise."""
+    """An RFC 3339 timestamp (with its offset, within years 1 to 9999); InvalidEvent naming ``path`` otherwise."""
     try:
-        # Python 3.11 reads "Z" and truncates DocuSign's seven fractional digits to six.
-        instant = datetime.fromisoformat(text)
+        # DocuSign's seven fractional digits are truncated to microseconds.
+        return rfc3339.parse(text)
     except ValueError:
         raise InvalidEvent(f"{path} is not an RFC 3339 timestamp", field=path) from None
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise InvalidEvent(f"{path} has no UTC offset", field=path)
-    return instant
 
 
 def stable_id(*parts: str) -> str:

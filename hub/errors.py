@@ -13,7 +13,10 @@ Whether an error is retried is a property of its type, never of the call site::
      └── PermanentError              retrying cannot help: dead-letter at once
           ├── InvalidEvent           the event breaks the CloudEvents contract
           │    ├── UnknownEventType  no schema is registered for the event's ``type``
-          │    └── SchemaViolation   the data does not match the type's Avro schema (names the field)
+          │    ├── SchemaViolation   the data does not match the type's Avro schema (names the field)
+          │    └── JsonError         a body is not strict JSON (``hub.jsonstrict``)
+          │         ├── MalformedJson     not UTF-8 or JSON, NaN, a duplicate key, a lone surrogate
+          │         └── JsonTooComplex    nested too deeply, an integer too long
           ├── UpstreamRejected       a connected system answered 4xx (not 408/409/429)
           ├── AuthenticationFailed   a caller's credentials or signature did not verify
           ├── NotAuthorized          an authenticated source may not publish this event

@@ -4,6 +4,11 @@ Contract: ``type`` is ``<system>.<entity>.<event>.v<major>`` and is also the rou
 names the publishing system instance; ``subject`` is the business key; extensions ``partitionkey``
 (canonical entity id), ``traceparent`` (W3C) and ``sequence`` (source version); data is Avro binary
 (``datacontenttype: application/avro``) and ``dataschema`` names the Avro schema and its version.
+
+Other extension attributes travel with the event as strings (their CloudEvents canonical form) and
+reach topic subscribers as ``ce-<name>`` headers: a name of 1 to 20 lower-case letters and digits
+(:data:`EXTENSION_NAME`), at most :data:`MAX_EXTENSIONS` per event, each at most
+:data:`MAX_EXTENSION_BYTES`. Every string attribute is a CloudEvents String (:func:`valid_string`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from hub.errors import InvalidEvent
 
 __all__ = [
     "AVRO_CONTENT_TYPE",
+    "CORE_ATTRIBUTES",
+    "EXTENSION_NAME",
+    "MAX_EXTENSIONS",
+    "MAX_EXTENSION_BYTES",
     "TYPE_PATTERN",
     "AvroFormat",
     "CloudEvent",
@@ -33,6 +42,7 @@ __all__ = [
     "make_event",
     "to_amqp",
     "to_message_body",
+    "valid_string",
     "validate_event",
 ]
 
@@ -41,6 +51,21 @@ AVRO_CONTENT_TYPE = "application/avro"
 #: ``<system>.<entity>.<event>.v<major>``; lower case, doubles as the AMQP routing key.
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 _EXTENSIONS = ("partitionkey", "traceparent", "sequence")
+#: The context attributes CloudEvents 1.0 defines; no extension may take their names (nor ``data``).
+CORE_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"})
+#: A well-formed extension attribute name (CloudEvents: lower-case letters and digits, 20 at most).
+EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+#: Most extension attributes one event may carry, ``partitionkey``, ``traceparent`` and ``sequence`` included.
+MAX_EXTENSIONS = 16
+#: Longest extension value, in UTF-8 bytes of its canonical string form.
+MAX_EXTENSION_BYTES = 1024
+# CloudEvents String: no C0/C1 control characters or DEL, no surrogates, no Unicode noncharacters.
+_NOT_STRING = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
+    + "]"
+)
 
 
 class SchemaLookup(Protocol):
@@ -81,6 +106,11 @@ class AvroFormat(JSONFormat):
 _FORMAT = AvroFormat()
 
 
+def valid_string(value: str) -> bool:
+    """Whether ``value`` is a CloudEvents String: no control characters, surrogates or noncharacters."""
+    return _NOT_STRING.search(value) is None
+
+
 def _is_avro(content_type: str | None) -> bool:
     return content_type is not None and content_type.split(";", 1)[0].strip().lower() == AVRO_CONTENT_TYPE
 
@@ -104,26 +134,57 @@ def make_event(
     partitionkey: str | None = None,
     traceparent: str | None = None,
     sequence: str | None = None,
+    extensions: Mapping[str, str] | None = None,
 ) -> CloudEvent:
-    """Build a contract-conforming event, encoding ``data`` with the type's Avro schema."""
-    if not TYPE_PATTERN.match(type):
+    """Build a contract-conforming event, encoding ``data`` with the type's Avro schema.
+
+    ``extensions`` are further extension attributes in canonical string form; each string attribute
+    must be a CloudEvents String (InvalidEvent naming the attribute otherwise).
+    """
+    if not valid_string(type) or not TYPE_PATTERN.match(type):
         raise InvalidEvent(f"type {type!r} is not <system>.<entity>.<event>.v<major>", field="type")
+    named = {"partitionkey": partitionkey, "traceparent": traceparent, "sequence": sequence}
+    carried = {name: value for name, value in named.items() if value} | _extensions(extensions or {})
+    if len(carried) > MAX_EXTENSIONS:
+        raise InvalidEvent(f"an event carries at most {MAX_EXTENSIONS} extension attributes")
+    event_id = id or str(uuid.uuid4())
+    for name, value in {"id": event_id, "source": source, "subject": subject, **carried}.items():
+        if value is not None and not valid_string(value):
+            raise InvalidEvent(f"attribute {name!r} holds a control character, surrogate or noncharacter",
+                               field=name)
+    when = time or datetime.now(UTC)
+    try:
+        if when.utcoffset() is None:
+            raise ValueError("naive")
+        when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidEvent("time must be a timezone-aware instant within years 1 to 9999", field="time") from None
     payload = registry.encode(type, data)
     attributes: dict[str, Any] = {
         "specversion": "1.0",
-        "id": id or str(uuid.uuid4()),
+        "id": event_id,
         "source": source,
         "type": type,
-        "time": time or datetime.now(UTC),
+        "time": when,
         "datacontenttype": AVRO_CONTENT_TYPE,
         "dataschema": registry.for_type(type).dataschema,
     }
     if subject:
         attributes["subject"] = subject
-    for name, value in (("partitionkey", partitionkey), ("traceparent", traceparent), ("sequence", sequence)):
-        if value:
-            attributes[name] = value
+    attributes.update(carried)
     return _build(attributes, payload)
+
+
+def _extensions(extensions: Mapping[str, str]) -> dict[str, str]:
+    """The further extensions, checked: well-formed names that are no other attribute, bounded values."""
+    for name, value in extensions.items():
+        if not EXTENSION_NAME.fullmatch(name) or name in CORE_ATTRIBUTES or name in _EXTENSIONS or name == "data":
+            raise InvalidEvent(f"{name!r} cannot be an extension attribute name", field=name)
+        if not isinstance(value, str):
+            raise InvalidEvent(f"extension {name!r} must be given in its string form", field=name)
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_EXTENSION_BYTES:
+            raise InvalidEvent(f"extension {name!r} is longer than {MAX_EXTENSION_BYTES} bytes", field=name)
+    return dict(extensions)
 
 
 def validate_event(event: CloudEvent, registry: SchemaLookup) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 __all__ = ["milestone", "minor_units"]
@@ -13,6 +13,8 @@ __all__ = ["milestone", "minor_units"]
 # ISO 4217 currencies whose minor unit is not the cent; every other code has two decimals.
 _MINOR_DIGITS = {"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
                  "CLP": 0, "ISK": 0, "JPY": 0, "KRW": 0, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
+# Integer digits an amount may have: its minor units must fit an Avro long whatever the currency.
+_MAX_MAJOR_DIGITS = 14
 
 
 def minor_units(amount: str, currency: str) -> int:
@@ -22,13 +24,18 @@ def minor_units(amount: str, currency: str) -> int:
     """
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ValueError(f"{currency!r} is not an ISO 4217 code")
+    digits = _MINOR_DIGITS.get(currency, 2)
     try:
-        minor = Decimal(amount.strip().replace(",", "")).scaleb(_MINOR_DIGITS.get(currency, 2))
+        value = Decimal(amount.strip().replace(",", ""))
     except InvalidOperation:
         raise ValueError(f"{amount!r} is not a decimal amount") from None
-    if not minor.is_finite() or minor != minor.to_integral_value():
+    if not value.is_finite():
+        raise ValueError(f"{amount!r} is not a decimal amount")
+    if value.adjusted() > _MAX_MAJOR_DIGITS:
+        raise ValueError(f"{amount!r} is too large an amount")
+    if value != value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_DOWN):
         raise ValueError(f"{amount!r} has more decimals than {currency} allows")
-    return int(minor)
+    return int(value.scaleb(digits))
 
 
 def milestone(text: str, currency: str) -> dict[str, Any]:

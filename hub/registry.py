@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -255,6 +255,22 @@ def _event_schema(file_name: str, name: str, schema: dict[str, Any], parsed: Any
 
 _Problem = tuple[str, str] | None  # (field path, reason)
 
+_INSTANTS = ("timestamp-millis", "timestamp-micros")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST, _LAST = datetime.min.replace(tzinfo=UTC) - _EPOCH, datetime.max.replace(tzinfo=UTC) - _EPOCH
+#: Logical type -> (lowest, highest, what) of the integers fastavro decodes again: a timestamp in
+#: years 1 to 9999 (UTC), a date Python's ``date`` holds, a time of day.
+_READABLE: dict[str, tuple[int, int, str]] = {
+    "timestamp-millis": (_FIRST // timedelta(milliseconds=1), _LAST // timedelta(milliseconds=1),
+                         "timestamp (epoch milliseconds)"),
+    "timestamp-micros": (_FIRST // timedelta(microseconds=1), _LAST // timedelta(microseconds=1),
+                         "timestamp (epoch microseconds)"),
+    "date": (date.min.toordinal() - _EPOCH.toordinal(), date.max.toordinal() - _EPOCH.toordinal(),
+             "date (days since 1970-01-01)"),
+    "time-millis": (0, 86_400_000 - 1, "time of day (milliseconds)"),
+    "time-micros": (0, 86_400_000_000 - 1, "time of day (microseconds)"),
+}
+
 
 def _violation(schema: Any, datum: Any, path: str, named: Mapping[str, Any]) -> _Problem:
     """The first (field path, reason) where ``datum`` breaks ``schema``, or None when it fits."""
@@ -265,12 +281,15 @@ def _violation(schema: Any, datum: Any, path: str, named: Mapping[str, Any]) -> 
             return _violation(named[schema], datum, path, named)
         return None if _PRIMITIVE_CHECKS[schema](datum) else (path, _expected(schema, datum))
     kind, logical = schema["type"], schema.get("logicalType")
-    if logical in ("timestamp-millis", "timestamp-micros") and isinstance(datum, datetime):
-        # fastavro reads a naive datetime as local time: the instant would depend on the host.
-        return None if datum.tzinfo is not None else (path, "datetime must be timezone-aware")
+    if logical in _INSTANTS and isinstance(datum, datetime):
+        return _instant(datum, path)
     if logical == "date" and isinstance(datum, date) and not isinstance(datum, datetime):
         return None
-    if logical not in (None, "timestamp-millis", "timestamp-micros", "date") and kind in _PRIMITIVES:
+    if logical in _READABLE and type(datum) is int and kind in _PRIMITIVES:
+        # Avro's JSON form: the writer takes any long, but only this range decodes again.
+        low, high, what = _READABLE[logical]
+        return None if low <= datum <= high else (path, f"{what} out of range")
+    if logical not in (None, *_INSTANTS, "date") and kind in _PRIMITIVES:
         return None  # other logical types accept several Python types: the writer checks them
     if kind == "record":
         return _record(schema, datum, path, named)
@@ -293,6 +312,17 @@ def _violation(schema: Any, datum: Any, path: str, named: Mapping[str, Any]) -> 
         values = ((f"{path}[{key!r}]", value) for key, value in datum.items())
         return next(_problems(schema["values"], values, named), None)
     return _violation(kind, datum, path, named)
+
+
+def _instant(datum: datetime, path: str) -> _Problem:
+    if datum.utcoffset() is None:
+        # fastavro reads a naive datetime as local time: the instant would depend on the host.
+        return path, "datetime must be timezone-aware"
+    try:
+        datum.astimezone(UTC)
+    except OverflowError:
+        return path, "timestamp out of range: its UTC instant is outside years 1 to 9999"
+    return None
 
 
 def _problems(schema: Any, items: Iterable[tuple[str, Any]], named: Mapping[str, Any]) -> Iterator[_Problem]:

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from connectors.box.inbound import to_event, verify
+from connectors.signatures import load_json_object
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
 from hub.events import validate_event
+from hub.jsonstrict import JsonTooComplex, MalformedJson
 from hub.registry import SchemaRegistry
 
 SOURCE = "box://enterprise/1164695563"
@@ -249,3 +251,30 @@ def test_a_malformed_payload_is_refused_naming_the_field(
     with pytest.raises(InvalidEvent) as caught:
         to_event(copy.deepcopy(PAYLOAD) | change, registry=registry, source=SOURCE)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"id": "eb0c4e06\r\n751f"}, "id"),
+        ({"source": {"id": "7383\x005521473", "type": "file"}}, "source.id"),
+        ({"source": {"id": "\ufffe", "type": "file"}}, "source.id"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),
+        ({"created_at": "2025-03-14T10:10:32-0700"}, "created_at"),
+    ],
+)
+def test_a_field_that_becomes_an_attribute_must_be_a_cloudevents_string_or_instant(
+    registry: SchemaRegistry, change: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(copy.deepcopy(PAYLOAD) | change, registry=registry, source=SOURCE)
+    assert caught.value.field == field
+
+
+def test_a_hostile_body_is_refused_by_the_strict_json_reader_after_verification() -> None:
+    deep = b'{"trigger": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    check(deep, headers(deep))  # the signature is over bytes: it verifies whatever they hold
+    with pytest.raises(JsonTooComplex):
+        load_json_object(deep)
+    with pytest.raises(MalformedJson):
+        load_json_object(BODY.replace(b'"trigger": "FILE.UPLOADED"', b'"trigger": "FILE.\\udfffUPLOADED"', 1))

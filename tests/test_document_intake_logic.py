@@ -257,3 +257,26 @@ def test_the_state_event_decodes_to_what_was_read(registry: SchemaRegistry) -> N
     assert decoded["value"] == data["value"]
     assert decoded["milestones"] == data["milestones"]
     assert decoded["document_class"] == "change_order" and decoded["state"] == "approved"
+
+
+@pytest.mark.parametrize(("amount", "currency", "minor"), [
+    ("125,000.00", "EUR", 12_500_000), ("1", "EUR", 100), ("12.345", "KWD", 12_345), ("5000", "JPY", 5000),
+    ("99999999999999.99", "EUR", 9_999_999_999_999_999),
+])
+def test_amounts_are_read_in_minor_units_of_their_currency(amount: str, currency: str, minor: int) -> None:
+    from hub.money import minor_units
+
+    assert minor_units(amount, currency) == minor
+
+
+@pytest.mark.parametrize(("amount", "currency", "why"), [
+    ("1e999999999", "EUR", "too large"), ("100000000000000000", "EUR", "too large"),
+    ("1e-999999999", "EUR", "more decimals"), ("0.001", "EUR", "more decimals"), ("1.5", "JPY", "more decimals"),
+    ("NaN", "EUR", "not a decimal"), ("Infinity", "EUR", "not a decimal"), ("ten", "EUR", "not a decimal"),
+    ("1", "eur", "ISO 4217"),
+])
+def test_amounts_no_currency_can_hold_are_refused_by_name(amount: str, currency: str, why: str) -> None:
+    from hub.money import minor_units
+
+    with pytest.raises(ValueError, match=why):
+        minor_units(amount, currency)

@@ -15,12 +15,14 @@ import pytest
 from connectors.docusign.inbound import parse, to_event, verify
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
 from hub.events import validate_event
+from hub.jsonstrict import JsonTooComplex, MalformedJson
 from hub.registry import SchemaRegistry
 
 SOURCE = "docusign://account/12345678-abcd-1234-abcd-1234567890ab"
 KEY = "Xq3sE0oY1nJmV3zC6jQ9yT2uR5wA8dF4hK7pL0bN6gM="
 NEW_KEY = "c2Vjb25kLWNvbm5lY3Qta2V5LWZvci1yb3RhdGlvbg=="
 ENVELOPE_ID = "4d7e1a52-93b6-4f0e-9a1d-6c2b8e5f0a11"
+FIELDS = "data.envelopeSummary.customFields.textCustomFields"
 
 #: A JSON SIM envelope-completed message (envelope summary with recipients, custom fields, documents).
 PAYLOAD: dict[str, Any] = {
@@ -352,3 +354,53 @@ def test_a_bad_milestone_names_its_custom_field(registry: SchemaRegistry, text: 
     with pytest.raises(InvalidEvent) as caught:
         to_event(document, registry=registry, source=SOURCE)
     assert caught.value.field == "data.envelopeSummary.customFields.textCustomFields[name=milestone.2]"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"event": ' + b"[" * 5000 + b"]" * 5000 + b"}", JsonTooComplex),
+        (b'{"event": "envelope-completed", "retryCount": ' + b"9" * 5000 + b"}", JsonTooComplex),
+        (BODY.replace(b'"event": "envelope-completed"',
+                      b'"event": "envelope-completed", "event": "envelope-voided"', 1), MalformedJson),
+        (BODY.replace(ENVELOPE_ID.encode(), b"\\ud800", 1), MalformedJson),
+    ],
+)
+def test_a_hostile_body_is_refused_by_the_strict_json_reader(body: bytes, error: type[Exception]) -> None:
+    assert body != BODY
+    with pytest.raises(error):
+        parse(body)
+
+
+def envelope_with(**data_changes: Any) -> dict[str, Any]:
+    document = payload()
+    document["data"].update(data_changes)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "path"),
+    [
+        (envelope_with(envelopeId="4d7e\r\n1a52"), "data.envelopeId"),
+        (with_fields(payload(), project_code="ACME\x00-2025"), f"{FIELDS}[name=project_code]"),
+        (payload(completedDateTime="0001-01-01T00:00:00+01:00"), "data.envelopeSummary.completedDateTime"),
+        (payload(completedDateTime="2025-W11-5T09:26:53Z"), "data.envelopeSummary.completedDateTime"),
+        (payload(completedDateTime="2025-03-14T09:26Z"), "data.envelopeSummary.completedDateTime"),
+        (with_fields(payload(), contract_value="1e999999999"), f"{FIELDS}[name=contract_value]"),
+        (with_fields(payload(), milestone_1="Phase 2;1e999999999;"), f"{FIELDS}[name=milestone.1]"),
+    ],
+)
+def test_a_field_that_would_crash_later_is_refused_naming_it(
+    registry: SchemaRegistry, document: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == path
+
+
+def test_a_signing_instant_outside_what_avro_can_read_back_is_refused(registry: SchemaRegistry) -> None:
+    document = payload()
+    document["data"]["envelopeSummary"]["recipients"]["signers"][0]["signedDateTime"] = "9999-12-31T23:30:00-01:00"
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == "data.envelopeSummary.recipients.signers[0].signedDateTime"

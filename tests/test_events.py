@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pika
 import pytest
@@ -12,6 +13,9 @@ from hub.demo import acme_engagement, project_created
 from hub.errors import InvalidEvent, SchemaViolation, UnknownEventType
 from hub.events import (
     AVRO_CONTENT_TYPE,
+    MAX_EXTENSION_BYTES,
+    MAX_EXTENSIONS,
+    CloudEvent,
     from_amqp,
     from_message_body,
     make_event,
@@ -118,3 +122,80 @@ def test_the_amqp_binding_round_trip_in_memory(registry: SchemaRegistry) -> None
     assert message.content_type == AVRO_CONTENT_TYPE
     back = from_amqp(message.headers, message.content_type, message.body)
     assert back.get_data() == event.get_data()
+
+
+def _with_extensions(registry: SchemaRegistry, **extensions: str) -> CloudEvent:
+    return make_event(registry, type="erp.project.created.v1", source="erp", data=acme_engagement(),
+                      partitionkey="project:ENG-ACME-0001", extensions=extensions)
+
+
+def test_extensions_are_carried_through_the_message_body_and_the_amqp_binding(registry: SchemaRegistry) -> None:
+    event = _with_extensions(registry, comexampleextension1="value", tenant="acme", approved="true")
+    assert event.get_attributes()["tenant"] == "acme"
+    back = from_message_body(to_message_body(event))
+    assert back.get_attributes() == event.get_attributes()
+    message = to_amqp(back)
+    assert {name: message.headers[f"ce-{name}"] for name in ("comexampleextension1", "tenant", "approved")} == {
+        "comexampleextension1": "value", "tenant": "acme", "approved": "true"}
+    assert from_amqp(message.headers, message.content_type, message.body).get_extension("tenant") == "acme"
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        {"Tenant": "x"}, {"my_ext": "x"}, {"a" * 21: "x"}, {"": "x"}, {"data": "x"}, {"subject": "x"},
+        {"partitionkey": "x"}, {"time": "x"}, {"long": "x" * (MAX_EXTENSION_BYTES + 1)},
+        {f"e{index}": "x" for index in range(MAX_EXTENSIONS)},  # sixteen more than partitionkey
+    ],
+)
+def test_a_malformed_extension_is_refused(registry: SchemaRegistry, extensions: dict[str, str]) -> None:
+    with pytest.raises(InvalidEvent):
+        _with_extensions(registry, **extensions)
+
+
+@pytest.mark.parametrize("name", ["id", "source", "subject", "partitionkey", "sequence", "tenant"])
+@pytest.mark.parametrize("bad", ["a\r\nb", "nul\x00", "c1\x9f", "lone \ud800", "nonchar \ufdd0"])
+def test_a_string_attribute_that_is_no_cloudevents_string_is_refused_naming_it(
+    registry: SchemaRegistry, name: str, bad: str
+) -> None:
+    values: dict[str, Any] = {"id": "evt-1", "source": "erp", "subject": "ENG-ACME-0001"}
+    extensions: dict[str, str] = {}
+    if name == "tenant":
+        extensions[name] = bad
+    else:
+        values[name] = bad
+    with pytest.raises(InvalidEvent) as caught:
+        make_event(registry, type="erp.project.created.v1", data=acme_engagement(), extensions=extensions, **values)
+    assert caught.value.field == name
+
+
+@pytest.mark.parametrize(
+    "time",
+    [datetime(2025, 3, 14, 9, 26), datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+     datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1)))],
+    ids=["naive", "before year 1 in UTC", "after year 9999 in UTC"],
+)
+def test_a_time_without_a_utc_instant_is_refused(registry: SchemaRegistry, time: datetime) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        make_event(registry, type="erp.project.created.v1", source="erp", data=acme_engagement(), time=time)
+    assert caught.value.field == "time"
+
+
+@pytest.mark.integration
+def test_an_extension_arrives_as_a_ce_header_on_rabbitmq(registry: SchemaRegistry) -> None:
+    event = _with_extensions(registry, tenant="acme", comexampleothervalue="5")
+    exchange = f"t{uuid.uuid4().hex[:8]}.events"
+    bus = RabbitTopicBus(AMQP_URL, exchange=exchange)
+    try:
+        with rabbit_subscription(AMQP_URL, "erp.#", exchange=exchange) as receive:
+            bus.publish(event, message_id="m-ext")
+            delivery = receive(10.0)
+    finally:
+        bus.close()
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        connection.channel().exchange_delete(exchange)
+        connection.close()
+    assert delivery is not None
+    assert delivery.headers["ce-tenant"] == "acme"
+    assert delivery.headers["ce-comexampleothervalue"] == "5"
+    assert delivery.event().get_extension("tenant") == "acme"

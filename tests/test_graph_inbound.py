@@ -18,6 +18,7 @@ from connectors.sharepoint.inbound import (
 )
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
 from hub.events import validate_event
+from hub.jsonstrict import JsonTooComplex, MalformedJson
 from hub.registry import SchemaRegistry
 
 SOURCE = "graph://tenant/84bd8158-6d4d-4958-8b9f-9d6445542f95"
@@ -242,3 +243,38 @@ def test_a_naive_receipt_time_is_refused(registry: SchemaRegistry) -> None:
     [notification, _] = parse_notifications(BODY)
     with pytest.raises(ValueError, match="timezone"):
         to_event(notification, registry=registry, source=SOURCE, received_at=datetime(2025, 3, 14, 9, 27))
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"value": ' + b"[" * 5000 + b"]" * 5000 + b"}", JsonTooComplex),
+        (b'{"value": [{"n": ' + b"9" * 5000 + b"}]}", JsonTooComplex),
+        (BODY.replace(b'"changeType": "updated"', b'"changeType": "updated", "changeType": "deleted"', 1),
+         MalformedJson),
+        (BODY.replace(b'"id": "42"', b'"id": "4\\ud8002"', 1), MalformedJson),
+        (BODY.replace(b'"tenantId"', b'"\\udc00tenantId"', 1), MalformedJson),
+    ],
+)
+def test_a_hostile_body_is_refused_before_any_client_state_is_looked_at(body: bytes, error: type[Exception]) -> None:
+    assert body != BODY
+    with pytest.raises(error) as caught:
+        parse_notifications(body)
+    assert CLIENT_STATE not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"resource": SITE_LIST + "/items/42\r\nX: y"}, "value[0].resource"),
+        ({"resourceData": {"id": "42\x00"}}, "value[0].resourceData.id"),
+        ({"subscriptionId": "sub\x7f"}, "value[0].subscriptionId"),
+        ({"resource": "drives/\x85/root"}, "value[0].resource"),
+    ],
+)
+def test_a_control_character_in_a_field_that_becomes_an_attribute_is_refused_naming_it(
+    changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_notifications(body_with(**changes))
+    assert caught.value.field == field

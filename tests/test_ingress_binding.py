@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -192,3 +193,182 @@ def test_a_batch_with_the_same_id_twice_is_refused(registry: SchemaRegistry) -> 
     event = json.loads(JSONFormat().write(sdk_event(id="same")))
     failed = problem([(b"content-type", BATCH.encode())], json.dumps([event, event]).encode(), registry)
     assert failed.kind is Kind.INVALID_BATCH and failed.errors[0]["field"] == "id"
+
+
+@pytest.mark.parametrize("name", ["id", "source", "subject", "dataschema", "partitionkey", "sequence"])
+@pytest.mark.parametrize("bad", ["a\r\nb", "a\x00b", "tab\there", "del\x7f", "c1\x85", "nonchar\ufffe", "\U0010ffff"])
+def test_a_string_attribute_with_a_control_character_or_noncharacter_is_refused_naming_it(
+    registry: SchemaRegistry, name: str, bad: str
+) -> None:
+    failed = problem(STRUCTURED_HEADERS, structured_body(**{name: bad}), registry)
+    assert failed.kind is Kind.INVALID_CLOUDEVENT
+    assert failed.field == name
+
+
+def test_a_type_with_a_trailing_line_break_is_an_invalid_attribute_not_an_unknown_type(
+    registry: SchemaRegistry,
+) -> None:
+    failed = problem(STRUCTURED_HEADERS, structured_body(type="erp.project.created.v1\n"), registry)
+    assert (failed.kind, failed.field) == (Kind.INVALID_CLOUDEVENT, "type")
+
+
+@pytest.mark.parametrize("name", ["id", "subject", "x", "data"])
+def test_a_lone_surrogate_in_an_attribute_or_the_data_is_malformed_json(registry: SchemaRegistry, name: str) -> None:
+    document = json.loads(structured_body())
+    if name == "data":
+        document["data"]["name"] = "broken \ud800"
+    else:
+        document[name] = "broken \ud800"
+    body = json.dumps(document).encode()  # ensure_ascii writes the escape \ud800 into the text
+    assert b"\\ud800" in body
+    assert problem(STRUCTURED_HEADERS, body, registry).kind is Kind.MALFORMED_JSON
+
+
+def test_a_duplicate_key_in_the_event_or_its_data_is_malformed_json(registry: SchemaRegistry) -> None:
+    body = structured_body()
+    twice_id = body.replace(b'"id": "evt-1"', b'"id": "evt-1", "id": "evt-2"')
+    twice_region = body.replace(b'"region": "EU"', b'"region": "EU", "region": "ME"')
+    assert twice_id != body and twice_region != body
+    for duplicated in (twice_id, twice_region):
+        assert problem(STRUCTURED_HEADERS, duplicated, registry).kind is Kind.MALFORMED_JSON
+
+
+def test_a_control_character_in_one_batch_event_names_that_event_and_attribute(registry: SchemaRegistry) -> None:
+    good = json.loads(JSONFormat().write(sdk_event(id="a")))
+    bad = json.loads(JSONFormat().write(sdk_event(id="b")))
+    bad["subject"] = "ENG\r\nX-Injected: 1"
+    failed = problem([(b"content-type", BATCH.encode())], json.dumps([good, bad]).encode(), registry)
+    assert failed.kind is Kind.INVALID_BATCH
+    assert [(e["index"], e["type"], e["field"]) for e in failed.errors] == [(1, Kind.INVALID_CLOUDEVENT.uri, "subject")]
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("ce_id", b"a%0D%0Ab"),
+        ("ce_subject", b"a%00b"),
+        ("ce_source", b"erp-sim%3A%2F%2Facme-psa%2Fprod%7F"),
+        ("ce_partitionkey", b"a%C2%85b"),  # U+0085, a C1 control
+        ("ce_sequence", b"%EF%BF%BE"),  # U+FFFE, a noncharacter
+        ("ce_x", b"a%0Ab"),
+        ("ce_traceparent", b"%ED%A0%80"),  # a surrogate, percent-encoded: not UTF-8
+    ],
+)
+def test_a_percent_encoded_control_character_in_a_ce_header_is_refused_after_decoding(
+    registry: SchemaRegistry, header: str, value: bytes
+) -> None:
+    message = ce_http.to_binary(sdk_event(), JSONFormat())
+    attribute = header.removeprefix("ce_")
+    headers = [(k, v) for k, v in binary_headers() if k != f"ce-{attribute}".encode()]
+    failed = problem([*headers, (f"ce-{attribute}".encode(), value)], message.body, registry)
+    assert failed.kind is Kind.INVALID_HEADER
+    assert failed.field == attribute
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        ("2018-04-05T17:31:00Z", datetime(2018, 4, 5, 17, 31, tzinfo=UTC)),
+        ("2018-04-05t18:31:00.123456789+01:00", datetime(2018, 4, 5, 17, 31, 0, 123_456, tzinfo=UTC)),
+        ("2016-12-31T23:59:60Z", datetime(2017, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_time_is_read_as_rfc3339(registry: SchemaRegistry, text: str, instant: datetime) -> None:
+    _, events = read(STRUCTURED_HEADERS, structured_body(time=text), registry)
+    assert events[0].get_time() == instant
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2018-04-05T18:31Z", "2018-04-05T18:31:00+0100", "2018-W14-4T18:31:00Z", "2018-095T18:31:00Z",
+     "2018-04-05T24:00:00Z", "2018-04-05T18:31:00,5Z", "2018-04-05 18:31:00Z", "2018-02-30T00:00:00Z",
+     "2018-04-05T18:31:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:60Z"],
+)
+def test_time_in_any_other_form_is_refused_in_every_mode(registry: SchemaRegistry, text: str) -> None:
+    failed = problem(STRUCTURED_HEADERS, structured_body(time=text), registry)
+    assert (failed.kind, failed.field) == (Kind.INVALID_CLOUDEVENT, "time")
+    message = ce_http.to_binary(sdk_event(), JSONFormat())
+    headers = [(k, v) for k, v in binary_headers() if k != b"ce-time"] + [(b"ce-time", text.encode())]
+    failed = problem(headers, message.body, registry)
+    assert (failed.kind, failed.field) == (Kind.INVALID_CLOUDEVENT, "time")
+
+
+def test_well_formed_extensions_are_carried_in_their_canonical_string_form(registry: SchemaRegistry) -> None:
+    document = json.loads(structured_body(comexampleextension1="value", comexampleothervalue=5, approved=True,
+                                          rejected=False, negative=-(2**31), empty="", **{"a" * 20: "twenty"}))
+    document["nothing"] = None
+    _, events = read(STRUCTURED_HEADERS, json.dumps(document).encode(), registry)
+    attributes = events[0].get_attributes()
+    assert {name: attributes.get(name) for name in
+            ("comexampleextension1", "comexampleothervalue", "approved", "rejected", "negative", "empty", "a" * 20)
+            } == {"comexampleextension1": "value", "comexampleothervalue": "5", "approved": "true",
+                  "rejected": "false", "negative": "-2147483648", "empty": "", "a" * 20: "twenty"}
+    assert "nothing" not in attributes  # null is absent in the JSON format
+
+
+def test_extensions_in_binary_mode_are_percent_decoded_and_case_insensitive(registry: SchemaRegistry) -> None:
+    message = ce_http.to_binary(sdk_event(), JSONFormat())
+    headers = [*binary_headers(), (b"ce-MyExtension", b"caf%C3%A9%20au%20lait")]
+    _, events = read(headers, message.body, registry)
+    assert events[0].get_attributes()["myextension"] == "café au lait"
+
+
+def test_as_many_extensions_as_the_bound_are_accepted_and_one_more_is_refused(registry: SchemaRegistry) -> None:
+    from hub.events import MAX_EXTENSIONS
+
+    own = {"partitionkey": "project:ENG-ACME-0001", "sequence": "0001"}
+    extra = {f"ext{index}": str(index) for index in range(MAX_EXTENSIONS - len(own))}
+    _, events = read(STRUCTURED_HEADERS, structured_body(**own, **extra), registry)
+    assert events[0].get_attributes()["sequence"] == "0001"
+    failed = problem(STRUCTURED_HEADERS, structured_body(**own, **extra, onemore="x"), registry)
+    assert failed.kind is Kind.INVALID_CLOUDEVENT and "at most" in failed.detail
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"a" * 21: "x"}, "a" * 21),
+        ({"MyExt": "x"}, "MyExt"),
+        ({"my_ext": "x"}, "my_ext"),
+        ({"": "x"}, ""),
+        ({"ratio": 1.5}, "ratio"),
+        ({"nested": {"a": 1}}, "nested"),
+        ({"listed": ["a"]}, "listed"),
+        ({"big": 2**31}, "big"),
+        ({"small": -(2**31) - 1}, "small"),
+        ({"long": "x" * 1025}, "long"),
+        ({"wide": "é" * 513}, "wide"),  # 1026 bytes in UTF-8
+        ({"broken": "a\nb"}, "broken"),
+        ({"sequence": 7}, "sequence"),  # the contract's own extensions stay strings
+    ],
+)
+def test_a_malformed_extension_is_refused_naming_it(
+    registry: SchemaRegistry, changes: dict[str, Any], field: str
+) -> None:
+    failed = problem(STRUCTURED_HEADERS, structured_body(**changes), registry)
+    assert failed.kind is Kind.INVALID_CLOUDEVENT
+    assert failed.field == field
+
+
+def test_data_cannot_be_an_extension_in_binary_mode(registry: SchemaRegistry) -> None:
+    message = ce_http.to_binary(sdk_event(), JSONFormat())
+    failed = problem([*binary_headers(), (b"ce-data", b"x")], message.body, registry)
+    assert (failed.kind, failed.field) == (Kind.INVALID_CLOUDEVENT, "data")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("updated_at", 253_402_300_800_000),  # 10000-01-01T00:00:00Z in epoch milliseconds
+        ("updated_at", -62_135_596_800_001),  # just before 0001-01-01
+        ("start_date", 2_932_897),  # 10000-01-01 in days since 1970-01-01
+        ("end_date", -719_163),  # the day before 0001-01-01
+    ],
+)
+def test_data_the_avro_reader_could_not_read_back_is_a_schema_violation_at_the_edge(
+    registry: SchemaRegistry, field: str, value: int
+) -> None:
+    data = json_data() | {field: value}
+    failed = problem(STRUCTURED_HEADERS, structured_body(data=data), registry)
+    assert (failed.kind, failed.field) == (Kind.SCHEMA_VIOLATION, f"data.{field}")
+    assert failed.kind.status == 422

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -451,3 +451,75 @@ def test_an_invalid_default_fails_loading_with_its_file_name(schema_dir: Path) -
 def test_a_missing_schema_directory_fails_loading(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="cannot read schema directory"):
         SchemaRegistry.load(tmp_path / "nowhere")
+
+
+MOMENTS = {
+    "type": "record", "name": "Moments", "namespace": "hub.test",
+    "hub.eventType": "test.moment.recorded.v1", "hub.version": 1,
+    "fields": [
+        {"name": "millis", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "micros", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": {"type": "int", "logicalType": "time-millis"}, "default": 0},
+        {"name": "history", "type": {"type": "array", "items": {"type": "long", "logicalType": "timestamp-millis"}},
+         "default": []},
+        {"name": "deadlines", "type": {"type": "map", "values": {"type": "int", "logicalType": "date"}},
+         "default": {}},
+        {"name": "closed", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}], "default": None},
+    ],
+}
+FIRST_MS, LAST_MS = -62_135_596_800_000, 253_402_300_799_999  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59.999Z
+FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01, 9999-12-31 in days since 1970-01-01
+
+
+@pytest.fixture(scope="module")
+def moments(tmp_path_factory: pytest.TempPathFactory) -> SchemaRegistry:
+    directory = tmp_path_factory.mktemp("moments")
+    (directory / "hub.test.Moments.avsc").write_text(json.dumps(MOMENTS))
+    return SchemaRegistry.load(directory)
+
+
+def moment(**changes: Any) -> dict[str, Any]:
+    return {"millis": 0, "micros": 0, "day": 0} | changes
+
+
+def test_the_extreme_values_avro_can_read_back_round_trip(moments: SchemaRegistry) -> None:
+    record = moment(millis=LAST_MS, micros=FIRST_MS * 1000, day=LAST_DAY, at=86_399_999,
+                    history=[FIRST_MS, LAST_MS], deadlines={"first": FIRST_DAY}, closed=LAST_MS * 1000 + 999)
+    decoded = moments.decode("test.moment.recorded.v1", moments.encode("test.moment.recorded.v1", record))
+    assert decoded["millis"] == datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+    assert decoded["micros"] == datetime(1, 1, 1, tzinfo=UTC)
+    assert decoded["deadlines"] == {"first": date(1, 1, 1)}
+    assert decoded["closed"] == datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"millis": LAST_MS + 1}, "millis"),
+        ({"millis": FIRST_MS - 1}, "millis"),
+        ({"micros": (LAST_MS + 1) * 1000}, "micros"),
+        ({"micros": FIRST_MS * 1000 - 1}, "micros"),
+        ({"day": LAST_DAY + 1}, "day"),
+        ({"day": FIRST_DAY - 1}, "day"),
+        ({"at": 86_400_000}, "at"),
+        ({"at": -1}, "at"),
+        ({"history": [0, LAST_MS + 1]}, "history[1]"),
+        ({"deadlines": {"ok": 0, "late": LAST_DAY + 1}}, "deadlines['late']"),
+        ({"closed": (LAST_MS + 1) * 1000}, "closed"),
+        ({"millis": datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))}, "millis"),
+        ({"history": [datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))]}, "history[0]"),
+    ],
+)
+def test_a_value_the_avro_reader_could_not_read_back_is_refused_when_encoding(
+    moments: SchemaRegistry, changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(SchemaViolation, match="out of range") as caught:
+        moments.encode("test.moment.recorded.v1", moment(**changes))
+    assert caught.value.field == field
+
+
+def test_an_out_of_range_timestamp_in_a_packaged_schema_is_refused(registry: SchemaRegistry) -> None:
+    with pytest.raises(SchemaViolation) as caught:
+        registry.encode("erp.client.upserted.v1", sample("erp.client.upserted.v1", updated_at=LAST_MS + 1))
+    assert caught.value.field == "updated_at"

@@ -17,6 +17,7 @@ from typing import Any
 
 from connectors.signatures import (
     any_match,
+    attribute_text,
     get_header,
     hmac_sha256,
     optional_text,
@@ -90,7 +91,7 @@ def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str)
     trigger = require_text(payload, "trigger", "trigger")
     item = require_object(payload, "source", "source")
     item_type = require_text(item, "type", "source.type")
-    item_id = require_text(item, "id", "source.id")
+    item_id = attribute_text(require_text(item, "id", "source.id"), "source.id")
     created_text = require_text(payload, "created_at", "created_at")
     created_at = parse_instant(created_text, "created_at")
     webhook = payload.get("webhook")
@@ -99,7 +100,8 @@ def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str)
     webhook_id = None if webhook is None else optional_text(webhook, "id", "webhook.id")
     resource = f"{item_type}s/{item_id}"
     # Box keeps the body's id across its retries (only BOX-DELIVERY-ID changes), so it is the event id.
-    event_id = optional_text(payload, "id", "id") or stable_id(
+    body_id = optional_text(payload, "id", "id")
+    event_id = attribute_text(body_id, "id") if body_id is not None else stable_id(
         PLATFORM, webhook_id or "", trigger, resource, created_text
     )
     record = {

@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.signatures import (
     any_match,
+    attribute_text,
     hmac_sha256,
     load_json_object,
     optional_text,
@@ -67,7 +68,7 @@ def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str)
     if event != COMPLETED_EVENT:
         return None
     data = require_object(payload, "data", "data")
-    envelope_id = require_text(data, "envelopeId", "data.envelopeId")
+    envelope_id = attribute_text(require_text(data, "envelopeId", "data.envelopeId"), "data.envelopeId")
     summary = require_object(data, "envelopeSummary", "data.envelopeSummary")
     status = require_text(summary, "status", "data.envelopeSummary.status")
     if status != "completed":
@@ -79,7 +80,7 @@ def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str)
         "data.envelopeSummary.completedDateTime",
     )
     fields = _custom_fields(summary)
-    project_code = _required_field(fields, "project_code")
+    project_code = attribute_text(_required_field(fields, "project_code"), f"{_FIELDS}[name=project_code]")
     record = {
         "envelope_id": envelope_id,
         "project_code": project_code,

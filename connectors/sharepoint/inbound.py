@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from connectors.signatures import load_json_object, optional_text, require_text, stable_id
+from connectors.signatures import attribute_text, load_json_object, optional_text, require_text, stable_id
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
 from hub.events import CloudEvent, SchemaLookup, make_event
 
@@ -67,7 +67,11 @@ def validation_token(query: Mapping[str, str] | str) -> str | None:
 
 
 def parse_notifications(body: bytes) -> list[Notification]:
-    """Every notification of a Graph ``{"value": [...]}`` POST body."""
+    """Every notification of a Graph ``{"value": [...]}`` POST body.
+
+    The body is read as strict JSON before any clientState is checked (the clientState is inside
+    it), so a hostile body without credentials gets the same 400 as one with them, and no more.
+    """
     items = load_json_object(body).get("value")
     if not isinstance(items, list) or not items:
         raise InvalidEvent("value must be a non-empty list of notifications", field="value")
@@ -77,24 +81,27 @@ def parse_notifications(body: bytes) -> list[Notification]:
 def _notification(item: Any, path: str) -> Notification:
     if not isinstance(item, Mapping):
         raise InvalidEvent(f"{path} must be a JSON object", field=path)
-    subscription_id = require_text(item, "subscriptionId", f"{path}.subscriptionId")
+    subscription_id = attribute_text(require_text(item, "subscriptionId", f"{path}.subscriptionId"),
+                                     f"{path}.subscriptionId")
     lifecycle_event = optional_text(item, "lifecycleEvent", f"{path}.lifecycleEvent")
     if lifecycle_event is None:
         change_type = require_text(item, "changeType", f"{path}.changeType")
-        resource = require_text(item, "resource", f"{path}.resource")
+        resource = attribute_text(require_text(item, "resource", f"{path}.resource"), f"{path}.resource")
     else:
         # Lifecycle notifications concern the subscription and may name no resource.
         change_type = lifecycle_event
-        resource = optional_text(item, "resource", f"{path}.resource") or f"subscriptions/{subscription_id}"
+        resource = attribute_text(optional_text(item, "resource", f"{path}.resource")
+                                  or f"subscriptions/{subscription_id}", f"{path}.resource")
     data = item.get("resourceData")
     if data is not None and not isinstance(data, Mapping):
         raise InvalidEvent(f"{path}.resourceData must be a JSON object", field=f"{path}.resourceData")
+    resource_id = None if data is None else optional_text(data, "id", f"{path}.resourceData.id")
     return Notification(
         subscription_id=subscription_id,
         client_state=optional_text(item, "clientState", f"{path}.clientState"),
         change_type=change_type,
         resource=resource.lstrip("/"),
-        resource_id=None if data is None else optional_text(data, "id", f"{path}.resourceData.id"),
+        resource_id=None if resource_id is None else attribute_text(resource_id, f"{path}.resourceData.id"),
         tenant_id=optional_text(item, "tenantId", f"{path}.tenantId"),
         notification_id=optional_text(item, "id", f"{path}.id"),
         lifecycle=lifecycle_event is not None,

@@ -1,36 +1,51 @@
 """The CloudEvents HTTP binding, read defensively: structured, binary and batch modes to contract events.
 
 Everything that is wrong with a request becomes a :class:`~hub.ingress.problems.Problem` naming the
-attribute or data field; nothing malformed comes out of here.
+attribute or data field; nothing malformed comes out of here. The rules, beyond the JSON ones of
+:mod:`hub.jsonstrict`: every string attribute is a CloudEvents String (no control characters,
+surrogates or noncharacters; in binary mode checked again after percent-decoding), ``time`` is
+RFC 3339 (:mod:`hub.rfc3339`), and extension attributes other than ``partitionkey``,
+``traceparent`` and ``sequence`` are carried in their canonical string form when well-formed (see
+:func:`extension_value` and the bounds in :mod:`hub.events`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
-from dateutil.parser import isoparse
-
+from hub import jsonstrict, rfc3339
 from hub.errors import HubError
-from hub.events import AVRO_CONTENT_TYPE, TYPE_PATTERN, CloudEvent, make_event
+from hub.events import (
+    AVRO_CONTENT_TYPE,
+    CORE_ATTRIBUTES,
+    EXTENSION_NAME,
+    MAX_EXTENSION_BYTES,
+    MAX_EXTENSIONS,
+    TYPE_PATTERN,
+    CloudEvent,
+    make_event,
+    valid_string,
+)
 from hub.ingress.problems import Kind, Problem, from_error
 from hub.registry import SchemaRegistry
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-MAX_JSON_DEPTH = 32
-MAX_INT_DIGITS = 19  # fits Avro long
+MAX_JSON_DEPTH = jsonstrict.MAX_DEPTH
+MAX_INT_DIGITS = jsonstrict.MAX_INT_DIGITS  # fits Avro long
 MAX_BATCH = 500
+#: Longest core string attribute (``id``, ``source``, ``subject``, ...), in characters.
+MAX_ATTRIBUTE_LENGTH = 1024
+#: The CloudEvents Integer type: a signed 32-bit whole number.
+INTEGER_RANGE = range(-(2**31), 2**31)
 _REQUIRED = ("id", "source", "type")
 _KNOWN_EXTENSIONS = ("partitionkey", "traceparent", "sequence")
-_CORE = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _JSON_TYPES = re.compile(r"^(application|text)/([a-z0-9.+-]+\+)?json$")
 
@@ -41,45 +56,15 @@ def media_type(content_type: str | None) -> str:
 
 
 def parse_json(body: bytes, *, what: str = "body") -> Any:
-    """Strict JSON: UTF-8 only, no NaN/Infinity, bounded nesting and integer size."""
+    """Strict JSON (:func:`hub.jsonstrict.loads`) as a problem: malformed-json or json-too-complex."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Problem(Kind.MALFORMED_JSON, f"{what} is not UTF-8") from None
-
-    def parse_int(digits: str) -> int:
-        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-            raise Problem(Kind.JSON_TOO_COMPLEX, f"an integer in the {what} has more than {MAX_INT_DIGITS} digits")
-        return int(digits)
-
-    def no_constants(name: str) -> Any:
-        raise Problem(Kind.MALFORMED_JSON, f"{name} is not JSON")
-
-    try:
-        value = json.loads(text, parse_int=parse_int, parse_constant=no_constants)
-    except RecursionError:
-        raise Problem(Kind.JSON_TOO_COMPLEX, f"the {what} is nested too deeply") from None
-    except ValueError as exc:
-        raise Problem(Kind.MALFORMED_JSON, f"the {what} is not valid JSON: {exc}") from None
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise Problem(Kind.JSON_TOO_COMPLEX, f"the {what} is nested deeper than {MAX_JSON_DEPTH} levels")
-    return value
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-    return deepest
+        return jsonstrict.loads(body, what=what)
+    except jsonstrict.JsonError as error:
+        raise from_error(error) from None
 
 
 def ce_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The ``ce-`` headers as attributes: one each, printable UTF-8, percent-decoded."""
+    """The ``ce-`` headers as attributes: one each, printable UTF-8, percent-decoded, CloudEvents Strings."""
     attributes: dict[str, str] = {}
     for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin-1").lower()
@@ -91,10 +76,14 @@ def ce_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         if any(byte < 0x20 or byte == 0x7F for byte in raw_value):
             raise Problem(Kind.INVALID_HEADER, f"header {name} holds a control character", field=attribute)
         try:
-            text = raw_value.decode("utf-8")
-            attributes[attribute] = unquote(text, errors="strict")
+            text = unquote(raw_value.decode("utf-8"), errors="strict")
         except UnicodeDecodeError:
             raise Problem(Kind.INVALID_HEADER, f"header {name} is not UTF-8", field=attribute) from None
+        if not valid_string(text):
+            # a%0D%0Ab is as much a line break as the raw bytes, once decoded
+            raise Problem(Kind.INVALID_HEADER, f"header {name} holds a control character or noncharacter "
+                          "after percent-decoding", field=attribute)
+        attributes[attribute] = text
     return attributes
 
 
@@ -159,7 +148,7 @@ def from_structured(document: Mapping[str, Any], registry: SchemaRegistry) -> Cl
     if "data" in document and "data_base64" in document:
         raise Problem(Kind.INVALID_CLOUDEVENT, "data and data_base64 are exclusive", field="data")
     declared = attributes.pop("datacontenttype", None)
-    if declared is not None and (not isinstance(declared, str) or not declared):
+    if declared is not None and (not isinstance(declared, str) or not declared or not valid_string(declared)):
         raise Problem(Kind.INVALID_CLOUDEVENT, "datacontenttype must be a media type string",
                       field="datacontenttype")
     content_type = media_type(declared or "application/json")
@@ -187,9 +176,61 @@ def _text(attributes: Mapping[str, Any], name: str, *, required: bool) -> str | 
         if required:
             raise Problem(Kind.MISSING_ATTRIBUTE, f"attribute {name!r} is required", field=name)
         return None
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise Problem(Kind.INVALID_CLOUDEVENT, f"attribute {name!r} must be a non-empty string", field=name)
+    if not isinstance(value, str) or not value or len(value) > MAX_ATTRIBUTE_LENGTH:
+        raise Problem(Kind.INVALID_CLOUDEVENT, f"attribute {name!r} must be a non-empty string of at most "
+                      f"{MAX_ATTRIBUTE_LENGTH} characters", field=name)
+    if not valid_string(value):
+        raise Problem(Kind.INVALID_CLOUDEVENT,
+                      f"attribute {name!r} holds a control character, surrogate or noncharacter", field=name)
     return value
+
+
+def extension_value(name: str, value: Any) -> str | None:
+    """An extension attribute in its canonical string form (None when null, i.e. absent).
+
+    CloudEvents types as JSON gives them: a String (at most ``MAX_EXTENSION_BYTES`` in UTF-8, no
+    control characters, surrogates or noncharacters), an Integer (signed 32-bit, written in decimal)
+    or a Boolean (``true``/``false``). Anything else is an invalid-cloudevent problem naming ``name``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if value not in INTEGER_RANGE:
+            raise Problem(Kind.INVALID_CLOUDEVENT, f"extension {name!r} is an integer outside the 32-bit range "
+                          "of a CloudEvents Integer", field=name)
+        return str(value)
+    if not isinstance(value, str):
+        raise Problem(Kind.INVALID_CLOUDEVENT, f"extension {name!r} must be a string, an integer or a boolean",
+                      field=name)
+    if not valid_string(value):
+        raise Problem(Kind.INVALID_CLOUDEVENT,
+                      f"extension {name!r} holds a control character, surrogate or noncharacter", field=name)
+    if len(value.encode("utf-8")) > MAX_EXTENSION_BYTES:
+        raise Problem(Kind.INVALID_CLOUDEVENT, f"extension {name!r} is longer than {MAX_EXTENSION_BYTES} bytes",
+                      field=name)
+    return value
+
+
+def _extensions(attributes: Mapping[str, Any]) -> dict[str, str]:
+    """The extensions other than the contract's own three, well-formed and bounded."""
+    names = [name for name, value in attributes.items() if name not in CORE_ATTRIBUTES and value is not None]
+    for name in names:
+        if not EXTENSION_NAME.fullmatch(name) or name == "data":
+            raise Problem(Kind.INVALID_CLOUDEVENT,
+                          f"{_bounded(name)!r} is not an extension attribute name (1 to 20 lower-case letters "
+                          "and digits)",
+                          field=_bounded(name))
+    if len(names) > MAX_EXTENSIONS:
+        raise Problem(Kind.INVALID_CLOUDEVENT, f"an event carries at most {MAX_EXTENSIONS} extension attributes")
+    carried = {name: extension_value(name, attributes[name]) for name in names if name not in _KNOWN_EXTENSIONS}
+    return {name: value for name, value in carried.items() if value is not None}
+
+
+def _bounded(name: str) -> str:
+    # A refused name goes back in the problem's field: bounded, so a 1 MiB key is not echoed whole.
+    return name if len(name) <= 64 else name[:64] + "..."
 
 
 def _event(attributes: Mapping[str, Any], data: Any, *, avro: bool, registry: SchemaRegistry) -> CloudEvent:
@@ -203,18 +244,12 @@ def _event(attributes: Mapping[str, Any], data: Any, *, avro: bool, registry: Sc
     if not TYPE_PATTERN.match(event_type):
         raise Problem(Kind.UNKNOWN_EVENT_TYPE, f"type {event_type!r} is not <system>.<entity>.<event>.v<major>",
                       field="type")
-    extensions = {}
-    for name in attributes:
-        if name in _CORE:
-            continue
-        if not _EXTENSION_NAME.match(str(name)) or name not in _KNOWN_EXTENSIONS:
-            raise Problem(Kind.INVALID_CLOUDEVENT,
-                          f"extension {name!r} is not part of the contract ({', '.join(_KNOWN_EXTENSIONS)})",
-                          field=str(name))
-        extensions[name] = _text(attributes, name, required=False)
-    traceparent = extensions.get("traceparent")
+    extensions = _extensions(attributes)
+    partitionkey, traceparent, sequence = (_text(attributes, name, required=False) for name in _KNOWN_EXTENSIONS)
     if traceparent is not None and not _TRACEPARENT.match(traceparent):
         raise Problem(Kind.INVALID_CLOUDEVENT, "traceparent is not a W3C traceparent", field="traceparent")
+    subject = _text(attributes, "subject", required=False)
+    time = _time(attributes.get("time"))
     try:
         schema = registry.for_type(event_type)
         dataschema = _text(attributes, "dataschema", required=False)
@@ -229,24 +264,21 @@ def _event(attributes: Mapping[str, Any], data: Any, *, avro: bool, registry: Sc
         else:
             raise Problem(Kind.SCHEMA_VIOLATION, "data must be a JSON object", field="data")
         return make_event(
-            registry, type=event_type, source=source, id=event_id, data=record,
-            subject=_text(attributes, "subject", required=False), time=_time(attributes.get("time")),
-            partitionkey=extensions.get("partitionkey"), traceparent=traceparent,
-            sequence=extensions.get("sequence"),
+            registry, type=event_type, source=source, id=event_id, data=record, subject=subject, time=time,
+            partitionkey=partitionkey, traceparent=traceparent, sequence=sequence, extensions=extensions,
         )
     except HubError as error:
         raise from_error(error) from None
 
 
 def _time(value: Any) -> datetime | None:
+    """RFC 3339 exactly (:func:`hub.rfc3339.parse`), an aware instant within years 1 to 9999."""
     if value is None:
         return None
     try:
         if not isinstance(value, str):
-            raise ValueError
-        parsed = isoparse(value)
-    except (ValueError, OverflowError):
-        raise Problem(Kind.INVALID_CLOUDEVENT, "time must be an RFC 3339 timestamp", field="time") from None
-    if parsed.tzinfo is None:
-        raise Problem(Kind.INVALID_CLOUDEVENT, "time must carry a UTC offset", field="time")
-    return parsed
+            raise ValueError("not a string")
+        return rfc3339.parse(value)
+    except ValueError:
+        raise Problem(Kind.INVALID_CLOUDEVENT, "time must be an RFC 3339 date-time such as "
+                      "2018-04-05T17:31:00Z", field="time") from None

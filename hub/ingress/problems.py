@@ -17,6 +17,7 @@ from hub.errors import (
     StoreUnavailable,
     UnknownEventType,
 )
+from hub.jsonstrict import JsonTooComplex, MalformedJson
 
 #: Media type of every error body.
 PROBLEM_JSON = "application/problem+json"
@@ -28,7 +29,7 @@ class Kind(enum.Enum):
 
     MALFORMED_JSON = (400, "Body is not valid JSON")
     JSON_TOO_COMPLEX = (400, "JSON nesting or number size beyond the limits")
-    INVALID_HEADER = (400, "A ce- header is not valid")
+    INVALID_HEADER = (400, "A header or the request framing is not valid")
     DUPLICATE_HEADER = (400, "A ce- header appears more than once")
     INVALID_CLOUDEVENT = (400, "Not a valid CloudEvent")
     MISSING_ATTRIBUTE = (400, "A required CloudEvents attribute is missing")
@@ -46,6 +47,9 @@ class Kind(enum.Enum):
     SCHEMA_VIOLATION = (422, "Event data does not match its schema")
     RATE_LIMITED = (429, "Quota exceeded")
     UNAVAILABLE = (503, "Temporarily unavailable; retry later")
+    INTERNAL = (500, "Internal error")
+    HEADERS_TOO_LARGE = (431, "Request header fields too large")
+    UNSUPPORTED_TRANSFER_ENCODING = (501, "Transfer-Encoding not implemented")
 
     @property
     def status(self) -> int:
@@ -95,6 +99,10 @@ class Problem(Exception):
 
 def from_error(error: HubError, *, retry_after_s: int = 5) -> Problem:
     """Map the hub's error tree onto problem kinds."""
+    if isinstance(error, MalformedJson):
+        return Problem(Kind.MALFORMED_JSON, str(error), field=error.field)
+    if isinstance(error, JsonTooComplex):
+        return Problem(Kind.JSON_TOO_COMPLEX, str(error), field=error.field)
     if isinstance(error, UnknownEventType):
         return Problem(Kind.UNKNOWN_EVENT_TYPE, str(error), field=error.field or "type")
     if isinstance(error, SchemaViolation):

@@ -27,15 +27,18 @@ class Credentials:
     webhook_secrets: tuple[str, str]  # two while rotating
     docusign_key: str
     graph_state: str
+    box_keys: tuple[str, str] = ("", "")  # primary, secondary
 
 
-def write_sources(directory: Path, *, quota: str = "1000/minute") -> tuple[Path, Credentials]:
-    """A sources file with an ERP (API key + two webhook secrets), DocuSign and SharePoint sources."""
+def write_sources(directory: Path, *, quota: str = "1000/minute", vendor_quota: str = "100/minute"
+                  ) -> tuple[Path, Credentials]:
+    """A sources file with an ERP (API key + two webhook secrets), DocuSign, SharePoint and Box sources."""
     creds = Credentials(
         api_key=secrets.token_urlsafe(24),
         webhook_secrets=tuple("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() for _ in range(2)),  # type: ignore[arg-type]
         docusign_key=secrets.token_urlsafe(24),
         graph_state=secrets.token_urlsafe(16),
+        box_keys=("box" + secrets.token_hex(16), "box" + secrets.token_hex(16)),
     )
     path = directory / "sources.yaml"
     path.write_text(f"""\
@@ -54,13 +57,19 @@ sources:
     sources: ["docusign://docusign"]
     event_types: ["esign.*"]
     docusign: {{hmac_keys: [{creds.docusign_key}]}}
-    quota: 100/minute
+    quota: {vendor_quota}
   - id: sharepoint
     description: SharePoint through Microsoft Graph
     sources: ["graph://sharepoint"]
     event_types: ["dms.*"]
     graph: {{client_states: [{creds.graph_state}]}}
-    quota: 100/minute
+    quota: {vendor_quota}
+  - id: box
+    description: Box webhooks
+    sources: ["box://box"]
+    event_types: ["dms.*"]
+    box: {{primary_key: {creds.box_keys[0]}, secondary_key: {creds.box_keys[1]}}}
+    quota: {vendor_quota}
 """)
     return path, creds
 
