@@ -280,7 +280,11 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free right now on ``host`` (the kernel picks it)."""
+    """A TCP port free right now on ``host`` (the kernel picks it).
+
+    Not reserved: another process may bind it before the child this is meant for does, so a caller starting a
+    server on it retries on "address already in use" (``hub serve`` takes a port, not an inherited socket).
+    """
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -50,7 +50,7 @@ def flow_runtime() -> Runtime:
 
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    runtime = build_app(settings)
+    runtime = build_app(settings, embedded=False)
     attach_routes(runtime, RoutingTable(flow_routes(ROUTES)))
     return runtime
 
@@ -62,9 +62,8 @@ def flag_key(prefix: str) -> str:
 
 def run_ingress(profile_out: Path | None, interval: float) -> None:
     """``hub serve`` on the flow's routing table, with the profiling routes when ``profile_out`` is given."""
-    import uvicorn
-
     from hub.cli import build_ingress
+    from hub.ingress.server import run_server
     from hub.ingress.sources import sources_from_settings
 
     runtime = flow_runtime()
@@ -89,7 +88,7 @@ def run_ingress(profile_out: Path | None, interval: float) -> None:
         app.add_api_route("/_bench/profile/start", start, methods=["POST"])
         app.add_api_route("/_bench/profile/stop", stop, methods=["POST"])
     host, _, port = runtime.settings.http_bind.rpartition(":")
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_config=None, access_log=False)
+    run_server(app, host=host.strip("[]"), port=int(port))
 
 
 def run_worker(profile_out: Path, threads: int, interval: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -35,6 +36,10 @@ STOP_S = 30.0
 SECRET_ENV = "BENCH_WEBHOOK_SECRET"
 #: The CloudEvents source the benchmark's ERP claims.
 BENCH_SOURCE = "erp-sim://bench/load"
+#: How many ports the ingress is started on before giving up (one taken by another process is retried).
+BIND_ATTEMPTS = 5
+#: What uvicorn logs when it cannot bind its port (asyncio's message: ``os.strerror(EADDRINUSE)``, lower case).
+_ADDRESS_IN_USE = os.strerror(errno.EADDRINUSE).lower()
 
 
 def hub_env(prefix: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -138,20 +143,37 @@ class Ingress:
 def start_ingress(prefix: str, work_dir: Path, *, secret: str, sources_file: Path,
                   extra_env: Mapping[str, str] | None = None, command: Sequence[str] | None = None) -> Ingress:
     """Start the ingress (``bench.hubproc ingress``: ``hub serve`` on the measured flow's routing table) and wait
-    until ``/readyz`` answers 200 (RabbitMQ and Redis connected)."""
-    port = free_port()
-    env = hub_env(prefix, {"HUB_SOURCES_FILE": str(sources_file), "HUB_HTTP_BIND": f"127.0.0.1:{port}",
-                           SECRET_ENV: secret, **(extra_env or {})})
-    proc = spawn("ingress", command or [sys.executable, "-m", "bench.hubproc", "ingress"], env, work_dir)
-    url = f"http://127.0.0.1:{port}"
+    until ``/readyz`` answers 200 (RabbitMQ and Redis connected).
+
+    The port comes from :func:`free_port`, which another process may take before the ingress binds it (a child
+    started with a command line cannot be handed a bound socket): an ingress that exits saying its address is in
+    use is started again on another port, up to :data:`BIND_ATTEMPTS` times.
+    """
+    for _ in range(BIND_ATTEMPTS):
+        port = free_port()
+        env = hub_env(prefix, {"HUB_SOURCES_FILE": str(sources_file), "HUB_HTTP_BIND": f"127.0.0.1:{port}",
+                               SECRET_ENV: secret, **(extra_env or {})})
+        proc = spawn("ingress", command or [sys.executable, "-m", "bench.hubproc", "ingress"], env, work_dir)
+        url = f"http://127.0.0.1:{port}"
+        if _await_ready(proc, url):
+            return Ingress(proc, url)
+        proc.stop()
+    raise _failed(proc, f"found its port taken {BIND_ATTEMPTS} times")
+
+
+def _await_ready(proc: Proc, url: str) -> bool:
+    """Wait until ``url/readyz`` answers 200 (``True``), or the process exits because its port is taken (``False``);
+    raise if it fails otherwise or takes longer than :data:`START_S`."""
     deadline = time.monotonic() + START_S
     with httpx.Client(timeout=2.0) as client:
         while True:
             if not proc.alive():
+                if _ADDRESS_IN_USE in proc.log_tail(50).lower():
+                    return False
                 raise _failed(proc, f"exited with {proc.popen.returncode} at start")
             with contextlib.suppress(httpx.HTTPError):
                 if client.get(f"{url}/readyz").status_code == 200:
-                    return Ingress(proc, url)
+                    return True
             if time.monotonic() > deadline:
                 proc.stop()
                 raise _failed(proc, f"not ready after {START_S:.0f} s")

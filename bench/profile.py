@@ -152,7 +152,7 @@ INGRESS_RULES: list[Rule] = [
     ("authentication: HMAC signature, replay guard (Redis SET)", _fn("authenticate")),
     ("CloudEvents binding, schema validation, Avro encoding", _fn("read_events")),
     ("quota: moving window (Redis, 2 Lua calls)", _fn("QuotaGate.hit")),
-    ("accepted-outcome store (Redis GET, SET)", _fn("OutcomeStore.seen", "OutcomeStore.remember")),
+    ("accepted-outcome store (Redis SET NX GET, settle script)", _fn("OutcomeStore.claim", "OutcomeStore.settle")),
     ("confirmed publish (aio-pika)", _fn("AsyncEventPublisher.publish", "AsyncEventPublisher._confirmed")),
     ("tracing (spans, context)", _fn("publish_span", "_server_span", "_trace_carrier")),
 ]

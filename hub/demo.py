@@ -10,6 +10,7 @@ import hashlib
 import json
 import queue
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -26,10 +27,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from standardwebhooks.webhooks import Webhook
 
 from hub.events import CloudEvent, make_event
-from hub.ingress.server import free_port, serve_in_thread
+from hub.ingress.server import bound_socket, serve_in_thread, socket_url
 from hub.ingress.sources import SourceConfig, SourceRegistry
 from hub.registry import SchemaRegistry
-from hub.runtime import Runtime, resolve_embedded
+from hub.runtime import Runtime, demo_embedded
 from hub.settings import Settings
 from hub.topics import Delivery, MemoryTopicBus, rabbit_subscription
 from hub.workers import running_worker
@@ -190,7 +191,7 @@ def run_demo(
     echo: Callable[[str], None],
 ) -> int:
     """Run the consulting scenario's first half; returns the process exit code."""
-    embedded = resolve_embedded(settings)
+    embedded = demo_embedded(settings)
     if settings.trace_exporter in ("otlp", "console"):
         provider, _ = configure_tracing(exporter=settings.trace_exporter, otlp_endpoint=settings.otlp_endpoint,
                                         service_name="hub")
@@ -204,19 +205,20 @@ def run_demo(
     else:
         echo(f"mode: real servers - RabbitMQ {_host(settings.amqp_url)}, Redis {_host(settings.redis_url)}")
     credentials = DemoCredentials.generate()
-    port = free_port()
     # Each run has queues and keys of its own (removed at the end): the simulators start afresh
     # every run and reuse their event ids, which the hub would rightly take for re-sends.
     settings = settings.model_copy(update={"queue_prefix": f"demo{secrets.token_hex(4)}"})
-    with running_sandbox(ingress_events_url=f"http://127.0.0.1:{port}/v1/events",
-                         webhook_secret=credentials.erp_secret, groups=directory_groups,
-                         erp_api_key=credentials.erp_api_key, docusign_hmac_key=credentials.docusign_key) as sandbox:
+    # The ingress's socket is bound first: the simulators must know its URL before it starts.
+    with bound_socket() as sock, running_sandbox(
+            ingress_events_url=f"{socket_url(sock)}/v1/events", webhook_secret=credentials.erp_secret,
+            groups=directory_groups, erp_api_key=credentials.erp_api_key,
+            docusign_hmac_key=credentials.docusign_key) as sandbox:
         runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
                             span_exporter=spans)
         try:
             return _scenario(runtime, sandbox, build_ingress(runtime, sources=demo_sources(credentials),
                                                              tracer_provider=provider),
-                             port=port, credentials=credentials, subscribe=subscribe, spans=spans,
+                             sock=sock, credentials=credentials, subscribe=subscribe, spans=spans,
                              provider=provider, echo=echo)
         finally:
             if not runtime.embedded:
@@ -224,13 +226,13 @@ def run_demo(
             runtime.close()
 
 
-def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, port: int, credentials: DemoCredentials,
+def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.socket, credentials: DemoCredentials,
               subscribe: Subscribe,
               spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None]) -> int:
     code = "ENG-ACME-0001"
     with _subscriber(runtime, "dms.workspace.provisioned.v1") as receive, \
             _subscriber(runtime, "hub.invoice.readiness_changed.v1") as readiness, \
-            running_worker(runtime, threads=4), serve_in_thread(ingress, port=port) as url:
+            running_worker(runtime, threads=4), serve_in_thread(ingress, sock=sock) as url:
         echo(f"0. ERP simulator {sandbox.erp_url}, SharePoint simulator {sandbox.graph_url}, "
              f"hub ingress {url}, workers running")
         with sandbox.erp() as erp:

@@ -18,7 +18,7 @@ from connectors.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
 from connectors.sharepoint.client import GraphClient
 from hub.cli import build_app, build_ingress
 from hub.demo import DemoCredentials, demo_sources
-from hub.ingress.server import free_port, serve_in_thread
+from hub.ingress.server import bound_socket, serve_in_thread, socket_url
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
@@ -95,10 +95,10 @@ def running_scenario(
     ``documents``: the hub also subscribes to the drive's change notifications (document intake).
     """
     credentials = DemoCredentials.generate()
-    port = free_port()
     with ExitStack() as stack:
+        sock = stack.enter_context(bound_socket())  # the simulators must know the ingress URL first
         sandbox = stack.enter_context(running_sandbox(
-            ingress_events_url=f"http://127.0.0.1:{port}/v1/events", webhook_secret=credentials.erp_secret,
+            ingress_events_url=f"{socket_url(sock)}/v1/events", webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
             docusign_hmac_key=credentials.docusign_key))
         provider, exporter = tracer if tracer else (None, None)
@@ -106,7 +106,7 @@ def running_scenario(
                             span_exporter=exporter)
         stack.callback(runtime.close)
         url = stack.enter_context(serve_in_thread(
-            build_ingress(runtime, sources=demo_sources(credentials), tracer_provider=provider), port=port))
+            build_ingress(runtime, sources=demo_sources(credentials), tracer_provider=provider), sock=sock))
         stack.enter_context(running_worker(runtime, threads=threads))
         if documents:
             graph = GraphClient.from_settings(runtime.settings)
