@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -21,15 +22,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from hub.dispatch import RoutingTable
 from hub.errors import ConfigurationError, HubError
 from hub.ingress.sources import SourceRegistry
-from hub.runtime import Runtime, attach_routes, build_runtime
+from hub.runtime import Runtime, attach_routes, build_runtime, embedded_requested
 from hub.settings import Settings, load_settings
-from observability.logging import configure_logging
+from observability.logging import configure_logging, mask_text
 
 
 def build_app(
     settings: Settings,
     *,
-    embedded: bool | None = None,
+    embedded: bool,
     tracer_provider: TracerProvider | None = None,
     span_exporter: InMemorySpanExporter | None = None,
 ) -> Runtime:
@@ -76,6 +77,7 @@ def build_ingress(
     from hub.ingress.outcomes import OutcomeStore
     from hub.ingress.publisher import AsyncEventPublisher
     from hub.ingress.quotas import QuotaGate
+    from hub.probes import watch_async_redis
     from hub.store import connect_async_redis
 
     settings = runtime.settings
@@ -102,11 +104,16 @@ def build_ingress(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watch = None
         if isinstance(publisher, AsyncEventPublisher):
             await publisher.start(require_connection=False)  # not ready (503) until RabbitMQ answers
+            watch = asyncio.create_task(watch_async_redis(client, settings.redis_url), name="hub-redis-watch")
         try:
             yield
         finally:
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
             await publisher.close()
             await client.aclose()
 
@@ -135,11 +142,17 @@ def main() -> None:
 @main.command()
 @click.option("--threads", default=8, show_default=True, help="Worker threads per process.")
 @click.option("--processes", default=1, show_default=True, help="Worker processes.")
-def worker(threads: int, processes: int) -> None:
-    """Run the actors: consume every actor queue until SIGTERM or Ctrl-C."""
+@click.option("--heartbeat-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Touched every few seconds while RabbitMQ and Redis answer (for a container healthcheck).")
+def worker(threads: int, processes: int, heartbeat_file: Path | None) -> None:
+    """Run the actors: consume every actor queue until SIGTERM or Ctrl-C.
+
+    Waits for RabbitMQ and Redis at start (never falls back to the embedded mode unless HUB_EMBEDDED=on).
+    """
     if processes > 1:
+        beat = ["--heartbeat-file", str(heartbeat_file)] if heartbeat_file else []
         children = [
-            subprocess.Popen([sys.executable, "-m", "hub", "worker", "--threads", str(threads)])  # noqa: S603
+            subprocess.Popen([sys.executable, "-m", "hub", "worker", "--threads", str(threads), *beat])  # noqa: S603
             for _ in range(processes)
         ]
 
@@ -154,20 +167,25 @@ def worker(threads: int, processes: int) -> None:
     from hub.workers import run_worker
 
     settings = _settings()
-    runtime = build_app(settings)
+    runtime = build_app(settings, embedded=embedded_requested(settings))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    mode = "embedded (StubBroker, in-process Redis)" if runtime.embedded else "RabbitMQ + Redis"
-    click.echo(f"hub worker: {mode}, {threads} threads, pid {os.getpid()}", err=True)
-    run_worker(runtime, threads=threads, stop=stop)
+    click.echo(f"hub worker: {_mode(runtime)}, {threads} threads, pid {os.getpid()}", err=True)
+    run_worker(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
+
+
+def _mode(runtime: Runtime) -> str:
+    if runtime.embedded:
+        return "EMBEDDED (HUB_EMBEDDED=on: StubBroker, in-process Redis; nothing is persisted)"
+    settings = runtime.settings
+    return f"RabbitMQ {mask_text(settings.amqp_url)}, Redis {mask_text(settings.redis_url)}"
 
 
 @main.command()
 def serve() -> None:
     """Run the HTTP ingress on HUB_HTTP_BIND (sources from HUB_SOURCES_FILE)."""
-    import uvicorn
-
+    from hub.ingress.server import run_server
     from hub.ingress.sources import sources_from_settings
 
     settings = _settings()
@@ -175,12 +193,10 @@ def serve() -> None:
         sources = sources_from_settings(settings, os.environ)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
-    runtime = build_app(settings)
+    runtime = build_app(settings, embedded=embedded_requested(settings))
     host, _, port = settings.http_bind.rpartition(":")
-    mode = "embedded (StubBroker, in-process Redis)" if runtime.embedded else "RabbitMQ + Redis"
-    click.echo(f"hub serve: {mode}, {len(sources)} source(s), http://{host}:{port}", err=True)
-    uvicorn.run(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port),
-                log_config=None, access_log=False)
+    click.echo(f"hub serve: {_mode(runtime)}, {len(sources)} source(s), http://{host}:{port}", err=True)
+    run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))
 
 
 def _env_secret(name: str, what: str) -> str:

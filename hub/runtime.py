@@ -81,8 +81,9 @@ def servers_reachable(settings: Settings) -> tuple[bool, bool]:
     return _reachable(settings.amqp_url, 5672), _reachable(settings.redis_url, 6379)
 
 
-def resolve_embedded(settings: Settings) -> bool:
-    """Embedded mode: on when asked, or (``auto``) when RabbitMQ or Redis does not answer."""
+def demo_embedded(settings: Settings) -> bool:
+    """Whether the demo runs embedded: when asked (``on``), or (``auto``) when RabbitMQ or Redis does not
+    answer. Only the demo falls back on its own; ``serve`` and ``worker`` use :func:`embedded_requested`."""
     if settings.embedded == "on":
         return True
     if settings.embedded == "off":
@@ -91,15 +92,24 @@ def resolve_embedded(settings: Settings) -> bool:
     return not (amqp_ok and redis_ok)
 
 
+def embedded_requested(settings: Settings) -> bool:
+    """Whether the embedded mode was asked for explicitly (``HUB_EMBEDDED=on``): the only way a server
+    process (``serve``, ``worker``) runs on the in-memory broker; ``auto`` means the real servers."""
+    return settings.embedded == "on"
+
+
 def build_runtime(
     settings: Settings,
     *,
-    embedded: bool | None = None,
+    embedded: bool,
     tracer_provider: TracerProvider | None = None,
     span_exporter: InMemorySpanExporter | None = None,
 ) -> Runtime:
-    """Build the runtime; ``embedded=None`` decides from the settings (and reachability)."""
-    is_embedded = resolve_embedded(settings) if embedded is None else embedded
+    """Build the runtime on the real servers, or (``embedded``) on the StubBroker and an in-process Redis.
+
+    The caller decides: :func:`embedded_requested` for servers, :func:`demo_embedded` for the demo.
+    """
+    is_embedded = embedded
     if tracer_provider is None:
         tracer_provider, span_exporter = configure_tracing(
             exporter=settings.trace_exporter, otlp_endpoint=settings.otlp_endpoint, service_name="hub"

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
         default="amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ connection URL."
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
-    http_bind: str = Field(default="127.0.0.1:8080", description="host:port the HTTP ingress listens on.")
+    http_bind: str = Field(default="127.0.0.1:8080",
+                           description="host:port the HTTP ingress listens on (port 0: any free port).")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
@@ -53,7 +54,8 @@ class Settings(BaseSettings):
     )
     embedded: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="'on': StubBroker and in-process Redis; 'off': real servers; 'auto': real when reachable.",
+        description="'on': StubBroker and in-process Redis; 'off': real servers; 'auto': real servers, except "
+                    "that the demo falls back to embedded when one does not answer.",
     )
     queue_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z_][a-zA-Z0-9_-]*$",
                               description="Prefix of every queue name and Redis key.")
@@ -98,8 +100,8 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port (port 0: any free port, logged at start)")
         return value
 
 

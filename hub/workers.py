@@ -5,10 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dramatiq
 
+from hub.probes import ServerWatch, servers_of, wait_for_servers
 from hub.runtime import Runtime
+from observability.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Seconds between heartbeats (and server probes) of a running worker.
+HEARTBEAT_S = 10.0
 
 
 @contextmanager
@@ -22,8 +30,28 @@ def running_worker(runtime: Runtime, *, threads: int = 4) -> Iterator[dramatiq.W
         worker.stop(timeout=10_000)
 
 
-def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event) -> None:
-    """Consume until ``stop`` is set, then shut down cleanly."""
-    with running_worker(runtime, threads=threads):
-        stop.wait()
-    runtime.close()
+def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
+    """Wait for RabbitMQ and Redis (a real-mode worker never falls back to memory), consume until ``stop``
+    is set, then shut down cleanly. ``heartbeat_file`` is touched while both servers answer (a container
+    healthcheck reads its age)."""
+    try:
+        if not runtime.embedded:
+            if not wait_for_servers(servers_of(runtime.settings), stop=stop):
+                return
+            log.info("RabbitMQ and Redis answer; starting the consumers")
+        with running_worker(runtime, threads=threads):
+            if heartbeat_file is None or runtime.embedded:
+                stop.wait()
+            else:
+                _beat(ServerWatch(servers_of(runtime.settings)), heartbeat_file, stop)
+    finally:
+        runtime.close()
+
+
+def _beat(watch: ServerWatch, path: Path, stop: threading.Event) -> None:
+    while True:
+        if not watch.check():
+            path.touch()
+        if stop.wait(HEARTBEAT_S):
+            path.unlink(missing_ok=True)
+            return

@@ -15,16 +15,19 @@ from typing import Any, Literal, TextIO
 
 import dramatiq
 import structlog
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Retries
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "LogContextMiddleware",
+    "MessageSummaries",
     "add_trace_context",
     "configure_logging",
     "get_logger",
     "mask_text",
+    "message_summary",
     "redact_secrets",
     "warn_unless_before_retries",
 ]
@@ -131,6 +134,7 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    handler.addFilter(MessageSummaries())
     setattr(handler, _HANDLER_MARK, True)
 
     root = logging.getLogger()
@@ -145,6 +149,35 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
         lib.handlers.clear()
         lib.propagate = True
         lib.setLevel(_QUIET_LOGGERS.get(name, logging.NOTSET))
+
+
+def message_summary(message: Any) -> str:
+    """A Dramatiq message as its identity only: message id, actor, event id and type, never its arguments."""
+    options = getattr(message, "options", None) or {}
+    event = options.get("hub_event") if isinstance(options, Mapping) else None
+    event = event if isinstance(event, Mapping) else {}
+    return (f"message {getattr(message, 'message_id', '?')} (actor {getattr(message, 'actor_name', '?')}, "
+            f"event {event.get('id', '-')}, type {event.get('type', '-')})")
+
+
+class MessageSummaries(logging.Filter):
+    """Replaces Dramatiq messages in a log record's arguments by :func:`message_summary`.
+
+    Dramatiq's worker logs a failing message with ``%s``, which prints its arguments: the whole event,
+    ``data_base64`` (the business payload) included. Only its identity reaches the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the arguments in place (every handler after this one sees the safe form)."""
+        if isinstance(record.args, tuple) and any(_is_message(arg) for arg in record.args):
+            record.args = tuple(message_summary(arg) if _is_message(arg) else arg for arg in record.args)
+        elif isinstance(record.args, Mapping) and any(_is_message(arg) for arg in record.args.values()):
+            record.args = {k: message_summary(v) if _is_message(v) else v for k, v in record.args.items()}
+        return True
+
+
+def _is_message(value: object) -> bool:
+    return isinstance(value, dramatiq.Message | MessageProxy)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -190,3 +190,63 @@ def test_a_middleware_listed_after_retries_is_reported(output) -> None:
     assert not warn_unless_before_retries(broker, misplaced)
     (line,) = [e for e in lines(output) if e["event"].startswith("middleware placed after Retries")]
     assert line["middleware"] == "LogContextMiddleware"
+
+
+@pytest.mark.integration
+def test_a_failing_message_is_logged_by_its_ids_never_with_its_payload(output, app) -> None:
+    """The ERP does not answer, so provisioning fails and is retried: Dramatiq's failure line names the
+    message, actor, event id and type, and holds neither ``data_base64`` nor any business value."""
+    from hub.demo import project_created
+    from hub.workers import running_worker
+    from tests.support.rabbit import wait_until
+
+    configure_logging(fmt="json", level="INFO", stream=output)
+    event = project_created(app.registry)
+    payload = json.dumps(app.registry.decode(event.get_type(), event.get_data()), default=str)
+    assert app.dispatcher is not None
+    with running_worker(app, threads=1):
+        app.dispatcher.dispatch(event)
+        assert wait_until(lambda: any(h.actor == "provisioning" and h.outcome == "retry"
+                                      for h in app.flight.hops(event.get_id())), timeout=30)
+    text = output.getvalue()
+    failures = [line for line in lines(output) if "Failed to process message" in line["event"]]
+    assert failures, text
+    assert f"event {event.get_id()}, type erp.project.created.v1" in failures[0]["event"]
+    assert "actor provisioning" in failures[0]["event"]
+    assert "data_base64" not in text
+    import base64
+
+    assert base64.b64encode(event.get_data()).decode()[:40] not in text
+    assert "ACME operating model redesign" in payload and "ACME operating model redesign" not in text
+
+
+@pytest.mark.integration
+def test_the_ingress_writes_one_access_line_per_request_without_keys_signatures_or_bodies(
+    output, app, tmp_path
+) -> None:
+    import httpx
+
+    from tests.support.ingress import load, serving, signed_headers, write_sources
+    from tests.test_ingress_app import bearer, sdk_event, structured
+
+    configure_logging(fmt="json", level="INFO", stream=output)
+    path, creds = write_sources(tmp_path)
+    headers, body = structured(sdk_event("evt-logged"))
+    with serving(app, load(path)) as url:
+        accepted = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)})
+        signed = signed_headers(creds.webhook_secrets[0], body)
+        resent = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **signed})
+        refused = httpx.post(f"{url}/v1/events", content=body, headers={**headers, "authorization": "Bearer nope"})
+        missing = httpx.get(f"{url}/v1/nowhere")
+    assert [r.status_code for r in (accepted, resent, refused, missing)] == [202, 202, 401, 404]
+    access = [line for line in lines(output) if line["logger"] == "hub.ingress.access"]
+    assert [line["status"] for line in access] == [202, 202, 401, 404]
+    first = access[0]
+    assert first["event"] == "request" and first["method"] == "POST" and first["route"] == "/v1/events"
+    assert first["source_id"] == "erp-acme" and first["event_types"] == ["erp.project.created.v1"]
+    assert len(first["trace_id"]) == 32 and first["duration_ms"] >= 0 and "problem" not in first
+    assert access[2]["problem"] == "urn:hub:problem:unauthenticated" and "source_id" not in access[2]
+    assert access[3]["problem"] == "urn:hub:problem:not-found"
+    text = output.getvalue()
+    for secret in (creds.api_key, signed["webhook-signature"].split(",", 1)[1], "ENG-ACME-0001", "nope"):
+        assert secret not in text

@@ -22,12 +22,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from hub.errors import HubError, StoreUnavailable
+from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
 from hub.events import CloudEvent
+from hub.ingress.access import AccessLog
 from hub.ingress.auth import AuthenticatedSource, ReplayGuard, authenticate
 from hub.ingress.binding import read_events
-from hub.ingress.outcomes import OutcomeStore
+from hub.ingress.outcomes import Claim, OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem, from_error
 from hub.ingress.quotas import QuotaDecision, QuotaGate
 from hub.ingress.sources import SourceRegistry
@@ -80,17 +82,24 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise Problem(Kind.PAYLOAD_TOO_LARGE, f"the body may hold at most {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(Kind.PAYLOAD_TOO_LARGE, f"the body may hold at most {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(Kind.PAYLOAD_TOO_LARGE, f"the body may hold at most {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to read the answer; it is logged as a refused request, not as a server error.
+        raise Problem(Kind.INVALID_HEADER, "the client closed the connection before the body was complete"
+                      ) from None
     return b"".join(chunks)
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
-    """Render a problem as ``application/problem+json``."""
+    """Render a problem as ``application/problem+json`` (and note its type for the access log)."""
     instance = request.url.path if request is not None else None
+    if request is not None:
+        request.state.hub_problem = problem.kind.uri
     return JSONResponse(problem.body(instance=instance), status_code=problem.kind.status,
                         media_type=PROBLEM_JSON, headers=problem.headers())
 
@@ -99,6 +108,7 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
     """The FastAPI app of the ingress."""
     app = FastAPI(title="Integration hub ingress", version="1", lifespan=lifespan,
                   description="Governed edge for source systems: CloudEvents 1.0 and native webhooks.")
+    app.add_middleware(AccessLog)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -111,6 +121,12 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
         if exc.status_code == 405 and exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still logs the exception (with its traceback) after this answer is sent.
+        return problem_response(Problem(Kind.INTERNAL, "the request failed unexpectedly; nothing was accepted "
+                                        "that a re-send would duplicate"), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,8 +171,10 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             body = await read_body(request, ingress.max_body_bytes)
             caller = await _authenticate(ingress, request, body, source_hint=None)
             span.set_attribute("hub.source_id", caller.id)
+            request.state.hub_source_id = caller.id
             mode, events = read_events(list(request.scope["headers"]), request.headers.get("content-type"),
                                        body, ingress.registry)
+            request.state.hub_event_types = {event.get_type() for event in events}
             span.set_attribute("cloudevents.mode", mode)
             accepted, quota = await _accept(ingress, caller, events)
             return JSONResponse({"accepted": accepted}, status_code=202, headers=_quota_headers(quota))
@@ -169,6 +187,7 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
                 raise Problem(Kind.NOT_FOUND, "this ingress does not serve the invoice-readiness gate")
             caller = await _authenticate(ingress, request, b"", source_hint=None)
             span.set_attribute("hub.source_id", caller.id)
+            request.state.hub_source_id = caller.id
             if caller.scheme != "api_key" or "invoice_readiness" not in caller.source.queries:
                 raise Problem(Kind.FORBIDDEN, f"source {caller.id!r} may not ask for invoice readiness")
             if not _INVOICE_NUMBER.fullmatch(number):
@@ -196,6 +215,7 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
                 raise Problem(Kind.NOT_FOUND, f"no webhook endpoint {vendor}/{source_id}")
             body = await read_body(request, ingress.max_body_bytes)
             span.set_attribute("hub.source_id", source.id)
+            request.state.hub_source_id = source.id
             webhook_request = WebhookRequest(
                 headers={k.lower(): v for k, v in request.headers.items()},
                 query=dict(request.query_params), body=body, now=datetime.now(UTC))
@@ -206,6 +226,7 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             if reply.text is not None:
                 return PlainTextResponse(reply.text, status_code=200)
             caller = AuthenticatedSource(source=source, scheme="api_key")
+            request.state.hub_event_types = {event.get_type() for event in reply.events}
             if not reply.events:
                 return JSONResponse({"accepted": []}, status_code=202)
             accepted, quota = await _accept(ingress, caller, reply.events)
@@ -219,6 +240,9 @@ def _server_span(ingress: Ingress, request: Request, name: str) -> Any:
     context = propagate.extract(dict(request.headers))
     with ingress.tracer.start_as_current_span(name, context=context, kind=SpanKind.SERVER,
                                               record_exception=False, set_status_on_exception=False) as span:
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            request.state.hub_trace_id = format(span_context.trace_id, "032x")
         span.set_attribute("http.request.method", request.method)
         span.set_attribute("url.path", request.url.path)
         try:
@@ -247,35 +271,57 @@ def _quota_headers(quota: QuotaDecision) -> dict[str, str]:
 
 async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent]
                   ) -> tuple[list[dict[str, Any]], QuotaDecision]:
-    """Authorise, apply the quota, publish what is new; all or nothing."""
+    """Authorise, apply the quota, claim each (source, id), publish what is new; all or nothing.
+
+    The claim is one atomic step per event, so of identical deliveries arriving at once only one
+    publishes; the others answer its outcome as a re-send once it is confirmed.
+    """
+    claims: list[Claim] = []
     try:
         for event in events:
             ingress.sources.may_publish(caller.source, event.get_type(), event.get_source())
+        if not ingress.publisher.ready:
+            raise BrokerUnavailable("not connected to RabbitMQ, blocked, or confirms stalled")
         decision = await ingress.quotas.hit(caller, cost=len(events))
         if not decision.allowed:
             raise Problem(Kind.RATE_LIMITED, f"source {caller.id!r} is over its quota of {decision.limit} events",
                           retry_after_s=max(1, decision.retry_after_s))
-        seen = [await ingress.outcomes.seen(event) for event in events]
-        conflicts = [event.get_id() for event, s in zip(events, seen, strict=True) if s.verdict == "conflict"]
+        for event in events:
+            claims.append(await ingress.outcomes.claim(event))
+        conflicts = [event.get_id() for event, c in zip(events, claims, strict=True) if c.verdict == "conflict"]
         if conflicts:
             raise Problem(Kind.ID_CONFLICT, f"event id(s) {', '.join(conflicts)} were accepted before with "
                           "different content", field="id")
-        fresh = [event for event, s in zip(events, seen, strict=True) if s.verdict == "new"]
+        fresh = [event for event, c in zip(events, claims, strict=True) if c.verdict == "new"]
         await asyncio.gather(*(ingress.publisher.publish(event) for event in fresh))
-        results: list[dict[str, Any]] = []
-        for event, s in zip(events, seen, strict=True):
-            if s.verdict == "new":
-                outcome = {"id": event.get_id(), "source": event.get_source(), "type": event.get_type(),
-                           "status": "accepted"}
-                await ingress.outcomes.remember(event, outcome)
-                results.append(outcome)
-            else:
-                results.append({**(s.outcome or {}), "status": "accepted", "resent": True})
-        return results, decision
-    except HubError as error:
-        if isinstance(error, StoreUnavailable):
-            log.warning("ingress store unavailable", error=str(error))
-        raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+    except BaseException as error:
+        await _release(ingress, events, claims)
+        if isinstance(error, HubError):
+            if isinstance(error, StoreUnavailable):
+                log.warning("ingress store unavailable", error=str(error))
+            raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+        raise
+    results: list[dict[str, Any]] = []
+    for event, claim in zip(events, claims, strict=True):
+        if claim.verdict == "new":
+            outcome = {"id": event.get_id(), "source": event.get_source(), "type": event.get_type(),
+                       "status": "accepted"}
+            try:
+                await ingress.outcomes.settle(event, claim, outcome)
+            except StoreUnavailable as error:
+                # Published and confirmed: the answer is 202 all the same. The claim expires, and a re-send
+                # after that is published again, which the consumers' idempotency absorbs.
+                log.warning("accepted event's outcome not recorded", event_id=event.get_id(), error=str(error))
+            results.append(outcome)
+        else:
+            results.append({**(claim.outcome or {}), "status": "accepted", "resent": True})
+    return results, decision
+
+
+async def _release(ingress: Ingress, events: list[CloudEvent], claims: list[Claim]) -> None:
+    for event, claim in zip(events, claims, strict=False):
+        if claim.verdict == "new":
+            await ingress.outcomes.release(event, claim)
 
 
 @contextlib.asynccontextmanager

@@ -187,6 +187,9 @@ class AsyncEventPublisher:
         self._blocked_since: float | None = None
         self._blocked_abort: asyncio.Future[None] | None = None
         self._in_flight = 0
+        #: When each publish now awaiting its confirm started (loop time), to tell a stall.
+        self._awaiting: dict[int, float] = {}
+        self._last_confirm_timeout: float | None = None
         #: Highest number of publishes awaiting their confirm at the same time.
         self.in_flight_max = 0
 
@@ -210,7 +213,8 @@ class AsyncEventPublisher:
             if require_connection:
                 await self.close()
                 raise
-            log.warning("broker not available at start; retrying in the background", error=str(exc))
+            log.warning(f"RabbitMQ does not answer at {mask_text(self._url)}; retrying in the background, "
+                        "not ready (503) until connected", error=str(exc))
         self._supervisor = asyncio.create_task(self._supervise(), name="hub-ingress-publisher")
 
     async def close(self) -> None:
@@ -224,10 +228,12 @@ class AsyncEventPublisher:
 
     @property
     def ready(self) -> bool:
-        """Connected, channel open and not blocked by the broker (for ``/readyz``).
+        """Connected, channel open, not blocked by the broker and confirms not stalling (for ``/readyz``).
 
         RabbitMQ announces a resource alarm to a connection only once it publishes, so an idle publisher
-        can read ready during an alarm; its next publish then fails and flips this.
+        can read ready during an alarm; its next publish then fails and flips this. Confirms stall when a
+        publish has waited for its confirm longer than half the confirm timeout, or one timed out within
+        the last confirm timeout.
         """
         connection, channel = self._connection, self._channel
         return (
@@ -237,7 +243,19 @@ class AsyncEventPublisher:
             and channel is not None
             and not channel.is_closed
             and not _blocked_by_broker(connection)
+            and not self.confirms_stalled
         )
+
+    @property
+    def confirms_stalled(self) -> bool:
+        """Whether publisher confirms are overdue now, or timed out recently."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            return False
+        if self._awaiting and now - min(self._awaiting.values()) > self._confirm_timeout_s / 2:
+            return True
+        return self._last_confirm_timeout is not None and now - self._last_confirm_timeout < self._confirm_timeout_s
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -319,6 +337,8 @@ class AsyncEventPublisher:
         self._in_flight += 1
         self.in_flight_max = max(self.in_flight_max, self._in_flight)
         publishing = asyncio.ensure_future(exchange.publish(amqp_message, routing_key=queue, mandatory=True))
+        loop = asyncio.get_running_loop()
+        self._awaiting[id(publishing)] = loop.time()
         try:
             # asyncio.wait_for, plus the abort of a long connection.blocked.
             waiting: set[asyncio.Future[Any]] = {publishing, abort}
@@ -326,6 +346,7 @@ class AsyncEventPublisher:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._in_flight -= 1
+            self._awaiting.pop(id(publishing), None)
             if not publishing.done():
                 publishing.cancel()
                 await asyncio.wait({publishing})
@@ -337,6 +358,7 @@ class AsyncEventPublisher:
                     f"broker blocked (resource alarm) for over {self._blocked_timeout_s:g} s: publish to {queue} "
                     "not confirmed"
                 )
+            self._last_confirm_timeout = loop.time()
             raise BrokerUnavailable(f"confirm timeout: publish to {queue} not confirmed within "
                                     f"{self._confirm_timeout_s:g} s")
         try:
@@ -348,12 +370,14 @@ class AsyncEventPublisher:
             raise BrokerUnavailable(f"nacked: the broker refused the message for {queue} "
                                     f"({getattr(exc.frame, 'name', 'Basic.Nack')})") from None
         except TimeoutError:
+            self._last_confirm_timeout = loop.time()
             raise BrokerUnavailable(f"confirm timeout: publish to {queue} not confirmed within "
                                     f"{self._confirm_timeout_s:g} s") from None
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(
                 f"connection lost: publish to {queue} not confirmed ({type(exc).__name__}: {mask_text(str(exc))})"
             ) from None
+        self._last_confirm_timeout = None  # confirms flow again
 
     # -- connection management -------------------------------------------------------------------
 
@@ -373,7 +397,7 @@ class AsyncEventPublisher:
         self._connection, self._channel, self._exchange = connection, channel, channel.default_exchange
         self._to_declare.clear()
         self._reset_blocked()
-        log.info("ingress publisher connected", queues=len(self._declarations))
+        log.info(f"ingress publisher connected to RabbitMQ at {mask_text(self._url)}", queues=len(self._declarations))
 
     async def _declare(self, channel: AbstractChannel, queue: str) -> None:
         try:
@@ -409,7 +433,8 @@ class AsyncEventPublisher:
                 except (BrokerUnavailable, ConfigurationError) as exc:
                     # One warning per distinct cause, not one per attempt through a long outage.
                     report = log.warning if str(exc) != last_error else log.debug
-                    report("ingress publisher reconnect failed", error=str(exc), retry_in_s=backoff)
+                    report(f"RabbitMQ does not answer at {mask_text(self._url)}; retrying", error=str(exc),
+                           retry_in_s=backoff)
                     last_error = str(exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.RECONNECT_MAX_S)

@@ -10,12 +10,15 @@ import threading
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``target``; :meth:`cut` drops every connection and refuses new ones."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, up: bool = True) -> None:
         self.target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._up = threading.Event()
-        self._up.set()
+        if up:
+            self._up.set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -41,10 +44,10 @@ class TcpProxy:
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -67,8 +70,17 @@ class TcpProxy:
         """End the outage."""
         self._up.set()
 
+    def pause(self) -> None:
+        """Stage a stall: connections stay open but nothing more is forwarded, either way."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """End the stall: what was held back is forwarded."""
+        self._flowing.set()
+
     def close(self) -> None:
         """Stop the proxy."""
         self._closed = True
+        self._flowing.set()
         self.cut()
         self._listener.close()
