@@ -65,11 +65,12 @@ def test_a_signed_sow_enables_time_entry_and_billing_and_releases_the_invoice(pr
         project = scenario.erp_project(CODE)
         assert project["value"] == {"amount_minor": 52_000_000, "currency": "EUR"}
         assert (project["start_date"], project["end_date"]) == ("2027-01-04", "2027-06-30")
-        assert wait_until(lambda: scenario.workspace(f"{WS}/SOWs/ACME SOW 2027.pdf") is not None, timeout=30)
+        # Filing is upload, then fields, then label: wait for the last step before reading the others.
+        assert wait_until(lambda: (scenario.workspace(f"{WS}/SOWs/ACME SOW 2027.pdf") or {}).get("retentionLabel")
+                          == "DE-Contract-10y", timeout=30)
         filed = scenario.workspace(f"{WS}/SOWs/ACME SOW 2027.pdf")
         assert filed is not None
         assert filed["fields"]["DocumentClass"] == "sow" and filed["fields"]["EnvelopeId"] == envelope
-        assert filed["retentionLabel"] == "DE-Contract-10y"
         assert wait_until(lambda: _status(scenario, "INV-C-1")["status"] == "ready", timeout=30)
         final = sandbox.finalize_invoice("INV-C-1")
         assert final.status_code == 200 and final.json()["status"] == "final"
@@ -119,7 +120,8 @@ def test_an_engineering_milestone_invoice_is_held_until_every_deliverable_is_app
         first = _transitions(scenario, receive, "INV-E-1", "held")[-1]
         assert {(r["code"], r["artefact"]) for r in first["hold_reasons"]} <= {
             ("DELIVERABLE_NOT_APPROVED", docs["Structural calcs"]), ("DELIVERABLE_NOT_APPROVED", docs["Drainage plan"]),
-            ("INVOICE_NOT_DRAFTED", "INV-E-1")}
+            ("INVOICE_NOT_DRAFTED", "INV-E-1"),
+            ("DELIVERABLE_NOT_APPROVED", "deliverable")}  # the draft may reach the gate before the documents
         assert wait_until(lambda: sorted(_codes(_status(scenario, "INV-E-1"))) == sorted(
             ("DELIVERABLE_NOT_APPROVED", d) for d in docs.values()), timeout=30)
         assert sandbox.finalize_invoice("INV-E-1").status_code == 409
@@ -190,10 +192,9 @@ def test_a_signed_engagement_letter_opens_the_matter_and_tells_reporting(prefix:
         with scenario.sandbox.erp() as erp:
             active = {b["code"] for b in erp.get(f"/projects/{code}/billing-codes").json()["items"] if b["active"]}
         assert active == {f"{code}-FEES", f"{code}-DISBURSEMENTS"}
-        assert wait_until(lambda: scenario.workspace(
-            f"Engagements/GLOBEX/{code}/Engagement Letters/Engagement letter.pdf") is not None, timeout=30)
-        filed = scenario.workspace(f"Engagements/GLOBEX/{code}/Engagement Letters/Engagement letter.pdf")
-        assert filed is not None and filed["retentionLabel"] == "Client-GLOBEX-Matter-25y"
+        assert wait_until(lambda: (scenario.workspace(
+            f"Engagements/GLOBEX/{code}/Engagement Letters/Engagement letter.pdf") or {}).get("retentionLabel")
+            == "Client-GLOBEX-Matter-25y", timeout=30)  # the label is filing's last step
         assert receive(2.0) is None  # the filed copy coming back from SharePoint reports nothing new
 
 
@@ -214,8 +215,14 @@ def test_a_signed_change_order_updates_the_value_and_milestones(prefix: str) -> 
         assert wait_until(lambda: scenario.erp_project(code)["value"]["amount_minor"] == 56_000_000, timeout=30)
         project = scenario.erp_project(code)
         assert (project["start_date"], project["end_date"]) == ("2027-01-04", "2027-09-30")
-        with sandbox.erp() as erp:
-            milestones = {m["name"]: m for m in erp.get(f"/projects/{code}/milestones").json()["items"]}
+
+        def milestones_now() -> dict[str, Any]:
+            with sandbox.erp() as erp:
+                return {m["name"]: m for m in erp.get(f"/projects/{code}/milestones").json()["items"]}
+
+        # The terms are written first, then each milestone: wait for the last one.
+        assert wait_until(lambda: {"Phase 2 build", "Handover"} <= set(milestones_now()), timeout=30)
+        milestones = milestones_now()
         assert milestones["Phase 2 build"]["amount"] == {"amount_minor": 5_000_000, "currency": "EUR"}
         assert milestones["Phase 2 build"]["due_date"] == "2027-08-31"
         assert milestones["Handover"]["due_date"] is None
@@ -225,8 +232,8 @@ def test_a_signed_change_order_updates_the_value_and_milestones(prefix: str) -> 
             "ContractValue": "600,000.00", "ContractCurrency": "EUR",
             "Milestones": "Handover;35,000;2027-10-15\nPhase 3 rollout;40000;2027-11-30"})
         assert wait_until(lambda: scenario.erp_project(code)["value"]["amount_minor"] == 60_000_000, timeout=30)
-        with sandbox.erp() as erp:
-            milestones = {m["name"]: m for m in erp.get(f"/projects/{code}/milestones").json()["items"]}
+        assert wait_until(lambda: "Phase 3 rollout" in milestones_now(), timeout=30)  # written after the terms
+        milestones = milestones_now()
         assert milestones["Handover"]["amount"]["amount_minor"] == 3_500_000  # the later document wins
         assert milestones["Handover"]["due_date"] == "2027-10-15"
         assert milestones["Phase 3 rollout"]["due_date"] == "2027-11-30"
@@ -349,10 +356,11 @@ def test_billing_does_not_wait_for_sharepoint_and_the_signed_sow_is_filed_once_i
             "contract_value": "480000", "contract_currency": "EUR"})
         sandbox.sign_envelope(envelope)
         assert wait_until(lambda: scenario.erp_project(code)["time_entry_enabled"], timeout=30)
-        assert scenario.erp_project(code)["billing_codes_active"]
+        assert wait_until(lambda: scenario.erp_project(code)["billing_codes_active"], timeout=30)  # enabled after
         assert scenario.workspace(f"{WS}/SOWs/SOW.pdf") is None  # not filed while SharePoint is down
         sandbox.set_graph_faults(FaultPlan())
-        assert wait_until(lambda: scenario.workspace(f"{WS}/SOWs/SOW.pdf") is not None, timeout=30)
+        assert wait_until(lambda: (scenario.workspace(f"{WS}/SOWs/SOW.pdf") or {}).get("retentionLabel"),
+                          timeout=30)  # the label is filing's last step
         filed = scenario.workspace(f"{WS}/SOWs/SOW.pdf")
         assert filed is not None and filed["fields"]["EnvelopeId"] == envelope
         assert sum(sandbox.graph_requests()["uploads"].values()) == 1  # filed once, not once per attempt
