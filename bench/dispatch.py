@@ -6,7 +6,7 @@
   to the K subscribers from the worker (K + 1 publishes per event, one more broker hop).
 
 The publisher is this process (one thread, the full hub middleware stack from
-``hub.cli.build_app``); the actors run in separate worker processes (``bench/worker.py``, 8 threads
+``hub.cli.compose.build_app``); the actors run in separate worker processes (``bench/worker.py``, 8 threads
 each), so publisher and worker do not share a GIL. Per design and K it reports, as median (min-max)
 of the repetitions: what the publisher waits per event, events/s end to end (until every subscriber
 message is processed), broker publishes per event, and CPU per event of the hub processes and of the
@@ -57,7 +57,7 @@ from bench.harness import (
     router_dispatcher,
     subscriber_names,
 )
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from hub.dispatch import Dispatcher
 from hub.events import event_summary, to_message_body
 from hub.runtime import Runtime

@@ -75,11 +75,11 @@ def declare_subscribers(runtime: Runtime, count: int) -> list[Any]:
 def dispatcher_for(runtime: Runtime, routes: RoutingTable) -> Dispatcher:
     """A dispatcher configured exactly like the hub's own (broker, known types, flight record...), other routes.
 
-    Copying ``runtime.dispatcher`` (built by ``hub.cli.build_app``) keeps the benchmark on the code path
+    Copying ``runtime.dispatcher`` (built by ``hub.cli.compose.build_app``) keeps the benchmark on the code path
     the hub runs, whatever the dispatcher's configuration becomes.
     """
     if runtime.dispatcher is None:
-        raise RuntimeError("build the runtime with hub.cli.build_app first (it attaches the dispatcher)")
+        raise RuntimeError("build the runtime with hub.cli.compose.build_app first (it attaches the dispatcher)")
     dispatcher = copy.copy(runtime.dispatcher)
     dispatcher.routes = routes
     dispatcher.check()

@@ -1,7 +1,7 @@
 """The hub's ingress (and, for ``make profile``, a worker) as the benchmark runs them: ``python -m bench.hubproc``.
 
 ``ingress [--profile-out FILE]`` runs exactly what ``hub serve`` runs (settings from ``HUB_*``, sources
-from ``HUB_SOURCES_FILE``, ``hub.cli.build_app`` + ``build_ingress``, uvicorn in the main thread, no
+from ``HUB_SOURCES_FILE``, ``hub.cli.compose.build_app`` + ``build_ingress``, uvicorn in the main thread, no
 access log) with one difference: the routing table is the hub's own (``actors/routes.py``) cut down to
 the actors of the measured flow (:data:`FLOW_ACTORS`: the fan-out), so that the benchmark keeps measuring
 the same flow while other flows are added to the table. Every actor queue is still declared. With
@@ -43,9 +43,9 @@ def flow_routes(routes: Mapping[str, Sequence[str]], actors: Sequence[str] = FLO
 
 
 def flow_runtime() -> Runtime:
-    """``hub.cli.build_app`` from the ``HUB_*`` settings, its routing table restricted to the measured flow."""
+    """``hub.cli.compose.build_app`` from the ``HUB_*`` settings, its routing table restricted to the measured flow."""
     from actors.routes import ROUTES
-    from hub.cli import build_app
+    from hub.cli.compose import build_app
     from hub.runtime import attach_routes
 
     settings = load_settings()
@@ -62,7 +62,7 @@ def flag_key(prefix: str) -> str:
 
 def run_ingress(profile_out: Path | None, interval: float) -> None:
     """``hub serve`` on the flow's routing table, with the profiling routes when ``profile_out`` is given."""
-    from hub.cli import build_ingress
+    from hub.cli.compose import build_ingress
     from hub.ingress.server import run_server
     from hub.ingress.sources import sources_from_settings
 

@@ -1,6 +1,6 @@
 """A hub worker process for the dispatch benchmark: ``python -m bench.worker --prefix P --subscribers K``.
 
-It builds the full app (``hub.cli.build_app``, every hub middleware), declares the benchmark actors,
+It builds the full app (``hub.cli.compose.build_app``, every hub middleware), declares the benchmark actors,
 consumes until SIGTERM, and reports its counters to Redis every 50 ms so the publisher can read how
 many messages this process enqueued (the router design's second hop).
 """
@@ -13,7 +13,7 @@ import signal
 import threading
 
 from bench.harness import EnqueueCounter, bench_settings, declare_all, ready_key, stats_key
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from hub.workers import running_worker
 from observability.logging import configure_logging
 

@@ -274,6 +274,13 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
         subscribe(runtime, f"{url}/v1/webhooks/graph/sharepoint-sim", credentials.graph_client_state)
         echo("   the hub subscribed to the document library's change notifications (Graph, with a clientState)")
         ok = _documents(runtime, sandbox, readiness, echo=echo)
+    if runtime.embedded:
+        echo(f"   (embedded mode: the flight record of {event_id} goes with this process; with RabbitMQ and Redis "
+             "running, `hub trace` reads it afterwards)")
+    else:
+        days = runtime.settings.flight_ttl_s / 86_400
+        echo(f"   the journey stays in Redis for {days:g} days: "
+             f"HUB_QUEUE_PREFIX={runtime.queue_prefix} hub trace {event_id}")
     echo("demo OK" if ok else "FAILED: the document workflow or the invoice-readiness gate")
     return 0 if ok else 1
 
@@ -318,7 +325,7 @@ def _wait_for_link(sandbox: Any, code: str, timeout_s: float = 20.0) -> str | No
 
 
 def _purge(runtime: Runtime) -> None:
-    """Delete the run's queues and Redis keys."""
+    """Delete the run's queues and Redis keys, but for its flight record."""
     import contextlib
 
     import pika
@@ -334,7 +341,10 @@ def _purge(runtime: Runtime) -> None:
     finally:
         with contextlib.suppress(pika.exceptions.AMQPError):
             connection.close()
-    keys = list(runtime.redis.scan_iter(f"{runtime.queue_prefix}:*", count=1000))
+    # The flight record stays (it expires by itself) so that the printed `hub trace` works afterwards.
+    flight = f"{runtime.queue_prefix}:flight:"
+    keys = [key for key in runtime.redis.scan_iter(f"{runtime.queue_prefix}:*", count=1000)
+            if not (key.decode() if isinstance(key, bytes) else str(key)).startswith(flight)]
     if keys:
         runtime.redis.delete(*keys)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import dramatiq
 import pika
+import pika.exceptions
 from dramatiq import Message
 from dramatiq.common import q_name, xq_name
 
@@ -68,7 +69,12 @@ def _channel(url: str) -> Iterator[Any]:
 
 
 def _fetch_all(channel: Any, queue: str) -> list[tuple[Any, Any, Message[Any]]]:
-    channel.queue_declare(queue=queue, durable=True, passive=True)
+    try:
+        channel.queue_declare(queue=queue, durable=True, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:  # never declared: no worker or ingress of this prefix has run yet
+            return []
+        raise
     items: list[tuple[Any, Any, Message[Any]]] = []
     while True:
         method, properties, body = channel.basic_get(queue, auto_ack=False)

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
         return value
 
 
+def environ() -> dict[str, str]:
+    """The process environment, for the secrets a file or a command names by variable (``secret_env`` in
+    the sources file, a simulator's keys): with the settings, the only reads of the environment."""
+    import os
+
+    return dict(os.environ)
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Build the settings, turning validation failures into one error naming each bad setting.
 

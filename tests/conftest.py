@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from hub.runtime import Runtime
 from hub.settings import Settings, load_settings
 from observability.tracing import configure_tracing

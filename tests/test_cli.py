@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,13 +12,14 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from hub.cli import main
 from hub.demo import project_created
 from hub.runtime import Runtime
 from hub.workers import running_worker
-from tests.conftest import worker_env
+from tests.conftest import ROOT, worker_env
 from tests.support.rabbit import wait_until
 
 
@@ -32,6 +34,7 @@ def test_the_demo_runs_embedded_when_no_server_answers(prefix: str) -> None:
     result = _run_hub(["demo"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mode: EMBEDDED" in result.stdout
+    assert "embedded mode: the flight record of ENG-ACME-0001:v1 goes with this process" in result.stdout
     assert "workspace provisioned in" in result.stdout
     assert "retention label DE-Engagement-10y" in result.stdout
     assert "demo OK" in result.stdout
@@ -44,6 +47,20 @@ def test_the_demo_uses_the_real_servers_when_they_answer(prefix: str) -> None:
     assert "mode: real servers" in result.stdout
     assert "provisioning  erp.project.created.v1" in result.stdout and "demo OK" in result.stdout
     assert "a forged copy was refused: HTTP 401" in result.stdout
+    # The printed `hub trace` works after the demo ended.
+    hint = re.search(r"HUB_QUEUE_PREFIX=(\S+) hub trace (\S+)", result.stdout)
+    assert hint is not None, result.stdout
+    demo_prefix, event_id = hint.groups()
+    try:
+        traced = _run_hub(["trace", event_id], worker_env(demo_prefix))
+        assert traced.returncode == 0, traced.stderr
+        assert f"journey {event_id}" in traced.stdout and "provisioning  erp.project.created.v1" in traced.stdout
+    finally:
+        client = redis.Redis()
+        keys = list(client.scan_iter(f"{demo_prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 @pytest.mark.integration
@@ -91,3 +108,88 @@ def test_an_invalid_setting_stops_the_command_naming_it() -> None:
     result = _run_hub(["routes"], env)
     assert result.returncode != 0
     assert "HUB_LEASE_TTL_MS" in result.stderr
+
+
+def test_hub_answers_version_and_short_help() -> None:
+    version = CliRunner().invoke(main, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("hub, version ")
+    short = CliRunner().invoke(main, ["-h"])
+    assert short.exit_code == 0 and "Commands:" in short.output
+    assert CliRunner().invoke(main, ["dlq", "list", "-h"]).output.startswith("Usage: ")
+
+
+@pytest.mark.parametrize(("args", "server", "variable"), [
+    (["trace", "some-event"], "Redis does not answer at redis://127.0.0.1:1/0", "HUB_REDIS_URL"),
+    (["xref", "project:erp:X"], "Redis does not answer at redis://127.0.0.1:1/0", "HUB_REDIS_URL"),
+    (["dlq", "list"], "RabbitMQ does not answer at amqp://***@127.0.0.1:1/%2F", "HUB_AMQP_URL"),
+])
+def test_an_unreachable_server_is_one_line_naming_it_never_a_traceback(
+    prefix: str, args: list[str], server: str, variable: str
+) -> None:
+    url = "redis://127.0.0.1:1/0" if variable == "HUB_REDIS_URL" else "amqp://guest:guest@127.0.0.1:1/%2F"
+    result = _run_hub(args, worker_env(prefix, **{variable: url}))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {server}"
+    assert "Traceback" not in result.stderr and "guest:guest" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["worker"], ["serve"], ["demo"]])
+def test_a_broken_policy_file_stops_every_process_with_the_file_and_line(
+    prefix: str, tmp_path: Path, command: list[str]
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nfolders: [\n")
+    sources = ROOT / "examples" / "sources.yaml"
+    result = _run_hub(command, worker_env(prefix, HUB_POLICY_FILE=str(policy), HUB_SOURCES_FILE=str(sources)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {policy}, line 3: invalid YAML")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_dead_letters_of_queues_never_declared_are_none_not_an_error(prefix: str) -> None:
+    listed = _run_hub(["dlq", "list", "--output", "json"], worker_env(prefix))
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [] and "0 dead letter(s)" in listed.stderr
+    replay = _run_hub(["dlq", "replay", "--actor", "provisioning"], worker_env(prefix))
+    assert replay.returncode == 0 and "no dead letter to replay" in replay.stderr
+
+
+@pytest.mark.integration
+def test_an_unknown_invoice_is_held_and_the_command_says_so_with_its_exit_code(prefix: str) -> None:
+    shown = _run_hub(["readiness", "show", "INV-NEVER-DRAFTED", "--output", "json"], worker_env(prefix))
+    assert shown.returncode == 3, shown.stderr
+    body = json.loads(shown.stdout)
+    assert body["status"] == "held" and body["may_finalize"] is False
+    assert body["hold_reasons"][0]["code"] == "INVOICE_NOT_DRAFTED"
+
+
+def test_list_and_show_commands_speak_json_for_scripts() -> None:
+    routes = CliRunner().invoke(main, ["routes", "--output", "json"])
+    assert routes.exit_code == 0 and json.loads(routes.stdout)["*"] == ["fanout"]
+    types = CliRunner().invoke(main, ["schemas", "list", "-o", "json"])
+    listed = {entry["type"]: entry for entry in json.loads(types.stdout)}
+    assert listed["erp.project.created.v1"]["dataschema"].startswith("urn:hub:schema:hub.erp.ProjectCreated:")
+    check = CliRunner().invoke(main, ["schemas", "check", "-o", "json"])
+    assert check.exit_code == 0 and json.loads(check.stdout)["compatible"] is True
+
+
+def test_interactive_commands_log_at_warning_unless_asked() -> None:
+    import logging
+
+    from hub.cli.common import log_for_operator, log_for_server
+    from hub.settings import load_settings
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers), logging.getLogger("pika").level
+    try:
+        log_for_operator(load_settings({}))
+        assert root.level == logging.WARNING
+        log_for_operator(load_settings({"HUB_LOG_LEVEL": "DEBUG"}))
+        assert root.level == logging.DEBUG
+        log_for_server(load_settings({}))
+        assert root.level == logging.INFO
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.getLogger("pika").setLevel(saved[2])

@@ -85,18 +85,22 @@ def test_a_poison_message_is_parked_after_the_delivery_limit_and_replayed_once(
     for key, value in worker_env(prefix).items():
         monkeypatch.setenv(key, value)
     runner = CliRunner()
-    listed = runner.invoke(main, ["dlq", "list", "--queue", queue])
+    listed = runner.invoke(main, ["dlq", "list", "--queue", queue, "--output", "json"])
     assert listed.exit_code == 0, listed.output
-    assert event.get_id() in listed.output
-    assert "PoisonMessage" in listed.output or "delivery_limit" in listed.output
+    [letter] = json.loads(listed.stdout)
+    assert letter["event_id"] == event.get_id()
+    assert "PoisonMessage" in str(letter["error"]) or letter["death_reason"] == "delivery_limit"
     assert queue_depth(f"{queue}.XQ") == 1, "listing must not consume dead letters"
 
     app.redis.delete(f"{prefix}:poison")  # the bug is fixed; replay it
-    replayed = runner.invoke(main, ["dlq", "replay", "--queue", queue])
+    unasked = runner.invoke(main, ["dlq", "replay", "--queue", queue])  # no terminal to ask on: refused
+    assert unasked.exit_code == 2 and "add --yes" in unasked.output and event.get_id()[:8] in unasked.output
+    assert queue_depth(f"{queue}.XQ") == 1, "nothing is replayed without a yes"
+    replayed = runner.invoke(main, ["dlq", "replay", "--queue", queue, "--yes"])
     assert replayed.exit_code == 0, replayed.output
     assert "1 dead letter(s) replayed" in replayed.output
-    again = runner.invoke(main, ["dlq", "replay", "--queue", queue])
-    assert "0 dead letter(s) replayed" in again.output
+    again = runner.invoke(main, ["dlq", "replay", "--queue", queue, "--yes"])
+    assert again.exit_code == 0 and "no dead letter to replay" in again.output
 
     worker = start_crash_worker(prefix)
     try:

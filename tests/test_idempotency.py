@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_message_loses_nothing_and_duplicates_nothing(
 def test_a_redis_outage_retries_the_message_instead_of_running_or_skipping_it(
     prefix: str, spans: object
 ) -> None:
-    from hub.cli import build_app
+    from hub.cli.compose import build_app
     from tests.conftest import hub_settings
     from tests.support.netproxy import TcpProxy
 

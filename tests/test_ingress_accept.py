@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from tests.conftest import hub_settings
 from tests.support.ingress import load, serving, write_sources
 from tests.support.netproxy import TcpProxy

@@ -16,7 +16,7 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription
 from hub.workers import running_worker

@@ -153,7 +153,7 @@ class Fanout:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Credentials, Fanout]]:
-    from hub.cli import build_app
+    from hub.cli.compose import build_app
     from tests.conftest import hub_settings
     from tests.support.rabbit import delete_queues
 

@@ -17,7 +17,7 @@ import h11
 import httpx
 import pytest
 
-from hub.cli import build_ingress
+from hub.cli.compose import build_ingress
 from hub.ingress.problems import PROBLEM_JSON, Kind
 from hub.ingress.protocol import Parser, refusal, refusal_bytes
 from hub.ingress.server import MAX_HEAD_BYTES, serve_in_thread

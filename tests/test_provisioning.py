@@ -138,7 +138,7 @@ def test_an_outage_longer_than_the_retry_budget_raises_an_exception_and_a_replay
         scenario.sandbox.set_graph_faults(FaultPlan())
         for key, value in worker_env(prefix, HUB_POLICY_FILE=str(policy)).items():
             monkeypatch.setenv(key, value)
-        replayed = CliRunner().invoke(main, ["dlq", "replay", "--actor", "provisioning"])
+        replayed = CliRunner().invoke(main, ["dlq", "replay", "--actor", "provisioning", "--yes"])
         assert replayed.exit_code == 0, replayed.output
         assert wait_until(lambda: _provisioned(scenario, "ENG-ACME-0001"), timeout=60)
         assert scenario.sandbox.graph_requests()["creates"]["workspaces/Engagements/ACME/ENG-ACME-0001"] == 1

@@ -56,9 +56,12 @@ def test_rebuild_restores_every_verdict_after_redis_lost_the_facts(prefix: str) 
 
         env = worker_env(prefix, HUB_ERP_URL=sandbox.erp_url, HUB_GRAPH_URL=sandbox.graph_url,
                          HUB_GRAPH_DRIVE_ID=sandbox.drive_id)
-        one = CliRunner().invoke(main, ["readiness", "rebuild", "INV-R-1"], env=env)
+        one = CliRunner().invoke(main, ["readiness", "rebuild", "INV-R-1", "--output", "json"], env=env)
         assert one.exit_code == 0, one.output
-        assert f"INV-R-1 {code} held DELIVERABLE_NOT_APPROVED({pending})" in one.output
+        changed = {c["invoice_number"]: c for c in json.loads(one.stdout)}
+        assert changed["INV-R-1"]["project_code"] == code and changed["INV-R-1"]["status"] == "held"
+        assert [(r["code"], r["artefact"]) for r in changed["INV-R-1"]["hold_reasons"]] == [
+            ("DELIVERABLE_NOT_APPROVED", pending)]
         assert f"[1/1] {code}: 5 fact(s) from the ERP and the workspace" in one.output  # 2 drafts, 2 docs, 1 label
         assert _reasons(scenario, "INV-R-1") == expected
         assert _reasons(scenario, "INV-R-2") == nothing_linked  # same project: rebuilt with it
@@ -67,12 +70,17 @@ def test_rebuild_restores_every_verdict_after_redis_lost_the_facts(prefix: str) 
         every = CliRunner().invoke(main, ["readiness", "rebuild", "--all"], env=env)
         assert every.exit_code == 0, every.output
         assert _reasons(scenario, "INV-R-1") == expected
-        shown = CliRunner().invoke(main, ["readiness", "show", "INV-R-1"], env=env)
-        assert shown.exit_code == 0 and json.loads(shown.output)["hold_reasons"][0]["artefact"] == pending
+        shown = CliRunner().invoke(main, ["readiness", "show", "INV-R-1", "--output", "json"], env=env)
+        assert shown.exit_code == 3, "a held invoice exits 3, so a script can gate on it"
+        assert json.loads(shown.stdout)["hold_reasons"][0]["artefact"] == pending
+        table = CliRunner().invoke(main, ["readiness", "show", "INV-R-1"], env=env)
+        assert table.exit_code == 3 and "INV-R-1" in table.output and "DELIVERABLE_NOT_APPROVED" in table.output
 
         # After a rebuild the gate goes on from the rebuilt facts.
         sandbox.set_document(pending, fields={"DocumentState": "approved"}, label="ME-Deliverable-10y")
         assert wait_until(lambda: scenario.readiness("INV-R-1").json()["status"] == "ready", timeout=30)
+        ready = CliRunner().invoke(main, ["readiness", "show", "INV-R-1"], env=env)
+        assert ready.exit_code == 0 and "INV-R-1" in ready.output and "READY" in ready.output
 
 
 def test_rebuild_needs_one_invoice_or_all() -> None:

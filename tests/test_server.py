@@ -154,3 +154,14 @@ def test_uvicorn_answers_every_parser_refusal_through_send_400_response_inside_i
 def test_the_h11_protocol_overrides_the_method_uvicorn_answers_refusals_with() -> None:
     assert list(inspect.signature(H11Protocol.send_400_response).parameters) == ["self", "msg"]
     assert "send_400_response" in vars(H11ProblemProtocol)
+
+
+def test_a_bound_socket_is_tcp_so_asyncio_turns_off_nagle_on_every_connection() -> None:
+    # asyncio sets TCP_NODELAY on an accepted connection only when the listening socket's proto says TCP;
+    # without it each answer written in two parts waits for the client's delayed ACK (about 40 ms).
+    import socket
+
+    from hub.ingress.server import bound_socket
+
+    with bound_socket() as sock:
+        assert sock.proto == socket.IPPROTO_TCP

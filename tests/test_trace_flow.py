@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from hub.demo import project_created
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription

@@ -17,7 +17,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from hub.cli import build_app
+from hub.cli.compose import build_app
 from hub.errors import NEVER_RETRIED, UpstreamUnavailable
 from hub.events import from_message_body
 from hub.idempotency import IdempotencyMiddleware, side_effect_key

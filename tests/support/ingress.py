@@ -13,7 +13,7 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
 
-from hub.cli import build_ingress
+from hub.cli.compose import build_ingress
 from hub.ingress.server import serve_in_thread
 from hub.ingress.sources import SourceRegistry, load_sources
 from hub.runtime import Runtime

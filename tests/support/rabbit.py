@@ -25,18 +25,23 @@ def queue_depth(name: str) -> int:
             connection.close()
 
 
+#: Actors the tests declare besides the hub's own (tests/support/crash_worker.py).
+TEST_ACTORS = ("effect",)
+
+
 def delete_queues(prefix: str) -> None:
-    """Delete every queue named ``<prefix>.*`` (quorum queues are costly to leave behind)."""
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
-                         check=False, timeout=60).stdout
-    names = [line.strip() for line in out.splitlines() if line.strip().startswith(prefix + ".")]
-    if not names:
-        return
+    """Delete the queues a test may have declared under ``prefix`` (quorum queues are costly to leave
+    behind): every actor's queue, its ``.DQ`` and its ``.XQ``. Deleting a queue that does not exist is
+    a no-op, so no listing (``rabbitmqctl``, half a second a call) is needed."""
+    from actors.routes import ROUTES
+
+    actors = {actor for names in ROUTES.values() for actor in names} | {"exceptions", *TEST_ACTORS}
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
+        for actor in sorted(actors):
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(f"{prefix}.{actor}{suffix}")
     finally:
         connection.close()
 

@@ -16,7 +16,7 @@ from actors.document_intake import ensure_subscription
 from connectors.faults import FaultPlan
 from connectors.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
 from connectors.sharepoint.client import GraphClient
-from hub.cli import build_app, build_ingress
+from hub.cli.compose import build_app, build_ingress
 from hub.demo import DemoCredentials, demo_sources
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
 from hub.runtime import Runtime

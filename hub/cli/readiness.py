@@ -1,0 +1,89 @@
+"""``hub readiness``: the invoice-readiness gate's verdict on an invoice, and rebuilding its facts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from hub.cli.common import EXIT_HELD, echo_json, echo_table, log_for_operator, note, output_option, pass_settings
+from hub.cli.compose import build_app
+from hub.settings import Settings
+
+
+@click.group()
+def readiness() -> None:
+    """The invoice-readiness gate: an invoice's verdict, and rebuilding the gate's facts."""
+
+
+@readiness.command("show")
+@click.argument("invoice")
+@output_option
+@pass_settings
+def readiness_show(settings: Settings, invoice: str, output: str) -> None:
+    """Whether INVOICE may be finalised now, with its hold reasons (from the gate's facts).
+
+    Exits 0 when the invoice is ready and 3 when it is held, so a script can gate on it.
+    """
+    from actors import policy_of
+    from actors.invoice_readiness import ReadinessGate
+    from actors.invoice_readiness_store import readiness_body
+    from connectors.erp.client import ErpClient
+
+    log_for_operator(settings)
+    runtime = build_app(settings, embedded=False)
+    erp = ErpClient.from_settings(runtime.settings)
+    try:
+        code, verdict = ReadinessGate(runtime, policy=policy_of(runtime), erp=erp).current(invoice)
+    finally:
+        erp.close()
+        runtime.close()
+    body = readiness_body(invoice, code, verdict)
+    if output == "json":
+        echo_json(body)
+    else:
+        click.echo(f"{invoice} ({code or 'project unknown'}): {body['status'].upper()}"
+                   + ("" if body["may_finalize"] else " - may not be finalised"))
+        if body["hold_reasons"]:
+            echo_table(("hold code", "artefact", "detail"),
+                       ((r["code"], r["artefact"], r["detail"]) for r in body["hold_reasons"]))
+    if not body["may_finalize"]:
+        sys.exit(EXIT_HELD)
+
+
+@readiness.command("rebuild")
+@click.argument("invoice", required=False)
+@click.option("--all", "rebuild_all", is_flag=True, help="Every draft invoice in the ERP.")
+@output_option
+@pass_settings
+def readiness_rebuild(settings: Settings, invoice: str | None, rebuild_all: bool, output: str) -> None:
+    """Rebuild the gate's facts from the ERP and the document platform (one INVOICE's project, or --all),
+    and emit the verdicts that changed."""
+    from actors import policy_of
+    from actors.invoice_readiness import ReadinessGate
+    from connectors.erp.client import ErpClient
+    from connectors.sharepoint.client import GraphClient
+
+    if (invoice is None) == (not rebuild_all):
+        raise click.UsageError("name one INVOICE or give --all")
+    log_for_operator(settings)
+    runtime = build_app(settings, embedded=False)
+    erp = ErpClient.from_settings(runtime.settings)
+    graph = GraphClient.from_settings(runtime.settings)
+    try:
+        gate = ReadinessGate(runtime, policy=policy_of(runtime), erp=erp)
+        changes = gate.rebuild(graph, invoice=invoice, progress=lambda code, done, total, facts: note(
+            f"[{done}/{total}] {code}: {facts} fact(s) from the ERP and the workspace"))
+    finally:
+        erp.close()
+        graph.http.client.close()
+        runtime.close()
+    if output == "json":
+        echo_json([{"invoice_number": c.invoice_number, "project_code": c.project_code,
+                    "status": c.readiness.status, "hold_reasons": [r.to_record() for r in c.readiness.reasons]}
+                   for c in changes])
+    else:
+        echo_table(("invoice", "project", "status", "hold reasons"),
+                   ((c.invoice_number, c.project_code, c.readiness.status,
+                     ", ".join(f"{r.code}({r.artefact})" for r in c.readiness.reasons) or "-") for c in changes))
+    note(f"{len(changes)} verdict(s) changed")

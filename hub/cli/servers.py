@@ -1,0 +1,83 @@
+"""``hub serve`` and ``hub worker``: the long-running processes. They use the real servers unless
+HUB_EMBEDDED=on, and wait for them rather than fall back to memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from hub.cli.common import log_for_server, pass_settings
+from hub.cli.compose import build_app, build_ingress
+from hub.runtime import Runtime, embedded_requested
+from hub.settings import Settings, environ
+from observability.logging import mask_text
+
+
+def mode(runtime: Runtime) -> str:
+    """How the process runs, for its first line (credentials masked)."""
+    if runtime.embedded:
+        return "EMBEDDED (HUB_EMBEDDED=on: StubBroker, in-process Redis; nothing is persisted)"
+    settings = runtime.settings
+    return f"RabbitMQ {mask_text(settings.amqp_url)}, Redis {mask_text(settings.redis_url)}"
+
+
+@click.command()
+@click.option("--threads", default=8, show_default=True, help="Worker threads per process.")
+@click.option("--processes", default=1, show_default=True, help="Worker processes.")
+@click.option("--heartbeat-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Touched every few seconds while RabbitMQ and Redis answer (for a container healthcheck).")
+@pass_settings
+def worker(settings: Settings, threads: int, processes: int, heartbeat_file: Path | None) -> None:
+    """Run the actors: consume every actor queue until SIGTERM or Ctrl-C.
+
+    Waits for RabbitMQ and Redis at start (never falls back to the embedded mode unless HUB_EMBEDDED=on).
+    """
+    if processes > 1:
+        beat = ["--heartbeat-file", str(heartbeat_file)] if heartbeat_file else []
+        children = [
+            subprocess.Popen([sys.executable, "-m", "hub", "worker", "--threads", str(threads), *beat])  # noqa: S603
+            for _ in range(processes)
+        ]
+
+        def forward(signum: int, _frame: object) -> None:
+            for child in children:
+                child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        codes = [child.wait() for child in children]
+        sys.exit(max(codes))
+    from hub.workers import run_worker
+
+    log_for_server(settings)
+    runtime = build_app(settings, embedded=embedded_requested(settings))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    click.echo(f"hub worker: {mode(runtime)}, {threads} threads, pid {os.getpid()}", err=True)
+    run_worker(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
+
+
+@click.command()
+@pass_settings
+def serve(settings: Settings) -> None:
+    """Run the HTTP ingress on HUB_HTTP_BIND (sources from HUB_SOURCES_FILE).
+
+    Answers /readyz and every event with 503 until RabbitMQ and Redis answer (never falls back to the
+    embedded mode unless HUB_EMBEDDED=on).
+    """
+    from hub.ingress.server import run_server
+    from hub.ingress.sources import sources_from_settings
+
+    log_for_server(settings)
+    sources = sources_from_settings(settings, environ())
+    runtime = build_app(settings, embedded=embedded_requested(settings))
+    host, _, port = settings.http_bind.rpartition(":")
+    click.echo(f"hub serve: {mode(runtime)}, {len(sources)} source(s), http://{host}:{port}", err=True)
+    run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))
