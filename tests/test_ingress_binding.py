@@ -295,14 +295,16 @@ def test_time_in_any_other_form_is_refused_in_every_mode(registry: SchemaRegistr
 
 def test_well_formed_extensions_are_carried_in_their_canonical_string_form(registry: SchemaRegistry) -> None:
     document = json.loads(structured_body(comexampleextension1="value", comexampleothervalue=5, approved=True,
-                                          rejected=False, negative=-(2**31), empty="", **{"a" * 20: "twenty"}))
+                                          rejected=False, negative=-(2**31), empty="", whole=3.0,
+                                          **{"a" * 20: "twenty"}))
     document["nothing"] = None
     _, events = read(STRUCTURED_HEADERS, json.dumps(document).encode(), registry)
     attributes = events[0].get_attributes()
     assert {name: attributes.get(name) for name in
-            ("comexampleextension1", "comexampleothervalue", "approved", "rejected", "negative", "empty", "a" * 20)
+            ("comexampleextension1", "comexampleothervalue", "approved", "rejected", "negative", "empty", "whole",
+             "a" * 20)
             } == {"comexampleextension1": "value", "comexampleothervalue": "5", "approved": "true",
-                  "rejected": "false", "negative": "-2147483648", "empty": "", "a" * 20: "twenty"}
+                  "rejected": "false", "negative": "-2147483648", "empty": "", "whole": "3", "a" * 20: "twenty"}
     assert "nothing" not in attributes  # null is absent in the JSON format
 
 
@@ -335,6 +337,7 @@ def test_as_many_extensions_as_the_bound_are_accepted_and_one_more_is_refused(re
         ({"nested": {"a": 1}}, "nested"),
         ({"listed": ["a"]}, "listed"),
         ({"big": 2**31}, "big"),
+        ({"bigfloat": float(2**31)}, "bigfloat"),
         ({"small": -(2**31) - 1}, "small"),
         ({"long": "x" * 1025}, "long"),
         ({"wide": "é" * 513}, "wide"),  # 1026 bytes in UTF-8

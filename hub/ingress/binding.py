@@ -196,6 +196,8 @@ def extension_value(name: str, value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 3.0 is the JSON number 3: an Integer, whatever the sender's serialiser wrote
     if isinstance(value, int):
         if value not in INTEGER_RANGE:
             raise Problem(Kind.INVALID_CLOUDEVENT, f"extension {name!r} is an integer outside the 32-bit range "
