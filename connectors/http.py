@@ -5,17 +5,40 @@ A client gets an injected ``httpx.Client`` (``httpx.MockTransport`` in unit test
 over real HTTP in integration tests, the real service in production) and calls :meth:`Http.request`.
 Retries here are short and few (a blip); anything longer is the actor's retry with backoff, which
 survives a worker restart.
+
+Waits between in-call attempts (:meth:`RetryPolicy.wait`): the server's ``Retry-After`` when it asks
+for one, as given; otherwise *full jitter* (a uniform draw between 0 and the exponential backoff, as in
+AWS's "Exponential Backoff and Jitter"), so workers that failed together do not retry together. A wait
+longer than ``max_wait_s`` is not waited: the call gives up and the actor's retry takes over. A
+``Retry-After: 0`` asks for no particular wait: the backoff applies, and the error handed to the actor
+carries no ``retry_after``, so the actor's backoff decides instead of an immediate re-run (a hot loop
+that burns the actor's attempts in moments and trips the breaker).
+
+The retry loop is written here rather than taken from stamina or tenacity, on purpose. It retries on
+answers (status codes) as well as on exceptions, takes its wait from the answer's ``Retry-After``,
+gives up (rather than sleeps) when that wait is too long for a worker thread, asks the breaker before
+every attempt but tells it the outcome once per call, and opens one CLIENT span per attempt. stamina can
+express most of it (its backoff hook may return a wait or refuse a retry) but keeps its sleep and its
+random source global (``stamina.set_testing``), so a unit test could no longer see the waits of one
+client; tenacity injects ``sleep`` but needs a custom wait, a stop that recomputes the wait, and result
+predicates: more adapter code than the loop itself. The sleep and the jitter draw are injected instead.
+
+The breakers are visible: :attr:`CircuitBreaker.state` (``closed``, ``open``, ``half_open``) and its
+counters, and :func:`breakers` lists every live breaker by target, for an operator view or a metrics
+exporter.
 """
 
 from __future__ import annotations
 
 import email.utils
+import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from opentelemetry import trace
@@ -28,53 +51,142 @@ from observability.tracing import inject_headers
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
+#: A breaker's state: calls pass, calls are refused, or one trial call decides.
+BreakerState = Literal["closed", "open", "half_open"]
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """In-call retries: ``attempts`` in all, exponential from ``backoff_s``, never waiting past ``max_wait_s``."""
+    """In-call retries: ``attempts`` in all, full-jitter exponential from ``backoff_s``, never waiting past
+    ``max_wait_s``."""
 
     attempts: int = 3
     backoff_s: float = 0.2
     max_wait_s: float = 5.0
 
+    def wait(self, attempt: int, *, retry_after: float | None, draw: float) -> float | None:
+        """Seconds to wait after failed attempt ``attempt`` (from 1), or None to give up now.
+
+        ``retry_after``: the server's ``Retry-After``, honoured as given when positive (a zero or a past
+        date asks for nothing the backoff does not give). ``draw``: a uniform number in [0, 1] that picks
+        the jittered wait between 0 and the exponential backoff (capped at ``max_wait_s``).
+        """
+        if retry_after is not None and retry_after > 0:
+            return retry_after if retry_after <= self.max_wait_s else None
+        return draw * min(self.backoff_s * 2.0 ** (attempt - 1), self.max_wait_s)
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """One breaker's state at one moment, as an operator view or a metrics exporter reads it."""
+
+    target: str
+    state: BreakerState
+    consecutive_failures: int
+    times_opened: int
+    threshold: int
+    reset_s: float
+
 
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failed requests (each after its in-call retries, so blips
-    do not trip it); while open, calls fail at once for ``reset_s``, then one trial call goes through."""
+    do not trip it); while open, calls fail at once for ``reset_s``; then it is half-open: one trial call
+    goes through (the others keep failing fast), and its outcome closes or opens it again."""
 
     def __init__(self, *, threshold: int = 5, reset_s: float = 10.0, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.threshold = threshold
         self.reset_s = reset_s
         self._clock = clock
+        self._state: BreakerState = "closed"
+        self._since = 0.0  # when it opened, or when the half-open trial went through
         self._failures = 0
-        self._opened_at: float | None = None
+        self._opened = 0
         self._lock = threading.Lock()
 
-    def check(self, target: str) -> None:
-        """Raise ``UpstreamUnavailable`` while open; after ``reset_s`` one trial call is let through."""
+    def check(self, target: str) -> bool:
+        """Raise ``UpstreamUnavailable`` while open (or while a trial call is out); True when this call is
+        the half-open trial, whose outcome alone decides."""
         with self._lock:
-            if self._opened_at is None:
-                return
-            waited = self._clock() - self._opened_at
+            if self._state == "closed":
+                return False
+            waited = self._clock() - self._since
             if waited < self.reset_s:
-                raise UpstreamUnavailable(f"circuit open for {target}", retry_after=self.reset_s - waited)
-            self._opened_at = self._clock()  # half-open: this caller tries, the others keep failing fast
+                what = "open" if self._state == "open" else "half-open, a trial call is out"
+                raise UpstreamUnavailable(f"circuit {what} for {target}", retry_after=self.reset_s - waited)
+            # Open long enough, or a trial that never reported back (its worker died): this caller tries.
+            self._state, self._since = "half_open", self._clock()
+            return True
 
     def record(self, ok: bool) -> None:
         """Count a call's outcome."""
         with self._lock:
             if ok:
-                self._failures, self._opened_at = 0, None
+                self._state, self._failures = "closed", 0
                 return
             self._failures += 1
-            if self._failures >= self.threshold:
-                self._opened_at = self._clock()
+            if self._state == "half_open" or (self._state == "closed" and self._failures >= self.threshold):
+                self._state, self._since = "open", self._clock()
+                self._opened += 1
+
+    @property
+    def state(self) -> BreakerState:
+        """``closed``; ``open`` (calls refused); ``half_open`` (the next call, or the one out, is the trial)."""
+        with self._lock:
+            return self._current()
 
     @property
     def open(self) -> bool:
-        """Whether calls are currently refused."""
-        return self._opened_at is not None
+        """Whether calls are currently refused (or wait for a trial)."""
+        return self.state != "closed"
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failed calls since the last success."""
+        return self._failures
+
+    @property
+    def times_opened(self) -> int:
+        """How often it has opened (a failed trial opens it again)."""
+        return self._opened
+
+    def snapshot(self, target: str) -> BreakerSnapshot:
+        """The state and counters now, under ``target``."""
+        with self._lock:
+            return BreakerSnapshot(target=target, state=self._current(), consecutive_failures=self._failures,
+                                   times_opened=self._opened, threshold=self.threshold, reset_s=self.reset_s)
+
+    def _current(self) -> BreakerState:
+        if self._state == "open" and self._clock() - self._since >= self.reset_s:
+            return "half_open"
+        return self._state
+
+
+class _Breakers:
+    """The live breakers of this process by target; weak, so a closed client's breaker drops out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._targets: weakref.WeakKeyDictionary[CircuitBreaker, str] = weakref.WeakKeyDictionary()
+
+    def add(self, target: str, breaker: CircuitBreaker) -> None:
+        with self._lock:
+            self._targets[breaker] = target
+
+    def snapshot(self) -> list[BreakerSnapshot]:
+        with self._lock:
+            pairs = list(self._targets.items())
+        return sorted((breaker.snapshot(target) for breaker, target in pairs),
+                      key=lambda s: (s.target, s.state, s.times_opened))
+
+
+_BREAKERS = _Breakers()
+
+
+def breakers() -> list[BreakerSnapshot]:
+    """Every live circuit breaker of this process, by target (one per target and client, so one per
+    target in a worker): what an operator view shows and a metrics exporter exports."""
+    return _BREAKERS.snapshot()
 
 
 def retry_after_s(response: httpx.Response, *, now: datetime | None = None) -> float | None:
@@ -92,7 +204,10 @@ def retry_after_s(response: httpx.Response, *, now: datetime | None = None) -> f
 
 
 class Http:
-    """One target's HTTP policy around an injected ``httpx.Client``."""
+    """One target's HTTP policy around an injected ``httpx.Client``.
+
+    ``sleep`` and ``jitter`` (a draw in [0, 1)) are injectable so unit tests neither wait nor guess.
+    """
 
     def __init__(
         self,
@@ -102,6 +217,7 @@ class Http:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.client = client
@@ -109,7 +225,9 @@ class Http:
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self._sleep = sleep
+        self._jitter = jitter
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("hub.connectors")
+        _BREAKERS.add(target, self.breaker)
 
     def request(
         self,
@@ -125,9 +243,11 @@ class Http:
     ) -> httpx.Response:
         """Send, retrying what is safe to retry; return a 2xx (or an ``ok_statuses``) response.
 
-        Raises ``UpstreamUnavailable`` (retryable, with ``retry_after``) or ``UpstreamRejected``.
-        A POST or PATCH is retried only when it carries an ``Idempotency-Key`` or the caller knows a
-        repeat is harmless (``retry_safe``: a create that fails on conflict, a PATCH that sets values).
+        Raises ``UpstreamUnavailable`` (retryable; ``retry_after`` only when the server asked for a positive
+        wait, so a ``Retry-After: 0`` leaves the actor's backoff in charge instead of a hot loop) or
+        ``UpstreamRejected``. A POST or PATCH is retried only when it carries an ``Idempotency-Key`` or the
+        caller knows a repeat is harmless (``retry_safe``: a create that fails on conflict, a PATCH that sets
+        values). The half-open breaker's trial call gets one attempt.
         """
         sent_headers = dict(headers or {})
         if idempotency_key:
@@ -136,7 +256,7 @@ class Http:
         attempts = self.retry.attempts if retry_safe else 1
         last: UpstreamUnavailable | None = None
         for attempt in range(1, attempts + 1):
-            self.breaker.check(self.target)
+            trial = self.breaker.check(self.target)
             with self._tracer.start_as_current_span(f"{method.upper()} {self.target}", kind=SpanKind.CLIENT) as span:
                 span.set_attribute("http.request.method", method.upper())
                 span.set_attribute("server.address", self.target)
@@ -158,14 +278,16 @@ class Http:
                         span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
                         raise UpstreamRejected(f"{self.target}: {method.upper()} {url} answered "
                                                f"{response.status_code}")
+                    asked = retry_after_s(response)  # a zero (or a past date) asks for no particular wait
                     last = UpstreamUnavailable(f"{self.target}: answered {response.status_code}",
-                                               retry_after=retry_after_s(response))
+                                               retry_after=asked or None)
                 span.set_status(Status(StatusCode.ERROR, str(last)))
-            if attempt < attempts:
-                wait = last.retry_after if last.retry_after is not None else self.retry.backoff_s * 2 ** (attempt - 1)
-                if wait > self.retry.max_wait_s:
-                    break  # a long wait belongs to the actor's retry, not to a blocked worker thread
-                self._sleep(wait)
+            if trial or attempt == attempts:
+                break
+            wait = self.retry.wait(attempt, retry_after=last.retry_after, draw=self._jitter())
+            if wait is None:
+                break  # a long wait belongs to the actor's retry, not to a blocked worker thread
+            self._sleep(wait)
         assert last is not None
         self.breaker.record(False)  # a request that failed after its retries: the target may be down
         raise last

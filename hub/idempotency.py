@@ -6,6 +6,15 @@ claim at once. A duplicate is skipped, a message whose lease is held elsewhere i
 lease runs out, and a store outage is an explicit retry, never a silent run or a silent skip.
 A worker that dies mid-message leaves its lease to expire, so the redelivery runs it again; the
 actor's side effects carry :func:`side_effect_key` so that re-run duplicates nothing downstream.
+
+Worker deaths are counted here, once each, across copies of a message: every redelivery (RabbitMQ's
+``redelivered`` flag: the delivery before it was never acked, so its worker died, or stopped with the
+message in hand) adds one to ``hub_crashes`` and goes on as a retry copy carrying the count, whether its
+lease is still held or has run out. A copy resets the quorum queue's delivery count, so counting on
+either side alone let a poison message kill more workers than ``HUB_DELIVERY_LIMIT`` (a death seen with
+the lease held was counted, one seen after it expired was not, and the copy forgot RabbitMQ's count). At
+``crash_limit`` deaths the message is parked as poison; RabbitMQ's ``x-delivery-limit`` stays the backstop
+for deaths before this hook runs.
 """
 
 from __future__ import annotations
@@ -14,14 +23,14 @@ import hashlib
 import random
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
 from dramatiq.errors import Retry
 from dramatiq.middleware import Middleware, MiddlewareError, SkipMessage
 
-from hub.errors import LeaseHeld, PermanentError, StoreUnavailable
-from hub.store import ClaimState, IdempotencyStore
+from hub.errors import LeaseHeld, PermanentError, RetryableError, StoreUnavailable
+from hub.store import Claim, ClaimState, IdempotencyStore
 from observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -101,14 +110,9 @@ class IdempotencyMiddleware(Middleware):
             log.info("duplicate skipped", idempotency_key=key)
             message.options["hub_outcome"] = "duplicate"
             raise SkipMessage("duplicate")
+        if getattr(message, "redelivered", False):
+            self._count_death(message, key, claim)
         if claim.state is ClaimState.HELD:
-            if getattr(message, "redelivered", False):
-                # RabbitMQ redelivered it while its lease is still live: the worker that held it died.
-                # A retry copy resets the queue's delivery count, so count the crashes here.
-                crashes = int(message.options.get("hub_crashes", 0)) + 1
-                message.options["hub_crashes"] = crashes
-                if crashes >= self.crash_limit:
-                    raise PoisonMessage(f"its worker died {crashes} times while processing it")
             log.info("lease held elsewhere; retrying later", lease_ttl_ms=claim.ttl_ms)
             raise RetryLater(
                 "lease held by another worker",
@@ -118,6 +122,27 @@ class IdempotencyMiddleware(Middleware):
         with self._lock:
             self._held[message.message_id] = _Held(key, claim.token)
         self._ensure_renewer()
+
+    def _count_death(self, message: Any, key: str, claim: Claim) -> NoReturn:
+        """Count the death behind a redelivery; park the message at ``crash_limit``, else raise a retry
+        whose copy carries the count (the module docstring says why every redelivery goes that way)."""
+        crashes = int(message.options.get("hub_crashes", 0)) + 1
+        message.options["hub_crashes"] = crashes
+        if claim.state is ClaimState.CLAIMED:
+            try:
+                self.store.release(key, claim.token)  # the copy claims again at once
+            except StoreUnavailable as exc:
+                log.warning("could not release the lease; it expires by itself", error=str(exc))
+        if crashes >= self.crash_limit:
+            raise PoisonMessage(f"its worker died {crashes} times while processing it")
+        held = claim.state is ClaimState.HELD
+        log.info("redelivered after its worker died; retrying as a copy", deaths=crashes, lease_held=held)
+        raise RetryLater(
+            "redelivered after its worker died",
+            delay=self._jitter(claim.ttl_ms + 50) if held else 0,
+            cause=LeaseHeld(f"lease held (token {claim.token})") if held
+            else RetryableError(f"redelivered: its worker died ({crashes} of {self.crash_limit})"),
+        )
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
