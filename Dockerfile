@@ -15,6 +15,7 @@ COPY hub/ hub/
 COPY actors/ actors/
 COPY connectors/ connectors/
 COPY observability/ observability/
+COPY simulators/ simulators/
 COPY schemas/ schemas/
 RUN /opt/hub/bin/pip install --no-cache-dir .
 

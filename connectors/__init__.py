@@ -1,1 +1,1 @@
-"""Per-system connectors: outbound clients, inbound adapters and simulators."""
+"""Per-system connectors: outbound clients and inbound adapters (the simulators live in ``simulators/``)."""

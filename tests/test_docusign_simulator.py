@@ -17,11 +17,11 @@ from fastapi import FastAPI, Request, Response
 
 from connectors.docusign.client import DocuSignClient, EnvelopeNotFound
 from connectors.docusign.inbound import EVENT_TYPE, parse, to_event, verify
-from connectors.docusign.simulator import ConnectConfig, DocuSignSimConfig, create_app
 from hub.errors import AuthenticationFailed
 from hub.events import validate_event
 from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
+from simulators.docusign import ConnectConfig, DocuSignSimConfig, create_app
 
 TOKEN = "ds-test-token"
 HMAC_KEY = "Xq3sE0oY1nJmV3zC6jQ9yT2uR5wA8dF4hK7pL0bN6gM="

@@ -21,11 +21,11 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connectors.erp.simulator import ErpSimConfig, ReadinessGate, WebhookConfig, create_app
-from connectors.faults import FaultPlan
 from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
+from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig, create_app
+from simulators.kit.faults import FaultPlan
 from tests.support.ingress import load, serving, write_sources
 
 TOKEN = "test-erp-token"
@@ -276,7 +276,8 @@ class Receiver:
 
     secret: str
     answers: list[int] = field(default_factory=list)  # statuses to answer first, then 202
-    delay_s: float = 0.0
+    #: When given, each request waits (up to 30 s) until it is set: a hub that answers only when told.
+    hold: threading.Event | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -291,8 +292,8 @@ class Receiver:
             with self.lock:
                 self.attempts.append(headers)
                 status = self.answers.pop(0) if self.answers else 202
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)  # a slow hub
+            if self.hold is not None:
+                await asyncio.to_thread(self.hold.wait, 30)
             try:
                 event = Webhook(self.secret).verify(body, headers)
             except WebhookVerificationError:
@@ -389,12 +390,16 @@ def test_a_permanent_refusal_is_not_retried_and_retries_stop_after_the_attempts(
 
 
 def test_webhook_sending_does_not_block_the_api() -> None:
-    receiver = Receiver(new_secret(), delay_s=1.0)
+    receiver = Receiver(new_secret(), hold=threading.Event())
+    assert receiver.hold is not None
     with sim_posting_to(receiver) as (url, api):
-        started = time.monotonic()
-        seed_client(api)
-        api.post("/projects", json=project_body())
-        assert time.monotonic() - started < 0.8
+        try:
+            seed_client(api)
+            assert api.post("/projects", json=project_body()).status_code == 201
+            # Both answered while the hub has not answered the first delivery yet (it answers when told).
+            assert receiver.events == []
+        finally:
+            receiver.hold.set()
         flush(url)
     assert len(receiver.events) == 2
 
@@ -494,7 +499,8 @@ class GateStub:
 
     #: ``(status, body)``: a JSON-able body, or bytes sent as they are.
     answer: tuple[int, Any] = (200, {"status": "ready", "hold_reasons": []})
-    delay_s: float = 0.0
+    #: When given, each call waits (up to 30 s) until it is set: a gate that answers only when told.
+    hold: threading.Event | None = None
     calls: list[dict[str, str | None]] = field(default_factory=list)
 
     def app(self) -> FastAPI:
@@ -503,8 +509,8 @@ class GateStub:
         @app.get("/v1/invoices/{number}/readiness")
         async def readiness(number: str, request: Request) -> Response:
             self.calls.append({"number": number, "authorization": request.headers.get("authorization")})
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
+            if self.hold is not None:
+                await asyncio.to_thread(self.hold.wait, 30)
             status, body = self.answer
             content = body if isinstance(body, bytes) else json.dumps(body).encode()
             return Response(content, status_code=status, media_type="application/json")
@@ -570,13 +576,16 @@ def test_a_gate_that_is_down_or_too_slow_keeps_the_invoice_draft() -> None:
         assert "ConnectError" in refused.json()["message"]
         assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
         assert readiness_checks(url) == [("INV-2027-0001", "unavailable")]
-    stub = GateStub(delay_s=1.0)
+    stub = GateStub(hold=threading.Event())
+    assert stub.hold is not None
     with serve_in_thread(stub.app()) as gate_url, gated_sim(gate_url, timeout_s=0.2) as (url, api):
-        started = time.monotonic()
-        refused = api.post("/invoices/INV-2027-0001/finalize")
-        assert time.monotonic() - started < 0.9
-        assert (refused.status_code, refused.json()["error"]) == (503, "readiness_unavailable")
-        assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
+        try:
+            refused = api.post("/invoices/INV-2027-0001/finalize")
+            # Answered while the gate has not answered yet (it answers when told): the simulator's timeout.
+            assert (refused.status_code, refused.json()["error"]) == (503, "readiness_unavailable")
+            assert api.get("/invoices/INV-2027-0001").json()["status"] == "draft"
+        finally:
+            stub.hold.set()
     assert len(stub.calls) == 1
 
 

@@ -1,1 +1,1 @@
-"""DocuSign: Connect webhook adapter (inbound), client and simulator."""
+"""DocuSign: Connect webhook adapter (inbound) and client."""

@@ -1,1 +1,1 @@
-"""SharePoint through Microsoft Graph: change-notification adapter (inbound), client and simulator."""
+"""SharePoint through Microsoft Graph: change-notification adapter (inbound) and client."""

@@ -1,6 +1,6 @@
 """The Graph simulator's records: driveItems (folders and files), permissions, groups, subscriptions, errors.
 
-Plain data with their Graph JSON shapes; :mod:`connectors.sharepoint.simulator_state` holds them.
+Plain data with their Graph JSON shapes; :mod:`simulators.sharepoint.state` holds them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from simulators.kit.errors import SimError
+
 #: Characters SharePoint refuses in a file or folder name.
 INVALID_NAME_CHARS = frozenset('"*:<>?/\\|')
 #: Namespace of the simulated directory's group ids (stable across runs).
@@ -20,17 +22,13 @@ Json = dict[str, Any]
 NotifySink = Callable[[str, Json], None]
 
 
-class GraphError(Exception):
+class GraphError(SimError):
     """A Graph error answer: HTTP status, Graph error code and message (and an inner code, extra headers)."""
 
     def __init__(self, status: int, code: str, message: str, *, inner_code: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(status, code, message, headers=headers)
         self.inner_code = inner_code
-        self.headers = dict(headers or {})
 
 
 def now() -> datetime:

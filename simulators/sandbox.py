@@ -1,29 +1,33 @@
 """The simulated systems side by side, for the demo and the integration tests: the ERP simulator
 (posting signed CloudEvents to the hub's ingress, and asking the hub's hard-stop check before it
 finalises an invoice), the SharePoint/Graph simulator and the DocuSign simulator (Connect
-notifications to the hub's DocuSign webhook), each on its own loopback port, served from background
-threads."""
+notifications to the hub's DocuSign webhook), each on its own loopback port.
+
+The caller says how an app is served (``serve``: e.g. an ASGI server in a background thread, yielding its
+base URL), and maps the :class:`Sandbox`'s URLs onto its own settings: nothing here knows the hub.
+"""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
-from connectors.docusign.simulator import ConnectConfig, DocuSignSimConfig
-from connectors.docusign.simulator import create_app as docusign_app
-from connectors.erp.simulator import ErpSimConfig, ReadinessGate
-from connectors.erp.simulator import create_app as erp_app
-from connectors.erp.simulator_webhooks import WebhookConfig
-from connectors.faults import FaultPlan
-from connectors.sharepoint.simulator import DEFAULT_GROUPS, SimulatorConfig
-from connectors.sharepoint.simulator import create_app as graph_app
-from hub.ingress.server import serve_in_thread
-from hub.settings import Settings
+from simulators.docusign import ConnectConfig, DocuSignSimConfig
+from simulators.docusign import create_app as docusign_app
+from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
+from simulators.erp import create_app as erp_app
+from simulators.kit.faults import FaultPlan
+from simulators.sharepoint import DEFAULT_GROUPS, SimulatorConfig
+from simulators.sharepoint import create_app as graph_app
+
+#: Serves an app while the block runs and yields its base URL (``http://host:port``).
+Serve = Callable[[FastAPI], AbstractContextManager[str]]
 
 #: The CloudEvents source the simulated ERP claims.
 ERP_SOURCE = "erp-sim://acme-psa/prod"
@@ -45,17 +49,12 @@ class Sandbox:
     drive_id: str
     docusign_url: str = ""
     docusign_token: str = "docusign-sim-token"  # noqa: S105 - the simulator's well-known default
-
-    def settings(self, base: Settings) -> Settings:
-        """``base`` pointed at these simulators."""
-        return base.model_copy(update={"erp_url": self.erp_url, "graph_url": self.graph_url,
-                                       "graph_drive_id": self.drive_id, "docusign_url": self.docusign_url,
-                                       "docusign_account_id": DOCUSIGN_ACCOUNT})
+    docusign_account: str = DOCUSIGN_ACCOUNT
 
     def docusign(self) -> httpx.Client:
         """An HTTP client on the DocuSign simulator's account API (as a sender's tool would be)."""
-        return httpx.Client(base_url=f"{self.docusign_url}/restapi/v2.1/accounts/{DOCUSIGN_ACCOUNT}", timeout=10,
-                            headers={"authorization": f"Bearer {self.docusign_token}"})
+        return httpx.Client(base_url=f"{self.docusign_url}/restapi/v2.1/accounts/{self.docusign_account}",
+                            timeout=10, headers={"authorization": f"Bearer {self.docusign_token}"})
 
     def sign_envelope(self, envelope_id: str) -> dict[str, Any]:
         """Every signer signs (the simulator's admin route); Connect then notifies the hub."""
@@ -161,6 +160,7 @@ class Sandbox:
 @contextmanager
 def running_sandbox(
     *,
+    serve: Serve,
     ingress_events_url: str,
     webhook_secret: str,
     groups: Sequence[str] = (),
@@ -172,7 +172,7 @@ def running_sandbox(
     erp_api_key: str | None = None,
     docusign_hmac_key: str | None = None,
 ) -> Iterator[Sandbox]:
-    """Serve the simulators while the block runs; the ERP posts its events to ``ingress_events_url``.
+    """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url``.
 
     With ``erp_api_key`` the ERP asks the ingress's hard-stop check before finalising an invoice; with
     ``docusign_hmac_key`` DocuSign Connect notifies the ingress's ``docusign-sim`` webhook.
@@ -189,8 +189,8 @@ def running_sandbox(
     graph = graph_app(SimulatorConfig(token=graph_token, drives=(drive_id,), groups=directory,
                                       faults=graph_faults or FaultPlan()))
     with ExitStack() as stack:
-        erp_url = stack.enter_context(serve_in_thread(erp))
-        graph_url = stack.enter_context(serve_in_thread(graph))
-        docusign_url = stack.enter_context(serve_in_thread(docusign))
+        erp_url = stack.enter_context(serve(erp))
+        graph_url = stack.enter_context(serve(graph))
+        docusign_url = stack.enter_context(serve(docusign))
         yield Sandbox(erp_url=erp_url, graph_url=f"{graph_url}/v1.0", erp_token=erp_token,
                       graph_token=graph_token, drive_id=drive_id, docusign_url=docusign_url)

@@ -2,8 +2,8 @@
 time entries, and the log of readiness-gate calls made before finalising invoices.
 
 Records are kept as JSON-ready dicts (snake_case, ISO dates, ``updated_at`` in UTC with
-milliseconds, strictly increasing). Failures are :class:`SimError` with the HTTP status the API
-answers. Imports nothing of the hub: the simulator stands for another company's system.
+milliseconds, strictly increasing). Failures are :class:`~simulators.kit.errors.SimError` with the HTTP
+status and error code the API answers.
 """
 
 from __future__ import annotations
@@ -14,163 +14,31 @@ import copy
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar, Literal, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from connectors.erp.simulator_webhooks import epoch_ms, parse_timestamp
-
-EngagementType = Literal["consulting", "legal", "engineering", "managed_services"]
-Region = Literal["NA", "EU", "ME", "APAC"]
-BillingModel = Literal["time_and_materials", "fixed_fee", "milestone", "retainer", "subscription"]
-ProjectStatus = Literal["planned", "active", "on_hold", "closed", "cancelled"]
-ClientStatus = Literal["prospect", "active", "inactive"]
-MilestoneStatus = Literal["open", "achieved", "invoiced"]
-_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class SimError(Exception):
-    """A request the simulated ERP refuses, with the status and error code it answers."""
-
-    def __init__(self, status: int, error: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message, self.details = status, error, message, details
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    #: Fields an explicit ``null`` may clear; any other field sent as ``null`` is refused.
-    nullable: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> Self:
-        refused = sorted(k for k in self.model_fields_set if getattr(self, k) is None and k not in self.nullable)
-        if refused:
-            raise ValueError(f"may not be null: {', '.join(refused)}")
-        return self
-
-
-class Money(_In):
-    """An amount in minor units of an ISO 4217 currency."""
-
-    amount_minor: int
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-
-
-class ClientPatch(_In):
-    """Changes to a client; fields left out keep their value."""
-
-    nullable = frozenset({"id", "industry", "parent_client_id", "billing_currency"})
-
-    name: str | None = Field(default=None, min_length=1)
-    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    status: ClientStatus | None = None
-    industry: str | None = None
-    parent_client_id: str | None = None
-    billing_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-
-
-class ClientIn(ClientPatch):
-    """A new client; ``id`` is generated when left out."""
-
-    id: str | None = Field(default=None, pattern=_CODE)
-    name: str = Field(min_length=1)
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    status: ClientStatus = "active"
-
-
-class ProjectPatch(_In):
-    """Changes to a project; ``custom_fields`` are merged key by key; ``null`` clears optional fields."""
-
-    nullable = frozenset({"value", "start_date", "end_date"})
-
-    client_id: str | None = None
-    name: str | None = Field(default=None, min_length=1)
-    engagement_type: EngagementType | None = None
-    practice: str | None = None
-    region: Region | None = None
-    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    partner: str | None = None
-    billing_model: BillingModel | None = None
-    status: ProjectStatus | None = None
-    value: Money | None = None
-    start_date: date | None = None
-    end_date: date | None = None
-    conflicted_groups: list[str] | None = None
-    time_entry_enabled: bool | None = None
-    billing_codes_active: bool | None = None
-    custom_fields: dict[str, Any] | None = None
-
-
-class ProjectIn(ProjectPatch):
-    """A new project, engagement or matter; ``code`` is its unique business key."""
-
-    code: str = Field(pattern=_CODE)
-    client_id: str
-    name: str = Field(min_length=1)
-    engagement_type: EngagementType
-    practice: str
-    region: Region
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    partner: str
-    billing_model: BillingModel
-    status: ProjectStatus = "planned"
-    conflicted_groups: list[str] = Field(default_factory=list)
-    time_entry_enabled: bool = False
-    billing_codes_active: bool = False
-    custom_fields: dict[str, Any] = Field(default_factory=dict)
-
-
-class MilestonePatch(_In):
-    """Changes to a milestone."""
-
-    nullable = frozenset({"due_date"})
-
-    name: str | None = Field(default=None, min_length=1)
-    amount: Money | None = None
-    due_date: date | None = None
-    status: MilestoneStatus | None = None
-
-
-class MilestoneIn(MilestonePatch):
-    """A new milestone of a project."""
-
-    name: str = Field(min_length=1)
-    amount: Money
-    status: MilestoneStatus = "open"
-
-
-class InvoiceIn(_In):
-    """A new draft invoice; ``number`` is generated when left out."""
-
-    nullable = frozenset({"number", "milestone_id"})
-
-    number: str | None = Field(default=None, pattern=_CODE)
-    project_code: str
-    amount: Money
-    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-    milestone_id: str | None = None
-
-
-class TimeEntryIn(_In):
-    """Hours a person books on a project under one of its billing codes."""
-
-    date: date
-    hours: float = Field(gt=0, le=24)
-    billing_code: str = Field(pattern=_CODE)
-    person: str = Field(min_length=1)
-
-
-class BillingCodeIn(_In):
-    """A billing code of a project (created, or its ``active`` flag set)."""
-
-    code: str = Field(pattern=_CODE)
-    active: bool = True
+from simulators.erp.models import (
+    BillingCodeIn,
+    ClientIn,
+    ClientPatch,
+    InvoiceIn,
+    MilestoneIn,
+    MilestonePatch,
+    ProjectIn,
+    ProjectPatch,
+    TimeEntryIn,
+)
+from simulators.erp.webhooks import epoch_ms, parse_timestamp
+from simulators.kit.errors import SimError
+from simulators.kit.idempotency import IdempotencyKeys
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _key_reused() -> SimError:
+    return SimError(422, "idempotency_key_reused", "this Idempotency-Key was used for another request")
 
 
 def encode_cursor(project: dict[str, Any]) -> str:
@@ -194,6 +62,8 @@ class ErpState:
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
+        #: The answers of writes made with an ``Idempotency-Key`` (see :mod:`simulators.kit.idempotency`).
+        self.idempotency = IdempotencyKeys(reused=_key_reused)
         self.reset()
 
     def reset(self) -> None:
@@ -207,9 +77,9 @@ class ErpState:
             self.time_entries: dict[str, list[dict[str, Any]]] = {}
             #: Every call to the readiness gate: ``{"number", "outcome", "http_status", "error", "checked_at"}``.
             self.readiness_checks: list[dict[str, Any]] = []
-            self.idempotency: dict[str, tuple[str, int, Any]] = {}
             self._last: datetime | None = None
             self._serial = 0
+        self.idempotency.reset()  # not under the records' lock: a write takes the keys' lock first
 
     def _now(self) -> str:
         now = self._clock().astimezone(UTC)
@@ -357,9 +227,13 @@ class ErpState:
     def invoice(self, number: str) -> dict[str, Any]:
         """One invoice; 404 when unknown."""
         with self.lock:
-            if number not in self.invoices:
-                raise SimError(404, "not_found", f"invoice {number!r} not found")
-            return copy.deepcopy(self.invoices[number])
+            return copy.deepcopy(self._invoice(number))
+
+    def _invoice(self, number: str) -> dict[str, Any]:
+        """The invoice record itself (the caller holds the lock); 404 when unknown."""
+        if number not in self.invoices:
+            raise SimError(404, "not_found", f"invoice {number!r} not found")
+        return self.invoices[number]
 
     def list_invoices(self, *, project_code: str | None, status: str | None) -> list[dict[str, Any]]:
         """Invoices, optionally of one project or status."""
@@ -387,9 +261,7 @@ class ErpState:
     def finalize_invoice(self, number: str) -> dict[str, Any]:
         """Make a draft invoice final; finalising a final invoice changes nothing."""
         with self.lock:
-            record = self.invoices.get(number)
-            if record is None:
-                raise SimError(404, "not_found", f"invoice {number!r} not found")
+            record = self._invoice(number)
             if record["status"] != "final":
                 record.update(status="final", updated_at=self._now())
             return dict(record)

@@ -9,8 +9,6 @@ and reads the answer with :func:`ask`:
   says why;
 * anything else (another status, a body that is not such an object, a timeout, a refused
   connection): the gate is unavailable, and the invoice is not finalised (fail closed).
-
-Imports nothing of the hub: the simulator stands for another company's system.
 """
 
 from __future__ import annotations

@@ -7,14 +7,11 @@ JSON form (dates as days since 1970-01-01, timestamps as epoch milliseconds). It
 Standard Webhooks and posted by one background thread, in the order of the changes, so an API call
 never waits for it. Network errors, 408, 429 and 5xx are retried with exponential backoff
 (``Retry-After`` honoured); any other 4xx stops at once. Every event has an entry in the delivery log.
-
-Imports nothing of the hub: the simulator stands for another company's system.
 """
 
 from __future__ import annotations
 
 import calendar
-import email.utils
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -23,15 +20,16 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from connectors.sim_outbox import Outbox as SimOutbox
+from simulators.kit.outbox import DeliveryConfig, retry_after_s
+from simulators.kit.outbox import Outbox as KitOutbox
 
 _EPOCH = date(1970, 1, 1)
 _RETRY_STATUSES = frozenset({408, 429})
 
 
 @dataclass(frozen=True)
-class WebhookConfig:
-    """Where and how the simulator posts its events."""
+class WebhookConfig(DeliveryConfig):
+    """Where and how the simulator posts its events (and, from :class:`DeliveryConfig`, how it retries)."""
 
     #: The hub ingress events endpoint, e.g. ``http://127.0.0.1:8080/v1/events``.
     url: str
@@ -39,13 +37,6 @@ class WebhookConfig:
     secret: str
     #: The CloudEvents ``source`` the ERP claims.
     source: str = "erp-sim://acme-psa/prod"
-    #: Delivery attempts per event, the first included.
-    attempts: int = 5
-    #: First retry delay; doubled on each further attempt, never past ``max_backoff_s``.
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    #: Per-attempt HTTP timeout.
-    timeout_s: float = 5.0
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -167,21 +158,15 @@ def invoice_event(invoice: dict[str, Any], *, milestone: str | None, source: str
     }
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+def _retryable(status: int) -> bool:
+    return status in _RETRY_STATUSES or status >= 500
 
 
-class Outbox(SimOutbox):
+class Outbox(KitOutbox):
     """Posts queued events in order from one daemon thread and keeps the delivery log."""
 
     def __init__(self, config: WebhookConfig, *, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(timeout_s=config.timeout_s, thread_name="erp-sim-webhooks", transport=transport)
+        super().__init__(config, thread_name="erp-sim-webhooks", transport=transport)
         self.config = config
         self._signer = Webhook(config.secret)
 
@@ -189,30 +174,19 @@ class Outbox(SimOutbox):
         """Queue ``event`` for delivery; returns at once."""
         self._enqueue(event, {"event_id": event["id"], "type": event["type"], "subject": event.get("subject")})
 
-    def _deliver(self, client: httpx.Client, event: dict[str, Any], entry: dict[str, Any]) -> None:
+    def _post(self, client: httpx.Client, event: dict[str, Any], attempt: int) -> httpx.Response:
         body = json.dumps(event, separators=(",", ":"))
-        for attempt in range(1, self.config.attempts + 1):
-            wait = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s)
-            sent_at = datetime.now(UTC)
-            headers = {
-                "content-type": "application/cloudevents+json; charset=utf-8",
-                "webhook-id": event["id"],
-                "webhook-timestamp": str(int(sent_at.timestamp())),
-                "webhook-signature": self._signer.sign(event["id"], sent_at, body),
-            }
-            status: int | None = None
-            error: str | None = None
-            try:
-                response = client.post(self.config.url, content=body.encode(), headers=headers)
-                status = response.status_code
-                asked = _retry_after(response) if status in _RETRY_STATUSES or status >= 500 else None
-                if asked is not None:
-                    wait = min(asked, self.config.max_backoff_s)
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            if self._record(entry, attempt, status, error):
-                return
-            retryable = status is None or status in _RETRY_STATUSES or status >= 500
-            if not retryable or attempt == self.config.attempts or self._stop.wait(wait):
-                self._give_up(entry)
-                return
+        sent_at = datetime.now(UTC)
+        headers = {
+            "content-type": "application/cloudevents+json; charset=utf-8",
+            "webhook-id": event["id"],
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": self._signer.sign(event["id"], sent_at, body),
+        }
+        return client.post(self.config.url, content=body.encode(), headers=headers)
+
+    def _final(self, status: int) -> bool:
+        return not _retryable(status)
+
+    def _asked_delay_s(self, response: httpx.Response) -> float | None:
+        return retry_after_s(response) if _retryable(response.status_code) else None

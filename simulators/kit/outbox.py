@@ -1,28 +1,54 @@
-"""What every simulator's outbound notifications share: an ordered outbox drained by one daemon
-thread, a delivery log, ``flush`` for tests, and the ``/_sim/deliveries`` admin routes.
+"""What every simulator's outbound webhooks share: an ordered outbox drained by one daemon thread, its
+retries with exponential backoff, a delivery log, ``flush`` for tests, and the ``/_sim/deliveries`` routes.
 
-Imports nothing of the hub: simulators stand for other companies' systems.
+A subclass says how one attempt is posted (:meth:`Outbox._post`) and, when its vendor does, which answers
+end the attempts at once and how long an answer asks it to wait.
 """
 
 from __future__ import annotations
 
+import email.utils
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 
-class Outbox:
-    """Queued items posted in order by one daemon thread; subclasses say how one item is delivered."""
+@dataclass(frozen=True, kw_only=True)
+class DeliveryConfig:
+    """How an outbox retries: attempts per item and the backoff between them."""
 
-    def __init__(self, *, timeout_s: float, thread_name: str, transport: httpx.BaseTransport | None = None
+    #: Delivery attempts per item, the first included.
+    attempts: int = 5
+    #: First retry delay; doubled on each further attempt, never past ``max_backoff_s``.
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    #: Per-attempt HTTP timeout.
+    timeout_s: float = 5.0
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The delay a ``Retry-After`` header asks for (seconds or an HTTP date); ``None`` without a valid one."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class Outbox:
+    """Queued items posted in order by one daemon thread; subclasses say how one attempt is posted."""
+
+    def __init__(self, delivery: DeliveryConfig, *, thread_name: str, transport: httpx.BaseTransport | None = None
                  ) -> None:
-        self._timeout_s = timeout_s
+        self._delivery = delivery
         self._thread_name = thread_name
         self._transport = transport
         self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]] | None] = queue.Queue()
@@ -95,11 +121,41 @@ class Outbox:
         with self._idle:
             entry["state"] = "failed"
 
-    def _deliver(self, client: httpx.Client, item: dict[str, Any], entry: dict[str, Any]) -> None:
+    def _post(self, client: httpx.Client, item: dict[str, Any], attempt: int) -> httpx.Response:
+        """Post attempt number ``attempt`` (from 1) of ``item``."""
         raise NotImplementedError
 
+    def _final(self, status: int) -> bool:
+        """Whether a non-2xx ``status`` ends the attempts at once; by default every one is retried."""
+        return False
+
+    def _asked_delay_s(self, response: httpx.Response) -> float | None:
+        """The delay a failed answer asks for before the next attempt; by default none is honoured."""
+        return None
+
+    def _deliver(self, client: httpx.Client, item: dict[str, Any], entry: dict[str, Any]) -> None:
+        delivery = self._delivery
+        for attempt in range(1, delivery.attempts + 1):
+            wait = min(delivery.backoff_s * 2 ** (attempt - 1), delivery.max_backoff_s)
+            status: int | None = None
+            error: str | None = None
+            try:
+                response = self._post(client, item, attempt)
+                status = response.status_code
+                asked = self._asked_delay_s(response)
+                if asked is not None:
+                    wait = min(asked, delivery.max_backoff_s)
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if self._record(entry, attempt, status, error):
+                return
+            final = status is not None and self._final(status)
+            if final or attempt == delivery.attempts or self._stop.wait(wait):
+                self._give_up(entry)
+                return
+
     def _run(self) -> None:
-        with httpx.Client(timeout=self._timeout_s, transport=self._transport) as client:
+        with httpx.Client(timeout=self._delivery.timeout_s, transport=self._transport) as client:
             while not self._stop.is_set():
                 queued = self._queue.get()
                 if queued is None:
@@ -127,17 +183,3 @@ def delivery_routes(outbox: Outbox | None) -> APIRouter:
         return JSONResponse({"empty": empty}, status_code=200 if empty else 504)
 
     return routes
-
-
-def outbox_lifespan(outbox: Outbox | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A simulator app's lifespan: the outbox's delivery thread runs while the app serves."""
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if outbox is not None:
-            outbox.start()
-        yield
-        if outbox is not None:
-            outbox.close()
-
-    return lifespan

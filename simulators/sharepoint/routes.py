@@ -1,131 +1,20 @@
-"""A Microsoft Graph stand-in speaking the SharePoint subset the hub uses, under ``/v1.0``, over real HTTP.
-
-It stands for another company's system, so it imports nothing of the hub's runtime. The subset::
-
-    GET    /v1.0/drives/{drive-id}                                   the drive
-    GET    /v1.0/drives/{drive-id}/root | /items/{item-id}           a driveItem (``root`` is an alias)
-    GET    /v1.0/drives/{drive-id}/root:/{path}                      a driveItem by path (404 itemNotFound)
-    GET    /v1.0/drives/{drive-id}/items/{item-id}/children          paged: $top, @odata.nextLink
-    POST   /v1.0/drives/{drive-id}/items/{parent-id}/children        create a folder (also root:/{path}:/children)
-    PUT    /v1.0/drives/{drive-id}/items/{parent-id}:/{name}:/content   upload a file: 201 new, 200 replaced
-    PUT    /v1.0/drives/{drive-id}/root:/{folder-path}/{name}:/content  the same by path (folders must exist)
-    PUT    /v1.0/drives/{drive-id}/items/{item-id}/content           new content for an existing file
-    GET    /v1.0/drives/{drive-id}/items/{item-id}/content           a file's bytes (also root:/{path}:/content)
-    DELETE /v1.0/drives/{drive-id}/items/{item-id}                   delete an item (a folder with its subtree)
-    GET    /v1.0/drives/{drive-id}/root/delta                        changes: token, $top, nextLink, deltaLink
-    POST   /v1.0/drives/{drive-id}/items/{item-id}/invite            grant a known group read or write
-    GET    /v1.0/drives/{drive-id}/items/{item-id}/permissions[/{perm-id}]   (and DELETE one)
-    GET|PATCH|DELETE /v1.0/drives/{drive-id}/items/{item-id}/retentionLabel
-    GET|PATCH /v1.0/drives/{drive-id}/items/{item-id}/listItem/fields
-    POST   /v1.0/subscriptions (validationToken handshake first); GET, PATCH, DELETE /v1.0/subscriptions/{id}
-
-Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
-errors are Graph's ``{"error": {"code", "message", "innerError"}}``. There is no ``Idempotency-Key``:
-creating an existing folder with ``conflictBehavior`` ``fail`` (the default here) answers 409
-``nameAlreadyExists``; a content PUT replaces an existing file of that name (``conflictBehavior``
-``fail`` and ``rename`` are honoured too). ``delta`` pages by ``$top`` (or ``top``, default
-``page_size``) with an ``@odata.nextLink`` carrying a ``$skiptoken``; the last page has an
-``@odata.deltaLink`` carrying ``token``; ``token=latest`` answers no items and the current
-position; a token the simulator did not issue in its current epoch is 410 ``resyncRequired`` with
-a ``Location`` that starts over. Downloads answer the bytes directly (Graph answers 302 to a
-pre-authenticated URL). Faults come from :mod:`connectors.faults` (``PUT /_sim/faults``). Admin
-endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
-``POST /_sim/reset``.
-"""
+"""The Graph simulator's ``/v1.0`` routes: drives and driveItems (folders, files, permissions, retention
+labels, list-item fields, delta) and subscriptions. Every route is a thin translation onto
+:class:`~simulators.sharepoint.state.GraphState`."""
 
 from __future__ import annotations
 
-import hmac
-import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import uvicorn
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors.faults import FaultInjector, FaultMiddleware, FaultPlan
-from connectors.sharepoint.simulator_model import GraphError, Group, Json, Subscription, iso
-from connectors.sharepoint.simulator_notify import Notifier, validate_endpoint
-from connectors.sharepoint.simulator_state import GraphState
-
-__all__ = ["DEFAULT_GROUPS", "SimulatorConfig", "create_app", "run"]
-
-#: The simulated directory's security groups: every practice in every region, plus back-office owners.
-DEFAULT_GROUPS: tuple[str, ...] = (
-    *(f"{practice}-{region}" for practice, region in itertools.product(
-        ("Strategy", "Legal", "Engineering", "ManagedServices"), ("EU", "NA", "ME", "APAC"))),
-    "Finance", "PMO", "Records-Management", "Platform-Team",
-)
-
-
-@dataclass(frozen=True)
-class SimulatorConfig:
-    """What the simulator knows at start: token, drives, directory, faults and delivery knobs."""
-
-    token: str = "graph-sim-token"  # noqa: S105 - the simulator's well-known default, as in the hub's settings
-    drives: tuple[str, ...] = ("workspaces",)
-    groups: tuple[str, ...] = DEFAULT_GROUPS
-    faults: FaultPlan = field(default_factory=FaultPlan)
-    web_host: str = "https://sim.sharepoint.example"
-    site: str = "hub"
-    group_domain: str = "sim.sharepoint.example"
-    tenant_id: str = "6f9c2e1a-0b7d-4c55-9a3e-5d2b8f1e7c40"
-    page_size: int = 200
-    #: Known retention labels; ``None`` accepts any name.
-    retention_labels: frozenset[str] | None = None
-    validation_timeout_s: float = 10.0
-    notify_attempts: int = 5
-    notify_backoff_s: float = 0.2
-    notify_timeout_s: float = 3.0
-    max_subscription_minutes: int = 42_300
-
-
-def _error_body(status: int, code: str, message: str, *, inner_code: str | None = None,
-                headers: dict[str, str] | None = None) -> JSONResponse:
-    inner: Json = {"date": iso(datetime.now(UTC)), "request-id": str(uuid.uuid4()),
-                   "client-request-id": str(uuid.uuid4())}
-    if inner_code:
-        inner = {"code": inner_code, **inner}
-    headers = dict(headers or {})
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm=""'
-    return JSONResponse({"error": {"code": code, "message": message, "innerError": inner}}, status_code=status,
-                        headers=headers or None)
-
-
-async def _graph_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, GraphError)
-    return _error_body(exc.status, exc.code, exc.message, inner_code=exc.inner_code, headers=exc.headers)
-
-
-async def _invalid_request(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return _error_body(400, "invalidRequest", f"the request is malformed: {exc.errors()[:3]}")
-
-
-def _bearer(config: SimulatorConfig, state: GraphState) -> Callable[..., None]:
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-        if not authorization:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.token.encode()):
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
-        route = request.scope.get("route")
-        state.count_call(f"{request.method} {getattr(route, 'path', request.url.path)}")
-    return check
-
-
-def _loopback(request: Request) -> None:
-    host = request.client.host if request.client else ""
-    if not (host.startswith("127.") or host in {"::1", "testclient"}):
-        raise GraphError(403, "accessDenied", "the simulator's admin endpoints answer loopback callers only")
-
+from simulators.sharepoint.config import SimulatorConfig
+from simulators.sharepoint.model import GraphError, Json, Subscription, iso
+from simulators.sharepoint.notify import validate_endpoint
+from simulators.sharepoint.state import GraphState
 
 # Module level: FastAPI resolves the (string) annotations of the routes in this module's globals.
 TopQuery = Annotated[int | None, Query(alias="$top", ge=1, le=1000)]
@@ -135,7 +24,8 @@ SkipQuery = Annotated[str | None, Query(alias="$skiptoken")]
 BehaviorQuery = Annotated[str | None, Query(alias="@microsoft.graph.conflictBehavior")]
 
 
-def _drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
+def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
+    """Drives and their items: reads, folders, uploads, delete, delta, permissions, labels and fields."""
     router = APIRouter()
 
     def children(request: Request, drive_id: str, item_id: str, top: int | None, skip_token: str | None) -> Json:
@@ -307,6 +197,7 @@ def _drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
     return router
 
 
+
 def _expiration(value: Any, config: SimulatorConfig) -> datetime:
     try:
         when = datetime.fromisoformat(str(value))
@@ -320,7 +211,8 @@ def _expiration(value: Any, config: SimulatorConfig) -> datetime:
     return when
 
 
-def _subscription_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
+def subscription_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
+    """Change-notification subscriptions: created after the endpoint's validation handshake, renewed, deleted."""
     router = APIRouter()
 
     @router.post("/subscriptions")
@@ -365,61 +257,3 @@ def _subscription_routes(state: GraphState, config: SimulatorConfig) -> APIRoute
         return Response(status_code=204)
 
     return router
-
-
-def _admin_routes(state: GraphState, notifier: Notifier, faults: FaultInjector, config: SimulatorConfig
-                  ) -> APIRouter:
-    router = APIRouter(prefix="/_sim", dependencies=[Depends(_loopback)])
-
-    @router.get("/state")
-    def get_state() -> Json:
-        return {**state.snapshot(), "notifications": notifier.stats(),
-                "faults": {"plan": faults.plan.to_json(), "injected": dict(faults.injected)}}
-
-    @router.get("/requests")
-    def get_requests() -> Json:
-        return state.request_counts()
-
-    @router.post("/reset")
-    def reset() -> Json:
-        state.reset()
-        notifier.clear()
-        faults.set(config.faults)
-        return {"reset": True}
-
-    return router
-
-
-def create_app(config: SimulatorConfig | None = None) -> FastAPI:
-    """A fresh simulator: its own state, fault injector and notification thread (started on first use)."""
-    config = config or SimulatorConfig()
-    notifier = Notifier(attempts=config.notify_attempts, backoff_s=config.notify_backoff_s,
-                        timeout_s=config.notify_timeout_s)
-    state = GraphState(drives=config.drives, groups=[Group.named(g, config.group_domain) for g in config.groups],
-                       web_base=f"{config.web_host.rstrip('/')}/sites/{config.site}", tenant_id=config.tenant_id,
-                       retention_labels=config.retention_labels, notify=notifier.submit)
-    faults = FaultInjector(config.faults)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        notifier.stop()
-
-    app = FastAPI(title="Microsoft Graph simulator (SharePoint subset)", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.graph = state
-    app.state.faults = faults
-    app.state.notifier = notifier
-    app.add_middleware(FaultMiddleware, injector=faults)
-    app.add_exception_handler(GraphError, _graph_error)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    authorised = [Depends(_bearer(config, state))]
-    app.include_router(_drive_routes(state, config), prefix="/v1.0", dependencies=authorised)
-    app.include_router(_subscription_routes(state, config), prefix="/v1.0", dependencies=authorised)
-    app.include_router(_admin_routes(state, notifier, faults, config))
-    return app
-
-
-def run(host: str = "127.0.0.1", port: int = 8092, config: SimulatorConfig | None = None) -> None:
-    """Serve the simulator until interrupted (``hub simulate sharepoint``); bind loopback unless told."""
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False)

@@ -1,0 +1,71 @@
+"""DocuSign Connect as the simulator sends it: on completion, an ``envelope-completed`` message (JSON SIM,
+envelope summary with recipients, custom fields and documents) is POSTed to ``ConnectConfig.url`` with
+``X-DocuSign-Signature-1`` = base64(HMAC-SHA256(hmac_key, raw body)), from one background thread; any
+answer but 2xx, and any network error, is retried with exponential backoff until ``attempts`` run out."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from simulators.kit.outbox import DeliveryConfig, Outbox
+
+
+@dataclass(frozen=True)
+class ConnectConfig(DeliveryConfig):
+    """Where Connect notifications are posted, signed with which key (and, from :class:`DeliveryConfig`,
+    how they are retried)."""
+
+    #: The hub's DocuSign webhook endpoint.
+    url: str
+    #: The Connect HMAC key the hub also knows (used as UTF-8 bytes, as DocuSign does).
+    hmac_key: str
+
+
+def connect_signature(hmac_key: str, body: bytes) -> str:
+    """The ``X-DocuSign-Signature-N`` value: base64 HMAC-SHA256 of the raw body under ``hmac_key``."""
+    return base64.b64encode(hmac.new(hmac_key.encode("utf-8"), body, hashlib.sha256).digest()).decode()
+
+
+def connect_message(envelope: dict[str, Any], *, generated_at: str) -> dict[str, Any]:
+    """The Connect JSON SIM ``envelope-completed`` message for a completed envelope."""
+    summary = {key: value for key, value in envelope.items() if key not in {"envelopeId", "accountId"}}
+    summary["envelopeDocuments"] = [{k: v for k, v in d.items() if k != "documentClass"}
+                                    for d in envelope["envelopeDocuments"]]
+    summary["envelopeDocuments"].append(
+        {"documentId": "certificate", "name": "Summary", "type": "summary", "order": "999"})
+    return {
+        "event": "envelope-completed",
+        "apiVersion": "v2.1",
+        "uri": f"/restapi/v2.1/accounts/{envelope['accountId']}/envelopes/{envelope['envelopeId']}",
+        "retryCount": 0,
+        "configurationId": 1,
+        "generatedDateTime": generated_at,
+        "data": {"accountId": envelope["accountId"], "envelopeId": envelope["envelopeId"],
+                 "envelopeSummary": summary},
+    }
+
+
+class ConnectOutbox(Outbox):
+    """Posts queued Connect messages in order from one daemon thread and keeps the delivery log."""
+
+    def __init__(self, config: ConnectConfig) -> None:
+        super().__init__(config, thread_name="docusign-sim-connect")
+        self.config = config
+
+    def enqueue(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` for delivery; returns at once."""
+        self._enqueue(message, {"envelope_id": message["data"]["envelopeId"], "event": message["event"]})
+
+    def _post(self, client: httpx.Client, message: dict[str, Any], attempt: int) -> httpx.Response:
+        # Like Connect, a retry says so in retryCount: the body (and its HMAC) change per attempt.
+        body = json.dumps({**message, "retryCount": attempt - 1}, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json; charset=utf-8",
+                   "x-docusign-signature-1": connect_signature(self.config.hmac_key, body)}
+        return client.post(self.config.url, content=body, headers=headers)

@@ -1,0 +1,130 @@
+"""A Microsoft Graph stand-in speaking the SharePoint subset the hub uses, under ``/v1.0``, over real HTTP.
+
+The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simulators.sharepoint.state`)::
+
+    GET    /v1.0/drives/{drive-id}                                   the drive
+    GET    /v1.0/drives/{drive-id}/root | /items/{item-id}           a driveItem (``root`` is an alias)
+    GET    /v1.0/drives/{drive-id}/root:/{path}                      a driveItem by path (404 itemNotFound)
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/children          paged: $top, @odata.nextLink
+    POST   /v1.0/drives/{drive-id}/items/{parent-id}/children        create a folder (also root:/{path}:/children)
+    PUT    /v1.0/drives/{drive-id}/items/{parent-id}:/{name}:/content   upload a file: 201 new, 200 replaced
+    PUT    /v1.0/drives/{drive-id}/root:/{folder-path}/{name}:/content  the same by path (folders must exist)
+    PUT    /v1.0/drives/{drive-id}/items/{item-id}/content           new content for an existing file
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/content           a file's bytes (also root:/{path}:/content)
+    DELETE /v1.0/drives/{drive-id}/items/{item-id}                   delete an item (a folder with its subtree)
+    GET    /v1.0/drives/{drive-id}/root/delta                        changes: token, $top, nextLink, deltaLink
+    POST   /v1.0/drives/{drive-id}/items/{item-id}/invite            grant a known group read or write
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/permissions[/{perm-id}]   (and DELETE one)
+    GET|PATCH|DELETE /v1.0/drives/{drive-id}/items/{item-id}/retentionLabel
+    GET|PATCH /v1.0/drives/{drive-id}/items/{item-id}/listItem/fields
+    POST   /v1.0/subscriptions (validationToken handshake first); GET, PATCH, DELETE /v1.0/subscriptions/{id}
+
+Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
+errors are Graph's ``{"error": {"code", "message", "innerError"}}``. There is no ``Idempotency-Key``:
+creating an existing folder with ``conflictBehavior`` ``fail`` (the default here) answers 409
+``nameAlreadyExists``; a content PUT replaces an existing file of that name (``conflictBehavior``
+``fail`` and ``rename`` are honoured too). ``delta`` pages by ``$top`` (or ``top``, default
+``page_size``) with an ``@odata.nextLink`` carrying a ``$skiptoken``; the last page has an
+``@odata.deltaLink`` carrying ``token``; ``token=latest`` answers no items and the current
+position; a token the simulator did not issue in its current epoch is 410 ``resyncRequired`` with
+a ``Location`` that starts over. Downloads answer the bytes directly (Graph answers 302 to a
+pre-authenticated URL). Faults come from :mod:`simulators.kit.faults` (``PUT /_sim/faults``). Admin
+endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
+``POST /_sim/reset``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from simulators.kit.app import ErrorDialect, bearer_matches, serve, simulator_app
+from simulators.kit.errors import SimError
+from simulators.kit.faults import FaultInjector
+from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
+from simulators.sharepoint.model import GraphError, Group, Json, iso
+from simulators.sharepoint.notify import Notifier
+from simulators.sharepoint.routes import drive_routes, subscription_routes
+from simulators.sharepoint.state import GraphState
+
+__all__ = ["DEFAULT_GROUPS", "SimulatorConfig", "create_app", "run"]
+
+
+def _render(exc: SimError) -> JSONResponse:
+    inner: Json = {"date": iso(datetime.now(UTC)), "request-id": str(uuid.uuid4()),
+                   "client-request-id": str(uuid.uuid4())}
+    inner_code = exc.inner_code if isinstance(exc, GraphError) else None
+    if inner_code:
+        inner = {"code": inner_code, **inner}
+    headers = dict(exc.headers)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm=""'
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message, "innerError": inner}},
+                        status_code=exc.status, headers=headers or None)
+
+
+def _invalid(exc: RequestValidationError) -> SimError:
+    return GraphError(400, "invalidRequest", f"the request is malformed: {exc.errors()[:3]}")
+
+
+#: Graph's ``{"error": {"code", "message", "innerError"}}``; Starlette's own 404 and 405 stay FastAPI's.
+GRAPH_ERRORS = ErrorDialect(render=_render, invalid=_invalid)
+
+
+def _bearer(config: SimulatorConfig, state: GraphState) -> Callable[..., None]:
+    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+        if not authorization:
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
+        if not bearer_matches(authorization, config.token):
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
+        route = request.scope.get("route")
+        state.count_call(f"{request.method} {getattr(route, 'path', request.url.path)}")
+    return check
+
+
+def _loopback(request: Request) -> None:
+    host = request.client.host if request.client else ""
+    if not (host.startswith("127.") or host in {"::1", "testclient"}):
+        raise GraphError(403, "accessDenied", "the simulator's admin endpoints answer loopback callers only")
+
+
+def create_app(config: SimulatorConfig | None = None) -> FastAPI:
+    """A fresh simulator: its own state, fault injector and notification thread (started on first use)."""
+    config = config or SimulatorConfig()
+    notifier = Notifier(attempts=config.notify_attempts, backoff_s=config.notify_backoff_s,
+                        timeout_s=config.notify_timeout_s)
+    state = GraphState(drives=config.drives, groups=[Group.named(g, config.group_domain) for g in config.groups],
+                       web_base=f"{config.web_host.rstrip('/')}/sites/{config.site}", tenant_id=config.tenant_id,
+                       retention_labels=config.retention_labels, notify=notifier.submit)
+    faults = FaultInjector(config.faults)
+    admin = APIRouter()
+
+    @admin.get("/state")
+    def get_state() -> Json:
+        return {**state.snapshot(), "notifications": notifier.stats(),
+                "faults": {"plan": faults.plan.to_json(), "injected": dict(faults.injected)}}
+
+    @admin.get("/requests")
+    def get_requests() -> Json:
+        return state.request_counts()
+
+    api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state))])
+    api.include_router(drive_routes(state, config))
+    api.include_router(subscription_routes(state, config))
+    app = simulator_app("Microsoft Graph simulator (SharePoint subset)", api=api, admin=admin, dialect=GRAPH_ERRORS,
+                        faults=faults, resets=(state.reset, notifier.clear), on_shutdown=(notifier.stop,),
+                        admin_dependencies=[Depends(_loopback)], deliveries=False, docs=False)
+    app.state.graph = state
+    app.state.notifier = notifier
+    return app
+
+
+def run(host: str = "127.0.0.1", port: int = 8092, config: SimulatorConfig | None = None) -> None:
+    """Serve the simulator until interrupted (``hub simulate sharepoint``); bind loopback unless told."""
+    serve(create_app(config), host=host, port=port, access_log=False)

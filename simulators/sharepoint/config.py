@@ -1,0 +1,37 @@
+"""What the Graph simulator knows at start: its token, drives, directory groups, faults and delivery knobs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from simulators.kit.faults import FaultPlan
+
+#: The simulated directory's security groups: every practice in every region, plus back-office owners.
+DEFAULT_GROUPS: tuple[str, ...] = (
+    *(f"{practice}-{region}" for practice, region in itertools.product(
+        ("Strategy", "Legal", "Engineering", "ManagedServices"), ("EU", "NA", "ME", "APAC"))),
+    "Finance", "PMO", "Records-Management", "Platform-Team",
+)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What the simulator knows at start: token, drives, directory, faults and delivery knobs."""
+
+    token: str = "graph-sim-token"  # noqa: S105 - the simulator's well-known default, as in the hub's settings
+    drives: tuple[str, ...] = ("workspaces",)
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    web_host: str = "https://sim.sharepoint.example"
+    site: str = "hub"
+    group_domain: str = "sim.sharepoint.example"
+    tenant_id: str = "6f9c2e1a-0b7d-4c55-9a3e-5d2b8f1e7c40"
+    page_size: int = 200
+    #: Known retention labels; ``None`` accepts any name.
+    retention_labels: frozenset[str] | None = None
+    validation_timeout_s: float = 10.0
+    notify_attempts: int = 5
+    notify_backoff_s: float = 0.2
+    notify_timeout_s: float = 3.0
+    max_subscription_minutes: int = 42_300
