@@ -19,7 +19,8 @@ test: $(VENV_STAMP)
 	.venv/bin/pytest
 
 lint: typecheck
-	.venv/bin/ruff check hub actors connectors observability tests bench
+	.venv/bin/ruff check hub actors connectors observability simulators tests bench
+	.venv/bin/lint-imports
 
 typecheck: $(VENV_STAMP)
 	.venv/bin/mypy

@@ -1,69 +1,51 @@
-"""Dramatiq actors, one module per integration pattern, declared on the broker by :func:`register_all`."""
+"""The integration patterns, one package each: its actor's declaration and class, its pure decision
+logic, its store and its rules. The composition root (:mod:`hub.cli.compose`) builds each actor with its
+dependencies; nothing here connects or declares anything at import time.
+
+This module also says what the patterns bring to the firm's policy file: their own sections (the
+document rules, the readiness checklists) composed into the one policy model, and the default file.
+"""
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from actors import document_intake, document_workflow, exceptions, fanout, invoice_readiness, master_data, provisioning
-from actors.master_data_logic import load_master_data_mapping
-from connectors.docusign.client import DocuSignClient
-from connectors.erp.client import ErpClient
-from connectors.sharepoint.client import GraphClient
-from hub.crosswalk import RedisCrosswalk
-from hub.policy import Policy, load_policy
-from hub.runtime import Runtime
+from hub.actor import ActorSpec
+from hub.errors import ConfigurationError
+from hub.policy import Policy, policy_model
+from hub.policy import load_policy as _load_policy
 
 #: The policy used when ``HUB_POLICY_FILE`` is unset.
 DEFAULT_POLICY = Path(str(files("actors") / "default_policy.yaml"))
-#: The master-data mapping rules used when ``HUB_MAPPING_FILE`` is unset.
-DEFAULT_MAPPING_FILE = Path(str(files("actors") / "default_mapping.yaml"))
+#: The policy file's model: the shared sections and the patterns' own.
+POLICY_MODEL = policy_model({document_workflow.SECTION: document_workflow.DocumentPolicy,
+                             invoice_readiness.SECTION: invoice_readiness.ReadinessRules})
+#: Every actor's declaration, as written in its package (before the policy's workflow settings).
+SPECS: tuple[ActorSpec, ...] = (fanout.SPEC, provisioning.SPEC, master_data.SPEC, document_intake.SPEC,
+                                document_workflow.SPEC, invoice_readiness.SPEC, exceptions.SPEC)
 
 
-def policy_of(runtime: Runtime) -> Policy:
-    """The policy file of the settings, or the default one."""
-    return load_policy(runtime.settings.policy_file or DEFAULT_POLICY)
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy file (the default one when ``path`` is None), checked to list every actor's workflow.
+
+    The one place the default is resolved; raises ConfigurationError naming the file, line and field.
+    """
+    chosen = path or DEFAULT_POLICY
+    policy = _load_policy(chosen, POLICY_MODEL)
+    missing = sorted({spec.workflow for spec in SPECS if spec.workflow} - set(policy.workflows))
+    if missing:
+        raise ConfigurationError(f"{chosen}: workflows must list {', '.join(missing)}")
+    return policy
 
 
-def register_all(runtime: Runtime) -> dict[str, Any]:
-    """Declare every pattern actor on the runtime's broker; returns them by actor name."""
-    policy = policy_of(runtime)
-    owners = {fanout.ACTOR_NAME: "platform_team", provisioning.ACTOR_NAME: policy.workflow("provisioning").owner,
-              master_data.ACTOR_NAME: policy.workflow("master_data_sync").owner,
-              document_intake.ACTOR_NAME: policy.workflow("document_intake").owner,
-              document_workflow.ACTOR_NAME: policy.workflow("document_intake").owner,
-              invoice_readiness.ACTOR_NAME: policy.workflow("invoice_readiness").owner}
-    crosswalk = RedisCrosswalk(runtime.redis, prefix=runtime.queue_prefix)
-    erp = ErpClient.from_settings(runtime.settings)
-    graph = GraphClient.from_settings(runtime.settings)
-    docusign = DocuSignClient.from_settings(runtime.settings)
-    runtime.closers += [erp.close, graph.http.client.close, docusign.close]
-    gate = invoice_readiness.ReadinessGate(runtime, policy=policy, erp=erp)
-    declared = {
-        exceptions.ACTOR_NAME: exceptions.register(runtime, owners=owners),
-        provisioning.ACTOR_NAME: provisioning.register(
-            runtime, policy=policy, erp=erp, graph=graph,
-            crosswalk=crosswalk,
-        ),
-        master_data.ACTOR_NAME: master_data.register(
-            runtime, rules=load_master_data_mapping(runtime.settings.mapping_file or DEFAULT_MAPPING_FILE),
-            graph=graph, crosswalk=crosswalk, max_attempts=policy.workflow("master_data_sync").max_attempts,
-        ),
-        document_intake.ACTOR_NAME: document_intake.register(
-            runtime, graph=graph, erp=erp, max_attempts=policy.workflow("document_intake").max_attempts,
-            owner=policy.workflow("document_intake").owner,
-        ),
-        document_workflow.ACTOR_NAME: document_workflow.register(
-            runtime, policy=policy, erp=erp, graph=graph, docusign=docusign,
-            max_attempts=policy.workflow("document_intake").max_attempts,
-        ),
-        invoice_readiness.ACTOR_NAME: invoice_readiness.register(
-            runtime, gate=gate, max_attempts=policy.workflow("invoice_readiness").max_attempts,
-        ),
-        fanout.ACTOR_NAME: fanout.register(
-            runtime.broker, queue_prefix=runtime.queue_prefix, registry=runtime.registry, topics=runtime.topics
-        ),
-    }
-    runtime.actors.update(declared)
-    return declared
+def with_workflows(policy: Policy) -> dict[str, ActorSpec]:
+    """Every actor's declaration with the mode, attempts and owner the policy gives its workflow."""
+    resolved: dict[str, ActorSpec] = {}
+    for spec in SPECS:
+        if spec.workflow is not None:
+            workflow = policy.workflow(spec.workflow)
+            spec = spec.with_workflow(mode=workflow.mode, max_attempts=workflow.max_attempts, owner=workflow.owner)
+        resolved[spec.name] = spec
+    return resolved

@@ -65,7 +65,7 @@ class AsyncRawPublisher:
 
     What the ingress does without the ingress: the same client library, one confirming channel, a body
     the size of the ingress's messages, to a queue declared exactly like an actor queue (quorum, delivery
-    limit, dead-letter arguments: ``hub.ingress.publisher.queue_declarations``), ``mandatory`` set.
+    limit, dead-letter arguments: ``hub.broker.queue_declarations``), ``mandatory`` set.
     """
 
     def __init__(self, amqp_url: str = AMQP_URL) -> None:
@@ -84,7 +84,7 @@ class AsyncRawPublisher:
 
     async def declare_like_actor_queue(self, queue: str, *, delivery_limit: int = 5) -> None:
         """Declare ``queue`` (with ``.DQ`` and ``.XQ``) as the hub declares an actor queue."""
-        from hub.ingress.publisher import queue_declarations
+        from hub.broker import queue_declarations
 
         for declaration in queue_declarations(queue, delivery_limit=delivery_limit):
             await self._channel.declare_queue(declaration.queue, durable=declaration.durable,

@@ -33,6 +33,15 @@ STALL_S = 30.0
 class BenchError(RuntimeError):
     """A benchmark could not complete (a stalled worker, a missing server)."""
 
+#: The actors of the measured flow: the fan-out, the only flow of the benchmark so far.
+FLOW_ACTORS = ("fanout",)
+
+
+def flag_key(prefix: str) -> str:
+    """While this Redis key exists, the profiled worker profiles."""
+    return f"{prefix}:bench:profile"
+
+
 
 def exit_on_sigterm() -> None:
     """Make SIGTERM raise ``SystemExit`` (143) so that every ``finally`` runs: child processes stop, queues

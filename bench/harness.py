@@ -18,7 +18,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from hub.demo import acme_engagement, project_created
+from hub.cli.scenario import acme_engagement, project_created
 from hub.dispatch import Dispatcher, RoutingTable
 from hub.events import CloudEvent, from_message_body
 from hub.registry import SchemaRegistry
@@ -33,7 +33,7 @@ ROUTER = "bench_router"
 
 def bench_settings(prefix: str) -> Settings:
     """The hub's settings for a benchmark run on the real servers."""
-    return load_settings({}, queue_prefix=prefix, embedded="off", log_level="WARNING", log_format="console")
+    return load_settings(queue_prefix=prefix, embedded="off", log_level="WARNING", log_format="console")
 
 
 def subscriber_names(count: int) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 ``ingress [--profile-out FILE]`` runs exactly what ``hub serve`` runs (settings from ``HUB_*``, sources
 from ``HUB_SOURCES_FILE``, ``hub.cli.compose.build_app`` + ``build_ingress``, uvicorn in the main thread, no
-access log) with one difference: the routing table is the hub's own (``actors/routes.py``) cut down to
+access log) with one difference: the routing table is the hub's own (derived from ``actors.SPECS``) cut down to
 the actors of the measured flow (:data:`FLOW_ACTORS`: the fan-out), so that the benchmark keeps measuring
 the same flow while other flows are added to the table. Every actor queue is still declared. With
 ``--profile-out`` it adds ``POST /_bench/profile/start`` and ``/_bench/profile/stop``: a pyinstrument
@@ -18,56 +18,35 @@ session is saved to FILE. The benchmark itself runs ``python -m hub worker``.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hub.dispatch import RoutingTable
+from bench.common import FLOW_ACTORS, flag_key
 from hub.runtime import Runtime
-from hub.settings import load_settings
+from hub.settings import environ, load_settings
 from observability.logging import configure_logging
 
-#: The actors of the measured flow: the fan-out, the only flow of the benchmark so far.
-FLOW_ACTORS = ("fanout",)
 #: How often the profiled worker looks at the profiling flag.
 FLAG_POLL_S = 0.02
 
 
-def flow_routes(routes: Mapping[str, Sequence[str]], actors: Sequence[str] = FLOW_ACTORS
-                ) -> dict[str, tuple[str, ...]]:
-    """The routing table restricted to ``actors`` (event types left without any are dropped)."""
-    cut = {event_type: tuple(a for a in subscribers if a in actors) for event_type, subscribers in routes.items()}
-    return {event_type: subscribers for event_type, subscribers in cut.items() if subscribers}
-
-
 def flow_runtime() -> Runtime:
     """``hub.cli.compose.build_app`` from the ``HUB_*`` settings, its routing table restricted to the measured flow."""
-    from actors.routes import ROUTES
     from hub.cli.compose import build_app
-    from hub.runtime import attach_routes
 
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    runtime = build_app(settings, embedded=False)
-    attach_routes(runtime, RoutingTable(flow_routes(ROUTES)))
-    return runtime
-
-
-def flag_key(prefix: str) -> str:
-    """While this Redis key exists, the profiled worker profiles."""
-    return f"{prefix}:bench:profile"
+    return build_app(settings, embedded=False, only=FLOW_ACTORS)
 
 
 def run_ingress(profile_out: Path | None, interval: float) -> None:
     """``hub serve`` on the flow's routing table, with the profiling routes when ``profile_out`` is given."""
-    from hub.cli.compose import build_ingress
+    from hub.cli.compose import build_ingress, sources_from_settings
     from hub.ingress.server import run_server
-    from hub.ingress.sources import sources_from_settings
 
     runtime = flow_runtime()
-    app = build_ingress(runtime, sources=sources_from_settings(runtime.settings, os.environ))
+    app = build_ingress(runtime, sources=sources_from_settings(runtime.settings, environ()))
     if profile_out is not None:
         from pyinstrument import Profiler
 

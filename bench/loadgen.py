@@ -32,14 +32,14 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import AMQP_URL, STALL_S, BenchError
+from bench.common import AMQP_URL, FLOW_ACTORS, STALL_S, BenchError
 from bench.procs import BENCH_SOURCE
-from hub.demo import erp_payload
+from hub.cli.scenario import erp_payload
 from hub.dispatch import RoutingTable
 from hub.idempotency import side_effect_key
 from hub.topics import EXCHANGE
 
-#: The event type sent: the ERP's project-created event (the demo's), ``hub.demo.erp_payload`` with a distinct
+#: The event type sent: the ERP's project-created event (the demo's), ``hub.cli.scenario.erp_payload`` with a distinct
 #: project code per event.
 EVENT_TYPE = "erp.project.created.v1"
 #: The longest a request may take before it counts as failed (``TimeoutError``).
@@ -62,7 +62,6 @@ class Request:
 def check_routes(routes: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     """Fail unless the hub routes the benchmark's event type to the measured flow's actors; returns the other
     actors it goes to in the hub (not measured: ``bench.hubproc`` cuts them from the ingress's table)."""
-    from bench.hubproc import FLOW_ACTORS
 
     subscribers = RoutingTable(routes).subscribers(EVENT_TYPE)
     missing = [a for a in FLOW_ACTORS if a not in subscribers]

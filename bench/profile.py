@@ -45,6 +45,7 @@ from bench.common import (
     cleanup,
     cpu_of,
     exit_on_sigterm,
+    flag_key,
     new_prefix,
     server_pids,
     write_report,
@@ -154,7 +155,7 @@ INGRESS_RULES: list[Rule] = [
     ("quota: moving window (Redis, 2 Lua calls)", _fn("QuotaGate.hit")),
     ("accepted-outcome store (Redis SET NX GET, settle script)", _fn("OutcomeStore.claim", "OutcomeStore.settle")),
     ("confirmed publish (aio-pika)", _fn("AsyncEventPublisher.publish", "AsyncEventPublisher._confirmed")),
-    ("tracing (spans, context)", _fn("publish_span", "_server_span", "_trace_carrier")),
+    ("tracing (spans, context)", _fn("publish_span", "_server_span", "inject_message_context")),
 ]
 #: Where a sample goes when no rule above matches its stack (innermost match again).
 INGRESS_FALLBACK: list[Rule] = [
@@ -277,7 +278,6 @@ async def _profiled_phase(prefix: str, url: str, secret: str, events: int, pids:
                           ) -> dict[str, Any]:
     factory = loadgen.RequestFactory(secret, tag="PROF")
     client: redis.Redis[bytes] = redis.Redis.from_url(REDIS_URL)
-    from bench.hubproc import flag_key
 
     try:
         async with loadgen.Subscriber(prefix) as sub, httpx.AsyncClient(base_url=url, timeout=30) as http:
@@ -306,8 +306,10 @@ def run_profile(*, events: int, threads: int, interval: float = 0.001, out_dir: 
           f"ingress, one worker process with {threads} threads", flush=True)
     procs: list[Proc] = []
     try:
-        from actors.routes import ROUTES
+        import actors
+        from hub.dispatch import RoutingTable
 
+        ROUTES = RoutingTable.of(actors.SPECS).as_dict()
         loadgen.check_routes(ROUTES)
         secret = new_webhook_secret()
         sources = write_sources_file(work_dir)

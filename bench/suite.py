@@ -51,6 +51,7 @@ import redis
 from bench import loadgen
 from bench.baseline import AsyncRawPublisher, measure_raw_publish
 from bench.common import (
+    FLOW_ACTORS,
     REDIS_URL,
     STALL_S,
     BenchError,
@@ -62,7 +63,6 @@ from bench.common import (
     percentile,
     server_pids,
 )
-from bench.hubproc import FLOW_ACTORS
 from bench.noop_worker import ACTOR as NOOP_ACTOR
 from bench.noop_worker import queue_name as noop_queue
 from bench.noop_worker import stats_key as noop_stats_key
@@ -295,7 +295,7 @@ class Bench:
         """A message body like the ingress's (fan-out message of one event) and the same for the no-op actor."""
         from dramatiq import Message
 
-        from hub.demo import acme_engagement
+        from hub.cli.scenario import acme_engagement
         from hub.events import event_summary, make_event, to_message_body
         from hub.registry import SchemaRegistry
 
@@ -570,8 +570,10 @@ def run_suite(cfg: Config, log: Callable[[str], None] = print) -> tuple[Run, dic
     bench = Bench(cfg, prefix, work_dir, log)
     not_measured: tuple[str, ...] = ()
     try:
-        from actors.routes import ROUTES
+        import actors
+        from hub.dispatch import RoutingTable
 
+        ROUTES = RoutingTable.of(actors.SPECS).as_dict()
         not_measured = loadgen.check_routes(ROUTES)
         if not_measured:
             log(f"flow measured: {loadgen.EVENT_TYPE} -> {', '.join(FLOW_ACTORS)}; the hub also routes it to "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
@@ -33,6 +34,38 @@ from dramatiq.middleware import (
 
 #: Rounds of Dramatiq's enqueue (each already tries up to 6 times at once, reconnecting) before giving up.
 ENQUEUE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class QueueDeclaration:
+    """One ``queue.declare`` for an actor: its name, durability and arguments."""
+
+    queue: str
+    durable: bool
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def queue_declarations(queue_name: str, *, delivery_limit: int) -> list[QueueDeclaration]:
+    """Every queue of one actor, in the order Dramatiq declares them: the queue, ``.DQ`` and ``.XQ``.
+
+    The one statement of their arguments: the hub's broker declares from it, and so does every other
+    publisher (the ingress's), so a declaration never differs from one process to another (RabbitMQ
+    refuses a redeclaration with other arguments).
+    """
+    return [
+        QueueDeclaration(queue_name, True, {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": xq_name(queue_name),
+            "x-delivery-limit": delivery_limit,
+        }),
+        QueueDeclaration(dq_name(queue_name), True, {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": xq_name(queue_name),
+        }),
+        QueueDeclaration(xq_name(queue_name), True, {}),
+    ]
 
 
 class HubRabbitmqBroker(RabbitmqBroker):
@@ -56,24 +89,23 @@ class HubRabbitmqBroker(RabbitmqBroker):
                 time.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    # Dramatiq's documented hook for the queue's arguments (how quorum queues are declared), and its two
+    # declare methods for the delay and dead-letter queues: all three from :func:`queue_declarations`.
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
-        return {
-            "x-queue-type": "quorum",
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": xq_name(queue_name),
-            "x-delivery-limit": self.delivery_limit,
-        }
+        return dict(self._declarations(queue_name)[0].arguments)
 
     def _declare_dq_queue(self, queue_name: str) -> Any:
-        arguments = {
-            "x-queue-type": "quorum",
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": xq_name(queue_name),
-        }
-        return self.channel.queue_declare(queue=dq_name(queue_name), durable=True, arguments=arguments)
+        declaration = self._declarations(queue_name)[1]
+        return self.channel.queue_declare(queue=declaration.queue, durable=declaration.durable,
+                                          arguments=dict(declaration.arguments))
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
-        return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments={})
+        declaration = self._declarations(queue_name)[2]
+        return self.channel.queue_declare(queue=declaration.queue, durable=declaration.durable,
+                                          arguments=dict(declaration.arguments))
+
+    def _declarations(self, queue_name: str) -> list[QueueDeclaration]:
+        return queue_declarations(queue_name, delivery_limit=self.delivery_limit)
 
 
 def base_middleware() -> list[Middleware]:

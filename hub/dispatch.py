@@ -4,14 +4,14 @@ The publishing side enqueues to each subscriber directly (no router actor): one 
 subscriber and no extra broker hop. ``make bench-dispatch`` measures both designs; see
 ``docs/architecture.md`` for the figures and the reasoning.
 
-The routing table is data handed in by the composition root (``actors/routes.py``); ``"*"``
-subscribes an actor to every type.
+The routing table is derived from the actors' declarations (:meth:`RoutingTable.of`, each
+:class:`hub.actor.ActorSpec` naming its triggers); ``"*"`` subscribes an actor to every type.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
@@ -19,15 +19,14 @@ from dramatiq import Message
 from dramatiq.errors import BrokerConnectionError
 from opentelemetry import trace
 
-from hub.errors import BrokerUnavailable, UnknownEventType
+from hub.actor import ALL_TYPES, ActorSpec
+from hub.errors import BrokerUnavailable, ConfigurationError, UnknownEventType
 from hub.events import CloudEvent, event_summary, to_message_body
 from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
 
 log = get_logger(__name__)
 
-#: Subscribes an actor to every event type.
-ALL_TYPES = "*"
 
 
 class RoutingTable:
@@ -35,6 +34,15 @@ class RoutingTable:
 
     def __init__(self, routes: Mapping[str, Sequence[str]]) -> None:
         self._routes = {event_type: tuple(actors) for event_type, actors in routes.items()}
+
+    @classmethod
+    def of(cls, specs: Iterable[ActorSpec]) -> RoutingTable:
+        """The table the actors' declarations imply: each actor under each event type it is triggered by."""
+        routes: dict[str, list[str]] = {}
+        for spec in specs:
+            for event_type in spec.triggers:
+                routes.setdefault(event_type, []).append(spec.name)
+        return cls(routes)
 
     def subscribers(self, event_type: str) -> tuple[str, ...]:
         """The actors that must receive ``event_type``, in a stable order."""
@@ -59,11 +67,19 @@ class Dispatcher:
         broker: dramatiq.Broker,
         routes: RoutingTable,
         *,
+        queues: Mapping[str, str],
         known_types: set[str],
         flight: FlightRecord | None = None,
     ) -> None:
+        missing = sorted(actor for actor in routes.actors() if actor not in queues)
+        if missing:
+            raise ConfigurationError(f"routing table names actors without a queue: {', '.join(missing)}")
+        unknown = sorted(t for t in routes.as_dict() if t != ALL_TYPES and t not in known_types)
+        if unknown:
+            raise ConfigurationError(f"actors are triggered by event types with no schema: {', '.join(unknown)}")
         self.broker = broker
         self.routes = routes
+        self.queues = dict(queues)
         self.known_types = known_types
         self.flight = flight
 
@@ -71,7 +87,7 @@ class Dispatcher:
         """Fail at start when the table names an actor the broker does not know."""
         missing = sorted(a for a in self.routes.actors() if a not in self.broker.get_declared_actors())
         if missing:
-            raise UnknownEventType(f"routing table names undeclared actors: {', '.join(missing)}")
+            raise ConfigurationError(f"routing table names undeclared actors: {', '.join(missing)}")
 
     def dispatch(self, event: CloudEvent, *, parent: Any | None = None) -> list[Message[Any]]:
         """Enqueue ``event`` to every subscriber; returns the messages once all were confirmed.
@@ -81,38 +97,43 @@ class Dispatcher:
         """
         if event.get_type() not in self.known_types:
             raise UnknownEventType(f"no schema for event type {event.get_type()!r}")
-        root_id = None
-        options: dict[str, Any] = {}
-        if parent is not None:
-            root_id = parent.options.get("hub_event", {}).get("root_id")
-            options["hub_parent"] = parent.message_id
-        summary = event_summary(event, root_id=root_id)
-        body = to_message_body(event)
+        root_id = parent.options.get("hub_event", {}).get("root_id") if parent is not None else None
+        messages = event_messages(event, self.routes, self.queues, root_id=root_id,
+                                  parent_message_id=parent.message_id if parent is not None else None)
         sent = []
-        for actor_name in self.routes.subscribers(event.get_type()):
-            actor = self.broker.get_actor(actor_name)
-            message: Message[Any] = Message(
-                queue_name=actor.queue_name,
-                actor_name=actor_name,
-                args=(body,),
-                kwargs={},
-                options={**options, "hub_event": summary},
-            )
+        for message in messages:
             started = time.time()
             try:
                 sent.append(self.broker.enqueue(message))
             except BrokerConnectionError as exc:
-                raise BrokerUnavailable(f"enqueue to {actor.queue_name} not confirmed: {exc}") from None
+                raise BrokerUnavailable(f"enqueue to {message.queue_name} not confirmed: {exc}") from None
             if self.flight is not None:
-                self.flight.record(Hop(
-                    root_id=str(summary["root_id"]), event_id=event.get_id(), event_type=event.get_type(),
-                    actor=actor_name, message_id=message.message_id,
-                    parent_message_id=options.get("hub_parent"), outcome="published", attempt=0,
-                    started_at=started, duration_ms=(time.time() - started) * 1000, error=None,
-                    trace_id=_trace_id(),
-                ))
+                self.flight.record(published_hop(message, started_at=started,
+                                                 duration_ms=(time.time() - started) * 1000))
         log.debug("event dispatched", event_id=event.get_id(), subscribers=len(sent))
         return sent
+
+
+def event_messages(event: CloudEvent, routes: RoutingTable, queues: Mapping[str, str], *,
+                   root_id: str | None = None, parent_message_id: str | None = None) -> list[Message[Any]]:
+    """The Dramatiq message of ``event`` for each subscribed actor, on the actor's queue: the one message
+    builder of every publisher (the dispatcher, the ingress). Pure; the publisher adds the trace context."""
+    summary = event_summary(event, root_id=root_id)
+    body = to_message_body(event)
+    options: dict[str, Any] = {"hub_event": summary}
+    if parent_message_id is not None:
+        options["hub_parent"] = parent_message_id
+    return [Message(queue_name=queues[actor], actor_name=actor, args=(body,), kwargs={}, options=dict(options))
+            for actor in routes.subscribers(event.get_type())]
+
+
+def published_hop(message: Message[Any], *, started_at: float, duration_ms: float) -> Hop:
+    """The flight-record hop of one confirmed enqueue, whoever published it (in the current trace)."""
+    event = message.options["hub_event"]
+    return Hop(root_id=str(event["root_id"]), event_id=str(event["id"]), event_type=str(event["type"]),
+               actor=message.actor_name, message_id=message.message_id,
+               parent_message_id=message.options.get("hub_parent"), outcome="published", attempt=0,
+               started_at=started_at, duration_ms=duration_ms, error=None, trace_id=_trace_id())
 
 
 def _trace_id() -> str | None:

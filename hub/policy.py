@@ -1,7 +1,10 @@
-"""The policy: folders, groups, retention, metadata, ethical walls, workflow modes, document rules and
-the invoice-readiness checklists (the last two are modelled in :mod:`hub.policy_documents`).
+"""The firm's policy: workspace layout, folders, groups, retention, metadata, ethical walls and how each
+workflow fails, with the vocabulary they share (engagement types, regions, document classes and states).
 
-Read once at start from ``HUB_POLICY_FILE`` (default: ``actors/default_policy.yaml``) and validated with
+The patterns add sections of their own (the document rules, the invoice-readiness checklists): each
+contributes a model, and :func:`policy_model` composes them into the one model the file is read with, so a
+pattern's rules live with the pattern and this module names none. Read once at start from
+``HUB_POLICY_FILE`` (default: the ``actors`` package's ``default_policy.yaml``) and validated with
 pydantic; every error names the file, the line and the field. Only ``true``/``false`` are booleans in
 this file, so country codes such as ``NO`` stay strings.
 
@@ -17,25 +20,27 @@ import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from hub.errors import ConfigurationError
-from hub.policy_documents import DocumentClass as DocumentClass
-from hub.policy_documents import DocumentPolicy, ReadinessRules
-from hub.policy_documents import EngagementType as EngagementType
-from hub.settings import Settings
 from hub.yamlfile import Problem, StrictBoolLoader, invalid_file, load_model
 
+DocumentClass = Literal[
+    "sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
+    "customer_approval", "change_record",
+]
+DOCUMENT_CLASSES: tuple[DocumentClass, ...] = get_args(DocumentClass)
+EngagementType = Literal["consulting", "legal", "engineering", "managed_services"]
+DocumentState = Literal["draft", "in_review", "approved", "signed", "rejected", "superseded"]
+DOCUMENT_STATES: tuple[DocumentState, ...] = get_args(DocumentState)
 Region = Literal["NA", "EU", "ME", "APAC"]
 ExceptionOwner = Literal["finance", "pmo", "records_management", "platform_team"]
 Role = Literal["read", "write"]
 WorkflowMode = Literal["queue_and_retry", "hard_stop"]
-WorkflowName = Literal[
-    "provisioning", "document_intake", "invoice_readiness", "master_data_sync", "retention_update",
-    "billing_release",
-]
+#: A workflow's name in the ``workflows`` section (the actors name the one they run).
+WorkflowName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 #: Fields of the ERP project event a template or metadata value may use.
 ProjectField = Literal[
     "project_code", "client_id", "name", "engagement_type", "practice", "region", "country", "partner", "status",
@@ -47,6 +52,8 @@ PROJECT_FIELDS: tuple[ProjectField, ...] = get_args(ProjectField)
 #: Placeholders with a closed set of values: group templates using only these are checked at load.
 _CLOSED = frozenset({"region", "engagement_type"})
 _WHAT = "policy file"
+#: The folder of the document library that holds every workspace.
+WORKSPACES_ROOT = "Engagements"
 
 
 def placeholders(template: str) -> set[str]:
@@ -282,19 +289,11 @@ class Workflow(_Model):
         return self
 
 
-class Workflows(_Model):
-    """Every workflow's mode; all must be listed so that no failure has an unknown owner."""
-
-    provisioning: Workflow
-    document_intake: Workflow
-    invoice_readiness: Workflow
-    master_data_sync: Workflow
-    retention_update: Workflow
-    billing_release: Workflow
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
 class Policy(_Model):
-    """The whole policy file."""
+    """The policy file's shared sections; :func:`policy_model` adds the patterns' own."""
 
     version: Literal[1]
     workspace: WorkspaceLayout = Field(default_factory=WorkspaceLayout)
@@ -303,9 +302,8 @@ class Policy(_Model):
     retention: RetentionPolicy
     metadata: dict[FieldName, Annotated[MetadataSource, BeforeValidator(_metadata_shorthand)]]
     ethical_walls: EthicalWalls = Field(default_factory=EthicalWalls)
-    workflows: Workflows
-    documents: DocumentPolicy = Field(default_factory=DocumentPolicy)
-    invoice_readiness: ReadinessRules = Field(default_factory=ReadinessRules)
+    #: Every workflow's mode, attempts and owner, by name; each actor's must be listed (checked at start).
+    workflows: dict[WorkflowName, Workflow] = Field(min_length=1)
 
     def folders_for(self, engagement_type: EngagementType) -> tuple[FolderSpec, ...]:
         """The folder template of an engagement type."""
@@ -315,10 +313,36 @@ class Policy(_Model):
         """The group rules of an engagement type."""
         return self.security_groups.rules_for(engagement_type)
 
-    def workflow(self, name: WorkflowName) -> Workflow:
-        """The mode, attempts and owner of a workflow."""
-        workflow: Workflow = getattr(self.workflows, name)
-        return workflow
+    def workflow(self, name: str) -> Workflow:
+        """The mode, attempts and owner of a workflow (ConfigurationError when the file does not list it)."""
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise ConfigurationError(f"policy file: workflows lists no {name!r} "
+                                     f"(listed: {', '.join(sorted(self.workflows))})") from None
+
+    def workspace_path(self, values: Mapping[str, str], *, root: str = WORKSPACES_ROOT) -> str:
+        """A project's workspace in the document library: ``root`` and the ``workspace.path`` template."""
+        relative = fill(self.workspace.path, values)
+        return f"{root.strip('/')}/{relative}" if root.strip("/") else relative
+
+    def section(self, name: str, model: type[SectionT]) -> SectionT:
+        """A pattern's own section (composed in by :func:`policy_model`), typed."""
+        value = getattr(self, name, None)
+        if not isinstance(value, model):
+            raise ConfigurationError(f"the policy model has no {name!r} section of type {model.__name__}")
+        return value
+
+
+def policy_model(sections: Mapping[str, type[BaseModel]]) -> type[Policy]:
+    """The policy file's model: the shared sections and the patterns' ``sections`` (each optional, every
+    field of a section model having a default)."""
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in sections.items()}
+    clash = sorted(set(fields) & set(Policy.model_fields))
+    if clash:
+        raise ConfigurationError(f"policy sections {', '.join(clash)} clash with the shared ones")
+    composed: type[Policy] = create_model("Policy", __base__=Policy, **fields)
+    return composed
 
 
 def _problems(policy: Policy) -> list[Problem]:
@@ -351,17 +375,11 @@ def _problems(policy: Policy) -> list[Problem]:
     return problems
 
 
-def load_policy(path: Path) -> Policy:
-    """Read and validate the policy file; raises ConfigurationError naming file, line and field."""
-    policy, root = load_model(path, Policy, what=_WHAT, loader=StrictBoolLoader)
+def load_policy(path: Path, model: type[Policy] = Policy) -> Policy:
+    """Read and validate the policy file with ``model`` (see :func:`policy_model`); raises
+    ConfigurationError naming file, line and field."""
+    policy, root = load_model(path, model, what=_WHAT, loader=StrictBoolLoader)
     problems = _problems(policy)
     if problems:
         raise invalid_file(path, root, problems, what=_WHAT)
     return policy
-
-
-def policy_from_settings(settings: Settings) -> Policy:
-    """Load the file named by ``HUB_POLICY_FILE``; provisioning refuses to start without one."""
-    if settings.policy_file is None:
-        raise ConfigurationError("HUB_POLICY_FILE is not set: provisioning needs a policy file")
-    return load_policy(settings.policy_file)

@@ -1,25 +1,32 @@
-"""Builds the hub's runtime (broker, store, registry, tracing, topics) from the settings.
+"""Builds the hub's runtime: the infrastructure from the settings (broker, Redis, registry, tracing,
+topics), then, given the actors, their declarations on the broker and the dispatcher routing to them.
 
-It knows no pattern and no vendor: ``hub/cli.py`` adds the actors and the routing table.
+It knows no pattern and no vendor: the composition root (:mod:`hub.cli.compose`) hands the actors in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import dramatiq
 import fakeredis
 import redis
+from dramatiq.middleware import CurrentMessage
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from hub.actor import Actor, ActorContext, ActorSpec, DeadLetter, DeadLetterHandler, Emitter, Emitting
 from hub.broker import build_broker
 from hub.dispatch import Dispatcher, RoutingTable
+from hub.errors import NEVER_RETRIED, ConfigurationError
+from hub.events import from_message_body, validate_event
 from hub.idempotency import IdempotencyMiddleware
+from hub.policy import Policy
 from hub.registry import SchemaRegistry
 from hub.retries import HubRetries
 from hub.settings import Settings
@@ -30,9 +37,10 @@ from observability.logging import LogContextMiddleware
 from observability.tracing import TracingMiddleware, configure_tracing
 
 
-@dataclass
-class Runtime:
-    """Everything a worker, the demo or a test needs, built once from the settings."""
+@dataclass(frozen=True, kw_only=True)
+class Infrastructure:
+    """What every actor runs on, built from the settings before any actor: broker, Redis, schemas, topics,
+    the flight record and tracing."""
 
     settings: Settings
     embedded: bool
@@ -44,16 +52,28 @@ class Runtime:
     dead_letters: DeadLetterReasons
     tracer_provider: TracerProvider
     span_exporter: InMemorySpanExporter | None
-    dispatcher: Dispatcher | None = None
-    actors: dict[str, Any] = field(default_factory=dict)
     fake_server: Any = None  # the in-process Redis of the embedded mode, shared by every client
-    #: Called by :meth:`close`: connector clients and other resources the actors opened.
-    closers: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def queue_prefix(self) -> str:
-        """Prefix of every queue name."""
+        """Prefix of every queue name and Redis key."""
         return self.settings.queue_prefix
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime(Infrastructure):
+    """The hub assembled, once, by the composition root: the infrastructure, the declared actors and the
+    dispatcher that routes events to them by their declarations. Immutable: nothing is filled in later."""
+
+    dispatcher: Dispatcher
+    #: The firm's policy the actors were built with.
+    policy: Policy
+    #: The declared Dramatiq actors by name.
+    actors: Mapping[str, dramatiq.Actor[Any, Any]]
+    #: Every actor's declaration by name.
+    specs: Mapping[str, ActorSpec]
+    #: Called by :meth:`close`: connector clients and other resources the actors use.
+    closers: tuple[Callable[[], object], ...] = ()
 
     def close(self) -> None:
         """Close connections (broker, topics, Redis, connector clients) and flush spans."""
@@ -98,16 +118,17 @@ def embedded_requested(settings: Settings) -> bool:
     return settings.embedded == "on"
 
 
-def build_runtime(
+def build_infrastructure(
     settings: Settings,
     *,
     embedded: bool,
     tracer_provider: TracerProvider | None = None,
     span_exporter: InMemorySpanExporter | None = None,
-) -> Runtime:
-    """Build the runtime on the real servers, or (``embedded``) on the StubBroker and an in-process Redis.
+) -> Infrastructure:
+    """The infrastructure on the real servers, or (``embedded``) on the StubBroker and an in-process Redis.
 
     The caller decides: :func:`embedded_requested` for servers, :func:`demo_embedded` for the demo.
+    Nothing connects here.
     """
     is_embedded = embedded
     if tracer_provider is None:
@@ -147,7 +168,7 @@ def build_runtime(
         middleware=middleware,
     )
     topics: TopicBus = MemoryTopicBus() if is_embedded else RabbitTopicBus(settings.amqp_url)
-    return Runtime(
+    return Infrastructure(
         settings=settings,
         embedded=is_embedded,
         broker=broker,
@@ -162,10 +183,66 @@ def build_runtime(
     )
 
 
-def attach_routes(runtime: Runtime, routes: RoutingTable) -> Dispatcher:
-    """Create the dispatcher once the actors are declared, checking the table against them."""
-    dispatcher = Dispatcher(runtime.broker, routes, known_types=set(runtime.registry.event_types),
-                            flight=runtime.flight)
+def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
+             dead_letters: DeadLetterHandler | None = None, closers: Sequence[Callable[[], object]] = ()) -> Runtime:
+    """Declare every actor on the broker, derive the routing table from their specs and build the one
+    immutable :class:`Runtime`. ``dead_letters`` is told of the others' dead letters."""
+    prefix = infra.queue_prefix
+    specs = {actor.spec.name: actor.spec for actor in actors}
+    if dead_letters is not None:
+        specs[dead_letters.spec.name] = dead_letters.spec
+    if len(specs) != len(actors) + (dead_letters is not None):
+        raise ConfigurationError("two actors share a name")
+    dispatcher = Dispatcher(infra.broker, RoutingTable.of(specs.values()),
+                            queues={name: spec.queue(prefix) for name, spec in specs.items()},
+                            known_types=set(infra.registry.event_types), flight=infra.flight)
+    declared = {actor.spec.name: _declare_actor(infra, actor, dispatcher) for actor in actors}
+    if dead_letters is not None:
+        declared[dead_letters.spec.name] = _declare_dead_letters(infra, dead_letters, dispatcher)
+    for spec in specs.values():
+        if spec.dead_letters_to is not None and spec.dead_letters_to not in specs:
+            raise ConfigurationError(f"actor {spec.name!r} sends its dead letters to {spec.dead_letters_to!r}, "
+                                     "which is not declared")
     dispatcher.check()
-    runtime.dispatcher = dispatcher
-    return dispatcher
+    fields = {f.name: getattr(infra, f.name) for f in dataclasses.fields(Infrastructure)}
+    return Runtime(**fields, dispatcher=dispatcher, policy=policy, actors=declared, specs=specs,
+                   closers=tuple(closers))
+
+
+def _options(spec: ActorSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {"throws": NEVER_RETRIED}
+    if spec.max_retries is not None:
+        options["max_retries"] = spec.max_retries
+    if spec.dead_letters_to is not None:
+        options["on_dead_letter"] = spec.dead_letters_to
+    return options
+
+
+def _declare_actor(infra: Infrastructure, actor: Actor, emitter: Emitter) -> dramatiq.Actor[Any, Any]:
+    spec, registry = actor.spec, infra.registry
+
+    def run(event_body: dict[str, Any]) -> None:
+        event = from_message_body(event_body)
+        data = validate_event(event, registry)
+        actor.handle(ActorContext(spec=spec, registry=registry, emitter=emitter,
+                                  parent=CurrentMessage.get_current_message(), event=event, data=data))
+
+    run.__doc__ = type(actor).__doc__
+    declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
+        broker=infra.broker, actor_name=spec.name, queue_name=spec.queue(infra.queue_prefix), **_options(spec))(run)
+    return declared
+
+
+def _declare_dead_letters(infra: Infrastructure, handler: DeadLetterHandler,
+                          emitter: Emitter) -> dramatiq.Actor[Any, Any]:
+    spec, registry = handler.spec, infra.registry
+
+    def run(message: dict[str, Any], reason: dict[str, str]) -> None:
+        letter = DeadLetter(message=message, why=reason.get("why", "failed"), error=reason.get("error", ""))
+        handler.handle_dead_letter(letter, Emitting(spec=spec, registry=registry, emitter=emitter,
+                                                    parent=CurrentMessage.get_current_message()))
+
+    run.__doc__ = type(handler).__doc__
+    declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
+        broker=infra.broker, actor_name=spec.name, queue_name=spec.queue(infra.queue_prefix), **_options(spec))(run)
+    return declared

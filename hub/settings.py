@@ -1,17 +1,24 @@
-"""The hub's one settings object, read from ``HUB_*`` environment variables."""
+"""The hub's settings, read from ``HUB_*`` environment variables by pydantic-settings.
+
+The runtime's own are :class:`Settings`; each connector has its own model (``HUB_ERP_*``, ...) in
+``connectors.settings``. The composition root loads them once at start and refuses an unknown
+``HUB_*`` variable (:func:`unknown_variables`).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.errors import ConfigurationError
 
 #: Prefix of every environment variable the hub reads.
 ENV_PREFIX = "HUB_"
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -32,20 +39,6 @@ class Settings(BaseSettings):
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
     policy_file: Path | None = Field(default=None, description="YAML policy file.")
     mapping_file: Path | None = Field(default=None, description="YAML master-data mapping rules.")
-    erp_url: str = Field(default="http://127.0.0.1:8091",
-                         description="Base URL of the ERP API (or its simulator).")
-    erp_token: SecretStr = Field(default=SecretStr("erp-sim-token"), description="Bearer token for the ERP API.")
-    graph_url: str = Field(default="http://127.0.0.1:8092/v1.0",
-                           description="Base URL of Microsoft Graph, or of its simulator.")
-    graph_token: SecretStr = Field(default=SecretStr("graph-sim-token"), description="Bearer token for Graph.")
-    graph_drive_id: str = Field(default="workspaces", description="Drive (document library) holding workspaces.")
-    graph_client_state: SecretStr | None = Field(
-        default=None, description="clientState of the hub's Graph change-notification subscription.")
-    docusign_url: str = Field(default="http://127.0.0.1:8093",
-                              description="Base URL of the DocuSign eSignature API host (without /restapi).")
-    docusign_token: SecretStr = Field(default=SecretStr("docusign-sim-token"),
-                                      description="OAuth access token for the DocuSign account.")
-    docusign_account_id: str = Field(default="acme-firm", description="DocuSign account id holding the envelopes.")
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces."
     )
@@ -108,32 +101,36 @@ class Settings(BaseSettings):
 def environ() -> dict[str, str]:
     """The process environment, for the secrets a file or a command names by variable (``secret_env`` in
     the sources file, a simulator's keys): with the settings, the only reads of the environment."""
-    import os
-
     return dict(os.environ)
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-    """Build the settings, turning validation failures into one error naming each bad setting.
+def _describe(exc: ValidationError, prefix: str) -> str:
+    """One message naming each bad setting by its variable (never quoting the value: it may be a secret)."""
+    problems = "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in err['loc']).upper() or 'OTLP_ENDPOINT'}: {err['msg']}"
+        for err in exc.errors()
+    )
+    return f"invalid settings: {problems}"
 
-    Unknown ``HUB_*`` variables are refused too: a typo must not silently fall back to a default.
-    """
-    import os
 
-    env = dict(os.environ if environ is None else environ)
-    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    unknown = sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
-    if unknown:
-        raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
-    values: dict[str, object] = {
-        k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)
-    }
-    values.update(overrides)
+def load(model: type[SettingsT], **overrides: object) -> SettingsT:
+    """Settings of ``model`` from its ``HUB_*`` variables (pydantic-settings reads them), ``overrides``
+    first; a ConfigurationError names each bad variable."""
     try:
-        return Settings.model_validate(values)
+        return model.model_validate(overrides)  # the settings sources (environment) fill in the rest
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper() or 'OTLP_ENDPOINT'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigurationError(f"invalid settings: {problems}") from None
+        prefix = str(model.model_config.get("env_prefix") or "")
+        raise ConfigurationError(_describe(exc, prefix)) from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The hub's settings (see :func:`load`)."""
+    return load(Settings, **overrides)
+
+
+def unknown_variables(*models: type[BaseSettings]) -> list[str]:
+    """``HUB_*`` variables of the environment that no settings model reads: a typo must not silently
+    fall back to a default. The composition root checks them against every model it uses."""
+    known = {f"{str(m.model_config.get('env_prefix') or '').upper()}{name.upper()}"
+             for m in models for name in m.model_fields}
+    return sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)

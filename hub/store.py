@@ -178,8 +178,47 @@ return 0
 """
 
 
-class RedisLocks:
+class Locks(Protocol):
     """Short leases that serialise work on one entity across workers (e.g. one project's workspace)."""
+
+    def acquire(self, name: str, *, ttl_ms: int) -> str | None:
+        """A token when the lease on ``name`` was free, else None."""
+        ...
+
+    def release(self, name: str, token: str) -> None:
+        """Give the lease back if this token still holds it."""
+        ...
+
+    def ttl_ms(self, name: str) -> int:
+        """Milliseconds left on the lease (0 when free)."""
+        ...
+
+
+class MemoryLocks:
+    """:class:`Locks` in a dict, for unit tests of actors (leases never expire here)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, str] = {}
+
+    def acquire(self, name: str, *, ttl_ms: int) -> str | None:
+        """See :meth:`Locks.acquire`."""
+        if name in self.held:
+            return None
+        self.held[name] = token = f"token-{len(self.held) + 1}"
+        return token
+
+    def release(self, name: str, token: str) -> None:
+        """See :meth:`Locks.release`."""
+        if self.held.get(name) == token:
+            del self.held[name]
+
+    def ttl_ms(self, name: str) -> int:
+        """See :meth:`Locks.ttl_ms`."""
+        return 1_000 if name in self.held else 0
+
+
+class RedisLocks:
+    """:class:`Locks` in Redis: ``SET NX PX`` to take, a compare-and-delete script to give back."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
         self._client = client

@@ -1,1 +1,1 @@
-"""Tracing, structured logging, flight record and metrics for the hub."""
+"""Tracing, structured logging and the flight record of every business event."""

@@ -11,17 +11,19 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, get_args
 
 import dramatiq
 import redis
+import redis.asyncio
 from opentelemetry import trace
 
 from observability.logging import get_logger, mask_text, warn_unless_before_retries
 
-__all__ = ["FlightRecord", "FlightRecorderMiddleware", "Hop", "Outcome", "RedisFlightRecord", "render_tree"]
+__all__ = ["AsyncFlightRecord", "AsyncRedisFlightRecord", "FlightRecord", "FlightRecorderMiddleware", "Hop", "Outcome",
+           "RedisFlightRecord", "render_tree"]
 
 log = get_logger(__name__)
 
@@ -103,7 +105,8 @@ class RedisFlightRecord:
     """
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0
+        self, client: redis.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
@@ -112,6 +115,7 @@ class RedisFlightRecord:
         self.ttl_s = ttl_s
         self.outage_backoff_s = outage_backoff_s
         self.dropped = 0  # approximate under concurrent threads; for operators, not for logic
+        self._clock = clock
         self._down_until = 0.0
 
     def key(self, root_id: str) -> str:
@@ -120,7 +124,7 @@ class RedisFlightRecord:
 
     def record(self, hop: Hop) -> None:
         """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
-        if time.monotonic() < self._down_until:
+        if self._clock() < self._down_until:
             self.dropped += 1
             return
         key = self.key(hop.root_id)
@@ -131,7 +135,7 @@ class RedisFlightRecord:
             pipe.execute()
         except redis.RedisError as exc:
             self.dropped += 1
-            self._down_until = time.monotonic() + self.outage_backoff_s
+            self._down_until = self._clock() + self.outage_backoff_s
             log.warning("flight record unavailable; hops dropped for a while", root_id=hop.root_id,
                         backoff_s=self.outage_backoff_s, error=describe_error(exc))
 
@@ -145,6 +149,45 @@ class RedisFlightRecord:
             except ValueError as exc:
                 log.warning("unreadable flight record entry", root_id=root_id, error=str(exc))
         return found
+
+
+class AsyncFlightRecord(Protocol):
+    """Where an asyncio publisher (the ingress) records its hops."""
+
+    async def record(self, hop: Hop) -> None:
+        """Append a hop to its business event's record; must not raise on storage outages."""
+
+
+class AsyncRedisFlightRecord:
+    """:class:`RedisFlightRecord`'s writing half on an asyncio Redis client: the same keys and format."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "hub", ttl_s: int,
+                 outage_backoff_s: float = 5.0) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.outage_backoff_s = outage_backoff_s
+        self.dropped = 0
+        self._down_until = 0.0
+
+    async def record(self, hop: Hop) -> None:
+        """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
+        if time.monotonic() < self._down_until:
+            self.dropped += 1
+            return
+        key = f"{self.prefix}:flight:{hop.root_id}"
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.rpush(key, hop.to_json())
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self.dropped += 1
+            self._down_until = time.monotonic() + self.outage_backoff_s
+            log.warning("flight record unavailable; hops dropped for a while", root_id=hop.root_id,
+                        backoff_s=self.outage_backoff_s, error=describe_error(exc))
 
 
 @dataclass

@@ -37,6 +37,7 @@ __all__ = [
     "configure_tracing",
     "current_traceparent",
     "inject_headers",
+    "inject_message_context",
     "publish_span",
     "trace_id_hex",
 ]
@@ -175,6 +176,17 @@ class _Active:
     token: Token[otel_context.Context]
 
 
+def inject_message_context(options: dict[str, Any]) -> None:
+    """Write the current trace context into a message's options (``trace_context``), unless they carry one
+    already (a retry or a delay keeps its first publisher's): what every publisher of a message does."""
+    if "trace_context" in options:
+        return
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    if carrier:
+        options["trace_context"] = carrier
+
+
 class TracingMiddleware(dramatiq.Middleware):
     """Carries the W3C trace context through messages and wraps each attempt in a CONSUMER span.
 
@@ -197,12 +209,7 @@ class TracingMiddleware(dramatiq.Middleware):
 
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
         """Record the publisher's context unless the message already carries one (a retry, a delay)."""
-        if "trace_context" in message.options:
-            return
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier)
-        if carrier:
-            message.options["trace_context"] = carrier
+        inject_message_context(message.options)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Start the CONSUMER span of this attempt and make it current."""

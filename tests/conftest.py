@@ -49,7 +49,7 @@ def hub_settings(prefix: str, **overrides: object) -> Settings:
         "log_format": "console",
     }
     values.update(overrides)
-    return load_settings({}, **values)
+    return load_settings(**values)
 
 
 
@@ -100,7 +100,7 @@ def worker_env(prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_crash_worker(prefix: str) -> subprocess.Popen[bytes]:
-    """Start ``tests/support/crash_worker.py`` in its own process (so SIGKILL kills only it)."""
-    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "crash_worker.py")],
+def start_crash_worker(prefix: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``tests/support/crash_worker.py`` (with ``args``) in its own process (so SIGKILL kills only it)."""
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "crash_worker.py"), *args],
                             env=worker_env(prefix), cwd=ROOT)

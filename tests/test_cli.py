@@ -16,7 +16,7 @@ import redis
 from click.testing import CliRunner
 
 from hub.cli import main
-from hub.demo import project_created
+from hub.cli.scenario import project_created
 from hub.runtime import Runtime
 from hub.workers import running_worker
 from tests.conftest import ROOT, worker_env
@@ -183,11 +183,11 @@ def test_interactive_commands_log_at_warning_unless_asked() -> None:
     root = logging.getLogger()
     saved = root.level, list(root.handlers), logging.getLogger("pika").level
     try:
-        log_for_operator(load_settings({}))
+        log_for_operator(load_settings())
         assert root.level == logging.WARNING
-        log_for_operator(load_settings({"HUB_LOG_LEVEL": "DEBUG"}))
+        log_for_operator(load_settings(log_level="DEBUG"))
         assert root.level == logging.DEBUG
-        log_for_server(load_settings({}))
+        log_for_server(load_settings())
         assert root.level == logging.INFO
     finally:
         root.setLevel(saved[0])

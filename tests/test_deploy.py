@@ -29,11 +29,13 @@ import jsonschema
 import pytest
 import yaml
 
-from connectors.erp.simulator_webhooks import WebhookConfig
 from hub.cli import main
-from hub.ingress.sources import load_sources, webhook_key
+from hub.cli.common import Config
+from hub.cli.compose import Connections, load_sources
+from hub.ingress.sources import webhook_key
 from hub.registry import SchemaRegistry
-from hub.settings import ENV_PREFIX, Settings, load_settings
+from hub.settings import ENV_PREFIX
+from simulators.erp import WebhookConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -41,7 +43,8 @@ COMPOSE_SCHEMA = ROOT / "deploy" / "compose-spec" / "compose-spec.json"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PACKAGES = ("hub", "actors", "connectors", "observability", "schemas")
-SETTING_NAMES = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+SETTING_NAMES = {str(model.model_config.get("env_prefix", "")).upper() + name.upper()
+                 for model in Connections.models() for name in model.model_fields}
 
 
 # --- reading the Dockerfile --------------------------------------------------------------------
@@ -398,7 +401,12 @@ def test_every_hub_setting_of_the_deployment_is_a_real_and_valid_setting(compose
         env = {**image_env, **environment(service)}
         unknown = {key for key in env if key.startswith(ENV_PREFIX)} - SETTING_NAMES
         assert not unknown, f"{name}: unknown setting(s) {unknown}"
-        load_settings(env)  # raises ConfigurationError on an invalid value
+        with pytest.MonkeyPatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+                patch.delenv(key)
+            for key, value in env.items():
+                patch.setenv(key, value)
+            Config.load()  # raises ConfigurationError on an invalid value
 
 
 def test_every_hub_command_of_the_deployment_parses(compose: dict[str, Any]) -> None:
@@ -555,7 +563,7 @@ def test_the_image_install_step_works_from_a_read_only_copy_of_the_tree(read_onl
     for package in PACKAGES:
         assert (site / package / "__init__.py").is_file(), package
     for data in [*(ROOT / "schemas").glob("*.avsc"), *(ROOT / "schemas" / "released").iterdir(),
-                 ROOT / "actors" / "default_policy.yaml", ROOT / "actors" / "default_mapping.yaml"]:
+                 ROOT / "actors" / "default_policy.yaml", ROOT / "actors" / "master_data" / "default_mapping.yaml"]:
         assert (site / data.relative_to(ROOT)).is_file(), f"{data.relative_to(ROOT)} is not installed"
     (entry_points,) = site.glob("*.dist-info/entry_points.txt")
     assert "hub = hub.cli:main" in entry_points.read_text(encoding="utf-8")

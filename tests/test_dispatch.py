@@ -12,7 +12,7 @@ from dramatiq import Message
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from hub.broker import HubRabbitmqBroker, base_middleware
-from hub.demo import project_created
+from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
 from hub.errors import BrokerUnavailable
 from hub.registry import SchemaRegistry
@@ -45,7 +45,8 @@ def _dispatch(prefix: str, refusals: int) -> list[Message[Any]]:
     NackingHubBroker.refusals, NackingHubBroker.attempts = refusals, 0
     broker = NackingHubBroker(url=AMQP_URL, delivery_limit=5, middleware=base_middleware())
     dramatiq.actor(lambda event_body: None, broker=broker, actor_name="fanout", queue_name=f"{prefix}.fanout")
-    dispatcher = Dispatcher(broker, RoutingTable({"*": ("fanout",)}), known_types=set(registry.event_types))
+    dispatcher = Dispatcher(broker, RoutingTable({"*": ("fanout",)}), queues={"fanout": f"{prefix}.fanout"},
+                            known_types=set(registry.event_types))
     try:
         return dispatcher.dispatch(project_created(registry))
     finally:

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from actors.document_intake import CLASSES, DocumentView, document_events
 from connectors.sharepoint.client import DriveItem, RetentionLabel
+from connectors.sharepoint.documents import DocumentView, document_events
 from hub.errors import InvalidEvent
 from hub.events import make_event, validate_event
-from hub.policy_documents import DOCUMENT_STATES
+from hub.policy import DOCUMENT_CLASSES as CLASSES
+from hub.policy import DOCUMENT_STATES
 from hub.registry import SchemaRegistry
 
 DRIVE = "b!Jt1n3xU5hE2r0Q8k4mZ7aA"
@@ -264,7 +265,7 @@ def test_the_state_event_decodes_to_what_was_read(registry: SchemaRegistry) -> N
     ("99999999999999.99", "EUR", 9_999_999_999_999_999),
 ])
 def test_amounts_are_read_in_minor_units_of_their_currency(amount: str, currency: str, minor: int) -> None:
-    from hub.money import minor_units
+    from connectors.money import minor_units
 
     assert minor_units(amount, currency) == minor
 
@@ -276,7 +277,7 @@ def test_amounts_are_read_in_minor_units_of_their_currency(amount: str, currency
     ("1", "eur", "ISO 4217"),
 ])
 def test_amounts_no_currency_can_hold_are_refused_by_name(amount: str, currency: str, why: str) -> None:
-    from hub.money import minor_units
+    from connectors.money import minor_units
 
     with pytest.raises(ValueError, match=why):
         minor_units(amount, currency)

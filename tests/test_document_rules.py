@@ -13,19 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import actors
-from actors.document_workflow import SignedDocument, filed_name, milestone_updates, project_values, terms_patch
-from actors.invoice_readiness_logic import default_rules
+from actors import load_policy
+from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, terms_patch
+from actors.document_workflow.rules import ACTION_ORDER, DocumentAction, DocumentRule, RuleMatch
+from actors.invoice_readiness.logic import default_rules
+from actors.invoice_readiness.rules import ReadinessRules
 from connectors.erp.client import Project as ErpProject
 from hub.errors import ConfigurationError
-from hub.policy import ENGAGEMENT_TYPES, fill, load_policy
-from hub.policy_documents import (
-    ACTION_ORDER,
-    DOCUMENT_STATES,
-    DocumentAction,
-    DocumentRule,
-    ReadinessRules,
-    RuleMatch,
-)
+from hub.policy import DOCUMENT_STATES, ENGAGEMENT_TYPES, fill
 
 POLICY = load_policy(actors.DEFAULT_POLICY)
 DEFAULT_TEXT = actors.DEFAULT_POLICY.read_text(encoding="utf-8")
@@ -133,7 +128,7 @@ def test_billing_codes_fill_from_the_project() -> None:
         "code": "ENG-1", "client_id": "ACME", "name": "Plant", "engagement_type": "engineering",
         "practice": "Energy", "region": "ME", "country": "AE", "partner": "p@firm.example",
         "billing_model": "milestone", "status": "planned", "version": 1, "updated_at": "2027-01-01T00:00:00Z"})
-    values = project_values(project)
+    values = project.template_values()
     assert values["project_code"] == "ENG-1" and values["region"] == "ME" and values["status"] == "planned"
     assert [fill(t, values) for t in POLICY.documents.billing_codes["engineering"]] == [
         "ENG-1-MILESTONES", "ENG-1-EXPENSES"]

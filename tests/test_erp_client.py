@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from connectors.erp.client import (
     ClientNotFound,
@@ -20,8 +21,8 @@ from connectors.erp.client import (
     TimeEntry,
 )
 from connectors.http import CircuitBreaker, Http, RetryPolicy
+from connectors.settings import ErpSettings
 from hub.errors import UpstreamRejected, UpstreamUnavailable
-from hub.settings import load_settings
 from tests.test_erp_simulator import (
     TOKEN,
     add_milestone,
@@ -60,7 +61,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def erp(sim: tuple[str, FastAPI], sleeps: Sleeps) -> Iterator[ErpClient]:
-    settings = load_settings({}, erp_url=sim[0], erp_token=TOKEN)
+    settings = ErpSettings(url=sim[0], token=SecretStr(TOKEN))
     client = ErpClient.from_settings(settings, client=httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0)))
     client.http = Http(client.http.client, target="erp", sleep=sleeps,
                        retry=RetryPolicy(attempts=3, backoff_s=0.01),
@@ -152,7 +153,7 @@ def test_the_circuit_opens_during_an_outage(sim: tuple[str, FastAPI], erp: ErpCl
 
 
 def test_a_ghosted_write_retried_with_its_key_is_applied_once(sim: tuple[str, FastAPI]) -> None:
-    settings = load_settings({}, erp_url=sim[0], erp_token=TOKEN)
+    settings = ErpSettings(url=sim[0], token=SecretStr(TOKEN))
     erp = ErpClient.from_settings(settings, client=httpx.Client(timeout=httpx.Timeout(0.4, connect=1.0)))
     erp.http = Http(erp.http.client, target="erp", sleep=Sleeps(), retry=RetryPolicy(attempts=2))
     set_faults(sim[0], ghost_rate=1.0)
@@ -175,9 +176,9 @@ def mock_erp(handler: Callable[[httpx.Request], httpx.Response], sleeps: Sleeps)
         seen.append(f"{request.method} {request.url} {request.headers.get('authorization')}")
         return handler(request)
 
-    settings = load_settings({}, erp_url="https://erp.example.com/rest", erp_token="s3cret")
+    settings = ErpSettings(url="https://erp.example.com/rest", token=SecretStr("s3cret"))
     erp = ErpClient.from_settings(settings, client=httpx.Client(transport=httpx.MockTransport(record)))
-    erp.http = Http(erp.http.client, target="erp", sleep=sleeps)
+    erp.http = Http(erp.http.client, target="erp", sleep=sleeps, jitter=lambda: 1.0)  # the top of each draw
     return erp, seen
 
 
@@ -202,7 +203,7 @@ def test_a_retry_after_date_and_a_later_success(sleeps: Sleeps) -> None:
                                          "updated_at": "2027-01-01T00:00:00.000Z"})]
     erp, seen = mock_erp(lambda _: answers.pop(0), sleeps)
     assert erp.get_client("C-1").id == "C-1"
-    assert len(seen) == 3 and sleeps.calls == [1.0, 0.4]  # Retry-After, then the policy's backoff
+    assert len(seen) == 3 and sleeps.calls == [1.0, 0.4]  # Retry-After, then the policy's backoff (full jitter's top)
 
 
 def test_an_answer_of_an_unexpected_shape_is_rejected(sleeps: Sleeps) -> None:

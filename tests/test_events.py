@@ -9,7 +9,7 @@ from typing import Any
 import pika
 import pytest
 
-from hub.demo import acme_engagement, project_created
+from hub.cli.scenario import acme_engagement, project_created
 from hub.errors import InvalidEvent, SchemaViolation, UnknownEventType
 from hub.events import (
     AVRO_CONTENT_TYPE,

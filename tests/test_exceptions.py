@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.demo import project_created
+from hub.cli.scenario import project_created
 from hub.events import CloudEvent
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription

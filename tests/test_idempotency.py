@@ -6,16 +6,19 @@ redelivered message would be skipped as a duplicate and its side effect lost.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 
-from hub.demo import project_created
+from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
 from hub.runtime import Runtime
 from hub.workers import running_worker
 from tests.conftest import start_crash_worker
 from tests.support.crash_worker import ACTOR, declare_effect_actor
 from tests.support.rabbit import queue_depth, wait_until
+from tests.support.signals import done, finished
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +26,7 @@ pytestmark = pytest.mark.integration
 def _dispatcher(app: Runtime) -> Dispatcher:
     declare_effect_actor(app)
     return Dispatcher(app.broker, RoutingTable({"erp.project.created.v1": (ACTOR,)}),
+                      queues={ACTOR: app.broker.get_actor(ACTOR).queue_name},
                       known_types=set(app.registry.event_types))
 
 
@@ -73,8 +77,10 @@ def test_a_worker_killed_mid_message_loses_nothing_and_duplicates_nothing(
             lambda: queue_depth(f"{prefix}.{ACTOR}") == 0 and queue_depth(f"{prefix}.{ACTOR}.DQ") == 0,
             timeout=30,
         )
-        # Give a would-be duplicate run the time to happen before counting.
-        wait_until(lambda: False, timeout=1.5)
+        # The redelivery has been run (or skipped) to the end and the event is marked done: every later copy
+        # would be skipped before the actor runs, so the counts below are final.
+        assert wait_until(lambda: finished(app.flight, event.get_id(), ACTOR)
+                          and done(app.redis, prefix, ACTOR, event.get_source(), event.get_id()), timeout=30)
     finally:
         second.terminate()
         second.wait(timeout=30)
@@ -118,12 +124,16 @@ def _process_spans(exporter: object) -> int:
     return sum(1 for s in exporter.get_finished_spans() if s.name == f"process {ACTOR}")  # type: ignore[attr-defined]
 
 
-def test_a_worker_stops_cleanly_on_sigterm(prefix: str) -> None:
-    worker = start_crash_worker(prefix)
+def test_a_worker_stops_cleanly_on_sigterm(prefix: str, tmp_path: Path) -> None:
+    heartbeat = tmp_path / "heartbeat"
+    worker = start_crash_worker(prefix, "--heartbeat-file", str(heartbeat))
     try:
-        wait_until(lambda: False, timeout=2)
+        # The first heartbeat comes once the consumers run, after the SIGTERM handler is installed.
+        assert wait_until(lambda: heartbeat.exists() or worker.poll() is not None, timeout=60)
+        assert worker.poll() is None, "the worker ended before it was told to"
         worker.terminate()
         assert worker.wait(timeout=30) == 0
+        assert not heartbeat.exists()  # a clean stop removes it
     finally:
         if worker.poll() is None:
             worker.kill()

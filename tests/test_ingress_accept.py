@@ -97,3 +97,22 @@ def test_a_resend_is_the_same_event_only_with_the_same_extensions_whatever_its_t
         assert queue_depth(runtime.broker.get_actor("fanout").queue_name) == 1
     finally:
         runtime.close()
+
+
+def test_the_ingress_records_a_published_hop_per_subscriber_as_the_dispatcher_does(
+    prefix: str, tmp_path: Path
+) -> None:
+    path, creds = write_sources(tmp_path)
+    runtime = build_app(hub_settings(prefix), embedded=False)
+    headers, body = structured(sdk_event("evt-hops"))
+    try:
+        with serving(runtime, load(path)) as url:
+            accepted = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)}, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        hops = runtime.flight.hops("evt-hops")
+        subscribers = runtime.dispatcher.routes.subscribers("erp.project.created.v1")
+        assert sorted(h.actor for h in hops) == sorted(subscribers)
+        assert {h.outcome for h in hops} == {"published"} and len({h.message_id for h in hops}) == len(hops)
+        assert len({h.trace_id for h in hops}) == 1 and hops[0].trace_id is not None  # the request's trace
+    finally:
+        runtime.close()

@@ -16,7 +16,9 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
-from hub.cli.compose import build_app
+from hub.cli.compose import build_app, build_ingress
+from hub.errors import ConfigurationError
+from hub.ingress.sources import SourceConfig, SourceRegistry
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription
 from hub.workers import running_worker
@@ -274,6 +276,14 @@ def test_router_errors_and_hostile_bodies_are_problem_json_never_5xx(
         assert 400 <= response.status_code < 500, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
     assert fanout_depth(app) == 0
+
+
+def test_the_ingress_refuses_sources_built_without_a_place_for_its_adapters_keys(app: Runtime) -> None:
+    bare = SourceConfig.model_validate({
+        "id": "erp-acme", "description": "built with the runtime's model alone", "sources": [SOURCE],
+        "event_types": ["erp.*"], "quota": "1/second", "credentials": [{"scheme": "api_key", "sha256": "0" * 64}]})
+    with pytest.raises(ConfigurationError, match="source 'erp-acme' has no place for the box, docusign, graph"):
+        build_ingress(app, sources=SourceRegistry([bare]))
 
 
 def test_health_readiness_and_the_openapi_document(ingress: tuple[str, Credentials]) -> None:

@@ -12,7 +12,7 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
-from hub.demo import acme_engagement
+from hub.cli.scenario import acme_engagement
 from hub.events import validate_event
 from hub.ingress.binding import BATCH, STRUCTURED, read_events
 from hub.ingress.problems import Kind, Problem

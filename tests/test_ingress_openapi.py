@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from opentelemetry import trace
 
+from actors.invoice_readiness.router import readiness_router
 from connectors.webhooks import adapters
 from hub.events import TYPE_PATTERN, CloudEvent, valid_string
 from hub.ingress.app import Ingress, create_app
 from hub.ingress.auth import RedisReplayGuard
 from hub.ingress.outcomes import OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem
+from hub.ingress.queries import QueryGuard
 from hub.ingress.quotas import QuotaGate
 from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
@@ -32,15 +34,20 @@ class _NoPublisher:
         raise AssertionError("the document's app serves nothing")
 
 
+async def _no_answer(number: str) -> dict[str, Any]:
+    raise AssertionError("the document's app serves nothing")
+
+
 def ingress_document() -> dict[str, Any]:
-    """The document the ingress serves at ``/openapi.json``, from its routes alone: nothing connects."""
+    """The document the ingress serves at ``/openapi.json``, from its routes and the routers ``hub serve``
+    mounts: nothing connects."""
     registry = SchemaRegistry.load()
     client = fakeredis.FakeAsyncRedis()
     ingress = Ingress(registry=registry, sources=SourceRegistry([]), publisher=_NoPublisher(),
                       quotas=QuotaGate(client), replay_guard=RedisReplayGuard(client),
                       outcomes=OutcomeStore(client, prefix="openapi"), redis=client, adapters=adapters(registry),
                       tracer=trace.NoOpTracer())
-    return create_app(ingress).openapi()
+    return create_app(ingress, routers=[readiness_router(_no_answer, guard=QueryGuard(ingress))]).openapi()
 
 
 DOCUMENT = ingress_document()

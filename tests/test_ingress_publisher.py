@@ -27,12 +27,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from hub.broker import HubRabbitmqBroker
-from hub.demo import project_created
+from hub.broker import HubRabbitmqBroker, QueueDeclaration, queue_declarations
+from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
 from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent
-from hub.ingress.publisher import AsyncEventPublisher, QueueDeclaration, queue_declarations
+from hub.ingress.publisher import AsyncEventPublisher
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription
@@ -100,7 +100,8 @@ def _take_all(queue: str) -> list[tuple[pika.spec.BasicProperties, bytes]]:
 
 def test_queue_declarations_are_the_hub_brokers_own() -> None:
     declared = queue_declarations("p.fanout", delivery_limit=7)
-    broker_arguments = HubRabbitmqBroker._build_queue_arguments(_FakeLimit(7), "p.fanout")  # type: ignore[arg-type]
+    broker = HubRabbitmqBroker(url=AMQP_URL, delivery_limit=7, middleware=[])  # connects on first use only
+    broker_arguments = broker._build_queue_arguments("p.fanout")
     assert declared == [
         QueueDeclaration("p.fanout", True, broker_arguments),
         QueueDeclaration("p.fanout.DQ", True, {
@@ -111,18 +112,15 @@ def test_queue_declarations_are_the_hub_brokers_own() -> None:
     assert broker_arguments["x-delivery-limit"] == 7
 
 
-@dataclass
-class _FakeLimit:
-    delivery_limit: int
-
-
 def test_the_message_is_the_one_the_dispatcher_enqueues(app: Runtime) -> None:
     assert app.dispatcher is not None
     queue = _queue(app)
     event = project_created(app.registry)
     # The hub's broker declares the queues first; the publisher's start() declares them again, which
     # RabbitMQ refuses (PRECONDITION_FAILED) if any argument drifted from HubRabbitmqBroker's.
-    dispatcher = Dispatcher(app.broker, ROUTES, known_types=set(app.registry.event_types))
+    dispatcher = Dispatcher(app.broker, ROUTES, queues={actor: app.broker.get_actor(actor).queue_name
+                                                        for actor in ROUTES.actors()},
+                            known_types=set(app.registry.event_types))
     [dispatched] = dispatcher.dispatch(event)
 
     async def scenario() -> list[str]:

@@ -1,4 +1,9 @@
-"""The sources file: validated at start with file, line and field in every error; lookups and permissions."""
+"""The sources file: validated at start with file, line and field in every error; lookups and permissions.
+
+Files are loaded as ``hub serve`` loads them (:func:`hub.cli.compose.load_sources`: the runtime's source model
+with the webhook adapters' blocks and the mounted routers' queries), except where the runtime's own model is
+the point.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import Field, ValidationError
 
+from hub.cli.compose import load_sources, source_model, sources_from_settings
 from hub.errors import ConfigurationError, NotAuthorized
-from hub.ingress.sources import SourceRegistry, load_sources, sources_from_settings
+from hub.ingress import sources as runtime_sources
+from hub.ingress.sources import Secret, SourceConfig, SourceRegistry, VendorBlock
 from hub.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,4 +219,61 @@ def test_a_registry_built_in_code_refuses_duplicate_ids(tmp_path: Path) -> None:
 
 def test_settings_without_a_sources_file_refuse_to_start() -> None:
     with pytest.raises(ConfigurationError, match="HUB_SOURCES_FILE is not set"):
-        sources_from_settings(load_settings({}), {})
+        sources_from_settings(load_settings(sources_file=None), {})
+
+
+def test_an_unknown_query_is_refused_at_its_line_naming_those_the_ingress_answers(tmp_path: Path) -> None:
+    text = GOOD.replace("    quota: 100/minute", "    quota: 100/minute\n    queries: [invoice_readiness, gossip]")
+    assert load_sources(write(tmp_path, text.replace(", gossip", "")), {}).get("erp-acme") is not None
+    message = error_of(tmp_path, text)
+    assert "line 12, field sources[0].queries[1]: Value error, unknown query 'gossip'" in message
+    assert "this ingress answers: invoice_readiness" in message
+
+
+def test_the_runtimes_own_model_knows_no_vendor_block_and_no_query(tmp_path: Path) -> None:
+    text = GOOD.replace("    quota: 100/minute", "    quota: 100/minute\n    docusign: {hmac_keys: [k]}")
+    with pytest.raises(ConfigurationError) as caught:
+        runtime_sources.load_sources(write(tmp_path, text), {})
+    assert "line 12, field sources[0].docusign: Extra inputs are not permitted" in str(caught.value)
+    with pytest.raises(ValidationError, match="unknown query 'invoice_readiness' \\(this ingress answers: none\\)"):
+        SourceConfig.model_validate({"id": "a", "description": "a", "sources": ["x"], "event_types": ["x"],
+                                     "quota": "1/second", "queries": ["invoice_readiness"],
+                                     "credentials": [{"scheme": "api_key", "sha256": "0" * 64}]})
+    assert SourceConfig.vendors() == ()
+
+
+class _PagerKeys(VendorBlock):
+    tokens: list[Secret] = Field(min_length=1)
+
+
+def test_a_contributed_vendor_block_is_read_typed_and_counts_as_a_credential(tmp_path: Path) -> None:
+    model = runtime_sources.source_model(vendors={"pager": _PagerKeys}, queries=["status"])
+    text = GOOD.split("    credentials:")[0] + "    pager: {tokens: [{secret_env: PAGER_TOKEN}]}\n" + \
+        "    queries: [status]\n    quota: 5/second\n"
+    registry = runtime_sources.load_sources(write(tmp_path, text), {"PAGER_TOKEN": "t0ken"}, model=model)
+    source = registry.get("erp-acme")
+    assert source is not None and source.queries == ["status"] and model.vendors() == ("pager",)
+    block = source.vendor_block("pager", _PagerKeys)
+    assert block is not None and block.tokens[0].get_secret_value() == "t0ken"
+    with pytest.raises(ConfigurationError, match="no 'fax' block"):
+        source.vendor_block("fax", _PagerKeys)
+    bare = text.replace("    pager: {tokens: [{secret_env: PAGER_TOKEN}]}\n", "")
+    with pytest.raises(ConfigurationError, match=r"a source needs credentials or a vendor block \(pager\)"):
+        runtime_sources.load_sources(write(tmp_path, bare), {}, model=model)
+
+
+def test_a_vendor_block_may_not_take_the_name_of_a_field_or_a_method_of_a_source() -> None:
+    for name in ("quota", "vendors", "rate_limit"):
+        with pytest.raises(ConfigurationError, match=f"vendor blocks {name} clash"):
+            runtime_sources.source_model(vendors={name: _PagerKeys})
+
+
+def test_hub_serve_loads_the_file_with_each_adapters_block_of_keys() -> None:
+    from connectors.box.inbound import BoxKeys
+
+    assert set(source_model().vendors()) == {"docusign", "graph", "box"}
+    settings = load_settings(sources_file=ROOT / "examples" / "sources.yaml")
+    box = sources_from_settings(settings, {}).get("box")
+    assert box is not None
+    keys = box.vendor_block("box", BoxKeys)
+    assert keys is not None and keys.primary_key.get_secret_value() == "example-only-box-primary-key"

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.invoice_readiness_logic import (
+from actors import load_policy
+from actors.invoice_readiness.logic import (
     DocumentStateChanged,
     EnvelopeCompleted,
     Event,
@@ -27,7 +28,7 @@ from actors.invoice_readiness_logic import (
     transition,
 )
 from hub.errors import InvalidEvent
-from hub.policy import EngagementType, load_policy
+from hub.policy import EngagementType
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = load_policy(ROOT / "actors" / "default_policy.yaml")

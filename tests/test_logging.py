@@ -196,7 +196,7 @@ def test_a_middleware_listed_after_retries_is_reported(output) -> None:
 def test_a_failing_message_is_logged_by_its_ids_never_with_its_payload(output, app) -> None:
     """The ERP does not answer, so provisioning fails and is retried: Dramatiq's failure line names the
     message, actor, event id and type, and holds neither ``data_base64`` nor any business value."""
-    from hub.demo import project_created
+    from hub.cli.scenario import project_created
     from hub.workers import running_worker
     from tests.support.rabbit import wait_until
 

@@ -10,11 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.master_data_logic import load_master_data_mapping
-from connectors.erp.simulator_state import ClientIn, ErpState, ProjectIn
-from connectors.erp.simulator_webhooks import client_data, project_data
-from hub.errors import ConfigurationError, PermanentError
-from hub.mapping import (
+from actors.master_data.mapping import (
     CanonicalSchema,
     LookupFn,
     MappedRecord,
@@ -23,7 +19,12 @@ from hub.mapping import (
     apply_mapping,
     load_mapping,
 )
+from actors.master_data.model import load_master_data_mapping
+from hub.errors import ConfigurationError, PermanentError
 from hub.registry import SchemaRegistry
+from simulators.erp.models import ClientIn, ProjectIn
+from simulators.erp.state import ErpState
+from simulators.erp.webhooks import client_data, project_data
 
 RULES = load_master_data_mapping()
 

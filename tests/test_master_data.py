@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox import ERP_SOURCE
 from hub.events import make_event
 from hub.topics import rabbit_subscription
+from simulators.sandbox import ERP_SOURCE
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.master_data_logic import (
+from actors.master_data.mapping import MappingFailed, apply_mapping
+from actors.master_data.model import (
     BillingModel,
     CanonicalClient,
     CanonicalState,
@@ -30,7 +31,6 @@ from actors.master_data_logic import (
     to_model,
 )
 from hub.errors import ConfigurationError
-from hub.mapping import MappingFailed, apply_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = load_master_data_mapping()
@@ -251,7 +251,7 @@ def test_a_value_that_is_not_text_is_a_violation() -> None:
 
 
 def test_the_default_mapping_refuses_an_enum_code_outside_the_taxonomy(tmp_path: Path) -> None:
-    text = (ROOT / "actors" / "default_mapping.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "actors" / "master_data" / "default_mapping.yaml").read_text(encoding="utf-8")
     bad = text.replace('"4": APAC}', '"4": LATAM}')
     assert bad != text
     path = tmp_path / "mapping.yaml"

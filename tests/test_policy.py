@@ -9,10 +9,11 @@ from typing import Any, get_args
 
 import pytest
 
+import actors
+from actors import load_policy
 from hub import policy as policy_module
 from hub.errors import ConfigurationError
-from hub.policy import Policy, load_policy, policy_from_settings
-from hub.settings import load_settings
+from hub.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "actors" / "default_policy.yaml"
@@ -223,8 +224,13 @@ def test_empty_broken_and_missing_files_are_configuration_errors(tmp_path: Path)
     assert "field (top level): Input should be a valid dictionary" in error_of(tmp_path, "- a list\n")
 
 
-def test_settings_without_a_policy_file_refuse_to_start(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="HUB_POLICY_FILE is not set"):
-        policy_from_settings(load_settings({}))
-    loaded = policy_from_settings(load_settings({"HUB_POLICY_FILE": str(write(tmp_path, GOOD))}))
-    assert isinstance(loaded, Policy)
+def test_without_a_policy_file_the_default_one_is_read_and_with_one_that_one(tmp_path: Path) -> None:
+    assert load_policy(None) == load_policy(actors.DEFAULT_POLICY)
+    loaded = load_policy(write(tmp_path, GOOD))
+    assert isinstance(loaded, Policy) and [f.path for f in loaded.folders_for("engineering")] == ["Drawings"]
+
+
+def test_a_policy_without_an_actors_workflow_is_refused_naming_it(tmp_path: Path) -> None:
+    text = GOOD.replace("  master_data_sync:", "  master_data_renamed:")
+    assert "master_data_sync" in GOOD
+    assert "workflows must list master_data_sync" in error_of(tmp_path, text)

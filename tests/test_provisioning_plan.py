@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.provisioning_plan import (
+from actors import load_policy
+from actors.provisioning.plan import (
     ApplyLabel,
     EnsureFolder,
     GrantAccess,
@@ -29,7 +30,7 @@ from actors.provisioning_plan import (
     walls_for,
 )
 from hub.errors import InvalidEvent
-from hub.policy import Role, load_policy
+from hub.policy import Role
 from hub.registry import SchemaRegistry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,8 +3,8 @@ it fails closed. Real Redis and RabbitMQ; facts are written with the gate's own 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.invoice_readiness_logic import DocumentStateChanged, InvoiceDrafted, RetentionApplied
-from actors.invoice_readiness_store import Keys, dump_event, field_of
+from actors.invoice_readiness.facts import ProjectMeta
+from actors.invoice_readiness.logic import DocumentStateChanged, InvoiceDrafted, RetentionApplied
+from actors.invoice_readiness.store import RedisReadinessStore
 from hub.runtime import Runtime
 from tests.support.ingress import load, serving, write_sources
 
@@ -40,11 +41,8 @@ def _sources(tmp_path: Path, quota: str = "100/minute") -> tuple[Path, str, str]
 
 
 def _facts(runtime: Runtime, *events: InvoiceDrafted | DocumentStateChanged | RetentionApplied) -> None:
-    keys = Keys(runtime.queue_prefix)
-    meta = {"engagement_type": "engineering", "region": "ME", "country": "SA", "client_id": "ACME"}
-    runtime.redis.hset(keys.project("ENG-ME-1"), mapping={
-        "meta": json.dumps(meta), **{field_of(e): dump_event(e) for e in events}})
-    runtime.redis.set(keys.invoice("INV-1"), "ENG-ME-1")
+    meta = ProjectMeta(engagement_type="engineering", region="ME", country="SA", client_id="ACME")
+    RedisReadinessStore(runtime.redis, prefix=runtime.queue_prefix).store("ENG-ME-1", events, meta)
 
 
 def _ask(url: str, number: str, key: str | None) -> httpx.Response:
@@ -86,8 +84,10 @@ def test_only_a_source_allowed_to_ask_gets_an_answer(app: Runtime, tmp_path: Pat
 
 def test_the_check_fails_closed_when_the_facts_cannot_be_read(app: Runtime, tmp_path: Path) -> None:
     path, key, _ = _sources(tmp_path)
-    app.settings = app.settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})  # nothing listens there
-    with serving(app, load(path)) as url:
+    # The ingress's own Redis client on a port nothing listens on; the runtime is otherwise the same.
+    unreachable = dataclasses.replace(app, settings=app.settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0"}))
+    with serving(unreachable, load(path)) as url:
         answer = _ask(url, "INV-1", key)
     assert answer.status_code == 503
     assert answer.json()["type"] == "urn:hub:problem:unavailable" and int(answer.headers["retry-after"]) > 0

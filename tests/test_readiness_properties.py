@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from hub.events import CloudEvent, make_event
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario
+from tests.support.signals import erp_events_settled, settled
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,11 @@ def _run(scenario: Scenario, order: list[int]) -> tuple[str, dict[str, Any]]:
     for index in order:
         scenario.runtime.dispatcher.dispatch(events[index])
     wait_until(lambda: _outcome(scenario, code) == EXPECTED, timeout=60, interval=0.2)
-    time.sleep(1.5)  # a stale event still in flight would move it away again
+    # A stale event still in flight would move it away again: read the outcome once every event published
+    # here, and every event the ERP sent back about the project, has been through every actor it reaches.
+    roots = {event.get_id() for event in events}
+    assert wait_until(lambda: all(settled(scenario.runtime.flight, root) for root in roots)
+                      and erp_events_settled(scenario, code), timeout=60, interval=0.2), f"{code}: still busy"
     return code, _outcome(scenario, code)
 
 

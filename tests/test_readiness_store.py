@@ -13,19 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import actors
-from actors.invoice_readiness_logic import (
-    DocumentStateChanged,
-    EnvelopeCompleted,
-    Event,
-    HoldReason,
-    InvoiceDrafted,
-    InvoiceFacts,
-    Readiness,
-    RetentionApplied,
-    apply_all,
-)
-from actors.invoice_readiness_store import (
-    Keys,
+from actors import load_policy
+from actors.invoice_readiness.facts import (
     ProjectFacts,
     ProjectMeta,
     Verdict,
@@ -37,9 +26,20 @@ from actors.invoice_readiness_store import (
     readiness_body,
     verdict,
 )
-from hub.policy import load_policy
+from actors.invoice_readiness.logic import (
+    DocumentStateChanged,
+    EnvelopeCompleted,
+    Event,
+    HoldReason,
+    InvoiceDrafted,
+    InvoiceFacts,
+    Readiness,
+    RetentionApplied,
+    apply_all,
+)
 
 POLICY = load_policy(actors.DEFAULT_POLICY)
+RULES = POLICY.invoice_readiness  # type: ignore[attr-defined]  # a pattern's section, composed in
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 ME_ENGINEERING = ProjectMeta(engagement_type="engineering", region="ME", country="AE", client_id="GULF")
 ME_LABEL = "ME-Deliverable-10y"
@@ -204,48 +204,48 @@ def test_the_expected_label_per_class_comes_from_the_retention_policy() -> None:
 
 
 def test_an_unknown_invoice_is_held_as_not_drafted() -> None:
-    readiness = verdict(folded(EVENTS), "INV-404", POLICY)
+    readiness = verdict(folded(EVENTS), "INV-404", POLICY, RULES)
     assert readiness.status == "held"
     assert codes(readiness) == [("INVOICE_NOT_DRAFTED", "INV-404")]
     assert "INV-404" in readiness.reasons[0].detail
 
 
 def test_an_invoice_of_a_project_without_meta_is_held_as_not_drafted() -> None:
-    readiness = verdict(folded(EVENTS, meta=None), "INV-1", POLICY)
+    readiness = verdict(folded(EVENTS, meta=None), "INV-1", POLICY, RULES)
     assert codes(readiness) == [("INVOICE_NOT_DRAFTED", "INV-1")]
 
 
 def test_a_drafted_invoice_gets_the_checklist_verdict() -> None:
-    assert verdict(folded(EVENTS), "INV-1", POLICY) == Readiness("ready")
-    held = verdict(folded([*EVENTS, doc("D-2", "in_review", 4)]), "INV-1", POLICY)
+    assert verdict(folded(EVENTS), "INV-1", POLICY, RULES) == Readiness("ready")
+    held = verdict(folded([*EVENTS, doc("D-2", "in_review", 4)]), "INV-1", POLICY, RULES)
     assert codes(held) == [("DELIVERABLE_NOT_APPROVED", "D-2")]
-    other_milestone = verdict(folded([*EVENTS, doc("D-3", "in_review", 4, milestone="M9")]), "INV-1", POLICY)
+    other_milestone = verdict(folded([*EVENTS, doc("D-3", "in_review", 4, milestone="M9")]), "INV-1", POLICY, RULES)
     assert other_milestone == Readiness("ready")
 
 
 def test_a_deliverable_with_another_jurisdictions_label_is_held() -> None:
-    readiness = verdict(folded([*EVENTS, label("D-1", "EU-Deliverable-7y", 9)]), "INV-1", POLICY)
+    readiness = verdict(folded([*EVENTS, label("D-1", "EU-Deliverable-7y", 9)]), "INV-1", POLICY, RULES)
     assert codes(readiness) == [("RETENTION_LABEL_MISSING", "D-1")]
     assert ME_LABEL in readiness.reasons[0].detail
-    unlabelled = verdict(folded([drafted(), doc("D-1", "approved", 1)]), "INV-1", POLICY)
+    unlabelled = verdict(folded([drafted(), doc("D-1", "approved", 1)]), "INV-1", POLICY, RULES)
     assert codes(unlabelled) == [("RETENTION_LABEL_MISSING", "D-1")]
 
 
 def test_the_verdict_follows_the_projects_engagement_type() -> None:
     consulting = ProjectMeta("consulting", "EU", "DE", "ACME")
     events: list[Event] = [drafted(milestone=None), doc("SOW-1", "in_review", 1, cls="sow", milestone=None)]
-    assert codes(verdict(folded(events, consulting), "INV-1", POLICY)) == [("SOW_NOT_SIGNED", "sow")]
+    assert codes(verdict(folded(events, consulting), "INV-1", POLICY, RULES)) == [("SOW_NOT_SIGNED", "sow")]
     events.append(EnvelopeCompleted("ENV-1", "P1", "sow", t(2)))
-    assert verdict(folded(events, consulting), "INV-1", POLICY) == Readiness("ready")
+    assert verdict(folded(events, consulting), "INV-1", POLICY, RULES) == Readiness("ready")
     events.append(doc("CO-1", "draft", 3, cls="change_order", milestone=None))
-    assert codes(verdict(folded(events, consulting), "INV-1", POLICY)) == [("UNSIGNED_CHANGE_ORDER", "CO-1")]
+    assert codes(verdict(folded(events, consulting), "INV-1", POLICY, RULES)) == [("UNSIGNED_CHANGE_ORDER", "CO-1")]
 
 
 def test_the_verdict_read_from_the_hash_is_the_folded_one() -> None:
     events = [*EVENTS, doc("D-2", "in_review", 4), drafted("INV-2", 1, milestone="M3")]
     from_hash = project_facts("P1", stored(events, as_bytes=True))
     for number in ("INV-1", "INV-2", "INV-3"):
-        assert verdict(from_hash, number, POLICY) == verdict(folded(events), number, POLICY)
+        assert verdict(from_hash, number, POLICY, RULES) == verdict(folded(events), number, POLICY, RULES)
 
 
 def test_each_invoice_sees_only_its_own_draft() -> None:
@@ -281,18 +281,26 @@ def test_the_same_verdict_dumps_the_same() -> None:
     assert Verdict(Readiness.of(reasons), 1).dump() == Verdict(Readiness.of(reversed(reasons)), 1).dump()
 
 
-def test_keys_live_under_the_prefix() -> None:
-    keys = Keys("t1")
-    assert (keys.project("P1"), keys.invoice("INV-1"), keys.verdict("INV-1"), keys.projects) == (
-        "t1:readiness:project:P1", "t1:readiness:invoice:INV-1", "t1:readiness:verdict:INV-1",
-        "t1:readiness:projects")
+def test_the_redis_store_keeps_its_keys_under_the_prefix() -> None:
+    import fakeredis
+
+    from actors.invoice_readiness.store import RedisReadinessStore
+
+    client = fakeredis.FakeRedis()
+    store = RedisReadinessStore(client, prefix="t1")
+    store.store("P1", EVENTS, ME_ENGINEERING)
+    store.save_verdict("INV-1", Verdict(Readiness("ready"), 1))
+    assert sorted(key.decode() for key in client.keys("*")) == [
+        "t1:readiness:invoice:INV-1", "t1:readiness:project:P1", "t1:readiness:projects",
+        "t1:readiness:verdict:INV-1"]
+    assert store.project_of("INV-1") == "P1" and store.load("P1") == folded(EVENTS)
 
 
 # ------------------------------------------------------------------------------------ the answer
 
 
 def test_the_answer_of_a_held_invoice_forbids_finalising() -> None:
-    readiness = verdict(folded([*EVENTS, doc("D-2", "in_review", 4)]), "INV-1", POLICY)
+    readiness = verdict(folded([*EVENTS, doc("D-2", "in_review", 4)]), "INV-1", POLICY, RULES)
     assert readiness_body("INV-1", "P1", readiness) == {
         "invoice_number": "INV-1", "project_code": "P1", "status": "held", "may_finalize": False,
         "hold_reasons": [{"code": "DELIVERABLE_NOT_APPROVED", "artefact": "D-2",
@@ -307,7 +315,7 @@ def test_the_answer_of_a_ready_invoice_allows_finalising() -> None:
 
 
 def test_the_answer_for_an_unknown_invoice_has_no_project() -> None:
-    body = readiness_body("INV-404", None, verdict(ProjectFacts("P1"), "INV-404", POLICY))
+    body = readiness_body("INV-404", None, verdict(ProjectFacts("P1"), "INV-404", POLICY, RULES))
     assert body["project_code"] is None and body["may_finalize"] is False
     assert [r["code"] for r in body["hold_reasons"]] == ["INVOICE_NOT_DRAFTED"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,21 +12,23 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
+from pydantic import SecretStr
 
 from connectors.http import CircuitBreaker, RetryPolicy
+from connectors.settings import GraphSettings
 from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound
 from connectors.sharepoint.inbound import check_client_state, parse_notifications, validation_token
-from connectors.sharepoint.simulator import SimulatorConfig, create_app
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 from hub.ingress.server import serve_in_thread
-from hub.settings import Settings, load_settings
+from simulators.sharepoint import SimulatorConfig, create_app
+from tests.support.rabbit import wait_until
 
 TOKEN = "client-test-token"
 
 
-def settings_for(base: str) -> Settings:
+def settings_for(base: str) -> GraphSettings:
     """Hub settings pointing Graph at ``base``."""
-    return load_settings({}, graph_url=f"{base}/v1.0", graph_token=TOKEN, graph_drive_id="workspaces")
+    return GraphSettings(url=f"{base}/v1.0", token=SecretStr(TOKEN), drive_id="workspaces")
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def graph(sim: str) -> Iterator[GraphClient]:
     """A client made from settings, as the hub makes it."""
     client = GraphClient.from_settings(settings_for(sim))
     yield client
-    client.http.client.close()
+    client.close()
 
 
 def sim_json(sim: str, what: str) -> Any:
@@ -271,9 +272,7 @@ def test_a_subscription_is_validated_and_changes_are_notified_with_the_client_st
     with serve_in_thread(receiver.app) as base:
         subscription = graph.create_subscription("drives/workspaces/root", f"{base}/graph", "s3cret", expiration)
         folder = graph.ensure_folder("Watched")
-        deadline = time.monotonic() + 5
-        while not receiver.bodies and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: bool(receiver.bodies), timeout=30)
     assert subscription.client_state == "s3cret" and subscription.change_type == "updated"
     assert abs((subscription.expiration - expiration).total_seconds()) < 1
     [notification] = parse_notifications(receiver.bodies[0])
@@ -485,9 +484,7 @@ def test_an_upload_is_notified(graph: GraphClient) -> None:
         graph.create_subscription("drives/workspaces/root", f"{base}/graph", "s3cret",
                                   datetime.now(UTC) + timedelta(days=1))
         file = graph.upload("Watched", "sow.pdf", b"v1")
-        deadline = time.monotonic() + 5
-        while not receiver.bodies and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: bool(receiver.bodies), timeout=30)
     [notification] = parse_notifications(receiver.bodies[0])
     check_client_state(notification, ["s3cret"])
     assert notification.resource_id == file.id

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from hub.cli.compose import build_app
-from hub.demo import project_created
+from hub.cli.scenario import project_created
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription
 from hub.workers import running_worker

@@ -28,8 +28,10 @@ from connectors.signatures import (
 )
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
 from hub.events import CloudEvent, SchemaLookup, make_event
+from hub.ingress.openapi import Json, VendorWebhook, header, json_object
+from hub.ingress.sources import Secret, VendorBlock
 
-__all__ = ["EVENT_TYPE", "MAX_AGE", "MAX_CLOCK_SKEW", "PLATFORM", "to_event", "verify"]
+__all__ = ["EVENT_TYPE", "MAX_AGE", "MAX_CLOCK_SKEW", "PLATFORM", "WEBHOOK", "BoxKeys", "to_event", "verify"]
 
 #: The hub event type every webhook becomes.
 EVENT_TYPE = "dms.change.notified.v1"
@@ -39,6 +41,34 @@ PLATFORM = "box"
 MAX_AGE = timedelta(minutes=10)
 #: Deliveries stamped further ahead than this are refused; allows for clock drift only.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class BoxKeys(VendorBlock):
+    """A source's ``box`` block: the webhook signature keys; Box signs with both so either may be rotated."""
+
+    primary_key: Secret
+    secondary_key: Secret | None = None
+
+
+_SIGNATURE: Json = {"type": "string", "minLength": 1}
+
+#: How Box's webhooks look in the ingress's OpenAPI document.
+WEBHOOK = VendorWebhook(
+    title="Box webhooks v2",
+    description="Box webhooks v2: either signature over body and delivery timestamp, refused when older "
+                "than 10 minutes.",
+    parameters=(
+        header("BOX-SIGNATURE-PRIMARY", "Base64 HMAC-SHA256 with the primary key.", _SIGNATURE, required=True),
+        header("BOX-SIGNATURE-SECONDARY", "Base64 HMAC-SHA256 with the secondary key (either may verify).",
+               _SIGNATURE),
+        header("BOX-DELIVERY-TIMESTAMP", "When Box sent it (RFC 3339); signed with the body.",
+               {"type": "string", "format": "date-time"}, required=True),
+        header("BOX-SIGNATURE-VERSION", "Always `1`.", {"type": "string", "enum": ["1"]}, required=True),
+        header("BOX-SIGNATURE-ALGORITHM", "Always `HmacSHA256`.", {"type": "string", "enum": ["HmacSHA256"]},
+               required=True),
+    ),
+    body=json_object("A Box webhook v2 payload."),
+)
 
 
 def verify(

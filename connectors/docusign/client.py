@@ -13,8 +13,8 @@ from urllib.parse import quote
 import httpx
 
 from connectors.http import Http
+from connectors.settings import DocuSignSettings
 from hub.errors import UpstreamRejected
-from hub.settings import Settings
 
 __all__ = ["DEFAULT_TIMEOUT", "DocuSignClient", "EnvelopeNotFound"]
 
@@ -47,10 +47,10 @@ class DocuSignClient:
         return cls(Http(client, target="docusign"), account_id=account_id)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, client: httpx.Client | None = None) -> DocuSignClient:
-        """A client for ``settings.docusign_account_id`` at ``settings.docusign_url``."""
-        return cls.create(settings.docusign_url, settings.docusign_token.get_secret_value(),
-                          account_id=settings.docusign_account_id, client=client)
+    def from_settings(cls, settings: DocuSignSettings, *, client: httpx.Client | None = None) -> DocuSignClient:
+        """A client for ``settings.account_id`` at ``settings.url``."""
+        return cls.create(settings.url, settings.token.get_secret_value(), account_id=settings.account_id,
+                          client=client)
 
     def close(self) -> None:
         """Close the underlying ``httpx.Client``."""

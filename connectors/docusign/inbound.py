@@ -21,6 +21,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import Field
+
+from connectors.money import milestone, minor_units
 from connectors.signatures import (
     any_match,
     attribute_text,
@@ -34,9 +37,10 @@ from connectors.signatures import (
 )
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
 from hub.events import CloudEvent, SchemaLookup, make_event
-from hub.money import milestone, minor_units
+from hub.ingress.openapi import VendorWebhook, header, json_object
+from hub.ingress.sources import Secret, VendorBlock
 
-__all__ = ["COMPLETED_EVENT", "EVENT_TYPE", "parse", "to_event", "verify"]
+__all__ = ["COMPLETED_EVENT", "EVENT_TYPE", "WEBHOOK", "DocuSignKeys", "parse", "to_event", "verify"]
 
 #: The Connect event that is published; all others are acknowledged and dropped.
 COMPLETED_EVENT = "envelope-completed"
@@ -45,6 +49,25 @@ EVENT_TYPE = "esign.envelope.completed.v1"
 
 _SIGNATURE_HEADER = re.compile(r"^x-docusign-signature-[0-9]+$", re.IGNORECASE)
 _FIELDS = "data.envelopeSummary.customFields.textCustomFields"
+
+
+class DocuSignKeys(VendorBlock):
+    """A source's ``docusign`` block: DocuSign Connect HMAC keys (several while rotating)."""
+
+    hmac_keys: list[Secret] = Field(min_length=1)
+
+
+#: How Connect's webhooks look in the ingress's OpenAPI document.
+WEBHOOK = VendorWebhook(
+    title="DocuSign Connect",
+    description=f"DocuSign Connect (JSON, HMAC on): `{COMPLETED_EVENT}` becomes `{EVENT_TYPE}`; other events are "
+                "acknowledged and not published.",
+    parameters=(header("X-DocuSign-Signature-1", "Base64 HMAC-SHA256 of the raw body with a Connect key; "
+                       "`X-DocuSign-Signature-2`... are also tried while keys rotate.",
+                       {"type": "string", "minLength": 1}, required=True),),
+    body=json_object("A DocuSign Connect message."),
+)
+
 
 def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[str]) -> None:
     """Accept ``body`` when any ``X-DocuSign-Signature-N`` header is its HMAC under any of ``keys``."""

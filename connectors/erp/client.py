@@ -20,8 +20,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.http import Http
+from connectors.settings import ErpSettings
 from hub.errors import UpstreamRejected
-from hub.settings import Settings
 
 #: Timeouts towards the ERP: connecting is quick or not at all; answers may take a little longer.
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
@@ -84,6 +84,12 @@ class Project(_Record):
         """The workspace link custom field, when set."""
         url = self.custom_fields.get("workspace_url")
         return url if isinstance(url, str) and url else None
+
+    def template_values(self) -> dict[str, str]:
+        """The project's fields by the names the policy's templates use (workspace path, billing codes)."""
+        return {"project_code": self.code, "client_id": self.client_id, "engagement_type": self.engagement_type,
+                "practice": self.practice, "region": self.region, "country": self.country, "name": self.name,
+                "partner": self.partner, "status": self.status}
 
 
 class Client(_Record):
@@ -162,15 +168,15 @@ class ErpClient:
         self.http = http
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, client: httpx.Client | None = None) -> ErpClient:
-        """A client for ``settings.erp_url`` with ``settings.erp_token``.
+    def from_settings(cls, settings: ErpSettings, *, client: httpx.Client | None = None) -> ErpClient:
+        """A client for ``settings.url`` with ``settings.token``.
 
         A given ``client`` keeps its transport and timeouts but gets the base URL and bearer token.
         """
         if client is None:
             client = httpx.Client(timeout=DEFAULT_TIMEOUT)
-        client.base_url = httpx.URL(settings.erp_url)
-        client.headers["authorization"] = f"Bearer {settings.erp_token.get_secret_value()}"
+        client.base_url = httpx.URL(settings.url)
+        client.headers["authorization"] = f"Bearer {settings.token.get_secret_value()}"
         return cls(Http(client, target="erp"))
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ from connectors.sharepoint.models import (
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 
 if TYPE_CHECKING:
-    from hub.settings import Settings
+    from connectors.settings import GraphSettings
 
 __all__ = ["DeltaResult", "DeltaTokenExpired", "DriveItem", "FileFacet", "FolderFacet", "GraphClient", "Identity",
            "IdentitySet", "ItemNotFound", "ItemReference", "Permission", "RetentionLabel", "Subscription"]
@@ -150,7 +150,7 @@ class GraphClient:
     @classmethod
     def from_settings(
         cls,
-        settings: Settings,
+        settings: GraphSettings,
         *,
         client: httpx.Client | None = None,
         retry: RetryPolicy | None = None,
@@ -158,22 +158,26 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> GraphClient:
-        """A client for ``settings.graph_drive_id`` at ``settings.graph_url`` with ``settings.graph_token``.
+        """A client for ``settings.drive_id`` at ``settings.url`` with ``settings.token``.
 
         Without ``client`` one is made (timeouts: connect 2 s, read 5 s). An injected client keeps
         its transport and timeouts; it gets the base URL and bearer token unless it already has them.
         """
-        headers = {"Authorization": f"Bearer {settings.graph_token.get_secret_value()}"}
+        headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
         if client is None:
-            client = httpx.Client(base_url=settings.graph_url, headers=headers,
+            client = httpx.Client(base_url=settings.url, headers=headers,
                                   timeout=httpx.Timeout(5.0, connect=2.0))
         else:
             if not str(client.base_url).strip("/"):
-                client.base_url = httpx.URL(settings.graph_url)
+                client.base_url = httpx.URL(settings.url)
             client.headers.setdefault("Authorization", headers["Authorization"])
         http = Http(client, target="graph", retry=retry, breaker=breaker, sleep=sleep,
                     tracer_provider=tracer_provider)
-        return cls(http, drive_id=settings.graph_drive_id)
+        return cls(http, drive_id=settings.drive_id)
+
+    def close(self) -> None:
+        """Close the underlying ``httpx.Client``."""
+        self.http.client.close()
 
     # -- plumbing -----------------------------------------------------------------------------
 

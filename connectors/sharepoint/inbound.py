@@ -21,17 +21,70 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import Field
+
 from connectors.signatures import attribute_text, load_json_object, optional_text, require_text, stable_id
 from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
 from hub.events import CloudEvent, SchemaLookup, make_event
+from hub.ingress.openapi import Json, VendorWebhook, ref, string_schema
+from hub.ingress.sources import Secret, VendorBlock
 
-__all__ = ["EVENT_TYPE", "PLATFORM", "Notification", "check_client_state", "parse_notifications",
-           "to_event", "validation_token"]
+__all__ = ["EVENT_TYPE", "PLATFORM", "WEBHOOK", "GraphStates", "Notification", "check_client_state",
+           "parse_notifications", "to_event", "validation_token"]
 
 #: The hub event type every notification becomes.
 EVENT_TYPE = "dms.change.notified.v1"
 #: The ``platform`` field of events from this adapter.
 PLATFORM = "sharepoint"
+
+
+class GraphStates(VendorBlock):
+    """A source's ``graph`` block: the subscriptions' ``clientState`` values (several while rotating)."""
+
+    client_states: list[Secret] = Field(min_length=1)
+
+
+_TEXT: Json = {"type": "string", "minLength": 1}
+_NOTIFICATION: Json = {
+    "type": "object",
+    "description": "One change notification (or, with `lifecycleEvent`, a subscription lifecycle notification).",
+    "required": ["subscriptionId", "clientState"],
+    "properties": {
+        "subscriptionId": string_schema("The Graph subscription."),
+        "clientState": {"type": "string", "description": "The subscription's secret (401 when it does not match)."},
+        "changeType": _TEXT,
+        "resource": string_schema("The changed resource, e.g. `drives/b!abc/root`."),
+        "lifecycleEvent": _TEXT,
+        "tenantId": {"type": ["string", "null"]},
+        "id": {"type": ["string", "null"], "description": "Graph's notification id; the event id derives from it."},
+        "resourceData": {"type": ["object", "null"], "properties": {"id": string_schema("The changed item.")},
+                         "additionalProperties": ref("JsonValue")},
+    },
+    "additionalProperties": ref("JsonValue"),
+    "anyOf": [{"required": ["lifecycleEvent"]}, {"required": ["changeType", "resource"]}],
+}
+#: How Graph's change notifications look in the ingress's OpenAPI document: a body is needed only when there
+#: is no ``validationToken`` (the subscription handshake, echoed as 200 ``text/plain``).
+WEBHOOK = VendorWebhook(
+    title="Microsoft Graph change notifications",
+    description="Microsoft Graph change notifications. A subscription's validation request carries "
+                "`validationToken`, echoed as 200 `text/plain` (the body is then not read); otherwise the "
+                "body is required, every notification's `clientState` is checked, and they become "
+                f"`{EVENT_TYPE}` (the item is fetched later by an actor).",
+    parameters=({"name": "validationToken", "in": "query", "required": False,
+                 "description": "Graph's subscription validation: echoed back as it came.",
+                 "schema": {"type": "string", "minLength": 1}},),
+    body={
+        "type": "object",
+        "required": ["value"],
+        "additionalProperties": ref("JsonValue"),
+        "description": "Microsoft Graph change notifications; each one's `clientState` must be the subscription's.",
+        "properties": {"value": {"type": "array", "minItems": 1, "items": _NOTIFICATION}},
+    },
+    body_required=False,
+    extra_responses={200: {"description": "The `validationToken`, echoed (subscription validation).",
+                           "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 
 
 @dataclass(frozen=True)

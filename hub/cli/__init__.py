@@ -12,6 +12,7 @@ import click
 import pika.exceptions
 import redis
 
+from hub.cli.common import Config
 from hub.cli.demo import demo
 from hub.cli.dlq import dlq
 from hub.cli.documents import documents
@@ -23,7 +24,7 @@ from hub.cli.simulate import simulate
 from hub.cli.trace import trace
 from hub.cli.xref import xref
 from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
-from hub.settings import Settings, load_settings
+from hub.settings import Settings
 from observability.logging import mask_text
 
 __all__ = ["main"]
@@ -62,7 +63,8 @@ class HubGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
-            explained = _explain(error, ctx.find_object(Settings))
+            config = ctx.find_object(Config)
+            explained = _explain(error, config.settings if config else None)
             if explained is None:
                 raise
             raise click.ClickException(explained) from None
@@ -73,7 +75,7 @@ class HubGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Integration hub for ERP/PSA, document platforms and e-signature (settings: HUB_* variables)."""
-    ctx.obj = load_settings()  # every command fails at start on an unknown or invalid setting
+    ctx.obj = Config.load()  # every command fails at start on an unknown or invalid setting
 
 
 for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref):

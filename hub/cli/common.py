@@ -3,18 +3,22 @@ table or JSON, and exit codes."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from hub.settings import Settings
+from hub.cli.compose import Connections
+from hub.errors import ConfigurationError
+from hub.settings import Settings, load_settings, unknown_variables
 from observability.logging import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,8 +27,37 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Exit code of ``hub readiness show`` for an invoice the gate holds (0: ready; 1: an error; 2: usage).
 EXIT_HELD = 3
 
-#: The settings, loaded once by the ``hub`` group and passed to every command.
-pass_settings = click.make_pass_decorator(Settings)
+@dataclass(frozen=True)
+class Config:
+    """Everything the ``hub`` group reads from the environment, once: the hub's settings and the
+    connectors' (:class:`hub.cli.compose.Connections`)."""
+
+    settings: Settings
+    connections: Connections
+
+    @classmethod
+    def load(cls) -> Config:
+        """Load and check every settings model; refuse a ``HUB_*`` variable none of them reads."""
+        unknown = unknown_variables(*Connections.models())
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(settings=load_settings(), connections=Connections.load())
+
+
+def pass_settings(function: F) -> F:
+    """Hand the command the hub's settings (loaded once by the group)."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(click.get_current_context().find_object(Config).settings, *args, **kwargs)  # type: ignore[union-attr]
+    return wrapper  # type: ignore[return-value]
+
+
+def pass_config(function: F) -> F:
+    """Hand the command the whole :class:`Config` (loaded once by the group)."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(click.get_current_context().find_object(Config), *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def log_for_operator(settings: Settings) -> None:

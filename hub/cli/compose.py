@@ -4,19 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic_settings import BaseSettings
 
-from hub.dispatch import RoutingTable
-from hub.ingress.sources import SourceRegistry
-from hub.runtime import Runtime, attach_routes, build_runtime
-from hub.settings import Settings
+from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
+from hub.ingress.sources import SourceConfig, SourceRegistry
+from hub.runtime import Runtime, assemble, build_infrastructure
+from hub.settings import Settings, load
 
-__all__ = ["build_app", "build_ingress"]
+if TYPE_CHECKING:
+    from actors.invoice_readiness import ReadinessGate
+    from hub.actor import Actor
+
+__all__ = ["Connections", "build_app", "build_ingress", "load_sources", "readiness_gate", "source_model",
+           "sources_from_settings"]
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Where each connector's system is and how the hub signs in (``HUB_ERP_*``, ``HUB_GRAPH_*``,
+    ``HUB_DOCUSIGN_*``)."""
+
+    erp: ErpSettings = field(default_factory=ErpSettings)
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    docusign: DocuSignSettings = field(default_factory=DocuSignSettings)
+
+    @classmethod
+    def load(cls) -> Connections:
+        """Every connector's settings from the environment; a ConfigurationError names a bad variable."""
+        return cls(erp=load(ErpSettings), graph=load(GraphSettings), docusign=load(DocuSignSettings))
+
+    @staticmethod
+    def models() -> tuple[type[BaseSettings], ...]:
+        """The settings models read from the environment, the hub's own included."""
+        return (Settings, ErpSettings, GraphSettings, DocuSignSettings)
 
 
 def build_app(
@@ -25,54 +53,107 @@ def build_app(
     embedded: bool,
     tracer_provider: TracerProvider | None = None,
     span_exporter: InMemorySpanExporter | None = None,
+    only: Collection[str] | None = None,
+    connections: Connections | None = None,
 ) -> Runtime:
-    """Build the runtime, declare every actor and attach the routing table."""
-    from actors import register_all
-    from actors.routes import ROUTES
+    """Build the infrastructure, the connectors, each pattern's actor with its store, and the runtime
+    that declares them (routes derived from their declarations). ``only``: declare just these actors
+    (and the dead-letter handler), for a benchmark of one flow. ``connections``: the connectors' settings
+    (default: from the environment)."""
+    import actors
+    from actors.document_intake import DocumentIntake, RedisIntakeStore
+    from actors.document_workflow import DocumentPolicy, DocumentWorkflow
+    from actors.exceptions import ExceptionRouter
+    from actors.fanout import FanOut
+    from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, RedisReadinessStore
+    from actors.master_data import DEFAULT_MAPPING, MasterData, RedisMasterDataStore, load_master_data_mapping
+    from actors.provisioning import Provisioning, RedisProvisioningStore
+    from connectors.docusign.client import DocuSignClient
+    from connectors.erp.client import ErpClient
+    from connectors.sharepoint.client import GraphClient
+    from hub.crosswalk import RedisCrosswalk
+    from hub.store import RedisLocks
 
-    runtime = build_runtime(settings, embedded=embedded, tracer_provider=tracer_provider,
-                            span_exporter=span_exporter)
-    register_all(runtime)
-    attach_routes(runtime, RoutingTable(ROUTES))
-    return runtime
+    policy = actors.load_policy(settings.policy_file)
+    specs = actors.with_workflows(policy)
+    infra = build_infrastructure(settings, embedded=embedded, tracer_provider=tracer_provider,
+                                 span_exporter=span_exporter)
+    prefix, client = infra.queue_prefix, infra.redis
+    connections = connections or Connections.load()
+    erp = ErpClient.from_settings(connections.erp)
+    graph = GraphClient.from_settings(connections.graph)
+    docusign = DocuSignClient.from_settings(connections.docusign)
+    locks = RedisLocks(client, prefix=prefix)
+    crosswalk = RedisCrosswalk(client, prefix=prefix)
+    gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
+                         erp=erp, store=RedisReadinessStore(client, prefix=prefix), locks=locks)
+    handlers: list[Actor] = [
+        FanOut(infra.topics),
+        Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
+                     locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
+        MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
+                   graph=graph, crosswalk=crosswalk, locks=locks, store=RedisMasterDataStore(client, prefix=prefix)),
+        DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
+                       store=RedisIntakeStore(client, prefix=prefix)),
+        DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
+                         rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
+                         erp=erp, graph=graph, docusign=docusign, locks=locks),
+        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate),
+    ]
+    if only is not None:
+        handlers = [handler for handler in handlers if handler.spec.name in only]
+    router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
+    return assemble(infra, handlers, dead_letters=router, policy=policy,
+                    closers=(erp.close, graph.close, docusign.close))
 
 
+def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
+    """The invoice-readiness gate over the runtime's store, for ``hub readiness`` (the caller closes the
+    ERP client it holds: ``gate.erp.close()``)."""
+    import actors
+    from actors.invoice_readiness import ReadinessGate, ReadinessRules, RedisReadinessStore
+    from connectors.erp.client import ErpClient
+    from hub.store import RedisLocks
 
-def _readiness_answer(runtime: Runtime, client: Any) -> Callable[[str], Awaitable[dict[str, Any]]]:
-    """The hard-stop check: the gate's verdict on one invoice from the facts in Redis, evaluated now."""
-    from actors import policy_of
-    from actors.invoice_readiness_store import Keys, project_facts, readiness_body, verdict
-
-    policy = policy_of(runtime)
-    keys = Keys(runtime.settings.queue_prefix)
-
-    async def answer(number: str) -> dict[str, Any]:
-        raw_code = await client.get(keys.invoice(number))
-        code = raw_code.decode() if isinstance(raw_code, bytes) else raw_code
-        facts = project_facts(code or "", await client.hgetall(keys.project(code)) if code else {})
-        return readiness_body(number, code, verdict(facts, number, policy))
-
-    return answer
+    prefix = runtime.queue_prefix
+    return ReadinessGate(policy=runtime.policy,
+                         rules=runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
+                         erp=ErpClient.from_settings(connections.erp),
+                         store=RedisReadinessStore(runtime.redis, prefix=prefix),
+                         locks=RedisLocks(runtime.redis, prefix=prefix))
 
 
 def build_ingress(
     runtime: Runtime, *, sources: SourceRegistry, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
     """The HTTP ingress on the runtime: confirmed publishing (aio-pika, or the dispatcher when embedded),
-    Redis-backed replay guard, quotas and accepted-event outcomes, and the native webhook adapters."""
+    Redis-backed replay guard, quotas and accepted-event outcomes, the native webhook adapters and the
+    routers of the patterns' queries. ``sources``: loaded with :func:`source_model` (:func:`load_sources`)."""
+    import actors
+    from actors.invoice_readiness import AsyncReadinessReader, ReadinessRules
+    from actors.invoice_readiness.router import readiness_answer, readiness_router
     from connectors.webhooks import adapters
+    from hub.errors import ConfigurationError
     from hub.ingress.app import EventPublisher, Ingress, create_app
     from hub.ingress.auth import RedisReplayGuard
     from hub.ingress.local import DispatcherPublisher
     from hub.ingress.outcomes import OutcomeStore
     from hub.ingress.publisher import AsyncEventPublisher
+    from hub.ingress.queries import QueryGuard
     from hub.ingress.quotas import QuotaGate
     from hub.probes import watch_async_redis
     from hub.store import connect_async_redis
+    from observability.flight import AsyncRedisFlightRecord
 
+    vendor_adapters = adapters(runtime.registry)
+    for source in sources:
+        missing = sorted(set(vendor_adapters) - set(source.vendors()))
+        if missing:
+            raise ConfigurationError(f"source {source.id!r} has no place for the {', '.join(missing)} block(s): "
+                                     "build the sources with hub.cli.compose.source_model()")
     settings = runtime.settings
     prefix = settings.queue_prefix
-    assert runtime.dispatcher is not None
+    client = connect_async_redis(settings.redis_url, embedded=runtime.embedded, server=runtime.fake_server)
     publisher: DispatcherPublisher | AsyncEventPublisher
     if runtime.embedded:
         publisher = DispatcherPublisher(runtime.dispatcher)
@@ -80,17 +161,19 @@ def build_ingress(
         publisher = AsyncEventPublisher(
             amqp_url=settings.amqp_url, routes=runtime.dispatcher.routes,
             queues={name: actor.queue_name for name, actor in runtime.actors.items()},
-            delivery_limit=settings.delivery_limit, tracer_provider=tracer_provider or runtime.tracer_provider)
-    client = connect_async_redis(settings.redis_url, embedded=runtime.embedded, server=runtime.fake_server)
+            delivery_limit=settings.delivery_limit, tracer_provider=tracer_provider or runtime.tracer_provider,
+            flight=AsyncRedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s))
     events_publisher: EventPublisher = publisher
-    readiness = _readiness_answer(runtime, client)
+    readiness = readiness_answer(AsyncReadinessReader(client, prefix=prefix), runtime.policy,
+                                 runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules))
     ingress = Ingress(
         registry=runtime.registry, sources=sources, publisher=events_publisher,
         quotas=QuotaGate(client, key_prefix=prefix), replay_guard=RedisReplayGuard(client, key_prefix=prefix),
-        outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=adapters(runtime.registry),
+        outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=vendor_adapters,
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
-        max_body_bytes=settings.max_body_bytes, readiness=readiness,
+        max_body_bytes=settings.max_body_bytes,
     )
+    routers = [readiness_router(readiness, guard=QueryGuard(ingress))]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -107,4 +190,28 @@ def build_ingress(
             await publisher.close()
             await client.aclose()
 
-    return create_app(ingress, lifespan=lifespan)
+    return create_app(ingress, routers=routers, lifespan=lifespan)
+
+
+def source_model() -> type[SourceConfig]:
+    """One source of the sources file: the runtime's fields, each webhook adapter's block of keys, and the
+    queries of the routers :func:`build_ingress` mounts."""
+    from actors.invoice_readiness.router import QUERY
+    from connectors.webhooks import vendor_blocks
+    from hub.ingress import sources
+
+    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY,))
+
+
+def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
+    """Read and validate a sources file with :func:`source_model` (``secret_env`` looked up in ``environ``)."""
+    from hub.ingress import sources
+
+    return sources.load_sources(path, environ, model=source_model())
+
+
+def sources_from_settings(settings: Settings, environ: Mapping[str, str]) -> SourceRegistry:
+    """Load the sources file named by ``HUB_SOURCES_FILE`` with :func:`source_model` (``hub serve``)."""
+    from hub.ingress import sources
+
+    return sources.sources_from_settings(settings, environ, model=source_model())

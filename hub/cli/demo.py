@@ -6,9 +6,9 @@ import sys
 
 import click
 
+from connectors.settings import GraphSettings
 from hub.cli.common import log_for_operator, pass_settings
 from hub.cli.compose import build_app, build_ingress
-from hub.runtime import Runtime
 from hub.settings import Settings
 
 
@@ -16,24 +16,23 @@ from hub.settings import Settings
 @pass_settings
 def demo(settings: Settings) -> None:
     """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise)."""
-    from actors import DEFAULT_POLICY
-    from connectors.sandbox import running_sandbox
-    from hub.demo import run_demo
-    from hub.policy import load_policy
+    from actors import load_policy
+    from hub.cli.scenario import run_demo
+    from simulators.sandbox import running_sandbox
 
     log_for_operator(settings)
-    groups = load_policy(settings.policy_file or DEFAULT_POLICY).security_groups.known_groups or []
+    groups = load_policy(settings.policy_file).security_groups.known_groups or []
     sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=running_sandbox,
                       directory_groups=groups, subscribe=_subscribe_documents, echo=click.echo))
 
 
-def _subscribe_documents(runtime: Runtime, notification_url: str, client_state: str) -> None:
+def _subscribe_documents(settings: GraphSettings, notification_url: str, client_state: str) -> None:
     """Subscribe the ingress's Graph webhook to the workspaces drive (document intake)."""
-    from actors.document_intake import ensure_subscription
+    from actors.document_intake.subscription import ensure_subscription
     from connectors.sharepoint.client import GraphClient
 
-    graph = GraphClient.from_settings(runtime.settings)
+    graph = GraphClient.from_settings(settings)
     try:
         ensure_subscription(graph, notification_url, client_state)
     finally:
-        graph.http.client.close()
+        graph.close()

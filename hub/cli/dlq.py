@@ -7,11 +7,10 @@ import sys
 import click
 import dramatiq
 
-from hub.cli.common import echo_json, echo_table, log_for_operator, note, output_option, pass_settings
+from hub.cli.common import Config, echo_json, echo_table, log_for_operator, note, output_option, pass_config
 from hub.cli.compose import build_app
 from hub.dlq import DeadLetter
 from hub.runtime import Runtime
-from hub.settings import Settings
 
 
 @click.group()
@@ -56,11 +55,12 @@ def _show(letters: list[DeadLetter], output: str) -> None:
 @click.option("--actor", "actors", multiple=True, help="Actor name (default: every actor).")
 @click.option("--queue", "queues", multiple=True, help="Queue name, instead of an actor.")
 @output_option
-@pass_settings
-def dlq_list(settings: Settings, actors: tuple[str, ...], queues: tuple[str, ...], output: str) -> None:
+@pass_config
+def dlq_list(config: Config, actors: tuple[str, ...], queues: tuple[str, ...], output: str) -> None:
     """List dead letters with their failure reasons (listing consumes nothing)."""
+    settings = config.settings
     log_for_operator(settings)
-    runtime = build_app(settings, embedded=False)
+    runtime = build_app(settings, embedded=False, connections=config.connections)
     try:
         letters = _letters(runtime, _queues(runtime, actors, queues))
     finally:
@@ -75,8 +75,8 @@ def dlq_list(settings: Settings, actors: tuple[str, ...], queues: tuple[str, ...
 @click.option("--message-id", "message_ids", multiple=True, help="Replay only these (default: all).")
 @click.option("--yes", "-y", is_flag=True, help="Replay without asking (for scripts).")
 @output_option
-@pass_settings
-def dlq_replay(settings: Settings, actors: tuple[str, ...], queues: tuple[str, ...], message_ids: tuple[str, ...],
+@pass_config
+def dlq_replay(config: Config, actors: tuple[str, ...], queues: tuple[str, ...], message_ids: tuple[str, ...],
                yes: bool, output: str) -> None:
     """Replay dead letters with their original ids, so idempotency still holds.
 
@@ -86,8 +86,9 @@ def dlq_replay(settings: Settings, actors: tuple[str, ...], queues: tuple[str, .
 
     if not actors and not queues:
         raise click.UsageError("name the dead letters to replay with --actor or --queue")
+    settings = config.settings
     log_for_operator(settings)
-    runtime = build_app(settings, embedded=False)
+    runtime = build_app(settings, embedded=False, connections=config.connections)
     try:
         names = _queues(runtime, actors, queues)
         letters = _letters(runtime, names, set(message_ids) or None)

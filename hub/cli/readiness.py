@@ -6,9 +6,8 @@ import sys
 
 import click
 
-from hub.cli.common import EXIT_HELD, echo_json, echo_table, log_for_operator, note, output_option, pass_settings
-from hub.cli.compose import build_app
-from hub.settings import Settings
+from hub.cli.common import EXIT_HELD, Config, echo_json, echo_table, log_for_operator, note, output_option, pass_config
+from hub.cli.compose import build_app, readiness_gate
 
 
 @click.group()
@@ -19,24 +18,21 @@ def readiness() -> None:
 @readiness.command("show")
 @click.argument("invoice")
 @output_option
-@pass_settings
-def readiness_show(settings: Settings, invoice: str, output: str) -> None:
+@pass_config
+def readiness_show(config: Config, invoice: str, output: str) -> None:
     """Whether INVOICE may be finalised now, with its hold reasons (from the gate's facts).
 
     Exits 0 when the invoice is ready and 3 when it is held, so a script can gate on it.
     """
-    from actors import policy_of
-    from actors.invoice_readiness import ReadinessGate
-    from actors.invoice_readiness_store import readiness_body
-    from connectors.erp.client import ErpClient
+    from actors.invoice_readiness.facts import readiness_body
 
-    log_for_operator(settings)
-    runtime = build_app(settings, embedded=False)
-    erp = ErpClient.from_settings(runtime.settings)
+    log_for_operator(config.settings)
+    runtime = build_app(config.settings, embedded=False, connections=config.connections)
+    gate = readiness_gate(runtime, config.connections)
     try:
-        code, verdict = ReadinessGate(runtime, policy=policy_of(runtime), erp=erp).current(invoice)
+        code, verdict = gate.current(invoice)
     finally:
-        erp.close()
+        gate.erp.close()
         runtime.close()
     body = readiness_body(invoice, code, verdict)
     if output == "json":
@@ -55,28 +51,28 @@ def readiness_show(settings: Settings, invoice: str, output: str) -> None:
 @click.argument("invoice", required=False)
 @click.option("--all", "rebuild_all", is_flag=True, help="Every draft invoice in the ERP.")
 @output_option
-@pass_settings
-def readiness_rebuild(settings: Settings, invoice: str | None, rebuild_all: bool, output: str) -> None:
+@pass_config
+def readiness_rebuild(config: Config, invoice: str | None, rebuild_all: bool, output: str) -> None:
     """Rebuild the gate's facts from the ERP and the document platform (one INVOICE's project, or --all),
     and emit the verdicts that changed."""
-    from actors import policy_of
-    from actors.invoice_readiness import ReadinessGate
-    from connectors.erp.client import ErpClient
+    import actors
     from connectors.sharepoint.client import GraphClient
+    from hub.actor import Emitting
 
     if (invoice is None) == (not rebuild_all):
         raise click.UsageError("name one INVOICE or give --all")
-    log_for_operator(settings)
-    runtime = build_app(settings, embedded=False)
-    erp = ErpClient.from_settings(runtime.settings)
-    graph = GraphClient.from_settings(runtime.settings)
+    log_for_operator(config.settings)
+    runtime = build_app(config.settings, embedded=False, connections=config.connections)
+    gate = readiness_gate(runtime, config.connections)
+    graph = GraphClient.from_settings(config.connections.graph)
+    out = Emitting(spec=runtime.specs[actors.invoice_readiness.SPEC.name], registry=runtime.registry,
+                   emitter=runtime.dispatcher)
     try:
-        gate = ReadinessGate(runtime, policy=policy_of(runtime), erp=erp)
-        changes = gate.rebuild(graph, invoice=invoice, progress=lambda code, done, total, facts: note(
+        changes = gate.rebuild(graph, out, invoice=invoice, progress=lambda code, done, total, facts: note(
             f"[{done}/{total}] {code}: {facts} fact(s) from the ERP and the workspace"))
     finally:
-        erp.close()
-        graph.http.client.close()
+        gate.erp.close()
+        graph.close()
         runtime.close()
     if output == "json":
         echo_json([{"invoice_number": c.invoice_number, "project_code": c.project_code,

@@ -13,10 +13,11 @@ from hub.settings import Settings
 @pass_settings
 def routes(settings: Settings, output: str) -> None:
     """Show the routing table: which actors receive which event types ("*": every type)."""
-    from actors.routes import ROUTES
+    import actors
+    from hub.dispatch import RoutingTable
 
     log_for_operator(settings)
-    table = sorted(ROUTES.items())
+    table = sorted(RoutingTable.of(actors.SPECS).as_dict().items())
     if output == "json":
         echo_json({event_type: list(actors) for event_type, actors in table})
     else:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from hub.cli.common import log_for_server, pass_settings
+from hub.cli.common import Config, log_for_server, pass_config
 from hub.cli.compose import build_app, build_ingress
 from hub.runtime import Runtime, embedded_requested
-from hub.settings import Settings, environ
+from hub.settings import environ
 from observability.logging import mask_text
 
 
@@ -32,8 +32,8 @@ def mode(runtime: Runtime) -> str:
 @click.option("--processes", default=1, show_default=True, help="Worker processes.")
 @click.option("--heartbeat-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Touched every few seconds while RabbitMQ and Redis answer (for a container healthcheck).")
-@pass_settings
-def worker(settings: Settings, threads: int, processes: int, heartbeat_file: Path | None) -> None:
+@pass_config
+def worker(config: Config, threads: int, processes: int, heartbeat_file: Path | None) -> None:
     """Run the actors: consume every actor queue until SIGTERM or Ctrl-C.
 
     Waits for RabbitMQ and Redis at start (never falls back to the embedded mode unless HUB_EMBEDDED=on).
@@ -55,8 +55,9 @@ def worker(settings: Settings, threads: int, processes: int, heartbeat_file: Pat
         sys.exit(max(codes))
     from hub.workers import run_worker
 
+    settings = config.settings
     log_for_server(settings)
-    runtime = build_app(settings, embedded=embedded_requested(settings))
+    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -65,19 +66,20 @@ def worker(settings: Settings, threads: int, processes: int, heartbeat_file: Pat
 
 
 @click.command()
-@pass_settings
-def serve(settings: Settings) -> None:
+@pass_config
+def serve(config: Config) -> None:
     """Run the HTTP ingress on HUB_HTTP_BIND (sources from HUB_SOURCES_FILE).
 
     Answers /readyz and every event with 503 until RabbitMQ and Redis answer (never falls back to the
     embedded mode unless HUB_EMBEDDED=on).
     """
+    from hub.cli.compose import sources_from_settings
     from hub.ingress.server import run_server
-    from hub.ingress.sources import sources_from_settings
 
+    settings = config.settings
     log_for_server(settings)
     sources = sources_from_settings(settings, environ())
-    runtime = build_app(settings, embedded=embedded_requested(settings))
+    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections)
     host, _, port = settings.http_bind.rpartition(":")
     click.echo(f"hub serve: {mode(runtime)}, {len(sources)} source(s), http://{host}:{port}", err=True)
     run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))

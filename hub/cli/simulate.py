@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from hub.cli.common import log_for_server, pass_settings
-from hub.settings import Settings, environ
+from hub.cli.common import Config, log_for_server, pass_config
+from hub.settings import environ
 
 
 def _secret(name: str, what: str) -> str:
@@ -27,25 +27,25 @@ def _secret(name: str, what: str) -> str:
                    "(default DOCUSIGN_SIM_HMAC_KEY).")
 @click.option("--readiness-url", help="erp: the hub's /v1/invoices/{number}/readiness, asked before finalising "
                                       "(API key from $ERP_SIM_READINESS_KEY).")
-@pass_settings
-def simulate(settings: Settings, system: str, host: str, port: int | None, webhook_url: str | None,
+@pass_config
+def simulate(config: Config, system: str, host: str, port: int | None, webhook_url: str | None,
              webhook_secret_env: str | None, readiness_url: str | None) -> None:
     """Run a simulated ERP, SharePoint (Microsoft Graph subset) or DocuSign account as an HTTP service."""
+    settings, connections = config.settings, config.connections
     log_for_server(settings)
     if system == "docusign":
-        from connectors.docusign.simulator import ConnectConfig, DocuSignSimConfig
-        from connectors.docusign.simulator import run as run_docusign
+        from simulators.docusign import ConnectConfig, DocuSignSimConfig
+        from simulators.docusign import run as run_docusign
 
         connect = None
         if webhook_url:
             key = _secret(webhook_secret_env or "DOCUSIGN_SIM_HMAC_KEY", "the Connect HMAC key the hub knows")
             connect = ConnectConfig(url=webhook_url, hmac_key=key)
-        run_docusign(host, port or 8093, DocuSignSimConfig(token=settings.docusign_token.get_secret_value(),
+        run_docusign(host, port or 8093, DocuSignSimConfig(token=connections.docusign.token.get_secret_value(),
                                                            connect=connect))
     elif system == "erp":
-        from connectors.erp.simulator import ErpSimConfig, ReadinessGate
-        from connectors.erp.simulator import run as run_erp
-        from connectors.erp.simulator_webhooks import WebhookConfig
+        from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
+        from simulators.erp import run as run_erp
 
         webhook = gate = None
         if webhook_url:
@@ -54,15 +54,14 @@ def simulate(settings: Settings, system: str, host: str, port: int | None, webho
         if readiness_url:
             api_key = _secret("ERP_SIM_READINESS_KEY", "the ERP's API key for the hard-stop check")
             gate = ReadinessGate(url_template=readiness_url, api_key=api_key)
-        run_erp(host, port or 8091, ErpSimConfig(token=settings.erp_token.get_secret_value(), webhook=webhook,
+        run_erp(host, port or 8091, ErpSimConfig(token=connections.erp.token.get_secret_value(), webhook=webhook,
                                                  readiness=gate))
     else:
-        from actors import DEFAULT_POLICY
-        from connectors.sharepoint.simulator import DEFAULT_GROUPS, SimulatorConfig
-        from connectors.sharepoint.simulator import run as run_graph
-        from hub.policy import load_policy
+        from actors import load_policy
+        from simulators.sharepoint import DEFAULT_GROUPS, SimulatorConfig
+        from simulators.sharepoint import run as run_graph
 
-        known = load_policy(settings.policy_file or DEFAULT_POLICY).security_groups.known_groups or []
-        run_graph(host, port or 8092, SimulatorConfig(token=settings.graph_token.get_secret_value(),
-                                                      drives=(settings.graph_drive_id,),
+        known = load_policy(settings.policy_file).security_groups.known_groups or []
+        run_graph(host, port or 8092, SimulatorConfig(token=connections.graph.token.get_secret_value(),
+                                                      drives=(connections.graph.drive_id,),
                                                       groups=tuple(dict.fromkeys([*known, *DEFAULT_GROUPS]))))

@@ -1,4 +1,7 @@
-"""The ingress ASGI app: ``POST /v1/events``, native webhooks, health, readiness; problem+json errors.
+"""The ingress ASGI app: ``POST /v1/events``, native webhooks, health; problem+json errors.
+
+The composition root gives it the webhook adapters and the routers it mounts besides (a pattern's
+queries, :mod:`hub.ingress.queries`); the app knows none of them by name.
 
 Order of checks for an event request: body size (while reading), authentication, CloudEvents
 binding and schema, authorisation of each event, quota, then one confirmed publish per subscriber.
@@ -9,18 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 import redis.asyncio
-from fastapi import FastAPI, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -30,6 +32,7 @@ from hub.ingress import openapi
 from hub.ingress.access import AccessLog
 from hub.ingress.auth import AuthenticatedSource, ReplayGuard, authenticate
 from hub.ingress.binding import read_events
+from hub.ingress.openapi_schemas import EVENTS_REQUEST, SOURCE_ID
 from hub.ingress.outcomes import Claim, OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem, from_error
 from hub.ingress.quotas import QuotaDecision, QuotaGate
@@ -39,7 +42,6 @@ from hub.registry import SchemaRegistry
 from observability.logging import get_logger
 
 log = get_logger(__name__)
-_INVOICE_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class EventPublisher(Protocol):
@@ -70,8 +72,6 @@ class Ingress:
     tracer: trace.Tracer
     max_body_bytes: int = 1_048_576
     unavailable_retry_after_s: int = 5
-    #: The invoice-readiness gate's answer for one invoice number (None: the endpoint answers 404).
-    readiness: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -105,8 +105,8 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
                         media_type=PROBLEM_JSON, headers=problem.headers())
 
 
-def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
-    """The FastAPI app of the ingress."""
+def create_app(ingress: Ingress, *, routers: Iterable[APIRouter] = (), lifespan: Any = None) -> FastAPI:
+    """The FastAPI app of the ingress, with the ``routers`` the composition root contributes mounted."""
     app = FastAPI(title="Integration hub ingress", version="1", lifespan=lifespan,
                   description="Governed edge for source systems: CloudEvents 1.0 and native webhooks.")
     app.add_middleware(AccessLog)
@@ -134,12 +134,12 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
         return problem_response(Problem(Kind.INVALID_HEADER, "request parameters are invalid"), request)
 
     @app.get("/healthz", summary="The process is alive", operation_id="healthz", tags=["health"],
-             responses=openapi.responses("healthz", 200))
+             responses=openapi.HEALTHZ_RESPONSES)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", summary="RabbitMQ and Redis are reachable", operation_id="readyz", tags=["health"],
-             responses=openapi.responses("readyz", 200, 503))
+             responses=openapi.READYZ_RESPONSES)
     async def readyz(request: Request) -> Response:
         redis_ok = True
         try:
@@ -159,13 +159,13 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
         summary="Publish CloudEvents (structured, binary or batch mode)",
         operation_id="publish_events",
         tags=["events"],
-        openapi_extra=openapi.EVENTS_REQUEST,
-        responses=openapi.responses("events", 202, 400, 401, 403, 409, 413, 415, 422, 429, 431, 500, 501, 503),
+        openapi_extra=EVENTS_REQUEST,
+        responses=openapi.EVENTS_RESPONSES,
     )
     async def publish_events(request: Request) -> JSONResponse:
-        with _server_span(ingress, request, "POST /v1/events") as span:
+        with server_span(ingress, request, "POST /v1/events") as span:
             body = await read_body(request, ingress.max_body_bytes)
-            caller = await _authenticate(ingress, request, body, source_hint=None)
+            caller = await authenticate_request(ingress, request, body)
             span.set_attribute("hub.source_id", caller.id)
             request.state.hub_source_id = caller.id
             mode, events = read_events(list(request.scope["headers"]), request.headers.get("content-type"),
@@ -173,43 +173,14 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             request.state.hub_event_types = {event.get_type() for event in events}
             span.set_attribute("cloudevents.mode", mode)
             accepted, quota = await _accept(ingress, caller, events)
-            return JSONResponse({"accepted": accepted}, status_code=202, headers=_quota_headers(quota))
-
-    @app.get("/v1/invoices/{number}/readiness", summary="Hard-stop check: may the ERP finalise this invoice?",
-             operation_id="invoice_readiness", tags=["queries"], openapi_extra=openapi.READINESS_REQUEST,
-             responses=openapi.responses("readiness", 200, 400, 401, 403, 404, 429, 503))
-    async def invoice_readiness(number: Annotated[str, Path(json_schema_extra=openapi.INVOICE_NUMBER)],
-                                request: Request) -> JSONResponse:
-        with _server_span(ingress, request, "GET /v1/invoices/{number}/readiness") as span:
-            if ingress.readiness is None:
-                raise Problem(Kind.NOT_FOUND, "this ingress does not serve the invoice-readiness gate")
-            caller = await _authenticate(ingress, request, b"", source_hint=None)
-            span.set_attribute("hub.source_id", caller.id)
-            request.state.hub_source_id = caller.id
-            if caller.scheme != "api_key" or "invoice_readiness" not in caller.source.queries:
-                raise Problem(Kind.FORBIDDEN, f"source {caller.id!r} may not ask for invoice readiness")
-            if not _INVOICE_NUMBER.fullmatch(number):
-                raise Problem(Kind.INVALID_PARAMETER, "invoice number must be 1-64 letters, digits, '.', '_' or '-'")
-            try:
-                quota = await ingress.quotas.hit(caller)
-                if not quota.allowed:
-                    raise Problem(Kind.RATE_LIMITED, f"source {caller.id!r} is over its quota of {quota.limit}",
-                                  retry_after_s=max(1, quota.retry_after_s))
-                answer = await ingress.readiness(number)
-            except (redis.RedisError, OSError, StoreUnavailable):
-                # A hard stop fails closed: no answer is never "ready".
-                raise Problem(Kind.UNAVAILABLE, "the readiness facts cannot be read now",
-                              retry_after_s=ingress.unavailable_retry_after_s) from None
-            span.set_attribute("hub.invoice.status", str(answer.get("status")))
-            return JSONResponse(answer, headers={"Cache-Control": "no-store", **_quota_headers(quota)})
+            return JSONResponse({"accepted": accepted}, status_code=202, headers=rate_limit_headers(quota))
 
     # One route for every vendor; the document writes it as one path per vendor (:func:`openapi.document`).
-    @app.post("/v1/webhooks/{vendor}/{source_id}", status_code=202,
-              summary="Native webhooks (docusign, graph, box) of one configured source", tags=["webhooks"],
-              responses=openapi.responses("webhook", 202, 400, 401, 403, 404, 409, 413, 429, 503))
-    async def webhook(vendor: str, source_id: Annotated[str, Path(json_schema_extra=openapi.SOURCE_ID)],
+    @app.post(openapi.WEBHOOK_PATH, status_code=202, summary="Native webhooks of one configured source",
+              tags=["webhooks"], responses=openapi.WEBHOOK_RESPONSES)
+    async def webhook(vendor: str, source_id: Annotated[str, Path(json_schema_extra=SOURCE_ID)],
                       request: Request) -> Response:
-        with _server_span(ingress, request, f"POST /v1/webhooks/{vendor}") as span:
+        with server_span(ingress, request, f"POST /v1/webhooks/{vendor}") as span:
             adapter = ingress.adapters.get(vendor)
             source = ingress.sources.get(source_id)
             if adapter is None or source is None:
@@ -231,15 +202,19 @@ def create_app(ingress: Ingress, *, lifespan: Any = None) -> FastAPI:
             if not reply.events:
                 return JSONResponse({"accepted": []}, status_code=202)
             accepted, quota = await _accept(ingress, caller, reply.events)
-            return JSONResponse({"accepted": accepted}, status_code=202, headers=_quota_headers(quota))
+            return JSONResponse({"accepted": accepted}, status_code=202, headers=rate_limit_headers(quota))
 
+    for router in routers:
+        app.include_router(router)
     # FastAPI's documented way to extend the document ("Extending OpenAPI"): replace the app's ``openapi``.
-    app.openapi = openapi.generator(app, vendors=ingress.adapters)  # type: ignore[method-assign]
+    app.openapi = openapi.generator(  # type: ignore[method-assign]
+        app, vendors={vendor: adapter.document for vendor, adapter in ingress.adapters.items()})
     return app
 
 
 @contextlib.contextmanager
-def _server_span(ingress: Ingress, request: Request, name: str) -> Any:
+def server_span(ingress: Ingress, request: Request, name: str) -> Iterator[Span]:
+    """The request's server span (continuing the caller's trace), with the problem that ends it recorded."""
     context = propagate.extract(dict(request.headers))
     with ingress.tracer.start_as_current_span(name, context=context, kind=SpanKind.SERVER,
                                               record_exception=False, set_status_on_exception=False) as span:
@@ -258,16 +233,16 @@ def _server_span(ingress: Ingress, request: Request, name: str) -> Any:
             raise
 
 
-async def _authenticate(ingress: Ingress, request: Request, body: bytes, *, source_hint: str | None
-                        ) -> AuthenticatedSource:
+async def authenticate_request(ingress: Ingress, request: Request, body: bytes) -> AuthenticatedSource:
+    """The source whose credentials the request carries (401, or 503 when the replay guard cannot be asked)."""
     try:
         return await authenticate(dict(request.headers), body, sources=ingress.sources, now=datetime.now(UTC),
-                                  replay_guard=ingress.replay_guard, source_hint=source_hint)
+                                  replay_guard=ingress.replay_guard, source_hint=None)
     except HubError as error:
         raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
 
 
-def _quota_headers(quota: QuotaDecision) -> dict[str, str]:
+def rate_limit_headers(quota: QuotaDecision) -> dict[str, str]:
     """What is left of the source's quota, so a sender can pace itself before it meets a 429."""
     return {"RateLimit-Limit": str(quota.limit), "RateLimit-Remaining": str(quota.remaining)}
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
@@ -34,20 +34,19 @@ import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from dramatiq import Message
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from hub.broker import HubRabbitmqBroker
-from hub.dispatch import RoutingTable
+from hub.broker import queue_declarations
+from hub.dispatch import RoutingTable, event_messages, published_hop
 from hub.errors import BrokerUnavailable, ConfigurationError
-from hub.events import CloudEvent, event_summary, to_message_body
+from hub.events import CloudEvent
+from observability.flight import AsyncFlightRecord
 from observability.logging import get_logger, mask_text
-from observability.tracing import publish_span
+from observability.tracing import inject_message_context, publish_span
 
-__all__ = ["AsyncEventPublisher", "QueueDeclaration", "queue_declarations"]
+__all__ = ["AsyncEventPublisher"]
 
 log = get_logger(__name__)
 
-_PROPAGATOR = TraceContextTextMapPropagator()
 #: Dramatiq's global encoder is JSON.
 _CONTENT_TYPE = "application/json"
 # Errors that mean "the connection or channel went away under us" (TimeoutError is an OSError: it is
@@ -59,55 +58,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 _UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_CONNECTION_ERRORS)
-
-
-@dataclass(frozen=True)
-class QueueDeclaration:
-    """One ``queue.declare`` the hub's RabbitMQ broker performs for an actor queue."""
-
-    queue: str
-    durable: bool
-    arguments: dict[str, Any] = field(default_factory=dict)
-
-
-class _DeclarationRecorder(HubRabbitmqBroker):
-    """Runs :class:`HubRabbitmqBroker`'s own declare methods against a recorder instead of a pika channel.
-
-    Nothing is copied from the broker: its ``_declare_queue``, ``_declare_dq_queue`` and
-    ``_declare_xq_queue`` run unchanged and their ``channel.queue_declare`` calls land here. The
-    broker's ``__init__`` is skipped on purpose: it would set up connection state this never uses.
-    """
-
-    def __init__(self, delivery_limit: int) -> None:
-        self.delivery_limit = delivery_limit
-        self.max_priority = None  # read by Dramatiq's own argument builder, should the hub's defer to it
-        self.declared: list[QueueDeclaration] = []
-
-    @property
-    def channel(self) -> _DeclarationRecorder:
-        """Where the broker's declare methods send ``queue_declare``: this recorder."""
-        return self
-
-    def queue_declare(
-        self, queue: str, durable: bool = False, arguments: Mapping[str, Any] | None = None, **other: Any
-    ) -> None:
-        """Record a declaration; fail on options this publisher would not reproduce."""
-        if any(other.values()):
-            raise ConfigurationError(f"queue {queue!r} is declared with unsupported options {sorted(other)}")
-        self.declared.append(QueueDeclaration(queue=queue, durable=durable, arguments=dict(arguments or {})))
-
-
-def queue_declarations(queue_name: str, *, delivery_limit: int) -> list[QueueDeclaration]:
-    """The declarations :class:`HubRabbitmqBroker` makes for an actor queue: the queue, ``.DQ`` and ``.XQ``.
-
-    Same order as Dramatiq's ``RabbitmqBroker._ensure_queue``, same arguments, because they come from the
-    broker's own methods.
-    """
-    recorder = _DeclarationRecorder(delivery_limit)
-    recorder._declare_queue(queue_name)  # type: ignore[no-untyped-call]  # Dramatiq's, untyped
-    recorder._declare_dq_queue(queue_name)
-    recorder._declare_xq_queue(queue_name)
-    return recorder.declared
 
 
 def _blocked_by_broker(connection: AbstractConnection) -> bool:
@@ -122,13 +72,6 @@ def _blocked_by_broker(connection: AbstractConnection) -> bool:
     underlay = getattr(transport, "connection", None)
     unblocked = getattr(underlay, "_Connection__connection_unblocked", None)
     return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
-
-
-def _trace_carrier() -> dict[str, str]:
-    """The W3C carrier of the current context, as ``TracingMiddleware.before_enqueue`` writes it."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier
 
 
 class AsyncEventPublisher:
@@ -154,6 +97,7 @@ class AsyncEventPublisher:
         confirm_timeout_s: float = 5.0,
         blocked_timeout_s: float = 2.0,
         tracer_provider: trace.TracerProvider | None = None,
+        flight: AsyncFlightRecord | None = None,
     ) -> None:
         """Configure; nothing connects before :meth:`start`.
 
@@ -161,7 +105,8 @@ class AsyncEventPublisher:
         ``delivery_limit`` must be the hub broker's (the queues are declared with its arguments).
         ``confirm_timeout_s`` bounds each publish and the connect; ``blocked_timeout_s`` is how long a
         publish already awaiting its confirm may wait out a ``connection.blocked``.
-        ``tracer_provider`` records the PRODUCER spans (default: the global provider).
+        ``tracer_provider`` records the PRODUCER spans (default: the global provider); ``flight`` gets a
+        ``published`` hop per confirmed publish, as the dispatcher records them.
         """
         missing = sorted(actor for actor in routes.actors() if actor not in queues)
         if missing:
@@ -174,6 +119,7 @@ class AsyncEventPublisher:
         self._confirm_timeout_s = confirm_timeout_s
         self._blocked_timeout_s = blocked_timeout_s
         self._tracer_provider = tracer_provider
+        self._flight = flight
         self._declarations = {
             queue: queue_declarations(queue, delivery_limit=delivery_limit) for queue in sorted(set(queues.values()))
         }
@@ -266,24 +212,12 @@ class AsyncEventPublisher:
         :class:`BrokerUnavailable` (after every publish has settled, so nothing is left running).
         ``root_id`` continues a business journey, as ``Dispatcher.dispatch(parent=...)`` does.
         """
-        subscribers = self._routes.subscribers(event.get_type())
-        if not subscribers:
+        messages = event_messages(event, self._routes, self._queues, root_id=root_id)
+        if not messages:
             return []  # as Dispatcher.dispatch: nobody subscribed, nothing to confirm
         exchange = self._usable_exchange(event)
-        summary = event_summary(event, root_id=root_id)
-        body = to_message_body(event)
-        messages: list[Message[Any]] = [
-            Message(
-                queue_name=self._queues[actor_name],
-                actor_name=actor_name,
-                args=(body,),
-                kwargs={},
-                options={"hub_event": summary},
-            )
-            for actor_name in subscribers
-        ]
         results = await asyncio.gather(
-            *(self._publish_one(exchange, message, summary) for message in messages), return_exceptions=True
+            *(self._publish_one(exchange, message) for message in messages), return_exceptions=True
         )
         failures = [result for result in results if isinstance(result, BaseException)]
         for failure in failures:
@@ -312,16 +246,13 @@ class AsyncEventPublisher:
             self._reset_blocked()  # unblocked since the supervisor last looked: no stale abort
         return exchange
 
-    async def _publish_one(
-        self, exchange: AbstractExchange, message: Message[Any], summary: Mapping[str, str | None]
-    ) -> None:
+    async def _publish_one(self, exchange: AbstractExchange, message: Message[Any]) -> None:
         queue = message.queue_name
-        with publish_span(destination=queue, routing_key=queue, message_id=message.message_id, event=summary,
-                          tracer_provider=self._tracer_provider):
+        started = time.time()
+        with publish_span(destination=queue, routing_key=queue, message_id=message.message_id,
+                          event=message.options["hub_event"], tracer_provider=self._tracer_provider):
             # Inside the PRODUCER span, so every attempt's CONSUMER span is its child.
-            carrier = _trace_carrier()
-            if carrier:
-                message.options["trace_context"] = carrier
+            inject_message_context(message.options)
             amqp_message = aio_pika.Message(
                 message.encode(),
                 content_type=_CONTENT_TYPE,
@@ -329,6 +260,9 @@ class AsyncEventPublisher:
                 message_id=message.message_id,
             )
             await self._confirmed(exchange, amqp_message, queue)
+            if self._flight is not None:
+                await self._flight.record(published_hop(message, started_at=started,
+                                                        duration_ms=(time.time() - started) * 1000))
 
     async def _confirmed(self, exchange: AbstractExchange, amqp_message: aio_pika.Message, queue: str) -> None:
         """Publish and wait for the confirm, bounded by the confirm timeout and by a long block."""

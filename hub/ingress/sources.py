@@ -4,6 +4,12 @@ The file (``HUB_SOURCES_FILE``, see ``examples/sources.yaml``) lists each source
 the CloudEvents ``source`` values it may claim, the event types it may publish and its quota. It is
 validated once; every error names the file, the line and the field. Secrets are ``SecretStr`` so
 that no ``repr`` or log line ever shows one.
+
+What a source may hold besides belongs to the packages mounted on the ingress, and the composition root
+composes it in with :func:`source_model` (as :func:`hub.policy.policy_model` does for the policy file):
+each webhook adapter's block of keys, named after its vendor, and the names of the queries the mounted
+routers answer, which a source lists in ``queries``. An adapter reads its block with
+:meth:`SourceConfig.vendor_block`.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import limits
 from pydantic import (
@@ -25,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -117,23 +124,23 @@ class WebhookCredential(_Model):
 Credential = Annotated[ApiKeyCredential | WebhookCredential, Field(discriminator="scheme")]
 
 
-class DocuSignKeys(_Model):
-    """DocuSign Connect HMAC keys (several while rotating)."""
-
-    hmac_keys: list[Secret] = Field(min_length=1)
+class VendorBlock(_Model):
+    """The base of a vendor's block of webhook keys in a source (its fields use :data:`Secret`)."""
 
 
-class GraphStates(_Model):
-    """Microsoft Graph change-notification ``clientState`` values (several while rotating)."""
-
-    client_states: list[Secret] = Field(min_length=1)
+BlockT = TypeVar("BlockT", bound=BaseModel)
 
 
-class BoxKeys(_Model):
-    """Box webhook signature keys; Box signs with both so either may be rotated."""
+def _answered(queries: Collection[str]) -> Callable[[str], str]:
+    """A check that a query name is one of ``queries``."""
+    known = frozenset(queries)
 
-    primary_key: Secret
-    secondary_key: Secret | None = None
+    def check(name: str) -> str:
+        if name not in known:
+            raise ValueError(f"unknown query {name!r} (this ingress answers: {', '.join(sorted(known)) or 'none'})")
+        return name
+
+    return check
 
 
 def _prefix_pattern(value: str) -> str:
@@ -157,11 +164,8 @@ class SourceConfig(_Model):
     event_types: list[TypePattern] = Field(min_length=1)
     credentials: list[Credential] = Field(default_factory=list)
     quota: str
-    #: Synchronous questions the source may ask (``invoice_readiness``: the hard-stop check).
-    queries: list[Literal["invoice_readiness"]] = Field(default_factory=list)
-    docusign: DocuSignKeys | None = None
-    graph: GraphStates | None = None
-    box: BoxKeys | None = None
+    #: Synchronous questions the source may ask with its API key; :func:`source_model` names those there are.
+    queries: list[Annotated[str, AfterValidator(_answered(()))]] = Field(default_factory=list)
 
     @field_validator("quota")
     @classmethod
@@ -172,9 +176,25 @@ class SourceConfig(_Model):
 
     @model_validator(mode="after")
     def _some_credential(self) -> SourceConfig:
-        if not (self.credentials or self.docusign or self.graph or self.box):
-            raise ValueError("a source needs credentials or a vendor block (docusign, graph, box)")
+        vendors = self.vendors()
+        if not (self.credentials or any(getattr(self, vendor) is not None for vendor in vendors)):
+            raise ValueError(f"a source needs credentials or a vendor block ({', '.join(vendors) or 'none here'})")
         return self
+
+    @classmethod
+    def vendors(cls) -> tuple[str, ...]:
+        """The vendor blocks a source may hold: those :func:`source_model` composed in."""
+        return tuple(name for name in cls.model_fields if name not in SourceConfig.model_fields)
+
+    def vendor_block(self, vendor: str, model: type[BlockT]) -> BlockT | None:
+        """The source's block of ``vendor`` (composed in by :func:`source_model`), typed; None when it has none."""
+        if vendor not in self.vendors():
+            raise ConfigurationError(f"the sources model has no {vendor!r} block: load the sources with the "
+                                     "model the composition root composes")
+        value = getattr(self, vendor)
+        if value is not None and not isinstance(value, model):
+            raise ConfigurationError(f"the {vendor!r} block of the sources model is not a {model.__name__}")
+        return value
 
     @property
     def rate_limit(self) -> limits.RateLimitItem:
@@ -200,6 +220,28 @@ class SourcesFile(_Model):
     """The whole sources file."""
 
     sources: list[SourceConfig] = Field(min_length=1)
+
+
+def source_model(*, vendors: Mapping[str, type[BaseModel]] | None = None, queries: Collection[str] = ()
+                 ) -> type[SourceConfig]:
+    """The model of one source: the runtime's fields, an optional block per vendor in ``vendors`` (its adapter's
+    model of keys) and ``queries`` listing only the names in ``queries`` (those the mounted routers answer)."""
+    blocks = dict(vendors or {})
+    clash = sorted(set(blocks) & (set(SourceConfig.model_fields) | set(dir(SourceConfig))))
+    if clash:
+        raise ConfigurationError(f"vendor blocks {', '.join(clash)} clash with the fields or methods of a source")
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in blocks.items()}
+    fields["queries"] = (list[Annotated[str, AfterValidator(_answered(queries))]], Field(default_factory=list))
+    composed: type[SourceConfig] = create_model("SourceConfig", __base__=SourceConfig, **fields)
+    return composed
+
+
+def _file_model(model: type[SourceConfig]) -> type[SourcesFile]:
+    if model is SourceConfig:
+        return SourcesFile
+    composed: type[SourcesFile] = create_model(
+        "SourcesFile", __base__=SourcesFile, sources=(list[model], Field(min_length=1)))  # type: ignore[valid-type]
+    return composed
 
 
 def _duplicates(sources: list[SourceConfig]) -> list[tuple[Loc, str]]:
@@ -262,9 +304,11 @@ class SourceRegistry:
             raise NotAuthorized(f"source '{source.id}' may not claim source '{ce_source[:200]}'")
 
 
-def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
-    """Read and validate the sources file; ``secret_env`` names are looked up in ``environ`` only."""
-    parsed, root = load_model(path, SourcesFile, what=_WHAT, context={"environ": environ})
+def load_sources(path: Path, environ: Mapping[str, str], *, model: type[SourceConfig] = SourceConfig
+                 ) -> SourceRegistry:
+    """Read and validate the sources file, each source with ``model`` (see :func:`source_model`);
+    ``secret_env`` names are looked up in ``environ`` only."""
+    parsed, root = load_model(path, _file_model(model), what=_WHAT, context={"environ": environ})
     duplicates = _duplicates(parsed.sources)
     if duplicates:
         raise invalid_file(path, root, duplicates, what=_WHAT)
@@ -273,8 +317,9 @@ def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
     return registry
 
 
-def sources_from_settings(settings: Settings, environ: Mapping[str, str]) -> SourceRegistry:
-    """Load the file named by ``HUB_SOURCES_FILE``; the ingress refuses to start without one."""
+def sources_from_settings(settings: Settings, environ: Mapping[str, str], *,
+                          model: type[SourceConfig] = SourceConfig) -> SourceRegistry:
+    """Load the file named by ``HUB_SOURCES_FILE`` with ``model``; the ingress refuses to start without one."""
     if settings.sources_file is None:
         raise ConfigurationError("HUB_SOURCES_FILE is not set: the ingress needs a sources file")
-    return load_sources(settings.sources_file, environ)
+    return load_sources(settings.sources_file, environ, model=model)

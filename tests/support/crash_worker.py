@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -65,8 +67,10 @@ def declare_effect_actor(runtime: Runtime) -> Any:
     return effect
 
 
-def main() -> None:
-    """Run until SIGTERM (or until a crash point kills us)."""
+def main(argv: list[str]) -> None:
+    """Run until SIGTERM (or until a crash point kills us). ``--heartbeat-file PATH`` as ``hub worker``
+    takes it: touched once the consumers run (after the SIGTERM handler is installed), removed on a clean
+    stop."""
     settings = load_settings()
     runtime = build_app(settings, embedded=False)
     runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix),
@@ -74,8 +78,9 @@ def main() -> None:
     declare_effect_actor(runtime)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    run_worker(runtime, threads=1, stop=stop)
+    heartbeat = Path(argv[argv.index("--heartbeat-file") + 1]) if "--heartbeat-file" in argv else None
+    run_worker(runtime, threads=1, stop=stop, heartbeat_file=heartbeat)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

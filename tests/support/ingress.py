@@ -13,9 +13,9 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
 
-from hub.cli.compose import build_ingress
+from hub.cli.compose import build_ingress, load_sources
 from hub.ingress.server import serve_in_thread
-from hub.ingress.sources import SourceRegistry, load_sources
+from hub.ingress.sources import SourceRegistry
 from hub.runtime import Runtime
 
 

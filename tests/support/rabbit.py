@@ -33,9 +33,9 @@ def delete_queues(prefix: str) -> None:
     """Delete the queues a test may have declared under ``prefix`` (quorum queues are costly to leave
     behind): every actor's queue, its ``.DQ`` and its ``.XQ``. Deleting a queue that does not exist is
     a no-op, so no listing (``rabbitmqctl``, half a second a call) is needed."""
-    from actors.routes import ROUTES
+    from actors import SPECS
 
-    actors = {actor for names in ROUTES.values() for actor in names} | {"exceptions", *TEST_ACTORS}
+    actors = {spec.name for spec in SPECS} | set(TEST_ACTORS)
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()

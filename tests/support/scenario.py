@@ -13,15 +13,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from actors.document_intake import ensure_subscription
-from connectors.faults import FaultPlan
-from connectors.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
 from connectors.sharepoint.client import GraphClient
 from hub.cli.compose import build_app, build_ingress
-from hub.demo import DemoCredentials, demo_sources
+from hub.cli.scenario import DemoCredentials, demo_sources, sandbox_connections
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
+from simulators.kit.faults import FaultPlan
+from simulators.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
 
 
 @dataclass
@@ -98,28 +98,29 @@ def running_scenario(
     with ExitStack() as stack:
         sock = stack.enter_context(bound_socket())  # the simulators must know the ingress URL first
         sandbox = stack.enter_context(running_sandbox(
-            ingress_events_url=f"{socket_url(sock)}/v1/events", webhook_secret=credentials.erp_secret,
+            serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
+            webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
             docusign_hmac_key=credentials.docusign_key))
         provider, exporter = tracer if tracer else (None, None)
-        runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
+        connections = sandbox_connections(sandbox)
+        runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
                             span_exporter=exporter)
         stack.callback(runtime.close)
         url = stack.enter_context(serve_in_thread(
             build_ingress(runtime, sources=demo_sources(credentials), tracer_provider=provider), sock=sock))
         stack.enter_context(running_worker(runtime, threads=threads))
         if documents:
-            graph = GraphClient.from_settings(runtime.settings)
-            stack.callback(graph.http.client.close)
+            graph = GraphClient.from_settings(connections.graph)
+            stack.callback(graph.close)
             ensure_subscription(graph, f"{url}/v1/webhooks/graph/{GRAPH_SOURCE_ID}", credentials.graph_client_state)
         yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials)
 
 
 def _known_groups(settings: Settings) -> list[str]:
-    from actors import DEFAULT_POLICY
-    from hub.policy import load_policy
+    from actors import load_policy
 
-    policy = load_policy(settings.policy_file or DEFAULT_POLICY)
+    policy = load_policy(settings.policy_file)
     return list(policy.security_groups.known_groups or [])
 
 

@@ -17,17 +17,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from hub.errors import InvalidEvent
-from hub.policy import DocumentClass, EngagementType, Region
-from hub.policy_documents import (
+from actors.invoice_readiness.rules import (
     Checklist,
-    DocumentState,
     HoldCode,
     ReadinessRules,
     Requirement,
     Scope,
     SignedClass,
 )
+from hub.errors import InvalidEvent
+from hub.policy import DocumentClass, DocumentState, EngagementType, Region
 
 ReadinessStatus = Literal["ready", "held"]
 _UNSIGNED: dict[SignedClass, HoldCode] = {

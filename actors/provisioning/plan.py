@@ -25,6 +25,7 @@ from hub.policy import (
     ENGAGEMENT_TYPES,
     PROJECT_FIELDS,
     REGIONS,
+    WORKSPACES_ROOT,
     DocumentClass,
     EngagementType,
     Policy,
@@ -218,16 +219,6 @@ def _desired_grants(project: Project, policy: Policy) -> tuple[dict[str, Role], 
     return desired, unknown
 
 
-#: The folder of the document library that holds every workspace.
-WORKSPACES_ROOT = "Engagements"
-
-
-def workspace_path(policy: Policy, values: Mapping[str, str], *, root: str = WORKSPACES_ROOT) -> str:
-    """The workspace's path in the document library: ``root`` and the policy's ``workspace.path``."""
-    relative = fill(policy.workspace.path, values)
-    return f"{root.strip('/')}/{relative}" if root.strip("/") else relative
-
-
 def plan_workspace(project: Project, policy: Policy, *, root: str = WORKSPACES_ROOT) -> WorkspacePlan:
     """The workspace the policy asks for ``project``, below ``root`` of the document library.
 
@@ -239,7 +230,7 @@ def plan_workspace(project: Project, policy: Policy, *, root: str = WORKSPACES_R
     for name in sorted(placeholders(policy.workspace.path)):
         if not valid_segment(values[name]):
             raise InvalidEvent(f"{name} {values[name]!r} cannot be used as a folder name", field=name)
-    path = workspace_path(policy, values, root=root)
+    path = policy.workspace_path(values, root=root)
     folders, folder_labels = _folders(project, policy, path)
     desired, unknown = _desired_grants(project, policy)
     walls = walls_for(project, policy)

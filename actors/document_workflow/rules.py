@@ -1,9 +1,7 @@
-"""The document half of the policy: what a document reaching a state does (``documents``), and what an
-invoice needs before the ERP may finalise it (``invoice_readiness``).
+"""The document rules: what a document reaching a state does (the policy file's ``documents`` section).
 
-Both are data in the policy file, validated here; :mod:`actors.document_workflow` and
-:mod:`actors.invoice_readiness` only carry them out. No rule names a customer: rules match a document
-class, its states and the project's engagement type.
+Data in the policy file, validated here; the document-workflow actor only carries them out. No rule
+names a customer: rules match a document class, its states and the project's engagement type.
 """
 
 from __future__ import annotations
@@ -11,26 +9,12 @@ from __future__ import annotations
 import string
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-DocumentClass = Literal[
-    "sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
-    "customer_approval", "change_record",
-]
-EngagementType = Literal["consulting", "legal", "engineering", "managed_services"]
-DocumentState = Literal["draft", "in_review", "approved", "signed", "rejected", "superseded"]
-DOCUMENT_STATES: tuple[DocumentState, ...] = get_args(DocumentState)
-HoldCode = Literal[
-    "DELIVERABLE_NOT_APPROVED", "RETENTION_LABEL_MISSING", "UNSIGNED_CHANGE_ORDER", "CUSTOMER_APPROVAL_MISSING",
-    "SERVICE_REPORT_MISSING", "CHANGE_RECORD_MISSING", "SOW_NOT_SIGNED", "ENGAGEMENT_LETTER_NOT_SIGNED",
-    "INVOICE_NOT_DRAFTED",
-]
-HOLD_CODES: tuple[HoldCode, ...] = get_args(HoldCode)
-#: Which documents a requirement looks at: those linked to the invoice (by invoice number or milestone),
-#: or any document of the project.
-Scope = Literal["invoice", "project"]
-#: Classes a checklist may require to be signed whenever one exists.
-SignedClass = Literal["change_order", "sow", "engagement_letter"]
+from hub.policy import DocumentClass, DocumentState, EngagementType
+
+#: The policy file's section these rules are read from.
+SECTION = "documents"
 #: What a document rule may do, in the order the workflow runs them (whatever order the rule lists). The
 #: ERP comes first: billing starts the moment the paperwork allows it, even while the document platform
 #: is down (filing is retried on its own).
@@ -119,38 +103,3 @@ class DocumentPolicy(_Model):
     def rules_for(self, document_class: str, state: str, engagement_type: str) -> tuple[DocumentRule, ...]:
         """Every rule that applies, in file order."""
         return tuple(rule for rule in self.rules if rule.applies(document_class, state, engagement_type))
-
-
-class Requirement(_Model):
-    """One line of a checklist: documents of a class, in an accepted state, with a hold code when lacking.
-
-    ``every_document``: each relevant document must be accepted (deliverables); otherwise one accepted
-    document is enough (a signed SOW). ``retention_label``: accepted documents must also carry the
-    jurisdiction's retention label for their class. ``envelope_counts``: a completed e-signature envelope
-    of the class counts as a signed document.
-    """
-
-    document_class: DocumentClass
-    code: HoldCode
-    states: frozenset[DocumentState] = frozenset({"approved", "signed"})
-    scope: Scope = "invoice"
-    every_document: StrictBool = False
-    retention_label: StrictBool = False
-    envelope_counts: StrictBool = False
-
-
-class Checklist(_Model):
-    """What an invoice of one engagement type needs; ``must_be_signed`` classes hold while unsigned."""
-
-    requirements: tuple[Requirement, ...] = ()
-    must_be_signed: tuple[SignedClass, ...] = ("change_order",)
-
-
-class ReadinessRules(_Model):
-    """The checklist of every engagement type (the ``invoice_readiness`` section)."""
-
-    checklists: dict[EngagementType, Checklist] = Field(default_factory=dict)
-
-    def checklist_for(self, engagement_type: EngagementType) -> Checklist:
-        """The checklist of an engagement type (an empty one when the rules do not name it)."""
-        return self.checklists.get(engagement_type, Checklist())

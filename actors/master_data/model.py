@@ -1,7 +1,7 @@
 """Master data, decided: the canonical model, field authority, version ordering and taxonomy checks.
 
 Pure functions beside the master-data actor, no I/O. The actor maps a source record with
-:func:`hub.mapping.apply_mapping`, turns its key into a canonical id through the crosswalk, builds a
+:func:`actors.master_data.mapping.apply_mapping`, turns its key into a canonical id through the crosswalk, builds a
 :class:`SourceUpdate` (with the CloudEvents ``sequence`` as version), and folds it into the stored
 :class:`CanonicalState` with :func:`merge`. The result says which fields changed (push them to the
 other systems, emit ``hub.<entity>.changed.v1``), which were ignored because the sender is not their
@@ -25,10 +25,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub.mapping import CanonicalSchema, MappedRecord, MappingFailed, MappingRules, load_mapping
+from actors.master_data.mapping import CanonicalSchema, MappedRecord, MappingFailed, MappingRules, load_mapping
 
 #: The mapping file shipped with the hub; copy it to write your own.
-DEFAULT_MAPPING = Path(str(files("actors") / "default_mapping.yaml"))
+DEFAULT_MAPPING = Path(str(files("actors.master_data") / "default_mapping.yaml"))
 
 ClientStatus = Literal["prospect", "active", "inactive"]
 ProjectStatus = Literal["planned", "active", "on_hold", "closed", "cancelled"]

@@ -4,23 +4,19 @@ document platform, exactly as the policy says, and the ERP learns where it is.
 Every run reconciles the workspace to the ERP's *current* record (read, not taken from the event),
 one project at a time (a Redis lease per project code), so event order, duplicates, replays and
 concurrent updates all end in the same workspace, and an ethical wall added by a later update
-revokes what an earlier version granted. The decision is the pure ``actors.provisioning_plan``.
+revokes what an earlier version granted. The decision is the pure :mod:`actors.provisioning.plan`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import dramatiq
 from dramatiq.errors import Retry
-from dramatiq.middleware import CurrentMessage
 
-from actors.provisioning_plan import (
+from actors.provisioning.plan import (
     ApplyLabel,
     EnsureFolder,
     GrantAccess,
@@ -33,22 +29,21 @@ from actors.provisioning_plan import (
     plan_workspace,
     reconcile,
 )
+from actors.provisioning.store import ProvisioningStore
 from connectors.erp.client import ErpClient
 from connectors.erp.client import Project as ErpProject
 from connectors.sharepoint.client import GraphClient
+from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
-from hub.errors import NEVER_RETRIED
-from hub.events import from_message_body, make_event, validate_event
+from hub.errors import HardStop
 from hub.idempotency import side_effect_key
 from hub.policy import Policy
-from hub.runtime import Runtime
-from hub.store import RedisLocks, guarded
+from hub.store import Locks
 from observability.logging import get_logger
 
-ACTOR_NAME = "provisioning"
-SOURCE = "hub://provisioning"
-#: Event types that trigger a reconciliation of the project's workspace.
-TRIGGERS = ("erp.project.created.v1", "erp.project.updated.v1")
+#: A project created or updated in the ERP: reconcile its workspace.
+SPEC = ActorSpec(name="provisioning", triggers=("erp.project.created.v1", "erp.project.updated.v1"),
+                 workflow="provisioning")
 _LOCK_TTL_MS = 60_000
 _NAMESPACE = uuid.UUID("0f7c2b9e-3d54-4a8e-b6a1-92c4d0e8f7a3")
 log = get_logger(__name__)
@@ -102,7 +97,7 @@ def execute(graph: GraphClient, plan: WorkspacePlan, step: Step, ids: dict[str, 
         graph.revoke_grant(workspace, step.group)
     elif isinstance(step, GrantAccess):
         if plan.walls.blocks(step.group):  # the plan cannot hold one; this guard makes it impossible here too
-            raise AssertionError(f"refusing to grant walled group {step.group!r}")
+            raise HardStop(f"refusing to grant walled group {step.group!r}: an ethical wall forbids it")
         graph.ensure_grant(workspace, step.group, step.role)
     elif isinstance(step, ApplyLabel):
         target = ids.get(step.path) or graph.ensure_folder(step.path).id
@@ -129,90 +124,67 @@ def provisioned_record(plan: WorkspacePlan, project: Project, *, workspace_id: s
     }
 
 
-def register(runtime: Runtime, *, policy: Policy, erp: ErpClient, graph: GraphClient,
-             crosswalk: CrosswalkStore) -> Any:
-    """Declare the provisioning actor."""
-    workflow = policy.workflow("provisioning")
-    locks = RedisLocks(runtime.redis, prefix=runtime.queue_prefix)
-    client = runtime.redis
-    prefix = runtime.queue_prefix
+class Provisioning:
+    """Reconciles a project's workspace with the policy and the ERP's current record."""
 
-    @dramatiq.actor(broker=runtime.broker, actor_name=ACTOR_NAME, queue_name=f"{prefix}.{ACTOR_NAME}",
-                    throws=NEVER_RETRIED, max_retries=max(workflow.max_attempts - 1, 0),
-                    on_dead_letter="exceptions")
-    def provisioning(event_body: dict[str, Any]) -> None:
-        """Reconcile the project's workspace with the policy and the ERP's current record."""
-        event = validate_event_body(event_body)
-        code = str(event["subject"])
-        token = locks.acquire(f"project:{code}", ttl_ms=_LOCK_TTL_MS)
+    def __init__(self, *, spec: ActorSpec = SPEC, policy: Policy, erp: ErpClient, graph: GraphClient,
+                 crosswalk: CrosswalkStore, locks: Locks, store: ProvisioningStore) -> None:
+        self.spec = spec
+        self.policy, self.erp, self.graph, self.crosswalk = policy, erp, graph, crosswalk
+        self.locks, self.store = locks, store
+
+    def handle(self, context: ActorContext) -> None:
+        """One project at a time: a lease per project code; a held lease is an expected wait (a Retry)."""
+        code = str(context.data["project_code"])
+        token = self.locks.acquire(f"project:{code}", ttl_ms=_LOCK_TTL_MS)
         if token is None:
             # An expected wait, not an error: the holder usually finishes in well under a second (the
             # lease TTL only bounds a dead holder). A Retry is retried with its delay and not logged as a failure.
             raise Retry(f"project {code} is being provisioned by another worker",
-                        delay=min(max(locks.ttl_ms(f"project:{code}"), 200), 1_000))
+                        delay=min(max(self.locks.ttl_ms(f"project:{code}"), 200), 1_000))
         try:
-            _provision(code, event)
+            self._provision(code, context)
         finally:
-            locks.release(f"project:{code}", token)
+            self.locks.release(f"project:{code}", token)
 
-    def validate_event_body(event_body: dict[str, Any]) -> dict[str, Any]:
-        event = from_message_body(event_body)
-        record = validate_event(event, runtime.registry)
-        first_seen = int((event.get_time() or datetime.now(UTC)).timestamp() * 1000)
-        return {"id": event.get_id(), "subject": record["project_code"], "first_seen_ms": first_seen}
-
-    def _provision(code: str, event: Mapping[str, Any]) -> None:
-        seen_key = f"{prefix}:provisioning:first_seen:{code}"
-        guarded(lambda: client.set(seen_key, event["first_seen_ms"], nx=True))
-        current = erp.get_project(code)  # the truth now, whatever order the events came in
+    def _provision(self, code: str, context: ActorContext) -> None:
+        event = context.event
+        first_seen = int((event.get_time() or context.now()).timestamp() * 1000)
+        started_ms = self.store.first_seen(code, first_seen)
+        current = self.erp.get_project(code)  # the truth now, whatever order the events came in
         project = Project.from_record(erp_record(current))
-        plan = plan_workspace(project, policy)
+        plan = plan_workspace(project, self.policy)
         if plan.unknown_groups:
-            _raise_unknown_groups(code, sorted(plan.unknown_groups), event)
+            self._raise_unknown_groups(code, sorted(plan.unknown_groups), context)
         if not current.workspace_url:
-            erp.update_project(code, {"custom_fields": {"workspace_status": "provisioning"}},
-                               idempotency_key=side_effect_key(str(event["id"]), ACTOR_NAME, "erp-status"))
-        state, ids = read_state(graph, plan)
+            self.erp.update_project(code, {"custom_fields": {"workspace_status": "provisioning"}},
+                                    idempotency_key=side_effect_key(event.get_id(), self.spec.name, "erp-status"))
+        state, ids = read_state(self.graph, plan)
         steps = reconcile(state, plan)
         for step in steps:
-            execute(graph, plan, step, ids)
-        workspace = graph.ensure_folder(plan.path)
+            execute(self.graph, plan, step, ids)
+        workspace = self.graph.ensure_folder(plan.path)
         url = workspace.web_url or ""
-        canonical = crosswalk.canonical("project", "erp", code)
-        crosswalk.link(canonical, "project", "sharepoint", workspace.id)
+        canonical = self.crosswalk.canonical("project", "erp", code)
+        self.crosswalk.link(canonical, "project", "sharepoint", workspace.id)
         if current.workspace_url != url or current.custom_fields.get("workspace_status") != "provisioned":
-            erp.update_project(code, {"custom_fields": {"workspace_url": url, "workspace_status": "provisioned"}},
-                               idempotency_key=side_effect_key(str(event["id"]), ACTOR_NAME, "erp-link"))
+            self.erp.update_project(code, {"custom_fields": {"workspace_url": url, "workspace_status": "provisioned"}},
+                                    idempotency_key=side_effect_key(event.get_id(), self.spec.name, "erp-link"))
         digest = plan_digest(plan)
-        marker = f"{prefix}:provisioning:done:{code}"
-        if guarded(lambda: client.get(marker)) == digest.encode() and not steps:
+        if self.store.announced(code) == digest and not steps:
             return
-        raw_seen: Any = guarded(lambda: client.get(seen_key))
-        started_ms = int(raw_seen) if raw_seen else int(time.time() * 1000)
-        now = datetime.now(UTC)
-        data = provisioned_record(plan, project, workspace_id=workspace.id, url=url, drive_id=graph.drive_id,
+        now = context.now()
+        data = provisioned_record(plan, project, workspace_id=workspace.id, url=url, drive_id=self.graph.drive_id,
                                   provisioning_ms=max(int(now.timestamp() * 1000) - started_ms, 0), now=now)
-        emitted = make_event(runtime.registry, type="dms.workspace.provisioned.v1", source=SOURCE,
-                             id=str(uuid.uuid5(_NAMESPACE, f"{code}:{digest}")), subject=code, data=data,
-                             partitionkey=f"project:{canonical}")
-        assert runtime.dispatcher is not None
-        runtime.dispatcher.dispatch(emitted, parent=CurrentMessage.get_current_message())
-        guarded(lambda: client.set(marker, digest))
+        context.emit("dms.workspace.provisioned.v1", data, id=str(uuid.uuid5(_NAMESPACE, f"{code}:{digest}")),
+                     subject=code, partitionkey=f"project:{canonical}")
+        self.store.mark_announced(code, digest)
         log.info("workspace provisioned", project_code=code, steps=len(steps), provisioning_ms=data["provisioning_ms"])
 
-    def _raise_unknown_groups(code: str, groups: list[str], event: Mapping[str, Any]) -> None:
+    def _raise_unknown_groups(self, code: str, groups: list[str], context: ActorContext) -> None:
         """The policy derives groups ``known_groups`` does not list: provisioned without them, and said."""
         log.warning("policy derives groups the directory does not know", groups=groups)
-        data: dict[str, Any] = {
-            "exception_id": str(uuid.uuid5(_NAMESPACE, f"unknown-groups:{code}:{','.join(groups)}")),
-            "owner": workflow.owner, "kind": "provisioning.unknown_groups", "severity": "medium",
-            "subject": code, "detail": f"groups not in the directory, not granted: {', '.join(groups)}",
-            "project": {"code": code, "erp_id": None, "workspace_id": None},
-            "event_id": str(event["id"]), "event_type": None, "raised_at": datetime.now(UTC),
-        }
-        raised = make_event(runtime.registry, type="hub.exception.raised.v1", source=SOURCE,
-                            id=data["exception_id"], subject=code, data=data)
-        assert runtime.dispatcher is not None
-        runtime.dispatcher.dispatch(raised, parent=CurrentMessage.get_current_message())
-
-    return provisioning
+        context.raise_exception(
+            self.spec.owner, kind="provisioning.unknown_groups",
+            id=str(uuid.uuid5(_NAMESPACE, f"unknown-groups:{code}:{','.join(groups)}")), subject=code,
+            detail=f"groups not in the directory, not granted: {', '.join(groups)}", project_code=code)

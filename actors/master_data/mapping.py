@@ -1,6 +1,6 @@
 """Declarative mapping rules: which source field becomes which canonical field, and how.
 
-The mapping file (``actors/default_mapping.yaml``) has four sections::
+The mapping file (``actors/master_data/default_mapping.yaml``) has four sections::
 
     version: 1
     systems:      # each source system and the CloudEvents sources it publishes from

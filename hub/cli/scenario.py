@@ -17,18 +17,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from opentelemetry import propagate
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
+from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
+from hub.cli.compose import Connections, source_model
 from hub.events import CloudEvent, make_event
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
-from hub.ingress.sources import SourceConfig, SourceRegistry
+from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime, demo_embedded
 from hub.settings import Settings
@@ -38,7 +41,7 @@ from observability.flight import render_tree
 from observability.tracing import configure_tracing
 
 #: Subscribes the hub to the document library's change notifications: (runtime, notification URL, clientState).
-Subscribe = Callable[[Runtime, str, str], None]
+Subscribe = Callable[[GraphSettings, str, str], None]
 #: The simulated ERP instance the demo publishes as.
 DEMO_SOURCE = "erp-sim://acme-psa/prod"
 
@@ -146,23 +149,54 @@ class DemoCredentials:
 def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
     """The demo's sources: the simulated ERP (signed events, and the hard-stop check with its API key),
     the DocuSign account (Connect HMAC) and the SharePoint tenant (Graph clientState)."""
-    erp = SourceConfig.model_validate({
+    model = source_model()
+    erp = model.model_validate({
         "id": "erp-sim", "description": "the simulated ERP of the demo", "sources": [DEMO_SOURCE],
         "event_types": ["erp.*"], "quota": "1000/minute", "queries": ["invoice_readiness"],
         "credentials": [{"scheme": "standard_webhooks", "secret": credentials.erp_secret},
                         {"scheme": "api_key",
                          "sha256": hashlib.sha256(credentials.erp_api_key.encode()).hexdigest()}],
     })
-    docusign = SourceConfig.model_validate({
+    docusign = model.model_validate({
         "id": "docusign-sim", "description": "the simulated DocuSign account", "sources": ["docusign://docusign-sim"],
         "event_types": ["esign.*"], "quota": "1000/minute", "docusign": {"hmac_keys": [credentials.docusign_key]},
     })
-    graph = SourceConfig.model_validate({
+    graph = model.model_validate({
         "id": "sharepoint-sim", "description": "the simulated SharePoint tenant", "sources": ["graph://sharepoint-sim"],
         "event_types": ["dms.*"], "quota": "6000/minute",
         "graph": {"client_states": [credentials.graph_client_state]},
     })
     return SourceRegistry([erp, docusign, graph], origin="demo")
+
+
+class SandboxUrls(Protocol):
+    """Where the simulated systems listen (``simulators.sandbox.Sandbox``; hub/ does not import simulators)."""
+
+    @property
+    def erp_url(self) -> str: ...
+    @property
+    def graph_url(self) -> str: ...
+    @property
+    def drive_id(self) -> str: ...
+    @property
+    def docusign_url(self) -> str: ...
+    @property
+    def docusign_account(self) -> str: ...
+    @property
+    def erp_token(self) -> str: ...
+    @property
+    def graph_token(self) -> str: ...
+    @property
+    def docusign_token(self) -> str: ...
+
+
+def sandbox_connections(sandbox: SandboxUrls) -> Connections:
+    """The connectors pointed at the simulated systems of a sandbox."""
+    return Connections(
+        erp=ErpSettings(url=sandbox.erp_url, token=SecretStr(sandbox.erp_token)),
+        graph=GraphSettings(url=sandbox.graph_url, token=SecretStr(sandbox.graph_token), drive_id=sandbox.drive_id),
+        docusign=DocuSignSettings(url=sandbox.docusign_url, token=SecretStr(sandbox.docusign_token),
+                                  account_id=sandbox.docusign_account))
 
 
 def post_signed(url: str, secret: str, document: dict[str, Any]) -> httpx.Response:
@@ -210,15 +244,17 @@ def run_demo(
     settings = settings.model_copy(update={"queue_prefix": f"demo{secrets.token_hex(4)}"})
     # The ingress's socket is bound first: the simulators must know its URL before it starts.
     with bound_socket() as sock, running_sandbox(
-            ingress_events_url=f"{socket_url(sock)}/v1/events", webhook_secret=credentials.erp_secret,
-            groups=directory_groups, erp_api_key=credentials.erp_api_key,
+            serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
+            webhook_secret=credentials.erp_secret, groups=directory_groups, erp_api_key=credentials.erp_api_key,
             docusign_hmac_key=credentials.docusign_key) as sandbox:
-        runtime = build_app(sandbox.settings(settings), embedded=embedded, tracer_provider=provider,
+        connections = sandbox_connections(sandbox)
+        runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
                             span_exporter=spans)
         try:
             return _scenario(runtime, sandbox, build_ingress(runtime, sources=demo_sources(credentials),
                                                              tracer_provider=provider),
-                             sock=sock, credentials=credentials, subscribe=subscribe, spans=spans,
+                             sock=sock, credentials=credentials, subscribe=subscribe, graph=connections.graph,
+                             spans=spans,
                              provider=provider, echo=echo)
         finally:
             if not runtime.embedded:
@@ -227,7 +263,7 @@ def run_demo(
 
 
 def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.socket, credentials: DemoCredentials,
-              subscribe: Subscribe,
+              subscribe: Subscribe, graph: GraphSettings,
               spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None]) -> int:
     code = "ENG-ACME-0001"
     with _subscriber(runtime, "dms.workspace.provisioned.v1") as receive, \
@@ -271,7 +307,7 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
         if not (link and link == provisioned["url"]):
             echo("FAILED: the ERP does not show the workspace link")
             return 1
-        subscribe(runtime, f"{url}/v1/webhooks/graph/sharepoint-sim", credentials.graph_client_state)
+        subscribe(graph, f"{url}/v1/webhooks/graph/sharepoint-sim", credentials.graph_client_state)
         echo("   the hub subscribed to the document library's change notifications (Graph, with a clientState)")
         ok = _documents(runtime, sandbox, readiness, echo=echo)
     if runtime.embedded:
@@ -288,7 +324,7 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
 def _documents(runtime: Runtime, sandbox: Any, receive: Callable[[float], Delivery | None], *,
                echo: Callable[[str], None]) -> bool:
     """The second half: DocuSign and SharePoint documents drive the ERP and the invoice-readiness gate."""
-    from hub import demo_documents
+    from hub.cli import scenario_documents as demo_documents
 
     def create_project(**fields: Any) -> str:
         with sandbox.erp() as erp:

@@ -1,16 +1,7 @@
-"""Where the invoice-readiness gate keeps its facts: one Redis hash per project, plus the last verdict
-emitted per invoice.
-
-``<prefix>:readiness:project:<code>`` holds the project's ``meta`` (engagement type, region, country,
-client, read from the ERP) and one field per fact: ``inv:<number>`` (drafted invoice), ``doc:<id>``
-(document state), ``ret:<id>`` (retention label), ``env:<id>`` (completed envelope), each the winning
-event's record as JSON. ``<prefix>:readiness:invoice:<number>`` names an invoice's project,
-``<prefix>:readiness:verdict:<number>`` the verdict last emitted (with its transition sequence), and
-``<prefix>:readiness:projects`` every project with facts. The state is a cache of the systems of record:
-``hub readiness rebuild`` writes it again from the ERP and the document platform.
-
-Reading is shared by the actor (sync Redis) and the hard-stop endpoint (async Redis): both fetch the raw
-hash and call :func:`project_facts` and :func:`verdict`.
+"""The gate's facts per project, as stored: the project's meta (engagement type, jurisdiction), the
+winning event per fact (``inv:<number>`` drafted invoice, ``doc:<id>`` document state, ``ret:<id>``
+retention label, ``env:<id>`` completed envelope), folded order-independently; the verdict of an invoice
+from them; and the last verdict emitted. Pure: :mod:`actors.invoice_readiness.store` keeps them.
 """
 
 from __future__ import annotations
@@ -21,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from actors.invoice_readiness_logic import (
+from actors.invoice_readiness.logic import (
     DocumentStateChanged,
     EnvelopeCompleted,
     Event,
@@ -33,8 +24,8 @@ from actors.invoice_readiness_logic import (
     apply,
     evaluate,
 )
-from hub.policy import Policy, Region
-from hub.policy_documents import DocumentClass, EngagementType
+from actors.invoice_readiness.rules import ReadinessRules
+from hub.policy import DocumentClass, EngagementType, Policy, Region
 
 _KINDS: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted]] = {
     "inv": InvoiceDrafted, "doc": DocumentStateChanged, "ret": RetentionApplied, "env": EnvelopeCompleted,
@@ -136,13 +127,12 @@ def fold(facts: ProjectFacts, event: Event) -> tuple[ProjectFacts, bool]:
     return replace(facts, shared=after_facts), after_facts != before
 
 
-def verdict(facts: ProjectFacts, number: str, policy: Policy) -> Readiness:
+def verdict(facts: ProjectFacts, number: str, policy: Policy, rules: ReadinessRules) -> Readiness:
     """The gate's verdict on one invoice: held with ``INVOICE_NOT_DRAFTED`` when nothing is known of it."""
     if facts.meta is None or number not in facts.drafts:
         return Readiness.of([HoldReason("INVOICE_NOT_DRAFTED", number,
                                         f"the hub has not seen invoice {number} drafted in the ERP")])
-    return evaluate(facts.for_invoice(number), policy.invoice_readiness,
-                    expected_retention_label=facts.meta.label_for(policy))
+    return evaluate(facts.for_invoice(number), rules, expected_retention_label=facts.meta.label_for(policy))
 
 
 @dataclass(frozen=True)
@@ -165,30 +155,6 @@ class Verdict:
         data = json.loads(raw)
         readiness = Readiness(data["status"], tuple(HoldReason(**reason) for reason in data["reasons"]))
         return cls(readiness, int(data["seq"]))
-
-
-class Keys:
-    """The gate's Redis key names under one prefix."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = f"{prefix}:readiness"
-
-    def project(self, code: str) -> str:
-        """The project's facts hash."""
-        return f"{self.prefix}:project:{code}"
-
-    def invoice(self, number: str) -> str:
-        """Which project an invoice belongs to."""
-        return f"{self.prefix}:invoice:{number}"
-
-    def verdict(self, number: str) -> str:
-        """The invoice's last emitted verdict."""
-        return f"{self.prefix}:verdict:{number}"
-
-    @property
-    def projects(self) -> str:
-        """Every project with facts."""
-        return f"{self.prefix}:projects"
 
 
 def readiness_body(number: str, project_code: str | None, readiness: Readiness) -> dict[str, Any]:

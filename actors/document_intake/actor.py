@@ -1,0 +1,152 @@
+"""Document intake: a document platform's change notification becomes the documents' state events.
+
+A Graph notification says only that something in the drive changed. The intake actor asks the drive
+what changed since it last looked (``delta`` with the token kept in its store), reads each changed
+file's list-item fields and retention label, and emits ``dms.document.state_changed.v1`` when a
+classified document's class, state, links or terms changed and ``dms.document.retention_applied.v1``
+when its label did (:mod:`connectors.sharepoint.documents` reads the columns).
+
+A deleted hub document is withdrawn: its last state event is emitted again as ``superseded``, so it
+no longer satisfies (or holds) any checklist. Event ids derive from the item and its version, so a
+replayed notification or a lost delta token re-emits the same ids, which the consumers drop; the
+gate's fold makes any order safe.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from actors.document_intake.store import IntakeStore
+from connectors.erp.client import ErpClient, ProjectNotFound
+from connectors.sharepoint.client import DeltaTokenExpired, DriveItem, GraphClient
+from connectors.sharepoint.documents import DocumentView, column_text, document_events, view_of
+from hub.actor import ActorContext, ActorSpec
+from hub.errors import InvalidEvent
+from hub.store import Locks
+from observability.logging import get_logger
+
+#: The document platform's change notifications.
+SPEC = ActorSpec(name="document_intake", triggers=("dms.change.notified.v1",), workflow="document_intake")
+STATE_CHANGED = "dms.document.state_changed.v1"
+_LOCK_TTL_MS = 60_000
+_NAMESPACE = uuid.UUID("3e1c9a7b-52d4-4c8f-a0b6-7d9e2f4a1c35")
+log = get_logger(__name__)
+
+
+def signature(event_type: str, data: Mapping[str, Any]) -> str:
+    """What makes two emissions of a document's event the same news (not its timestamps)."""
+    ignore = {"changed_at", "applied_at", "url", "name", "previous_state"}
+    return event_type + json.dumps({k: v for k, v in data.items() if k not in ignore}, sort_keys=True, default=str)
+
+
+class DocumentIntake:
+    """Reads what changed on the drive since the last look and emits the documents' events."""
+
+    def __init__(self, *, spec: ActorSpec = SPEC, graph: GraphClient, erp: ErpClient, locks: Locks,
+                 store: IntakeStore) -> None:
+        self.spec = spec
+        self.graph, self.erp, self.locks, self.store = graph, erp, locks, store
+
+    @property
+    def drive(self) -> str:
+        """The drive this intake reads."""
+        return self.graph.drive_id
+
+    def handle(self, context: ActorContext) -> None:
+        """Coalesce notifications: each marks the drive as changed; whoever holds the lease reads the
+        changes until no mark is left, and a notification that finds the lease taken leaves its mark."""
+        if context.data.get("platform") != "sharepoint":
+            return
+        self.store.mark_changed(self.drive)
+        while True:
+            lease = self.locks.acquire(f"intake:{self.drive}", ttl_ms=_LOCK_TTL_MS)
+            if lease is None:
+                log.debug("the drive is being read by another worker; it will see this change")
+                return
+            try:
+                while self.store.take_changed(self.drive):
+                    self._read_changes(context)
+            finally:
+                self.locks.release(f"intake:{self.drive}", lease)
+            if not self.store.changed(self.drive):  # marked after the last read, before the release?
+                return
+
+    def _read_changes(self, context: ActorContext) -> None:
+        token = self.store.delta_token(self.drive)
+        try:
+            changes = self.graph.delta(token)
+        except DeltaTokenExpired:
+            log.warning("delta token expired: reading the whole drive again", drive_id=self.drive)
+            changes = self.graph.delta(None)
+        regions: dict[str, str | None] = {}
+        emitted = 0
+        for item in changes.items:
+            if item.is_deleted:
+                emitted += self._withdraw(item, context)
+                continue
+            if not item.is_file:
+                continue
+            view = view_of(self.graph, item)
+            if not view.classified:
+                continue
+            emitted += self._emit_document(view, regions, context)
+        self.store.save_delta_token(self.drive, changes.token)
+        log.info("document changes read", drive_id=self.drive, items=len(changes.items), emitted=emitted)
+
+    def _region(self, code: str, regions: dict[str, str | None]) -> str | None:
+        if code not in regions:
+            try:
+                regions[code] = self.erp.get_project(code).region
+            except ProjectNotFound:
+                regions[code] = None
+        return regions[code]
+
+    def _emit_document(self, view: DocumentView, regions: dict[str, str | None], context: ActorContext) -> int:
+        project = column_text(view.fields, "ProjectCode")
+        try:
+            events = document_events(view, region=self._region(project, regions) if project else None)
+        except InvalidEvent as error:
+            self._unreadable(view, str(error), context)
+            return 0
+        return sum(self._emit(view.item, event_type, data, context) for event_type, data in events)
+
+    def _emit(self, item: DriveItem, event_type: str, data: dict[str, Any], context: ActorContext) -> int:
+        """Publish one document event unless it is the news last published for the item."""
+        news = signature(event_type, data)
+        if self.store.last_news(self.drive, item.id, event_type) == news:
+            return 0
+        moment = data.get("changed_at") or data.get("applied_at")
+        # The id names this version of the item: a replay of it is a duplicate, while the same state
+        # reached again later (approved, back in review, approved again) is new news.
+        version = item.e_tag or (item.modified.isoformat() if item.modified else "")
+        context.emit(event_type, data, id=str(uuid.uuid5(_NAMESPACE, f"{version}|{news}")), subject=item.id,
+                     time=moment, partitionkey=f"project:{data['project_code']}")
+        self.store.remember_news(self.drive, item.id, event_type, news)
+        return 1
+
+    def _withdraw(self, item: DriveItem, context: ActorContext) -> int:
+        """A deleted hub document leaves the picture: its last state again, as ``superseded`` (which
+        neither satisfies nor holds a checklist)."""
+        last = self.store.last_news(self.drive, item.id, STATE_CHANGED)
+        if last is None:
+            return 0  # never a hub document
+        data = json.loads(last.removeprefix(STATE_CHANGED))
+        if data["state"] == "superseded":
+            return 0
+        milestones = [{**m, "due_date": date.fromisoformat(m["due_date"]) if m.get("due_date") else None}
+                      for m in data.get("milestones") or []]
+        withdrawn = {**data, "state": "superseded", "previous_state": data["state"], "name": None, "url": None,
+                     "milestones": milestones, "changed_at": item.modified or context.now()}
+        log.info("hub document deleted on the platform", item_id=item.id, project_code=data["project_code"])
+        return self._emit(item, STATE_CHANGED, withdrawn, context)
+
+    def _unreadable(self, view: DocumentView, detail: str, context: ActorContext) -> None:
+        """A classified file whose columns the hub cannot read goes to its owner, once per version."""
+        log.warning("document columns unreadable", item_id=view.item.id, detail=detail)
+        context.raise_exception(self.spec.owner, kind="document_intake.unreadable_columns",
+                                id=str(uuid.uuid5(_NAMESPACE, f"unreadable:{view.item.id}:{view.item.e_tag}")),
+                                subject=view.item.id, detail=f"{view.item.name}: {detail}")

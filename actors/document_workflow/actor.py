@@ -1,0 +1,150 @@
+"""Document-triggered workflow: a contract document reaching a state updates the ERP as the policy's
+``documents`` rules say (contract terms, milestones, matter opening, time entry, billing codes, filing
+the signed document, reporting). The ERP comes first, so billing does not wait for the document platform.
+
+Triggers are a completed e-signature envelope (the document is signed) and a document platform state
+change. Each action is an "ensure" against the ERP's current record, under a lease per project, so
+duplicates and replays change nothing. Contract terms and milestones are order-independent: the ERP
+project keeps, per field and per milestone, the time of the document that set it
+(``custom_fields.terms_as_of`` and ``custom_fields.milestones_as_of``), and an older document never
+overwrites a newer one (:mod:`actors.document_workflow.decisions`). A document in draft or review
+matches no rule: an unsigned SOW enables nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC
+
+from dramatiq.errors import Retry
+
+from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, terms_patch
+from actors.document_workflow.rules import DocumentAction, DocumentPolicy
+from connectors.docusign.client import DocuSignClient
+from connectors.erp.client import ErpClient, Money
+from connectors.erp.client import Project as ErpProject
+from connectors.sharepoint.client import GraphClient
+from hub.actor import ActorContext, ActorSpec
+from hub.idempotency import side_effect_key
+from hub.policy import Policy, fill
+from hub.store import Locks
+from observability.logging import get_logger
+
+#: A completed envelope (the document is signed) or a document platform state change.
+SPEC = ActorSpec(name="document_workflow", triggers=("esign.envelope.completed.v1", "dms.document.state_changed.v1"),
+                 workflow="document_intake")
+_LOCK_TTL_MS = 60_000
+_NAMESPACE = uuid.UUID("8d2f6a41-7c3e-4b59-a1d8-5e0f9b3c2a76")
+log = get_logger(__name__)
+
+
+class DocumentWorkflow:
+    """Applies the policy's document rules to the document an event is about."""
+
+    def __init__(self, *, spec: ActorSpec = SPEC, policy: Policy, rules: DocumentPolicy, erp: ErpClient,
+                 graph: GraphClient, docusign: DocuSignClient, locks: Locks) -> None:
+        self.spec = spec
+        self.policy, self.rules = policy, rules
+        self.erp, self.graph, self.docusign, self.locks = erp, graph, docusign, locks
+
+    def handle(self, context: ActorContext) -> None:
+        """Apply the rules that match the document's class, state and the project's engagement type."""
+        doc = SignedDocument.from_event(context.event.get_type(), context.data)
+        project = self.erp.get_project(doc.project_code)
+        rules = self.rules.rules_for(doc.document_class, doc.state, project.engagement_type)
+        if not rules:
+            log.debug("no document rule applies", document_class=doc.document_class, state=doc.state,
+                      engagement_type=project.engagement_type)
+            return
+        lease = self.locks.acquire(f"project:{doc.project_code}", ttl_ms=_LOCK_TTL_MS)
+        if lease is None:
+            raise Retry(f"project {doc.project_code} is being updated by another worker", delay=300)
+        try:
+            actions = tuple(dict.fromkeys(a for rule in rules for a in rule.actions()))
+            names = ", ".join(rule.name for rule in rules)
+            self._run(context, doc, self.erp.get_project(doc.project_code), actions, names)
+        finally:
+            self.locks.release(f"project:{doc.project_code}", lease)
+
+    def _run(self, context: ActorContext, doc: SignedDocument, project: ErpProject,
+             actions: Sequence[DocumentAction], rules: str) -> None:
+        def key(step: str) -> str:
+            return side_effect_key(context.event.get_id(), self.spec.name, step)
+
+        erp = self.erp
+        done: list[str] = []
+        codes: list[str] = []
+        values = project.template_values()
+        if "write_contract_terms" in actions:
+            patch = terms_patch(doc, project.custom_fields)
+            if patch:
+                project = erp.update_project(project.code, patch, idempotency_key=key("terms"))
+                done.append("write_contract_terms")
+        if "update_milestones" in actions:
+            updates = milestone_updates(doc, project.custom_fields)
+            for milestone in updates:
+                amount = milestone["amount"]
+                erp.ensure_milestone(project.code, str(milestone["name"]),
+                                     Money(amount_minor=int(amount["amount_minor"]), currency=str(amount["currency"])),
+                                     milestone.get("due_date"), idempotency_key=key(f"milestone:{milestone['name']}"))
+            if updates:
+                as_of = dict(project.custom_fields.get("milestones_as_of") or {})
+                as_of.update({str(m["name"]): [doc.at_ms, doc.ref] for m in updates})
+                project = erp.update_project(project.code, {"custom_fields": {"milestones_as_of": as_of}},
+                                             idempotency_key=key("milestones-as-of"))
+                done.append("update_milestones")
+        if "open_matter" in actions and project.status == "planned":
+            project = erp.update_project(project.code, {"status": "active"}, idempotency_key=key("open"))
+            done.append("open_matter")
+        if "enable_time_entry" in actions and not project.time_entry_enabled:
+            project = erp.enable_time_entry(project.code, idempotency_key=key("time-entry"))
+            done.append("enable_time_entry")
+        if "activate_billing_codes" in actions:
+            codes = [fill(template, values) for template in self.rules.billing_codes.get(project.engagement_type, ())]
+            active = {code.code for code in erp.billing_codes(project.code) if code.active}
+            if not project.billing_codes_active or not set(codes) <= active:
+                project = erp.activate_billing_codes(project.code, codes, idempotency_key=key("billing-codes"))
+                done.append("activate_billing_codes")
+        if "file_document" in actions and doc.origin == "esign":
+            done += self._file(doc, project)
+        if "notify_reporting" in actions and done:  # a re-run that changed nothing has nothing to report
+            self._notify(context, doc, project, rules, codes)
+        log.info("document rules applied", rules=rules, project_code=project.code, document=doc.ref,
+                 document_class=doc.document_class, state=doc.state, changed=done)
+
+    def _file(self, doc: SignedDocument, project: ErpProject) -> list[str]:
+        """File the envelope's signed documents into the class's folder, with metadata and label."""
+        envelope = self.docusign.get_envelope(doc.ref)
+        documents = [d for d in envelope.get("envelopeDocuments") or [] if d.get("type", "content") == "content"]
+        workspace = self.policy.workspace_path(project.template_values())
+        folder = next((f.path for f in self.policy.folders_for(project.engagement_type)
+                       if f.document_class == doc.document_class), None)
+        target = f"{workspace}/{folder}" if folder else workspace
+        label = self.policy.retention.label_for(region=project.region, country=project.country,
+                                                client_id=project.client_id, engagement_type=project.engagement_type,
+                                                document_class=doc.document_class)  # type: ignore[arg-type]
+        for document in documents:
+            content = self.docusign.download_document(doc.ref, str(document["documentId"]))
+            name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
+            item = self.graph.upload(target, name, content, content_type="application/pdf")
+            self.graph.ensure_fields(item.id, {
+                "DocumentClass": doc.document_class, "DocumentState": "signed", "ProjectCode": project.code,
+                "EnvelopeId": doc.ref, "SignedAt": doc.at.astimezone(UTC).isoformat(),
+            })
+            self.graph.ensure_retention_label(item.id, label)
+        return ["file_document"] if documents else []
+
+    def _notify(self, context: ActorContext, doc: SignedDocument, project: ErpProject, rules: str,
+                codes: list[str]) -> None:
+        data = {
+            "project_code": project.code, "engagement_type": project.engagement_type, "rule": rules,
+            "document_class": doc.document_class, "document_ref": doc.ref,
+            "matter_opened": project.status == "active", "time_entry_enabled": project.time_entry_enabled,
+            "billing_codes": codes, "notify": ["reporting"],
+            "value": project.value.model_dump() if project.value is not None else None,
+            "activated_at": context.now(),
+        }
+        context.emit("hub.engagement.activated.v1", data,
+                     id=str(uuid.uuid5(_NAMESPACE, f"{project.code}:{rules}:{doc.ref}")), subject=project.code,
+                     partitionkey=f"project:{project.code}")

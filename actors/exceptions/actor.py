@@ -1,0 +1,54 @@
+"""Exceptions as an operating model: every dead letter of a pattern actor becomes a
+``hub.exception.raised.v1`` event routed to the owner of that workflow (finance, PMO, records
+management, platform team), on the topic exchange for alerting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from hub.actor import ActorSpec, DeadLetter, Emitting
+
+#: The actor told of every other actor's dead letters.
+SPEC = ActorSpec(name="exceptions", dead_letters_to=None)
+_NAMESPACE = uuid.UUID("5b0e6c1e-8f2a-4b39-9a57-3c2f0d7e4a11")
+
+
+def exception_case(message: Mapping[str, Any], why: str, error: str) -> dict[str, Any]:
+    """What the case of one dead letter says (pure): its id, kind, subject, detail and project."""
+    options = message.get("options") or {}
+    failed = options.get("hub_event") or {}
+    subject = failed.get("subject") or failed.get("id") or message.get("message_id", "")
+    return {
+        "id": str(uuid.uuid5(_NAMESPACE, str(message.get("message_id", "")))),
+        "kind": f"{message.get('actor_name', 'unknown')}.dead_letter",
+        "subject": str(subject),
+        "detail": f"{why}: {error}"[:2000],
+        "project_code": str(failed["subject"]) if failed.get("subject") else None,
+        "event_id": failed.get("id"),
+        "event_type": failed.get("type"),
+    }
+
+
+class ExceptionRouter:
+    """Raises the exception event of each dead letter for the owner of the actor that gave up."""
+
+    spec = SPEC
+
+    def __init__(self, owners: Mapping[str, str], *, default_owner: str = "platform_team") -> None:
+        self.owners = dict(owners)
+        self.default_owner = default_owner
+
+    def handle_dead_letter(self, letter: DeadLetter, context: Emitting) -> None:
+        """Route the dead letter's case to its owner."""
+        case = exception_case(letter.message, letter.why, letter.error)
+        owner = self.owners.get(str(letter.message.get("actor_name")), self.default_owner)
+        data: dict[str, Any] = {
+            "exception_id": case["id"], "owner": owner, "kind": case["kind"], "severity": "high",
+            "subject": case["subject"], "detail": case["detail"],
+            "project": {"code": case["project_code"], "erp_id": None, "workspace_id": None}
+            if case["project_code"] else None,
+            "event_id": case["event_id"], "event_type": case["event_type"], "raised_at": context.now(),
+        }
+        context.emit("hub.exception.raised.v1", data, id=case["id"], subject=case["subject"])

@@ -1,0 +1,41 @@
+"""The invoice-readiness gate's actor: every drafted invoice, document state, retention label and
+completed envelope re-evaluates the invoices of its project (:mod:`actors.invoice_readiness.gate`), and
+a project update that states another engagement type or jurisdiction re-reads it from the ERP."""
+
+from __future__ import annotations
+
+from dramatiq.errors import Retry
+
+from actors.invoice_readiness.facts import ProjectMeta
+from actors.invoice_readiness.gate import LOCK_TTL_MS, ReadinessGate, lock_name
+from actors.invoice_readiness.logic import EVENT_TYPES, event_from_record
+from hub.actor import ActorContext, ActorSpec
+
+#: A project's engagement type or jurisdiction may change: its checklist and expected labels with them.
+PROJECT_UPDATED = "erp.project.updated.v1"
+#: Drafted invoices, document states, retention labels, completed envelopes and project updates.
+SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDATED), workflow="invoice_readiness")
+
+
+class InvoiceReadiness:
+    """Folds each event into its project's facts, one project at a time, and emits the verdicts it changed."""
+
+    def __init__(self, *, spec: ActorSpec = SPEC, gate: ReadinessGate) -> None:
+        self.spec = spec
+        self.gate = gate
+
+    def handle(self, context: ActorContext) -> None:
+        """Fold the event (or refresh the project's meta) under the project's lease."""
+        record = context.data
+        code = str(record["project_code"])
+        lease = self.gate.locks.acquire(lock_name(code), ttl_ms=LOCK_TTL_MS)
+        if lease is None:
+            raise Retry(f"readiness of project {code} is being updated", delay=200)
+        try:
+            if context.event.get_type() == PROJECT_UPDATED:
+                self.gate.refresh(code, ProjectMeta(engagement_type=record["engagement_type"], region=record["region"],
+                                                    country=record["country"], client_id=record["client_id"]), context)
+            else:
+                self.gate.apply(event_from_record(context.event.get_type(), record), context)
+        finally:
+            self.gate.locks.release(lock_name(code), lease)

@@ -1,0 +1,100 @@
+"""The hard-stop check the ingress serves: the gate's verdict on one invoice from the stored facts,
+evaluated at the time of the request (``GET /v1/invoices/{number}/readiness``).
+
+A query of the ingress (:mod:`hub.ingress.queries`): the composition root mounts :func:`readiness_router`
+and lets sources list :data:`QUERY` in their ``queries``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from actors.invoice_readiness.facts import readiness_body, verdict
+from actors.invoice_readiness.rules import ReadinessRules
+from actors.invoice_readiness.store import AsyncReadinessReader
+from hub.ingress.openapi import Json, responses
+from hub.ingress.problems import Kind, Problem
+from hub.ingress.queries import QUERY_SECURITY, QueryGuard, answer_response
+from hub.policy import Policy
+
+__all__ = ["PATH", "QUERY", "Answer", "readiness_answer", "readiness_router"]
+
+#: The query a source must be allowed (``queries`` in the sources file) to ask.
+QUERY = "invoice_readiness"
+#: Where it is asked.
+PATH = "/v1/invoices/{number}/readiness"
+#: The one answer: the gate's verdict for one invoice number.
+Answer = Callable[[str], Awaitable[dict[str, Any]]]
+
+_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Path parameter ``number`` (the route answers 400 invalid-parameter otherwise).
+_NUMBER_SCHEMA: Json = {"type": "string", "pattern": _NUMBER.pattern,
+                        "description": "The ERP's invoice number: 1 to 64 letters, digits, '.', '_' or '-', "
+                                       "starting with a letter or digit."}
+_HOLD_REASON: Json = {
+    "type": "object",
+    "required": ["code", "artefact", "detail"],
+    "properties": {
+        "code": {"type": "string", "description": "Stable hold code, e.g. `INVOICE_NOT_DRAFTED`."},
+        "artefact": {"type": "string", "description": "The document id or document class concerned."},
+        "detail": {"type": "string", "description": "Explanation for finance."},
+    },
+}
+_READINESS: Json = {
+    "type": "object",
+    "required": ["invoice_number", "project_code", "status", "may_finalize", "hold_reasons"],
+    "properties": {
+        "invoice_number": {"type": "string"},
+        "project_code": {"type": ["string", "null"], "description": "null when the hub never saw it drafted."},
+        "status": {"type": "string", "enum": ["ready", "held"]},
+        "may_finalize": {"type": "boolean", "description": "True exactly when `status` is `ready`."},
+        "hold_reasons": {"type": "array", "items": _HOLD_REASON},
+    },
+}
+_RESPONSES = responses(
+    200, 400, 401, 403, 404, 429, 503,
+    answers={200: answer_response("The gate's verdict now: `held` with every reason, or `ready`. Never cached.",
+                                  _READINESS)},
+    problems={400: "The invoice number is not valid.",
+              403: "The caller's source may not ask for invoice readiness (only with an API key).",
+              404: "This ingress does not serve the invoice-readiness gate.",
+              503: "The readiness facts cannot be read now: no verdict (a hard stop fails closed)."},
+    kinds={400: (Kind.INVALID_PARAMETER,)},
+)
+
+
+def readiness_answer(reader: AsyncReadinessReader, policy: Policy, rules: ReadinessRules) -> Answer:
+    """The answer for one invoice number; fails closed (a Redis error propagates: 503, never ``ready``)."""
+
+    async def answer(number: str) -> dict[str, Any]:
+        code, facts = await reader.facts_of_invoice(number)
+        return readiness_body(number, code, verdict(facts, number, policy, rules))
+
+    return answer
+
+
+def readiness_router(answer: Answer, *, guard: QueryGuard) -> APIRouter:
+    """``GET /v1/invoices/{number}/readiness``: ``answer``, for a source that may ask :data:`QUERY`."""
+    router = APIRouter()
+
+    @router.get(PATH, summary="Hard-stop check: may the ERP finalise this invoice?", operation_id="invoice_readiness",
+                tags=["queries"], openapi_extra={"security": QUERY_SECURITY}, responses=_RESPONSES)
+    async def invoice_readiness(number: Annotated[str, Path(json_schema_extra=_NUMBER_SCHEMA)],
+                                request: Request) -> JSONResponse:
+        async with guard.asking(request, QUERY, route=f"GET {PATH}") as question:
+            if not _NUMBER.fullmatch(number):
+                raise Problem(Kind.INVALID_PARAMETER, "invoice number must be 1-64 letters, digits, '.', '_' or '-'")
+
+            async def gate_verdict() -> dict[str, Any]:
+                body = await answer(number)
+                question.span.set_attribute("hub.invoice.status", str(body.get("status")))
+                return body
+
+            return await question.answer(gate_verdict, unavailable="the readiness facts cannot be read now")
+
+    return router

@@ -1,0 +1,162 @@
+"""Master-data sync: clients and projects keep one canonical record, each field owned by one system.
+
+Source records are mapped by the declarative rules (``actors/master_data/default_mapping.yaml``),
+identified through the crosswalk, and merged field by field (:func:`actors.master_data.model.merge`: authority and
+source versions, so out-of-order and duplicate updates never regress a field). Changed fields are
+pushed to the other systems (the client's name onto its workspaces' metadata) and announced as
+``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dramatiq.errors import Retry
+
+from actors.master_data.mapping import MappingFailed, MappingRules, apply_mapping
+from actors.master_data.model import (
+    CanonicalState,
+    SourceUpdate,
+    etag_version,
+    merge,
+    taxonomy_violations,
+    to_model,
+)
+from actors.master_data.store import MasterDataStore
+from connectors.sharepoint.client import GraphClient
+from hub.actor import ActorContext, ActorSpec
+from hub.crosswalk import CrosswalkStore
+from hub.events import CloudEvent, extension
+from hub.store import Locks
+from observability.logging import get_logger
+
+#: Client and project events from the ERP, provisioned workspaces and the document platform's changes.
+SPEC = ActorSpec(name="master_data", triggers=(
+    "erp.client.upserted.v1", "erp.project.created.v1", "erp.project.updated.v1", "dms.workspace.provisioned.v1",
+    "dms.change.notified.v1"), workflow="master_data_sync")
+log = get_logger(__name__)
+
+
+def version_of(event: CloudEvent) -> str:
+    """The source version: the ``sequence`` extension, else the event time in zero-padded milliseconds."""
+    sequence = extension(event, "sequence")
+    if sequence:
+        return sequence
+    moment = event.get_time() or datetime.now(UTC)
+    return f"{int(moment.timestamp() * 1000):020d}"
+
+
+class MasterData:
+    """Merges source records into canonical ones; pushes and announces what changed."""
+
+    def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, graph: GraphClient,
+                 crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore) -> None:
+        self.spec = spec
+        self.rules, self.graph, self.crosswalk, self.locks, self.store = rules, graph, crosswalk, locks, store
+
+    def handle(self, context: ActorContext) -> None:
+        """Merge one source record into the canonical one; push and announce what changed."""
+        event, record = context.event, context.data
+        if event.get_type() == "dms.workspace.provisioned.v1":
+            project = self.crosswalk.canonical("project", "erp", str(record["project_code"]))
+            self.crosswalk.link(project, "project", "sharepoint", str(record["workspace_id"]))
+            self._push_client_name_to_workspace(project)
+            return
+        if event.get_type() == "dms.change.notified.v1":
+            self._document_platform_change(context)
+            return
+        system = self.rules.system_for(event.get_source())
+        if system is None:
+            raise MappingFailed(f"no mapping rules for source {event.get_source()!r}", field="source")
+        mapped = apply_mapping(self.rules, system, event.get_type(), record, lookup=self.crosswalk.canonical)
+        cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
+        token = self.locks.acquire(f"mdm:{cid}", ttl_ms=30_000)
+        if token is None:
+            raise Retry(f"{cid} is being merged by another worker", delay=200)
+        try:
+            result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version_of(event)),
+                           authority=self.rules.authority)
+            self.store.save(result.state)
+        finally:
+            self.locks.release(f"mdm:{cid}", token)
+        if result.ignored:
+            self.store.count_ignored(system, len(result.ignored))
+        values = result.state.values()
+        if mapped.entity == "project" and values.get("client_id"):
+            self.store.add_project(str(values["client_id"]), cid)
+        if not result.changed:
+            return
+        if mapped.entity == "client" and "name" in result.changed:
+            for project in self.store.projects_of(cid):
+                self._push_client_name_to_workspace(project)
+        if mapped.entity == "project" and "client_id" in result.changed:
+            self._push_client_name_to_workspace(cid)
+        self._announce(context, mapped.entity, result.state, result.changed, system, version_of(event))
+
+    def _document_platform_change(self, context: ActorContext) -> None:
+        """A workspace's metadata changed on the platform: check its taxonomy, merge what it owns, and put
+        back what it does not (the ERP owns client and project fields)."""
+        event, record = context.event, context.data
+        item = record.get("resource_id")
+        if record.get("platform") != "sharepoint" or not item:
+            return
+        fields = self.graph.fields(str(item))
+        if fields.get("DocumentClass"):
+            return  # a classified document, not a workspace: document intake reads it
+        version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
+            version_of(event)
+        for event_type in ("workspace.project", "workspace.client"):
+            needed = ("ProjectCode",) if event_type == "workspace.project" else ("ClientId", "ClientName")
+            if not all(fields.get(name) for name in needed):
+                continue
+            mapped = apply_mapping(self.rules, "sharepoint", event_type, fields, lookup=self.crosswalk.canonical)
+            violations = taxonomy_violations(mapped.fields, self.rules.taxonomy)
+            if violations:
+                context.raise_exception("records_management", kind="master_data.taxonomy",
+                                        id=f"taxonomy:{item}:{event.get_id()}", subject=str(item),
+                                        detail="; ".join(v.message for v in violations))
+            cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
+            if mapped.entity == "project":
+                self.crosswalk.link(cid, "project", "sharepoint", str(item))
+            result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version),
+                           authority=self.rules.authority)
+            if result.ignored:
+                self.store.count_ignored("sharepoint", len(result.ignored))
+            if result.drift and mapped.entity == "client":
+                project = self.crosswalk.resolve("project", "sharepoint", str(item))
+                if project:
+                    self._push_client_name_to_workspace(project)  # the platform's copy drifted: put it back
+
+    def _push_client_name_to_workspace(self, project: str) -> None:
+        workspace = self.crosswalk.identities(project).get("sharepoint")
+        state = self.store.load(project)
+        client_id = state.values().get("client_id") if state else None
+        client_state = self.store.load(str(client_id)) if client_id else None
+        name = client_state.values().get("name") if client_state else None
+        if workspace and name:
+            self.graph.ensure_fields(workspace, {"ClientName": str(name)})
+
+    def _announce(self, context: ActorContext, entity: str, state: CanonicalState, changed: tuple[str, ...],
+                  system: str, version: str) -> None:
+        model = to_model(state)
+        if model is None:  # not every required field is known yet: nothing complete to announce
+            return
+        values = state.values()
+        if entity == "client":
+            event_type = "hub.client.changed.v1"
+            data: dict[str, Any] = {"canonical_id": state.canonical_id, "name": values["name"],
+                                    "country": values["country"], "status": values["status"],
+                                    "industry": values.get("industry"),
+                                    "parent_canonical_id": values.get("parent_client_id")}
+        elif entity == "project":
+            event_type = "hub.project.changed.v1"
+            data = {"canonical_id": state.canonical_id, "client_canonical_id": values["client_id"],
+                    **{k: values[k] for k in ("project_code", "name", "engagement_type", "practice", "region",
+                                              "country", "partner", "status")}}
+        else:
+            return
+        data.update(changed_fields=list(changed), source_system=system, source_version=version,
+                    changed_at=context.now())
+        context.emit(event_type, data, id=f"{state.canonical_id}:{system}:{version}", subject=state.canonical_id,
+                     partitionkey=f"{entity}:{state.canonical_id}", sequence=version)
