@@ -236,7 +236,7 @@ def server_span(ingress: Ingress, request: Request, name: str) -> Iterator[Span]
 async def authenticate_request(ingress: Ingress, request: Request, body: bytes) -> AuthenticatedSource:
     """The source whose credentials the request carries (401, or 503 when the replay guard cannot be asked)."""
     try:
-        return await authenticate(dict(request.headers), body, sources=ingress.sources, now=datetime.now(UTC),
+        return await authenticate(dict(request.headers), body, sources=ingress.sources,
                                   replay_guard=ingress.replay_guard, source_hint=None)
     except HubError as error:
         raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
