@@ -1,5 +1,7 @@
 """Direct dispatch against a router actor, on the real RabbitMQ: ``python -m bench.dispatch``.
 
+Past 400 lines on purpose: one experiment, both designs and their report side by side.
+
 - **direct**: the publisher enqueues each event, confirmed, to each of K subscriber actors (K
   publishes per event; what ``hub.dispatch.Dispatcher`` does today).
 - **router**: the publisher enqueues each event once to a ``bench_router`` actor, which enqueues it

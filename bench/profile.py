@@ -1,5 +1,8 @@
 """Profile the end-to-end fan-out flow through the HTTP ingress: ``python -m bench.profile [--events N]``.
 
+Past 400 lines on purpose: the profiler harness and the attribution of its samples to components belong
+together.
+
 Three processes, as in production: the ingress and one worker (``bench/hubproc.py``: what ``hub serve``
 and ``hub worker`` run, on the fan-out flow's routing table, with a profiler inside each) and this process,
 which posts N signed single-event requests (8 concurrent, like ``bench.suite``) and waits until a subscriber bound to

@@ -1,5 +1,7 @@
 """Declarative mapping rules: which source field becomes which canonical field, and how.
 
+Past 400 lines on purpose: the file's model, its checks and the transforms that apply it are read together.
+
 The mapping file (``actors/master_data/default_mapping.yaml``) has four sections::
 
     version: 1

@@ -1,6 +1,6 @@
-"""``hub demo``: a simulated ERP posts a signed project-created event to the HTTP ingress; it is
-dispatched to the fan-out, a subscriber bound to ``hub.events`` receives and decodes it, and the
-journey and the trace are printed.
+"""``hub demo``'s scenario: the simulated ERP, SharePoint and DocuSign drive the hub through its ingress
+(a consulting engagement provisioned, its SOW signed; the documents half is ``scenario_documents``),
+and the journey and the trace are printed. At 400 lines on purpose: it reads as the demo's story.
 """
 
 from __future__ import annotations

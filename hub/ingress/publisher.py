@@ -1,5 +1,8 @@
 """Confirmed, non-blocking publishing of hub events for the asyncio HTTP ingress.
 
+Past 400 lines on purpose: one class whose publishing, confirm waiting and connection supervision share
+its state.
+
 :class:`AsyncEventPublisher` produces the same Dramatiq messages as :meth:`hub.dispatch.Dispatcher.dispatch`
 (one per subscribed actor, on the actor's queue, through the default exchange) but on one aio-pika
 channel with publisher confirms: concurrent requests share that channel, so many publishes await their
