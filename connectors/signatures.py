@@ -4,7 +4,7 @@ Every signature comparison goes through :func:`hmac.compare_digest` on bytes, so
 taken nor an error message tells a caller how close a forged signature came; nothing here puts a
 secret, an expected signature or a payload value into an error message.
 
-Bodies are read with the ingress's strict JSON (:mod:`hub.jsonstrict`: depth, integer length,
+Bodies are read with the ingress's strict JSON (:func:`hub.ingress.binding.loads`: depth, integer length,
 duplicate keys, lone surrogates), instants as RFC 3339 (:mod:`hub.rfc3339`), and a vendor field
 that becomes an event attribute (an id, a subject) must be a CloudEvents String
 (:func:`attribute_text`): whatever a vendor sends, the answer is a 4xx, never a crash.
@@ -21,9 +21,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from hub import jsonstrict, rfc3339
+from hub import rfc3339
 from hub.errors import InvalidEvent
 from hub.events import valid_string
+from hub.ingress.binding import loads
 
 __all__ = [
     "any_match",
@@ -76,12 +77,12 @@ def any_match(signatures: Iterable[str], digests: Iterable[bytes]) -> bool:
 
 
 def load_json_object(body: bytes) -> dict[str, Any]:
-    """The request body as a strict JSON object (:func:`hub.jsonstrict.loads`); InvalidEvent otherwise.
+    """The request body as a strict JSON object (:func:`hub.ingress.binding.loads`); InvalidEvent otherwise.
 
-    The JSON errors are :class:`~hub.jsonstrict.MalformedJson` and :class:`~hub.jsonstrict.JsonTooComplex`,
+    The JSON errors are :class:`~hub.errors.MalformedJson` and :class:`~hub.errors.JsonTooComplex`,
     which the ingress answers as malformed-json and json-too-complex; no message quotes the body.
     """
-    document = jsonstrict.loads(body)
+    document = loads(body)
     if not isinstance(document, dict):
         raise InvalidEvent(f"body must be a JSON object, got {type(document).__name__}")
     return document

@@ -1,4 +1,5 @@
-"""Dispatch: every accepted event is enqueued, confirmed, to each actor subscribed to its type.
+"""Dispatch: every accepted event is enqueued, confirmed, to each actor subscribed to its type; and, on
+the consuming side, each message's event handed to its actor (:func:`declare_actor`).
 
 The publishing side enqueues to each subscriber directly (no router actor): one confirmed publish per
 subscriber and no extra broker hop. ``make bench-dispatch`` measures both designs; see
@@ -17,16 +18,16 @@ from typing import Any
 import dramatiq
 from dramatiq import Message
 from dramatiq.errors import BrokerConnectionError
+from dramatiq.middleware import CurrentMessage
 from opentelemetry import trace
 
-from hub.actor import ALL_TYPES, ActorSpec
-from hub.errors import BrokerUnavailable, ConfigurationError, UnknownEventType
-from hub.events import CloudEvent, event_summary, to_message_body
+from hub.actor import ALL_TYPES, Actor, ActorContext, ActorSpec, DeadLetter, DeadLetterHandler, Emitter, Emitting
+from hub.errors import NEVER_RETRIED, BrokerUnavailable, ConfigurationError, UnknownEventType
+from hub.events import CloudEvent, SchemaLookup, event_summary, from_message_body, to_message_body, validate_event
 from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
 
 log = get_logger(__name__)
-
 
 
 class RoutingTable:
@@ -139,3 +140,49 @@ def published_hop(message: Message[Any], *, started_at: float, duration_ms: floa
 def _trace_id() -> str | None:
     context = trace.get_current_span().get_span_context()
     return f"{context.trace_id:032x}" if context.is_valid else None
+
+
+# -- the consuming side: a message's event back into an actor's hands
+
+
+def _options(spec: ActorSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {"throws": NEVER_RETRIED}
+    if spec.max_retries is not None:
+        options["max_retries"] = spec.max_retries
+    if spec.dead_letters_to is not None:
+        options["on_dead_letter"] = spec.dead_letters_to
+    return options
+
+
+def declare_actor(broker: dramatiq.Broker, actor: Actor, *, prefix: str, registry: SchemaLookup,
+                  emitter: Emitter) -> dramatiq.Actor[Any, Any]:
+    """Declare ``actor`` on ``broker`` from its spec: the message's event decoded and validated, handed to
+    ``actor.handle`` with a context that emits through ``emitter`` in the message's journey and trace."""
+    spec = actor.spec
+
+    def run(event_body: dict[str, Any]) -> None:
+        event = from_message_body(event_body)
+        data = validate_event(event, registry)
+        actor.handle(ActorContext(spec=spec, registry=registry, emitter=emitter,
+                                  parent=CurrentMessage.get_current_message(), event=event, data=data))
+
+    run.__doc__ = type(actor).__doc__
+    declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
+        broker=broker, actor_name=spec.name, queue_name=spec.queue(prefix), **_options(spec))(run)
+    return declared
+
+
+def declare_dead_letters(broker: dramatiq.Broker, handler: DeadLetterHandler, *, prefix: str, registry: SchemaLookup,
+                         emitter: Emitter) -> dramatiq.Actor[Any, Any]:
+    """Declare the actor told of every other actor's dead letters (``(message, reason)`` arguments)."""
+    spec = handler.spec
+
+    def run(message: dict[str, Any], reason: dict[str, str]) -> None:
+        letter = DeadLetter(message=message, why=reason.get("why", "failed"), error=reason.get("error", ""))
+        handler.handle_dead_letter(letter, Emitting(spec=spec, registry=registry, emitter=emitter,
+                                                    parent=CurrentMessage.get_current_message()))
+
+    run.__doc__ = type(handler).__doc__
+    declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
+        broker=broker, actor_name=spec.name, queue_name=spec.queue(prefix), **_options(spec))(run)
+    return declared

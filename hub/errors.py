@@ -14,7 +14,7 @@ Whether an error is retried is a property of its type, never of the call site::
           ├── InvalidEvent           the event breaks the CloudEvents contract
           │    ├── UnknownEventType  no schema is registered for the event's ``type``
           │    ├── SchemaViolation   the data does not match the type's Avro schema (names the field)
-          │    └── JsonError         a body is not strict JSON (``hub.jsonstrict``)
+          │    └── JsonError         a body is not strict JSON (``hub.ingress.binding.loads``)
           │         ├── MalformedJson     not UTF-8 or JSON, NaN, a duplicate key, a lone surrogate
           │         └── JsonTooComplex    nested too deeply, an integer too long
           ├── UpstreamRejected       a connected system answered 4xx (not 408/409/429)
@@ -86,6 +86,18 @@ class UnknownEventType(InvalidEvent):
 
 class SchemaViolation(InvalidEvent):
     """The event data does not match its type's Avro schema."""
+
+
+class JsonError(InvalidEvent):
+    """A body that strict JSON refuses (every route reads its body with ``hub.ingress.binding.loads``)."""
+
+
+class MalformedJson(JsonError):
+    """Not UTF-8, not JSON, or JSON the hub refuses: NaN/Infinity, a duplicate key, a lone surrogate."""
+
+
+class JsonTooComplex(JsonError):
+    """Nesting, integer length or number size beyond the bounds."""
 
 
 class UpstreamRejected(PermanentError):

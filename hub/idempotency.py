@@ -19,21 +19,123 @@ for deaths before this hook runs.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import random
 import threading
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import dramatiq
+import redis
 from dramatiq.errors import Retry
 from dramatiq.middleware import Middleware, MiddlewareError, SkipMessage
 
 from hub.errors import LeaseHeld, PermanentError, RetryableError, StoreUnavailable
-from hub.store import Claim, ClaimState, IdempotencyStore
+from hub.store import guarded
 from observability.logging import get_logger
 
 log = get_logger(__name__)
+
+
+class ClaimState(enum.Enum):
+    """Outcome of trying to claim a message for processing."""
+
+    CLAIMED = "claimed"  # this worker holds the lease; run the actor
+    DONE = "done"  # an earlier delivery completed: skip as duplicate
+    HELD = "held"  # another worker holds a live lease: retry later
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer of :meth:`IdempotencyStore.claim`."""
+
+    state: ClaimState
+    token: int = 0  # fencing token of the lease (CLAIMED), or of the holder (HELD)
+    ttl_ms: int = 0  # remaining lease time (HELD)
+
+
+class IdempotencyStore(Protocol):
+    """Two-phase idempotency claims: an in-progress lease with a fencing token, then ``done``."""
+
+    def claim(self, key: str, *, lease_ms: int) -> Claim:
+        """Take the lease on ``key`` unless it is done or leased elsewhere."""
+        ...
+
+    def complete(self, key: str, token: int, *, done_ttl_s: int) -> bool:
+        """Mark ``key`` done if this token still holds the lease (or nobody does); False when fenced off."""
+        ...
+
+    def release(self, key: str, token: int) -> bool:
+        """Drop the lease if this token still holds it, so a retry can claim at once."""
+        ...
+
+    def renew(self, key: str, token: int, *, lease_ms: int) -> bool:
+        """Extend a lease still held by this token."""
+        ...
+
+
+# KEYS[1] claim key, KEYS[2] fencing counter; ARGV[1] lease ms.
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  if string.sub(v, 1, 5) == 'done:' then return {'done', tonumber(string.sub(v, 6)), 0} end
+  return {'held', tonumber(string.sub(v, 7)), redis.call('PTTL', KEYS[1])}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], 'lease:' .. token, 'PX', ARGV[1])
+return {'claimed', token, tonumber(ARGV[1])}
+"""
+# KEYS[1] claim key; ARGV[1] token, ARGV[2] done ttl s.
+_COMPLETE = """
+local v = redis.call('GET', KEYS[1])
+if v == false or v == 'lease:' .. ARGV[1] then
+  redis.call('SET', KEYS[1], 'done:' .. ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+if v == 'done:' .. ARGV[1] then return 1 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == 'lease:' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == 'lease:' .. ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisIdempotencyStore:
+    """:class:`IdempotencyStore` on Redis, each step one atomic Lua script."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
+        self._client = client
+        self._fence = f"{prefix}:idem:fence"
+        self._claim = client.register_script(_CLAIM)
+        self._complete = client.register_script(_COMPLETE)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+
+    def claim(self, key: str, *, lease_ms: int) -> Claim:
+        """Take the lease on ``key`` unless it is done or leased elsewhere."""
+        state, token, ttl = guarded(lambda: self._claim(keys=[key, self._fence], args=[lease_ms]))
+        name = state.decode() if isinstance(state, bytes) else str(state)
+        return Claim(ClaimState(name), int(token or 0), max(int(ttl or 0), 0))
+
+    def complete(self, key: str, token: int, *, done_ttl_s: int) -> bool:
+        """Mark ``key`` done if this token still holds the lease (or nobody does)."""
+        return bool(guarded(lambda: self._complete(keys=[key], args=[token, done_ttl_s])))
+
+    def release(self, key: str, token: int) -> bool:
+        """Drop the lease if this token still holds it."""
+        return bool(guarded(lambda: self._release(keys=[key], args=[token])))
+
+    def renew(self, key: str, token: int, *, lease_ms: int) -> bool:
+        """Extend a lease still held by this token."""
+        return bool(guarded(lambda: self._renew(keys=[key], args=[token, lease_ms])))
 
 
 class RetryLater(MiddlewareError, Retry):

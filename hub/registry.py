@@ -6,6 +6,10 @@ schema is a record with two extra attributes: ``"hub.eventType"`` (``erp.project
 ``"hub.version"`` (the revision within the major, which ``dataschema`` carries). Anything wrong in
 the directory raises :class:`~hub.errors.SchemaError` naming the file, so a bad schema stops the
 hub at start instead of dead-lettering its events one by one.
+
+Encoding checks the datum first: every field's type, no unknown field, aware timestamps, and only values
+the Avro reader can read back. Past 400 lines on purpose: the schemas and the checks of what they encode
+are one contract.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import copy
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -24,8 +29,6 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
 
-from hub.datum import PRIMITIVES as _PRIMITIVES
-from hub.datum import violation
 from hub.errors import SchemaError, SchemaViolation, UnknownEventType
 
 __all__ = ["EVENT_TYPE_ATTRIBUTE", "VERSION_ATTRIBUTE", "EventSchema", "SchemaRegistry"]
@@ -36,6 +39,7 @@ EVENT_TYPE_ATTRIBUTE = "hub.eventType"
 VERSION_ATTRIBUTE = "hub.version"
 
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = frozenset({"record", "enum", "fixed"})
 
 
@@ -103,7 +107,7 @@ class SchemaRegistry:
     def encode(self, event_type: str, record: Mapping[str, Any]) -> bytes:
         """Encode ``record`` as schemaless Avro binary; raises SchemaViolation naming the bad field."""
         schema = self.for_type(event_type)
-        problem = violation(self._resolved[schema.name], record, self._resolved)
+        problem = _datum_problem(self._resolved[schema.name], record, self._resolved)
         if problem is not None:
             path, reason = problem
             raise SchemaViolation(f"{event_type}: {path or '<data>'}: {reason}", field=path or None)
@@ -251,3 +255,161 @@ def _event_schema(file_name: str, name: str, schema: dict[str, Any], parsed: Any
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SchemaError(f"{file_name}: {VERSION_ATTRIBUTE} must be a positive integer, got {version!r}")
     return EventSchema(event_type=event_type, name=name, version=version, parsed=parsed)
+
+
+# -- checking a datum before it is encoded: every field's type, no unknown field, aware timestamps, and only
+# values the Avro reader can read back. A problem names the field path, never the value.
+
+
+
+def _datum_problem(schema: Any, datum: Any, named: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first (field path, reason) where ``datum`` breaks ``schema`` (names resolved in ``named``)."""
+    return _violation(schema, datum, "", named)
+
+
+_Problem = tuple[str, str] | None  # (field path, reason)
+
+_INSTANTS = ("timestamp-millis", "timestamp-micros")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST, _LAST = datetime.min.replace(tzinfo=UTC) - _EPOCH, datetime.max.replace(tzinfo=UTC) - _EPOCH
+#: Logical type -> (lowest, highest, what) of the integers fastavro decodes again: a timestamp in
+#: years 1 to 9999 (UTC), a date Python's ``date`` holds, a time of day.
+_READABLE: dict[str, tuple[int, int, str]] = {
+    "timestamp-millis": (_FIRST // timedelta(milliseconds=1), _LAST // timedelta(milliseconds=1),
+                         "timestamp (epoch milliseconds)"),
+    "timestamp-micros": (_FIRST // timedelta(microseconds=1), _LAST // timedelta(microseconds=1),
+                         "timestamp (epoch microseconds)"),
+    "date": (date.min.toordinal() - _EPOCH.toordinal(), date.max.toordinal() - _EPOCH.toordinal(),
+             "date (days since 1970-01-01)"),
+    "time-millis": (0, 86_400_000 - 1, "time of day (milliseconds)"),
+    "time-micros": (0, 86_400_000_000 - 1, "time of day (microseconds)"),
+}
+
+
+def _violation(schema: Any, datum: Any, path: str, named: Mapping[str, Any]) -> _Problem:
+    """The first (field path, reason) where ``datum`` breaks ``schema``, or None when it fits."""
+    if isinstance(schema, list):
+        return _union(schema, datum, path, named)
+    if isinstance(schema, str):
+        if schema not in _PRIMITIVES:
+            return _violation(named[schema], datum, path, named)
+        return None if _PRIMITIVE_CHECKS[schema](datum) else (path, _expected(schema, datum))
+    kind, logical = schema["type"], schema.get("logicalType")
+    if logical in _INSTANTS and isinstance(datum, datetime):
+        return _instant(datum, path)
+    if logical == "date" and isinstance(datum, date) and not isinstance(datum, datetime):
+        return None
+    if logical in _READABLE and type(datum) is int and kind in _PRIMITIVES:
+        # Avro's JSON form: the writer takes any long, but only this range decodes again.
+        low, high, what = _READABLE[logical]
+        return None if low <= datum <= high else (path, f"{what} out of range")
+    if logical not in (None, *_INSTANTS, "date") and kind in _PRIMITIVES:
+        return None  # other logical types accept several Python types: the writer checks them
+    if kind == "record":
+        return _record(schema, datum, path, named)
+    if kind == "enum":
+        if isinstance(datum, str) and datum in schema["symbols"]:
+            return None
+        got = repr(datum) if isinstance(datum, str) else type(datum).__name__  # a misspelt symbol, not data
+        return path, f"expected one of {', '.join(schema['symbols'])}, got {got}"
+    if kind == "fixed":
+        ok = isinstance(datum, bytes | bytearray) and len(datum) == schema["size"]
+        return None if ok else (path, f"expected {schema['size']} bytes")
+    if kind == "array":
+        if not isinstance(datum, list | tuple):
+            return path, _expected("array", datum)
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(datum))
+        return next(_problems(schema["items"], items, named), None)
+    if kind == "map":
+        if not isinstance(datum, Mapping) or not all(isinstance(key, str) for key in datum):
+            return path, "expected a map with string keys"
+        values = ((f"{path}[{key!r}]", value) for key, value in datum.items())
+        return next(_problems(schema["values"], values, named), None)
+    return _violation(kind, datum, path, named)
+
+
+def _instant(datum: datetime, path: str) -> _Problem:
+    if datum.utcoffset() is None:
+        # fastavro reads a naive datetime as local time: the instant would depend on the host.
+        return path, "datetime must be timezone-aware"
+    try:
+        datum.astimezone(UTC)
+    except OverflowError:
+        return path, "timestamp out of range: its UTC instant is outside years 1 to 9999"
+    return None
+
+
+def _problems(schema: Any, items: Iterable[tuple[str, Any]], named: Mapping[str, Any]) -> Iterator[_Problem]:
+    for path, item in items:
+        problem = _violation(schema, item, path, named)
+        if problem is not None:
+            yield problem
+
+
+def _record(schema: Mapping[str, Any], datum: Any, path: str, named: Mapping[str, Any]) -> _Problem:
+    if not isinstance(datum, Mapping):
+        return path, _expected("record", datum)
+    prefix = f"{path}." if path else ""
+    fields = schema["fields"]
+    known = {item["name"] for item in fields}
+    unknown = next((key for key in datum if key not in known), None)
+    if unknown is not None:
+        # fastavro would drop it silently: a misspelt optional field would become null.
+        return f"{prefix}{unknown}", "unknown field"
+    for item in fields:
+        name = item["name"]
+        if name in datum:
+            problem = _violation(item["type"], datum[name], prefix + name, named)
+            if problem is not None:
+                return problem
+        elif "default" not in item:
+            return prefix + name, "required field is missing"
+    return None
+
+
+def _union(branches: list[Any], datum: Any, path: str, named: Mapping[str, Any]) -> _Problem:
+    if any(_violation(branch, datum, path, named) is None for branch in branches):
+        return None
+    others = [branch for branch in branches if branch != "null"]
+    if datum is not None and len(others) == 1:
+        # An optional field: the reason inside its one real branch is the useful one.
+        return _violation(others[0], datum, path, named)
+    return path, f"{type(datum).__name__} matches no branch of the union"
+
+
+def _expected(kind: str, datum: Any) -> str:
+    # Name the type, never the value: messages end up in logs and dead letters, values may be personal.
+    got = type(datum).__name__
+    if kind in ("int", "long") and got == "int":
+        got = "an int out of range"
+    elif kind == "string" and got == "str":
+        got = "a str with unpaired surrogates"
+    return f"expected {kind}, got {got}"
+
+
+def _is_int(bound: int) -> Callable[[Any], bool]:
+    return lambda datum: type(datum) is int and -bound <= datum < bound
+
+
+def _is_text(datum: Any) -> bool:
+    if not isinstance(datum, str):
+        return False
+    if datum.isascii():
+        return True
+    try:
+        datum.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_PRIMITIVE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "null": lambda datum: datum is None,
+    "boolean": lambda datum: isinstance(datum, bool),
+    "int": _is_int(2**31),
+    "long": _is_int(2**63),
+    "float": lambda datum: isinstance(datum, int | float) and not isinstance(datum, bool),
+    "double": lambda datum: isinstance(datum, int | float) and not isinstance(datum, bool),
+    "bytes": lambda datum: isinstance(datum, bytes | bytearray),
+    "string": _is_text,
+}

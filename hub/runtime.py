@@ -16,21 +16,19 @@ from urllib.parse import urlsplit
 import dramatiq
 import fakeredis
 import redis
-from dramatiq.middleware import CurrentMessage
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from hub.actor import Actor, ActorContext, ActorSpec, DeadLetter, DeadLetterHandler, Emitter, Emitting
+from hub.actor import Actor, ActorSpec, DeadLetterHandler
 from hub.broker import build_broker
-from hub.dispatch import Dispatcher, RoutingTable
-from hub.errors import NEVER_RETRIED, ConfigurationError
-from hub.events import from_message_body, validate_event
-from hub.idempotency import IdempotencyMiddleware
+from hub.dispatch import Dispatcher, RoutingTable, declare_actor, declare_dead_letters
+from hub.errors import ConfigurationError
+from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
 from hub.policy import Policy
 from hub.registry import SchemaRegistry
 from hub.retries import HubRetries
 from hub.settings import Settings
-from hub.store import DeadLetterReasons, RedisIdempotencyStore, connect_redis
+from hub.store import DeadLetterReasons, connect_redis
 from hub.topics import MemoryTopicBus, RabbitTopicBus, TopicBus
 from observability.flight import FlightRecorderMiddleware, RedisFlightRecord
 from observability.logging import LogContextMiddleware
@@ -196,9 +194,11 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
     dispatcher = Dispatcher(infra.broker, RoutingTable.of(specs.values()),
                             queues={name: spec.queue(prefix) for name, spec in specs.items()},
                             known_types=set(infra.registry.event_types), flight=infra.flight)
-    declared = {actor.spec.name: _declare_actor(infra, actor, dispatcher) for actor in actors}
+    declared = {actor.spec.name: declare_actor(infra.broker, actor, prefix=prefix, registry=infra.registry,
+                                              emitter=dispatcher) for actor in actors}
     if dead_letters is not None:
-        declared[dead_letters.spec.name] = _declare_dead_letters(infra, dead_letters, dispatcher)
+        declared[dead_letters.spec.name] = declare_dead_letters(infra.broker, dead_letters, prefix=prefix,
+                                                                registry=infra.registry, emitter=dispatcher)
     for spec in specs.values():
         if spec.dead_letters_to is not None and spec.dead_letters_to not in specs:
             raise ConfigurationError(f"actor {spec.name!r} sends its dead letters to {spec.dead_letters_to!r}, "
@@ -207,42 +207,3 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
     fields = {f.name: getattr(infra, f.name) for f in dataclasses.fields(Infrastructure)}
     return Runtime(**fields, dispatcher=dispatcher, policy=policy, actors=declared, specs=specs,
                    closers=tuple(closers))
-
-
-def _options(spec: ActorSpec) -> dict[str, Any]:
-    options: dict[str, Any] = {"throws": NEVER_RETRIED}
-    if spec.max_retries is not None:
-        options["max_retries"] = spec.max_retries
-    if spec.dead_letters_to is not None:
-        options["on_dead_letter"] = spec.dead_letters_to
-    return options
-
-
-def _declare_actor(infra: Infrastructure, actor: Actor, emitter: Emitter) -> dramatiq.Actor[Any, Any]:
-    spec, registry = actor.spec, infra.registry
-
-    def run(event_body: dict[str, Any]) -> None:
-        event = from_message_body(event_body)
-        data = validate_event(event, registry)
-        actor.handle(ActorContext(spec=spec, registry=registry, emitter=emitter,
-                                  parent=CurrentMessage.get_current_message(), event=event, data=data))
-
-    run.__doc__ = type(actor).__doc__
-    declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
-        broker=infra.broker, actor_name=spec.name, queue_name=spec.queue(infra.queue_prefix), **_options(spec))(run)
-    return declared
-
-
-def _declare_dead_letters(infra: Infrastructure, handler: DeadLetterHandler,
-                          emitter: Emitter) -> dramatiq.Actor[Any, Any]:
-    spec, registry = handler.spec, infra.registry
-
-    def run(message: dict[str, Any], reason: dict[str, str]) -> None:
-        letter = DeadLetter(message=message, why=reason.get("why", "failed"), error=reason.get("error", ""))
-        handler.handle_dead_letter(letter, Emitting(spec=spec, registry=registry, emitter=emitter,
-                                                    parent=CurrentMessage.get_current_message()))
-
-    run.__doc__ = type(handler).__doc__
-    declared: dramatiq.Actor[Any, Any] = dramatiq.actor(
-        broker=infra.broker, actor_name=spec.name, queue_name=spec.queue(infra.queue_prefix), **_options(spec))(run)
-    return declared

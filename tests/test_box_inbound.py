@@ -14,9 +14,8 @@ import pytest
 
 from connectors.box.inbound import to_event, verify
 from connectors.signatures import load_json_object
-from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
+from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, JsonTooComplex, MalformedJson
 from hub.events import validate_event
-from hub.jsonstrict import JsonTooComplex, MalformedJson
 from hub.registry import SchemaRegistry
 
 SOURCE = "box://enterprise/1164695563"

@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 
 from connectors.docusign.inbound import parse, to_event, verify
-from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, SchemaViolation
+from hub.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    InvalidEvent,
+    JsonTooComplex,
+    MalformedJson,
+    SchemaViolation,
+)
 from hub.events import validate_event
-from hub.jsonstrict import JsonTooComplex, MalformedJson
 from hub.registry import SchemaRegistry
 
 SOURCE = "docusign://account/12345678-abcd-1234-abcd-1234567890ab"

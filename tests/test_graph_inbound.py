@@ -16,9 +16,8 @@ from connectors.sharepoint.inbound import (
     to_event,
     validation_token,
 )
-from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent
+from hub.errors import AuthenticationFailed, ConfigurationError, InvalidEvent, JsonTooComplex, MalformedJson
 from hub.events import validate_event
-from hub.jsonstrict import JsonTooComplex, MalformedJson
 from hub.registry import SchemaRegistry
 
 SOURCE = "graph://tenant/84bd8158-6d4d-4958-8b9f-9d6445542f95"

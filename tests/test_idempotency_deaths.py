@@ -11,8 +11,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from hub.idempotency import IdempotencyMiddleware, PoisonMessage, RetryLater, idempotency_key
-from hub.store import RedisIdempotencyStore
+from hub.idempotency import IdempotencyMiddleware, PoisonMessage, RedisIdempotencyStore, RetryLater, idempotency_key
 
 EVENT = {"id": "evt-1", "source": "erp-sim://acme-psa/prod", "type": "erp.project.created.v1"}
 

@@ -16,11 +16,10 @@ from actors.invoice_readiness.router import readiness_router
 from connectors.webhooks import adapters
 from hub.events import TYPE_PATTERN, CloudEvent, valid_string
 from hub.ingress.app import Ingress, create_app
-from hub.ingress.auth import RedisReplayGuard
+from hub.ingress.auth import QuotaGate, RedisReplayGuard
 from hub.ingress.outcomes import OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem
 from hub.ingress.queries import QueryGuard
-from hub.ingress.quotas import QuotaGate
 from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
 

@@ -21,11 +21,10 @@ from connectors.webhooks import adapters
 from hub.errors import StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress.app import Ingress, create_app
-from hub.ingress.auth import RedisReplayGuard
+from hub.ingress.auth import QuotaGate, RedisReplayGuard
 from hub.ingress.outcomes import OutcomeStore
 from hub.ingress.problems import Kind, Problem
 from hub.ingress.queries import QueryGuard
-from hub.ingress.quotas import QuotaGate
 from hub.ingress.sources import SourceRegistry, source_model
 from hub.registry import SchemaRegistry
 

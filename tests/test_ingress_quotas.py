@@ -8,8 +8,7 @@ import pytest
 import redis
 
 from hub.errors import StoreUnavailable
-from hub.ingress.auth import AuthenticatedSource
-from hub.ingress.quotas import QuotaDecision, QuotaGate
+from hub.ingress.auth import AuthenticatedSource, QuotaDecision, QuotaGate
 from hub.ingress.sources import SourceConfig
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.errors import InvalidEvent
+from hub.errors import InvalidEvent, JsonError, JsonTooComplex, MalformedJson
+from hub.ingress.binding import MAX_DEPTH, MAX_INT_DIGITS, loads
 from hub.ingress.problems import Kind, from_error
-from hub.jsonstrict import MAX_DEPTH, MAX_INT_DIGITS, JsonError, JsonTooComplex, MalformedJson, loads
 
 SECRET = "s3cr3t-client-state"
 

@@ -1,5 +1,5 @@
-"""The walls of the house: the import-linter contracts hold (``make lint`` runs them too), and the
-benchmarks have no import cycle."""
+"""The walls of the house: the import-linter contracts hold (``make lint`` runs them too), the
+benchmarks have no import cycle, and no module grows past 400 lines without saying why at its top."""
 
 from __future__ import annotations
 
@@ -61,3 +61,38 @@ def test_the_benchmarks_import_no_module_of_theirs_in_a_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: Where a module may grow past the limit: its docstring says why, in these words.
+LONG_MODULE_LIMIT = 400
+_REASON = ("400 lines on purpose",)
+
+
+def _long_modules_without_a_reason(paths: list[Path], root: Path = ROOT) -> list[str]:
+    unexplained = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= LONG_MODULE_LIMIT:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if not any(reason in docstring for reason in _REASON):
+            unexplained.append(str(path.relative_to(root)))
+    return unexplained
+
+
+def test_no_module_over_400_lines_without_a_reason_at_its_top() -> None:
+    paths = [path for room in ("hub", "actors", "connectors", "observability", "simulators")
+             for path in sorted((ROOT / room).rglob("*.py"))]
+    assert len(paths) > 50
+    assert _long_modules_without_a_reason(paths) == []
+
+
+def test_a_long_module_without_a_reason_is_found(tmp_path: Path) -> None:
+    long_body = "x = 1\n" * (LONG_MODULE_LIMIT + 1)
+    silent = tmp_path / "silent.py"
+    silent.write_text('"""A module."""\n' + long_body, encoding="utf-8")
+    explained = tmp_path / "explained.py"
+    explained.write_text('"""A module. Past 400 lines on purpose: one story."""\n' + long_body, encoding="utf-8")
+    short = tmp_path / "short.py"
+    short.write_text('"""A module."""\nx = 1\n', encoding="utf-8")
+    assert _long_modules_without_a_reason([silent, explained, short], tmp_path) == ["silent.py"]

@@ -1,1 +1,1 @@
-"""Box: webhook v2 adapter (inbound), client and simulator."""
+"""Box: the webhook v2 adapter (inbound)."""

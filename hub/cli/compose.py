@@ -135,12 +135,11 @@ def build_ingress(
     from connectors.webhooks import adapters
     from hub.errors import ConfigurationError
     from hub.ingress.app import EventPublisher, Ingress, create_app
-    from hub.ingress.auth import RedisReplayGuard
+    from hub.ingress.auth import QuotaGate, RedisReplayGuard
     from hub.ingress.local import DispatcherPublisher
     from hub.ingress.outcomes import OutcomeStore
     from hub.ingress.publisher import AsyncEventPublisher
     from hub.ingress.queries import QueryGuard
-    from hub.ingress.quotas import QuotaGate
     from hub.probes import watch_async_redis
     from hub.store import connect_async_redis
     from observability.flight import AsyncRedisFlightRecord

@@ -5,13 +5,15 @@ queries, :mod:`hub.ingress.queries`); the app knows none of them by name.
 
 Order of checks for an event request: body size (while reading), authentication, CloudEvents
 binding and schema, authorisation of each event, quota, then one confirmed publish per subscriber.
-202 is answered only after RabbitMQ confirmed every publish of every event in the request.
+202 is answered only after RabbitMQ confirmed every publish of every event in the request. Every
+request leaves one line in the access log (:class:`AccessLog`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,23 +27,25 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress import openapi
-from hub.ingress.access import AccessLog
-from hub.ingress.auth import AuthenticatedSource, ReplayGuard, authenticate
+from hub.ingress.auth import AuthenticatedSource, QuotaDecision, QuotaGate, ReplayGuard, authenticate
 from hub.ingress.binding import read_events
 from hub.ingress.openapi_schemas import EVENTS_REQUEST, SOURCE_ID
 from hub.ingress.outcomes import Claim, OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem, from_error
-from hub.ingress.quotas import QuotaDecision, QuotaGate
 from hub.ingress.sources import SourceRegistry
 from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
 from hub.registry import SchemaRegistry
 from observability.logging import get_logger
 
 log = get_logger(__name__)
+access_log = get_logger("hub.ingress.access")
+#: Event types named on one line at most (a batch may hold 500 events of a few types).
+MAX_TYPES = 5
 
 
 class EventPublisher(Protocol):
@@ -311,3 +315,49 @@ async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
 async def _ping(client: redis.asyncio.Redis) -> bool:
     answer: Any = client.ping()  # a coroutine on the asyncio client
     return bool(await answer)
+
+
+class AccessLog:
+    """Pure ASGI middleware writing ``request`` lines on the ``hub.ingress.access`` logger."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request and log it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self._write(scope, status, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _write(scope: Scope, status: int, duration_ms: float) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        route = scope.get("route")
+        types = sorted(state.get("hub_event_types") or ())
+        fields: dict[str, Any] = {
+            "method": scope.get("method"),
+            "route": getattr(route, "path", None) or "(no route)",
+            "status": status,
+            "duration_ms": round(duration_ms, 2),
+        }
+        for name, value in (("source_id", state.get("hub_source_id")), ("problem", state.get("hub_problem")),
+                            ("trace_id", state.get("hub_trace_id"))):
+            if value:
+                fields[name] = value
+        if types:
+            fields["event_types"] = types[:MAX_TYPES] + ([f"+{len(types) - MAX_TYPES} more"]
+                                                       if len(types) > MAX_TYPES else [])
+        (access_log.warning if status >= 500 else access_log.info)("request", **fields)

@@ -2,25 +2,41 @@
 
 Everything that is wrong with a request becomes a :class:`~hub.ingress.problems.Problem` naming the
 attribute or data field; nothing malformed comes out of here. The rules, beyond the JSON ones of
-:mod:`hub.jsonstrict`: every string attribute is a CloudEvents String (no control characters,
+:func:`loads`: every string attribute is a CloudEvents String (no control characters,
 surrogates or noncharacters; in binary mode checked again after percent-decoding), ``time`` is
 RFC 3339 (:mod:`hub.rfc3339`), and extension attributes other than ``partitionkey``,
 ``traceparent`` and ``sequence`` are carried in their canonical string form when well-formed (see
 :func:`extension_value` and the bounds in :mod:`hub.events`).
+
+Strict JSON (:func:`loads`) comes first, for the CloudEvents ingress and the vendor webhooks alike.
+Python's :func:`json.loads` accepts more than a hostile sender should get: ``NaN``, numbers it then
+turns into ``inf``, an object with the same key twice (the last one silently wins), ``"\\ud800"``
+(a lone surrogate, which breaks the first ``.encode()`` downstream), and nesting or integers large
+enough to exhaust the stack or the CPU. :func:`loads` refuses all of them, before anything else
+looks at the document, with errors that are :class:`~hub.errors.InvalidEvent` (a client's fault)::
+
+    InvalidEvent
+     └── JsonError
+          ├── MalformedJson     not UTF-8, not JSON, NaN/Infinity, a duplicate key, a lone surrogate
+          └── JsonTooComplex    deeper than MAX_DEPTH, an integer over MAX_INT_DIGITS, a number past float
+
+Messages name what was read (``what``) and never quote it: bodies may carry secrets and personal data.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
-from hub import jsonstrict, rfc3339
-from hub.errors import HubError
+from hub import rfc3339
+from hub.errors import HubError, JsonError, JsonTooComplex, MalformedJson
 from hub.events import (
     AVRO_CONTENT_TYPE,
     CORE_ATTRIBUTES,
@@ -37,8 +53,6 @@ from hub.registry import SchemaRegistry
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-MAX_JSON_DEPTH = jsonstrict.MAX_DEPTH
-MAX_INT_DIGITS = jsonstrict.MAX_INT_DIGITS  # fits Avro long
 MAX_BATCH = 500
 #: Longest core string attribute (``id``, ``source``, ``subject``, ...), in characters.
 MAX_ATTRIBUTE_LENGTH = 1024
@@ -50,16 +64,87 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 _JSON_TYPES = re.compile(r"^(application|text)/([a-z0-9.+-]+\+)?json$")
 
 
+# -- strict JSON: every body the hub reads from outside (the vendor webhooks' adapters read theirs here too)
+
+#: Deepest nesting accepted (the outermost value is level 1).
+MAX_DEPTH = 32
+#: Longest integer accepted, sign excluded: every Avro long fits, and ``int()`` stays linear.
+MAX_INT_DIGITS = 19
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads(body: bytes, *, what: str = "body") -> Any:
+    """The JSON value of ``body``, strictly; raises :class:`MalformedJson` or :class:`JsonTooComplex`."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJson(f"the {what} is not UTF-8") from None
+
+    def parse_int(digits: str) -> int:
+        if len(digits) - digits.startswith("-") > MAX_INT_DIGITS:
+            raise JsonTooComplex(f"an integer in the {what} has more than {MAX_INT_DIGITS} digits")
+        return int(digits)
+
+    def parse_float(literal: str) -> float:
+        number = float(literal)
+        if math.isinf(number):
+            raise JsonTooComplex(f"a number in the {what} is beyond the range of a double")
+        return number
+
+    def no_constants(name: str) -> Any:
+        raise MalformedJson(f"{name} in the {what} is not JSON")
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        document = dict(pairs)
+        if len(document) != len(pairs):
+            raise MalformedJson(f"an object in the {what} has the same key twice")
+        return document
+
+    try:
+        value = json.loads(text, parse_int=parse_int, parse_float=parse_float, parse_constant=no_constants,
+                           object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise JsonTooComplex(f"the {what} is nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedJson(
+            f"the {what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    _check_tree(value, what)
+    return value
+
+
+def _check_tree(value: Any, what: str) -> None:
+    """Depth and lone surrogates, walked without recursion (the value may be 1000 levels deep)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise JsonTooComplex(f"the {what} is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, str):
+            _check_text(node, what)
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                _check_text(key, what)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _check_text(text: str, what: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise MalformedJson(f"a string in the {what} holds a lone surrogate (\\ud800-\\udfff)")
+
+
 def media_type(content_type: str | None) -> str:
     """The bare, lower-case media type of a Content-Type value."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def parse_json(body: bytes, *, what: str = "body") -> Any:
-    """Strict JSON (:func:`hub.jsonstrict.loads`) as a problem: malformed-json or json-too-complex."""
+    """Strict JSON (:func:`loads`) as a problem: malformed-json or json-too-complex."""
     try:
-        return jsonstrict.loads(body, what=what)
-    except jsonstrict.JsonError as error:
+        return loads(body, what=what)
+    except JsonError as error:
         raise from_error(error) from None
 
 

@@ -12,12 +12,13 @@ from hub.errors import (
     BrokerUnavailable,
     HubError,
     InvalidEvent,
+    JsonTooComplex,
+    MalformedJson,
     NotAuthorized,
     SchemaViolation,
     StoreUnavailable,
     UnknownEventType,
 )
-from hub.jsonstrict import JsonTooComplex, MalformedJson
 
 #: Media type of every error body.
 PROBLEM_JSON = "application/problem+json"
