@@ -257,15 +257,14 @@ def test_an_outage_fails_fast_and_publishing_resumes_when_the_broker_is_back(app
             await publisher.publish(project_created(app.registry))
             proxy.cut()
             for _ in range(3):
-                started = time.monotonic()
-                with pytest.raises(BrokerUnavailable):
+                # Each fails by its confirm timeout or the lost connection: never waits for a reconnect.
+                with pytest.raises(BrokerUnavailable, match=r"^(confirm timeout|connection lost|not connected)"):
                     await publisher.publish(project_created(app.registry))
-                assert time.monotonic() - started < confirm_timeout_s + 1.0
             assert await _until(lambda: not publisher.ready)
-            started = time.monotonic()
-            with pytest.raises(BrokerUnavailable, match="not connected"):
+            # Refused before publishing: nothing is written while the connection is down.
+            reconnecting = r"not connected to RabbitMQ \(reconnecting in the background\)"
+            with pytest.raises(BrokerUnavailable, match=reconnecting):
                 await publisher.publish(project_created(app.registry))
-            assert time.monotonic() - started < 0.5  # refused at once, no wait for a reconnect
             proxy.restore()
             ids = await _eventually(lambda: publisher.publish(project_created(app.registry)))
             assert len(ids) == 1
@@ -496,16 +495,14 @@ def test_a_blocked_broker_fails_publishes_instead_of_hanging(private_rabbit: Pri
             try:
                 assert await asyncio.to_thread(wait_until, lambda: _memory_alarm(private_rabbit))
                 # RabbitMQ sends connection.blocked once the connection publishes: this publish is the one
-                # that meets the alarm; it fails after blocked_timeout_s, not after the confirm timeout.
-                started = time.monotonic()
-                with pytest.raises(BrokerUnavailable, match="broker blocked"):
+                # that meets the alarm; it fails by blocked_timeout_s, not by the confirm timeout.
+                with pytest.raises(BrokerUnavailable, match=r"broker blocked \(resource alarm\) for over 0.5 s"):
                     await publisher.publish(event())
-                assert time.monotonic() - started < confirm_timeout_s / 2
                 assert not publisher.ready
-                started = time.monotonic()
-                with pytest.raises(BrokerUnavailable, match="broker blocked"):
+                # While blocked, refused before publishing: nothing waits on the alarm.
+                refused = r"broker blocked \(resource alarm\): event .* not published"
+                with pytest.raises(BrokerUnavailable, match=refused):
                     await publisher.publish(event())
-                assert time.monotonic() - started < 0.5  # at once while blocked
             finally:
                 await asyncio.to_thread(private_rabbit.ctl, "set_vm_memory_high_watermark", "0.4")
             assert not await asyncio.to_thread(_memory_alarm, private_rabbit)
