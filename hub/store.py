@@ -8,7 +8,9 @@ implementation on an in-process Redis (fakeredis), so the Lua scripts are the on
 
 from __future__ import annotations
 
+import itertools
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -99,12 +101,13 @@ class MemoryLocks:
 
     def __init__(self) -> None:
         self.held: dict[str, str] = {}
+        self._tokens = itertools.count(1)
 
     def acquire(self, name: str, *, ttl_ms: int) -> str | None:
-        """See :meth:`Locks.acquire`."""
+        """See :meth:`Locks.acquire` (every token is new, as Redis's are, so a stale one frees nothing)."""
         if name in self.held:
             return None
-        self.held[name] = token = f"token-{len(self.held) + 1}"
+        self.held[name] = token = f"token-{next(self._tokens)}"
         return token
 
     def release(self, name: str, token: str) -> None:
@@ -127,8 +130,6 @@ class RedisLocks:
 
     def acquire(self, name: str, *, ttl_ms: int) -> str | None:
         """A token when the lease on ``name`` was free, else None."""
-        import uuid
-
         token = uuid.uuid4().hex
         taken = guarded(lambda: self._client.set(f"{self._prefix}:lock:{name}", token, nx=True, px=ttl_ms))
         return token if taken else None

@@ -97,20 +97,19 @@ class FlightRecord(Protocol):
         """Every hop recorded for a business event, in recording order."""
 
 
-class RedisFlightRecord:
-    """Flight record in Redis: one list per root id, expiring ``ttl_s`` after its last hop.
+class _RedisHops:
+    """What both Redis flight records share: the key, the expiry, and dropping hops during an outage.
 
     After a Redis error, hops are dropped for ``outage_backoff_s``: redis-py's default retries make
     each failing call take seconds, which would otherwise be added to every message of an outage.
     """
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0,
+        self, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
-        self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.outage_backoff_s = outage_backoff_s
@@ -122,22 +121,43 @@ class RedisFlightRecord:
         """The Redis key of one business event's record."""
         return f"{self.prefix}:flight:{root_id}"
 
-    def record(self, hop: Hop) -> None:
-        """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
+    def _skipping(self) -> bool:
         if self._clock() < self._down_until:
             self.dropped += 1
-            return
+            return True
+        return False
+
+    def _appending(self, pipe: Any, hop: Hop) -> Any:
         key = self.key(hop.root_id)
+        pipe.rpush(key, hop.to_json())
+        pipe.expire(key, self.ttl_s)
+        return pipe
+
+    def _failed(self, hop: Hop, exc: BaseException) -> None:
+        self.dropped += 1
+        self._down_until = self._clock() + self.outage_backoff_s
+        log.warning("flight record unavailable; hops dropped for a while", root_id=hop.root_id,
+                    backoff_s=self.outage_backoff_s, error=describe_error(exc))
+
+
+class RedisFlightRecord(_RedisHops):
+    """Flight record in Redis: one list per root id, expiring ``ttl_s`` after its last hop."""
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(prefix=prefix, ttl_s=ttl_s, outage_backoff_s=outage_backoff_s, clock=clock)
+        self.client = client
+
+    def record(self, hop: Hop) -> None:
+        """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
+        if self._skipping():
+            return
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.rpush(key, hop.to_json())
-            pipe.expire(key, self.ttl_s)
-            pipe.execute()
+            self._appending(self.client.pipeline(transaction=True), hop).execute()
         except redis.RedisError as exc:
-            self.dropped += 1
-            self._down_until = self._clock() + self.outage_backoff_s
-            log.warning("flight record unavailable; hops dropped for a while", root_id=hop.root_id,
-                        backoff_s=self.outage_backoff_s, error=describe_error(exc))
+            self._failed(hop, exc)
 
     def hops(self, root_id: str) -> list[Hop]:
         """Every hop of the business event; entries that do not parse are logged and left out."""
@@ -158,36 +178,24 @@ class AsyncFlightRecord(Protocol):
         """Append a hop to its business event's record; must not raise on storage outages."""
 
 
-class AsyncRedisFlightRecord:
+class AsyncRedisFlightRecord(_RedisHops):
     """:class:`RedisFlightRecord`'s writing half on an asyncio Redis client: the same keys and format."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "hub", ttl_s: int,
-                 outage_backoff_s: float = 5.0) -> None:
-        if ttl_s <= 0:
-            raise ValueError("ttl_s must be positive")
+    def __init__(
+        self, client: redis.asyncio.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(prefix=prefix, ttl_s=ttl_s, outage_backoff_s=outage_backoff_s, clock=clock)
         self.client = client
-        self.prefix = prefix
-        self.ttl_s = ttl_s
-        self.outage_backoff_s = outage_backoff_s
-        self.dropped = 0
-        self._down_until = 0.0
 
     async def record(self, hop: Hop) -> None:
         """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
-        if time.monotonic() < self._down_until:
-            self.dropped += 1
+        if self._skipping():
             return
-        key = f"{self.prefix}:flight:{hop.root_id}"
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.rpush(key, hop.to_json())
-            pipe.expire(key, self.ttl_s)
-            await pipe.execute()
+            await self._appending(self.client.pipeline(transaction=True), hop).execute()
         except (redis.RedisError, OSError) as exc:
-            self.dropped += 1
-            self._down_until = time.monotonic() + self.outage_backoff_s
-            log.warning("flight record unavailable; hops dropped for a while", root_id=hop.root_id,
-                        backoff_s=self.outage_backoff_s, error=describe_error(exc))
+            self._failed(hop, exc)
 
 
 @dataclass

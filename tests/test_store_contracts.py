@@ -1,0 +1,240 @@
+"""Each store's fake keeps the contract of its Redis store: the same calls give the same answers.
+
+Actor unit tests run on the in-memory fakes (``tests/test_actors_unit.py``); these tests run every
+contract against both, the Redis one on the real server, so a fake cannot drift into a kinder store
+than the one the workers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+
+from actors.document_intake import RedisIntakeStore
+from actors.document_intake.store import IntakeStore, MemoryIntakeStore
+from actors.invoice_readiness import RedisReadinessStore
+from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, fold
+from actors.invoice_readiness.logic import (
+    DocumentStateChanged,
+    EnvelopeCompleted,
+    Event,
+    HoldReason,
+    InvoiceDrafted,
+    Readiness,
+    RetentionApplied,
+)
+from actors.invoice_readiness.store import MemoryReadinessStore, ReadinessStore
+from actors.master_data import RedisMasterDataStore
+from actors.master_data.model import CanonicalState, FieldState
+from actors.master_data.store import MasterDataStore, MemoryMasterDataStore
+from actors.provisioning import RedisProvisioningStore
+from actors.provisioning.store import MemoryProvisioningStore, ProvisioningStore
+from hub.store import Locks, MemoryLocks, RedisLocks
+
+KINDS = ["redis", "memory"]
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    connection = redis.Redis()
+    yield connection
+    connection.close()
+
+
+def _either(request: pytest.FixtureRequest, real: Callable[[], Any], fake: Callable[[], Any]) -> Any:
+    """The Redis store (on the real server, under this test's prefix) or its in-memory fake."""
+    return real() if request.param == "redis" else fake()
+
+
+@pytest.fixture(params=KINDS)
+def locks(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> Locks:
+    return _either(request, lambda: RedisLocks(client, prefix=prefix), MemoryLocks)
+
+
+@pytest.fixture(params=KINDS)
+def provisioning(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> ProvisioningStore:
+    return _either(
+        request, lambda: RedisProvisioningStore(client, prefix=prefix), MemoryProvisioningStore)
+
+
+@pytest.fixture(params=KINDS)
+def master_data(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> MasterDataStore:
+    return _either(
+        request, lambda: RedisMasterDataStore(client, prefix=prefix), MemoryMasterDataStore)
+
+
+@pytest.fixture(params=KINDS)
+def intake(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> IntakeStore:
+    return _either(request, lambda: RedisIntakeStore(client, prefix=prefix), MemoryIntakeStore)
+
+
+@pytest.fixture(params=KINDS)
+def readiness(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> ReadinessStore:
+    return _either(
+        request, lambda: RedisReadinessStore(client, prefix=prefix), MemoryReadinessStore)
+
+
+# -- locks --------------------------------------------------------------------------------------------
+
+
+def test_a_lease_is_held_by_one_token_until_that_token_gives_it_back(locks: Locks) -> None:
+    token = locks.acquire("project:P1", ttl_ms=10_000)
+    assert token is not None
+    assert locks.acquire("project:P1", ttl_ms=10_000) is None
+    assert locks.ttl_ms("project:P1") > 0
+    assert locks.acquire("project:P2", ttl_ms=10_000) is not None  # another name, another lease
+    locks.release("project:P1", "not-the-token")
+    assert locks.acquire("project:P1", ttl_ms=10_000) is None
+    locks.release("project:P1", token)
+    assert locks.ttl_ms("project:P1") == 0
+
+
+def test_a_stale_token_cannot_give_back_the_lease_taken_again(locks: Locks) -> None:
+    stale = locks.acquire("project:P1", ttl_ms=10_000)
+    assert stale is not None
+    locks.release("project:P1", stale)
+    fresh = locks.acquire("project:P1", ttl_ms=10_000)
+    assert fresh is not None and fresh != stale
+    locks.release("project:P1", stale)
+    assert locks.acquire("project:P1", ttl_ms=10_000) is None
+    assert locks.ttl_ms("project:P1") > 0
+
+
+# -- provisioning ---------------------------------------------------------------------------------------
+
+
+def test_the_first_sighting_of_a_project_is_kept(provisioning: ProvisioningStore) -> None:
+    assert provisioning.first_seen("ENG-1", 1_000) == 1_000
+    assert provisioning.first_seen("ENG-1", 2_000) == 1_000
+    assert provisioning.first_seen("ENG-2", 3_000) == 3_000
+
+
+def test_the_last_announcement_of_a_workspace_is_remembered(provisioning: ProvisioningStore) -> None:
+    assert provisioning.announced("ENG-1") is None
+    provisioning.mark_announced("ENG-1", "digest-1")
+    assert provisioning.announced("ENG-1") == "digest-1"
+    provisioning.mark_announced("ENG-1", "digest-2")
+    assert provisioning.announced("ENG-1") == "digest-2"
+    assert provisioning.announced("ENG-2") is None
+
+
+# -- master data ----------------------------------------------------------------------------------------
+
+
+def _client_state(name: str, version: str) -> CanonicalState:
+    return CanonicalState(entity="client", canonical_id="client_1", fields={
+        "name": FieldState(value=name, version=version, system="erp"),
+        "country": FieldState(value="DE", version=version, system="erp"),
+    })
+
+
+def test_a_canonical_record_reads_back_as_saved_and_a_later_save_replaces_it(master_data: MasterDataStore) -> None:
+    assert master_data.load("client_1") is None
+    master_data.save(_client_state("ACME", "0001"))
+    assert master_data.load("client_1") == _client_state("ACME", "0001")
+    master_data.save(_client_state("ACME Corp", "0002"))
+    assert master_data.load("client_1") == _client_state("ACME Corp", "0002")
+
+
+def test_a_clients_projects_are_a_sorted_set(master_data: MasterDataStore) -> None:
+    assert master_data.projects_of("client_1") == []
+    for project in ("project_b", "project_a", "project_b"):
+        master_data.add_project("client_1", project)
+    assert master_data.projects_of("client_1") == ["project_a", "project_b"]
+    assert master_data.projects_of("client_2") == []
+
+
+# -- document intake ------------------------------------------------------------------------------------
+
+
+def test_the_delta_token_is_kept_per_drive(intake: IntakeStore) -> None:
+    assert intake.delta_token("drive-1") is None
+    intake.save_delta_token("drive-1", "token-a")
+    intake.save_delta_token("drive-1", "token-b")
+    assert intake.delta_token("drive-1") == "token-b"
+    assert intake.delta_token("drive-2") is None
+
+
+def test_the_changed_mark_coalesces_notifications_and_is_taken_once(intake: IntakeStore) -> None:
+    assert not intake.changed("drive-1") and not intake.take_changed("drive-1")
+    intake.mark_changed("drive-1")
+    intake.mark_changed("drive-1")
+    assert intake.changed("drive-1") and intake.changed("drive-1")  # looking does not take it
+    assert not intake.changed("drive-2")
+    assert intake.take_changed("drive-1")
+    assert not intake.take_changed("drive-1") and not intake.changed("drive-1")
+
+
+def test_the_last_news_is_kept_per_drive_item_and_event_type(intake: IntakeStore) -> None:
+    assert intake.last_news("drive-1", "item-1", "dms.document.state_changed.v1") is None
+    intake.remember_news("drive-1", "item-1", "dms.document.state_changed.v1", "sig-1")
+    intake.remember_news("drive-1", "item-1", "dms.document.state_changed.v1", "sig-2")
+    assert intake.last_news("drive-1", "item-1", "dms.document.state_changed.v1") == "sig-2"
+    assert intake.last_news("drive-1", "item-1", "dms.document.retention_applied.v1") is None
+    assert intake.last_news("drive-1", "item-2", "dms.document.state_changed.v1") is None
+    assert intake.last_news("drive-2", "item-1", "dms.document.state_changed.v1") is None
+
+
+# -- invoice readiness ----------------------------------------------------------------------------------
+
+T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+META = ProjectMeta(engagement_type="engineering", region="ME", country="AE", client_id="GULF")
+
+
+def _at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes, milliseconds=123)
+
+
+DRAFTED = InvoiceDrafted("INV-1", "P1", _at(0), "M1")
+APPROVED = DocumentStateChanged("D-1", "P1", "deliverable", "approved", _at(1), "M1", None)
+LABELLED = RetentionApplied("D-1", "P1", "ME-Deliverable-10y", "ME", _at(2))
+SIGNED = EnvelopeCompleted("ENV-1", "P1", "sow", _at(3))
+
+
+def test_unknown_projects_and_invoices_have_no_facts(readiness: ReadinessStore) -> None:
+    assert _seen(readiness.load("P1")) == _folded([], None)
+    assert readiness.meta("P1") is None
+    assert readiness.project_of("INV-1") is None
+    assert readiness.verdict("INV-1") is None
+
+
+def _folded(events: list[Event], meta: ProjectMeta | None, code: str = "P1") -> tuple[Any, ...]:
+    facts = ProjectFacts(code, meta)
+    for event in events:
+        facts, _ = fold(facts, event)
+    return _seen(facts)
+
+
+def _seen(facts: ProjectFacts) -> tuple[Any, ...]:
+    """What the gate reads of a project's facts: its meta, its drafts, its documents, labels and envelopes."""
+    return facts.project_code, facts.meta, dict(facts.drafts), facts.base()
+
+
+def test_facts_stored_in_two_writes_load_as_the_project_folded(readiness: ReadinessStore) -> None:
+    readiness.store("P1", [DRAFTED, APPROVED], META)
+    readiness.store("P1", [LABELLED, SIGNED], None)
+    assert _seen(readiness.load("P1")) == _folded([DRAFTED, APPROVED, LABELLED, SIGNED], META)
+    assert readiness.meta("P1") == META
+    assert readiness.project_of("INV-1") == "P1"
+    assert _seen(readiness.load("P2")) == _folded([], None, "P2")
+
+
+def test_a_replace_forgets_the_facts_written_before(readiness: ReadinessStore) -> None:
+    readiness.store("P1", [DRAFTED, APPROVED, LABELLED], META)
+    readiness.replace("P1", [DRAFTED], None)
+    assert _seen(readiness.load("P1")) == _folded([DRAFTED], None)
+    assert readiness.meta("P1") is None
+
+
+def test_the_last_verdict_of_an_invoice_is_kept(readiness: ReadinessStore) -> None:
+    held = Verdict(Readiness.of([HoldReason("DELIVERABLE_NOT_APPROVED", "D-2")]), 1)
+    ready = Verdict(Readiness("ready"), 2)
+    readiness.save_verdict("INV-1", held)
+    assert readiness.verdict("INV-1") == held
+    readiness.save_verdict("INV-1", ready)
+    assert readiness.verdict("INV-1") == ready
+    assert readiness.verdict("INV-2") is None
