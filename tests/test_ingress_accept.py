@@ -15,7 +15,7 @@ from tests.conftest import hub_settings
 from tests.support.ingress import load, serving, write_sources
 from tests.support.netproxy import TcpProxy
 from tests.support.rabbit import queue_depth, wait_until
-from tests.test_ingress_app import assert_problem, bearer, sdk_event, structured
+from tests.test_ingress_app import assert_accepted_once_ready, assert_problem, bearer, sdk_event, structured
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,7 @@ def test_stalled_confirms_make_the_ingress_unready_and_a_refused_event_can_be_se
                 refused = pending.result()
             assert_problem(refused, 503, "unavailable")
             proxy.resume()
-            assert wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, timeout=30)
-            again = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)}, timeout=30)
-            assert again.status_code == 202, again.text
-            assert "resent" not in again.json()["accepted"][0], "the refused attempt must not count as accepted"
+            assert_accepted_once_ready(url, body, {**headers, **bearer(creds)})
     finally:
         runtime.close()
         proxy.close()

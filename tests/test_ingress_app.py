@@ -71,6 +71,14 @@ def assert_problem(response: httpx.Response, status: int, kind: str) -> dict[str
     return body
 
 
+def assert_accepted_once_ready(url: str, body: bytes, headers: dict[str, str]) -> None:
+    """Once the ingress is ready again, the event it refused is accepted as new: the refusal kept nothing."""
+    assert wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, timeout=30)
+    again = httpx.post(f"{url}/v1/events", content=body, headers=headers, timeout=30)
+    assert again.status_code == 202, again.text
+    assert "resent" not in again.json()["accepted"][0], "the refused attempt must not count as accepted"
+
+
 @pytest.mark.parametrize("mode", ["structured", "binary", "batch"])
 def test_each_cloudevents_mode_arrives_on_the_topic_exchange_decoded(
     app: Runtime, ingress: tuple[str, Credentials], mode: str
@@ -313,10 +321,7 @@ def test_a_stopped_broker_gives_503_with_retry_after_and_never_202(
             assert "evt-down" not in json.dumps(problem.get("accepted", []))
             assert httpx.get(f"{url}/readyz").status_code == 503
             proxy.restore()
-            assert wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, timeout=30)
-            again = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)}, timeout=30)
-            assert again.status_code == 202, again.text
-            assert "resent" not in again.json()["accepted"][0], "the refused attempt must not count as accepted"
+            assert_accepted_once_ready(url, body, {**headers, **bearer(creds)})
     finally:
         runtime.close()
         proxy.close()
