@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from hub.events import CloudEvent, SchemaLookup, make_event
+from hub.outbox import Origin, Outbox, Outgoing, publish_pending
+from observability.tracing import context_carrier
 
 __all__ = [
     "ALL_TYPES",
@@ -115,6 +117,28 @@ class Emitting:
                            partitionkey=partitionkey, sequence=sequence, time=time)
         self.emitter.dispatch(event, parent=self.parent)
         return event
+
+    def outgoing(self, type: str, data: Mapping[str, Any], *, id: str, subject: str | None = None,
+                 partitionkey: str | None = None, sequence: str | None = None,
+                 time: datetime | None = None) -> Outgoing:
+        """Build a new event from this actor without publishing it: a store writes it to the outbox in the
+        transaction of the state change that implies it, then :meth:`flush` publishes it."""
+        event = make_event(self.registry, type=type, source=self.spec.source, id=id, subject=subject, data=data,
+                           partitionkey=partitionkey, sequence=sequence, time=time)
+        return Outgoing(event, self.origin())
+
+    def origin(self) -> Origin:
+        """The message being handled, its journey and trace: where an outbox event comes from."""
+        parent = self.parent
+        if parent is None:
+            return Origin(trace_context=context_carrier())
+        return Origin(message_id=parent.message_id, root_id=parent.options.get("hub_event", {}).get("root_id"),
+                      trace_context=context_carrier())
+
+    def flush(self, outbox: Outbox) -> int:
+        """Publish what the message being handled wrote to the outbox and is still pending: right after the
+        commit, and again on the message's re-run after a crash. Returns how many."""
+        return publish_pending(outbox, self.emitter, origin=self.origin().message_id)
 
     def raise_exception(self, owner: str, *, kind: str, subject: str, detail: str, id: str,
                         severity: str = "medium", project_code: str | None = None,

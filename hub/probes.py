@@ -1,4 +1,5 @@
-"""Do RabbitMQ and Redis answer? Probes for start-up and health, and the wait for both before a worker runs.
+"""Do RabbitMQ, Redis and the database answer? Probes for start-up and health, and the wait for them before
+a worker runs.
 
 A server process (``hub worker``) never falls back to the embedded mode: it waits for the real servers,
 logging one line per change of state (which server, at which URL, why), not one per attempt.
@@ -18,6 +19,7 @@ import pika.exceptions
 import redis
 import redis.asyncio
 
+from hub.db import probe_database
 from hub.settings import Settings
 from observability.logging import get_logger, mask_text
 
@@ -76,8 +78,9 @@ class Server:
 
 
 def servers_of(settings: Settings) -> list[Server]:
-    """The servers a hub process needs: RabbitMQ and Redis at the configured URLs."""
-    return [Server("RabbitMQ", settings.amqp_url, probe_rabbitmq), Server("Redis", settings.redis_url, probe_redis)]
+    """The servers a hub process needs: RabbitMQ, Redis and the database at the configured URLs."""
+    return [Server("RabbitMQ", settings.amqp_url, probe_rabbitmq), Server("Redis", settings.redis_url, probe_redis),
+            Server("PostgreSQL", settings.database_url, probe_database)]
 
 
 class ServerWatch:

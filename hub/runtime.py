@@ -10,6 +10,7 @@ import dataclasses
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hub.actor import Actor, ActorSpec, DeadLetterHandler
 from hub.broker import build_broker
+from hub.db import Database, connect_database, ensure_database, upgrade
 from hub.dispatch import Dispatcher, RoutingTable, declare_actor, declare_dead_letters
 from hub.errors import ConfigurationError
 from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
@@ -44,6 +46,8 @@ class Infrastructure:
     embedded: bool
     broker: dramatiq.Broker
     redis: redis.Redis
+    #: The records a firm cannot lose and the outbox (PostgreSQL; SQLite in the embedded mode).
+    db: Database
     registry: SchemaRegistry
     topics: TopicBus
     flight: RedisFlightRecord
@@ -70,8 +74,17 @@ class Runtime(Infrastructure):
     actors: Mapping[str, dramatiq.Actor[Any, Any]]
     #: Every actor's declaration by name.
     specs: Mapping[str, ActorSpec]
+    #: The migrations folders of the actors' stores (beside the hub's own).
+    migrations: tuple[Path, ...] = ()
     #: Called by :meth:`close`: connector clients and other resources the actors use.
     closers: tuple[Callable[[], object], ...] = ()
+
+    def upgrade_database(self) -> None:
+        """Create the database if it is missing and bring its tables to the newest version (the hub's
+        and every actor store's migrations): at start, and by ``hub db upgrade``."""
+        if not self.embedded:
+            ensure_database(self.db.url)
+        upgrade(self.db, self.migrations)
 
     def close(self) -> None:
         """Close connections (broker, topics, Redis, connector clients) and flush spans."""
@@ -82,6 +95,7 @@ class Runtime(Infrastructure):
         if close is not None:
             close()
         self.redis.close()
+        self.db.close()
         self.tracer_provider.force_flush()
 
 
@@ -94,20 +108,20 @@ def _reachable(url: str, default_port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def servers_reachable(settings: Settings) -> tuple[bool, bool]:
-    """Whether RabbitMQ and Redis answer at the configured URLs."""
-    return _reachable(settings.amqp_url, 5672), _reachable(settings.redis_url, 6379)
+def servers_reachable(settings: Settings) -> tuple[bool, bool, bool]:
+    """Whether RabbitMQ, Redis and the database (PostgreSQL; a SQLite file always is) answer."""
+    database = settings.database_url.startswith("sqlite") or _reachable(settings.database_url, 5432)
+    return _reachable(settings.amqp_url, 5672), _reachable(settings.redis_url, 6379), database
 
 
 def demo_embedded(settings: Settings) -> bool:
-    """Whether the demo runs embedded: when asked (``on``), or (``auto``) when RabbitMQ or Redis does not
-    answer. Only the demo falls back on its own; ``serve`` and ``worker`` use :func:`embedded_requested`."""
+    """Whether the demo runs embedded: when asked (``on``), or (``auto``) when RabbitMQ, Redis or PostgreSQL
+    does not answer. Only the demo falls back on its own; ``serve`` and ``worker`` use :func:`embedded_requested`."""
     if settings.embedded == "on":
         return True
     if settings.embedded == "off":
         return False
-    amqp_ok, redis_ok = servers_reachable(settings)
-    return not (amqp_ok and redis_ok)
+    return not all(servers_reachable(settings))
 
 
 def embedded_requested(settings: Settings) -> bool:
@@ -135,6 +149,7 @@ def build_infrastructure(
         )
     fake_server = fakeredis.FakeServer() if is_embedded else None
     client = connect_redis(settings.redis_url, embedded=is_embedded, server=fake_server)
+    db = connect_database(settings.database_url, prefix=settings.queue_prefix, embedded=is_embedded)
     registry = SchemaRegistry.load()
     prefix = settings.queue_prefix
     flight = RedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s)
@@ -171,6 +186,7 @@ def build_infrastructure(
         embedded=is_embedded,
         broker=broker,
         redis=client,
+        db=db,
         registry=registry,
         topics=topics,
         flight=flight,
@@ -182,9 +198,11 @@ def build_infrastructure(
 
 
 def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
-             dead_letters: DeadLetterHandler | None = None, closers: Sequence[Callable[[], object]] = ()) -> Runtime:
+             dead_letters: DeadLetterHandler | None = None, closers: Sequence[Callable[[], object]] = (),
+             migrations: Sequence[Path] = ()) -> Runtime:
     """Declare every actor on the broker, derive the routing table from their specs and build the one
-    immutable :class:`Runtime`. ``dead_letters`` is told of the others' dead letters."""
+    immutable :class:`Runtime`. ``dead_letters`` is told of the others' dead letters; ``migrations``: the
+    actors' stores' migrations folders."""
     prefix = infra.queue_prefix
     specs = {actor.spec.name: actor.spec for actor in actors}
     if dead_letters is not None:
@@ -206,4 +224,4 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
     dispatcher.check()
     fields = {f.name: getattr(infra, f.name) for f in dataclasses.fields(Infrastructure)}
     return Runtime(**fields, dispatcher=dispatcher, policy=policy, actors=declared, specs=specs,
-                   closers=tuple(closers))
+                   closers=tuple(closers), migrations=tuple(migrations))

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default="amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ connection URL."
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    database_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/hub",
+        description="The database of the records a firm cannot lose (PostgreSQL; created when missing; "
+                    "tables in the schema named after HUB_QUEUE_PREFIX). sqlite:///path for a single process.",
+    )
     http_bind: str = Field(default="127.0.0.1:8080",
                            description="host:port the HTTP ingress listens on (port 0: any free port).")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
@@ -51,7 +56,7 @@ class Settings(BaseSettings):
                     "that the demo falls back to embedded when one does not answer.",
     )
     queue_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z_][a-zA-Z0-9_-]*$",
-                              description="Prefix of every queue name and Redis key.")
+                              description="Prefix of every queue name and Redis key, and the database schema.")
     lease_ttl_ms: int = Field(default=30_000, ge=1_000, description="Idempotency lease lifetime.")
     done_ttl_s: int = Field(default=30 * 86_400, ge=60, description="How long 'done' marks are kept.")
     flight_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long flight records are kept.")
@@ -87,6 +92,13 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "sqlite://", "sqlite+pysqlite://")):
+            raise ValueError("must start with postgresql://, postgresql+psycopg:// or sqlite:///")
         return value
 
     @field_validator("http_bind")

@@ -34,7 +34,9 @@ from observability.logging import get_logger, mask_text, warn_unless_before_retr
 
 __all__ = [
     "TracingMiddleware",
+    "attached_context",
     "configure_tracing",
+    "context_carrier",
     "current_traceparent",
     "inject_headers",
     "inject_message_context",
@@ -174,6 +176,25 @@ class _Active:
     message_id: str
     span: Span
     token: Token[otel_context.Context]
+
+
+def context_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (empty outside a trace), to be resumed later by
+    :func:`attached_context` (the outbox keeps it with each pending event)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def attached_context(carrier: Mapping[str, str] | None) -> Iterator[None]:
+    """Make the trace context of ``carrier`` current for the block: what is published in it continues
+    that trace."""
+    token = otel_context.attach(_PROPAGATOR.extract(dict(carrier or {})))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def inject_message_context(options: dict[str, Any]) -> None:

@@ -11,22 +11,44 @@ from pathlib import Path
 
 import pytest
 import redis
+import sqlalchemy
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import actors
 from hub.cli.compose import build_app
+from hub.db import Database, connect_database, ensure_database, schema_name, upgrade
 from hub.runtime import Runtime
 from hub.settings import Settings, load_settings
 from observability.tracing import configure_tracing
 from tests.support.rabbit import delete_queues
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The tests' database on the local PostgreSQL; each test's tables live in the schema of its prefix.
+DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub_test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database() -> None:
+    """The tests' PostgreSQL database exists (created on first use)."""
+    ensure_database(DATABASE_URL)
+
+
+def drop_test_schema(prefix: str) -> None:
+    """Remove the PostgreSQL schema of a test's prefix and its tables."""
+    engine = sqlalchemy.create_engine(DATABASE_URL, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema_name(prefix)}" CASCADE'))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    """A queue and Redis key prefix of this test alone; its queues and keys are removed afterwards."""
+    """A queue, Redis key and database schema prefix of this test alone; its queues, keys and tables are
+    removed afterwards."""
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
     delete_queues(name)
@@ -35,12 +57,25 @@ def prefix() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+    drop_test_schema(name)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request: pytest.FixtureRequest, prefix: str, tmp_path: Path) -> Iterator[Database]:
+    """The hub's database with every table, on the real PostgreSQL (this test's schema) and on SQLite (the
+    embedded mode's)."""
+    url = DATABASE_URL if request.param == "postgresql" else f"sqlite:///{tmp_path}/hub.sqlite3"
+    db = connect_database(url, prefix=prefix, embedded=False)
+    upgrade(db, actors.MIGRATIONS)
+    yield db
+    db.close()
 
 
 def hub_settings(prefix: str, **overrides: object) -> Settings:
     """Settings for the real servers with fast retries and short leases."""
     values: dict[str, object] = {
         "queue_prefix": prefix,
+        "database_url": DATABASE_URL,
         "embedded": "off",
         "lease_ttl_ms": 1_000,
         "min_backoff_ms": 100,
@@ -87,6 +122,7 @@ def worker_env(prefix: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({
         "HUB_QUEUE_PREFIX": prefix,
+        "HUB_DATABASE_URL": DATABASE_URL,
         "HUB_EMBEDDED": "off",
         "HUB_LEASE_TTL_MS": "1000",
         "HUB_MIN_BACKOFF_MS": "100",

@@ -24,7 +24,7 @@ from connectors.sharepoint.client import GraphClient
 from hub.actor import ALL_TYPES, ActorSpec, DeadLetter, Emitting, RecordingEmitter, unit_context
 from hub.crosswalk import RedisCrosswalk
 from hub.dispatch import RoutingTable
-from hub.errors import HardStop
+from hub.errors import BrokerUnavailable, HardStop
 from hub.events import make_event
 from hub.registry import SchemaRegistry
 from hub.store import MemoryLocks
@@ -154,6 +154,38 @@ def test_master_data_mints_a_canonical_client_and_announces_it_on_fakes() -> Non
     assert changed.get_source() == "hub://master-data"
     actor.handle(context(actor.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence="0" * 19 + "1"))
     assert len(emitter.events) == 1  # nothing changed: nothing announced
+
+
+class FailingOnce(RecordingEmitter):
+    """An emitter whose first publish is not confirmed: the worker dies or the broker goes away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def dispatch(self, event: Any, *, parent: Any | None = None) -> list[Any]:
+        if not self.failed:
+            self.failed = True
+            raise BrokerUnavailable("publish not confirmed")
+        return super().dispatch(event, parent=parent)
+
+
+def test_master_data_announces_a_saved_change_on_the_re_run_when_the_first_publish_was_lost() -> None:
+    store, emitter = MemoryMasterDataStore(), FailingOnce()
+    graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
+        transport=httpx.MockTransport(lambda request: httpx.Response(500))))
+    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
+                       crosswalk=RedisCrosswalk(fakeredis.FakeRedis(), prefix="t"), locks=MemoryLocks(), store=store)
+    client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
+              "parent_client_id": None, "billing_currency": None, "updated_at": T}
+    with pytest.raises(BrokerUnavailable):
+        actor.handle(context(actor.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence="0" * 19 + "1"))
+    assert len(store.states) == 1 and emitter.events == []  # the change is saved, its announcement pending
+    assert len(store.outbox.pending()) == 1
+    actor.handle(context(actor.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence="0" * 19 + "1"))
+    [changed] = emitter.of_type("hub.client.changed.v1")  # the re-run changes nothing, and announces it
+    assert REGISTRY.decode(changed.get_type(), changed.get_data())["name"] == "ACME Corp"
+    assert store.outbox.pending() == []
 
 
 def test_granting_a_walled_group_is_a_hard_stop_whatever_the_plan_says() -> None:

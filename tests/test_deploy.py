@@ -369,6 +369,24 @@ def test_redis_and_rabbitmq_require_the_passwords_that_the_hubs_urls_carry(envir
     assert checked >= 2
 
 
+@pytest.mark.parametrize("environ", [{}, {"POSTGRES_PASSWORD": "s3cret-p"}], ids=["defaults", "variables set"])
+def test_the_hub_keeps_its_records_in_the_postgresql_service_on_a_volume(environ: dict[str, str]) -> None:
+    compose = load_compose(environ)
+    postgres = compose["services"]["postgres"]
+    env = environment(postgres)
+    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+    assert "postgres-data" in compose["volumes"]
+    for name, service in hub_services(compose).items():
+        if "HUB_AMQP_URL" not in environment(service):
+            continue  # a simulator
+        url = urlparse(environment(service)["HUB_DATABASE_URL"])
+        assert (url.scheme, url.hostname, url.username, url.password, url.path) == (
+            "postgresql+psycopg", "postgres", env["POSTGRES_USER"], env["POSTGRES_PASSWORD"],
+            f"/{env['POSTGRES_DB']}"), name
+        assert env["POSTGRES_PASSWORD"] == environ.get("POSTGRES_PASSWORD", "change-me")
+        assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
+
+
 def test_the_simulators_run_only_under_a_profile_and_the_hub_points_at_them(compose: dict[str, Any]) -> None:
     simulators = services_running(compose, "simulate")
     assert sorted(argv[2] for argv in simulators.values()) == ["docusign", "erp", "sharepoint"]

@@ -3,13 +3,13 @@ SharePoint simulator's workspace metadata and the topic exchange. Real RabbitMQ,
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from actors.master_data import SqlMasterDataStore
 from hub.events import make_event
 from hub.topics import rabbit_subscription
 from simulators.sandbox import ERP_SOURCE
@@ -67,8 +67,8 @@ def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(pre
                                       for h in runtime.flight.hops("ACME-v1-replayed")), timeout=30)
         assert _client_name_on_workspace(scenario) == "ACME Group"
         cid = runtime.redis.get(f"{prefix}:xref:by:client:erp:ACME").decode()
-        state = json.loads(runtime.redis.get(f"{prefix}:mdm:state:{cid}"))
-        assert state["fields"]["name"]["value"] == "ACME Group"
+        state = SqlMasterDataStore(runtime.db).load(cid)
+        assert state is not None and state.values()["name"] == "ACME Group"
 
 
 def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_put_back(prefix: str) -> None:
@@ -100,5 +100,4 @@ def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_pu
         assert data["owner"] == "records_management" and data["kind"] == "master_data.taxonomy"
         assert "Europa" in data["detail"]
         assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=30)
-        ignored = runtime.redis.hget(f"{prefix}:mdm:ignored", "sharepoint")
-        assert ignored is not None and int(ignored) >= 1
+        assert SqlMasterDataStore(runtime.db).ignored("sharepoint") >= 1

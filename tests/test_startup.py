@@ -81,11 +81,13 @@ def test_serve_and_worker_wait_for_servers_that_start_later_and_never_accept_int
 ) -> None:
     rabbit = TcpProxy(("127.0.0.1", 5672), up=False)
     cache = TcpProxy(("127.0.0.1", 6379), up=False)
+    database = TcpProxy(("127.0.0.1", 5432), up=False)
     path, creds = write_sources(tmp_path)
     amqp_url = f"amqp://guest:guest@127.0.0.1:{rabbit.port}/%2F"
     env = worker_env(prefix, HUB_EMBEDDED="auto", HUB_AMQP_URL=amqp_url,
                      HUB_REDIS_URL=f"redis://127.0.0.1:{cache.port}/0", HUB_SOURCES_FILE=str(path),
-                     HUB_HTTP_BIND="127.0.0.1:0", HUB_LOG_LEVEL="INFO", HUB_LOG_FORMAT="json")
+                     HUB_HTTP_BIND="127.0.0.1:0", HUB_LOG_LEVEL="INFO", HUB_LOG_FORMAT="json",
+                     HUB_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{database.port}/hub_test")
     headers, body = structured(sdk_event("evt-late-servers"))
     try:
         with hub_process(["serve"], env) as serve, hub_process(["worker", "--threads", "2"], env) as worker:
@@ -94,6 +96,7 @@ def test_serve_and_worker_wait_for_servers_that_start_later_and_never_accept_int
             serve.wait_for(rf"RabbitMQ does not answer at amqp://\*\*\*@127\.0\.0\.1:{rabbit.port}/")
             worker.wait_for(rf"RabbitMQ does not answer at amqp://\*\*\*@127\.0\.0\.1:{rabbit.port}/")
             worker.wait_for(rf"Redis does not answer at redis://127\.0\.0\.1:{cache.port}/0")
+            worker.wait_for(rf"PostgreSQL does not answer at postgresql\+psycopg://\*\*\*@127\.0\.0\.1:{database.port}/")
             serve.wait_for(rf"Redis does not answer at redis://127\.0\.0\.1:{cache.port}/0")
             assert "EMBEDDED" not in "".join(serve.lines + worker.lines)
             assert "guest:guest" not in "".join(serve.lines + worker.lines)
@@ -105,11 +108,12 @@ def test_serve_and_worker_wait_for_servers_that_start_later_and_never_accept_int
             with rabbit_subscription(AMQP_URL, "erp.project.created.v1") as receive:
                 rabbit.restore()
                 cache.restore()
+                database.restore()
                 assert wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, timeout=60)
                 accepted = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)},
                                       timeout=30)
                 assert accepted.status_code == 202, accepted.text
-                worker.wait_for("RabbitMQ and Redis answer; starting the consumers")
+                worker.wait_for("RabbitMQ, Redis and the database answer; starting the consumers")
                 delivery = None
                 for _ in range(20):
                     delivery = receive(5.0)
@@ -126,3 +130,4 @@ def test_serve_and_worker_wait_for_servers_that_start_later_and_never_accept_int
     finally:
         rabbit.close()
         cache.close()
+        database.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import sqlalchemy.exc
 
 from actors.document_intake import RedisIntakeStore
 from actors.document_intake.store import IntakeStore, MemoryIntakeStore
@@ -28,14 +29,19 @@ from actors.invoice_readiness.logic import (
     RetentionApplied,
 )
 from actors.invoice_readiness.store import MemoryReadinessStore, ReadinessStore
-from actors.master_data import RedisMasterDataStore
+from actors.master_data import SqlMasterDataStore
 from actors.master_data.model import CanonicalState, FieldState
 from actors.master_data.store import MasterDataStore, MemoryMasterDataStore
 from actors.provisioning import RedisProvisioningStore
 from actors.provisioning.store import MemoryProvisioningStore, ProvisioningStore
+from hub.db import Database
+from hub.events import make_event
+from hub.outbox import Origin, Outgoing
+from hub.registry import SchemaRegistry
 from hub.store import Locks, MemoryLocks, RedisLocks
 
 KINDS = ["redis", "memory"]
+REGISTRY = SchemaRegistry.load()
 
 
 @pytest.fixture
@@ -61,10 +67,10 @@ def provisioning(request: pytest.FixtureRequest, client: redis.Redis, prefix: st
         request, lambda: RedisProvisioningStore(client, prefix=prefix), MemoryProvisioningStore)
 
 
-@pytest.fixture(params=KINDS)
-def master_data(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> MasterDataStore:
-    return _either(
-        request, lambda: RedisMasterDataStore(client, prefix=prefix), MemoryMasterDataStore)
+@pytest.fixture(params=["sql", "memory"])
+def master_data(request: pytest.FixtureRequest, database: Database) -> MasterDataStore:
+    """The SQL store (on PostgreSQL and on SQLite, as ``database`` gives) or its in-memory fake."""
+    return SqlMasterDataStore(database) if request.param == "sql" else MemoryMasterDataStore()
 
 
 @pytest.fixture(params=KINDS)
@@ -140,12 +146,66 @@ def test_a_canonical_record_reads_back_as_saved_and_a_later_save_replaces_it(mas
     assert master_data.load("client_1") == _client_state("ACME Corp", "0002")
 
 
-def test_a_clients_projects_are_a_sorted_set(master_data: MasterDataStore) -> None:
+def _project_state(canonical_id: str, client_id: str) -> CanonicalState:
+    return CanonicalState(entity="project", canonical_id=canonical_id, fields={
+        "client_id": FieldState(value=client_id, version="0001", system="erp")})
+
+
+def test_a_clients_projects_are_those_whose_record_names_it_sorted(master_data: MasterDataStore) -> None:
     assert master_data.projects_of("client_1") == []
     for project in ("project_b", "project_a", "project_b"):
-        master_data.add_project("client_1", project)
+        master_data.save(_project_state(project, "client_1"))
+    master_data.save(_project_state("project_c", "client_2"))
     assert master_data.projects_of("client_1") == ["project_a", "project_b"]
-    assert master_data.projects_of("client_2") == []
+    master_data.save(_project_state("project_b", "client_2"))  # moved to another client
+    assert master_data.projects_of("client_1") == ["project_a"]
+    assert master_data.projects_of("client_2") == ["project_b", "project_c"]
+
+
+def test_ignored_updates_are_counted_per_system(master_data: MasterDataStore) -> None:
+    assert master_data.ignored("sharepoint") == 0
+    master_data.count_ignored("sharepoint", 2)
+    master_data.count_ignored("sharepoint", 1)
+    master_data.count_ignored("erp", 5)
+    assert master_data.ignored("sharepoint") == 3 and master_data.ignored("erp") == 5
+
+
+def _announcement(event_id: str, message_id: str | None = "m-1") -> Outgoing:
+    event = make_event(REGISTRY, type="hub.client.changed.v1", source="hub://master-data", id=event_id,
+                       subject="client_1", data={
+                           "canonical_id": "client_1", "name": "ACME", "country": "DE", "status": "active",
+                           "industry": None, "parent_canonical_id": None, "changed_fields": ["name"],
+                           "source_system": "erp", "source_version": "0001",
+                           "changed_at": datetime(2027, 1, 1, tzinfo=UTC)})
+    return Outgoing(event, Origin(message_id=message_id, root_id="root-1",
+                                  trace_context={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"}))
+
+
+def test_a_save_puts_its_announcements_in_the_outbox(master_data: MasterDataStore) -> None:
+    master_data.save(_client_state("ACME", "0001"), announce=[_announcement("e-1")])
+    [pending] = master_data.outbox.pending()
+    assert pending.event.get_id() == "e-1" and pending.event.get_type() == "hub.client.changed.v1"
+    assert pending.origin == Origin(message_id="m-1", root_id="root-1",
+                                    trace_context={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"})
+    assert pending.event.get_data() == _announcement("e-1").event.get_data()
+    assert master_data.outbox.pending(origin="m-2") == []
+    master_data.outbox.mark_published(pending.seq)
+    assert master_data.outbox.pending() == []
+
+
+def test_a_save_whose_announcement_cannot_be_written_keeps_nothing(database: Database) -> None:
+    store = SqlMasterDataStore(database)
+    store.save(_client_state("ACME", "0001"))
+    good = _announcement("e-1")
+    # The second of two announcements is refused by the outbox table (no event type): the whole save goes.
+    unwritable = Outgoing(make_event(REGISTRY, type="hub.client.changed.v1", source="hub://master-data", id="e-2",
+                                     data=REGISTRY.decode("hub.client.changed.v1", good.event.get_data())),
+                          good.origin)
+    unwritable.event.get_attributes()["type"] = None  # type: ignore[index]
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        store.save(_client_state("ACME Corp", "0002"), announce=[good, unwritable])
+    assert store.load("client_1") == _client_state("ACME", "0001")  # the record did not change either
+    assert store.outbox.pending() == []
 
 
 # -- document intake ------------------------------------------------------------------------------------

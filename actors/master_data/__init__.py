@@ -2,7 +2,15 @@
 
 from actors.master_data.actor import SPEC, MasterData
 from actors.master_data.model import DEFAULT_MAPPING, load_master_data_mapping
-from actors.master_data.store import MasterDataStore, MemoryMasterDataStore, RedisMasterDataStore
+from actors.master_data.store import MIGRATIONS, MasterDataStore, MemoryMasterDataStore, SqlMasterDataStore
 
-__all__ = ["DEFAULT_MAPPING", "SPEC", "MasterData", "MasterDataStore", "MemoryMasterDataStore",
-           "RedisMasterDataStore", "load_master_data_mapping"]
+__all__ = [
+           "DEFAULT_MAPPING",
+           "MIGRATIONS",
+           "SPEC",
+           "MasterData",
+           "MasterDataStore",
+           "MemoryMasterDataStore",
+           "SqlMasterDataStore",
+           "load_master_data_mapping",
+]

@@ -28,6 +28,7 @@ from connectors.sharepoint.client import GraphClient
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.events import CloudEvent, extension
+from hub.outbox import Outgoing
 from hub.store import Locks
 from observability.logging import get_logger
 
@@ -77,22 +78,24 @@ class MasterData:
         try:
             result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version_of(event)),
                            authority=self.rules.authority)
-            self.store.save(result.state)
+            # The pushes come before the save: one that fails leaves the change unsaved, so the retry
+            # merges it again and pushes again (they only write what differs). After the save, a re-run
+            # sees nothing changed.
+            if mapped.entity == "client" and "name" in result.changed:
+                for project in self.store.projects_of(cid):
+                    self._push_client_name_to_workspace(project, client=result.state)
+            if mapped.entity == "project" and "client_id" in result.changed:
+                self._push_client_name_to_workspace(cid, project=result.state)
+            announcement = self._announcement(context, mapped.entity, result.state, result.changed, system,
+                                              version_of(event)) if result.changed else None
+            # The record and its announcement in one transaction (the outbox): no change goes unannounced.
+            self.store.save(result.state, announce=[announcement] if announcement else [])
         finally:
             self.locks.release(f"mdm:{cid}", token)
         if result.ignored:
             self.store.count_ignored(system, len(result.ignored))
-        values = result.state.values()
-        if mapped.entity == "project" and values.get("client_id"):
-            self.store.add_project(str(values["client_id"]), cid)
-        if not result.changed:
-            return
-        if mapped.entity == "client" and "name" in result.changed:
-            for project in self.store.projects_of(cid):
-                self._push_client_name_to_workspace(project)
-        if mapped.entity == "project" and "client_id" in result.changed:
-            self._push_client_name_to_workspace(cid)
-        self._announce(context, mapped.entity, result.state, result.changed, system, version_of(event))
+        # Publish what this message wrote to the outbox: now, or on its re-run if the worker dies first.
+        context.flush(self.store.outbox)
 
     def _document_platform_change(self, context: ActorContext) -> None:
         """A workspace's metadata changed on the platform: check its taxonomy, merge what it owns, and put
@@ -128,20 +131,25 @@ class MasterData:
                 if project:
                     self._push_client_name_to_workspace(project)  # the platform's copy drifted: put it back
 
-    def _push_client_name_to_workspace(self, project: str) -> None:
-        workspace = self.crosswalk.identities(project).get("sharepoint")
-        state = self.store.load(project)
+    def _push_client_name_to_workspace(self, project_id: str, *, client: CanonicalState | None = None,
+                                       project: CanonicalState | None = None) -> None:
+        """Put the client's name on the project's workspace; ``client``, ``project``: records merged and not
+        saved yet (else read from the store)."""
+        workspace = self.crosswalk.identities(project_id).get("sharepoint")
+        state = project or self.store.load(project_id)
         client_id = state.values().get("client_id") if state else None
-        client_state = self.store.load(str(client_id)) if client_id else None
-        name = client_state.values().get("name") if client_state else None
+        if client is None or client.canonical_id != client_id:
+            client = self.store.load(str(client_id)) if client_id else None
+        name = client.values().get("name") if client else None
         if workspace and name:
             self.graph.ensure_fields(workspace, {"ClientName": str(name)})
 
-    def _announce(self, context: ActorContext, entity: str, state: CanonicalState, changed: tuple[str, ...],
-                  system: str, version: str) -> None:
+    def _announcement(self, context: ActorContext, entity: str, state: CanonicalState, changed: tuple[str, ...],
+                      system: str, version: str) -> Outgoing | None:
+        """``hub.client.changed.v1`` / ``hub.project.changed.v1`` for a change, once the record is complete."""
         model = to_model(state)
         if model is None:  # not every required field is known yet: nothing complete to announce
-            return
+            return None
         values = state.values()
         if entity == "client":
             event_type = "hub.client.changed.v1"
@@ -155,8 +163,9 @@ class MasterData:
                     **{k: values[k] for k in ("project_code", "name", "engagement_type", "practice", "region",
                                               "country", "partner", "status")}}
         else:
-            return
+            return None
         data.update(changed_fields=list(changed), source_system=system, source_version=version,
                     changed_at=context.now())
-        context.emit(event_type, data, id=f"{state.canonical_id}:{system}:{version}", subject=state.canonical_id,
-                     partitionkey=f"{entity}:{state.canonical_id}", sequence=version)
+        return context.outgoing(event_type, data, id=f"{state.canonical_id}:{system}:{version}",
+                                subject=state.canonical_id, partitionkey=f"{entity}:{state.canonical_id}",
+                                sequence=version)

@@ -13,6 +13,7 @@ import pika.exceptions
 import redis
 
 from hub.cli.common import Config
+from hub.cli.db import db
 from hub.cli.demo import demo
 from hub.cli.dlq import dlq
 from hub.cli.documents import documents
@@ -34,6 +35,9 @@ def _explain(error: Exception, settings: Settings | None) -> str | None:
     """One line for an error an operator can act on; None for a defect (shown with its traceback)."""
     amqp = mask_text(settings.amqp_url) if settings else "the configured URL"
     cache = mask_text(settings.redis_url) if settings else "the configured URL"
+    database = mask_text(settings.database_url) if settings else "the configured URL"
+    if isinstance(error, StoreUnavailable) and str(error).startswith("database"):
+        return f"the database does not answer at {database} ({error})"
     if isinstance(error, StoreUnavailable):
         return f"Redis does not answer at {cache}"
     if isinstance(error, BrokerUnavailable):
@@ -78,5 +82,5 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config.load()  # every command fails at start on an unknown or invalid setting
 
 
-for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref):
+for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref, db):
     main.add_command(_command)

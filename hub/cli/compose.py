@@ -55,18 +55,20 @@ def build_app(
     span_exporter: InMemorySpanExporter | None = None,
     only: Collection[str] | None = None,
     connections: Connections | None = None,
+    migrate: bool = True,
 ) -> Runtime:
     """Build the infrastructure, the connectors, each pattern's actor with its store, and the runtime
     that declares them (routes derived from their declarations). ``only``: declare just these actors
     (and the dead-letter handler), for a benchmark of one flow. ``connections``: the connectors' settings
-    (default: from the environment)."""
+    (default: from the environment). ``migrate``: bring the database's tables up to date now (a server process
+    does it once the database answers)."""
     import actors
     from actors.document_intake import DocumentIntake, RedisIntakeStore
     from actors.document_workflow import DocumentPolicy, DocumentWorkflow
     from actors.exceptions import ExceptionRouter
     from actors.fanout import FanOut
     from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, RedisReadinessStore
-    from actors.master_data import DEFAULT_MAPPING, MasterData, RedisMasterDataStore, load_master_data_mapping
+    from actors.master_data import DEFAULT_MAPPING, MasterData, SqlMasterDataStore, load_master_data_mapping
     from actors.provisioning import Provisioning, RedisProvisioningStore
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
@@ -92,7 +94,7 @@ def build_app(
         Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
         MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
-                   graph=graph, crosswalk=crosswalk, locks=locks, store=RedisMasterDataStore(client, prefix=prefix)),
+                   graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db)),
         DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
                        store=RedisIntakeStore(client, prefix=prefix)),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
@@ -103,8 +105,11 @@ def build_app(
     if only is not None:
         handlers = [handler for handler in handlers if handler.spec.name in only]
     router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
-    return assemble(infra, handlers, dead_letters=router, policy=policy,
-                    closers=(erp.close, graph.close, docusign.close))
+    runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
+                       closers=(erp.close, graph.close, docusign.close))
+    if migrate or embedded:
+        runtime.upgrade_database()
+    return runtime
 
 
 def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:

@@ -57,7 +57,8 @@ def worker(config: Config, threads: int, processes: int, heartbeat_file: Path | 
 
     settings = config.settings
     log_for_server(settings)
-    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections)
+    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections,
+                        migrate=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -79,7 +80,8 @@ def serve(config: Config) -> None:
     settings = config.settings
     log_for_server(settings)
     sources = sources_from_settings(settings, environ())
-    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections)
+    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections,
+                        migrate=False)
     host, _, port = settings.http_bind.rpartition(":")
     click.echo(f"hub serve: {mode(runtime)}, {len(sources)} source(s), http://{host}:{port}", err=True)
     run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))

@@ -2,7 +2,8 @@
 
 Crash points are Redis keys ``<prefix>:crash:<point>``, consumed once (GETDEL):
 ``after_claim`` (actor started: the lease is held), ``after_effect`` (side effect applied, not yet
-done), ``after_done`` (done written, message not yet acked). ``<prefix>:poison`` kills the worker on
+done), ``after_done`` (done written, message not yet acked), ``after_save`` (master data's record and
+outbox committed, the announcement not yet published). ``<prefix>:poison`` kills the worker on
 every delivery while set.
 """
 
@@ -19,6 +20,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
+from actors.master_data import SqlMasterDataStore
 from hub.cli.compose import build_app
 from hub.errors import NEVER_RETRIED, UpstreamUnavailable
 from hub.events import from_message_body
@@ -67,6 +69,18 @@ def declare_effect_actor(runtime: Runtime) -> Any:
     return effect
 
 
+def crash_after_save(client: redis.Redis, prefix: str) -> None:
+    """Make master data's store die at ``after_save``: once its transaction committed (fault injection
+    around the real store)."""
+    save = SqlMasterDataStore.save
+
+    def saving_then_dying(self: SqlMasterDataStore, state: Any, **kwargs: Any) -> None:
+        save(self, state, **kwargs)
+        _die_if(client, f"{prefix}:crash:after_save")
+
+    SqlMasterDataStore.save = saving_then_dying  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     """Run until SIGTERM (or until a crash point kills us). ``--heartbeat-file PATH`` as ``hub worker``
     takes it: touched once the consumers run (after the SIGTERM handler is installed), removed on a clean
@@ -76,6 +90,7 @@ def main(argv: list[str]) -> None:
     runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix),
                                   before=IdempotencyMiddleware)
     declare_effect_actor(runtime)
+    crash_after_save(runtime.redis, settings.queue_prefix)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     heartbeat = Path(argv[argv.index("--heartbeat-file") + 1]) if "--heartbeat-file" in argv else None

@@ -1,0 +1,199 @@
+"""The hub's database: the records a firm cannot lose (canonical records, the crosswalk, readiness facts)
+and the outbox of the events their changes imply, written in one transaction.
+
+PostgreSQL (psycopg 3) on the real servers, SQLite in the embedded mode: the same SQLAlchemy Core code
+on both. Each hub (``HUB_QUEUE_PREFIX``) keeps its tables in its own PostgreSQL schema, as it keeps its
+queues and Redis keys under its prefix. Tables are declared on :data:`metadata` by the store that owns
+them; their migrations (Alembic) live beside it, in a ``migrations`` folder the composition root names
+(:func:`upgrade`). Redis keeps only coordination (leases, marks, quotas, locks, the flight record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from hub.errors import ConfigurationError, StoreUnavailable
+from observability.logging import get_logger, mask_text
+
+log = get_logger(__name__)
+
+#: Every table of the hub, declared by the store that owns it.
+metadata = sa.MetaData()
+#: The hub's own migrations (the outbox); the patterns' live beside their stores.
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def schema_name(prefix: str) -> str:
+    """The PostgreSQL schema of a hub's tables: its queue prefix, lower-cased, ``-`` as ``_``."""
+    return re.sub(r"[^a-z0-9_]", "_", prefix.lower())
+
+
+@dataclass
+class Database:
+    """An engine on the hub's database and the schema its tables live in (None on SQLite)."""
+
+    engine: Engine
+    schema: str | None
+    url: str
+    _scratch: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def dialect(self) -> str:
+        """``postgresql`` or ``sqlite``."""
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises. A database that
+        does not answer is :class:`StoreUnavailable` (retryable), like a Redis outage."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except DBAPIError as exc:
+            if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+                raise
+            raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+
+    def close(self) -> None:
+        """Close every pooled connection (and drop the embedded database's scratch folder)."""
+        self.engine.dispose()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+
+def connect_database(url: str, *, prefix: str, embedded: bool) -> Database:
+    """A :class:`Database` for ``url``, or (``embedded``) a SQLite file in a scratch folder. Nothing
+    connects here; tables exist once :func:`upgrade` ran."""
+    if embedded:
+        scratch = tempfile.TemporaryDirectory(prefix="hub-db-")
+        sqlite_url = f"sqlite+pysqlite:///{scratch.name}/hub.sqlite3"
+        return Database(_sqlite_engine(sqlite_url), None, sqlite_url, scratch)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return Database(_sqlite_engine(url), None, url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError("HUB_DATABASE_URL: must be postgresql+psycopg://... or sqlite:///...")
+    schema = schema_name(prefix)
+    engine = sa.create_engine(
+        parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10,
+        connect_args={"options": f"-c search_path={schema}", "connect_timeout": 3},
+    )
+    return Database(engine, schema, url)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def probe_database(url: str, *, timeout_s: float = 3.0) -> str | None:
+    """None when the database at ``url`` answers, else why not (no secret in it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return None
+    engine = sa.create_engine(parsed.set(drivername="postgresql+psycopg"), poolclass=sa.pool.NullPool,
+                              connect_args={"connect_timeout": max(int(timeout_s), 1)})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return _reason(exc)
+    finally:
+        engine.dispose()
+    return None
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return mask_text(f"{type(original).__name__}: {text}".rstrip(": "))
+
+
+def ensure_database(url: str) -> bool:
+    """Create the PostgreSQL database named in ``url`` when it does not exist (True if created)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return False
+    admin = sa.create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"),
+                             poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT",
+                             connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                        {"name": parsed.database}).first()
+            if exists:
+                return False
+            quoted = admin.dialect.identifier_preparer.quote(parsed.database)
+            with contextlib.suppress(DBAPIError):  # created meanwhile by another process
+                connection.execute(sa.text(f"CREATE DATABASE {quoted}"))
+                log.info("database created", database=parsed.database)
+                return True
+            return False
+    finally:
+        admin.dispose()
+
+
+def upgrade(db: Database, locations: Sequence[Path]) -> None:
+    """Bring the hub's tables to the newest version: the hub's migrations and those of ``locations`` (each a
+    package's ``migrations`` folder), in the hub's schema. Safe to run from several processes at once."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations",
+                           os.pathsep.join(str(p) for p in (MIGRATIONS / "versions", *locations)))
+    try:
+        with db.engine.begin() as connection:
+            if db.schema is not None:
+                # One migrator at a time per schema: a transaction-scoped advisory lock.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:schema))"),
+                                   {"schema": db.schema})
+                connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+                connection.execute(sa.text(f'SET LOCAL search_path TO "{db.schema}"'))
+            config.attributes["connection"] = connection
+            config.attributes["schema"] = db.schema
+            command.upgrade(config, "heads")
+    except OperationalError as exc:
+        raise StoreUnavailable(f"database unavailable: {_reason(exc)}") from None
+
+
+def drop_schema(db: Database) -> None:
+    """Drop the hub's schema and everything in it (tests; a hub being removed)."""
+    if db.schema is None:
+        return
+    with db.engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
+
+
+def upsert(connection: Connection, table: sa.Table, values: Mapping[str, Any], *, keys: Sequence[str],
+           update: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
+    """Insert ``values`` into ``table``, or, when a row with the same ``keys`` exists, update it: with
+    ``update(excluded)`` (``excluded``: the row that was refused), else every non-key column of ``values``."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values)
+    changes = update(statement.excluded) if update is not None else \
+        {column: statement.excluded[column] for column in values if column not in keys}
+    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=dict(changes)))
