@@ -1,13 +1,18 @@
 """The canonical topic exchange ``hub.events``: confirmed publishing in the CloudEvents binary binding.
 
 Routing key = event ``type``; headers ``ce-*``; content type ``application/avro``; body Avro;
-persistent; ``message_id`` is the side-effect idempotency key so consumers can drop redeliveries.
+persistent; ``message_id`` is the fan-out's side-effect key, the same on every copy of an event.
+
+Delivery is at-least-once: a copy carries the same ``source`` and ``id``. :func:`skipping_duplicates`
+drops copies for a subscriber that receives with ``receive(timeout_s)`` (:mod:`hub.duplicates` holds the
+windows, for consumers of any client).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +21,7 @@ from typing import Any, Protocol
 import pika
 import pika.exceptions
 
+from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
 
@@ -36,6 +42,14 @@ class Delivery:
     def event(self) -> CloudEvent:
         """Decode the CloudEvent (data stays Avro bytes)."""
         return from_amqp(self.headers, self.content_type, self.body)
+
+    def key(self) -> EventKey:
+        """The event's (``source``, ``id``): the same on every copy of it."""
+        return key_of(self.headers)
+
+
+#: A subscriber's ``receive(timeout_s)``: the next delivery, or None when none came in time.
+Receive = Callable[[float], Delivery | None]
 
 
 class TopicBus(Protocol):
@@ -130,9 +144,7 @@ def topic_matches(binding_key: str, routing_key: str) -> bool:
 
 
 @contextmanager
-def rabbit_subscription(url: str, binding_key: str, *, exchange: str = EXCHANGE) -> Iterator[
-    Callable[[float], Delivery | None]
-]:
+def rabbit_subscription(url: str, binding_key: str, *, exchange: str = EXCHANGE) -> Iterator[Receive]:
     """Bind a private queue to the exchange and yield a ``receive(timeout_s)`` function."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
@@ -154,3 +166,21 @@ def rabbit_subscription(url: str, binding_key: str, *, exchange: str = EXCHANGE)
     finally:
         with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             connection.close()
+
+
+def skipping_duplicates(receive: Receive, window: DuplicateWindow, *,
+                        on_duplicate: Callable[[Delivery], None] | None = None) -> Receive:
+    """``receive`` handing over each event once: a copy whose key is in ``window`` is dropped (and shown to
+    ``on_duplicate``). A key is remembered as its delivery is handed over, since ``receive`` has acknowledged
+    it by then (a consumer acknowledging after its work uses :func:`hub.duplicates.handle_once` instead)."""
+
+    def receive_once(timeout_s: float) -> Delivery | None:
+        deadline = time.monotonic() + timeout_s
+        while (delivery := receive(max(deadline - time.monotonic(), 0.0))) is not None:
+            if window.remember(delivery.key()):
+                return delivery
+            if on_duplicate is not None:
+                on_duplicate(delivery)
+        return None
+
+    return receive_once
