@@ -29,13 +29,14 @@ from standardwebhooks.webhooks import Webhook
 
 from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
 from hub.cli.compose import Connections, source_model
+from hub.duplicates import MemoryWindow
 from hub.events import CloudEvent, make_event
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
 from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime, demo_embedded
 from hub.settings import Settings
-from hub.topics import Delivery, MemoryTopicBus, rabbit_subscription
+from hub.topics import Delivery, MemoryTopicBus, Receive, rabbit_subscription, skipping_duplicates
 from hub.workers import running_worker
 from observability.flight import render_tree
 from observability.tracing import configure_tracing
@@ -83,7 +84,12 @@ def project_created(registry: SchemaRegistry, *, traceparent: str | None = None,
 
 
 @contextmanager
-def _subscriber(runtime: Runtime, binding_key: str) -> Iterator[Callable[[float], Delivery | None]]:
+def _subscriber(runtime: Runtime, binding_key: str, echo: Callable[[str], None]) -> Iterator[Receive]:
+    """Events of ``binding_key`` from ``hub.events``, each once: a second copy is shown as skipped."""
+
+    def skipped(delivery: Delivery) -> None:
+        echo(f"   a second copy of event {delivery.key().id} on hub.events (at-least-once): skipped")
+
     if isinstance(runtime.topics, MemoryTopicBus):
         inbox: queue.Queue[Delivery] = queue.Queue()
         runtime.topics.subscribe(binding_key, inbox.put)
@@ -94,10 +100,10 @@ def _subscriber(runtime: Runtime, binding_key: str) -> Iterator[Callable[[float]
             except queue.Empty:
                 return None
 
-        yield receive_local
+        yield skipping_duplicates(receive_local, MemoryWindow(), on_duplicate=skipped)
     else:
         with rabbit_subscription(runtime.settings.amqp_url, binding_key) as receive:
-            yield receive
+            yield skipping_duplicates(receive, MemoryWindow(), on_duplicate=skipped)
 
 
 def _span_lines(spans: tuple[ReadableSpan, ...], trace_id: int) -> list[str]:
@@ -266,8 +272,8 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
               subscribe: Subscribe, graph: GraphSettings,
               spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None]) -> int:
     code = "ENG-ACME-0001"
-    with _subscriber(runtime, "dms.workspace.provisioned.v1") as receive, \
-            _subscriber(runtime, "hub.invoice.readiness_changed.v1") as readiness, \
+    with _subscriber(runtime, "dms.workspace.provisioned.v1", echo) as receive, \
+            _subscriber(runtime, "hub.invoice.readiness_changed.v1", echo) as readiness, \
             running_worker(runtime, threads=4), serve_in_thread(ingress, sock=sock) as url:
         echo(f"0. ERP simulator {sandbox.erp_url}, SharePoint simulator {sandbox.graph_url}, "
              f"hub ingress {url}, workers running")
@@ -321,7 +327,7 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
     return 0 if ok else 1
 
 
-def _documents(runtime: Runtime, sandbox: Any, receive: Callable[[float], Delivery | None], *,
+def _documents(runtime: Runtime, sandbox: Any, receive: Receive, *,
                echo: Callable[[str], None]) -> bool:
     """The second half: DocuSign and SharePoint documents drive the ERP and the invoice-readiness gate."""
     from hub.cli import scenario_documents as demo_documents

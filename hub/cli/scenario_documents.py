@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.registry import SchemaRegistry
-from hub.topics import Delivery
+from hub.topics import Receive
 
 Echo = Callable[[str], None]
-Receive = Callable[[float], Delivery | None]
 
 
 class Transitions:
