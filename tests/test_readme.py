@@ -33,3 +33,38 @@ def test_every_command_of_the_cli_is_in_the_readme() -> None:
         subcommands = getattr(command, "commands", None)
         for full in ([f"hub {name} {sub}" for sub in subcommands] if subcommands else [f"hub {name}"]):
             assert f"`{full}" in text, f"README's command table does not list {full}"
+
+
+def _section(text: str, heading: str) -> str:
+    """The README's text under ``heading`` up to the next heading of its level or above (outside code)."""
+    level = len(heading.split(" ", 1)[0])
+    lines = text.splitlines()
+    start = lines.index(heading)
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        marks = lines[end].split(" ", 1)[0]
+        if not fenced and marks and set(marks) == {"#"} and len(marks) <= level:
+            return "\n".join(lines[start:end])
+    return "\n".join(lines[start:])
+
+
+def test_the_readme_tells_topic_consumers_delivery_is_at_least_once_and_how_to_drop_a_copy() -> None:
+    import hub.duplicates
+    import hub.topics
+
+    text = README.read_text(encoding="utf-8")
+    section = " ".join(_section(text, "### Consuming `hub.events`").split())
+    assert "**Delivery is at-least-once.**" in section
+    assert "the same `ce-source` and `ce-id`, and the same AMQP `message_id`" in section
+    assert "Deduplicate on (`ce-source`, `ce-id`)" in section
+    assert "**No order is guaranteed**" in section
+    # The example runs on what hub.duplicates exports, and every helper named exists.
+    example = re.search(r"```python\n(.*?)```", _section(text, "### Consuming `hub.events`"), re.DOTALL)
+    assert example is not None, "the consumer section lost its example"
+    compile(example.group(1), "README consumer example", "exec")
+    imported = re.findall(r"from hub\.duplicates import ([\w, ]+)", example.group(1))
+    assert imported and all(name in hub.duplicates.__all__ for name in imported[0].split(", "))
+    for module, name in re.findall(r"`hub\.(duplicates|topics)\.(\w+)`", section):
+        assert hasattr({"duplicates": hub.duplicates, "topics": hub.topics}[module], name), name
+    assert "(see [Consuming `hub.events`](#consuming-hubevents)" in text  # the table and Reliability point to it
