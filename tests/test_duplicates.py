@@ -1,6 +1,6 @@
 """Topic consumers drop second copies by the event's (source, id): the windows of ``hub.duplicates`` (the
-Redis one on the real server) and a consumer of a real topic exchange that the fan-out publishes an event
-to twice, as it does when its worker dies between the confirm and the done mark."""
+Redis one on the real server), a consumer of a real topic exchange that the fan-out publishes an event to
+twice, and the copy itself, from a fan-out worker killed between its confirmed publish and its done mark."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ import actors.fanout
 from actors.fanout.actor import FanOut
 from hub.actor import unit_context
 from hub.cli.scenario import acme_engagement, project_created
+from hub.dispatch import Dispatcher, RoutingTable
 from hub.duplicates import DuplicateWindow, EventKey, MemoryWindow, RedisWindow, handle_once, key_of
 from hub.events import CloudEvent
 from hub.registry import SchemaRegistry
+from hub.runtime import Runtime
 from hub.topics import Delivery, RabbitTopicBus, rabbit_subscription, skipping_duplicates
+from tests.conftest import start_crash_worker
 from tests.support.rabbit import AMQP_URL
+from tests.support.signals import done
 
 KEY = EventKey("erp-sim://acme-psa/prod", "evt-1")
 
@@ -234,3 +238,39 @@ def test_a_subscription_skipping_duplicates_hands_over_an_event_published_twice_
         bus.close()
     assert handed_over == [event.get_id(), sentinel.get_id()]
     assert [delivery.key().id for delivery in skipped] == [event.get_id()]
+
+
+@pytest.mark.integration
+def test_a_fan_out_worker_killed_between_its_confirmed_publish_and_its_done_mark_publishes_the_same_copy_again(
+        app: Runtime, prefix: str) -> None:
+    fanout = actors.fanout.SPEC.name
+    dispatcher = Dispatcher(app.broker, RoutingTable({"erp.project.created.v1": (fanout,)}),
+                            queues={fanout: app.broker.get_actor(fanout).queue_name},
+                            known_types=set(app.registry.event_types))
+    event = project_created(app.registry)
+    app.redis.set(f"{prefix}:crash:fanout_before_done", "1")
+    copies: list[Delivery] = []
+    with rabbit_subscription(app.settings.amqp_url, event.get_type()) as receive:
+        first = start_crash_worker(prefix)
+        try:
+            dispatcher.dispatch(event)
+            assert first.wait(timeout=60) == -9, "the worker should have died after its publish"
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert not done(app.redis, prefix, fanout, event.get_source(), event.get_id())
+        second = start_crash_worker(prefix)
+        try:
+            while len(copies) < 2 and (delivery := receive(60.0)) is not None:
+                if delivery.key() == (event.get_source(), event.get_id()):  # hub.events is shared by the tests
+                    copies.append(delivery)
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+    assert len(copies) == 2, "the redelivered message publishes the event again"
+    first_copy, second_copy = copies
+    assert second_copy.message_id == first_copy.message_id
+    assert (second_copy.headers, second_copy.body) == (first_copy.headers, first_copy.body)
+    window = MemoryWindow()
+    handled = [handle_once(window, copy.key(), lambda: None) for copy in copies]
+    assert handled == [True, False]

@@ -3,7 +3,8 @@
 Crash points are Redis keys ``<prefix>:crash:<point>``, consumed once (GETDEL):
 ``after_claim`` (actor started: the lease is held), ``after_effect`` (side effect applied, not yet
 done), ``after_done`` (done written, message not yet acked), ``after_save`` (master data's record and
-outbox committed, the announcement not yet published). ``<prefix>:poison`` kills the worker on
+outbox committed, the announcement not yet published), ``fanout_before_done`` (the hub's fan-out
+published its event, confirmed, and has no done mark yet). ``<prefix>:poison`` kills the worker on
 every delivery while set.
 """
 
@@ -48,6 +49,18 @@ class CrashAfterDone(Middleware):  # type: ignore[misc]
         _die_if(self.client, f"{self.prefix}:crash:after_done")
 
 
+class CrashBeforeDone(Middleware):  # type: ignore[misc]
+    """Runs its after-hook before the idempotency middleware's: the fan-out has run, ``done`` is not written."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: Any = None) -> None:
+        if message.actor_name == "fanout" and exception is None:
+            _die_if(self.client, f"{self.prefix}:crash:fanout_before_done")
+
+
 def declare_effect_actor(runtime: Runtime) -> Any:
     """Declare the test actor: it applies one side effect keyed by (event id, actor, step)."""
     prefix, client = runtime.queue_prefix, runtime.redis
@@ -89,6 +102,8 @@ def main(argv: list[str]) -> None:
     runtime = build_app(settings, embedded=False)
     runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix),
                                   before=IdempotencyMiddleware)
+    runtime.broker.add_middleware(CrashBeforeDone(runtime.redis, settings.queue_prefix),
+                                  after=IdempotencyMiddleware)
     declare_effect_actor(runtime)
     crash_after_save(runtime.redis, settings.queue_prefix)
     stop = threading.Event()
