@@ -5,8 +5,8 @@ change, then published by whoever gets there first.
 - the actor's re-run: a worker killed between the commit and the publish leaves its message
   unacknowledged; the redelivery (same message id) finds nothing to change, but flushes what that
   message left pending,
-- the relay (:class:`OutboxRelay`, in every worker process), for what stayed pending longer than a
-  grace period (a message dead-lettered after the commit, say).
+- the relay (:class:`OutboxRelay`, run every few seconds by every worker process), for what stayed
+  pending longer than a grace period (a message dead-lettered after the commit, say).
 
 A pending event may be published twice (two of them race, or one dies between the publish and the
 mark): its subscribers' idempotency keys (actor, source, event id) make the second copy a duplicate.
@@ -16,7 +16,6 @@ relay publishes continues the same business journey and trace.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.db import Database, metadata
-from hub.errors import HubError
 from hub.events import CloudEvent, from_message_body, to_message_body
 from observability.logging import get_logger
 from observability.tracing import attached_context
@@ -182,16 +180,13 @@ class MemoryOutbox:
 
 
 class OutboxRelay:
-    """Publishes what stayed pending longer than ``grace_s`` (its writer died or gave up), every ``every_s``,
-    in a daemon thread; prunes what was published more than ``keep`` ago."""
+    """Publishes what stayed pending longer than ``grace_s`` (its writer died or gave up) and prunes what was
+    published more than ``keep`` ago; a worker runs :meth:`run_once` every few seconds."""
 
-    def __init__(self, outbox: SqlOutbox, emitter: Emitter, *, every_s: float = 5.0, grace_s: float = 30.0,
+    def __init__(self, outbox: SqlOutbox, emitter: Emitter, *, grace_s: float = 30.0,
                  keep: timedelta = timedelta(days=7)) -> None:
         self.outbox, self.emitter = outbox, emitter
-        self.every_s, self.grace_s, self.keep = every_s, grace_s, keep
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
+        self.grace_s, self.keep = grace_s, keep
 
     def run_once(self) -> int:
         """One pass: publish what is overdue and prune; returns how many were published."""
@@ -205,27 +200,3 @@ class OutboxRelay:
             log.warning("outbox relay published events their writer left pending", published=published)
         self.outbox.prune(older_than=self.keep)
         return published
-
-    def start(self) -> None:
-        """Start the relay thread."""
-        self._thread = threading.Thread(target=self._loop, name="hub-outbox-relay", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the relay thread (it finishes its pass)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.run_once()
-            except HubError as exc:  # the database or the broker is away: try again next pass
-                if not self._failing:
-                    log.warning("outbox relay paused", reason=str(exc))
-                self._failing = True
-            else:
-                if self._failing:
-                    log.warning("outbox relay resumed")
-                self._failing = False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dramatiq
 
+from hub.epoch import RedisEpoch
+from hub.errors import HubError
 from hub.outbox import OutboxRelay, SqlOutbox
 from hub.probes import ServerWatch, servers_of, wait_for_servers
 from hub.runtime import Runtime
@@ -18,6 +20,8 @@ log = get_logger(__name__)
 
 #: Seconds between heartbeats (and server probes) of a running worker.
 HEARTBEAT_S = 10.0
+#: Seconds between rounds of a worker's chores (outbox relay, Redis epoch).
+CHORES_S = 5.0
 
 
 @contextmanager
@@ -25,14 +29,57 @@ def running_worker(runtime: Runtime, *, threads: int = 4) -> Iterator[dramatiq.W
     """Consume every actor queue of the runtime's broker, and relay what the outbox holds overdue, while
     the block runs."""
     worker = dramatiq.Worker(runtime.broker, worker_threads=threads, worker_timeout=100)
-    relay = OutboxRelay(SqlOutbox(runtime.db), runtime.dispatcher)
+    chores = Chores([OutboxRelay(SqlOutbox(runtime.db), runtime.dispatcher).run_once,
+                     RedisEpoch(runtime.redis, runtime.db, prefix=runtime.queue_prefix).check])
     worker.start()
-    relay.start()
+    chores.start()
     try:
         yield worker
     finally:
-        relay.stop()
+        chores.stop()
         worker.stop(timeout=10_000)
+
+
+class Chores:
+    """What a worker process does besides consuming, every ``every_s`` in a daemon thread: relay the outbox's
+    overdue events, check that Redis kept its data. An outage pauses them with one line, and one when
+    they resume."""
+
+    def __init__(self, chores: list[Callable[[], object]], *, every_s: float = CHORES_S) -> None:
+        self.chores, self.every_s = chores, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hub-chores", daemon=True)
+        self._failing = False
+
+    def start(self) -> None:
+        """Start the thread; the first round runs at once."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (it finishes its round)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def run_once(self) -> None:
+        """One round of every chore."""
+        try:
+            for chore in self.chores:
+                chore()
+        except HubError as exc:  # the database, Redis or the broker is away: next round
+            if not self._failing:
+                log.warning("worker chores paused (outbox relay, Redis epoch)", reason=str(exc))
+            self._failing = True
+        else:
+            if self._failing:
+                log.warning("worker chores resumed")
+            self._failing = False
+
+    def _loop(self) -> None:
+        while True:
+            self.run_once()
+            if self._stop.wait(self.every_s):
+                return
 
 
 def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:

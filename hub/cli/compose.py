@@ -175,7 +175,7 @@ def build_ingress(
         quotas=QuotaGate(client, key_prefix=prefix), replay_guard=RedisReplayGuard(client, key_prefix=prefix),
         outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=vendor_adapters,
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
     routers = [readiness_router(readiness, guard=QueryGuard(ingress))]
 

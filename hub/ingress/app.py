@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hub.epoch import redis_data_note
 from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress import openapi
@@ -76,6 +77,8 @@ class Ingress:
     tracer: trace.Tracer
     max_body_bytes: int = 1_048_576
     unavailable_retry_after_s: int = 5
+    #: The hub's Redis key prefix (``HUB_QUEUE_PREFIX``), for the epoch ``/readyz`` reports.
+    key_prefix: str = "hub"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -145,13 +148,14 @@ def create_app(ingress: Ingress, *, routers: Iterable[APIRouter] = (), lifespan:
     @app.get("/readyz", summary="RabbitMQ and Redis are reachable", operation_id="readyz", tags=["health"],
              responses=openapi.READYZ_RESPONSES)
     async def readyz(request: Request) -> Response:
-        redis_ok = True
+        redis_ok, note = True, "unknown"
         try:
             await asyncio.wait_for(_ping(ingress.redis), timeout=2)
+            note = await asyncio.wait_for(redis_data_note(ingress.redis, ingress.key_prefix), timeout=2)
         except (redis.RedisError, OSError, TimeoutError):
             redis_ok = False
         if ingress.publisher.ready and redis_ok:
-            return JSONResponse({"status": "ready", "rabbitmq": "ok", "redis": "ok"})
+            return JSONResponse({"status": "ready", "rabbitmq": "ok", "redis": "ok", "redis_data": note})
         down = [name for name, ok in (("rabbitmq", ingress.publisher.ready), ("redis", redis_ok)) if not ok]
         problem = Problem(Kind.UNAVAILABLE, f"not ready: {', '.join(down)} unreachable",
                           retry_after_s=ingress.unavailable_retry_after_s)

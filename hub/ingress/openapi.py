@@ -120,10 +120,12 @@ HEALTHZ_RESPONSES = responses(200, answers={200: {
         "type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}})
 #: ``GET /readyz``.
 READYZ_RESPONSES = responses(200, 503, answers={200: {
-    "description": "RabbitMQ and Redis are reachable.", "content": {"application/json": {"schema": {
-        "type": "object", "required": ["status", "rabbitmq", "redis"], "properties": {
+    "description": "RabbitMQ and Redis are reachable; `redis_data` says whether Redis kept its data (`ok`), "
+                   "or lost it (`lost at <time>`, for a day after a worker noticed).",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["status", "rabbitmq", "redis", "redis_data"], "properties": {
             "status": {"type": "string", "enum": ["ready"]}, "rabbitmq": {"type": "string", "enum": ["ok"]},
-            "redis": {"type": "string", "enum": ["ok"]}}}}}}},
+            "redis": {"type": "string", "enum": ["ok"]}, "redis_data": {"type": "string"}}}}}}},
     problems={503: "RabbitMQ or Redis is unreachable."})
 
 
