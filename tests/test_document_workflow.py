@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from actors.invoice_readiness.facts import ProjectFacts, stored_facts
+from actors.invoice_readiness.store import SqlReadinessStore
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario
@@ -32,6 +34,16 @@ def _status(scenario: Scenario, number: str) -> dict[str, Any]:
     return body
 
 
+def _gate_facts(scenario: Scenario, code: str) -> ProjectFacts:
+    """What the invoice-readiness gate holds of a project, read with its own store."""
+    return SqlReadinessStore(scenario.runtime.db).load(code)
+
+
+def _gate_documents(scenario: Scenario, code: str) -> set[str]:
+    """The documents of a project whose state the gate holds."""
+    return set(_gate_facts(scenario, code).base().documents)
+
+
 def _codes(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [(r["code"], r["artefact"]) for r in body["hold_reasons"]]
 
@@ -47,8 +59,7 @@ def test_a_signed_sow_enables_time_entry_and_billing_and_releases_the_invoice(pr
             "DocumentClass": "sow", "DocumentState": "in_review", "ProjectCode": CODE})
         sandbox.draft_invoice(CODE, number="INV-C-1", amount_minor=4_000_000, currency="EUR", period="2027-01")
         assert wait_until(lambda: _codes(_status(scenario, "INV-C-1")) == [("SOW_NOT_SIGNED", "sow")], timeout=30)
-        assert wait_until(lambda: scenario.runtime.redis.hexists(  # the gate has seen the draft SOW...
-            f"{prefix}:readiness:project:{CODE}", f"doc:{draft_id}"), timeout=30)
+        assert wait_until(lambda: draft_id in _gate_documents(scenario, CODE), timeout=30)  # seen the draft SOW...
         assert _codes(_status(scenario, "INV-C-1")) == [("SOW_NOT_SIGNED", "sow")]  # ...which changes nothing
         project = scenario.erp_project(CODE)
         assert project["time_entry_enabled"] is False and project["billing_codes_active"] is False
@@ -202,7 +213,7 @@ def test_a_signed_engagement_letter_opens_the_matter_and_tells_reporting(prefix:
 
         def filed_copy_seen() -> bool:
             sent = published(runtime, "dms.document.state_changed.v1", actor="document_workflow")
-            return runtime.redis.hexists(f"{prefix}:readiness:project:{code}", f"doc:{filed}") and bool(sent) \
+            return filed in _gate_documents(scenario, code) and bool(sent) \
                 and all(settled(runtime.flight, root) for root in {hop.root_id for hop in sent})
 
         assert wait_until(filed_copy_seen, timeout=30)
@@ -271,7 +282,7 @@ def test_a_docusign_notification_with_a_bad_signature_is_refused_and_changes_not
         assert response.status_code == 401
         assert response.json()["type"] == "urn:hub:problem:unauthenticated"
         assert scenario.erp_project(code) == before
-        assert not scenario.runtime.redis.exists(f"{prefix}:readiness:project:{code}")
+        assert _gate_facts(scenario, code) == stored_facts(code, None, [])  # the gate holds nothing of it
         assert scenario.workspace(f"{WS}/SOWs/SOW.pdf") is None
         good = httpx.post(f"{scenario.ingress_url}/v1/webhooks/docusign/docusign-sim", content=body, headers={
             "content-type": "application/json",
@@ -294,8 +305,7 @@ def test_a_burst_of_document_changes_reaches_the_gate_complete_and_nothing_is_de
         ids = [scenario.sandbox.put_document(folder, f"CHG-{n:04d}.pdf", fields={
             "DocumentClass": "change_record", "DocumentState": "approved", "ProjectCode": code,
             "InvoiceNumber": "INV-B-1"}) for n in range(25)]
-        facts = f"{prefix}:readiness:project:{code}"
-        assert wait_until(lambda: all(scenario.runtime.redis.hexists(facts, f"doc:{i}") for i in ids), timeout=60)
+        assert wait_until(lambda: set(ids) <= _gate_documents(scenario, code), timeout=60)
         intake = scenario.runtime.actors["document_intake"].queue_name
         assert queue_depth(f"{intake}.XQ") == 0
 
@@ -325,8 +335,7 @@ def test_the_subscribe_command_creates_the_graph_subscription_once_and_then_rene
         code = _project(scenario)
         doc = sandbox.put_document(f"Engagements/ACME/{code}/SOWs", "SOW.docx", fields={
             "DocumentClass": "sow", "DocumentState": "draft", "ProjectCode": code})
-        assert wait_until(lambda: scenario.runtime.redis.hexists(f"{prefix}:readiness:project:{code}", f"doc:{doc}"),
-                          timeout=30)
+        assert wait_until(lambda: doc in _gate_documents(scenario, code), timeout=30)
         missing = CliRunner().invoke(main, ["documents", "subscribe", url], env={**env, "HUB_GRAPH_CLIENT_STATE": ""})
         assert missing.exit_code != 0
 

@@ -1,11 +1,12 @@
 """The hard-stop check, ``GET /v1/invoices/{number}/readiness``: who may ask, what it answers, and that
-it fails closed. Real Redis and RabbitMQ; facts are written with the gate's own store functions."""
+it fails closed. Real Redis, RabbitMQ and PostgreSQL; facts are written with the gate's own store."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import pytest
 
 from actors.invoice_readiness.facts import ProjectMeta
 from actors.invoice_readiness.logic import DocumentStateChanged, InvoiceDrafted, RetentionApplied
-from actors.invoice_readiness.store import RedisReadinessStore
+from actors.invoice_readiness.store import SqlReadinessStore
+from hub.db import Database, connect_database
 from hub.runtime import Runtime
+from tests.conftest import DATABASE_URL
 from tests.support.ingress import load, serving, write_sources
+from tests.support.netproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +46,7 @@ def _sources(tmp_path: Path, quota: str = "100/minute") -> tuple[Path, str, str]
 
 def _facts(runtime: Runtime, *events: InvoiceDrafted | DocumentStateChanged | RetentionApplied) -> None:
     meta = ProjectMeta(engagement_type="engineering", region="ME", country="SA", client_id="ACME")
-    RedisReadinessStore(runtime.redis, prefix=runtime.queue_prefix).store("ENG-ME-1", events, meta)
+    SqlReadinessStore(runtime.db).store("ENG-ME-1", events, meta)
 
 
 def _ask(url: str, number: str, key: str | None) -> httpx.Response:
@@ -91,6 +95,49 @@ def test_the_check_fails_closed_when_the_facts_cannot_be_read(app: Runtime, tmp_
         answer = _ask(url, "INV-1", key)
     assert answer.status_code == 503
     assert answer.json()["type"] == "urn:hub:problem:unavailable" and int(answer.headers["retry-after"]) > 0
+
+
+def _database_at(app: Runtime, port: int) -> Database:
+    """The test's database (same schema), reached through 127.0.0.1:``port``."""
+    url = DATABASE_URL.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    return connect_database(url, prefix=app.queue_prefix, embedded=False)
+
+
+def test_the_check_fails_closed_when_the_database_does_not_answer(app: Runtime, tmp_path: Path) -> None:
+    path, key, _ = _sources(tmp_path)
+    database = _database_at(app, 1)  # nothing listens there; Redis and RabbitMQ answer
+    try:
+        with serving(dataclasses.replace(app, db=database), load(path)) as url:
+            answers = [_ask(url, number, key) for number in ("INV-1", "INV-404")]
+    finally:
+        database.close()
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["type"] == "urn:hub:problem:unavailable" and int(answer.headers["retry-after"]) > 0
+
+
+def test_the_check_fails_closed_within_its_deadline_when_the_database_stalls(app: Runtime, tmp_path: Path) -> None:
+    from actors.invoice_readiness.router import DEADLINE_S
+
+    path, key, _ = _sources(tmp_path)
+    _facts(app, InvoiceDrafted("INV-1", "ENG-ME-1", T, "M1"))
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    database = _database_at(app, proxy.port)
+    try:
+        with serving(dataclasses.replace(app, db=database), load(path)) as url:
+            assert _ask(url, "INV-1", key).json()["status"] == "held"  # a pooled connection through the proxy
+            proxy.pause()  # it stays open and carries nothing: neither an answer nor an error
+            started = time.monotonic()
+            stalled = _ask(url, "INV-1", key)
+            waited = time.monotonic() - started
+            proxy.resume()
+            assert _ask(url, "INV-1", key).status_code == 200  # the database is back: so are the answers
+    finally:
+        proxy.close()
+        database.close()
+    assert stalled.status_code == 503 and stalled.json()["type"] == "urn:hub:problem:unavailable"
+    assert DEADLINE_S - 0.5 < waited < DEADLINE_S + 3
 
 
 def test_the_check_counts_against_the_sources_quota(app: Runtime, tmp_path: Path) -> None:

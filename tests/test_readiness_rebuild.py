@@ -1,5 +1,5 @@
-"""Losing the gate's Redis state loses no truth: ``hub readiness rebuild`` writes the facts again from the
-ERP (draft invoices, milestones) and the document platform (the workspace's classified documents)."""
+"""Losing the gate's state loses no truth: ``hub readiness rebuild`` writes the facts again from the ERP
+(draft invoices, milestones) and the document platform (the workspace's classified documents)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from hub.cli import main
+from hub.runtime import Runtime
 from tests.conftest import hub_settings, worker_env
 from tests.support.rabbit import wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario
@@ -17,12 +19,28 @@ from tests.support.scenario import Scenario, acme_project, running_scenario
 pytestmark = pytest.mark.integration
 
 
+def _forget_the_gates_state(runtime: Runtime) -> int:
+    """Delete every row of the gate's tables (facts, invoices, verdicts); returns how many facts there were."""
+    from actors.invoice_readiness.store import (
+        readiness_facts,
+        readiness_invoices,
+        readiness_projects,
+        readiness_verdicts,
+    )
+
+    with runtime.db.begin() as connection:
+        facts = connection.execute(sa.select(sa.func.count()).select_from(readiness_facts)).scalar_one()
+        for table in (readiness_verdicts, readiness_invoices, readiness_facts, readiness_projects):
+            connection.execute(table.delete())
+    return int(facts)
+
+
 def _reasons(scenario: Scenario, number: str) -> list[tuple[str, str]]:
     body: dict[str, Any] = scenario.readiness(number).json()
     return sorted((r["code"], r["artefact"]) for r in body["hold_reasons"])
 
 
-def test_rebuild_restores_every_verdict_after_redis_lost_the_facts(prefix: str) -> None:
+def test_rebuild_restores_every_verdict_after_the_gate_lost_its_facts(prefix: str) -> None:
     with running_scenario(hub_settings(prefix), documents=True) as scenario:
         scenario.create_client("ACME", "ACME Corp", "DE")
         code = "ENG-ME-0100"
@@ -48,10 +66,7 @@ def test_rebuild_restores_every_verdict_after_redis_lost_the_facts(prefix: str) 
         assert wait_until(lambda: _reasons(scenario, "INV-R-2") == nothing_linked, timeout=30)
         assert done not in json.dumps(scenario.readiness("INV-R-1").json())
 
-        redis = scenario.runtime.redis
-        lost = list(redis.scan_iter(f"{prefix}:readiness:*"))
-        assert lost
-        redis.delete(*lost)  # Redis loses the gate's state
+        assert _forget_the_gates_state(scenario.runtime)  # the gate loses its state
         assert _reasons(scenario, "INV-R-1") == [("INVOICE_NOT_DRAFTED", "INV-R-1")]  # and fails closed
 
         env = worker_env(prefix, HUB_ERP_URL=sandbox.erp_url, HUB_GRAPH_URL=sandbox.graph_url,
@@ -66,7 +81,7 @@ def test_rebuild_restores_every_verdict_after_redis_lost_the_facts(prefix: str) 
         assert _reasons(scenario, "INV-R-1") == expected
         assert _reasons(scenario, "INV-R-2") == nothing_linked  # same project: rebuilt with it
 
-        redis.delete(*redis.scan_iter(f"{prefix}:readiness:*"))
+        assert _forget_the_gates_state(scenario.runtime)
         every = CliRunner().invoke(main, ["readiness", "rebuild", "--all"], env=env)
         assert every.exit_code == 0, every.output
         assert _reasons(scenario, "INV-R-1") == expected

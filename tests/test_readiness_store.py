@@ -1,5 +1,6 @@
-"""The invoice-readiness gate's stored facts: events as hash fields, folding, the verdict per invoice,
-stored verdicts and the hard-stop answer (pure; the hash is a dict as Redis returns it)."""
+"""The invoice-readiness gate's stored facts: events as named facts, folding, the verdict per invoice,
+stored verdicts and the hard-stop answer (pure; a project's facts as a dict of JSON by fact name, as the
+in-memory store keeps them and a Redis hash did)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from actors.invoice_readiness.facts import (
     ProjectMeta,
     Verdict,
     dump_event,
+    event_of,
+    event_record,
     field_of,
     fold,
     load_event,
     project_facts,
     readiness_body,
+    stored_facts,
     verdict,
 )
 from actors.invoice_readiness.logic import (
@@ -73,7 +77,7 @@ EVENTS: list[Event] = [
 
 def stored(events: list[Event], meta: ProjectMeta | None = ME_ENGINEERING, *, as_bytes: bool = False
            ) -> dict[Any, Any]:
-    """The project's hash as the actor writes it and Redis returns it."""
+    """The project's facts as JSON by fact name (str or, as Redis returned them, bytes)."""
     raw: dict[str, str] = {field_of(event): dump_event(event) for event in events}
     if meta is not None:
         raw["meta"] = json.dumps(asdict(meta), sort_keys=True)
@@ -126,6 +130,13 @@ def test_the_hash_reads_as_the_events_folded() -> None:
         assert facts.drafts == {"INV-1": drafted()}
         assert facts.shared is not None and set(facts.shared.documents) == {"D-1"}
         assert set(facts.shared.retention) == {"D-1"} and set(facts.shared.envelopes) == {"ENV-1"}
+
+
+def test_facts_read_back_from_their_json_records_are_the_events_folded() -> None:
+    events = [*EVENTS, doc("D-2", "in_review", 4), drafted("INV-2", 1, milestone="M3")]
+    rows = [(field_of(event), json.loads(json.dumps(event_record(event)))) for event in events]  # as a JSON column
+    assert stored_facts("P1", ME_ENGINEERING, (event_of(name, record) for name, record in rows)) == folded(events)
+    assert stored_facts("P1", None, []) == project_facts("P1", {})
 
 
 def test_a_hash_without_meta_has_no_meta() -> None:
@@ -264,8 +275,9 @@ def test_each_invoice_sees_only_its_own_draft() -> None:
     Readiness.of([HoldReason("DELIVERABLE_NOT_APPROVED", "D-2", "deliverable D-2 is in_review, needs approved"),
                   HoldReason("RETENTION_LABEL_MISSING", "D-1")]),
 ])
-def test_a_verdict_round_trips_through_redis(readiness: Readiness) -> None:
+def test_a_verdict_round_trips_through_its_record(readiness: Readiness) -> None:
     stored_verdict = Verdict(readiness, 7)
+    assert Verdict.of_record(stored_verdict.record()) == stored_verdict
     raw = stored_verdict.dump()
     assert Verdict.load(raw) == stored_verdict
     assert Verdict.load(raw.encode()) == stored_verdict
@@ -279,21 +291,6 @@ def test_no_stored_verdict_loads_as_none() -> None:
 def test_the_same_verdict_dumps_the_same() -> None:
     reasons = [HoldReason("SOW_NOT_SIGNED", "sow"), HoldReason("INVOICE_NOT_DRAFTED", "INV-1")]
     assert Verdict(Readiness.of(reasons), 1).dump() == Verdict(Readiness.of(reversed(reasons)), 1).dump()
-
-
-def test_the_redis_store_keeps_its_keys_under_the_prefix() -> None:
-    import fakeredis
-
-    from actors.invoice_readiness.store import RedisReadinessStore
-
-    client = fakeredis.FakeRedis()
-    store = RedisReadinessStore(client, prefix="t1")
-    store.store("P1", EVENTS, ME_ENGINEERING)
-    store.save_verdict("INV-1", Verdict(Readiness("ready"), 1))
-    assert sorted(key.decode() for key in client.keys("*")) == [
-        "t1:readiness:invoice:INV-1", "t1:readiness:project:P1", "t1:readiness:projects",
-        "t1:readiness:verdict:INV-1"]
-    assert store.project_of("INV-1") == "P1" and store.load("P1") == folded(EVENTS)
 
 
 # ------------------------------------------------------------------------------------ the answer

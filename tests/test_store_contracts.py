@@ -1,8 +1,8 @@
-"""Each store's fake keeps the contract of its Redis store: the same calls give the same answers.
+"""Each store's fake keeps the contract of its real store: the same calls give the same answers.
 
 Actor unit tests run on the in-memory fakes (``tests/test_actors_unit.py``); these tests run every
-contract against both, the Redis one on the real server, so a fake cannot drift into a kinder store
-than the one the workers use.
+contract against both, a Redis store on the real server and a SQL store on PostgreSQL and SQLite, so a
+fake cannot drift into a kinder store than the one the workers use.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pytest
 import redis
 import sqlalchemy.exc
 
+import actors
 from actors.document_intake import RedisIntakeStore
 from actors.document_intake.store import IntakeStore, MemoryIntakeStore
-from actors.invoice_readiness import RedisReadinessStore
+from actors.invoice_readiness import SqlReadinessStore
 from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, fold
 from actors.invoice_readiness.logic import (
     DocumentStateChanged,
@@ -34,11 +35,12 @@ from actors.master_data.model import CanonicalState, FieldState
 from actors.master_data.store import MasterDataStore, MemoryMasterDataStore
 from actors.provisioning import RedisProvisioningStore
 from actors.provisioning.store import MemoryProvisioningStore, ProvisioningStore
-from hub.db import Database
+from hub.db import Database, connect_database, drop_schema, upgrade
 from hub.events import make_event
 from hub.outbox import Origin, Outgoing
 from hub.registry import SchemaRegistry
 from hub.store import Locks, MemoryLocks, RedisLocks
+from tests.conftest import DATABASE_URL
 
 KINDS = ["redis", "memory"]
 REGISTRY = SchemaRegistry.load()
@@ -78,10 +80,10 @@ def intake(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> 
     return _either(request, lambda: RedisIntakeStore(client, prefix=prefix), MemoryIntakeStore)
 
 
-@pytest.fixture(params=KINDS)
-def readiness(request: pytest.FixtureRequest, client: redis.Redis, prefix: str) -> ReadinessStore:
-    return _either(
-        request, lambda: RedisReadinessStore(client, prefix=prefix), MemoryReadinessStore)
+@pytest.fixture(params=["sql", "memory"])
+def readiness(request: pytest.FixtureRequest, database: Database) -> ReadinessStore:
+    """The SQL store (on PostgreSQL and on SQLite, as ``database`` gives) or its in-memory fake."""
+    return SqlReadinessStore(database) if request.param == "sql" else MemoryReadinessStore()
 
 
 # -- locks --------------------------------------------------------------------------------------------
@@ -298,3 +300,36 @@ def test_the_last_verdict_of_an_invoice_is_kept(readiness: ReadinessStore) -> No
     readiness.save_verdict("INV-1", ready)
     assert readiness.verdict("INV-1") == ready
     assert readiness.verdict("INV-2") is None
+
+
+def test_an_invoice_is_read_with_its_projects_facts(readiness: ReadinessStore) -> None:
+    assert readiness.facts_of_invoice("INV-1") == (None, ProjectFacts(""))
+    readiness.store("P1", [DRAFTED, APPROVED], META)
+    readiness.store("P2", [InvoiceDrafted("INV-2", "P2", _at(5))], None)
+    code, facts = readiness.facts_of_invoice("INV-1")
+    assert code == "P1" and _seen(facts) == _folded([DRAFTED, APPROVED], META)
+    assert readiness.facts_of_invoice("INV-3") == (None, ProjectFacts(""))
+
+
+def test_a_replace_keeps_the_verdicts_emitted_and_the_invoices_it_keeps(readiness: ReadinessStore) -> None:
+    held = Verdict(Readiness.of([HoldReason("DELIVERABLE_NOT_APPROVED", "D-1")]), 3)
+    readiness.store("P1", [DRAFTED, APPROVED], META)
+    readiness.save_verdict("INV-1", held)
+    readiness.replace("P1", [DRAFTED, LABELLED], META)
+    assert readiness.verdict("INV-1") == held  # a rebuild compares with what was told, and goes on counting
+    assert readiness.project_of("INV-1") == "P1"
+    assert _seen(readiness.load("P1")) == _folded([DRAFTED, LABELLED], META)
+
+
+def test_each_hub_keeps_its_readiness_facts_apart(database: Database, prefix: str) -> None:
+    if database.schema is None:
+        pytest.skip("SQLite: one hub per file")
+    other = connect_database(DATABASE_URL, prefix=f"{prefix}_other", embedded=False)
+    try:
+        upgrade(other, actors.MIGRATIONS)
+        SqlReadinessStore(database).store("P1", [DRAFTED], META)
+        assert SqlReadinessStore(other).project_of("INV-1") is None
+        assert _seen(SqlReadinessStore(other).load("P1")) == _folded([], None)
+    finally:
+        drop_schema(other)
+        other.close()

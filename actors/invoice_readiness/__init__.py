@@ -3,12 +3,7 @@
 from actors.invoice_readiness.actor import SPEC, InvoiceReadiness
 from actors.invoice_readiness.gate import ReadinessGate, Transition
 from actors.invoice_readiness.rules import SECTION, ReadinessRules
-from actors.invoice_readiness.store import (
-    AsyncReadinessReader,
-    MemoryReadinessStore,
-    ReadinessStore,
-    RedisReadinessStore,
-)
+from actors.invoice_readiness.store import MIGRATIONS, MemoryReadinessStore, ReadinessStore, SqlReadinessStore
 
-__all__ = ["SECTION", "SPEC", "AsyncReadinessReader", "InvoiceReadiness", "MemoryReadinessStore",
-           "ReadinessGate", "ReadinessRules", "ReadinessStore", "RedisReadinessStore", "Transition"]
+__all__ = ["MIGRATIONS", "SECTION", "SPEC", "InvoiceReadiness", "MemoryReadinessStore", "ReadinessGate",
+           "ReadinessRules", "ReadinessStore", "SqlReadinessStore", "Transition"]

@@ -1,13 +1,14 @@
 """The gate's facts per project, as stored: the project's meta (engagement type, jurisdiction), the
 winning event per fact (``inv:<number>`` drafted invoice, ``doc:<id>`` document state, ``ret:<id>``
 retention label, ``env:<id>`` completed envelope), folded order-independently; the verdict of an invoice
-from them; and the last verdict emitted. Pure: :mod:`actors.invoice_readiness.store` keeps them.
+from them; and the last verdict emitted. Pure: :mod:`actors.invoice_readiness.store` keeps them (one row
+per fact; the in-memory fake a dict of JSON per project, as :func:`project_facts` reads it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -70,7 +71,7 @@ class ProjectFacts:
 
 
 def field_of(event: Event) -> str:
-    """The hash field an event's fact lives in."""
+    """The name of an event's fact: kind and id (the fact it replaces has the same name)."""
     if isinstance(event, InvoiceDrafted):
         return f"inv:{event.invoice_number}"
     if isinstance(event, DocumentStateChanged):
@@ -80,15 +81,24 @@ def field_of(event: Event) -> str:
     return f"env:{event.envelope_id}"
 
 
+def event_record(event: Event) -> dict[str, Any]:
+    """An event's fact as a JSON record (timestamps as epoch milliseconds)."""
+    return {k: round(v.timestamp() * 1000) if isinstance(v, datetime) else v for k, v in asdict(event).items()}
+
+
+def event_of(name: str, record: Mapping[str, Any]) -> Event:
+    """A fact from its name and record."""
+    return _KINDS[name.split(":", 1)[0]].from_record(record)
+
+
 def dump_event(event: Event) -> str:
     """An event's fact as JSON (timestamps as epoch milliseconds)."""
-    record = {k: round(v.timestamp() * 1000) if isinstance(v, datetime) else v for k, v in asdict(event).items()}
-    return json.dumps(record, sort_keys=True)
+    return json.dumps(event_record(event), sort_keys=True)
 
 
 def load_event(name: str, raw: str | bytes) -> Event:
-    """A fact from its hash field name and JSON."""
-    return _KINDS[name.split(":", 1)[0]].from_record(json.loads(raw))
+    """A fact from its name and JSON."""
+    return event_of(name, json.loads(raw))
 
 
 def _text(value: str | bytes) -> str:
@@ -96,16 +106,23 @@ def _text(value: str | bytes) -> str:
 
 
 def project_facts(project_code: str, raw: Mapping[Any, Any]) -> ProjectFacts:
-    """The facts from the project's hash as Redis returned it."""
+    """The facts from a mapping of fact name to JSON (str or bytes), with the meta as ``meta``."""
     meta: ProjectMeta | None = None
-    drafts: dict[str, InvoiceDrafted] = {}
-    shared = InvoiceFacts.start("", project_code, "consulting")
+    events: list[Event] = []
     for key, value in raw.items():
         name = _text(key)
         if name == "meta":
             meta = ProjectMeta(**json.loads(value))
-            continue
-        event = load_event(name, value)
+        else:
+            events.append(load_event(name, value))
+    return stored_facts(project_code, meta, events)
+
+
+def stored_facts(project_code: str, meta: ProjectMeta | None, events: Iterable[Event]) -> ProjectFacts:
+    """The facts of a project from its stored meta and its winning events (one per fact name)."""
+    drafts: dict[str, InvoiceDrafted] = {}
+    shared = InvoiceFacts.start("", project_code, "consulting")
+    for event in events:
         if isinstance(event, InvoiceDrafted):
             drafts[event.invoice_number] = event
         else:
@@ -142,19 +159,25 @@ class Verdict:
     readiness: Readiness
     seq: int
 
+    def record(self) -> dict[str, Any]:
+        """As stored: ``status``, ``seq`` and ``reasons`` (code, artefact, detail)."""
+        return {"status": self.readiness.status, "seq": self.seq,
+                "reasons": [asdict(reason) for reason in self.readiness.reasons]}
+
+    @classmethod
+    def of_record(cls, data: Mapping[str, Any]) -> Verdict:
+        """From its :meth:`record`."""
+        readiness = Readiness(data["status"], tuple(HoldReason(**reason) for reason in data["reasons"]))
+        return cls(readiness, int(data["seq"]))
+
     def dump(self) -> str:
-        """As stored in Redis."""
-        return json.dumps({"status": self.readiness.status, "seq": self.seq,
-                           "reasons": [asdict(reason) for reason in self.readiness.reasons]})
+        """As JSON (part of the emitted event's id: keep it stable)."""
+        return json.dumps(self.record())
 
     @classmethod
     def load(cls, raw: str | bytes | None) -> Verdict | None:
-        """From Redis (None when absent)."""
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        readiness = Readiness(data["status"], tuple(HoldReason(**reason) for reason in data["reasons"]))
-        return cls(readiness, int(data["seq"]))
+        """From its JSON (None when absent)."""
+        return None if raw is None else cls.of_record(json.loads(raw))
 
 
 def readiness_body(number: str, project_code: str | None, readiness: Readiness) -> dict[str, Any]:

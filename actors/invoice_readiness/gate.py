@@ -123,8 +123,7 @@ class ReadinessGate:
 
     def current(self, number: str) -> tuple[str | None, Readiness]:
         """The invoice's project and verdict from the stored facts now."""
-        code = self.store.project_of(number)
-        facts = self.store.load(code) if code else ProjectFacts("")
+        code, facts = self.store.facts_of_invoice(number)
         return code, verdict(facts, number, self.policy, self.rules)
 
     # -- rebuild ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The hard-stop check the ingress serves: the gate's verdict on one invoice from the stored facts,
-evaluated at the time of the request (``GET /v1/invoices/{number}/readiness``).
+"""The hard-stop check the ingress serves: the gate's verdict on one invoice from the facts in the hub's
+database, evaluated at the time of the request (``GET /v1/invoices/{number}/readiness``).
 
 A query of the ingress (:mod:`hub.ingress.queries`): the composition root mounts :func:`readiness_router`
 and lets sources list :data:`QUERY` in their ``queries``.
@@ -11,12 +11,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from actors.invoice_readiness.facts import readiness_body, verdict
 from actors.invoice_readiness.rules import ReadinessRules
-from actors.invoice_readiness.store import AsyncReadinessReader
+from actors.invoice_readiness.store import ReadinessStore
 from hub.ingress.openapi import Json, responses
 from hub.ingress.problems import Kind, Problem
 from hub.ingress.queries import QUERY_SECURITY, QueryGuard, answer_response
@@ -30,6 +32,8 @@ QUERY = "invoice_readiness"
 PATH = "/v1/invoices/{number}/readiness"
 #: The one answer: the gate's verdict for one invoice number.
 Answer = Callable[[str], Awaitable[dict[str, Any]]]
+#: Seconds the check waits for the database before it answers 503.
+DEADLINE_S = 3.0
 
 _NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Path parameter ``number`` (the route answers 400 invalid-parameter otherwise).
@@ -68,12 +72,26 @@ _RESPONSES = responses(
 )
 
 
-def readiness_answer(reader: AsyncReadinessReader, policy: Policy, rules: ReadinessRules) -> Answer:
-    """The answer for one invoice number; fails closed (a Redis error propagates: 503, never ``ready``)."""
+def readiness_answer(store: ReadinessStore, policy: Policy, rules: ReadinessRules, *,
+                     timeout_s: float = DEADLINE_S) -> Answer:
+    """The answer for one invoice number from the gate's store; fails closed: a database that does not
+    answer (``StoreUnavailable``), or not within ``timeout_s`` (``TimeoutError``), is 503, never ``ready``.
+
+    Why a worker thread rather than an asyncio engine: the check reads through the workers' own store and
+    engine, the same queries on PostgreSQL and on the embedded mode's SQLite (which would need an async
+    driver of its own), with outages turned into ``StoreUnavailable`` in one place
+    (:meth:`hub.db.Database.begin`); a question is three indexed reads, milliseconds of a thread from the pool
+    starlette's ``run_in_threadpool`` uses. It is called through anyio directly so that a stalled database
+    (a connection that neither answers nor fails) cannot hold a request past the deadline: the thread is
+    abandoned, to finish or fail on its own."""
+
+    def answer_now(number: str) -> dict[str, Any]:
+        code, facts = store.facts_of_invoice(number)
+        return readiness_body(number, code, verdict(facts, number, policy, rules))
 
     async def answer(number: str) -> dict[str, Any]:
-        code, facts = await reader.facts_of_invoice(number)
-        return readiness_body(number, code, verdict(facts, number, policy, rules))
+        with anyio.fail_after(timeout_s):
+            return await anyio.to_thread.run_sync(answer_now, number, abandon_on_cancel=True)
 
     return answer
 

@@ -1,14 +1,17 @@
-"""Where the invoice-readiness gate keeps its facts: one hash per project, the last verdict emitted per
-invoice, and which project an invoice belongs to.
+"""Where the invoice-readiness gate keeps its facts and the verdicts it emitted: the hub's database.
 
-In Redis: ``<prefix>:readiness:project:<code>`` holds the project's ``meta`` and one field per fact
-(:func:`actors.invoice_readiness.facts.field_of`), ``<prefix>:readiness:invoice:<number>`` names an
-invoice's project, ``<prefix>:readiness:verdict:<number>`` the verdict last emitted (with its transition
-sequence), and ``<prefix>:readiness:projects`` every project with facts. The state is a cache of the
-systems of record: ``hub readiness rebuild`` writes it again from the ERP and the document platform.
+- ``readiness_projects``: each project the gate has facts of, with its meta (engagement type and
+  jurisdiction; NULL until an invoice of the project is known),
+- ``readiness_facts``: the winning event of each fact of a project, named by
+  :func:`actors.invoice_readiness.facts.field_of` (``inv:<number>``, ``doc:<id>``, ``ret:<id>``, ``env:<id>``),
+- ``readiness_invoices``: which project an invoice belongs to,
+- ``readiness_verdicts``: the verdict last emitted per invoice, with its transition sequence.
 
-The actor uses :class:`ReadinessStore` (sync); the hard-stop endpoint reads the same keys with
-:class:`AsyncReadinessReader`. :class:`MemoryReadinessStore` is the fake for unit tests.
+The facts come from the systems of record (the ERP, the document platform): ``hub readiness rebuild``
+writes them again from there.
+
+The actor, ``hub readiness`` and the hard-stop endpoint (:mod:`actors.invoice_readiness.router`) use
+:class:`SqlReadinessStore`; :class:`MemoryReadinessStore` is the fake for unit tests.
 """
 
 from __future__ import annotations
@@ -16,25 +19,64 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-import redis
-import redis.asyncio
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from actors.invoice_readiness.facts import (
     ProjectFacts,
     ProjectMeta,
     Verdict,
     dump_event,
+    event_of,
+    event_record,
     field_of,
     project_facts,
+    stored_facts,
 )
 from actors.invoice_readiness.logic import Event, InvoiceDrafted
-from hub.store import guarded
+from hub.db import Database, metadata, upsert
+
+#: This store's migrations (Alembic), run by ``hub db upgrade`` and at start.
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+readiness_projects = sa.Table(
+    "readiness_projects", metadata,
+    sa.Column("project_code", sa.String(256), primary_key=True),
+    # The meta: all four set, or all NULL (no invoice of the project known yet).
+    sa.Column("engagement_type", sa.String(64)),
+    sa.Column("region", sa.String(64)),
+    sa.Column("country", sa.String(64)),
+    sa.Column("client_id", sa.String(256)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+readiness_facts = sa.Table(
+    "readiness_facts", metadata,
+    sa.Column("project_code", sa.String(256), sa.ForeignKey("readiness_projects.project_code"), primary_key=True),
+    sa.Column("fact", sa.String(300), primary_key=True),
+    sa.Column("record", sa.JSON(), nullable=False),
+)
+readiness_invoices = sa.Table(
+    "readiness_invoices", metadata,
+    sa.Column("invoice_number", sa.String(256), primary_key=True),
+    sa.Column("project_code", sa.String(256), nullable=False),
+)
+readiness_verdicts = sa.Table(
+    "readiness_verdicts", metadata,
+    sa.Column("invoice_number", sa.String(256), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("reasons", sa.JSON(), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+_META = ("engagement_type", "region", "country", "client_id")
 
 
 class ReadinessStore(Protocol):
-    """The gate's facts and verdicts."""
+    """The gate's facts and the verdicts it emitted."""
 
     def load(self, code: str) -> ProjectFacts:
         """The project's facts as stored."""
@@ -42,6 +84,11 @@ class ReadinessStore(Protocol):
 
     def meta(self, code: str) -> ProjectMeta | None:
         """The project's stored meta (None: no invoice of it is known to the gate)."""
+        ...
+
+    def facts_of_invoice(self, number: str) -> tuple[str | None, ProjectFacts]:
+        """The invoice's project and that project's facts, read together (no project, no facts: the gate
+        has not seen the invoice drafted)."""
         ...
 
     def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
@@ -65,51 +112,47 @@ class ReadinessStore(Protocol):
         ...
 
 
-class _Keys:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = f"{prefix}:readiness"
-
-    def project(self, code: str) -> str:
-        return f"{self.prefix}:project:{code}"
-
-    def invoice(self, number: str) -> str:
-        return f"{self.prefix}:invoice:{number}"
-
-    def verdict(self, number: str) -> str:
-        return f"{self.prefix}:verdict:{number}"
-
-    @property
-    def projects(self) -> str:
-        return f"{self.prefix}:projects"
+def _meta_columns(meta: ProjectMeta | None) -> dict[str, str | None]:
+    return dict.fromkeys(_META) if meta is None else {name: getattr(meta, name) for name in _META}
 
 
-def _text(raw: Any) -> str | None:
-    return raw.decode() if isinstance(raw, bytes) else raw
+def _meta_of(row: Any) -> ProjectMeta | None:
+    if row is None or row.engagement_type is None:
+        return None
+    return ProjectMeta(engagement_type=row.engagement_type, region=row.region, country=row.country,
+                       client_id=row.client_id)
 
 
-def _mapping(events: Iterable[Event], meta: ProjectMeta | None) -> dict[str, str]:
-    mapping = {field_of(event): dump_event(event) for event in events}
-    if meta is not None:
-        mapping["meta"] = json.dumps(asdict(meta), sort_keys=True)
-    return mapping
+class SqlReadinessStore:
+    """:class:`ReadinessStore` in the hub's database (see the module docstring for the tables)."""
 
-
-class RedisReadinessStore:
-    """:class:`ReadinessStore` in Redis (see the module docstring for the keys)."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self._client = client
-        self._keys = _Keys(prefix)
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def load(self, code: str) -> ProjectFacts:
         """See :meth:`ReadinessStore.load`."""
-        raw: Any = guarded(lambda: self._client.hgetall(self._keys.project(code)))
-        return project_facts(code, raw)
+        with self._db.begin() as connection:
+            return self._load(connection, code)
+
+    def _load(self, connection: Connection, code: str) -> ProjectFacts:
+        meta = connection.execute(sa.select(*(readiness_projects.c[name] for name in _META))
+                                  .where(readiness_projects.c.project_code == code)).first()
+        rows = connection.execute(sa.select(readiness_facts.c.fact, readiness_facts.c.record)
+                                  .where(readiness_facts.c.project_code == code)).all()
+        return stored_facts(code, _meta_of(meta), (event_of(fact, record) for fact, record in rows))
 
     def meta(self, code: str) -> ProjectMeta | None:
         """See :meth:`ReadinessStore.meta`."""
-        raw: Any = guarded(lambda: self._client.hget(self._keys.project(code), "meta"))
-        return None if raw is None else ProjectMeta(**json.loads(raw))
+        with self._db.begin() as connection:
+            return _meta_of(connection.execute(sa.select(*(readiness_projects.c[name] for name in _META))
+                                               .where(readiness_projects.c.project_code == code)).first())
+
+    def facts_of_invoice(self, number: str) -> tuple[str | None, ProjectFacts]:
+        """See :meth:`ReadinessStore.facts_of_invoice`."""
+        with self._db.begin() as connection:
+            code = connection.execute(sa.select(readiness_invoices.c.project_code)
+                                      .where(readiness_invoices.c.invoice_number == number)).scalar()
+            return code, self._load(connection, code) if code else ProjectFacts("")
 
     def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
         """See :meth:`ReadinessStore.store`."""
@@ -120,78 +163,84 @@ class RedisReadinessStore:
         self._write(code, list(events), meta, replace=True)
 
     def _write(self, code: str, events: list[Event], meta: ProjectMeta | None, *, replace: bool) -> None:
-        mapping = _mapping(events, meta)
-        pipe = self._client.pipeline(transaction=True)
-        if replace:
-            pipe.delete(self._keys.project(code))
-        if mapping:
-            pipe.hset(self._keys.project(code), mapping=mapping)
-            pipe.sadd(self._keys.projects, code)
-        for event in events:
-            if isinstance(event, InvoiceDrafted):
-                pipe.set(self._keys.invoice(event.invoice_number), code)
-        guarded(pipe.execute)
+        now = datetime.now(UTC)
+        project = {"project_code": code, **_meta_columns(meta), "updated_at": now}
+        with self._db.begin() as connection:
+            if replace:
+                connection.execute(readiness_facts.delete().where(readiness_facts.c.project_code == code))
+            if replace or meta is not None:
+                upsert(connection, readiness_projects, project, keys=["project_code"])
+            else:  # the meta held stays
+                upsert(connection, readiness_projects, project, keys=["project_code"],
+                       update=lambda excluded: {"updated_at": excluded.updated_at})
+            for event in events:
+                upsert(connection, readiness_facts, {"project_code": code, "fact": field_of(event),
+                                                     "record": event_record(event)}, keys=["project_code", "fact"])
+                if isinstance(event, InvoiceDrafted):
+                    upsert(connection, readiness_invoices, {"invoice_number": event.invoice_number,
+                                                            "project_code": code}, keys=["invoice_number"])
 
     def project_of(self, number: str) -> str | None:
         """See :meth:`ReadinessStore.project_of`."""
-        return _text(guarded(lambda: self._client.get(self._keys.invoice(number))))
+        with self._db.begin() as connection:
+            code = connection.execute(sa.select(readiness_invoices.c.project_code)
+                                      .where(readiness_invoices.c.invoice_number == number)).scalar()
+        return None if code is None else str(code)
 
     def verdict(self, number: str) -> Verdict | None:
         """See :meth:`ReadinessStore.verdict`."""
-        raw: Any = guarded(lambda: self._client.get(self._keys.verdict(number)))
-        return Verdict.load(raw)
+        with self._db.begin() as connection:
+            row = connection.execute(sa.select(readiness_verdicts.c.status, readiness_verdicts.c.seq,
+                                               readiness_verdicts.c.reasons)
+                                     .where(readiness_verdicts.c.invoice_number == number)).mappings().first()
+        return None if row is None else Verdict.of_record(dict(row))
 
     def save_verdict(self, number: str, verdict: Verdict) -> None:
         """See :meth:`ReadinessStore.save_verdict`."""
-        guarded(lambda: self._client.set(self._keys.verdict(number), verdict.dump()))
+        with self._db.begin() as connection:
+            upsert(connection, readiness_verdicts, {"invoice_number": number, **verdict.record(),
+                                                    "changed_at": datetime.now(UTC)}, keys=["invoice_number"])
 
 
-class AsyncReadinessReader:
-    """What the hard-stop endpoint reads, on the ingress's asyncio Redis client (same keys)."""
-
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
-        self._client = client
-        self._keys = _Keys(prefix)
-
-    async def facts_of_invoice(self, number: str) -> tuple[str | None, ProjectFacts]:
-        """The invoice's project and that project's facts (empty when the invoice is unknown).
-
-        Raises ``redis.RedisError`` when Redis does not answer: the endpoint fails closed (503).
-        """
-        code = _text(await self._client.get(self._keys.invoice(number)))
-        raw: Any = {}
-        if code:
-            fetched: Any = self._client.hgetall(self._keys.project(code))  # a coroutine on the asyncio client
-            raw = await fetched
-        return code, project_facts(code or "", raw)
+def _mapping(events: Iterable[Event], meta: ProjectMeta | None) -> dict[str, str]:
+    mapping = {field_of(event): dump_event(event) for event in events}
+    if meta is not None:
+        mapping["meta"] = json.dumps(asdict(meta), sort_keys=True)
+    return mapping
 
 
 class MemoryReadinessStore:
-    """:class:`ReadinessStore` in dicts, for unit tests (it keeps facts exactly as Redis would)."""
+    """:class:`ReadinessStore` in dicts, for unit tests: each project's facts as JSON by fact name (and its
+    ``meta``), as :func:`actors.invoice_readiness.facts.project_facts` reads them."""
 
     def __init__(self) -> None:
-        self.hashes: dict[str, dict[str, str]] = {}
+        self.projects: dict[str, dict[str, str]] = {}
         self.invoices: dict[str, str] = {}
         self.verdicts: dict[str, str] = {}
 
     def load(self, code: str) -> ProjectFacts:
         """See :meth:`ReadinessStore.load`."""
-        return project_facts(code, self.hashes.get(code, {}))
+        return project_facts(code, self.projects.get(code, {}))
 
     def meta(self, code: str) -> ProjectMeta | None:
         """See :meth:`ReadinessStore.meta`."""
-        raw = self.hashes.get(code, {}).get("meta")
+        raw = self.projects.get(code, {}).get("meta")
         return None if raw is None else ProjectMeta(**json.loads(raw))
+
+    def facts_of_invoice(self, number: str) -> tuple[str | None, ProjectFacts]:
+        """See :meth:`ReadinessStore.facts_of_invoice`."""
+        code = self.invoices.get(number)
+        return code, self.load(code) if code else ProjectFacts("")
 
     def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
         """See :meth:`ReadinessStore.store`."""
         listed = list(events)
-        self.hashes.setdefault(code, {}).update(_mapping(listed, meta))
+        self.projects.setdefault(code, {}).update(_mapping(listed, meta))
         self.invoices.update({e.invoice_number: code for e in listed if isinstance(e, InvoiceDrafted)})
 
     def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
         """See :meth:`ReadinessStore.replace`."""
-        self.hashes.pop(code, None)
+        self.projects.pop(code, None)
         self.store(code, events, meta)
 
     def project_of(self, number: str) -> str | None:

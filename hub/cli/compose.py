@@ -67,7 +67,7 @@ def build_app(
     from actors.document_workflow import DocumentPolicy, DocumentWorkflow
     from actors.exceptions import ExceptionRouter
     from actors.fanout import FanOut
-    from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, RedisReadinessStore
+    from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, SqlReadinessStore
     from actors.master_data import DEFAULT_MAPPING, MasterData, SqlMasterDataStore, load_master_data_mapping
     from actors.provisioning import Provisioning, RedisProvisioningStore
     from connectors.docusign.client import DocuSignClient
@@ -88,7 +88,7 @@ def build_app(
     locks = RedisLocks(client, prefix=prefix)
     crosswalk = RedisCrosswalk(client, prefix=prefix)
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
-                         erp=erp, store=RedisReadinessStore(client, prefix=prefix), locks=locks)
+                         erp=erp, store=SqlReadinessStore(infra.db), locks=locks)
     handlers: list[Actor] = [
         FanOut(infra.topics),
         Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
@@ -113,10 +113,10 @@ def build_app(
 
 
 def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
-    """The invoice-readiness gate over the runtime's store, for ``hub readiness`` (the caller closes the
+    """The invoice-readiness gate over the runtime's database, for ``hub readiness`` (the caller closes the
     ERP client it holds: ``gate.erp.close()``)."""
     import actors
-    from actors.invoice_readiness import ReadinessGate, ReadinessRules, RedisReadinessStore
+    from actors.invoice_readiness import ReadinessGate, ReadinessRules, SqlReadinessStore
     from connectors.erp.client import ErpClient
     from hub.store import RedisLocks
 
@@ -124,7 +124,7 @@ def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
     return ReadinessGate(policy=runtime.policy,
                          rules=runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
                          erp=ErpClient.from_settings(connections.erp),
-                         store=RedisReadinessStore(runtime.redis, prefix=prefix),
+                         store=SqlReadinessStore(runtime.db),
                          locks=RedisLocks(runtime.redis, prefix=prefix))
 
 
@@ -133,9 +133,10 @@ def build_ingress(
 ) -> FastAPI:
     """The HTTP ingress on the runtime: confirmed publishing (aio-pika, or the dispatcher when embedded),
     Redis-backed replay guard, quotas and accepted-event outcomes, the native webhook adapters and the
-    routers of the patterns' queries. ``sources``: loaded with :func:`source_model` (:func:`load_sources`)."""
+    routers of the patterns' queries (the hard-stop check reads the runtime's database). ``sources``: loaded
+    with :func:`source_model` (:func:`load_sources`)."""
     import actors
-    from actors.invoice_readiness import AsyncReadinessReader, ReadinessRules
+    from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
     from actors.invoice_readiness.router import readiness_answer, readiness_router
     from connectors.webhooks import adapters
     from hub.errors import ConfigurationError
@@ -168,7 +169,7 @@ def build_ingress(
             delivery_limit=settings.delivery_limit, tracer_provider=tracer_provider or runtime.tracer_provider,
             flight=AsyncRedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s))
     events_publisher: EventPublisher = publisher
-    readiness = readiness_answer(AsyncReadinessReader(client, prefix=prefix), runtime.policy,
+    readiness = readiness_answer(SqlReadinessStore(runtime.db), runtime.policy,
                                  runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules))
     ingress = Ingress(
         registry=runtime.registry, sources=sources, publisher=events_publisher,
