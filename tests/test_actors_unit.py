@@ -15,6 +15,7 @@ import actors
 from actors.exceptions import ExceptionRouter
 from actors.fanout import FanOut
 from actors.invoice_readiness import InvoiceReadiness, MemoryReadinessStore, ReadinessGate, ReadinessRules
+from actors.invoice_readiness.facts import ProjectMeta
 from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryMasterDataStore, load_master_data_mapping
 from actors.provisioning.actor import execute
 from actors.provisioning.plan import GrantAccess, Project, plan_workspace
@@ -185,6 +186,33 @@ def test_master_data_announces_a_saved_change_on_the_re_run_when_the_first_publi
     actor.handle(context(actor.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence="0" * 19 + "1"))
     [changed] = emitter.of_type("hub.client.changed.v1")  # the re-run changes nothing, and announces it
     assert REGISTRY.decode(changed.get_type(), changed.get_data())["name"] == "ACME Corp"
+    assert store.outbox.pending() == []
+
+
+def test_readiness_announces_the_verdict_a_project_update_changed_on_the_re_run_when_its_publish_was_lost() -> None:
+    projects = {"ENG-1": project_record("ENG-1")}
+    store, emitter = MemoryReadinessStore(), FailingOnce()
+    gate = ReadinessGate(policy=POLICY, rules=POLICY.section("invoice_readiness", ReadinessRules),
+                         erp=erp(projects), store=store, locks=MemoryLocks())
+    actor = InvoiceReadiness(gate=gate)
+    drafted = {"invoice_number": "INV-1", "project_code": "ENG-1", "amount": {"amount_minor": 9_000, "currency": "EUR"},
+               "period_start": date(2027, 3, 1), "period_end": date(2027, 3, 31), "milestone": "M1", "drafted_at": T}
+    actor.handle(context(actor.spec, "erp.invoice.drafted.v1", drafted, RecordingEmitter(), id="invoice:INV-1"))
+    # The engagement becomes a consulting one in the EU: another checklist, and the update says so.
+    projects["ENG-1"] = project_record("ENG-1", engagement_type="consulting", region="EU", country="DE")
+    updated = {key: projects["ENG-1"][key] for key in ("client_id", "name", "engagement_type", "practice", "region",
+                                                        "country", "partner", "billing_model", "status")}
+    updated.update(project_code="ENG-1", value=None, start_date=None, end_date=None, conflicted_groups=[],
+                   updated_at=T)
+    with pytest.raises(BrokerUnavailable):
+        actor.handle(context(actor.spec, "erp.project.updated.v1", updated, emitter, id="project:ENG-1:2"))
+    # The new meta is saved; the verdict it changed is not told yet.
+    assert emitter.events == [] and store.meta("ENG-1") == ProjectMeta("consulting", "EU", "DE", "ACME")
+    # The redelivery finds the meta it states already held: nothing to change, and the verdict is told.
+    actor.handle(context(actor.spec, "erp.project.updated.v1", updated, emitter, id="project:ENG-1:2"))
+    [changed] = emitter.of_type("hub.invoice.readiness_changed.v1")
+    data = REGISTRY.decode(changed.get_type(), changed.get_data())
+    assert data["status"] == "held" and [r["code"] for r in data["hold_reasons"]] == ["SOW_NOT_SIGNED"]
     assert store.outbox.pending() == []
 
 

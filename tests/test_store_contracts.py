@@ -295,9 +295,9 @@ def test_a_replace_forgets_the_facts_written_before(readiness: ReadinessStore) -
 def test_the_last_verdict_of_an_invoice_is_kept(readiness: ReadinessStore) -> None:
     held = Verdict(Readiness.of([HoldReason("DELIVERABLE_NOT_APPROVED", "D-2")]), 1)
     ready = Verdict(Readiness("ready"), 2)
-    readiness.save_verdict("INV-1", held)
+    readiness.store("P1", [], None, verdicts={"INV-1": held})
     assert readiness.verdict("INV-1") == held
-    readiness.save_verdict("INV-1", ready)
+    readiness.store("P1", [], None, verdicts={"INV-1": ready})
     assert readiness.verdict("INV-1") == ready
     assert readiness.verdict("INV-2") is None
 
@@ -313,12 +313,51 @@ def test_an_invoice_is_read_with_its_projects_facts(readiness: ReadinessStore) -
 
 def test_a_replace_keeps_the_verdicts_emitted_and_the_invoices_it_keeps(readiness: ReadinessStore) -> None:
     held = Verdict(Readiness.of([HoldReason("DELIVERABLE_NOT_APPROVED", "D-1")]), 3)
-    readiness.store("P1", [DRAFTED, APPROVED], META)
-    readiness.save_verdict("INV-1", held)
+    readiness.store("P1", [DRAFTED, APPROVED], META, verdicts={"INV-1": held})
     readiness.replace("P1", [DRAFTED, LABELLED], META)
     assert readiness.verdict("INV-1") == held  # a rebuild compares with what was told, and goes on counting
     assert readiness.project_of("INV-1") == "P1"
     assert _seen(readiness.load("P1")) == _folded([DRAFTED, LABELLED], META)
+
+
+def _verdict_changed(number: str, seq: int, message_id: str | None = "m-1") -> Outgoing:
+    event = make_event(REGISTRY, type="hub.invoice.readiness_changed.v1", source="hub://invoice-readiness",
+                       id=f"{number}:{seq}", subject=number, data={
+                           "invoice_number": number, "project_code": "P1", "status": "ready", "hold_reasons": [],
+                           "changed_at": T0})
+    return Outgoing(event, Origin(message_id=message_id, root_id="root-1",
+                                  trace_context={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"}))
+
+
+def test_a_write_puts_its_announcements_in_the_outbox(readiness: ReadinessStore) -> None:
+    ready = Verdict(Readiness("ready"), 1)
+    readiness.store("P1", [DRAFTED], META, verdicts={"INV-1": ready}, announce=[_verdict_changed("INV-1", 1)])
+    readiness.replace("P1", [DRAFTED], META, verdicts={"INV-1": Verdict(Readiness("ready"), 2)},
+                      announce=[_verdict_changed("INV-1", 2, message_id=None)])
+    first, second = readiness.outbox.pending()
+    assert (first.event.get_id(), second.event.get_id()) == ("INV-1:1", "INV-1:2")
+    assert first.origin == Origin(message_id="m-1", root_id="root-1",
+                                  trace_context={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"})
+    assert first.event.get_data() == _verdict_changed("INV-1", 1).event.get_data()
+    assert [p.event.get_id() for p in readiness.outbox.pending(origin="m-1")] == ["INV-1:1"]
+    readiness.outbox.mark_published(first.seq)
+    assert [p.event.get_id() for p in readiness.outbox.pending()] == ["INV-1:2"]
+
+
+def test_a_write_whose_announcement_cannot_be_written_keeps_nothing(database: Database) -> None:
+    store = SqlReadinessStore(database)
+    held = Verdict(Readiness.of([HoldReason("DELIVERABLE_NOT_APPROVED", "D-1")]), 1)
+    store.store("P1", [DRAFTED], META, verdicts={"INV-1": held})
+    unwritable = _verdict_changed("INV-1", 2)
+    unwritable.event.get_attributes()["type"] = None  # type: ignore[index]  # refused by the outbox table
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        store.store("P1", [APPROVED, LABELLED], None, verdicts={"INV-1": Verdict(Readiness("ready"), 2)},
+                    announce=[unwritable])
+    assert _seen(store.load("P1")) == _folded([DRAFTED], META)  # neither the facts nor the verdict changed
+    assert store.verdict("INV-1") == held and store.outbox.pending() == []
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        store.replace("P1", [], None, announce=[unwritable])
+    assert _seen(store.load("P1")) == _folded([DRAFTED], META)  # a failed rebuild forgets nothing
 
 
 def test_each_hub_keeps_its_readiness_facts_apart(database: Database, prefix: str) -> None:

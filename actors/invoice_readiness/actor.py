@@ -18,7 +18,7 @@ SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDAT
 
 
 class InvoiceReadiness:
-    """Folds each event into its project's facts, one project at a time, and emits the verdicts it changed."""
+    """Folds each event into its project's facts, one project at a time, and publishes the verdicts it changed."""
 
     def __init__(self, *, spec: ActorSpec = SPEC, gate: ReadinessGate) -> None:
         self.spec = spec
@@ -37,5 +37,8 @@ class InvoiceReadiness:
                                                     country=record["country"], client_id=record["client_id"]), context)
             else:
                 self.gate.apply(event_from_record(context.event.get_type(), record), context)
+            # Publish the verdicts this message saved: now, or on its re-run (which finds nothing changed) if
+            # the worker died first. Under the lease, so a project's verdicts usually go out in their order.
+            context.flush(self.gate.store.outbox)
         finally:
             self.gate.locks.release(lock_name(code), lease)

@@ -1,6 +1,7 @@
 """The invoice-readiness gate: its facts per project, folded order-independently under a lease per
-project, and ``hub.invoice.readiness_changed.v1`` each time an invoice's verdict changes. Shared by the
-actor and ``hub readiness`` (show, rebuild)."""
+project, and ``hub.invoice.readiness_changed.v1`` each time an invoice's verdict changes, written to the
+outbox with the facts and the verdict (:mod:`hub.outbox`). Shared by the actor and ``hub readiness``
+(show, rebuild)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from connectors.sharepoint.client import GraphClient
 from connectors.sharepoint.documents import document_events, workspace_documents
 from hub.actor import Emitting
 from hub.errors import StoreUnavailable
+from hub.outbox import Outgoing
 from hub.policy import Policy
 from hub.store import Locks
 from observability.logging import get_logger
@@ -57,7 +59,8 @@ class ReadinessGate:
         return ProjectMeta(project.engagement_type, project.region, project.country, project.client_id)
 
     def apply(self, event: Event, out: Emitting) -> list[Transition]:
-        """Fold one event into its project's facts and emit the verdicts it changed."""
+        """Fold one event into its project's facts; save them with the verdicts they changed and the events
+        announcing those (see :meth:`_save`)."""
         code = event.project_code
         facts = self.store.load(code)
         facts, changed = fold(facts, event)
@@ -65,61 +68,78 @@ class ReadinessGate:
         if facts.meta is None and facts.drafts:
             meta = self.meta(code)
             facts = ProjectFacts(code, meta, facts.drafts, facts.shared)
-        if changed or meta is not None:
-            self.store.store(code, [event] if changed else [], meta)
-        return self.evaluate(facts, out)
+        changes = self.evaluate(facts)
+        if changed or meta is not None or changes:
+            self._save(out, code, [event] if changed else [], meta, changes)
+        return changes
 
     def refresh(self, code: str, stated: ProjectMeta, out: Emitting) -> list[Transition]:
         """The project changed in the ERP: when the update ``stated`` another engagement type or
         jurisdiction than the gate holds, read the ERP's current record (whatever order the updates
-        came in) and re-evaluate with it. One store read for every other project update."""
+        came in) and re-evaluate with it. One store read for every other project update.
+
+        The new meta and the verdicts it changes are saved together: a re-run finds the meta it stated
+        already held and changes nothing, so what it must still publish is in the outbox."""
         held = self.store.meta(code)
         if held is None or stated == held:
             return []  # no invoice of this project is known to the gate, or nothing that matters changed
         meta = self.meta(code)
         if meta == held:
             return []
-        self.store.store(code, [], meta)
-        return self.evaluate(self.store.load(code), out)
+        stored = self.store.load(code)
+        changes = self.evaluate(ProjectFacts(code, meta, stored.drafts, stored.shared))
+        self._save(out, code, [], meta, changes)
+        return changes
 
     def replace(self, code: str, events: list[Event], out: Emitting) -> list[Transition]:
-        """Forget the project's facts and store ``events`` instead (a rebuild), then re-evaluate."""
+        """Forget the project's facts and store ``events`` instead (a rebuild), with the verdicts that
+        changed (see :meth:`_save`)."""
         facts = ProjectFacts(code, self.meta(code))
         for event in events:
             facts, _ = fold(facts, event)
         kept: list[Event] = [*facts.drafts.values(), *facts.base().documents.values(),
                              *facts.base().retention.values(), *facts.base().envelopes.values()]
-        self.store.replace(code, kept, facts.meta)
-        return self.evaluate(facts, out)
+        changes = self.evaluate(facts)
+        self._save(out, code, kept, facts.meta, changes, replace=True)
+        return changes
 
     # -- verdicts ---------------------------------------------------------------------------------
 
-    def evaluate(self, facts: ProjectFacts, out: Emitting) -> list[Transition]:
-        """Emit ``hub.invoice.readiness_changed.v1`` for every invoice of the project whose verdict changed."""
+    def evaluate(self, facts: ProjectFacts) -> list[Transition]:
+        """Every invoice of the project whose verdict differs from the one last emitted (nothing saved)."""
         changes: list[Transition] = []
         if facts.meta is None:
             return changes
         for number in sorted(facts.drafts):
             after = verdict(facts, number, self.policy, self.rules)
             before = self.store.verdict(number)
-            if not transition(before.readiness if before else None, after):
-                continue
-            seq = (before.seq if before else 0) + 1
-            self._emit(out, facts.project_code, number, after, seq)
-            self.store.save_verdict(number, Verdict(after, seq))
-            changes.append(Transition(number, facts.project_code, after, seq))
-            log.info("invoice readiness changed", invoice_number=number, project_code=facts.project_code,
-                     status=after.status, hold_codes=sorted({r.code for r in after.reasons}))
+            if transition(before.readiness if before else None, after):
+                changes.append(Transition(number, facts.project_code, after, (before.seq if before else 0) + 1))
         return changes
 
-    def _emit(self, out: Emitting, code: str, number: str, readiness: Readiness, seq: int) -> None:
-        data = {"invoice_number": number, "project_code": code, "status": readiness.status,
+    def _save(self, out: Emitting, code: str, events: list[Event], meta: ProjectMeta | None,
+              changes: list[Transition], *, replace: bool = False) -> None:
+        """Write the facts and the new verdicts, and their ``hub.invoice.readiness_changed.v1`` to the outbox,
+        in one transaction; the caller publishes them (``out.flush(store.outbox)``). Saved apart, a worker
+        dying between the save and the publish would leave a change its re-run does not see (the meta a
+        project update states is then held), so a verdict never told."""
+        verdicts = {change.invoice_number: Verdict(change.readiness, change.seq) for change in changes}
+        announce = [self._announcement(out, change) for change in changes]
+        write = self.store.replace if replace else self.store.store
+        write(code, events, meta, verdicts=verdicts, announce=announce)
+        for change in changes:
+            log.info("invoice readiness changed", invoice_number=change.invoice_number, project_code=code,
+                     status=change.readiness.status, hold_codes=sorted({r.code for r in change.readiness.reasons}))
+
+    def _announcement(self, out: Emitting, change: Transition) -> Outgoing:
+        number, readiness, seq = change.invoice_number, change.readiness, change.seq
+        data = {"invoice_number": number, "project_code": change.project_code, "status": readiness.status,
                 "hold_reasons": [r.to_record() for r in readiness.reasons], "changed_at": out.now()}
-        # One id per transition and verdict: a redelivery after a crash re-emits the same id, which consumers
-        # drop; a verdict reached again after the facts were rebuilt is new news with a new id.
-        out.emit("hub.invoice.readiness_changed.v1", data,
-                 id=str(uuid.uuid5(_NAMESPACE, f"{number}:{seq}:{Verdict(readiness, seq).dump()}")),
-                 subject=number, partitionkey=f"invoice:{number}")
+        # One id per transition and verdict: a second publish of the same pending event has the same id, which
+        # consumers drop; a verdict reached again after the facts were rebuilt is new news with a new id.
+        return out.outgoing("hub.invoice.readiness_changed.v1", data,
+                            id=str(uuid.uuid5(_NAMESPACE, f"{number}:{seq}:{Verdict(readiness, seq).dump()}")),
+                            subject=number, partitionkey=f"invoice:{number}")
 
     def current(self, number: str) -> tuple[str | None, Readiness]:
         """The invoice's project and verdict from the stored facts now."""
@@ -130,7 +150,8 @@ class ReadinessGate:
 
     def rebuild(self, graph: GraphClient, out: Emitting, *, invoice: str | None = None,
                 progress: Callable[[str, int, int, int], None] | None = None) -> list[Transition]:
-        """Write the facts again from the ERP (draft invoices) and the workspace's documents.
+        """Write the facts again from the ERP (draft invoices) and the workspace's documents, and publish the
+        verdicts that changed (project by project, each from the outbox once its facts are saved).
 
         ``invoice``: only that invoice's project; otherwise every project with a draft invoice.
         ``progress(project_code, done, total, facts)`` is called after each project.
@@ -152,6 +173,9 @@ class ReadinessGate:
             lease = self._wait_for_lease(code)
             try:
                 changes += self.replace(code, events, out)
+                # Outside a message, this publishes whatever the outbox holds pending (these verdicts
+                # among it); what a failed publish leaves there, the workers' relay publishes.
+                out.flush(self.store.outbox)
             finally:
                 self.locks.release(lock_name(code), lease)
             if progress is not None:

@@ -7,8 +7,10 @@
 - ``readiness_invoices``: which project an invoice belongs to,
 - ``readiness_verdicts``: the verdict last emitted per invoice, with its transition sequence.
 
-The facts come from the systems of record (the ERP, the document platform): ``hub readiness rebuild``
-writes them again from there.
+A write stores facts, the verdicts they changed and the ``hub.invoice.readiness_changed.v1`` events
+announcing them (in the outbox, :mod:`hub.outbox`) in one transaction, so a worker killed before its
+publish leaves the events pending, never a verdict saved and untold. The facts come from the systems of
+record (the ERP, the document platform): ``hub readiness rebuild`` writes them again from there.
 
 The actor, ``hub readiness`` and the hard-stop endpoint (:mod:`actors.invoice_readiness.router`) use
 :class:`SqlReadinessStore`; :class:`MemoryReadinessStore` is the fake for unit tests.
@@ -17,7 +19,7 @@ The actor, ``hub readiness`` and the hard-stop endpoint (:mod:`actors.invoice_re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ from actors.invoice_readiness.facts import (
 )
 from actors.invoice_readiness.logic import Event, InvoiceDrafted
 from hub.db import Database, metadata, upsert
+from hub.outbox import MemoryOutbox, Outbox, Outgoing, SqlOutbox, write_outgoing
 
 #: This store's migrations (Alembic), run by ``hub db upgrade`` and at start.
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -76,7 +79,12 @@ _META = ("engagement_type", "region", "country", "client_id")
 
 
 class ReadinessStore(Protocol):
-    """The gate's facts and the verdicts it emitted."""
+    """The gate's facts, the verdicts it emitted, and the outbox its writes add their events to."""
+
+    @property
+    def outbox(self) -> Outbox:
+        """Where :meth:`store` and :meth:`replace` write the events they are given."""
+        ...
 
     def load(self, code: str) -> ProjectFacts:
         """The project's facts as stored."""
@@ -91,12 +99,15 @@ class ReadinessStore(Protocol):
         has not seen the invoice drafted)."""
         ...
 
-    def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
-        """Add facts (and the meta, when given) to the project's, in one step."""
+    def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None, *,
+              verdicts: Mapping[str, Verdict] | None = None, announce: Sequence[Outgoing] = ()) -> None:
+        """Add facts (and the meta, when given) to the project's, keep ``verdicts`` as the last emitted per
+        invoice and add ``announce`` to the outbox: in one transaction."""
         ...
 
-    def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
-        """Forget the project's facts and keep these instead (a rebuild)."""
+    def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None, *,
+                verdicts: Mapping[str, Verdict] | None = None, announce: Sequence[Outgoing] = ()) -> None:
+        """As :meth:`store`, forgetting the project's facts first (a rebuild)."""
         ...
 
     def project_of(self, number: str) -> str | None:
@@ -105,10 +116,6 @@ class ReadinessStore(Protocol):
 
     def verdict(self, number: str) -> Verdict | None:
         """The verdict last emitted for an invoice."""
-        ...
-
-    def save_verdict(self, number: str, verdict: Verdict) -> None:
-        """Remember the verdict just emitted."""
         ...
 
 
@@ -128,6 +135,12 @@ class SqlReadinessStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._outbox = SqlOutbox(db)
+
+    @property
+    def outbox(self) -> Outbox:
+        """See :attr:`ReadinessStore.outbox`."""
+        return self._outbox
 
     def load(self, code: str) -> ProjectFacts:
         """See :meth:`ReadinessStore.load`."""
@@ -154,15 +167,18 @@ class SqlReadinessStore:
                                       .where(readiness_invoices.c.invoice_number == number)).scalar()
             return code, self._load(connection, code) if code else ProjectFacts("")
 
-    def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
+    def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None, *,
+              verdicts: Mapping[str, Verdict] | None = None, announce: Sequence[Outgoing] = ()) -> None:
         """See :meth:`ReadinessStore.store`."""
-        self._write(code, list(events), meta, replace=False)
+        self._write(code, list(events), meta, verdicts or {}, announce, replace=False)
 
-    def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
+    def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None, *,
+                verdicts: Mapping[str, Verdict] | None = None, announce: Sequence[Outgoing] = ()) -> None:
         """See :meth:`ReadinessStore.replace`."""
-        self._write(code, list(events), meta, replace=True)
+        self._write(code, list(events), meta, verdicts or {}, announce, replace=True)
 
-    def _write(self, code: str, events: list[Event], meta: ProjectMeta | None, *, replace: bool) -> None:
+    def _write(self, code: str, events: list[Event], meta: ProjectMeta | None, verdicts: Mapping[str, Verdict],
+               announce: Sequence[Outgoing], *, replace: bool) -> None:
         now = datetime.now(UTC)
         project = {"project_code": code, **_meta_columns(meta), "updated_at": now}
         with self._db.begin() as connection:
@@ -179,6 +195,10 @@ class SqlReadinessStore:
                 if isinstance(event, InvoiceDrafted):
                     upsert(connection, readiness_invoices, {"invoice_number": event.invoice_number,
                                                             "project_code": code}, keys=["invoice_number"])
+            for number, verdict in verdicts.items():
+                upsert(connection, readiness_verdicts, {"invoice_number": number, **verdict.record(),
+                                                        "changed_at": now}, keys=["invoice_number"])
+            write_outgoing(connection, announce, now=now)
 
     def project_of(self, number: str) -> str | None:
         """See :meth:`ReadinessStore.project_of`."""
@@ -194,12 +214,6 @@ class SqlReadinessStore:
                                                readiness_verdicts.c.reasons)
                                      .where(readiness_verdicts.c.invoice_number == number)).mappings().first()
         return None if row is None else Verdict.of_record(dict(row))
-
-    def save_verdict(self, number: str, verdict: Verdict) -> None:
-        """See :meth:`ReadinessStore.save_verdict`."""
-        with self._db.begin() as connection:
-            upsert(connection, readiness_verdicts, {"invoice_number": number, **verdict.record(),
-                                                    "changed_at": datetime.now(UTC)}, keys=["invoice_number"])
 
 
 def _mapping(events: Iterable[Event], meta: ProjectMeta | None) -> dict[str, str]:
@@ -217,6 +231,12 @@ class MemoryReadinessStore:
         self.projects: dict[str, dict[str, str]] = {}
         self.invoices: dict[str, str] = {}
         self.verdicts: dict[str, str] = {}
+        self.memory_outbox = MemoryOutbox()
+
+    @property
+    def outbox(self) -> Outbox:
+        """See :attr:`ReadinessStore.outbox`."""
+        return self.memory_outbox
 
     def load(self, code: str) -> ProjectFacts:
         """See :meth:`ReadinessStore.load`."""
@@ -232,16 +252,20 @@ class MemoryReadinessStore:
         code = self.invoices.get(number)
         return code, self.load(code) if code else ProjectFacts("")
 
-    def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
+    def store(self, code: str, events: Iterable[Event], meta: ProjectMeta | None, *,
+              verdicts: Mapping[str, Verdict] | None = None, announce: Sequence[Outgoing] = ()) -> None:
         """See :meth:`ReadinessStore.store`."""
         listed = list(events)
         self.projects.setdefault(code, {}).update(_mapping(listed, meta))
         self.invoices.update({e.invoice_number: code for e in listed if isinstance(e, InvoiceDrafted)})
+        self.verdicts.update({number: verdict.dump() for number, verdict in (verdicts or {}).items()})
+        self.memory_outbox.add(announce)
 
-    def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None) -> None:
+    def replace(self, code: str, events: Iterable[Event], meta: ProjectMeta | None, *,
+                verdicts: Mapping[str, Verdict] | None = None, announce: Sequence[Outgoing] = ()) -> None:
         """See :meth:`ReadinessStore.replace`."""
         self.projects.pop(code, None)
-        self.store(code, events, meta)
+        self.store(code, events, meta, verdicts=verdicts, announce=announce)
 
     def project_of(self, number: str) -> str | None:
         """See :meth:`ReadinessStore.project_of`."""
@@ -250,7 +274,3 @@ class MemoryReadinessStore:
     def verdict(self, number: str) -> Verdict | None:
         """See :meth:`ReadinessStore.verdict`."""
         return Verdict.load(self.verdicts.get(number))
-
-    def save_verdict(self, number: str, verdict: Verdict) -> None:
-        """See :meth:`ReadinessStore.save_verdict`."""
-        self.verdicts[number] = verdict.dump()
