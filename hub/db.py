@@ -29,6 +29,8 @@ from observability.logging import get_logger, mask_text
 
 log = get_logger(__name__)
 
+#: PostgreSQL's "undefined table": the migrations have not run yet.
+_UNDEFINED_TABLE = "42P01"
 #: Every table of the hub, declared by the store that owns it.
 metadata = sa.MetaData()
 #: The hub's own migrations (the outbox); the patterns' live beside their stores.
@@ -62,6 +64,9 @@ class Database:
             with self.engine.begin() as connection:
                 yield connection
         except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+                raise StoreUnavailable("database unavailable: its tables are not created yet (hub db upgrade; "
+                                       "a worker does it at start)") from None
             if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
                 raise
             raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None

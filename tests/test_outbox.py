@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from hub.actor import RecordingEmitter
-from hub.db import Database
-from hub.errors import BrokerUnavailable
+from hub.db import Database, connect_database
+from hub.errors import BrokerUnavailable, StoreUnavailable
 from hub.events import make_event
 from hub.outbox import Origin, OutboxRelay, Outgoing, SqlOutbox, publish_pending, write_outgoing
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
 from hub.topics import rabbit_subscription
 from simulators.sandbox import ERP_SOURCE
-from tests.conftest import start_crash_worker
+from tests.conftest import DATABASE_URL, start_crash_worker
 from tests.support.rabbit import wait_until
 
 REGISTRY = SchemaRegistry.load()
@@ -130,3 +130,17 @@ def test_a_worker_killed_between_saving_a_change_and_announcing_it_announces_it_
     # The redelivered message announced it (not the relay, whose grace is longer than this test).
     assert any(h.actor == "master_data" and h.outcome == "ok" for h in app.flight.hops(event.get_id()))
     assert wait_until(lambda: SqlOutbox(app.db).count_pending() == 0, timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_a_database_whose_tables_are_not_created_yet_is_unavailable_not_an_error(kind: str, prefix: str,
+                                                                                 tmp_path: Any) -> None:
+    """Before any migration ran (a fresh database, the ingress up before the first worker), the stores
+    answer StoreUnavailable (retried, 503 at the edge), not a programming error (500)."""
+    url = DATABASE_URL if kind == "postgresql" else f"sqlite:///{tmp_path}/fresh.sqlite3"
+    database = connect_database(url, prefix=prefix, embedded=False)
+    try:
+        with pytest.raises(StoreUnavailable, match="database unavailable"):
+            SqlOutbox(database).count_pending()
+    finally:
+        database.close()

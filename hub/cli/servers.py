@@ -84,4 +84,27 @@ def serve(config: Config) -> None:
                         migrate=False)
     host, _, port = settings.http_bind.rpartition(":")
     click.echo(f"hub serve: {mode(runtime)}, {len(sources)} source(s), http://{host}:{port}", err=True)
-    run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))
+    stop = threading.Event()
+    if not runtime.embedded:  # the embedded database was made up to date when it was built
+        threading.Thread(target=_upgrade_when_the_database_answers, args=(runtime, stop), daemon=True,
+                         name="hub-db-upgrade").start()
+    try:
+        run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))
+    finally:
+        stop.set()
+
+
+def _upgrade_when_the_database_answers(runtime: Runtime, stop: threading.Event) -> None:
+    """The ingress's queries (the hard-stop check) read the database: bring its tables up to date once it
+    answers (until then they answer 503), as a worker does at start."""
+    from hub.errors import StoreUnavailable
+    from hub.probes import servers_of, wait_for_servers
+
+    database = [server for server in servers_of(runtime.settings) if server.name == "PostgreSQL"]
+    while wait_for_servers(database, stop=stop):
+        try:
+            runtime.upgrade_database()
+            return
+        except StoreUnavailable:  # lost again between the probe and the migration
+            if stop.wait(1.0):
+                return
