@@ -4,7 +4,8 @@ Whether an error is retried is a property of its type, never of the call site::
 
     HubError
      ├── ConfigurationError          bad settings, policy or schema files: fail at start
-     │    └── SchemaError            a broken or incompatible Avro schema
+     │    ├── SchemaError            a broken or incompatible Avro schema
+     │    └── CredentialsRefused     RabbitMQ or Redis refused the hub's own user or password: stop
      ├── RetryableError              try again later (with ``retry_after`` seconds when known)
      │    ├── StoreUnavailable       Redis did not answer: an explicit retry, never a silent run or skip
      │    ├── LeaseHeld              another worker holds the idempotency lease for this message
@@ -38,6 +39,12 @@ class ConfigurationError(HubError):
 
 class SchemaError(ConfigurationError):
     """An Avro schema is broken, unresolvable or not backward compatible."""
+
+
+class CredentialsRefused(ConfigurationError):
+    """RabbitMQ or Redis refused the hub's credentials (or their rights) again and again: retrying cannot
+    help, so ``hub serve`` and ``hub worker`` stop. The message names the server and its URL, never the
+    password."""
 
 
 class RetryableError(HubError):
