@@ -7,17 +7,26 @@ Queues per actor, all durable:
 - ``<queue>.DQ``: quorum, retries waiting for their time (no delivery limit: a worker restart
   returns every waiting message and must not count against it).
 - ``<queue>.XQ``: classic, no expiry: dead letters are kept until someone handles them.
+
+Connecting goes through the process's :class:`~hub.connectivity.ServerLink` for RabbitMQ: Dramatiq's
+consumer threads (one per queue and delay queue, each restarting on its own every few seconds) take turns
+to reconnect while RabbitMQ is down, with backoff and jitter, and an enqueue fails at once while no
+attempt is due; the link logs each change of state once.
 """
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+import pika.exceptions
 from dramatiq import Message
+from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
@@ -31,6 +40,8 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+
+from hub.connectivity import ServerLink, refuses_credentials
 
 #: Rounds of Dramatiq's enqueue (each already tries up to 6 times at once, reconnecting) before giving up.
 ENQUEUE_ROUNDS = 3
@@ -69,24 +80,55 @@ def queue_declarations(queue_name: str, *, delivery_limit: int) -> list[QueueDec
 
 
 class HubRabbitmqBroker(RabbitmqBroker):
-    """RabbitmqBroker with quorum actor and delay queues and dead letters that never expire."""
+    """RabbitmqBroker with quorum actor and delay queues, dead letters that never expire, and connections
+    made through the process's link to RabbitMQ (``link``; by default one of its own)."""
 
-    def __init__(self, *, url: str, delivery_limit: int, middleware: list[Middleware]) -> None:
+    def __init__(self, *, url: str, delivery_limit: int, middleware: list[Middleware],
+                 link: ServerLink | None = None) -> None:
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
         self.delivery_limit = delivery_limit
+        self.link = link or ServerLink("RabbitMQ", url)
+        self._stopping = threading.Event()
+        self.add_middleware(_WorkerStops(self._stopping))
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        """Dramatiq's consumer, connected in turn with the other consumer threads while RabbitMQ is down
+        (a wait of the link's backoff); a connection it loses later is reported to the link."""
+        if not self.link.turn(self._stopping):
+            raise ConnectionClosed(self.link.refused or "the worker is stopping")  # type: ignore[no-untyped-call]
+        try:
+            consumer = super().consume(queue_name, prefetch, timeout)
+        except ConnectionClosed as exc:
+            self.link.failed(exc)
+            raise
+        except BaseException:
+            self.link.release()
+            raise
+        self.link.succeeded()
+        return _ReportingConsumer(consumer, self.link)
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         """Dramatiq's confirmed enqueue, given more rounds after a short pause when it gives up: its own
         attempts follow each other at once, and a quorum queue electing its leader (just declared, under
-        load) nacks publishes for longer than that. Sending again is safe: consumers are idempotent."""
+        load) nacks publishes for longer than that. Sending again is safe: consumers are idempotent.
+
+        While RabbitMQ does not answer and no reconnect attempt is due (the link's backoff), it fails at
+        once instead of trying: the caller retries the message later."""
         for attempt in range(ENQUEUE_ROUNDS):
+            if not self.link.due():
+                raise ConnectionClosed(  # type: ignore[no-untyped-call]
+                    f"RabbitMQ does not answer at {self.link.where}; reconnecting")
             try:
                 enqueued: Message[Any] = super().enqueue(message, delay=delay)
-                return enqueued
-            except ConnectionClosed:
+            except ConnectionClosed as exc:
+                if _connection_failure(exc):
+                    self.link.failed(exc)
                 if attempt == ENQUEUE_ROUNDS - 1:
                     raise
-                time.sleep(0.1 * (attempt + 1))
+                time.sleep(0.1 * (attempt + 1) * random.uniform(0.5, 1.0))
+                continue
+            self.link.succeeded()
+            return enqueued
         raise AssertionError("unreachable")
 
     # Dramatiq's documented hook for the queue's arguments (how quorum queues are declared), and its two
@@ -108,6 +150,58 @@ class HubRabbitmqBroker(RabbitmqBroker):
         return queue_declarations(queue_name, delivery_limit=self.delivery_limit)
 
 
+def _connection_failure(error: ConnectionClosed) -> bool:
+    """Whether Dramatiq gave up for want of a connection (not for a nack or a returned message)."""
+    cause = error.message
+    return isinstance(cause, pika.exceptions.AMQPConnectionError | OSError) or refuses_credentials(error)
+
+
+class _ReportingConsumer(Consumer):
+    """Dramatiq's RabbitMQ consumer, telling the link when its connection drops."""
+
+    def __init__(self, consumer: Consumer, link: ServerLink) -> None:
+        self._consumer = consumer
+        self._link = link
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            return next(self._consumer)
+        except ConnectionClosed as exc:
+            self._link.lost(exc)
+            raise
+
+    def ack(self, message: MessageProxy) -> None:
+        """Acknowledge ``message``."""
+        self._consumer.ack(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        """Reject ``message`` (to its dead-letter queue)."""
+        self._consumer.nack(message)
+
+    def requeue(self, messages: Any) -> None:
+        """Return ``messages`` to their queue."""
+        self._consumer.requeue(messages)
+
+    def close(self) -> None:
+        """Close the consumer's connection."""
+        self._consumer.close()
+
+
+class _WorkerStops(Middleware):
+    """Tells the broker's consumer threads waiting for their turn to reconnect that the worker stops."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """A worker starts (before its consumer threads): waiting for a turn is worth it again."""
+        self.stopping.clear()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Stop waiting: the consumer threads are about to be stopped."""
+        self.stopping.set()
+
+
 def base_middleware() -> list[Middleware]:
     """Dramatiq's defaults that the hub keeps (its own retries replace ``Retries``), and ``CurrentMessage``
     so an actor that emits events can name the message it is processing as their parent."""
@@ -120,10 +214,11 @@ def build_broker(
     embedded: bool,
     delivery_limit: int,
     middleware: Sequence[Middleware],
+    link: ServerLink | None = None,
 ) -> dramatiq.Broker:
     """Build the broker with the given middleware stack and make it Dramatiq's global broker.
 
-    Nothing connects here: pika opens connections on first use.
+    Nothing connects here: pika opens connections on first use. ``link``: the process's link to RabbitMQ.
     """
     stack = [*base_middleware(), *middleware]
     broker: dramatiq.Broker
@@ -131,6 +226,6 @@ def build_broker(
         broker = StubBroker(middleware=stack)
         broker.emit_after("process_boot")
     else:
-        broker = HubRabbitmqBroker(url=amqp_url, delivery_limit=delivery_limit, middleware=stack)
+        broker = HubRabbitmqBroker(url=amqp_url, delivery_limit=delivery_limit, middleware=stack, link=link)
     dramatiq.set_broker(broker)
     return broker

@@ -112,8 +112,8 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def probe_database(url: str, *, timeout_s: float = 3.0) -> str | None:
-    """None when the database at ``url`` answers, else why not (no secret in it)."""
+def probe_database(url: str, *, timeout_s: float = 3.0) -> Exception | None:
+    """None when the database at ``url`` answers, else the error."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return None
@@ -123,7 +123,7 @@ def probe_database(url: str, *, timeout_s: float = 3.0) -> str | None:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return _reason(exc)
+        return exc
     finally:
         engine.dispose()
     return None

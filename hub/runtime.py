@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hub.actor import Actor, ActorSpec, DeadLetterHandler
 from hub.broker import build_broker
+from hub.connectivity import ServerLink
 from hub.db import Database, connect_database, ensure_database, upgrade
 from hub.dispatch import Dispatcher, RoutingTable, declare_actor, declare_dead_letters
 from hub.errors import ConfigurationError
@@ -29,7 +30,7 @@ from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
 from hub.policy import Policy
 from hub.registry import SchemaRegistry
 from hub.retries import HubRetries
-from hub.settings import Settings
+from hub.settings import ENV_PREFIX, Settings
 from hub.store import DeadLetterReasons, connect_redis
 from hub.topics import MemoryTopicBus, RabbitTopicBus, TopicBus
 from observability.flight import FlightRecorderMiddleware, RedisFlightRecord
@@ -54,7 +55,16 @@ class Infrastructure:
     dead_letters: DeadLetterReasons
     tracer_provider: TracerProvider
     span_exporter: InMemorySpanExporter | None
+    #: This process's links to RabbitMQ, Redis and the database: every client of each reports to it (``hub.connectivity``).
+    rabbitmq_link: ServerLink
+    redis_link: ServerLink
+    database_link: ServerLink
     fake_server: Any = None  # the in-process Redis of the embedded mode, shared by every client
+
+    @property
+    def links(self) -> tuple[ServerLink, ServerLink, ServerLink]:
+        """The links to RabbitMQ, Redis and the database."""
+        return self.rabbitmq_link, self.redis_link, self.database_link
 
     @property
     def queue_prefix(self) -> str:
@@ -148,7 +158,10 @@ def build_infrastructure(
             exporter=settings.trace_exporter, otlp_endpoint=settings.otlp_endpoint, service_name="hub"
         )
     fake_server = fakeredis.FakeServer() if is_embedded else None
-    client = connect_redis(settings.redis_url, embedded=is_embedded, server=fake_server)
+    rabbitmq_link = ServerLink("RabbitMQ", settings.amqp_url, setting=f"{ENV_PREFIX}AMQP_URL")
+    redis_link = ServerLink("Redis", settings.redis_url, setting=f"{ENV_PREFIX}REDIS_URL")
+    database_link = ServerLink("PostgreSQL", settings.database_url, setting=f"{ENV_PREFIX}DATABASE_URL")
+    client = connect_redis(settings.redis_url, embedded=is_embedded, server=fake_server, link=redis_link)
     db = connect_database(settings.database_url, prefix=settings.queue_prefix, embedded=is_embedded)
     registry = SchemaRegistry.load()
     prefix = settings.queue_prefix
@@ -179,8 +192,9 @@ def build_infrastructure(
         embedded=is_embedded,
         delivery_limit=settings.delivery_limit,
         middleware=middleware,
+        link=rabbitmq_link,
     )
-    topics: TopicBus = MemoryTopicBus() if is_embedded else RabbitTopicBus(settings.amqp_url)
+    topics: TopicBus = MemoryTopicBus() if is_embedded else RabbitTopicBus(settings.amqp_url, link=rabbitmq_link)
     return Infrastructure(
         settings=settings,
         embedded=is_embedded,
@@ -193,6 +207,9 @@ def build_infrastructure(
         dead_letters=dead_letters,
         tracer_provider=tracer_provider,
         span_exporter=span_exporter,
+        rabbitmq_link=rabbitmq_link,
+        redis_link=redis_link,
+        database_link=database_link,
         fake_server=fake_server,
     )
 

@@ -19,6 +19,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from hub.connectivity import ServerLink
 from hub.errors import StoreUnavailable
 
 T = TypeVar("T")
@@ -53,14 +54,38 @@ class DeadLetterReasons:
         guarded(lambda: self._client.hdel(self._key, message_id))
 
 
-def connect_redis(url: str, *, embedded: bool, server: Any = None) -> redis.Redis:
-    """A Redis client for ``url``, or an in-process Redis (fakeredis ``server``) in embedded mode."""
+class ReportingRedis(redis.Redis):
+    """A Redis client that tells the process's link to Redis of each failure to reach it and of the next
+    answer, so an outage is logged once (:mod:`hub.connectivity`) rather than by every caller."""
+
+    def __init__(self, *, connection_pool: redis.ConnectionPool, link: ServerLink) -> None:
+        super().__init__(connection_pool=connection_pool)
+        self.auto_close_connection_pool = True  # as ``Redis.from_url``: closing the client closes its pool
+        self.link = link
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run one command (scripts included), reporting to the link."""
+        try:
+            result = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # AuthenticationError is a ConnectionError
+            self.link.lost(exc)
+            raise
+        self.link.succeeded()
+        return result
+
+
+def connect_redis(url: str, *, embedded: bool, server: Any = None, link: ServerLink | None = None) -> redis.Redis:
+    """A Redis client for ``url``, or an in-process Redis (fakeredis ``server``) in embedded mode.
+    ``link``: the process's link to Redis, told of every failure and recovery (a server process's)."""
     if embedded:
         import fakeredis
 
         client: redis.Redis = fakeredis.FakeRedis(server=server or fakeredis.FakeServer())
         return client
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
+    if link is None:
+        return redis.Redis.from_url(url, **options)
+    return ReportingRedis(connection_pool=redis.ConnectionPool.from_url(url, **options), link=link)
 
 
 def connect_async_redis(url: str, *, embedded: bool, server: Any = None) -> redis.asyncio.Redis:

@@ -22,6 +22,7 @@ import pika
 import pika.exceptions
 
 from hub.duplicates import DuplicateWindow, EventKey, key_of
+from hub.connectivity import ServerLink, describe
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
 
@@ -63,25 +64,40 @@ class TopicBus(Protocol):
 
 
 class RabbitTopicBus:
-    """:class:`TopicBus` on a RabbitMQ topic exchange, one confirming channel per thread."""
+    """:class:`TopicBus` on a RabbitMQ topic exchange, one confirming channel per thread, connected
+    through the process's link to RabbitMQ (``link``; by default one of its own): while RabbitMQ does not
+    answer, a publish with no reconnect attempt due fails at once."""
 
-    def __init__(self, url: str, *, exchange: str = EXCHANGE) -> None:
+    def __init__(self, url: str, *, exchange: str = EXCHANGE, link: ServerLink | None = None) -> None:
         self.url = url
         self.exchange = exchange
+        self.link = link or ServerLink("RabbitMQ", url)
         self._local = threading.local()
         self._channels: list[Any] = []
         self._lock = threading.Lock()
 
     def _channel(self) -> Any:
         channel = getattr(self._local, "channel", None)
-        if channel is None or not channel.is_open:
+        if channel is not None and channel.is_open:
+            return channel
+        if not self.link.due():
+            raise BrokerUnavailable(f"topic publish not attempted: RabbitMQ does not answer at {self.link.where}")
+        connection = None
+        try:
             connection = pika.BlockingConnection(pika.URLParameters(self.url))
             channel = connection.channel()
             channel.confirm_delivery()
             channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
-            self._local.channel = channel
-            with self._lock:
-                self._channels.append(channel)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self.link.failed(exc)
+            if connection is not None and connection.is_open:
+                with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                    connection.close()
+            raise BrokerUnavailable(f"topic publish not confirmed: {describe(exc)}") from None
+        self.link.succeeded()
+        self._local.channel = channel
+        with self._lock:
+            self._channels.append(channel)
         return channel
 
     def publish(self, event: CloudEvent, *, message_id: str) -> None:
@@ -93,10 +109,13 @@ class RabbitTopicBus:
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=message_id,
         )
+        channel = self._channel()
         try:
-            self._channel().basic_publish(self.exchange, event.get_type(), message.body, properties)
+            channel.basic_publish(self.exchange, event.get_type(), message.body, properties)
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._local.channel = None
+            if isinstance(exc, pika.exceptions.AMQPConnectionError | OSError):
+                self.link.lost(exc)
             raise BrokerUnavailable(f"topic publish not confirmed: {type(exc).__name__}") from None
 
     def close(self) -> None:

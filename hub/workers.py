@@ -12,7 +12,7 @@ import dramatiq
 from hub.epoch import RedisEpoch
 from hub.errors import HubError
 from hub.outbox import OutboxRelay, SqlOutbox
-from hub.probes import ServerWatch, servers_of, wait_for_servers
+from hub.probes import Server, servers_of, wait_for_servers
 from hub.runtime import Runtime
 from observability.logging import get_logger
 
@@ -85,25 +85,38 @@ class Chores:
 def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
     """Wait for RabbitMQ, Redis and the database (a real-mode worker never falls back to memory), bring the
     database's tables up to date, consume until ``stop`` is set, then shut down cleanly. ``heartbeat_file``
-    is touched while every server answers (a container healthcheck reads its age)."""
+    is touched while every server answers (a container healthcheck reads its age).
+
+    Raises :class:`~hub.errors.CredentialsRefused` once a server refused the credentials a few times in a
+    row (at start or later): the worker stops rather than retry forever.
+    """
+    for link in runtime.links:
+        link.on_refused(stop.set)
     try:
-        if not runtime.embedded:
-            if not wait_for_servers(servers_of(runtime.settings), stop=stop):
-                return
-            log.info("RabbitMQ, Redis and the database answer; starting the consumers")
-            runtime.upgrade_database()
-        with running_worker(runtime, threads=threads):
-            if heartbeat_file is None or runtime.embedded:
-                stop.wait()
-            else:
-                _beat(ServerWatch(servers_of(runtime.settings)), heartbeat_file, stop)
+        _consume(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
     finally:
         runtime.close()
+    refused = next((link.refused for link in runtime.links if link.refused is not None), None)
+    if refused is not None:
+        raise refused
 
 
-def _beat(watch: ServerWatch, path: Path, stop: threading.Event) -> None:
+def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None) -> None:
+    if not runtime.embedded:
+        if not wait_for_servers(servers_of(runtime.links), stop=stop):
+            return
+        log.info("RabbitMQ, Redis and the database answer; starting the consumers")
+        runtime.upgrade_database()
+    with running_worker(runtime, threads=threads):
+        if heartbeat_file is None or runtime.embedded:
+            stop.wait()
+        else:
+            _beat(servers_of(runtime.links), heartbeat_file, stop)
+
+
+def _beat(servers: list[Server], path: Path, stop: threading.Event) -> None:
     while True:
-        if not watch.check():
+        if all([server.check() is None for server in servers]):
             path.touch()
         if stop.wait(HEARTBEAT_S):
             path.unlink(missing_ok=True)

@@ -3,6 +3,10 @@
 Every line, from our structlog loggers and from stdlib loggers (dramatiq, pika, uvicorn, root), goes
 through one ``structlog.stdlib.ProcessorFormatter`` so it carries a timestamp, level, logger name,
 the bound context variables and, inside a span, the OpenTelemetry ``trace_id`` and ``span_id``.
+
+Connection failures are said once per change of state by the hub (``hub.connectivity``), not per attempt
+by each library: the AMQP clients are heard only at CRITICAL (below DEBUG), and the two lines Dramatiq's
+consumer threads write on every restart are dropped (:class:`ConsumerRestarts`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
+    "ConsumerRestarts",
     "LogContextMiddleware",
     "MessageSummaries",
     "add_trace_context",
@@ -45,8 +50,12 @@ _QUERY_SECRET = re.compile(
 
 # Marks the handler we install, so a second configure_logging() replaces it instead of adding one.
 _HANDLER_MARK = "_hub_observability_handler"
-_QUIET_LOGGERS = {"pika": logging.WARNING}
-_ROUTED_LOGGERS = ("dramatiq", "pika", "uvicorn", "uvicorn.error", "uvicorn.access")
+# AMQP clients whose every failure also reaches the hub's code as an exception, which the hub reports once
+# per change of state: pika writes 6 to 8 ERROR lines (some with a traceback) per failed connection
+# attempt, aiormq one per attempt and a traceback per lost connection. Heard at CRITICAL only, unless the
+# level is DEBUG (then from WARNING, as before).
+_CLIENT_LOGGERS = ("pika", "aiormq", "aio_pika")
+_ROUTED_LOGGERS = ("dramatiq", "uvicorn", "uvicorn.error", "uvicorn.access", *_CLIENT_LOGGERS)
 
 
 def mask_text(text: str) -> str:
@@ -134,6 +143,7 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    handler.addFilter(ConsumerRestarts())
     handler.addFilter(MessageSummaries())
     setattr(handler, _HANDLER_MARK, True)
 
@@ -148,7 +158,8 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
-        lib.setLevel(_QUIET_LOGGERS.get(name, logging.NOTSET))
+        quiet = logging.WARNING if numeric_level <= logging.DEBUG else logging.CRITICAL
+        lib.setLevel(quiet if name in _CLIENT_LOGGERS else logging.NOTSET)
 
 
 def message_summary(message: Any) -> str:
@@ -174,6 +185,24 @@ class MessageSummaries(logging.Filter):
         elif isinstance(record.args, Mapping) and any(_is_message(arg) for arg in record.args.values()):
             record.args = {k: message_summary(v) if _is_message(v) else v for k, v in record.args.items()}
         return True
+
+
+class ConsumerRestarts(logging.Filter):
+    """Drops the two lines a Dramatiq consumer thread writes on every restart after a connection error:
+    ``Consumer encountered a connection error: ...`` (CRITICAL) and ``Restarting consumer in 3.00 seconds.``
+
+    A worker runs one consumer thread per queue and per delay queue, each restarting on its own every
+    few seconds through an outage; Dramatiq offers no hook or setting for these lines. The hub's broker
+    connects its consumers through ``hub.connectivity.ServerLink``, which says the same once per change
+    of state (lost, retrying every N s, restored), so the records are dropped. A consumer's unexpected
+    error keeps its line and traceback.
+    """
+
+    _PER_RESTART = frozenset({"Consumer encountered a connection error: %s", "Restarting consumer in %0.2f seconds."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a consumer thread's per-restart line."""
+        return not (record.name.startswith("dramatiq.worker.ConsumerThread") and record.msg in self._PER_RESTART)
 
 
 def _is_message(value: object) -> bool:

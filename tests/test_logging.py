@@ -24,7 +24,7 @@ from observability.logging import (
 )
 from observability.tracing import TracingMiddleware
 
-ROUTED = ("dramatiq", "pika", "uvicorn", "uvicorn.error", "uvicorn.access")
+ROUTED = ("dramatiq", "pika", "aiormq", "aio_pika", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 @pytest.fixture
@@ -158,6 +158,38 @@ def test_stdlib_log_lines_from_libraries_come_out_as_json(output) -> None:
     assert "RuntimeError: boom at amqp://***@host/" in second["exception"]
 
 
+def test_amqp_clients_are_heard_only_at_critical_unless_debugging(output) -> None:
+    """pika and aiormq log every failed connection attempt (pika 6 to 8 ERROR lines, some with a traceback);
+    the hub says it once per change of state instead."""
+    configure_logging(fmt="json", level="INFO", stream=output)
+    logging.getLogger("pika.adapters.blocking_connection").error("Connection workflow failed: refused")
+    logging.getLogger("aiormq.connection").error("error when creating transport: refused")
+    logging.getLogger("aio_pika.connection").warning("connection lost")
+    logging.getLogger("pika.connection").critical("a pika failure it cannot report otherwise")
+    assert [line["event"] for line in lines(output)] == ["a pika failure it cannot report otherwise"]
+
+    configure_logging(fmt="json", level="DEBUG", stream=output)
+    logging.getLogger("pika.adapters.blocking_connection").error("Connection workflow failed: refused again")
+    assert lines(output)[-1]["event"] == "Connection workflow failed: refused again"
+
+
+def test_a_consumer_threads_per_restart_lines_are_dropped_but_not_its_unexpected_errors(output) -> None:
+    """Dramatiq's consumer threads (one per queue and delay queue) write two lines per restart in an
+    outage; the broker's link to RabbitMQ says it once instead (tests/test_reconnects.py)."""
+    configure_logging(fmt="json", level="INFO", stream=output)
+    thread_log = logging.getLogger("dramatiq.worker.ConsumerThread(hub.fanout.DQ)")
+    thread_log.critical("Consumer encountered a connection error: %s", "StreamLostError: Transport indicated EOF")
+    thread_log.info("Restarting consumer in %0.2f seconds.", 3.0)
+    try:
+        raise RuntimeError("a defect")
+    except RuntimeError:
+        thread_log.critical("Consumer encountered an unexpected error.", exc_info=True)
+    logging.getLogger("tests.other").critical("Consumer encountered a connection error: %s", "someone else's")
+    (unexpected, other) = lines(output)
+    assert unexpected["event"] == "Consumer encountered an unexpected error." and "a defect" in unexpected["exception"]
+    assert other["event"] == "Consumer encountered a connection error: someone else's"
+
+
 def test_configuring_twice_does_not_duplicate_lines(output) -> None:
     configure_logging(fmt="console", level="DEBUG", stream=output)
     configure_logging(fmt="json", level="INFO", stream=output)
@@ -250,3 +282,4 @@ def test_the_ingress_writes_one_access_line_per_request_without_keys_signatures_
     text = output.getvalue()
     for secret in (creds.api_key, signed["webhook-signature"].split(",", 1)[1], "ENG-ACME-0001", "nope"):
         assert secret not in text
+

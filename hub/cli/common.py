@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -61,12 +60,11 @@ def pass_config(function: F) -> F:
 
 
 def log_for_operator(settings: Settings) -> None:
-    """Interactive commands log at WARNING unless HUB_LOG_LEVEL asks for more; the AMQP client's own
-    connection errors stay quiet (the command says in one line which server did not answer)."""
+    """Interactive commands log at WARNING unless HUB_LOG_LEVEL asks for more; the AMQP clients' own
+    connection errors stay quiet (``configure_logging``: the command says in one line which server did
+    not answer)."""
     level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
     configure_logging(fmt=settings.log_format, level=level)
-    if level != "DEBUG":
-        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def log_for_server(settings: Settings) -> None:

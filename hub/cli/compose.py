@@ -167,7 +167,8 @@ def build_ingress(
             amqp_url=settings.amqp_url, routes=runtime.dispatcher.routes,
             queues={name: actor.queue_name for name, actor in runtime.actors.items()},
             delivery_limit=settings.delivery_limit, tracer_provider=tracer_provider or runtime.tracer_provider,
-            flight=AsyncRedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s))
+            flight=AsyncRedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s),
+            link=runtime.rabbitmq_link)
     events_publisher: EventPublisher = publisher
     readiness = readiness_answer(SqlReadinessStore(runtime.db), runtime.policy,
                                  runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules))
@@ -185,7 +186,7 @@ def build_ingress(
         watch = None
         if isinstance(publisher, AsyncEventPublisher):
             await publisher.start(require_connection=False)  # not ready (503) until RabbitMQ answers
-            watch = asyncio.create_task(watch_async_redis(client, settings.redis_url), name="hub-redis-watch")
+            watch = asyncio.create_task(watch_async_redis(client, runtime.redis_link), name="hub-redis-watch")
         try:
             yield
         finally:

@@ -36,7 +36,8 @@ def mode(runtime: Runtime) -> str:
 def worker(config: Config, threads: int, processes: int, heartbeat_file: Path | None) -> None:
     """Run the actors: consume every actor queue until SIGTERM or Ctrl-C.
 
-    Waits for RabbitMQ and Redis at start (never falls back to the embedded mode unless HUB_EMBEDDED=on).
+    Waits for RabbitMQ and Redis at start (never falls back to the embedded mode unless HUB_EMBEDDED=on);
+    stops (exit 1) when one refuses the credentials a few times in a row.
     """
     if processes > 1:
         beat = ["--heartbeat-file", str(heartbeat_file)] if heartbeat_file else []
@@ -72,7 +73,8 @@ def serve(config: Config) -> None:
     """Run the HTTP ingress on HUB_HTTP_BIND (sources from HUB_SOURCES_FILE).
 
     Answers /readyz and every event with 503 until RabbitMQ and Redis answer (never falls back to the
-    embedded mode unless HUB_EMBEDDED=on).
+    embedded mode unless HUB_EMBEDDED=on); stops (exit 1) when one refuses the credentials a few times in
+    a row.
     """
     from hub.cli.compose import sources_from_settings
     from hub.ingress.server import run_server
@@ -89,7 +91,8 @@ def serve(config: Config) -> None:
         threading.Thread(target=_upgrade_when_the_database_answers, args=(runtime, stop), daemon=True,
                          name="hub-db-upgrade").start()
     try:
-        run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port))
+        run_server(build_ingress(runtime, sources=sources), host=host.strip("[]"), port=int(port),
+                   links=runtime.links)
     finally:
         stop.set()
 

@@ -39,6 +39,7 @@ from dramatiq import Message
 from opentelemetry import trace
 
 from hub.broker import queue_declarations
+from hub.connectivity import ServerLink, describe
 from hub.dispatch import RoutingTable, event_messages, published_hop
 from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent
@@ -86,9 +87,6 @@ class AsyncEventPublisher:
 
     #: Seconds between checks of the connection (reconnect, blocked state, queues to declare again).
     TICK_S = 0.05
-    #: Reconnect backoff bounds, in seconds.
-    RECONNECT_MIN_S = 0.25
-    RECONNECT_MAX_S = 2.0
 
     def __init__(
         self,
@@ -101,6 +99,7 @@ class AsyncEventPublisher:
         blocked_timeout_s: float = 2.0,
         tracer_provider: trace.TracerProvider | None = None,
         flight: AsyncFlightRecord | None = None,
+        link: ServerLink | None = None,
     ) -> None:
         """Configure; nothing connects before :meth:`start`.
 
@@ -109,7 +108,9 @@ class AsyncEventPublisher:
         ``confirm_timeout_s`` bounds each publish and the connect; ``blocked_timeout_s`` is how long a
         publish already awaiting its confirm may wait out a ``connection.blocked``.
         ``tracer_provider`` records the PRODUCER spans (default: the global provider); ``flight`` gets a
-        ``published`` hop per confirmed publish, as the dispatcher records them.
+        ``published`` hop per confirmed publish, as the dispatcher records them. ``link``: the process's
+        link to RabbitMQ (by default one of its own), which paces reconnects (backoff with jitter), logs
+        each change of state once and, when the credentials are refused a few times in a row, ends them.
         """
         missing = sorted(actor for actor in routes.actors() if actor not in queues)
         if missing:
@@ -123,6 +124,11 @@ class AsyncEventPublisher:
         self._blocked_timeout_s = blocked_timeout_s
         self._tracer_provider = tracer_provider
         self._flight = flight
+        self._link = link or ServerLink("RabbitMQ", amqp_url)
+        #: Seconds to wait before the next reconnect attempt (the link's backoff after a failure).
+        self._retry_in_s = 0.0
+        #: Why the connection closed (aio-pika's close callback), for the link's line.
+        self._close_reason: BaseException | None = None
         self._declarations = {
             queue: queue_declarations(queue, delivery_limit=delivery_limit) for queue in sorted(set(queues.values()))
         }
@@ -162,8 +168,9 @@ class AsyncEventPublisher:
             if require_connection:
                 await self.close()
                 raise
-            log.warning(f"RabbitMQ does not answer at {mask_text(self._url)}; retrying in the background, "
-                        "not ready (503) until connected", error=str(exc))
+            # The link has said why; this says what it means for the ingress.
+            log.warning("ingress publisher not connected; retrying in the background, not ready (503) until "
+                        "connected", error=str(exc))
         self._supervisor = asyncio.create_task(self._supervise(), name="hub-ingress-publisher")
 
     async def close(self) -> None:
@@ -319,22 +326,34 @@ class AsyncEventPublisher:
     # -- connection management -------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        """Connect, open the channel and declare the queues, telling the link how it went."""
         try:
             connection = await aio_pika.connect(self._url, timeout=self._confirm_timeout_s)
         except _UNREACHABLE_ERRORS as exc:
-            raise BrokerUnavailable(f"not connected: RabbitMQ unreachable ({type(exc).__name__}: "
-                                    f"{mask_text(str(exc))})") from None
+            self._retry_in_s = self._link.failed(exc)
+            raise BrokerUnavailable(f"not connected: RabbitMQ unreachable ({describe(exc)})") from None
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             for queue in self._declarations:
                 await self._declare(channel, queue)
+        except BrokerUnavailable as exc:
+            self._retry_in_s = self._link.failed(exc.__cause__ or exc)
+            await connection.close()
+            raise
         except BaseException:
             await connection.close()
             raise
+        connection.close_callbacks.add(self._remember_close)
+        self._close_reason = None
         self._connection, self._channel, self._exchange = connection, channel, channel.default_exchange
         self._to_declare.clear()
         self._reset_blocked()
+        self._retry_in_s = 0.0
+        self._link.succeeded()
         log.info(f"ingress publisher connected to RabbitMQ at {mask_text(self._url)}", queues=len(self._declarations))
+
+    def _remember_close(self, _connection: object, reason: BaseException | None) -> None:
+        self._close_reason = reason
 
     async def _declare(self, channel: AbstractChannel, queue: str) -> None:
         try:
@@ -344,7 +363,8 @@ class AsyncEventPublisher:
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             raise ConfigurationError(f"queue {queue} exists with other arguments: {exc}") from None
         except _UNREACHABLE_ERRORS as exc:
-            raise BrokerUnavailable(f"not connected: declaring {queue} failed ({type(exc).__name__})") from None
+            # The cause is kept for the link (a refused right is told from a lost connection by it).
+            raise BrokerUnavailable(f"not connected: declaring {queue} failed ({type(exc).__name__})") from exc
 
     async def _drop_connection(self) -> None:
         connection = self._connection
@@ -359,24 +379,27 @@ class AsyncEventPublisher:
                 and not channel.is_closed)
 
     async def _supervise(self) -> None:
-        """Reconnect after a loss, declare returned queues again, and abort publishes stuck on a block."""
-        backoff = self.RECONNECT_MIN_S
-        last_error: str | None = None
-        while not self._closed:
+        """Reconnect after a loss (backing off as the link says), declare returned queues again, and abort
+        publishes stuck on a block. Stops reconnecting once the link says the credentials are refused."""
+        last_problem: str | None = None
+        while not self._closed and self._link.refused is None:
             if not self._connected():
+                if self._connection is not None:
+                    self._link.lost(self._close_reason or BrokerUnavailable("the ingress publisher's channel closed"))
                 await self._drop_connection()
+                await asyncio.sleep(self._retry_in_s)
                 try:
                     await self._connect()
-                except (BrokerUnavailable, ConfigurationError) as exc:
-                    # One warning per distinct cause, not one per attempt through a long outage.
-                    report = log.warning if str(exc) != last_error else log.debug
-                    report(f"RabbitMQ does not answer at {mask_text(self._url)}; retrying", error=str(exc),
-                           retry_in_s=backoff)
-                    last_error = str(exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.RECONNECT_MAX_S)
+                except BrokerUnavailable:
+                    continue  # told to the link, which logs each change of state once
+                except ConfigurationError as exc:
+                    # Not an outage: a queue declared elsewhere with other arguments. Said once per cause.
+                    if str(exc) != last_problem:
+                        log.warning("ingress publisher cannot declare its queues; retrying", error=str(exc))
+                    last_problem = str(exc)
+                    self._retry_in_s = self._link.backoff.max_s
                     continue
-                backoff, last_error = self.RECONNECT_MIN_S, None
+                last_problem = None
             await self._declare_returned()
             self._watch_blocked()
             await asyncio.sleep(self.TICK_S)

@@ -12,11 +12,12 @@ import contextlib
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import uvicorn
 
+from hub.connectivity import ServerLink
 from hub.ingress.protocol import Parser, problem_protocol
 
 #: Most bytes of request line and headers buffered before the ingress answers 431 (h11's own default).
@@ -33,11 +34,24 @@ def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, parser: P
                           log_config=None, access_log=False)
 
 
-def run_server(app: Any, *, host: str, port: int) -> None:
-    """Serve ``app`` on ``host:port`` in this (main) thread until SIGINT or SIGTERM; exit 3 if it cannot start."""
+def run_server(app: Any, *, host: str, port: int, links: Sequence[ServerLink] = ()) -> None:
+    """Serve ``app`` on ``host:port`` in this (main) thread until SIGINT or SIGTERM; exit 3 if it cannot start.
+
+    ``links``: the process's links to its servers; when one refuses the credentials for good, the server
+    shuts down gracefully and :class:`~hub.errors.CredentialsRefused` is raised.
+    """
     server = uvicorn.Server(server_config(app, host=host, port=port))
+
+    def shut_down() -> None:
+        server.should_exit = True  # read by uvicorn's main loop, which then shuts down as on SIGTERM
+
+    for link in links:
+        link.on_refused(shut_down)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled, once it has shut down
         server.run()
+    refused = next((link.refused for link in links if link.refused is not None), None)
+    if refused is not None:
+        raise refused
     if not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE, as ``uvicorn.run`` exits
 

@@ -25,6 +25,24 @@ def queue_depth(name: str) -> int:
             connection.close()
 
 
+def consumer_counts(names: list[str]) -> list[int]:
+    """Consumers attached to each queue (0 when it does not exist), over one connection."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        counts = []
+        for name in names:
+            channel = connection.channel()
+            try:
+                counts.append(int(channel.queue_declare(name, passive=True).method.consumer_count))
+                channel.close()
+            except pika.exceptions.ChannelClosedByBroker:
+                counts.append(0)
+        return counts
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 #: Actors the tests declare besides the hub's own (tests/support/crash_worker.py).
 TEST_ACTORS = ("effect",)
 
