@@ -139,13 +139,14 @@ class RedisIdempotencyStore:
 
 
 class RetryLater(MiddlewareError, Retry):
-    """Raised from a hook to have the Retries middleware re-enqueue the message after ``delay`` ms.
+    """Raised from a hook to have the Retries middleware re-enqueue the message after ``delay`` ms (None:
+    the retry middleware's exponential backoff with jitter, by the message's retries).
 
     Being a ``MiddlewareError`` it escapes the hook (anything else would be swallowed and the actor
     would run anyway); being a ``Retry`` it is retried with the given delay without an error log.
     """
 
-    def __init__(self, message: str, *, delay: int, cause: Exception) -> None:
+    def __init__(self, message: str, *, delay: int | None, cause: Exception) -> None:
         Retry.__init__(self, message, delay=delay)
         self.cause = cause
 
@@ -182,13 +183,11 @@ class IdempotencyMiddleware(Middleware):
         lease_ms: int,
         done_ttl_s: int,
         crash_limit: int = 5,
-        store_retry_ms: int = 2_000,
     ) -> None:
         self.store = store
         self.prefix = prefix
         self.lease_ms = lease_ms
         self.done_ttl_s = done_ttl_s
-        self.store_retry_ms = store_retry_ms
         self.crash_limit = crash_limit
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
@@ -205,9 +204,11 @@ class IdempotencyMiddleware(Middleware):
         try:
             claim = self.store.claim(key, lease_ms=self.lease_ms)
         except StoreUnavailable as exc:
-            log.warning("idempotency store unavailable; retrying message", error=str(exc))
-            raise RetryLater("idempotency store unavailable", delay=self._jitter(self.store_retry_ms),
-                             cause=exc) from None
+            # The outage is logged once by the process's link to Redis (hub.connectivity); each message
+            # backs off on its own retries (a fixed delay had every message of an outage retry every two
+            # seconds, and spend its retries in half a minute).
+            log.debug("idempotency store unavailable; retrying message", error=str(exc))
+            raise RetryLater("idempotency store unavailable", delay=None, cause=exc) from None
         if claim.state is ClaimState.DONE:
             log.info("duplicate skipped", idempotency_key=key)
             message.options["hub_outcome"] = "duplicate"

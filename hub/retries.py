@@ -16,7 +16,7 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import Retry
 from dramatiq.middleware import Retries
 
-from hub.errors import HubError, RetryableError
+from hub.errors import HubError, RetryableError, StoreUnavailable
 from hub.store import DeadLetterReasons
 from observability.flight import describe_error
 from observability.logging import get_logger
@@ -80,7 +80,9 @@ class HubRetries(Retries):
                 broker, message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
             )
             return
-        log.info("retrying message", delay_ms=delay, attempt=retries + 1, error=describe(exception))
+        # A retry for want of Redis is said once per outage by the link to Redis (hub.connectivity).
+        report = log.debug if isinstance(getattr(exception, "cause", exception), StoreUnavailable) else log.info
+        report("retrying message", delay_ms=delay, attempt=retries + 1, error=describe(exception))
 
     def _delay(self, message: Any, actor: Any, retries: int, exception: BaseException) -> int:
         max_backoff = min(

@@ -101,7 +101,8 @@ class _RedisHops:
     """What both Redis flight records share: the key, the expiry, and dropping hops during an outage.
 
     After a Redis error, hops are dropped for ``outage_backoff_s``: redis-py's default retries make
-    each failing call take seconds, which would otherwise be added to every message of an outage.
+    each failing call take seconds, which would otherwise be added to every message of an outage. The
+    outage is logged once, at its first failure, and its end once, with the count of hops dropped.
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class _RedisHops:
         self.dropped = 0  # approximate under concurrent threads; for operators, not for logic
         self._clock = clock
         self._down_until = 0.0
+        self._outage = False
 
     def key(self, root_id: str) -> str:
         """The Redis key of one business event's record."""
@@ -136,8 +138,15 @@ class _RedisHops:
     def _failed(self, hop: Hop, exc: BaseException) -> None:
         self.dropped += 1
         self._down_until = self._clock() + self.outage_backoff_s
-        log.warning("flight record unavailable; hops dropped for a while", root_id=hop.root_id,
-                    backoff_s=self.outage_backoff_s, error=describe_error(exc))
+        report = log.debug if self._outage else log.warning
+        self._outage = True
+        report("flight record unavailable; hops dropped until Redis answers", root_id=hop.root_id,
+               backoff_s=self.outage_backoff_s, error=describe_error(exc))
+
+    def _written(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.warning("flight record written again", dropped=self.dropped)
 
 
 class RedisFlightRecord(_RedisHops):
@@ -158,6 +167,8 @@ class RedisFlightRecord(_RedisHops):
             self._appending(self.client.pipeline(transaction=True), hop).execute()
         except redis.RedisError as exc:
             self._failed(hop, exc)
+            return
+        self._written()
 
     def hops(self, root_id: str) -> list[Hop]:
         """Every hop of the business event; entries that do not parse are logged and left out."""
@@ -196,6 +207,8 @@ class AsyncRedisFlightRecord(_RedisHops):
             await self._appending(self.client.pipeline(transaction=True), hop).execute()
         except (redis.RedisError, OSError) as exc:
             self._failed(hop, exc)
+            return
+        self._written()
 
 
 @dataclass

@@ -239,3 +239,23 @@ def test_after_an_outage_hops_are_dropped_for_a_while_instead_of_waiting_on_redi
 
     assert [h.message_id for h in record.hops("evt-1")] == ["m-3"]
     assert record.dropped == 2
+
+
+def test_an_outage_of_the_flight_record_is_logged_once_and_its_end_once() -> None:
+    server = fakeredis.FakeServer()
+    now = [100.0]
+    record = RedisFlightRecord(fakeredis.FakeRedis(server=server), prefix="t", ttl_s=TTL_S, outage_backoff_s=0.2,
+                               clock=lambda: now[0])
+    server.connected = False
+    with capture_logs() as logs:
+        for n in range(10):  # each try after its backoff fails again
+            now[0] += 0.3
+            record.record(hop(f"m-{n}"))
+        server.connected = True
+        now[0] += 0.3
+        record.record(hop("m-back"))
+        record.record(hop("m-next"))
+    said = [(entry["log_level"], entry["event"]) for entry in logs if entry["log_level"] != "debug"]
+    assert said == [("warning", "flight record unavailable; hops dropped until Redis answers"),
+                    ("warning", "flight record written again")]
+    assert [entry.get("dropped") for entry in logs if entry["event"] == "flight record written again"] == [10]

@@ -9,8 +9,10 @@ import dramatiq
 import fakeredis
 import pytest
 from dramatiq.brokers.stub import StubBroker
+from structlog.testing import capture_logs
 
-from hub.errors import SchemaViolation, UpstreamUnavailable
+from hub.errors import SchemaViolation, StoreUnavailable, UpstreamUnavailable
+from hub.idempotency import Claim, IdempotencyMiddleware
 from hub.retries import HubRetries, describe
 from hub.store import DeadLetterReasons
 
@@ -100,3 +102,50 @@ def test_the_dead_letter_handler_named_by_the_actor_is_told_why(broker: StubBrok
     broker.join("q", fail_fast=False, timeout=5_000)
     broker.join("alerts", fail_fast=False, timeout=5_000)
     assert told == [("reject", "permanent error")]
+
+
+class _RedisDown:
+    """An idempotency store whose Redis does not answer."""
+
+    def claim(self, key: str, *, lease_ms: int) -> Claim:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+    def complete(self, key: str, token: int, *, done_ttl_s: int) -> bool:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+    def release(self, key: str, token: int) -> bool:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+    def renew(self, key: str, token: int, *, lease_ms: int) -> bool:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+
+def test_a_message_that_finds_redis_down_backs_off_on_its_own_retries_and_says_so_at_debug(
+    reasons: DeadLetterReasons,
+) -> None:
+    """The outage itself is said once by the process's link to Redis; each message waits longer at each
+    retry (a fixed delay had every message of an outage retry every two seconds and spend its retries in
+    half a minute)."""
+    stub = StubBroker(middleware=[
+        HubRetries(max_retries=4, min_backoff=10, max_backoff=2_000, reasons=reasons),
+        IdempotencyMiddleware(_RedisDown(), prefix="t", lease_ms=1_000, done_ttl_s=60),
+    ])
+    stub.emit_after("process_boot")
+    ran: list[int] = []
+    actor = dramatiq.actor(lambda: ran.append(1), actor_name="a", queue_name="q", broker=stub)
+    worker = dramatiq.Worker(stub, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        with capture_logs() as logs:
+            actor.send_with_options(hub_event={"id": "evt-1", "source": "/erp", "type": "erp.project.created.v1"})
+            stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert ran == []  # never run without its claim
+    retries = [entry for entry in logs if entry["event"] == "retrying message"]
+    delays = [entry["delay_ms"] for entry in retries]
+    assert len(delays) == 4 and all(10 * 2 ** n <= delay <= 20 * 2 ** n for n, delay in enumerate(delays)), delays
+    said = {(entry["event"], entry["log_level"]) for entry in logs if entry["event"] != "message dead-lettered"}
+    assert said == {("retrying message", "debug"), ("idempotency store unavailable; retrying message", "debug")}
+    assert len(stub.dead_letters) == 1  # retries exhausted, after exponentially longer waits
