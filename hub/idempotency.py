@@ -210,7 +210,9 @@ class IdempotencyMiddleware(Middleware):
             log.debug("idempotency store unavailable; retrying message", error=str(exc))
             raise RetryLater("idempotency store unavailable", delay=None, cause=exc) from None
         if claim.state is ClaimState.DONE:
-            log.info("duplicate skipped", idempotency_key=key)
+            # By its ids only (Dramatiq's own WARNING for the skip is dropped: observability.logging.DuplicateSkips).
+            log.info("duplicate skipped", event_id=event["id"], event_source=event["source"],
+                     actor=message.actor_name, message_id=message.message_id, idempotency_key=key)
             message.options["hub_outcome"] = "duplicate"
             raise SkipMessage("duplicate")
         if getattr(message, "redelivered", False):

@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeGuard
 
 import dramatiq
 import structlog
@@ -26,6 +26,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "ConsumerRestarts",
+    "DuplicateSkips",
     "LogContextMiddleware",
     "MessageSummaries",
     "add_trace_context",
@@ -143,6 +144,8 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    # In this order: DuplicateSkips reads the message that MessageSummaries replaces by its summary.
+    handler.addFilter(DuplicateSkips())
     handler.addFilter(ConsumerRestarts())
     handler.addFilter(MessageSummaries())
     setattr(handler, _HANDLER_MARK, True)
@@ -187,6 +190,22 @@ class MessageSummaries(logging.Filter):
         return True
 
 
+class DuplicateSkips(logging.Filter):
+    """Drops Dramatiq's WARNING ``Message ... was skipped.`` for a message the idempotency middleware
+    skipped as a duplicate (message option ``hub_outcome``: ``duplicate``).
+
+    Redelivered duplicates are ordinary under at-least-once delivery, not a warning; the middleware logs
+    each one at INFO by its ids. Dramatiq writes the line itself for every ``SkipMessage`` and has no
+    setting for its level, so the record is filtered here. Other skips keep their line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for Dramatiq's line about a skipped duplicate."""
+        if record.msg != "Message %s was skipped." or not isinstance(record.args, tuple):
+            return True
+        return not any(_is_message(arg) and arg.options.get("hub_outcome") == "duplicate" for arg in record.args)
+
+
 class ConsumerRestarts(logging.Filter):
     """Drops the two lines a Dramatiq consumer thread writes on every restart after a connection error:
     ``Consumer encountered a connection error: ...`` (CRITICAL) and ``Restarting consumer in 3.00 seconds.``
@@ -205,7 +224,7 @@ class ConsumerRestarts(logging.Filter):
         return not (record.name.startswith("dramatiq.worker.ConsumerThread") and record.msg in self._PER_RESTART)
 
 
-def _is_message(value: object) -> bool:
+def _is_message(value: object) -> TypeGuard[dramatiq.Message[Any] | MessageProxy]:
     return isinstance(value, dramatiq.Message | MessageProxy)
 
 

@@ -283,3 +283,41 @@ def test_the_ingress_writes_one_access_line_per_request_without_keys_signatures_
     for secret in (creds.api_key, signed["webhook-signature"].split(",", 1)[1], "ENG-ACME-0001", "nope"):
         assert secret not in text
 
+
+@pytest.mark.integration
+def test_a_duplicate_is_skipped_with_one_info_line_of_ids_and_none_of_its_payload(output, app) -> None:
+    """Under at-least-once delivery a duplicate is ordinary: one INFO line naming it by its ids (event,
+    source, actor, message, idempotency key), none of the event's data, and no WARNING from Dramatiq."""
+    import base64
+
+    from hub.cli.scenario import project_created
+    from hub.dispatch import Dispatcher, RoutingTable
+    from hub.workers import running_worker
+    from tests.support.crash_worker import ACTOR, declare_effect_actor
+    from tests.support.rabbit import wait_until
+
+    declare_effect_actor(app)
+    dispatcher = Dispatcher(app.broker, RoutingTable({"erp.project.created.v1": (ACTOR,)}),
+                            queues={ACTOR: app.broker.get_actor(ACTOR).queue_name},
+                            known_types=set(app.registry.event_types))
+    configure_logging(fmt="json", level="INFO", stream=output)
+    event = project_created(app.registry)
+    payload = app.registry.decode(event.get_type(), event.get_data())
+    with running_worker(app, threads=1):  # one thread: the first copy is done before the second is read
+        dispatcher.dispatch(event)
+        dispatcher.dispatch(event)
+        assert wait_until(lambda: any(hop.actor == ACTOR and hop.outcome == "skipped"
+                                      for hop in app.flight.hops(event.get_id())), timeout=30)
+    skipped = [line for line in lines(output) if line["event"] == "duplicate skipped"]
+    assert len(skipped) == 1, output.getvalue()
+    (line,) = skipped
+    assert line["level"] == "info"
+    assert line["event_id"] == event.get_id() and line["event_source"] == event.get_source()
+    assert line["actor"] == ACTOR and line["message_id"] and line["idempotency_key"].startswith(app.queue_prefix)
+    allowed = {"event", "level", "logger", "timestamp", "event_id", "event_source", "event_type", "actor",
+               "message_id", "attempt", "idempotency_key", "trace_id", "span_id"}
+    assert set(line) <= allowed, set(line) - allowed
+    text = output.getvalue()
+    assert "was skipped" not in text  # Dramatiq's WARNING for the skip is not written
+    assert "data_base64" not in text and base64.b64encode(event.get_data()).decode()[:40] not in text
+    assert payload["name"] not in text and payload["partner"] not in text
