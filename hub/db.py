@@ -180,9 +180,22 @@ def upgrade(db: Database, locations: Sequence[Path]) -> None:
                 connection.execute(sa.text(f'SET LOCAL search_path TO "{db.schema}"'))
             config.attributes["connection"] = connection
             config.attributes["schema"] = db.schema
+            before = _revisions(connection, db.schema)
             command.upgrade(config, "heads")
+            after = _revisions(connection, db.schema)
     except OperationalError as exc:
         raise StoreUnavailable(f"database unavailable: {_reason(exc)}") from None
+    if after != before:  # alembic's own lines (one per migration and its plugins) are heard at DEBUG only
+        log.info("database tables upgraded", schema=db.schema, applied=sorted(after - before),
+                 revisions=sorted(after))
+
+
+def _revisions(connection: Connection, schema: str | None) -> set[str]:
+    """The revisions the database's version table holds (none before the first upgrade)."""
+    from alembic.runtime.migration import MigrationContext
+
+    context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+    return set(context.get_current_heads())
 
 
 def drop_schema(db: Database) -> None:

@@ -55,7 +55,8 @@ class Infrastructure:
     dead_letters: DeadLetterReasons
     tracer_provider: TracerProvider
     span_exporter: InMemorySpanExporter | None
-    #: This process's links to RabbitMQ, Redis and the database: every client of each reports to it (``hub.connectivity``).
+    #: This process's links to RabbitMQ, Redis and the database: every client of each reports to it
+    #: (``hub.connectivity``).
     rabbitmq_link: ServerLink
     redis_link: ServerLink
     database_link: ServerLink

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import pika
 import pika.exceptions
 
-from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.connectivity import ServerLink, describe
+from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
 

@@ -56,7 +56,10 @@ _HANDLER_MARK = "_hub_observability_handler"
 # attempt, aiormq one per attempt and a traceback per lost connection. Heard at CRITICAL only, unless the
 # level is DEBUG (then from WARNING, as before).
 _CLIENT_LOGGERS = ("pika", "aiormq", "aio_pika")
-_ROUTED_LOGGERS = ("dramatiq", "uvicorn", "uvicorn.error", "uvicorn.access", *_CLIENT_LOGGERS)
+# Alembic writes a line per plugin and per migration; the hub says once what an upgrade applied.
+_MIGRATION_LOGGERS = ("alembic",)
+_ROUTED_LOGGERS = ("dramatiq", "uvicorn", "uvicorn.error", "uvicorn.access", *_CLIENT_LOGGERS,
+                   *_MIGRATION_LOGGERS)
 
 
 def mask_text(text: str) -> str:
@@ -161,8 +164,12 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
-        quiet = logging.WARNING if numeric_level <= logging.DEBUG else logging.CRITICAL
-        lib.setLevel(quiet if name in _CLIENT_LOGGERS else logging.NOTSET)
+        if name in _CLIENT_LOGGERS:
+            lib.setLevel(logging.WARNING if numeric_level <= logging.DEBUG else logging.CRITICAL)
+        elif name in _MIGRATION_LOGGERS:
+            lib.setLevel(logging.NOTSET if numeric_level <= logging.DEBUG else logging.WARNING)
+        else:
+            lib.setLevel(logging.NOTSET)
 
 
 def message_summary(message: Any) -> str:

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from hub.actor import RecordingEmitter
-from hub.db import Database, connect_database
+from hub.db import Database, connect_database, upgrade
 from hub.errors import BrokerUnavailable, StoreUnavailable
 from hub.events import make_event
 from hub.outbox import Origin, OutboxRelay, Outgoing, SqlOutbox, publish_pending, write_outgoing
@@ -144,3 +145,22 @@ def test_a_database_whose_tables_are_not_created_yet_is_unavailable_not_an_error
             SqlOutbox(database).count_pending()
     finally:
         database.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_an_upgrade_says_once_what_it_applied_and_nothing_when_there_was_nothing_to_apply(
+        kind: str, prefix: str, tmp_path: Any) -> None:
+    """Alembic's own lines (a dozen per upgrade) stay below DEBUG; the hub says once which revisions it
+    applied, and a process starting on an up-to-date database says nothing."""
+    url = DATABASE_URL if kind == "postgresql" else f"sqlite:///{tmp_path}/fresh.sqlite3"
+    database = connect_database(url, prefix=prefix, embedded=False)
+    try:
+        with capture_logs() as first:
+            upgrade(database, [])
+        with capture_logs() as second:
+            upgrade(database, [])
+    finally:
+        database.close()
+    said = [line for line in first if line["event"] == "database tables upgraded"]
+    assert len(said) == 1 and "hub_0001" in said[0]["applied"], first
+    assert not [line for line in second if line["event"] == "database tables upgraded"], second

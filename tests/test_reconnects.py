@@ -57,7 +57,7 @@ def test_a_worker_logs_a_rabbitmq_outage_in_a_few_lines_and_consumes_again_once_
                             known_types=set(app.registry.event_types))
     try:
         with hub_process(["worker", "--threads", "2"], env) as worker:
-            worker.wait_for("RabbitMQ and Redis answer; starting the consumers")
+            worker.wait_for("RabbitMQ, Redis and the database answer; starting the consumers")
             assert wait_until(lambda: all(consumer_counts(queues)), timeout=60, interval=0.2)
             start = len(worker.lines)
             rabbit.cut()  # every consumer (one per queue and delay queue) loses its connection

@@ -103,8 +103,7 @@ def _upgrade_when_the_database_answers(runtime: Runtime, stop: threading.Event) 
     from hub.errors import StoreUnavailable
     from hub.probes import servers_of, wait_for_servers
 
-    database = [server for server in servers_of(runtime.settings) if server.name == "PostgreSQL"]
-    while wait_for_servers(database, stop=stop):
+    while wait_for_servers(servers_of([runtime.database_link]), stop=stop):
         try:
             runtime.upgrade_database()
             return

@@ -35,6 +35,7 @@ from typing import Any
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.connection import make_url
 from dramatiq import Message
 from opentelemetry import trace
 
@@ -327,10 +328,15 @@ class AsyncEventPublisher:
 
     async def _connect(self) -> None:
         """Connect, open the channel and declare the queues, telling the link how it went."""
+        # Built, then connected, so a refused attempt is closed here (aio_pika.connect would leave it to
+        # the garbage collector, which schedules a close that is never awaited at exit).
+        connection = aio_pika.Connection(make_url(self._url))
         try:
-            connection = await aio_pika.connect(self._url, timeout=self._confirm_timeout_s)
+            await connection.connect(timeout=self._confirm_timeout_s)
         except _UNREACHABLE_ERRORS as exc:
             self._retry_in_s = self._link.failed(exc)
+            with contextlib.suppress(Exception):
+                await connection.close()
             raise BrokerUnavailable(f"not connected: RabbitMQ unreachable ({describe(exc)})") from None
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
