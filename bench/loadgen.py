@@ -39,7 +39,7 @@ from bench.procs import BENCH_SOURCE
 from hub.cli.scenario import erp_payload
 from hub.dispatch import RoutingTable
 from hub.idempotency import side_effect_key
-from hub.topics import EXCHANGE
+from hub.topics import exchange_name
 
 #: The event type sent: the ERP's project-created event (the demo's), ``hub.cli.scenario.erp_payload`` with a distinct
 #: project code per event.
@@ -366,10 +366,12 @@ async def open_loop(client: Client, requests: Sequence[Request], *, rate: float,
 
 
 class Subscriber:
-    """A private queue ``<prefix>.sub`` bound to ``hub.events`` for the event type; records arrival times."""
+    """A private queue ``<prefix>.sub`` bound to the prefix's topic exchange (``<prefix>.events``) for the event
+    type; records arrival times."""
 
     def __init__(self, prefix: str, *, amqp_url: str = AMQP_URL) -> None:
         self._queue_name = f"{prefix}.sub"
+        self._exchange = exchange_name(prefix)
         self._url = amqp_url
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._expected: dict[str, str] = {}  # fan-out message id -> event id
@@ -381,7 +383,7 @@ class Subscriber:
         self._connection = await aio_pika.connect(self._url, timeout=30)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=1000)
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await channel.declare_exchange(self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         queue = await channel.declare_queue(self._queue_name, exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=EVENT_TYPE)
         await queue.consume(self._on_message, no_ack=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from hub.registry import SchemaRegistry
 from hub.retries import HubRetries
 from hub.settings import ENV_PREFIX, Settings
 from hub.store import DeadLetterReasons, connect_redis
-from hub.topics import MemoryTopicBus, RabbitTopicBus, TopicBus
+from hub.topics import MemoryTopicBus, RabbitTopicBus, Receive, TopicBus, exchange_name, rabbit_subscription
 from observability.flight import FlightRecorderMiddleware, RedisFlightRecord
 from observability.logging import LogContextMiddleware
 from observability.tracing import TracingMiddleware, configure_tracing
@@ -71,6 +72,10 @@ class Infrastructure:
     def queue_prefix(self) -> str:
         """Prefix of every queue name and Redis key."""
         return self.settings.queue_prefix
+
+    def subscription(self, binding_key: str) -> AbstractContextManager[Receive]:
+        """A private queue on RabbitMQ bound to this hub's topic exchange, as a consumer would bind one."""
+        return rabbit_subscription(self.settings.amqp_url, binding_key, exchange=self.topics.exchange)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,7 +200,9 @@ def build_infrastructure(
         middleware=middleware,
         link=rabbitmq_link,
     )
-    topics: TopicBus = MemoryTopicBus() if is_embedded else RabbitTopicBus(settings.amqp_url, link=rabbitmq_link)
+    exchange = exchange_name(prefix)
+    topics: TopicBus = (MemoryTopicBus(exchange=exchange) if is_embedded
+                        else RabbitTopicBus(settings.amqp_url, exchange=exchange, link=rabbitmq_link))
     return Infrastructure(
         settings=settings,
         embedded=is_embedded,

@@ -26,8 +26,15 @@ from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
 
-#: Name of the topic exchange analytics and downstream consumers bind to.
-EXCHANGE = "hub.events"
+
+def exchange_name(prefix: str) -> str:
+    """The topic exchange of a hub whose queues and keys start with ``prefix``: ``hub.events`` for the
+    default prefix. Two hubs on one broker (tenants, test runs) keep their topics apart."""
+    return f"{prefix}.events"
+
+
+#: Name of the topic exchange analytics and downstream consumers bind to, with the default prefix.
+EXCHANGE = exchange_name("hub")
 
 
 @dataclass(frozen=True)

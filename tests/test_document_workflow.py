@@ -111,10 +111,9 @@ def _transitions(scenario: Scenario, receive: Any, number: str, until: str, time
 
 def test_an_engineering_milestone_invoice_is_held_until_every_deliverable_is_approved_and_labelled(
         prefix: str) -> None:
-    from hub.topics import rabbit_subscription
 
     with running_scenario(hub_settings(prefix), documents=True) as scenario, \
-            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.invoice.readiness_changed.v1") as receive:
+            scenario.runtime.subscription("hub.invoice.readiness_changed.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         code = _project(scenario, code="ENG-ME-0007", name="Riyadh metro depot design", engagement_type="engineering",
                         practice="Infrastructure", region="ME", country="SA", billing_model="milestone")
@@ -181,10 +180,9 @@ def test_a_managed_services_invoice_needs_its_report_approval_and_change_records
 
 
 def test_a_signed_engagement_letter_opens_the_matter_and_tells_reporting(prefix: str) -> None:
-    from hub.topics import rabbit_subscription
 
     with running_scenario(hub_settings(prefix), documents=True) as scenario, \
-            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.engagement.activated.v1") as receive:
+            scenario.runtime.subscription("hub.engagement.activated.v1") as receive:
         scenario.create_client("GLOBEX", "Globex Inc", "US")
         code = _project(scenario, code="MAT-GLOBEX-0042", client_id="GLOBEX", name="Globex v. Initech",
                         engagement_type="legal", practice="Litigation", region="NA", country="US",

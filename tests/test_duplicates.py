@@ -250,7 +250,7 @@ def test_a_fan_out_worker_killed_between_its_confirmed_publish_and_its_done_mark
     event = project_created(app.registry)
     app.redis.set(f"{prefix}:crash:fanout_before_done", "1")
     copies: list[Delivery] = []
-    with rabbit_subscription(app.settings.amqp_url, event.get_type()) as receive:
+    with app.subscription(event.get_type()) as receive:
         first = start_crash_worker(prefix)
         try:
             dispatcher.dispatch(event)

@@ -24,7 +24,8 @@ from hub.events import (
     validate_event,
 )
 from hub.registry import SchemaRegistry
-from hub.topics import RabbitTopicBus, rabbit_subscription
+from hub.runtime import Runtime
+from hub.topics import RabbitTopicBus, exchange_name, rabbit_subscription
 from tests.support.rabbit import AMQP_URL
 
 
@@ -199,3 +200,31 @@ def test_an_extension_arrives_as_a_ce_header_on_rabbitmq(registry: SchemaRegistr
     assert delivery.headers["ce-tenant"] == "acme"
     assert delivery.headers["ce-comexampleothervalue"] == "5"
     assert delivery.event().get_extension("tenant") == "acme"
+
+
+@pytest.mark.integration
+def test_two_hubs_on_one_broker_keep_their_topics_apart(registry: SchemaRegistry, prefix: str) -> None:
+    """Each prefix publishes on its own ``<prefix>.events`` (``hub.events`` for the default): a consumer of
+    one hub never gets the other's events, as two suites or two tenants on one broker need."""
+    assert exchange_name("hub") == "hub.events"
+    ours, theirs = exchange_name(prefix), exchange_name(f"{prefix}x")
+    first, _ = _utf8_payload_event(registry)
+    second, _ = _utf8_payload_event(registry)
+    bus_ours, bus_theirs = RabbitTopicBus(AMQP_URL, exchange=ours), RabbitTopicBus(AMQP_URL, exchange=theirs)
+    try:
+        with rabbit_subscription(AMQP_URL, "erp.#", exchange=theirs) as receive:
+            bus_ours.publish(first, message_id="m-ours")  # type: ignore[arg-type]
+            bus_theirs.publish(second, message_id="m-theirs")  # type: ignore[arg-type]
+            # Confirmed in this order: had the first been routed here, it would arrive first.
+            delivery = receive(10.0)
+    finally:
+        bus_ours.close()
+        bus_theirs.close()
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        connection.channel().exchange_delete(theirs)
+        connection.close()
+    assert delivery is not None and delivery.message_id == "m-theirs"
+
+
+def test_the_runtime_publishes_on_its_prefixs_exchange(app: Runtime) -> None:
+    assert app.topics.exchange == f"{app.queue_prefix}.events"

@@ -7,7 +7,6 @@ import pytest
 from hub.cli.scenario import project_created
 from hub.events import CloudEvent
 from hub.runtime import Runtime
-from hub.topics import rabbit_subscription
 from hub.workers import running_worker
 from tests.support.rabbit import wait_until
 
@@ -19,7 +18,7 @@ def test_a_dead_lettered_fan_out_raises_an_exception_event_for_the_platform_team
     event = project_created(app.registry)
     # Data that does not decode: the fan-out refuses it with a permanent error, never retried.
     corrupt = CloudEvent(event.get_attributes(), b"\x00not avro")
-    with rabbit_subscription(app.settings.amqp_url, "hub.exception.raised.v1") as receive, \
+    with app.subscription("hub.exception.raised.v1") as receive, \
             running_worker(app, threads=2):
         app.dispatcher.dispatch(corrupt)
         raised = {}

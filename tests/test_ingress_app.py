@@ -20,7 +20,6 @@ from hub.cli.compose import build_app, build_ingress
 from hub.errors import ConfigurationError
 from hub.ingress.sources import SourceConfig, SourceRegistry
 from hub.runtime import Runtime
-from hub.topics import rabbit_subscription
 from hub.workers import running_worker
 from tests.conftest import hub_settings
 from tests.support.ingress import Credentials, load, serving, signed_headers, write_sources
@@ -93,7 +92,7 @@ def test_each_cloudevents_mode_arrives_on_the_topic_exchange_decoded(
     else:
         headers = {"content-type": "application/cloudevents-batch+json"}
         body = json.dumps([json.loads(JSONFormat().write(event))]).encode()
-    with rabbit_subscription(app.settings.amqp_url, "erp.project.created.v1") as receive, \
+    with app.subscription("erp.project.created.v1") as receive, \
             running_worker(app, threads=2):
         response = httpx.post(f"{url}/v1/events", content=body, headers={**headers, **bearer(creds)})
         assert response.status_code == 202, response.text

@@ -35,7 +35,6 @@ from hub.events import CloudEvent
 from hub.ingress.publisher import AsyncEventPublisher
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
-from hub.topics import rabbit_subscription
 from hub.workers import running_worker
 from tests.support.netproxy import TcpProxy
 from tests.support.rabbit import AMQP_URL, clear_policy, queue_depth, set_policy, wait_until
@@ -203,7 +202,7 @@ def test_a_published_event_is_processed_by_the_hubs_worker(
         finally:
             await publisher.close()
 
-    with rabbit_subscription(app.settings.amqp_url, EVENT_TYPE) as receive:
+    with app.subscription(EVENT_TYPE) as receive:
         [message_id] = asyncio.run(scenario())
         with running_worker(app, threads=2):
             delivery = receive(15.0)

@@ -19,7 +19,7 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 
 from hub.runtime import Runtime
-from hub.topics import Delivery, rabbit_subscription
+from hub.topics import Delivery
 from hub.workers import running_worker
 from tests.support.ingress import Credentials, load, serving, write_sources
 from tests.test_ingress_app import assert_problem, bearer, fanout_depth, sdk_event, structured
@@ -221,7 +221,7 @@ def test_an_extension_given_at_the_edge_arrives_as_a_ce_header_on_the_topic_exch
         headers = dict(message.headers) | {"ce-comexampleextension1": "value", "ce-comexampleothervalue": "5",
                                            "ce-approved": "true"}
         body = message.body
-    with rabbit_subscription(app.settings.amqp_url, "erp.project.created.v1") as receive, \
+    with app.subscription("erp.project.created.v1") as receive, \
             running_worker(app, threads=2):
         response = httpx.post(f"{url}/v1/events", content=body, headers=headers | bearer(creds))
         assert response.status_code == 202, response.text

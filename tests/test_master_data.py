@@ -11,7 +11,6 @@ import pytest
 
 from actors.master_data import SqlMasterDataStore
 from hub.events import make_event
-from hub.topics import rabbit_subscription
 from simulators.sandbox import ERP_SOURCE
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
@@ -28,7 +27,7 @@ def _client_name_on_workspace(scenario: Scenario) -> Any:
 
 def test_renaming_a_client_in_the_erp_renames_the_workspace_metadata(prefix: str) -> None:
     with running_scenario(hub_settings(prefix)) as scenario, \
-            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.client.changed.v1") as receive:
+            scenario.runtime.subscription("hub.client.changed.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
         assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=60)
@@ -73,7 +72,7 @@ def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(pre
 
 def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_put_back(prefix: str) -> None:
     with running_scenario(hub_settings(prefix)) as scenario, \
-            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.exception.raised.v1") as receive:
+            scenario.runtime.subscription("hub.exception.raised.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
         assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=60)

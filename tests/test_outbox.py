@@ -17,7 +17,6 @@ from hub.events import make_event
 from hub.outbox import Origin, OutboxRelay, Outgoing, SqlOutbox, publish_pending, write_outgoing
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
-from hub.topics import rabbit_subscription
 from simulators.sandbox import ERP_SOURCE
 from tests.conftest import DATABASE_URL, start_crash_worker
 from tests.support.rabbit import wait_until
@@ -111,7 +110,7 @@ def test_a_worker_killed_between_saving_a_change_and_announcing_it_announces_it_
                        subject=client_id, sequence=f"{1:020d}",
                        data={"client_id": client_id, "name": f"{client_id} Corp", "country": "DE", "status": "active",
                              "updated_at": datetime(2027, 1, 1, tzinfo=UTC)})
-    with rabbit_subscription(app.settings.amqp_url, "hub.client.changed.v1") as receive:
+    with app.subscription("hub.client.changed.v1") as receive:
         crash_worker.append(first := start_crash_worker(prefix))
         app.dispatcher.dispatch(event)
         assert first.wait(timeout=60) == -9, "the worker should have died after the save"

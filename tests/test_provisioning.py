@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from actors import DEFAULT_POLICY
 from hub.cli import main
-from hub.topics import rabbit_subscription
 from simulators.kit.faults import FaultPlan
 from tests.conftest import hub_settings, worker_env
 from tests.support.rabbit import queue_depth, wait_until
@@ -36,7 +35,7 @@ def _grants(item: dict[str, Any]) -> dict[str, list[str]]:
 
 def test_a_consulting_engagement_gets_its_workspace_and_the_erp_its_link(prefix: str) -> None:
     with running_scenario(hub_settings(prefix)) as scenario, \
-            rabbit_subscription(scenario.runtime.settings.amqp_url, "dms.workspace.provisioned.v1") as receive:
+            scenario.runtime.subscription("dms.workspace.provisioned.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
         assert wait_until(lambda: _provisioned(scenario, "ENG-ACME-0001"), timeout=60)
@@ -123,7 +122,7 @@ def test_an_outage_longer_than_the_retry_budget_raises_an_exception_and_a_replay
         "provisioning: {mode: queue_and_retry, max_attempts: 3, owner: platform_team}"))
     settings = hub_settings(prefix, policy_file=policy)
     with running_scenario(settings, graph_faults=FaultPlan(outage=True, retry_after_s=0)) as scenario, \
-            rabbit_subscription(settings.amqp_url, "hub.exception.raised.v1") as receive:
+            scenario.runtime.subscription("hub.exception.raised.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
         alert = receive(60.0)
@@ -147,7 +146,7 @@ def test_an_outage_longer_than_the_retry_budget_raises_an_exception_and_a_replay
 
 def test_a_group_the_directory_does_not_know_is_not_granted_and_raises_an_exception(prefix: str) -> None:
     with running_scenario(hub_settings(prefix)) as scenario, \
-            rabbit_subscription(scenario.runtime.settings.amqp_url, "hub.exception.raised.v1") as receive:
+            scenario.runtime.subscription("hub.exception.raised.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project(code="ENG-ACME-0009", practice="Tax"))
         assert wait_until(lambda: _provisioned(scenario, "ENG-ACME-0009"), timeout=60)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.topics import rabbit_subscription
+from hub.topics import exchange_name, rabbit_subscription
 from tests.conftest import ROOT, worker_env
 from tests.support.ingress import write_sources
 from tests.support.netproxy import TcpProxy
@@ -105,7 +105,7 @@ def test_serve_and_worker_wait_for_servers_that_start_later_and_never_accept_int
             assert refused.status_code == 503, refused.text
             assert refused.headers["content-type"].startswith("application/problem+json")
 
-            with rabbit_subscription(AMQP_URL, "erp.project.created.v1") as receive:
+            with rabbit_subscription(AMQP_URL, "erp.project.created.v1", exchange=exchange_name(prefix)) as receive:
                 rabbit.restore()
                 cache.restore()
                 database.restore()

@@ -13,7 +13,6 @@ from opentelemetry.trace import SpanKind
 from hub.cli.compose import build_app
 from hub.cli.scenario import project_created
 from hub.runtime import Runtime
-from hub.topics import rabbit_subscription
 from hub.workers import running_worker
 from observability.tracing import current_traceparent
 from tests.conftest import hub_settings
@@ -55,10 +54,10 @@ def test_one_trace_id_from_publish_to_fan_out_across_a_retry(
                 and (s.attributes or {}).get("cloudevents.event_id") in event_ids]
 
     def is_topic_publish(span: Any) -> bool:
-        return bool(span.name == "publish hub.events"
+        return bool(span.name == f"publish {app.topics.exchange}"
                     and (span.attributes or {}).get("cloudevents.event_id") in event_ids)
 
-    with rabbit_subscription(app.settings.amqp_url, "erp.project.created.v1") as receive:
+    with app.subscription("erp.project.created.v1") as receive:
         redis_proxy.cut()  # the first attempt cannot claim: an explicit retry
         with running_worker(app, threads=1):
             with tracer.start_as_current_span("erp publish", kind=SpanKind.PRODUCER) as root:

@@ -36,7 +36,7 @@ from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime, demo_embedded
 from hub.settings import Settings
-from hub.topics import Delivery, MemoryTopicBus, Receive, rabbit_subscription, skipping_duplicates
+from hub.topics import Delivery, MemoryTopicBus, Receive, skipping_duplicates
 from hub.workers import running_worker
 from observability.flight import render_tree
 from observability.tracing import configure_tracing
@@ -102,7 +102,7 @@ def _subscriber(runtime: Runtime, binding_key: str, echo: Callable[[str], None])
 
         yield skipping_duplicates(receive_local, MemoryWindow(), on_duplicate=skipped)
     else:
-        with rabbit_subscription(runtime.settings.amqp_url, binding_key) as receive:
+        with runtime.subscription(binding_key) as receive:
             yield skipping_duplicates(receive, MemoryWindow(), on_duplicate=skipped)
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import pika
 
+from hub.topics import exchange_name
+
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
@@ -60,6 +62,7 @@ def delete_queues(prefix: str) -> None:
         for actor in sorted(actors):
             for suffix in ("", ".DQ", ".XQ"):
                 channel.queue_delete(f"{prefix}.{actor}{suffix}")
+        channel.exchange_delete(exchange_name(prefix))
     finally:
         connection.close()
 
