@@ -9,6 +9,7 @@ Whether an error is retried is a property of its type, never of the call site::
      ├── RetryableError              try again later (with ``retry_after`` seconds when known)
      │    ├── StoreUnavailable       Redis did not answer: an explicit retry, never a silent run or skip
      │    ├── LeaseHeld              another worker holds the idempotency lease for this message
+     │    ├── EntityLocked           another worker holds the lock on the entity: wait, on a budget of its own
      │    ├── BrokerUnavailable      RabbitMQ refused, nacked or could not be reached
      │    └── UpstreamUnavailable    a connected system answered 5xx / 429 / timed out
      └── PermanentError              retrying cannot help: dead-letter at once
@@ -64,6 +65,24 @@ class StoreUnavailable(RetryableError):
 
 class LeaseHeld(RetryableError):
     """Another worker holds the idempotency lease of this message."""
+
+
+class EntityLocked(RetryableError):
+    """Another worker holds the lock on the entity this message changes (:func:`hub.store.holding`).
+
+    A wait, not a failure: :class:`hub.retries.HubRetries` retries it on a budget of its own that covers
+    the lock's lifetime (``ttl_ms``), since a holder that died keeps the entity locked that long, and a
+    lock wait counted as a failed attempt dead-lettered every update meanwhile.
+    """
+
+    def __init__(self, message: str, *, lock: str, remaining_ms: int, ttl_ms: int) -> None:
+        super().__init__(message)
+        #: The lock's name.
+        self.lock = lock
+        #: Milliseconds the lock still has to live when it was found held (0: it was just given back).
+        self.remaining_ms = remaining_ms
+        #: The lock's lifetime: the longest a holder that died keeps it.
+        self.ttl_ms = ttl_ms
 
 
 class BrokerUnavailable(RetryableError):

@@ -4,11 +4,22 @@ Differences from Dramatiq's ``Retries``: a :class:`~hub.errors.PermanentError` i
 once; ``retry_after`` of a :class:`~hub.errors.RetryableError` sets the delay; every delay is capped
 below RabbitMQ's ``consumer_timeout`` (a delayed message is held unacknowledged until due); and a
 re-enqueue that fails dead-letters the message instead of acking it away.
+
+Waiting for an entity's lock (:class:`~hub.errors.EntityLocked`) is not a failed attempt. A holder that
+died keeps the lock for its whole lifetime (30 s, 60 s), and counting each wait against the message's
+retries dead-lettered every update to that entity meanwhile. So lock waits have a budget of their own, a
+time: two lifetimes of the lock from the first wait in a row (one for a dead holder's lock to run out, one
+for a holder that takes it meanwhile). Their delays start short (a live holder is usually done within a
+second), double, and never reach past the moment the lock runs out (:func:`lock_wait_delay`). A wait
+still counts as an attempt in ``retries`` (the flight record and the spans number attempts by it), and
+``hub_lock_waits`` says how many of them were waits, so the failure budget and its backoff leave them out.
 """
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -16,12 +27,39 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import Retry
 from dramatiq.middleware import Retries
 
-from hub.errors import HubError, RetryableError, StoreUnavailable
+from hub.errors import EntityLocked, HubError, RetryableError, StoreUnavailable
 from hub.store import DeadLetterReasons
 from observability.flight import describe_error
 from observability.logging import get_logger
 
 log = get_logger(__name__)
+
+#: The first wait for a lock: a live holder is usually done within it.
+LOCK_WAIT_FIRST_MS = 200
+#: How long after a lock runs out its waiter comes back (Redis expires keys to the millisecond).
+LOCK_EXPIRY_MARGIN_MS = 50
+
+
+def lock_wait_delay(waits: int, remaining_ms: int, *, max_ms: int, first_ms: int = LOCK_WAIT_FIRST_MS,
+                    jitter: Callable[[], float] = random.random) -> int:
+    """The delay before a message that found an entity locked tries again, in milliseconds.
+
+    ``waits``: lock waits in a row before this one; ``remaining_ms``: the lock's time left. The delay
+    doubles from ``first_ms`` and never goes past the lock's end (plus a margin), so a dead holder's lock
+    is waited out with a handful of tries and a live one's is retried soon. The jitter only lengthens (by
+    up to a quarter): waiters spread out without coming back before the lock runs out. Capped at
+    ``max_ms``, the hub's longest delay (below RabbitMQ's ``consumer_timeout``).
+    """
+    backoff = first_ms * 2 ** min(waits, 30)
+    target = min(backoff, max(remaining_ms, 0) + LOCK_EXPIRY_MARGIN_MS)
+    return int(min(target + target * jitter() / 4, max_ms))
+
+
+def lock_wait_horizon_ms(ttl_ms: int) -> int:
+    """How long a message waits for one lock, from its first wait in a row, before it is dead-lettered: two
+    lifetimes of the lock (a dead holder's runs out within one; the other covers a holder taking it
+    meanwhile)."""
+    return 2 * ttl_ms
 
 
 def describe(exception: BaseException) -> str:
@@ -63,32 +101,68 @@ class HubRetries(Retries):
             self._dead_letter(broker, message, exception, "permanent error", attempt)
             return
 
+        if isinstance(exception, EntityLocked):
+            self._wait_for_lock(broker, message, actor, exception, attempt)
+            return
+        message.options.pop("hub_lock_wait", None)  # a wait in a row ends with any other outcome
         retries = message.options.setdefault("retries", 0)
+        # Lock waits are attempts too (numbered in the flight record), but not failed ones.
+        failures = retries - int(message.options.get("hub_lock_waits", 0))
         max_retries = message.options.get("max_retries", actor.options.get("max_retries", self.max_retries))
         message.options["retries"] = retries + 1
         message.options["requeue_timestamp"] = int(time.time() * 1000)
         message.options["traceback"] = describe(exception)
-        if max_retries is not None and retries >= max_retries:
+        if max_retries is not None and failures >= max_retries:
             self._dead_letter(broker, message, exception, f"retries exhausted after {attempt} attempts", attempt)
             return
 
-        delay = self._delay(message, actor, retries, exception)
+        delay = self._delay(message, actor, failures, exception)
+        if not self._retry(broker, message, exception, delay, attempt):
+            return
+        # A retry for want of Redis is said once per outage by the link to Redis (hub.connectivity).
+        report = log.debug if isinstance(getattr(exception, "cause", exception), StoreUnavailable) else log.info
+        report("retrying message", delay_ms=delay, attempt=retries + 1, error=describe(exception))
+
+    def _wait_for_lock(self, broker: dramatiq.Broker, message: Any, actor: Any, exception: EntityLocked,
+                       attempt: int) -> None:
+        """Retry a message that found its entity locked, on the lock-wait budget (the module docstring)."""
+        now = int(time.time() * 1000)
+        wait = message.options.setdefault("hub_lock_wait", {"since": now, "waits": 0})
+        waited = now - int(wait["since"])
+        message.options["retries"] = int(message.options.get("retries", 0)) + 1
+        message.options["hub_lock_waits"] = int(message.options.get("hub_lock_waits", 0)) + 1
+        message.options["requeue_timestamp"] = now
+        message.options["traceback"] = describe(exception)
+        if waited >= lock_wait_horizon_ms(exception.ttl_ms):
+            why = f"lock {exception.lock} still held after {waited} ms of waiting (its lifetime: {exception.ttl_ms} ms)"
+            self._dead_letter(broker, message, exception, why, attempt)
+            return
+        delay = lock_wait_delay(int(wait["waits"]), exception.remaining_ms, max_ms=self._max_backoff(message, actor))
+        wait["waits"] = int(wait["waits"]) + 1
+        if self._retry(broker, message, exception, delay, attempt):
+            log.info("waiting for a lock", lock=exception.lock, delay_ms=delay, lock_left_ms=exception.remaining_ms,
+                     waited_ms=waited)
+
+    def _retry(self, broker: dramatiq.Broker, message: Any, exception: BaseException, delay: int,
+               attempt: int) -> bool:
+        """Re-enqueue the message after ``delay`` ms; dead-letter it when that fails. True when re-enqueued."""
         try:
             broker.enqueue(message, delay=delay)
         except Exception as enqueue_error:
             self._dead_letter(
                 broker, message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
             )
-            return
-        # A retry for want of Redis is said once per outage by the link to Redis (hub.connectivity).
-        report = log.debug if isinstance(getattr(exception, "cause", exception), StoreUnavailable) else log.info
-        report("retrying message", delay_ms=delay, attempt=retries + 1, error=describe(exception))
+            return False
+        return True
 
-    def _delay(self, message: Any, actor: Any, retries: int, exception: BaseException) -> int:
-        max_backoff = min(
+    def _max_backoff(self, message: Any, actor: Any) -> int:
+        return int(min(
             message.options.get("max_backoff", actor.options.get("max_backoff", self.max_backoff)),
             self.max_backoff,
-        )
+        ))
+
+    def _delay(self, message: Any, actor: Any, retries: int, exception: BaseException) -> int:
+        max_backoff = self._max_backoff(message, actor)
         if isinstance(exception, Retry) and exception.delay is not None:
             return int(min(exception.delay, max_backoff))
         if isinstance(exception, RetryableError) and exception.retry_after is not None:

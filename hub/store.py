@@ -11,14 +11,17 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+import dramatiq.errors
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from hub import errors
 from hub.connectivity import ServerLink
 from hub.errors import StoreUnavailable
 
@@ -167,3 +170,25 @@ class RedisLocks:
         """Milliseconds left on the lease (0 when free)."""
         left: Any = guarded(lambda: self._client.pttl(f"{self._prefix}:lock:{name}"))
         return max(int(left), 0)
+
+
+class EntityLocked(errors.EntityLocked, dramatiq.errors.Retry):
+    """:class:`hub.errors.EntityLocked` (by that name) as a Dramatiq ``Retry`` too, so the worker does not
+    log an expected wait as an error with its traceback; ``hub.errors`` itself stays free of Dramatiq (pure
+    decision modules import it)."""
+
+
+@contextmanager
+def holding(locks: Locks, name: str, *, ttl_ms: int, busy: str) -> Iterator[str]:
+    """Hold the lock on ``name`` (for at most ``ttl_ms``) while the block runs; yields its token.
+
+    A lock another worker holds raises :class:`hub.errors.EntityLocked` saying ``busy`` and how long the
+    lock still lives, so the retry waits for the lock rather than spending the message's attempts on it.
+    """
+    token = locks.acquire(name, ttl_ms=ttl_ms)
+    if token is None:
+        raise EntityLocked(busy, lock=name, remaining_ms=locks.ttl_ms(name), ttl_ms=ttl_ms)
+    try:
+        yield token
+    finally:
+        locks.release(name, token)

@@ -11,10 +11,10 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from structlog.testing import capture_logs
 
-from hub.errors import SchemaViolation, StoreUnavailable, UpstreamUnavailable
+from hub.errors import EntityLocked, SchemaViolation, StoreUnavailable, UpstreamUnavailable
 from hub.idempotency import Claim, IdempotencyMiddleware
-from hub.retries import HubRetries, describe
-from hub.store import DeadLetterReasons
+from hub.retries import HubRetries, describe, lock_wait_delay, lock_wait_horizon_ms
+from hub.store import DeadLetterReasons, RedisLocks, holding
 
 
 @pytest.fixture
@@ -149,3 +149,130 @@ def test_a_message_that_finds_redis_down_backs_off_on_its_own_retries_and_says_s
     said = {(entry["event"], entry["log_level"]) for entry in logs if entry["event"] != "message dead-lettered"}
     assert said == {("retrying message", "debug"), ("idempotency store unavailable; retrying message", "debug")}
     assert len(stub.dead_letters) == 1  # retries exhausted, after exponentially longer waits
+
+
+# -- waiting for an entity's lock -------------------------------------------------------------------
+
+
+def test_a_lock_wait_starts_short_doubles_and_never_outlasts_the_lock() -> None:
+    def no_jitter() -> float:
+        return 0.0
+
+    waits = [lock_wait_delay(n, 30_000, max_ms=900_000, jitter=no_jitter) for n in range(8)]
+    assert waits == [200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600]
+    # Past the lock's end the wait stops at it (and a margin): a dead holder's lock is waited out, not more.
+    assert lock_wait_delay(8, 4_000, max_ms=900_000, jitter=no_jitter) == 4_050
+    assert lock_wait_delay(0, 0, max_ms=900_000, jitter=no_jitter) == 50  # given back meanwhile: come back soon
+    assert lock_wait_delay(0, -2, max_ms=900_000, jitter=no_jitter) == 50  # Redis's -2: no such key
+
+
+def test_the_jitter_only_lengthens_a_lock_wait_and_the_hub_s_longest_delay_caps_it() -> None:
+    assert lock_wait_delay(3, 30_000, max_ms=900_000, jitter=lambda: 0.5) == 1_800
+    assert lock_wait_delay(3, 30_000, max_ms=900_000, jitter=lambda: 0.999) < 2_000  # up to a quarter more
+    assert lock_wait_delay(20, 3_600_000, max_ms=1_500_000, jitter=lambda: 0.5) == 1_500_000
+    assert lock_wait_horizon_ms(60_000) == 120_000
+
+
+@pytest.fixture
+def store() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis()
+
+
+@pytest.fixture
+def locks(store: fakeredis.FakeRedis) -> RedisLocks:
+    return RedisLocks(store, prefix="t")
+
+
+def _worker_on(stub: StubBroker) -> dramatiq.Worker:
+    stub.emit_after("process_boot")
+    worker = dramatiq.Worker(stub, worker_timeout=50, worker_threads=1)
+    worker.start()
+    return worker
+
+
+def test_waiting_for_the_lock_of_a_dead_worker_spends_no_retries_and_runs_once_the_lock_runs_out(
+    reasons: DeadLetterReasons, locks: RedisLocks
+) -> None:
+    """No retry at all is allowed for failures, and the lock outlives several waits: the message still runs."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=0, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    assert locks.acquire("project:P1", ttl_ms=700) is not None  # its worker died: never given back
+    tries: list[str] = []
+
+    def provision() -> None:
+        try:
+            with holding(locks, "project:P1", ttl_ms=700, busy="project P1 is being provisioned"):
+                tries.append("ran")
+        except EntityLocked:
+            tries.append("waited")
+            raise
+
+    actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        with capture_logs() as logs:
+            actor.send()
+            stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert tries[-1] == "ran" and tries.count("ran") == 1 and tries.count("waited") >= 2, tries
+    assert stub.dead_letters == []
+    waits = [entry for entry in logs if entry["event"] == "waiting for a lock"]
+    assert len(waits) == tries.count("waited") and all(entry["lock"] == "project:P1" for entry in waits)
+    assert not [entry for entry in logs if entry["event"] == "retrying message"]
+
+
+def test_lock_waits_leave_the_failure_budget_whole(reasons: DeadLetterReasons, locks: RedisLocks) -> None:
+    """One retry is allowed; the lock is waited for first, then one failure is still retried."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=1, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    assert locks.acquire("mdm:client_1", ttl_ms=500) is not None
+    tries: list[str] = []
+
+    def merge() -> None:
+        try:
+            with holding(locks, "mdm:client_1", ttl_ms=500, busy="client_1 is being merged"):
+                if "failed" not in tries:
+                    tries.append("failed")
+                    raise UpstreamUnavailable("503 from the document platform")
+                tries.append("ran")
+        except EntityLocked:
+            tries.append("waited")
+            raise
+
+    actor = dramatiq.actor(merge, actor_name="merge", queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        actor.send()
+        stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert tries.count("waited") >= 1 and tries[-2:] == ["failed", "ran"], tries
+    assert stub.dead_letters == []
+
+
+def test_a_lock_still_held_after_two_of_its_lifetimes_dead_letters_the_message_and_says_why(
+    reasons: DeadLetterReasons, store: fakeredis.FakeRedis, locks: RedisLocks
+) -> None:
+    stub = StubBroker(middleware=[HubRetries(max_retries=3, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    store.set("t:lock:project:P9", "stuck")  # no expiry: a lock no worker gives back or lets run out
+    tries: list[int] = []
+
+    def provision() -> None:
+        tries.append(1)
+        with holding(locks, "project:P9", ttl_ms=150, busy="project P9 is being provisioned"):
+            pass
+
+    actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        message = actor.send()
+        stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert [m.message_id for m in stub.dead_letters] == [message.message_id]
+    assert len(tries) > 4  # more waits than the three retries a failure gets
+    reason = reasons.get(message.message_id)
+    assert reason is not None and reason["why"].startswith("lock project:P9 still held after ")
+    assert reason["why"].endswith("(its lifetime: 150 ms)") and reason["error"].startswith("EntityLocked")
