@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from hub.errors import ConfigurationError
 from hub.events import CloudEvent, SchemaLookup, make_event
 from hub.outbox import Origin, Outbox, Outgoing, publish_pending
 from observability.tracing import context_carrier
@@ -64,6 +65,9 @@ class ActorSpec:
     owner: str = "platform_team"
     #: The actor told of each of this actor's dead letters, if any.
     dead_letters_to: str | None = "exceptions"
+    #: The lifetime of the lock it takes on an entity (None: it takes none). A worker that dies holding the
+    #: lock keeps the entity locked this long, and every update to it waits as long (``hub.retries``).
+    lock_ttl_ms: int | None = None
 
     @property
     def source(self) -> str:
@@ -81,9 +85,23 @@ class ActorSpec:
             return 0
         return None if self.max_attempts is None else max(self.max_attempts - 1, 0)
 
+    @property
+    def lock_ms(self) -> int:
+        """The lifetime of its entity lock; a ConfigurationError for an actor that declares none."""
+        if self.lock_ttl_ms is None:
+            raise ConfigurationError(f"actor {self.name!r} takes a lock but declares no lock_ttl_ms")
+        return self.lock_ttl_ms
+
     def with_workflow(self, *, mode: Mode, max_attempts: int, owner: str) -> ActorSpec:
         """This spec with the mode, attempts and owner the policy gives its workflow."""
         return replace(self, mode=mode, max_attempts=max_attempts, owner=owner)
+
+    def with_lock_ttl(self, lock_ttl_ms: int | None) -> ActorSpec:
+        """This spec with its entity lock living ``lock_ttl_ms`` (``HUB_LOCK_TTL_MS``); unchanged when None or
+        when it takes no lock."""
+        if lock_ttl_ms is None or self.lock_ttl_ms is None:
+            return self
+        return replace(self, lock_ttl_ms=lock_ttl_ms)
 
 
 class Emitter(Protocol):

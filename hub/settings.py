@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(default="hub", pattern=r"^[a-zA-Z_][a-zA-Z0-9_-]*$",
                               description="Prefix of every queue name and Redis key, and the database schema.")
     lease_ttl_ms: int = Field(default=30_000, ge=1_000, description="Idempotency lease lifetime.")
+    lock_ttl_ms: int | None = Field(
+        default=None, ge=100,
+        description="Lifetime of every actor's entity locks (how long a worker that died holding one blocks its "
+                    "entity); unset: each actor's own.",
+    )
     done_ttl_s: int = Field(default=30 * 86_400, ge=60, description="How long 'done' marks are kept.")
     flight_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long flight records are kept.")
     max_retries: int = Field(default=12, ge=0, description="Retries before a message is dead-lettered.")

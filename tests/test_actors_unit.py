@@ -25,7 +25,7 @@ from connectors.sharepoint.client import GraphClient
 from hub.actor import ALL_TYPES, ActorSpec, DeadLetter, Emitting, RecordingEmitter, unit_context
 from hub.crosswalk import RedisCrosswalk
 from hub.dispatch import RoutingTable
-from hub.errors import BrokerUnavailable, HardStop
+from hub.errors import BrokerUnavailable, EntityLocked, HardStop
 from hub.events import make_event
 from hub.registry import SchemaRegistry
 from hub.store import MemoryLocks
@@ -126,18 +126,18 @@ def test_the_readiness_actor_folds_an_invoice_and_emits_its_verdict_on_fakes() -
     assert len(emitter.events) == 1  # the same fact again changes no verdict
 
 
-def test_a_held_project_lease_is_a_retry_not_a_failure() -> None:
-    from dramatiq.errors import Retry
-
+def test_a_held_project_lock_is_a_wait_for_the_lock_not_a_failure() -> None:
     locks = MemoryLocks()
     gate = ReadinessGate(policy=POLICY, rules=POLICY.section("invoice_readiness", ReadinessRules),
                          erp=erp({}), store=MemoryReadinessStore(), locks=locks)
     locks.acquire("readiness:ENG-1", ttl_ms=1_000)
     drafted = {"invoice_number": "INV-1", "project_code": "ENG-1", "amount": {"amount_minor": 1, "currency": "EUR"},
                "period_start": date(2027, 3, 1), "period_end": date(2027, 3, 31), "milestone": None, "drafted_at": T}
-    with pytest.raises(Retry):
+    with pytest.raises(EntityLocked) as raised:
         InvoiceReadiness(gate=gate).handle(context(actors.invoice_readiness.SPEC, "erp.invoice.drafted.v1",
                                                    drafted, RecordingEmitter()))
+    assert raised.value.lock == "readiness:ENG-1" and raised.value.ttl_ms == actors.invoice_readiness.SPEC.lock_ms
+    assert raised.value.remaining_ms > 0
 
 
 def test_master_data_mints_a_canonical_client_and_announces_it_on_fakes() -> None:

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from actors.master_data import SqlMasterDataStore
+from hub.crosswalk import RedisCrosswalk
 from hub.events import make_event
+from hub.runtime import Runtime
 from simulators.sandbox import ERP_SOURCE
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
@@ -18,6 +20,11 @@ from tests.support.scenario import Scenario, acme_project, running_scenario
 
 pytestmark = pytest.mark.integration
 WORKSPACE = "Engagements/ACME/ENG-ACME-0001"
+
+
+def _attempts_ended(runtime: Runtime, event_id: str, actor: str) -> bool:
+    """Whether ``actor`` ran the event to its end: an attempt of it succeeded or was dead-lettered."""
+    return any(hop.outcome in ("ok", "dead") for hop in runtime.flight.hops(event_id) if hop.actor == actor)
 
 
 def _client_name_on_workspace(scenario: Scenario) -> Any:
@@ -100,3 +107,23 @@ def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_pu
         assert "Europa" in data["detail"]
         assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=30)
         assert SqlMasterDataStore(runtime.db).ignored("sharepoint") >= 1
+
+
+def test_a_client_left_locked_by_a_worker_that_died_is_merged_once_the_lock_runs_out(prefix: str) -> None:
+    """The lock lives 5 s here (30 s by default); the old wait for it, 12 tries 200 ms apart, dead-lettered the
+    update before it ran out."""
+    with running_scenario(hub_settings(prefix, lock_ttl_ms=5_000)) as scenario:
+        runtime = scenario.runtime
+        lock_ms = runtime.specs["master_data"].lock_ms
+        cid = RedisCrosswalk(runtime.redis, prefix=prefix).canonical("client", "erp", "ACME")
+        # A worker took the record's lock, as the actor does, and died: nobody gives it back.
+        assert runtime.redis.set(f"{prefix}:lock:mdm:{cid}", "dead-worker", nx=True, px=lock_ms)
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        assert wait_until(lambda: _attempts_ended(runtime, "client:ACME:v1", "master_data"), timeout=60)
+        hops = [hop for hop in runtime.flight.hops("client:ACME:v1")
+                if hop.actor == "master_data" and hop.outcome != "published"]
+        state = SqlMasterDataStore(runtime.db).load(cid)
+    waits = [hop for hop in hops if hop.outcome == "retry"]
+    assert waits and all((hop.error or "").startswith("EntityLocked") for hop in waits)
+    assert [hop.outcome for hop in hops if hop.outcome != "retry"] == ["ok"]  # never dead-lettered
+    assert state is not None and state.values()["name"] == "ACME Corp"

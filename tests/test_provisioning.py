@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from actors import DEFAULT_POLICY
 from hub.cli import main
+from hub.runtime import Runtime
 from simulators.kit.faults import FaultPlan
 from tests.conftest import hub_settings, worker_env
 from tests.support.rabbit import queue_depth, wait_until
@@ -18,6 +19,11 @@ from tests.support.scenario import Scenario, acme_project, running_scenario
 from tests.support.signals import erp_events_settled
 
 pytestmark = pytest.mark.integration
+
+
+def _attempts_ended(runtime: Runtime, event_id: str, actor: str) -> bool:
+    """Whether ``actor`` ran the event to its end: an attempt of it succeeded or was dead-lettered."""
+    return any(hop.outcome in ("ok", "dead") for hop in runtime.flight.hops(event_id) if hop.actor == actor)
 
 
 def _status(scenario: Scenario, code: str) -> str | None:
@@ -157,3 +163,30 @@ def test_a_group_the_directory_does_not_know_is_not_granted_and_raises_an_except
     data = scenario.runtime.registry.decode("hub.exception.raised.v1", alert.body)
     assert data["kind"] == "provisioning.unknown_groups" and "Tax-EU" in data["detail"]
     assert data["owner"] == "platform_team"
+
+
+def test_a_project_left_locked_by_a_worker_that_died_is_provisioned_once_the_lock_runs_out(
+    prefix: str, tmp_path: Path
+) -> None:
+    """The lock lives 5 s here (60 s by default) and the workflow allows 3 attempts: the old wait for the lock
+    (a try a second, counted as attempts: about 11 s of the default 12 against 60 s) dead-lettered the event
+    after 2 s."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DEFAULT_POLICY.read_text().replace(
+        "provisioning: {mode: queue_and_retry, max_attempts: 12, owner: platform_team}",
+        "provisioning: {mode: queue_and_retry, max_attempts: 3, owner: platform_team}"))
+    with running_scenario(hub_settings(prefix, lock_ttl_ms=5_000, policy_file=policy)) as scenario:
+        runtime = scenario.runtime
+        # A worker took the project's lock, as the actor does, and died: nobody gives it back.
+        assert runtime.redis.set(f"{prefix}:lock:project:ENG-ACME-0001", "dead-worker", nx=True,
+                                 px=runtime.specs["provisioning"].lock_ms)
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _attempts_ended(runtime, "ENG-ACME-0001:v1", "provisioning"), timeout=60)
+        hops = [hop for hop in runtime.flight.hops("ENG-ACME-0001:v1")
+                if hop.actor == "provisioning" and hop.outcome != "published"]
+        assert _provisioned(scenario, "ENG-ACME-0001")
+        assert scenario.sandbox.graph_requests()["creates"]["workspaces/Engagements/ACME/ENG-ACME-0001"] == 1
+    waits = [hop for hop in hops if hop.outcome == "retry"]
+    assert waits and all((hop.error or "").startswith("EntityLocked") for hop in waits)
+    assert [hop.outcome for hop in hops if hop.outcome != "retry"] == ["ok"]  # never dead-lettered

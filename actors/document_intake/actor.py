@@ -29,10 +29,11 @@ from hub.errors import InvalidEvent
 from hub.store import Locks
 from observability.logging import get_logger
 
-#: The document platform's change notifications.
-SPEC = ActorSpec(name="document_intake", triggers=("dms.change.notified.v1",), workflow="document_intake")
+#: The document platform's change notifications. One worker reads the drive at a time; the others leave a
+#: mark and return, so nothing waits on its lock.
+SPEC = ActorSpec(name="document_intake", triggers=("dms.change.notified.v1",), workflow="document_intake",
+                 lock_ttl_ms=60_000)
 STATE_CHANGED = "dms.document.state_changed.v1"
-_LOCK_TTL_MS = 60_000
 _NAMESPACE = uuid.UUID("3e1c9a7b-52d4-4c8f-a0b6-7d9e2f4a1c35")
 log = get_logger(__name__)
 
@@ -63,7 +64,7 @@ class DocumentIntake:
             return
         self.store.mark_changed(self.drive)
         while True:
-            lease = self.locks.acquire(f"intake:{self.drive}", ttl_ms=_LOCK_TTL_MS)
+            lease = self.locks.acquire(f"intake:{self.drive}", ttl_ms=self.spec.lock_ms)
             if lease is None:
                 log.debug("the drive is being read by another worker; it will see this change")
                 return

@@ -17,8 +17,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC
 
-from dramatiq.errors import Retry
-
 from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, terms_patch
 from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
@@ -28,13 +26,12 @@ from connectors.sharepoint.client import GraphClient
 from hub.actor import ActorContext, ActorSpec
 from hub.idempotency import side_effect_key
 from hub.policy import Policy, fill
-from hub.store import Locks
+from hub.store import Locks, holding
 from observability.logging import get_logger
 
 #: A completed envelope (the document is signed) or a document platform state change.
 SPEC = ActorSpec(name="document_workflow", triggers=("esign.envelope.completed.v1", "dms.document.state_changed.v1"),
-                 workflow="document_intake")
-_LOCK_TTL_MS = 60_000
+                 workflow="document_intake", lock_ttl_ms=60_000)
 _NAMESPACE = uuid.UUID("8d2f6a41-7c3e-4b59-a1d8-5e0f9b3c2a76")
 log = get_logger(__name__)
 
@@ -57,15 +54,11 @@ class DocumentWorkflow:
             log.debug("no document rule applies", document_class=doc.document_class, state=doc.state,
                       engagement_type=project.engagement_type)
             return
-        lease = self.locks.acquire(f"project:{doc.project_code}", ttl_ms=_LOCK_TTL_MS)
-        if lease is None:
-            raise Retry(f"project {doc.project_code} is being updated by another worker", delay=300)
-        try:
+        with holding(self.locks, f"project:{doc.project_code}", ttl_ms=self.spec.lock_ms,
+                     busy=f"project {doc.project_code} is being updated by another worker"):
             actions = tuple(dict.fromkeys(a for rule in rules for a in rule.actions()))
             names = ", ".join(rule.name for rule in rules)
             self._run(context, doc, self.erp.get_project(doc.project_code), actions, names)
-        finally:
-            self.locks.release(f"project:{doc.project_code}", lease)
 
     def _run(self, context: ActorContext, doc: SignedDocument, project: ErpProject,
              actions: Sequence[DocumentAction], rules: str) -> None:

@@ -4,17 +4,17 @@ a project update that states another engagement type or jurisdiction re-reads it
 
 from __future__ import annotations
 
-from dramatiq.errors import Retry
-
 from actors.invoice_readiness.facts import ProjectMeta
 from actors.invoice_readiness.gate import LOCK_TTL_MS, ReadinessGate, lock_name
 from actors.invoice_readiness.logic import EVENT_TYPES, event_from_record
 from hub.actor import ActorContext, ActorSpec
+from hub.store import holding
 
 #: A project's engagement type or jurisdiction may change: its checklist and expected labels with them.
 PROJECT_UPDATED = "erp.project.updated.v1"
 #: Drafted invoices, document states, retention labels, completed envelopes and project updates.
-SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDATED), workflow="invoice_readiness")
+SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDATED), workflow="invoice_readiness",
+                 lock_ttl_ms=LOCK_TTL_MS)
 
 
 class InvoiceReadiness:
@@ -28,10 +28,8 @@ class InvoiceReadiness:
         """Fold the event (or refresh the project's meta) under the project's lease."""
         record = context.data
         code = str(record["project_code"])
-        lease = self.gate.locks.acquire(lock_name(code), ttl_ms=LOCK_TTL_MS)
-        if lease is None:
-            raise Retry(f"readiness of project {code} is being updated", delay=200)
-        try:
+        with holding(self.gate.locks, lock_name(code), ttl_ms=self.spec.lock_ms,
+                     busy=f"readiness of project {code} is being updated"):
             if context.event.get_type() == PROJECT_UPDATED:
                 self.gate.refresh(code, ProjectMeta(engagement_type=record["engagement_type"], region=record["region"],
                                                     country=record["country"], client_id=record["client_id"]), context)
@@ -40,5 +38,3 @@ class InvoiceReadiness:
             # Publish the verdicts this message saved: now, or on its re-run (which finds nothing changed) if
             # the worker died first. Under the lease, so a project's verdicts usually go out in their order.
             context.flush(self.gate.store.outbox)
-        finally:
-            self.gate.locks.release(lock_name(code), lease)

@@ -12,8 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dramatiq.errors import Retry
-
 from actors.master_data.mapping import MappingFailed, MappingRules, apply_mapping
 from actors.master_data.model import (
     CanonicalState,
@@ -29,13 +27,15 @@ from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.events import CloudEvent, extension
 from hub.outbox import Outgoing
-from hub.store import Locks
+from hub.store import Locks, holding
 from observability.logging import get_logger
 
-#: Client and project events from the ERP, provisioned workspaces and the document platform's changes.
+#: Client and project events from the ERP, provisioned workspaces and the document platform's changes; one
+#: merge per canonical record at a time (a merge takes well under a second: the lock's lifetime only bounds
+#: how long a worker that dies merging keeps the record locked).
 SPEC = ActorSpec(name="master_data", triggers=(
     "erp.client.upserted.v1", "erp.project.created.v1", "erp.project.updated.v1", "dms.workspace.provisioned.v1",
-    "dms.change.notified.v1"), workflow="master_data_sync")
+    "dms.change.notified.v1"), workflow="master_data_sync", lock_ttl_ms=30_000)
 log = get_logger(__name__)
 
 
@@ -72,10 +72,8 @@ class MasterData:
             raise MappingFailed(f"no mapping rules for source {event.get_source()!r}", field="source")
         mapped = apply_mapping(self.rules, system, event.get_type(), record, lookup=self.crosswalk.canonical)
         cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
-        token = self.locks.acquire(f"mdm:{cid}", ttl_ms=30_000)
-        if token is None:
-            raise Retry(f"{cid} is being merged by another worker", delay=200)
-        try:
+        with holding(self.locks, f"mdm:{cid}", ttl_ms=self.spec.lock_ms,
+                     busy=f"{cid} is being merged by another worker"):
             result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version_of(event)),
                            authority=self.rules.authority)
             # The pushes come before the save: one that fails leaves the change unsaved, so the retry
@@ -90,8 +88,6 @@ class MasterData:
                                               version_of(event)) if result.changed else None
             # The record and its announcement in one transaction (the outbox): no change goes unannounced.
             self.store.save(result.state, announce=[announcement] if announcement else [])
-        finally:
-            self.locks.release(f"mdm:{cid}", token)
         if result.ignored:
             self.store.count_ignored(system, len(result.ignored))
         # Publish what this message wrote to the outbox: now, or on its re-run if the worker dies first.

@@ -14,8 +14,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from dramatiq.errors import Retry
-
 from actors.provisioning.plan import (
     ApplyLabel,
     EnsureFolder,
@@ -38,13 +36,14 @@ from hub.crosswalk import CrosswalkStore
 from hub.errors import HardStop
 from hub.idempotency import side_effect_key
 from hub.policy import Policy
-from hub.store import Locks
+from hub.store import Locks, holding
 from observability.logging import get_logger
 
-#: A project created or updated in the ERP: reconcile its workspace.
+#: A project created or updated in the ERP: reconcile its workspace, one run per project at a time (a run
+#: usually takes a second or two; the lock's lifetime bounds how long a worker that dies provisioning keeps
+#: the project locked).
 SPEC = ActorSpec(name="provisioning", triggers=("erp.project.created.v1", "erp.project.updated.v1"),
-                 workflow="provisioning")
-_LOCK_TTL_MS = 60_000
+                 workflow="provisioning", lock_ttl_ms=60_000)
 _NAMESPACE = uuid.UUID("0f7c2b9e-3d54-4a8e-b6a1-92c4d0e8f7a3")
 log = get_logger(__name__)
 
@@ -134,18 +133,11 @@ class Provisioning:
         self.locks, self.store = locks, store
 
     def handle(self, context: ActorContext) -> None:
-        """One project at a time: a lease per project code; a held lease is an expected wait (a Retry)."""
+        """One project at a time: a lock per project code; a held lock is an expected wait (EntityLocked)."""
         code = str(context.data["project_code"])
-        token = self.locks.acquire(f"project:{code}", ttl_ms=_LOCK_TTL_MS)
-        if token is None:
-            # An expected wait, not an error: the holder usually finishes in well under a second (the
-            # lease TTL only bounds a dead holder). A Retry is retried with its delay and not logged as a failure.
-            raise Retry(f"project {code} is being provisioned by another worker",
-                        delay=min(max(self.locks.ttl_ms(f"project:{code}"), 200), 1_000))
-        try:
+        with holding(self.locks, f"project:{code}", ttl_ms=self.spec.lock_ms,
+                     busy=f"project {code} is being provisioned by another worker"):
             self._provision(code, context)
-        finally:
-            self.locks.release(f"project:{code}", token)
 
     def _provision(self, code: str, context: ActorContext) -> None:
         event = context.event

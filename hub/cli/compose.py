@@ -77,7 +77,7 @@ def build_app(
     from hub.store import RedisLocks
 
     policy = actors.load_policy(settings.policy_file)
-    specs = actors.with_workflows(policy)
+    specs = {name: spec.with_lock_ttl(settings.lock_ttl_ms) for name, spec in actors.with_workflows(policy).items()}
     infra = build_infrastructure(settings, embedded=embedded, tracer_provider=tracer_provider,
                                  span_exporter=span_exporter)
     prefix, client = infra.queue_prefix, infra.redis
