@@ -25,8 +25,12 @@ from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
 from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig, create_app
+from simulators.erp.webhooks import Outbox
+from simulators.kit.clock import ManualClock
 from simulators.kit.faults import FaultPlan
+from simulators.kit.outbox import DAY_S, HOUR_S
 from tests.support.ingress import load, serving, write_sources
+from tests.support.schedules import answering, gaps, run_schedule
 
 TOKEN = "test-erp-token"
 SOURCE = "erp-sim://acme-psa/prod"
@@ -413,6 +417,44 @@ def test_an_unreachable_hub_is_retried_as_a_network_error() -> None:
         log = flush(url)
     assert (log[0]["attempts"], log[0]["state"], log[0]["last_status"]) == (2, "failed", None)
     assert "ConnectError" in log[0]["last_error"]
+
+
+def test_an_unacknowledged_event_is_retried_with_backoff_up_to_an_hour_apart_for_a_day_then_given_up() -> None:
+    clock, seen = ManualClock(), []
+    outbox = Outbox(WebhookConfig(url="http://hub.test/v1/events", secret=new_secret()),
+                    transport=answering(lambda _: 503, clock, seen), clock=clock)
+    try:
+        outbox.enqueue({"id": "client:C-ACME:v1", "type": "erp.client.upserted.v1", "subject": "C-ACME"})
+        run_schedule(outbox, clock)
+    finally:
+        outbox.close()
+    times = [moment for moment, _ in seen]
+    waits = gaps(times)
+    assert len(times) > 5  # not five attempts and done: the ERP keeps trying
+    assert waits[:4] == [0.5, 1.0, 2.0, 4.0] and max(waits) == HOUR_S and waits[-1] == HOUR_S
+    assert times[-1] - times[0] <= DAY_S < times[-1] + HOUR_S - times[0]  # the next one would be past the day
+    [entry] = outbox.deliveries()
+    assert (entry["state"], entry["attempts"], set(entry["statuses"])) == ("failed", len(times), {503})
+    assert {request.headers["webhook-id"] for _, request in seen} == {"client:C-ACME:v1"}
+
+
+def test_an_event_the_hub_refuses_does_not_hold_up_the_next_one() -> None:
+    clock, seen = ManualClock(), []
+
+    def refuse_the_first(request: httpx.Request) -> int:
+        return 503 if request.headers["webhook-id"] == "client:C-ACME:v1" else 202
+
+    outbox = Outbox(WebhookConfig(url="http://hub.test/v1/events", secret=new_secret()),
+                    transport=answering(refuse_the_first, clock, seen), clock=clock)
+    try:
+        outbox.enqueue({"id": "client:C-ACME:v1", "type": "erp.client.upserted.v1", "subject": "C-ACME"})
+        outbox.enqueue({"id": "client:C-OTHER:v1", "type": "erp.client.upserted.v1", "subject": "C-OTHER"})
+        assert outbox.idle(timeout_s=10)
+        delivered_at = {request.headers["webhook-id"]: moment for moment, request in seen}
+        assert [entry["state"] for entry in outbox.deliveries()] == ["pending", "delivered"]
+    finally:
+        outbox.close()
+    assert delivered_at["client:C-OTHER:v1"] == 0.0  # before the first one's retry, due at 0.5 s
 
 
 @pytest.mark.integration

@@ -4,23 +4,26 @@ Like an ERP's posting script, every project or client change, and every drafted 
 (``erp.invoice.drafted.v1``, subject the invoice number, ``milestone`` the milestone's name), becomes
 one CloudEvent (structured mode, ``application/cloudevents+json``) whose ``data`` uses the hub's Avro
 JSON form (dates as days since 1970-01-01, timestamps as epoch milliseconds). It is signed with
-Standard Webhooks and posted by one background thread, in the order of the changes, so an API call
-never waits for it. Network errors, 408, 429 and 5xx are retried with exponential backoff
-(``Retry-After`` honoured); any other 4xx stops at once. Every event has an entry in the delivery log.
+Standard Webhooks and posted by one background thread, first in the order of the changes, so an API
+call never waits for it. As an ERP's integration queue does, an event that is not acknowledged is
+retried until it is, each on its own schedule: network errors, 408, 429 and 5xx are retried with
+exponential backoff (``Retry-After`` honoured), at most an hour apart, for a day after its first attempt;
+any other 4xx stops at once. Every event has an entry in the delivery log.
 """
 
 from __future__ import annotations
 
 import calendar
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from simulators.kit.outbox import DeliveryConfig, retry_after_s
+from simulators.kit.clock import Clock
+from simulators.kit.outbox import DAY_S, HOUR_S, DeliveryConfig, retry_after_s
 from simulators.kit.outbox import Outbox as KitOutbox
 
 _EPOCH = date(1970, 1, 1)
@@ -37,6 +40,10 @@ class WebhookConfig(DeliveryConfig):
     secret: str
     #: The CloudEvents ``source`` the ERP claims.
     source: str = "erp-sim://acme-psa/prod"
+    #: Retries grow to an hour apart and go on for a day: an ERP's queue keeps an unacknowledged event
+    #: that long before it marks it failed for an administrator to resend.
+    max_backoff_s: float = field(default=HOUR_S, kw_only=True)
+    horizon_s: float = field(default=DAY_S, kw_only=True)
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -163,10 +170,11 @@ def _retryable(status: int) -> bool:
 
 
 class Outbox(KitOutbox):
-    """Posts queued events in order from one daemon thread and keeps the delivery log."""
+    """Posts queued events from one daemon thread, each retried until acknowledged, and keeps the delivery log."""
 
-    def __init__(self, config: WebhookConfig, *, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(config, thread_name="erp-sim-webhooks", transport=transport)
+    def __init__(self, config: WebhookConfig, *, transport: httpx.BaseTransport | None = None,
+                 clock: Clock | None = None) -> None:
+        super().__init__(config, thread_name="erp-sim-webhooks", transport=transport, clock=clock)
         self.config = config
         self._signer = Webhook(config.secret)
 
