@@ -4,6 +4,7 @@ and the DocuSign client downloading the signed document."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,10 @@ from hub.events import validate_event
 from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
 from simulators.docusign import ConnectConfig, DocuSignSimConfig, create_app
+from simulators.docusign.connect import ConnectOutbox
+from simulators.kit.clock import ManualClock
+from simulators.kit.outbox import DAY_S
+from tests.support.schedules import answering, gaps, run_schedule
 
 TOKEN = "ds-test-token"
 HMAC_KEY = "Xq3sE0oY1nJmV3zC6jQ9yT2uR5wA8dF4hK7pL0bN6gM="
@@ -92,7 +97,8 @@ def sim_notifying(receiver: Receiver | None) -> Iterator[tuple[str, httpx.Client
         return
     with serve_in_thread(receiver.app()) as hub_url:
         config = DocuSignSimConfig(token=TOKEN, connect=ConnectConfig(
-            url=f"{hub_url}/v1/webhooks/docusign", hmac_key=HMAC_KEY, attempts=4, backoff_s=0.05))
+            url=f"{hub_url}/v1/webhooks/docusign", hmac_key=HMAC_KEY, attempts=4, backoff_s=0.05,
+            retry_interval_s=0.05))
         with serve_in_thread(create_app(config)) as url, httpx.Client(
                 base_url=url, headers={"authorization": f"Bearer {TOKEN}"}) as api:
             yield url, api
@@ -151,6 +157,22 @@ def test_an_unacknowledged_notification_is_retried_until_the_receiver_answers_2x
     assert receiver.attempts == 3 and len(receiver.bodies) == 1
     event = to_event(parse(receiver.bodies[0]), registry=SchemaRegistry.load(), source=SOURCE)
     assert event is not None and event.get_subject() == envelope_id
+
+
+def test_connect_retries_an_unacknowledged_message_soon_then_daily_ten_times_then_gives_it_up() -> None:
+    clock, seen = ManualClock(), []
+    outbox = ConnectOutbox(ConnectConfig(url="http://hub.test/v1/webhooks/docusign", hmac_key=HMAC_KEY),
+                           transport=answering(lambda _: 500, clock, seen), clock=clock)
+    try:
+        outbox.enqueue({"event": "envelope-completed", "retryCount": 0, "data": {"envelopeId": "env-1"}})
+        run_schedule(outbox, clock)
+    finally:
+        outbox.close()
+    times = [moment for moment, _ in seen]
+    assert gaps(times) == [0.5] + [DAY_S] * 9  # the first retry soon, then no sooner than a day apart
+    assert [json.loads(request.content)["retryCount"] for _, request in seen] == list(range(11))
+    [entry] = outbox.deliveries()
+    assert (entry["state"], entry["attempts"]) == ("failed", 11)  # for days, not five attempts
 
 
 def test_the_client_reads_the_envelope_and_downloads_the_document_bytes() -> None:

@@ -22,7 +22,8 @@ Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopbac
     GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10
 
 On completion a Connect ``envelope-completed`` message is POSTed to ``ConnectConfig.url``, HMAC-signed
-(see :mod:`simulators.docusign.connect`). Envelopes are kept in :mod:`simulators.docusign.envelopes`.
+(see :mod:`simulators.docusign.connect`), and retried on Connect's schedule until acknowledged. Envelopes are
+kept in :mod:`simulators.docusign.envelopes`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """DocuSign Connect as the simulator sends it: on completion, an ``envelope-completed`` message (JSON SIM,
 envelope summary with recipients, custom fields and documents) is POSTed to ``ConnectConfig.url`` with
-``X-DocuSign-Signature-1`` = base64(HMAC-SHA256(hmac_key, raw body)), from one background thread; any
-answer but 2xx, and any network error, is retried with exponential backoff until ``attempts`` run out."""
+``X-DocuSign-Signature-1`` = base64(HMAC-SHA256(hmac_key, raw body)), from one background thread.
+
+Retries follow Connect's with "Require Acknowledgement" on (the ``requiresAcknowledgement`` setting of a
+Connect configuration): any answer but 2xx, and any network error, leaves the message in Connect's
+queue; it is retried soon (``backoff_s``), then no sooner than 24 hours after the previous retry, ten
+retries at most, so for about nine days. Each message keeps its own schedule, and every retry says its
+number in ``retryCount``."""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from simulators.kit.outbox import DeliveryConfig, Outbox
+from simulators.kit.clock import Clock
+from simulators.kit.outbox import DAY_S, DeliveryConfig, Outbox
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,16 @@ class ConnectConfig(DeliveryConfig):
     url: str
     #: The Connect HMAC key the hub also knows (used as UTF-8 bytes, as DocuSign does).
     hmac_key: str
+    #: After the first retry, Connect retries an unacknowledged message no sooner than this after the last.
+    retry_interval_s: float = field(default=DAY_S, kw_only=True)
+    #: The first attempt and ten retries.
+    attempts: int | None = field(default=11, kw_only=True)
+    #: Past the tenth retry (about nine days): the message is given up.
+    horizon_s: float = field(default=10 * DAY_S, kw_only=True)
+
+    def wait_s(self, attempt: int) -> float:
+        """The first retry comes after ``backoff_s``, every later one ``retry_interval_s`` after the last."""
+        return self.backoff_s if attempt == 1 else self.retry_interval_s
 
 
 def connect_signature(hmac_key: str, body: bytes) -> str:
@@ -53,10 +69,12 @@ def connect_message(envelope: dict[str, Any], *, generated_at: str) -> dict[str,
 
 
 class ConnectOutbox(Outbox):
-    """Posts queued Connect messages in order from one daemon thread and keeps the delivery log."""
+    """Posts queued Connect messages from one daemon thread, each on Connect's retry schedule, and keeps the
+    delivery log."""
 
-    def __init__(self, config: ConnectConfig) -> None:
-        super().__init__(config, thread_name="docusign-sim-connect")
+    def __init__(self, config: ConnectConfig, *, transport: httpx.BaseTransport | None = None,
+                 clock: Clock | None = None) -> None:
+        super().__init__(config, thread_name="docusign-sim-connect", transport=transport, clock=clock)
         self.config = config
 
     def enqueue(self, message: dict[str, Any]) -> None:
