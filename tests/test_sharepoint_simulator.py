@@ -14,7 +14,11 @@ from fastapi.responses import PlainTextResponse
 
 from connectors.sharepoint.inbound import check_client_state, parse_notifications, validation_token
 from hub.ingress.server import serve_in_thread
+from simulators.kit.clock import ManualClock
+from simulators.kit.outbox import HOUR_S
 from simulators.sharepoint import SimulatorConfig, create_app
+from simulators.sharepoint.notify import Notifier
+from tests.support.schedules import answering, gaps, run_schedule
 
 TOKEN = "sim-test-token"
 
@@ -485,3 +489,19 @@ def test_uploads_and_deletes_are_notified(graph: httpx.Client) -> None:
     assert [n.resource_id for n in notifications] == [file, file, file, sentinel]
     for notification in notifications:
         check_client_state(notification, ["state-42"])
+
+
+def test_an_unacknowledged_notification_is_retried_with_backoff_for_four_hours_then_dropped() -> None:
+    clock, seen = ManualClock(), []
+    notifier = Notifier(clock=clock, transport=answering(lambda _: 503, clock, seen))
+    try:
+        notifier.submit("http://hub.test/notify", {"value": [{"id": "n-1"}]})
+        run_schedule(notifier, clock)
+        stats = notifier.stats()
+    finally:
+        notifier.close()
+    times = [moment for moment, _ in seen]
+    waits = gaps(times)
+    assert len(times) > 5 and waits[:3] == pytest.approx([0.2, 0.4, 0.8]) and max(waits) == pytest.approx(1_800)
+    assert times[-1] - times[0] <= 4 * HOUR_S < times[-1] + waits[-1] - times[0]  # the next one: past 4 hours
+    assert (stats["failed"], stats["delivered"], stats["pending"], stats["attempted"]) == (1, 0, 0, len(times))

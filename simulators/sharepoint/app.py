@@ -30,7 +30,8 @@ position; a token the simulator did not issue in its current epoch is 410 ``resy
 a ``Location`` that starts over. Downloads answer the bytes directly (Graph answers 302 to a
 pre-authenticated URL). Faults come from :mod:`simulators.kit.faults` (``PUT /_sim/faults``). Admin
 endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
-``POST /_sim/reset``.
+``POST /_sim/reset``, and the change notifications' log: ``GET /_sim/deliveries``,
+``POST /_sim/deliveries/flush?timeout_s=10`` (Graph's retry schedule: :mod:`simulators.sharepoint.notify`).
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ def _loopback(request: Request) -> None:
 
 
 def create_app(config: SimulatorConfig | None = None) -> FastAPI:
-    """A fresh simulator: its own state, fault injector and notification thread (started on first use)."""
+    """A fresh simulator: its own state, fault injector and notification thread (started with the app, or on
+    first use)."""
     config = config or SimulatorConfig()
-    notifier = Notifier(attempts=config.notify_attempts, backoff_s=config.notify_backoff_s,
-                        timeout_s=config.notify_timeout_s)
+    notifier = Notifier(backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_max_backoff_s,
+                        horizon_s=config.notify_horizon_s, timeout_s=config.notify_timeout_s)
     state = GraphState(drives=config.drives, groups=[Group.named(g, config.group_domain) for g in config.groups],
                        web_base=f"{config.web_host.rstrip('/')}/sites/{config.site}", tenant_id=config.tenant_id,
                        retention_labels=config.retention_labels, notify=notifier.submit)
@@ -118,8 +120,8 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     api.include_router(drive_routes(state, config))
     api.include_router(subscription_routes(state, config))
     app = simulator_app("Microsoft Graph simulator (SharePoint subset)", api=api, admin=admin, dialect=GRAPH_ERRORS,
-                        faults=faults, resets=(state.reset, notifier.clear), on_shutdown=(notifier.stop,),
-                        admin_dependencies=[Depends(_loopback)], deliveries=False, docs=False)
+                        faults=faults, outbox=notifier, resets=(state.reset,),
+                        admin_dependencies=[Depends(_loopback)], docs=False)
     app.state.graph = state
     app.state.notifier = notifier
     return app

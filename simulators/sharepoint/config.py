@@ -31,7 +31,10 @@ class SimulatorConfig:
     #: Known retention labels; ``None`` accepts any name.
     retention_labels: frozenset[str] | None = None
     validation_timeout_s: float = 10.0
-    notify_attempts: int = 5
+    #: Change notifications: the first retry's delay (doubling, at most ``notify_max_backoff_s`` apart), for
+    #: up to ``notify_horizon_s`` (Graph's 4 hours) after the first attempt.
     notify_backoff_s: float = 0.2
+    notify_max_backoff_s: float = 30 * 60.0
+    notify_horizon_s: float = 4 * 3_600.0
     notify_timeout_s: float = 3.0
     max_subscription_minutes: int = 42_300

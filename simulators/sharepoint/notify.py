@@ -2,22 +2,21 @@
 
 As Graph does: on subscription creation it POSTs ``?validationToken=<token>`` (``text/plain``) to the
 notification URL and requires, within 10 s, 200 ``text/plain`` with the decoded token as the body.
-Notifications are POSTed as JSON from a background thread; an answer other than 2xx (or none within
-the timeout) is retried with exponential backoff, a few times, then counted as failed.
+Notifications are POSTed as JSON from a background thread, first in the order of the changes; as Graph
+does, one that is not acknowledged (an answer other than 2xx, or none within the timeout) is retried with
+exponential backoff, each on its own, for up to 4 hours after its first attempt, then dropped and counted
+as failed.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import secrets
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from simulators.kit.clock import Clock
+from simulators.kit.outbox import HOUR_S, DeliveryConfig, Outbox
 
 
 def validate_endpoint(url: str, *, timeout_s: float) -> str | None:
@@ -38,102 +37,34 @@ def validate_endpoint(url: str, *, timeout_s: float) -> str | None:
     return None
 
 
-@dataclass(order=True)
-class _Delivery:
-    due: float
-    seq: int
-    url: str = field(compare=False)
-    body: dict[str, Any] = field(compare=False)
-    attempt: int = field(default=1, compare=False)
+#: Graph retries a notification for up to 4 hours, then drops it.
+GRAPH_HORIZON_S = 4 * HOUR_S
 
 
-class Notifier:
-    """Delivers change notifications from one daemon thread, retrying with backoff."""
+class Notifier(Outbox):
+    """Delivers change notifications from one daemon thread, each retried on Graph's schedule; the delivery log
+    keeps the latest 200 finished ones."""
 
-    def __init__(self, *, attempts: int = 5, backoff_s: float = 0.2, timeout_s: float = 3.0) -> None:
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.timeout_s = timeout_s
-        self._queue: list[_Delivery] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self.delivered = 0
-        self.failed = 0
-        self.attempted = 0
-        #: The latest deliveries: url, notification ids, attempt, outcome.
-        self.log: deque[dict[str, Any]] = deque(maxlen=200)
+    def __init__(self, *, backoff_s: float = 0.2, max_backoff_s: float = 30 * 60.0,
+                 horizon_s: float = GRAPH_HORIZON_S, timeout_s: float = 3.0, clock: Clock | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        delivery = DeliveryConfig(backoff_s=backoff_s, max_backoff_s=max_backoff_s, horizon_s=horizon_s,
+                                  timeout_s=timeout_s)
+        super().__init__(delivery, thread_name="graph-sim-notifier", transport=transport, clock=clock, keep=200,
+                         trust_env=False)
 
     def submit(self, url: str, body: dict[str, Any]) -> None:
         """Queue one notification POST (never blocks on the network)."""
-        with self._cond:
-            if self._stopping:
-                return
-            heapq.heappush(self._queue, _Delivery(time.monotonic(), next(self._seq), url, body))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="graph-sim-notifier", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    @property
-    def pending(self) -> int:
-        """Notifications not yet delivered nor given up."""
-        with self._cond:
-            return len(self._queue)
-
-    def clear(self) -> None:
-        """Drop pending notifications and zero the counters."""
-        with self._cond:
-            self._queue.clear()
-            self.delivered = self.failed = self.attempted = 0
-            self.log.clear()
+        self._enqueue({"url": url, "body": body},
+                      {"url": url, "ids": [n.get("id") for n in body.get("value", [])]})
 
     def stats(self) -> dict[str, Any]:
         """Counters and the latest deliveries."""
-        with self._cond:
-            return {"delivered": self.delivered, "failed": self.failed, "attempted": self.attempted,
-                    "pending": len(self._queue), "log": list(self.log)}
+        log = self.deliveries()
+        states = [entry["state"] for entry in log]
+        return {"delivered": states.count("delivered"), "failed": states.count("failed"),
+                "pending": states.count("pending"), "attempted": sum(entry["attempts"] for entry in log),
+                "log": log}
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread; pending notifications are dropped."""
-        with self._cond:
-            self._stopping = True
-            self._queue.clear()
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-
-    def _next(self) -> _Delivery | None:
-        with self._cond:
-            while not self._stopping:
-                if self._queue:
-                    wait = self._queue[0].due - time.monotonic()
-                    if wait <= 0:
-                        return heapq.heappop(self._queue)
-                    self._cond.wait(wait)
-                else:
-                    self._cond.wait()
-            return None
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
-            while (delivery := self._next()) is not None:
-                try:
-                    status: int | str = client.post(delivery.url, json=delivery.body).status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                ok = isinstance(status, int) and 200 <= status < 300
-                with self._cond:
-                    self.attempted += 1
-                    self.log.append({"url": delivery.url, "attempt": delivery.attempt, "status": status,
-                                     "ids": [n.get("id") for n in delivery.body.get("value", [])]})
-                    if ok:
-                        self.delivered += 1
-                    elif delivery.attempt >= self.attempts:
-                        self.failed += 1
-                    elif not self._stopping:
-                        delivery.due = time.monotonic() + self.backoff_s * 2 ** (delivery.attempt - 1)
-                        delivery.attempt += 1
-                        heapq.heappush(self._queue, delivery)
+    def _post(self, client: httpx.Client, item: dict[str, Any], attempt: int) -> httpx.Response:
+        return client.post(item["url"], json=item["body"])
