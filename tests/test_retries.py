@@ -215,7 +215,7 @@ def test_waiting_for_the_lock_of_a_dead_worker_spends_no_retries_and_runs_once_t
     finally:
         worker.stop()
         stub.close()
-    assert tries[-1] == "ran" and tries.count("ran") == 1 and tries.count("waited") >= 2, tries
+    assert tries[-1] == "ran" and tries.count("ran") == 1 and tries.count("waited") >= 1, tries
     assert stub.dead_letters == []
     waits = [entry for entry in logs if entry["event"] == "waiting for a lock"]
     assert len(waits) == tries.count("waited") and all(entry["lock"] == "project:P1" for entry in waits)
@@ -254,13 +254,13 @@ def test_lock_waits_leave_the_failure_budget_whole(reasons: DeadLetterReasons, l
 def test_a_lock_still_held_after_two_of_its_lifetimes_dead_letters_the_message_and_says_why(
     reasons: DeadLetterReasons, store: fakeredis.FakeRedis, locks: RedisLocks
 ) -> None:
-    stub = StubBroker(middleware=[HubRetries(max_retries=3, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    stub = StubBroker(middleware=[HubRetries(max_retries=1, min_backoff=10, max_backoff=2_000, reasons=reasons)])
     store.set("t:lock:project:P9", "stuck")  # no expiry: a lock no worker gives back or lets run out
     tries: list[int] = []
 
     def provision() -> None:
         tries.append(1)
-        with holding(locks, "project:P9", ttl_ms=150, busy="project P9 is being provisioned"):
+        with holding(locks, "project:P9", ttl_ms=500, busy="project P9 is being provisioned"):
             pass
 
     actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
@@ -272,7 +272,7 @@ def test_a_lock_still_held_after_two_of_its_lifetimes_dead_letters_the_message_a
         worker.stop()
         stub.close()
     assert [m.message_id for m in stub.dead_letters] == [message.message_id]
-    assert len(tries) > 4  # more waits than the three retries a failure gets
+    assert len(tries) > 2  # more waits than the one retry a failure gets
     reason = reasons.get(message.message_id)
     assert reason is not None and reason["why"].startswith("lock project:P9 still held after ")
-    assert reason["why"].endswith("(its lifetime: 150 ms)") and reason["error"].startswith("EntityLocked")
+    assert reason["why"].endswith("(its lifetime: 500 ms)") and reason["error"].startswith("EntityLocked")
