@@ -71,6 +71,23 @@ class Database:
                 raise
             raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
 
+    @contextlib.contextmanager
+    def begin_exclusive(self, name: str) -> Iterator[Connection]:
+        """One transaction that runs alone among those exclusive on ``name``, for a change decided by what
+        it reads first (a crosswalk merge: the ids it moves are known only once it has read them).
+
+        PostgreSQL: a transaction-scoped advisory lock on ``name`` in this schema, so other transactions
+        go on. SQLite: the database's write lock, taken before the first read (``BEGIN IMMEDIATE``); left
+        to itself the driver opens the transaction only at the first write, after the reads that decided it.
+        """
+        with self.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                                   {"name": f"{self.schema}:{name}"})
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+
     def close(self) -> None:
         """Close every pooled connection (and drop the embedded database's scratch folder)."""
         self.engine.dispose()
@@ -215,3 +232,14 @@ def upsert(connection: Connection, table: sa.Table, values: Mapping[str, Any], *
     changes = update(statement.excluded) if update is not None else \
         {column: statement.excluded[column] for column in values if column not in keys}
     connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=dict(changes)))
+
+
+def insert_new(connection: Connection, table: sa.Table, values: Mapping[str, Any], *, keys: Sequence[str]) -> bool:
+    """Insert ``values`` into ``table`` unless a row with the same ``keys`` exists; True if this call inserted
+    it. Of two transactions inserting the same keys at once, one wins and the other waits for it to end, then
+    inserts nothing: the loser reads the winner's row back instead of keeping a second one."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    # SQLAlchemy reports an INSERT's row count only when asked to keep it.
+    result = connection.execute(statement, execution_options={"preserve_rowcount": True})
+    return bool(result.rowcount == 1)
