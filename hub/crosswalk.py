@@ -1,170 +1,71 @@
 """The crosswalk: which ids in which systems are the same entity, under a canonical id the hub mints.
 
-Redis layout (``X`` is ``<prefix>:xref``, ``<prefix>`` the queue prefix):
+A record a firm cannot lose, so it lives in the hub's database (:mod:`hub.db`; SQLite in the embedded mode):
 
-- ``X:by:<entity>:<system>:<system id>``: the live canonical id (the reverse index, O(1)),
-- ``X:id:<canonical id>``: hash of system name to that system's primary id (O(1) the other way),
-- ``X:members:<canonical id>``: set of every ``<system>:<system id>`` of the entity, aliases included,
-- ``X:entity:<canonical id>``: the entity kind (``client``, ``project``...); marks the id as known,
-- ``X:into:<canonical id>``: the survivor an id was merged into (one hop; a chain after later merges),
-- ``X:lineage:<canonical id>``: list of JSON lineage entries, oldest first,
-- ``X:entities``: set of entity kinds seen, for looking up ``<system>:<system id>`` without the entity.
+- ``crosswalk_ids``: every canonical id ever minted, its entity kind (``client``, ``project``...) and the
+  id it resolves to now (itself until a merge retires it; every merge repoints what resolved to the
+  merged id, so resolving is one lookup),
+- ``crosswalk_identities``: each ``(system, system id, entity)`` and the live canonical id it belongs to,
+  one of them per system and canonical id the primary, the others aliases a merge brought,
+- ``crosswalk_lineage``: the merges and splits each id took part in, oldest first.
 
-A canonical id is minted once, atomically, the first time a system id is seen. It is never reused:
-a merge retires the merged id (it keeps resolving to the survivor, hop by hop) and a split mints a
-new one. Every write is one Lua script, so concurrent mints, links, merges and splits stay consistent.
-Merges and splits touch keys known only inside the script, so this needs one Redis (not Cluster).
+A canonical id is minted once, the first time a system id is seen: of two workers seeing it at once, one
+inserts it and the other reads it back (:func:`hub.db.insert_new`). It is never reused: a merge retires
+the merged id (it keeps resolving to the survivor) and a split mints a new one. Links, merges and splits
+decide from what they read, so they run one at a time per entity kind (:meth:`Database.begin_exclusive`),
+each in one transaction.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol, cast
 
-import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from hub.db import Database, insert_new, metadata
 from hub.errors import PermanentError
-from hub.store import guarded
 
 LineageKind = Literal["merged_from", "merged_into", "split_from", "split_to"]
 
-# Shared by every script: ARGV[1] is the key prefix ``<prefix>:xref``.
-_COMMON = """
-local X = ARGV[1]
-local function live(id)
-  for _ = 1, 100000 do
-    local nxt = redis.call('GET', X .. ':into:' .. id)
-    if not nxt then return id end
-    id = nxt
-  end
-  return id
-end
-local function known(id)
-  return redis.call('EXISTS', X .. ':entity:' .. id) + redis.call('EXISTS', X .. ':id:' .. id) > 0
-end
-local function members(id)
-  local seen, out = {}, {}
-  for _, m in ipairs(redis.call('SMEMBERS', X .. ':members:' .. id)) do
-    if not seen[m] then seen[m] = true; out[#out + 1] = m end
-  end
-  local h = redis.call('HGETALL', X .. ':id:' .. id)
-  for i = 1, #h, 2 do
-    local m = h[i] .. ':' .. h[i + 1]
-    if not seen[m] then seen[m] = true; out[#out + 1] = m end
-  end
-  table.sort(out)
-  return out
-end
-local function refill(id, system)
-  for _, m in ipairs(members(id)) do
-    if string.sub(m, 1, #system + 1) == system .. ':' then
-      redis.call('HSET', X .. ':id:' .. id, system, string.sub(m, #system + 2))
-      return
-    end
-  end
-end
-local function drop(id, system, sid)
-  redis.call('SREM', X .. ':members:' .. id, system .. ':' .. sid)
-  if redis.call('HGET', X .. ':id:' .. id, system) == sid then
-    redis.call('HDEL', X .. ':id:' .. id, system)
-    refill(id, system)
-  end
-end
-local function check(id, entity)
-  if not known(id) then return {'unknown', id} end
-  local kind = redis.call('GET', X .. ':entity:' .. id)
-  if kind and kind ~= entity then return {'entity', id, kind} end
-  redis.call('SET', X .. ':entity:' .. id, entity)
-  return nil
-end
-local function note(id, kind, other, reason, at, moved)
-  local entry = cjson.encode({kind = kind, other = other, reason = reason, at = at, identities = moved})
-  redis.call('RPUSH', X .. ':lineage:' .. id, entry)
-end
-"""
-
-# ARGV: prefix, entity, system, system id, fresh canonical id.
-_MINT = _COMMON + """
-local by = X .. ':by:' .. ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4]
-local found = redis.call('GET', by)
-if found then return found end
-redis.call('SET', by, ARGV[5])
-redis.call('HSET', X .. ':id:' .. ARGV[5], ARGV[3], ARGV[4])
-redis.call('SADD', X .. ':members:' .. ARGV[5], ARGV[3] .. ':' .. ARGV[4])
-redis.call('SET', X .. ':entity:' .. ARGV[5], ARGV[2])
-redis.call('SADD', X .. ':entities', ARGV[2])
-return ARGV[5]
-"""
-
-# ARGV: prefix, canonical id, entity, system, system id.
-_LINK = _COMMON + """
-local target = live(ARGV[2])
-local by = X .. ':by:' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. ARGV[5]
-local previous = redis.call('GET', by)
-if previous and previous ~= target then drop(previous, ARGV[4], ARGV[5]) end
-redis.call('SET', by, target)
-redis.call('HSET', X .. ':id:' .. target, ARGV[4], ARGV[5])
-redis.call('SADD', X .. ':members:' .. target, ARGV[4] .. ':' .. ARGV[5])
-redis.call('SETNX', X .. ':entity:' .. target, ARGV[3])
-redis.call('SADD', X .. ':entities', ARGV[3])
-return target
-"""
-
-# ARGV: prefix, entity, survivor, merged, reason, at (epoch ms).
-_MERGE = _COMMON + """
-local entity = ARGV[2]
-local s, m = live(ARGV[3]), live(ARGV[4])
-local bad = check(s, entity) or check(m, entity)
-if bad then return bad end
-if s == m then return {'same', s} end
-local moved = members(m)
-local primaries = redis.call('HGETALL', X .. ':id:' .. m)
-for i = 1, #primaries, 2 do redis.call('HSETNX', X .. ':id:' .. s, primaries[i], primaries[i + 1]) end
-for _, member in ipairs(moved) do
-  local colon = string.find(member, ':', 1, true)
-  redis.call('SET', X .. ':by:' .. entity .. ':' .. member, s)
-  redis.call('SADD', X .. ':members:' .. s, member)
-  redis.call('HSETNX', X .. ':id:' .. s, string.sub(member, 1, colon - 1), string.sub(member, colon + 1))
-end
-redis.call('DEL', X .. ':members:' .. m, X .. ':id:' .. m)
-redis.call('SET', X .. ':into:' .. m, s)
-note(s, 'merged_from', m, ARGV[5], ARGV[6], moved)
-note(m, 'merged_into', s, ARGV[5], ARGV[6], moved)
-return {'merged', s}
-"""
-
-# ARGV: prefix, entity, canonical id, system, system id, fresh canonical id, reason, at (epoch ms).
-_SPLIT = _COMMON + """
-local entity, system, sid, fresh = ARGV[2], ARGV[4], ARGV[5], ARGV[6]
-local c = live(ARGV[3])
-local bad = check(c, entity)
-if bad then return bad end
-local by = X .. ':by:' .. entity .. ':' .. system .. ':' .. sid
-local owner = redis.call('GET', by)
-if owner ~= c then return {'foreign', c, owner or ''} end
-drop(c, system, sid)
-redis.call('SET', by, fresh)
-redis.call('HSET', X .. ':id:' .. fresh, system, sid)
-redis.call('SADD', X .. ':members:' .. fresh, system .. ':' .. sid)
-redis.call('SET', X .. ':entity:' .. fresh, entity)
-note(c, 'split_to', fresh, ARGV[7], ARGV[8], {system .. ':' .. sid})
-note(fresh, 'split_from', c, ARGV[7], ARGV[8], {system .. ':' .. sid})
-return {'split', fresh}
-"""
-
-# ARGV: prefix, canonical id. Returns {live id or '' when unknown, primary hash flat, every member}.
-_READ = _COMMON + """
-local c = live(ARGV[2])
-if not known(c) then return {'', {}, {}} end
-return {c, redis.call('HGETALL', X .. ':id:' .. c), members(c)}
-"""
+crosswalk_ids = sa.Table(
+    "crosswalk_ids", metadata,
+    sa.Column("canonical_id", sa.String(128), primary_key=True),
+    sa.Column("entity", sa.String(64), nullable=False),
+    sa.Column("resolves_to", sa.String(128), nullable=False, index=True),
+    sa.Column("minted_at", sa.DateTime(timezone=True), nullable=False),
+)
+crosswalk_identities = sa.Table(
+    "crosswalk_identities", metadata,
+    sa.Column("system", sa.String(64), primary_key=True),
+    sa.Column("system_id", sa.String(512), primary_key=True),
+    sa.Column("entity", sa.String(64), primary_key=True),
+    sa.Column("canonical_id", sa.String(128), sa.ForeignKey("crosswalk_ids.canonical_id"), nullable=False,
+              index=True),
+    sa.Column("is_primary", sa.Boolean(), nullable=False),
+)
+crosswalk_lineage = sa.Table(
+    "crosswalk_lineage", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("canonical_id", sa.String(128), sa.ForeignKey("crosswalk_ids.canonical_id"), nullable=False,
+              index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("other", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("identities", sa.JSON(), nullable=False),
+)
+#: Short names for the queries below.
+_ids, _identities, _lineage = crosswalk_ids, crosswalk_identities, crosswalk_lineage
+#: The columns of an identity, its key.
+_KEY = ("system", "system_id", "entity")
 
 
 class CrosswalkError(PermanentError):
-    """A merge or split the crosswalk cannot perform (unknown id, wrong entity, id owned elsewhere)."""
+    """A link, merge or split the crosswalk cannot perform (unknown id, wrong entity, id owned elsewhere)."""
 
 
 class Identity(NamedTuple):
@@ -238,51 +139,73 @@ class MergingCrosswalk(CrosswalkStore, Protocol):
         ...
 
 
-class RedisCrosswalk:
-    """:class:`MergingCrosswalk` in Redis, every write one atomic Lua script."""
+class SqlCrosswalk:
+    """:class:`MergingCrosswalk` in the hub's database (``crosswalk_ids``, ``crosswalk_identities``,
+    ``crosswalk_lineage``)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
-        self._client = client
-        self._x = f"{prefix}:xref"
-        self._mint = client.register_script(_MINT)
-        self._link = client.register_script(_LINK)
-        self._merge = client.register_script(_MERGE)
-        self._split = client.register_script(_SPLIT)
-        self._read = client.register_script(_READ)
-
-    def _by(self, entity: str, system: str, system_id: str) -> str:
-        return f"{self._x}:by:{entity}:{system}:{system_id}"
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def canonical(self, entity: str, system: str, system_id: str) -> str:
         """The canonical id of ``system_id`` in ``system``, minted on first sight."""
+        found = self.resolve(entity, system, system_id)
+        if found is not None:
+            return found
         fresh = _mint_id(entity)
-        found: Any = guarded(lambda: self._mint(args=[self._x, entity, system, system_id, fresh]))
-        return _text(found)
+        with self._db.begin() as connection:
+            _insert_id(connection, fresh, entity)
+            if insert_new(connection, _identities, _identity_row(entity, system, system_id, fresh), keys=_KEY):
+                return fresh
+            # Another worker minted it first (we waited for its commit): its id stands, ours was never seen.
+            connection.execute(_ids.delete().where(_ids.c.canonical_id == fresh))
+            owner = _owner(connection, entity, system, system_id)
+        if owner is None:  # not expected: identities are moved, never deleted
+            raise RuntimeError(f"crosswalk lost {entity}:{system}:{system_id} while minting it")
+        return owner
 
     def link(self, canonical_id: str, entity: str, system: str, system_id: str) -> None:
         """Record that ``system_id`` in ``system`` is ``canonical_id`` (its survivor, if merged).
 
         The id becomes the entity's primary id in ``system``; an id linked elsewhere before moves here.
+        Raises :class:`CrosswalkError` for a canonical id the crosswalk never minted or of another kind.
         """
-        guarded(lambda: self._link(args=[self._x, canonical_id, entity, system, system_id]))
+        if self._linked(canonical_id, entity, system, system_id):
+            return  # the usual case (a re-run, a workspace seen again): no lock taken
+        with self._db.begin_exclusive(_lock(entity)) as connection:
+            target = _live(connection, canonical_id, entity)
+            previous = _owner(connection, entity, system, system_id)
+            # Mints take no lock: one may be inserting this very identity now; then it is the previous owner.
+            if previous is None and not insert_new(connection, _identities,
+                                                   _identity_row(entity, system, system_id, target, primary=False),
+                                                   keys=_KEY):
+                previous = _owner(connection, entity, system, system_id)
+            if previous is not None and previous != target:
+                connection.execute(_identities.update().where(*_key(entity, system, system_id))
+                                   .values(canonical_id=target, is_primary=False))
+                _refill_primary(connection, previous, system)
+            connection.execute(_identities.update().where(
+                _identities.c.canonical_id == target, _identities.c.system == system, _identities.c.is_primary,
+            ).values(is_primary=False))
+            connection.execute(_identities.update().where(*_key(entity, system, system_id)).values(is_primary=True))
 
     def resolve(self, entity: str, system: str, system_id: str) -> str | None:
-        """The live canonical id of ``system_id`` in ``system``, if known (one GET)."""
-        found: Any = guarded(lambda: self._client.get(self._by(entity, system, system_id)))
-        return None if found is None else _text(found)
+        """The live canonical id of ``system_id`` in ``system``, if known (one lookup)."""
+        with self._db.begin() as connection:
+            return _owner(connection, entity, system, system_id)
 
     def lookup(self, system: str, system_id: str) -> dict[str, str]:
         """Entity kind to live canonical id of ``system_id`` in ``system``, for every kind it is known as."""
-        raw: Any = guarded(lambda: self._client.smembers(f"{self._x}:entities"))
-        kinds = sorted(_text(kind) for kind in raw)
-        if not kinds:
-            return {}
-        found: Any = guarded(lambda: self._client.mget([self._by(k, system, system_id) for k in kinds]))
-        return {kind: _text(value) for kind, value in zip(kinds, found, strict=True) if value is not None}
+        with self._db.begin() as connection:
+            rows = connection.execute(sa.select(_identities.c.entity, _identities.c.canonical_id).where(
+                _identities.c.system == system, _identities.c.system_id == system_id)).all()
+        return {str(entity): str(canonical_id) for entity, canonical_id in rows}
 
     def resolve_canonical(self, canonical_id: str) -> str | None:
-        """The live canonical id ``canonical_id`` stands for now, following merges (O(1) a hop), or None."""
-        return self._snapshot(canonical_id)[0]
+        """The live canonical id ``canonical_id`` stands for now, following merges (one lookup), or None."""
+        with self._db.begin() as connection:
+            found = connection.execute(sa.select(_ids.c.resolves_to)
+                                       .where(_ids.c.canonical_id == canonical_id)).scalar()
+        return None if found is None else str(found)
 
     def identities(self, canonical_id: str) -> dict[str, str]:
         """System to primary id of the entity, following merges (empty when unknown).
@@ -290,16 +213,17 @@ class RedisCrosswalk:
         After a merge the survivor's own ids stay primary; a system only the merged id knew is added.
         Ids that lost that contest are aliases, listed by :meth:`all_identities`.
         """
-        return self._snapshot(canonical_id)[1]
+        return {identity.system: identity.system_id for identity, primary in self._members(canonical_id) if primary}
 
     def all_identities(self, canonical_id: str) -> list[Identity]:
         """Every system id of the entity, following merges, aliases included (sorted; empty when unknown)."""
-        return self._snapshot(canonical_id)[2]
+        return [identity for identity, _ in self._members(canonical_id)]
 
     def entity(self, canonical_id: str) -> str | None:
         """The entity kind of a canonical id, if known."""
-        found: Any = guarded(lambda: self._client.get(f"{self._x}:entity:{canonical_id}"))
-        return None if found is None else _text(found)
+        with self._db.begin() as connection:
+            found = connection.execute(sa.select(_ids.c.entity).where(_ids.c.canonical_id == canonical_id)).scalar()
+        return None if found is None else str(found)
 
     def merge(self, entity: str, survivor_id: str, merged_id: str, *, reason: str, at: datetime) -> None:
         """Fold ``merged_id`` into ``survivor_id``: its system ids resolve to the survivor from now on.
@@ -309,9 +233,23 @@ class RedisCrosswalk:
         two ids that already stand for the same entity does nothing. Raises :class:`CrosswalkError`
         for an unknown id or one of another entity kind.
         """
-        args = [self._x, entity, survivor_id, merged_id, reason, _millis(at)]
-        reply: Any = guarded(lambda: self._merge(args=args))
-        _raise_on(reply, entity)
+        when = _utc(at)
+        with self._db.begin_exclusive(_lock(entity)) as connection:
+            survivor, merged = _live(connection, survivor_id, entity), _live(connection, merged_id, entity)
+            if survivor == merged:
+                return
+            moved = tuple(identity for identity, _ in _members_of(connection, merged))
+            # The survivor's primaries stay; the merged id's stay primary only in systems the survivor lacks.
+            survivor_systems = sa.select(_identities.c.system).where(
+                _identities.c.canonical_id == survivor, _identities.c.is_primary)
+            connection.execute(_identities.update().where(
+                _identities.c.canonical_id == merged, _identities.c.system.in_(survivor_systems),
+            ).values(is_primary=False))
+            connection.execute(_identities.update().where(_identities.c.canonical_id == merged)
+                               .values(canonical_id=survivor))
+            connection.execute(_ids.update().where(_ids.c.resolves_to == merged).values(resolves_to=survivor))
+            _note(connection, survivor, "merged_from", merged, reason, when, moved)
+            _note(connection, merged, "merged_into", survivor, reason, when, moved)
 
     def split(self, entity: str, canonical_id: str, system: str, system_id: str, *, reason: str,
               at: datetime) -> str:
@@ -320,59 +258,128 @@ class RedisCrosswalk:
         Both ids record the split in their lineage. Raises :class:`CrosswalkError` when the id is
         unknown, of another entity kind, or ``system_id`` does not belong to it.
         """
+        when = _utc(at)
         fresh = _mint_id(entity)
-        args = [self._x, entity, canonical_id, system, system_id, fresh, reason, _millis(at)]
-        reply: Any = guarded(lambda: self._split(args=args))
-        _raise_on(reply, entity, f"{system}:{system_id}")
+        with self._db.begin_exclusive(_lock(entity)) as connection:
+            live = _live(connection, canonical_id, entity)
+            owner = _owner(connection, entity, system, system_id)
+            if owner != live:
+                belongs = f"belongs to {owner!r}" if owner else "is not in the crosswalk"
+                raise CrosswalkError(f"{system}:{system_id} is not an identity of {live!r}: it {belongs}")
+            _insert_id(connection, fresh, entity)
+            connection.execute(_identities.update().where(*_key(entity, system, system_id))
+                               .values(canonical_id=fresh, is_primary=True))
+            _refill_primary(connection, live, system)
+            moved = (Identity(system, system_id),)
+            _note(connection, live, "split_to", fresh, reason, when, moved)
+            _note(connection, fresh, "split_from", live, reason, when, moved)
         return fresh
 
     def lineage(self, canonical_id: str) -> list[LineageEntry]:
         """The merges and splits this very id took part in, oldest first (not those of its survivor)."""
-        raw: Any = guarded(lambda: self._client.lrange(f"{self._x}:lineage:{canonical_id}", 0, -1))
-        return [_entry(json.loads(item)) for item in raw]
+        with self._db.begin() as connection:
+            rows = connection.execute(sa.select(_lineage).where(_lineage.c.canonical_id == canonical_id)
+                                      .order_by(_lineage.c.seq)).mappings().all()
+        return [LineageEntry(kind=cast(LineageKind, row["kind"]), other=row["other"], reason=row["reason"],
+                             at=_utc(row["at"], stored=True),
+                             identities=tuple(Identity(i["system"], i["system_id"]) for i in row["identities"]))
+                for row in rows]
 
-    def _snapshot(self, canonical_id: str) -> tuple[str | None, dict[str, str], list[Identity]]:
-        """Live id, primary ids and every identity, read atomically."""
-        live, flat, members = cast(list[Any], guarded(lambda: self._read(args=[self._x, canonical_id])))
-        if not live:
-            return None, {}, []
-        primaries = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return _text(live), primaries, [_identity(_text(member)) for member in members]
+    def _linked(self, canonical_id: str, entity: str, system: str, system_id: str) -> bool:
+        """Whether ``system_id`` already is the primary id in ``system`` of what ``canonical_id`` resolves to."""
+        with self._db.begin() as connection:
+            primary = connection.execute(
+                sa.select(_identities.c.is_primary)
+                .join(_ids, _ids.c.resolves_to == _identities.c.canonical_id)
+                .where(_ids.c.canonical_id == canonical_id, _ids.c.entity == entity, *_key(entity, system, system_id))
+            ).scalar()
+        return bool(primary)
+
+    def _members(self, canonical_id: str) -> list[tuple[Identity, bool]]:
+        """Every identity of what ``canonical_id`` resolves to, with whether it is primary: one statement,
+        so a merge is seen whole or not at all."""
+        with self._db.begin() as connection:
+            rows = connection.execute(
+                sa.select(_identities.c.system, _identities.c.system_id, _identities.c.is_primary)
+                .join(_ids, _ids.c.resolves_to == _identities.c.canonical_id)
+                .where(_ids.c.canonical_id == canonical_id)
+                .order_by(_identities.c.system, _identities.c.system_id)).all()
+        return [(Identity(str(system), str(system_id)), bool(primary)) for system, system_id, primary in rows]
 
 
-def _raise_on(reply: list[Any], entity: str, system_id: str = "") -> None:
-    """Turn a script's refusal into :class:`CrosswalkError`."""
-    status, *rest = [_text(part) for part in reply]
-    if status == "unknown":
-        raise CrosswalkError(f"unknown canonical id {rest[0]!r}")
-    if status == "entity":
-        raise CrosswalkError(f"canonical id {rest[0]!r} is a {rest[1]}, not a {entity}")
-    if status == "foreign":
-        owner = f"belongs to {rest[1]!r}" if rest[1] else "is not in the crosswalk"
-        raise CrosswalkError(f"{system_id} is not an identity of {rest[0]!r}: it {owner}")
+def _lock(entity: str) -> str:
+    """What links, merges and splits of one entity kind take turns on."""
+    return f"crosswalk:{entity}"
 
 
-def _entry(raw: dict[str, Any]) -> LineageEntry:
-    moved = raw.get("identities") or []  # cjson encodes an empty table as {}
-    return LineageEntry(kind=raw["kind"], other=raw["other"], reason=raw["reason"],
-                        at=datetime.fromtimestamp(int(raw["at"]) / 1000, tz=UTC),
-                        identities=tuple(_identity(str(member)) for member in moved))
+def _key(entity: str, system: str, system_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (_identities.c.system == system, _identities.c.system_id == system_id, _identities.c.entity == entity)
 
 
-def _identity(member: str) -> Identity:
-    system, _, system_id = member.partition(":")
-    return Identity(system, system_id)
+def _identity_row(entity: str, system: str, system_id: str, canonical_id: str, *,
+                  primary: bool = True) -> dict[str, Any]:
+    return {"system": system, "system_id": system_id, "entity": entity, "canonical_id": canonical_id,
+            "is_primary": primary}
+
+
+def _insert_id(connection: Connection, canonical_id: str, entity: str) -> None:
+    connection.execute(_ids.insert().values(canonical_id=canonical_id, entity=entity, resolves_to=canonical_id,
+                                            minted_at=datetime.now(UTC)))
+
+
+def _owner(connection: Connection, entity: str, system: str, system_id: str) -> str | None:
+    """The live canonical id an identity belongs to, if any."""
+    found = connection.execute(sa.select(_identities.c.canonical_id).where(*_key(entity, system, system_id))).scalar()
+    return None if found is None else str(found)
+
+
+def _live(connection: Connection, canonical_id: str, entity: str) -> str:
+    """The live id ``canonical_id`` resolves to; :class:`CrosswalkError` if unknown or of another kind."""
+    row = connection.execute(sa.select(_ids.c.resolves_to, _ids.c.entity)
+                             .where(_ids.c.canonical_id == canonical_id)).first()
+    if row is None:
+        raise CrosswalkError(f"unknown canonical id {canonical_id!r}")
+    if row.entity != entity:
+        raise CrosswalkError(f"canonical id {row.resolves_to!r} is a {row.entity}, not a {entity}")
+    return str(row.resolves_to)
+
+
+def _members_of(connection: Connection, canonical_id: str) -> list[tuple[Identity, bool]]:
+    rows = connection.execute(sa.select(_identities.c.system, _identities.c.system_id, _identities.c.is_primary)
+                              .where(_identities.c.canonical_id == canonical_id)
+                              .order_by(_identities.c.system, _identities.c.system_id)).all()
+    return [(Identity(str(system), str(system_id)), bool(primary)) for system, system_id, primary in rows]
+
+
+def _refill_primary(connection: Connection, canonical_id: str, system: str) -> None:
+    """After an identity left ``canonical_id``: if it was the primary in ``system``, the first remaining
+    alias there takes its place."""
+    in_system = (_identities.c.canonical_id == canonical_id, _identities.c.system == system)
+    if connection.execute(sa.select(_identities.c.system_id).where(*in_system, _identities.c.is_primary)).first():
+        return
+    first = connection.execute(sa.select(_identities.c.system_id, _identities.c.entity).where(*in_system)
+                               .order_by(_identities.c.system_id).limit(1)).first()
+    if first is not None:
+        connection.execute(_identities.update().where(*_key(first.entity, system, first.system_id))
+                           .values(is_primary=True))
+
+
+def _note(connection: Connection, canonical_id: str, kind: LineageKind, other: str, reason: str, at: datetime,
+          moved: tuple[Identity, ...]) -> None:
+    connection.execute(_lineage.insert().values(
+        canonical_id=canonical_id, kind=kind, other=other, reason=reason, at=at,
+        identities=[{"system": i.system, "system_id": i.system_id} for i in moved]))
 
 
 def _mint_id(entity: str) -> str:
     return f"{entity}_{uuid.uuid4().hex[:20]}"
 
 
-def _millis(at: datetime) -> str:
+def _utc(at: datetime, *, stored: bool = False) -> datetime:
+    """``at`` in UTC. SQLite hands back what it stored without its zone (it was UTC); a caller's naive time
+    is refused, since its zone is unknown."""
     if at.tzinfo is None:
+        if stored:
+            return at.replace(tzinfo=UTC)
         raise ValueError("lineage times must be timezone-aware")
-    return str(int(at.timestamp() * 1000))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return at.astimezone(UTC)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.crosswalk import Identity, LineageEntry, RedisCrosswalk
+from hub.crosswalk import Identity, LineageEntry, SqlCrosswalk
 
 __all__ = ["UnknownReference", "XrefReport", "describe", "render"]
 
@@ -31,7 +31,7 @@ class XrefReport:
     lineage: dict[str, list[LineageEntry]]  # per id on the path, and the resolved id
 
 
-def describe(crosswalk: RedisCrosswalk, query: str) -> XrefReport:
+def describe(crosswalk: SqlCrosswalk, query: str) -> XrefReport:
     """Look ``query`` up; raises :class:`UnknownReference` when the crosswalk does not know it."""
     canonical_id = _canonical_of(crosswalk, query.strip())
     resolved = crosswalk.resolve_canonical(canonical_id)
@@ -55,7 +55,7 @@ def describe(crosswalk: RedisCrosswalk, query: str) -> XrefReport:
     )
 
 
-def _canonical_of(crosswalk: RedisCrosswalk, query: str) -> str:
+def _canonical_of(crosswalk: SqlCrosswalk, query: str) -> str:
     """The canonical id a query names: itself, or the one a system id resolves to."""
     if not query:
         raise UnknownReference("give a canonical id or entity:system:system_id")

@@ -1,13 +1,14 @@
-"""Actors as declared components: each one's logic runs on fakes of its dependencies, without a broker or
-Redis; the routing table is derived from the declarations."""
+"""Actors as declared components: each one's logic runs on fakes of its dependencies (the crosswalk on a
+SQLite file, as the embedded mode keeps it), without a broker or Redis; the routing table is derived from the
+declarations."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 
@@ -23,7 +24,8 @@ from connectors.erp.client import ErpClient
 from connectors.settings import ErpSettings, GraphSettings
 from connectors.sharepoint.client import GraphClient
 from hub.actor import ALL_TYPES, ActorSpec, DeadLetter, Emitting, RecordingEmitter, unit_context
-from hub.crosswalk import RedisCrosswalk
+from hub.crosswalk import SqlCrosswalk
+from hub.db import connect_database, upgrade
 from hub.dispatch import RoutingTable
 from hub.errors import BrokerUnavailable, EntityLocked, HardStop
 from hub.events import make_event
@@ -52,6 +54,15 @@ def erp(projects: dict[str, dict[str, Any]]) -> ErpClient:
 
     settings = ErpSettings(url="http://erp.test/api/v1")
     return ErpClient.from_settings(settings, client=httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+@pytest.fixture
+def crosswalk() -> Iterator[SqlCrosswalk]:
+    """The crosswalk on the embedded mode's SQLite database."""
+    db = connect_database("", prefix="t", embedded=True)
+    upgrade(db, [])
+    yield SqlCrosswalk(db)
+    db.close()
 
 
 def project_record(code: str, **fields: Any) -> dict[str, Any]:
@@ -140,12 +151,12 @@ def test_a_held_project_lock_is_a_wait_for_the_lock_not_a_failure() -> None:
     assert raised.value.remaining_ms > 0
 
 
-def test_master_data_mints_a_canonical_client_and_announces_it_on_fakes() -> None:
+def test_master_data_mints_a_canonical_client_and_announces_it_on_fakes(crosswalk: SqlCrosswalk) -> None:
     store, emitter = MemoryMasterDataStore(), RecordingEmitter()
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500))))
     actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
-                       crosswalk=RedisCrosswalk(fakeredis.FakeRedis(), prefix="t"), locks=MemoryLocks(), store=store)
+                       crosswalk=crosswalk, locks=MemoryLocks(), store=store)
     client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T}
     actor.handle(context(actor.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence="0" * 19 + "1"))
@@ -171,12 +182,14 @@ class FailingOnce(RecordingEmitter):
         return super().dispatch(event, parent=parent)
 
 
-def test_master_data_announces_a_saved_change_on_the_re_run_when_the_first_publish_was_lost() -> None:
+def test_master_data_announces_a_saved_change_on_the_re_run_when_the_first_publish_was_lost(
+    crosswalk: SqlCrosswalk,
+) -> None:
     store, emitter = MemoryMasterDataStore(), FailingOnce()
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500))))
     actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
-                       crosswalk=RedisCrosswalk(fakeredis.FakeRedis(), prefix="t"), locks=MemoryLocks(), store=store)
+                       crosswalk=crosswalk, locks=MemoryLocks(), store=store)
     client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T}
     with pytest.raises(BrokerUnavailable):

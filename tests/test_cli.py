@@ -118,16 +118,20 @@ def test_hub_answers_version_and_short_help() -> None:
     assert CliRunner().invoke(main, ["dlq", "list", "-h"]).output.startswith("Usage: ")
 
 
+UNREACHABLE = {"HUB_REDIS_URL": "redis://127.0.0.1:1/0", "HUB_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F",
+               "HUB_DATABASE_URL": "postgresql+psycopg://guest:guest@127.0.0.1:1/hub_test"}
+
+
 @pytest.mark.parametrize(("args", "server", "variable"), [
     (["trace", "some-event"], "Redis does not answer at redis://127.0.0.1:1/0", "HUB_REDIS_URL"),
-    (["xref", "project:erp:X"], "Redis does not answer at redis://127.0.0.1:1/0", "HUB_REDIS_URL"),
+    (["xref", "project:erp:X"], "the database does not answer at postgresql+psycopg://***@127.0.0.1:1/hub_test "
+                                "(database unavailable: OperationalError)", "HUB_DATABASE_URL"),
     (["dlq", "list"], "RabbitMQ does not answer at amqp://***@127.0.0.1:1/%2F", "HUB_AMQP_URL"),
 ])
 def test_an_unreachable_server_is_one_line_naming_it_never_a_traceback(
     prefix: str, args: list[str], server: str, variable: str
 ) -> None:
-    url = "redis://127.0.0.1:1/0" if variable == "HUB_REDIS_URL" else "amqp://guest:guest@127.0.0.1:1/%2F"
-    result = _run_hub(args, worker_env(prefix, **{variable: url}))
+    result = _run_hub(args, worker_env(prefix, **{variable: UNREACHABLE[variable]}))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"Error: {server}"
     assert "Traceback" not in result.stderr and "guest:guest" not in result.stderr

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from actors.master_data import SqlMasterDataStore
-from hub.crosswalk import RedisCrosswalk
+from hub.crosswalk import SqlCrosswalk
 from hub.events import make_event
 from hub.runtime import Runtime
 from simulators.sandbox import ERP_SOURCE
@@ -50,8 +50,8 @@ def test_renaming_a_client_in_the_erp_renames_the_workspace_metadata(prefix: str
             if "ACME Group" in names:
                 break
     assert names[0] == "ACME Corp" and names[-1] == "ACME Group"
-    xref = scenario.runtime.redis.get(f"{prefix}:xref:by:client:erp:ACME")
-    assert xref is not None and xref.decode().startswith("client_")
+    canonical_id = SqlCrosswalk(scenario.runtime.db).resolve("client", "erp", "ACME")
+    assert canonical_id is not None and canonical_id.startswith("client_")
 
 
 def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(prefix: str) -> None:
@@ -72,7 +72,8 @@ def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(pre
         assert wait_until(lambda: any(h.outcome == "ok" and h.actor == "master_data"
                                       for h in runtime.flight.hops("ACME-v1-replayed")), timeout=30)
         assert _client_name_on_workspace(scenario) == "ACME Group"
-        cid = runtime.redis.get(f"{prefix}:xref:by:client:erp:ACME").decode()
+        cid = SqlCrosswalk(runtime.db).resolve("client", "erp", "ACME")
+        assert cid is not None
         state = SqlMasterDataStore(runtime.db).load(cid)
         assert state is not None and state.values()["name"] == "ACME Group"
 
@@ -115,7 +116,7 @@ def test_a_client_left_locked_by_a_worker_that_died_is_merged_once_the_lock_runs
     with running_scenario(hub_settings(prefix, lock_ttl_ms=5_000)) as scenario:
         runtime = scenario.runtime
         lock_ms = runtime.specs["master_data"].lock_ms
-        cid = RedisCrosswalk(runtime.redis, prefix=prefix).canonical("client", "erp", "ACME")
+        cid = SqlCrosswalk(runtime.db).canonical("client", "erp", "ACME")
         # A worker took the record's lock, as the actor does, and died: nobody gives it back.
         assert runtime.redis.set(f"{prefix}:lock:mdm:{cid}", "dead-worker", nx=True, px=lock_ms)
         scenario.create_client("ACME", "ACME Corp", "DE")

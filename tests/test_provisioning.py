@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from actors import DEFAULT_POLICY
 from hub.cli import main
+from hub.crosswalk import Identity, SqlCrosswalk
 from hub.runtime import Runtime
 from simulators.kit.faults import FaultPlan
 from tests.conftest import hub_settings, worker_env
@@ -59,8 +60,11 @@ def test_a_consulting_engagement_gets_its_workspace_and_the_erp_its_link(prefix:
     data = scenario.runtime.registry.decode("dms.workspace.provisioned.v1", delivery.body)
     assert data["project_code"] == "ENG-ACME-0001" and data["url"] == workspace["webUrl"]
     assert data["provisioning_ms"] >= 0 and data["retention_label"] == "DE-Engagement-10y"
-    xref = scenario.runtime.redis.keys(f"{scenario.runtime.queue_prefix}:xref:by:project:sharepoint:*")
-    assert len(xref) == 1
+    crosswalk = SqlCrosswalk(scenario.runtime.db)
+    project = crosswalk.resolve("project", "erp", "ENG-ACME-0001")
+    assert project is not None and crosswalk.resolve("project", "sharepoint", workspace["id"]) == project
+    assert crosswalk.all_identities(project) == [Identity("erp", "ENG-ACME-0001"),
+                                                 Identity("sharepoint", workspace["id"])]
 
 
 def test_an_engineering_project_in_the_middle_east_gets_the_me_retention(prefix: str) -> None:

@@ -73,7 +73,7 @@ def build_app(
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
     from connectors.sharepoint.client import GraphClient
-    from hub.crosswalk import RedisCrosswalk
+    from hub.crosswalk import SqlCrosswalk
     from hub.store import RedisLocks
 
     policy = actors.load_policy(settings.policy_file)
@@ -86,7 +86,7 @@ def build_app(
     graph = GraphClient.from_settings(connections.graph)
     docusign = DocuSignClient.from_settings(connections.docusign)
     locks = RedisLocks(client, prefix=prefix)
-    crosswalk = RedisCrosswalk(client, prefix=prefix)
+    crosswalk = SqlCrosswalk(infra.db)
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
                          erp=erp, store=SqlReadinessStore(infra.db), locks=locks)
     handlers: list[Actor] = [

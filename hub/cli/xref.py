@@ -17,18 +17,18 @@ def xref(settings: Settings, ref: str, output: str) -> None:
 
     ID is a canonical id (project_...) or entity:system:system_id (project:erp:ENG-ACME-0001).
     """
-    from hub.crosswalk import RedisCrosswalk
-    from hub.store import connect_redis
+    from hub.crosswalk import SqlCrosswalk
+    from hub.db import connect_database
     from hub.xref import UnknownReference, describe, render
 
     log_for_operator(settings)
-    client = connect_redis(settings.redis_url, embedded=False)
+    database = connect_database(settings.database_url, prefix=settings.queue_prefix, embedded=False)
     try:
-        report = describe(RedisCrosswalk(client, prefix=settings.queue_prefix), ref)
+        report = describe(SqlCrosswalk(database), ref)
     except UnknownReference as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        client.close()
+        database.close()
     if output == "json":
         echo_json({
             "query": report.query, "canonical_id": report.canonical_id, "resolved_id": report.resolved_id,
