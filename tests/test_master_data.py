@@ -1,5 +1,6 @@
 """Master-data sync end to end: the ERP simulator's changes reach the canonical record, the
-SharePoint simulator's workspace metadata and the topic exchange. Real RabbitMQ, Redis and HTTP."""
+SharePoint simulator's workspace metadata and the topic exchange; a Redis that lost its data costs no
+canonical id. Real RabbitMQ, Redis, PostgreSQL and HTTP."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
+import sqlalchemy as sa
 
 from actors.master_data import SqlMasterDataStore
+from actors.master_data.store import canonical_records
 from hub.crosswalk import SqlCrosswalk
 from hub.events import make_event
 from hub.runtime import Runtime
@@ -128,3 +132,36 @@ def test_a_client_left_locked_by_a_worker_that_died_is_merged_once_the_lock_runs
     assert waits and all((hop.error or "").startswith("EntityLocked") for hop in waits)
     assert [hop.outcome for hop in hops if hop.outcome != "retry"] == ["ok"]  # never dead-lettered
     assert state is not None and state.values()["name"] == "ACME Corp"
+
+
+def _forget_redis(client: redis.Redis, prefix: str) -> int:
+    """Delete every key of this hub, as a Redis restarted without persistence would have lost them."""
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    return int(client.delete(*keys)) if keys else 0
+
+
+def test_a_redis_that_lost_its_data_does_not_give_an_existing_client_a_second_canonical_id(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario:
+        runtime = scenario.runtime
+        crosswalk, records = SqlCrosswalk(runtime.db), SqlMasterDataStore(runtime.db)
+
+        def canonical_name() -> object:
+            cid = crosswalk.resolve("client", "erp", "ACME")
+            state = records.load(cid) if cid else None
+            return state.values()["name"] if state else None
+
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        assert wait_until(lambda: canonical_name() == "ACME Corp", timeout=60)
+        known = crosswalk.resolve("client", "erp", "ACME")
+        assert _forget_redis(runtime.redis, prefix) > 0
+        with scenario.sandbox.erp() as erp:
+            erp.patch("/clients/ACME", json={"name": "ACME Group"}).raise_for_status()
+        assert known is not None
+        # The client's next change lands on the record it had: no second id was minted for it.
+        assert wait_until(lambda: (state := records.load(known)) is not None
+                          and state.values()["name"] == "ACME Group", timeout=60)
+        assert crosswalk.resolve("client", "erp", "ACME") == known
+        with runtime.db.begin() as connection:
+            clients = connection.execute(sa.select(canonical_records.c.canonical_id)
+                                         .where(canonical_records.c.entity == "client")).scalars().all()
+        assert clients == [known]
