@@ -181,6 +181,7 @@ def upgrade(db: Database, locations: Sequence[Path]) -> None:
     package's ``migrations`` folder), in the hub's schema. Safe to run from several processes at once."""
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -203,8 +204,14 @@ def upgrade(db: Database, locations: Sequence[Path]) -> None:
     except OperationalError as exc:
         raise StoreUnavailable(f"database unavailable: {_reason(exc)}") from None
     if after != before:  # alembic's own lines (one per migration and its plugins) are heard at DEBUG only
-        log.info("database tables upgraded", schema=db.schema, applied=sorted(after - before),
-                 revisions=sorted(after))
+        script = ScriptDirectory.from_config(config)
+        applied = _up_to(script, after) - _up_to(script, before)
+        log.info("database tables upgraded", schema=db.schema, applied=sorted(applied), revisions=sorted(after))
+
+
+def _up_to(script: Any, heads: set[str]) -> set[str]:
+    """Every revision up to ``heads``: the version table keeps only the newest of each branch."""
+    return {revision.revision for revision in script.iterate_revisions(tuple(heads), "base")} if heads else set()
 
 
 def _revisions(connection: Connection, schema: str | None) -> set[str]:
