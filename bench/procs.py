@@ -27,6 +27,7 @@ import pika
 import pika.exceptions
 
 from bench.common import AMQP_URL, ROOT, BenchError, free_port, peak_rss_mb
+from hub.endpoints import amqp_parameters
 
 #: How long a process may take to be ready (imports, connections, queue declarations).
 START_S = 90.0
@@ -182,8 +183,8 @@ def _await_ready(proc: Proc, url: str) -> bool:
 
 # -- workers --------------------------------------------------------------------------------------
 def consumer_count(queue: str, *, amqp_url: str = AMQP_URL) -> int:
-    """Consumers of ``queue`` (0 when it does not exist yet)."""
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    """Consumers of ``queue`` (0 when it does not exist yet); ``amqp_url`` may name a cluster's nodes."""
+    connection = pika.BlockingConnection(amqp_parameters(amqp_url))
     try:
         channel = connection.channel()
         try:
@@ -195,10 +196,11 @@ def consumer_count(queue: str, *, amqp_url: str = AMQP_URL) -> int:
             connection.close()
 
 
-def wait_consumers(procs: Sequence[Proc], queue: str, count: int, *, baseline: int = 0) -> None:
+def wait_consumers(procs: Sequence[Proc], queue: str, count: int, *, baseline: int = 0,
+                   amqp_url: str = AMQP_URL) -> None:
     """Wait until ``queue`` has ``baseline + count`` consumers, failing if a process dies or it takes too long."""
     deadline = time.monotonic() + START_S
-    while consumer_count(queue) < baseline + count:
+    while consumer_count(queue, amqp_url=amqp_url) < baseline + count:
         for proc in procs:
             if not proc.alive():
                 raise _failed(proc, f"exited with {proc.popen.returncode} at start")
@@ -208,13 +210,14 @@ def wait_consumers(procs: Sequence[Proc], queue: str, count: int, *, baseline: i
 
 
 def start_hub_workers(prefix: str, work_dir: Path, processes: int, *, threads: int = 8, tag: str = "worker",
-                      extra_env: Mapping[str, str] | None = None) -> list[Proc]:
-    """Start ``processes`` x ``python -m hub worker --threads N``; wait until each consumes ``<prefix>.fanout``."""
+                      extra_env: Mapping[str, str] | None = None, amqp_url: str = AMQP_URL) -> list[Proc]:
+    """Start ``processes`` x ``python -m hub worker --threads N``; wait until each consumes ``<prefix>.fanout``
+    (on the RabbitMQ of ``amqp_url``, which ``extra_env`` gives the workers too when it is not the default)."""
     env = hub_env(prefix, extra_env)
     procs = [spawn(f"{tag}{i}", [sys.executable, "-m", "hub", "worker", "--threads", str(threads)], env, work_dir)
              for i in range(processes)]
     try:
-        wait_consumers(procs, f"{prefix}.fanout", processes)
+        wait_consumers(procs, f"{prefix}.fanout", processes, amqp_url=amqp_url)
     except BaseException:
         stop_all(procs)
         raise

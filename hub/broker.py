@@ -41,7 +41,11 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from hub.connectivity import ServerLink, refuses_credentials
+from hub.connectivity import ServerLink, describe, refuses_credentials
+from hub.endpoints import amqp_urls
+from observability.logging import get_logger
+
+log = get_logger(__name__)
 
 #: Rounds of Dramatiq's enqueue (each already tries up to 6 times at once, reconnecting) before giving up.
 ENQUEUE_ROUNDS = 3
@@ -81,11 +85,13 @@ def queue_declarations(queue_name: str, *, delivery_limit: int) -> list[QueueDec
 
 class HubRabbitmqBroker(RabbitmqBroker):
     """RabbitmqBroker with quorum actor and delay queues, dead letters that never expire, and connections
-    made through the process's link to RabbitMQ (``link``; by default one of its own)."""
+    made through the process's link to RabbitMQ (``link``; by default one of its own). ``url`` may name
+    several nodes (comma-separated): every connection tries them in turn (pika's list of parameters)."""
 
     def __init__(self, *, url: str, delivery_limit: int, middleware: list[Middleware],
                  link: ServerLink | None = None) -> None:
-        super().__init__(url=url, confirm_delivery=True, middleware=middleware)
+        urls = amqp_urls(url)
+        super().__init__(url=urls[0] if len(urls) == 1 else list(urls), confirm_delivery=True, middleware=middleware)
         self.delivery_limit = delivery_limit
         self.link = link or ServerLink("RabbitMQ", url)
         self._stopping = threading.Event()
@@ -142,9 +148,19 @@ class HubRabbitmqBroker(RabbitmqBroker):
                                           arguments=dict(declaration.arguments))
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
+        # A classic queue: on a cluster it lives on one node. While that node is down RabbitMQ answers NOT_FOUND
+        # (and closes the channel) though the queue exists: that must not keep the worker from consuming.
         declaration = self._declarations(queue_name)[2]
-        return self.channel.queue_declare(queue=declaration.queue, durable=declaration.durable,
-                                          arguments=dict(declaration.arguments))
+        try:
+            return self.channel.queue_declare(queue=declaration.queue, durable=declaration.durable,
+                                              arguments=dict(declaration.arguments))
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:  # NOT_FOUND
+                raise
+            del self.channel  # closed by the broker: the next call opens another
+            log.warning(f"queue {declaration.queue} is on a RabbitMQ node that is down: nothing reaches it until "
+                        "that node is back", reason=describe(exc))
+            return None
 
     def _declarations(self, queue_name: str) -> list[QueueDeclaration]:
         return queue_declarations(queue_name, delivery_limit=self.delivery_limit)

@@ -18,6 +18,7 @@ import pika.exceptions
 from dramatiq import Message
 from dramatiq.common import q_name, xq_name
 
+from hub.endpoints import amqp_parameters
 from hub.store import DeadLetterReasons
 
 # Options that belong to a failed run, not to the message.
@@ -59,7 +60,7 @@ def _death(properties: Any) -> tuple[str, int]:
 
 @contextmanager
 def _channel(url: str) -> Iterator[Any]:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = pika.BlockingConnection(amqp_parameters(url))  # one URL, or a cluster's nodes in turn
     try:
         channel = connection.channel()
         yield channel

@@ -23,14 +23,18 @@ import redis.asyncio
 
 from hub.connectivity import ServerLink
 from hub.db import probe_database
+from hub.endpoints import amqp_parameters
+from hub.store import redis_client
 
 
 def probe_rabbitmq(url: str, *, timeout_s: float = 3.0) -> Exception | None:
-    """None when RabbitMQ accepts an AMQP connection at ``url``, else the error."""
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = timeout_s
-    parameters.blocked_connection_timeout = timeout_s
+    """None when RabbitMQ accepts an AMQP connection at ``url`` (at one of its URLs, when it names several
+    nodes), else the error."""
+    parameters = amqp_parameters(url)
+    for each in parameters:
+        each.connection_attempts = 1
+        each.socket_timeout = timeout_s
+        each.blocked_connection_timeout = timeout_s
     try:
         connection = pika.BlockingConnection(parameters)
     except (pika.exceptions.AMQPError, OSError) as exc:
@@ -41,8 +45,9 @@ def probe_rabbitmq(url: str, *, timeout_s: float = 3.0) -> Exception | None:
 
 
 def probe_redis(url: str, *, timeout_s: float = 3.0) -> Exception | None:
-    """None when Redis answers PING at ``url``, else the error."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    """None when Redis answers PING at ``url`` (the primary the sentinels name, for ``redis+sentinel://``),
+    else the error."""
+    client = redis_client(url, timeout_s=timeout_s)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -26,6 +26,7 @@ from hub.broker import build_broker
 from hub.connectivity import ServerLink
 from hub.db import Database, connect_database, ensure_database, upgrade
 from hub.dispatch import Dispatcher, RoutingTable, declare_actor, declare_dead_letters
+from hub.endpoints import SentinelAddress, is_sentinel
 from hub.errors import ConfigurationError
 from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
 from hub.policy import Policy
@@ -115,19 +116,31 @@ class Runtime(Infrastructure):
         self.tracer_provider.force_flush()
 
 
-def _reachable(url: str, default_port: int, timeout: float = 1.0) -> bool:
-    parts = urlsplit(url)
+def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout):
+        with socket.create_connection((host, port), timeout):
             return True
     except OSError:
         return False
 
 
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    return _answers(parts.hostname or "127.0.0.1", parts.port or default_port)
+
+
+def _redis_reachable(url: str) -> bool:
+    if is_sentinel(url):
+        return any(_answers(host, port) for host, port in SentinelAddress.parse(url).sentinels)
+    return _reachable(url, 6379)
+
+
 def servers_reachable(settings: Settings) -> tuple[bool, bool, bool]:
-    """Whether RabbitMQ, Redis and the database (PostgreSQL; a SQLite file always is) answer."""
+    """Whether RabbitMQ (one of its nodes), Redis (or one of its sentinels) and the database (PostgreSQL; a
+    SQLite file always is) answer."""
     database = settings.database_url.startswith("sqlite") or _reachable(settings.database_url, 5432)
-    return _reachable(settings.amqp_url, 5672), _reachable(settings.redis_url, 6379), database
+    rabbitmq = any(_reachable(url, 5672) for url in settings.amqp_urls)
+    return rabbitmq, _redis_reachable(settings.redis_url), database
 
 
 def demo_embedded(settings: Settings) -> bool:

@@ -14,6 +14,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.endpoints import SentinelAddress, amqp_urls, is_sentinel
 from hub.errors import ConfigurationError
 
 #: Prefix of every environment variable the hub reads.
@@ -29,9 +30,14 @@ class Settings(BaseSettings):
     )
 
     amqp_url: str = Field(
-        default="amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ connection URL."
+        default="amqp://guest:guest@127.0.0.1:5672/%2F",
+        description="RabbitMQ connection URL, or several separated by commas (a cluster's nodes, tried in turn).",
     )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis connection URL, or redis+sentinel://host:port[,host:port...]/service[/db] for the primary "
+                    "the sentinels name.",
+    )
     database_url: str = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/hub",
         description="The database of the records a firm cannot lose (PostgreSQL; created when missing; "
@@ -85,18 +91,24 @@ class Settings(BaseSettings):
             raise ValueError("otlp_endpoint is required when trace_exporter is 'otlp'")
         return self
 
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """The RabbitMQ URLs of ``amqp_url``, in the order they are tried."""
+        return amqp_urls(self.amqp_url)
+
     @field_validator("amqp_url")
     @classmethod
-    def _amqp_scheme(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
+    def _amqp_urls(cls, value: str) -> str:
+        amqp_urls(value)
         return value
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if is_sentinel(value):
+            SentinelAddress.parse(value)
+        elif not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value
 
     @field_validator("database_url")

@@ -18,11 +18,14 @@ from typing import Any, Protocol, TypeVar
 import dramatiq.errors
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from hub import errors
 from hub.connectivity import ServerLink
+from hub.endpoints import SentinelAddress, is_sentinel
 from hub.errors import StoreUnavailable
 
 T = TypeVar("T")
@@ -77,29 +80,77 @@ class ReportingRedis(redis.Redis):
         return result
 
 
+class _SentinelPool(redis.sentinel.SentinelConnectionPool):
+    """Connections to the primary the sentinels name, asked again on every new connection (so a client follows
+    a failover); closing the pool closes its connections to the sentinels too."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections, and the sentinels'."""
+        super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            sentinel.connection_pool.disconnect()
+
+
+class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
+    """:class:`_SentinelPool` for the asyncio client."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections, and the sentinels'."""
+        await super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.connection_pool.disconnect()
+
+
+def _pool(url: str, **options: Any) -> redis.ConnectionPool:
+    """A pool of connections to the server ``url`` names, or (``redis+sentinel://``) to the primary of the moment."""
+    if not is_sentinel(url):
+        return redis.ConnectionPool.from_url(url, **options)
+    address = SentinelAddress.parse(url)
+    sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(address.sentinels), sentinel_kwargs={k: v for k, v in options.items() if k.startswith("socket_")})
+    return _SentinelPool(address.service, sentinels, db=address.db,  # type: ignore[no-untyped-call]
+                         username=address.username, password=address.password, **options)
+
+
+def redis_client(url: str, *, timeout_s: float) -> redis.Redis:
+    """A plain client for ``url`` (a server, or the primary the sentinels name) waiting at most ``timeout_s``
+    per connection and per reply: for probes and commands."""
+    return redis.Redis.from_pool(_pool(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s))
+
+
 def connect_redis(url: str, *, embedded: bool, server: Any = None, link: ServerLink | None = None) -> redis.Redis:
-    """A Redis client for ``url``, or an in-process Redis (fakeredis ``server``) in embedded mode.
-    ``link``: the process's link to Redis, told of every failure and recovery (a server process's)."""
+    """A Redis client for ``url`` (``redis+sentinel://``: the primary the sentinels name, followed through a
+    failover), or an in-process Redis (fakeredis ``server``) in embedded mode. ``link``: the process's link to
+    Redis, told of every failure and recovery (a server process's)."""
     if embedded:
         import fakeredis
 
         client: redis.Redis = fakeredis.FakeRedis(server=server or fakeredis.FakeServer())
         return client
-    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30}
+    pool = _pool(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
     if link is None:
-        return redis.Redis.from_url(url, **options)
-    return ReportingRedis(connection_pool=redis.ConnectionPool.from_url(url, **options), link=link)
+        return redis.Redis.from_pool(pool)
+    return ReportingRedis(connection_pool=pool, link=link)
 
 
-def connect_async_redis(url: str, *, embedded: bool, server: Any = None) -> redis.asyncio.Redis:
-    """The asyncio client for the ingress: one attempt per call, so an outage answers 503 at once."""
+def connect_async_redis(url: str, *, embedded: bool, server: Any = None, timeout_s: float = 2.0) -> redis.asyncio.Redis:
+    """The asyncio client for the ingress: one attempt per call, so an outage answers 503 at once
+    (``redis+sentinel://``: the primary the sentinels name, followed through a failover)."""
     if embedded:
         import fakeredis
 
         fake: redis.asyncio.Redis = fakeredis.FakeAsyncRedis(server=server or fakeredis.FakeServer())
         return fake
-    return redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
-                                        retry=Retry(NoBackoff(), 1))
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+                               "retry": Retry(NoBackoff(), 1)}
+    if not is_sentinel(url):
+        return redis.asyncio.Redis.from_url(url, **options)
+    address = SentinelAddress.parse(url)
+    sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(address.sentinels), sentinel_kwargs={k: v for k, v in options.items() if k.startswith("socket_")})
+    pool = _AsyncSentinelPool(address.service, sentinels, db=address.db,  # type: ignore[no-untyped-call]
+                              username=address.username, password=address.password, **options)
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 _LOCK_RELEASE = """

@@ -23,6 +23,7 @@ import pika.exceptions
 
 from hub.connectivity import ServerLink, describe
 from hub.duplicates import DuplicateWindow, EventKey, key_of
+from hub.endpoints import amqp_parameters
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
 
@@ -73,7 +74,8 @@ class TopicBus(Protocol):
 class RabbitTopicBus:
     """:class:`TopicBus` on a RabbitMQ topic exchange, one confirming channel per thread, connected
     through the process's link to RabbitMQ (``link``; by default one of its own): while RabbitMQ does not
-    answer, a publish with no reconnect attempt due fails at once."""
+    answer, a publish with no reconnect attempt due fails at once. ``url`` may name several nodes
+    (comma-separated), tried in turn."""
 
     def __init__(self, url: str, *, exchange: str = EXCHANGE, link: ServerLink | None = None) -> None:
         self.url = url
@@ -91,7 +93,7 @@ class RabbitTopicBus:
             raise BrokerUnavailable(f"topic publish not attempted: RabbitMQ does not answer at {self.link.where}")
         connection = None
         try:
-            connection = pika.BlockingConnection(pika.URLParameters(self.url))
+            connection = pika.BlockingConnection(amqp_parameters(self.url))
             channel = connection.channel()
             channel.confirm_delivery()
             channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
@@ -171,8 +173,9 @@ def topic_matches(binding_key: str, routing_key: str) -> bool:
 
 @contextmanager
 def rabbit_subscription(url: str, binding_key: str, *, exchange: str = EXCHANGE) -> Iterator[Receive]:
-    """Bind a private queue to the exchange and yield a ``receive(timeout_s)`` function."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    """Bind a private queue to the exchange and yield a ``receive(timeout_s)`` function (``url``: one AMQP URL
+    or several, comma-separated, tried in turn)."""
+    connection = pika.BlockingConnection(amqp_parameters(url))
     try:
         channel = connection.channel()
         channel.exchange_declare(exchange, exchange_type="topic", durable=True)

@@ -373,7 +373,9 @@ def _purge(runtime: Runtime) -> None:
     import pika
     import pika.exceptions
 
-    connection = pika.BlockingConnection(pika.URLParameters(runtime.settings.amqp_url))
+    from hub.endpoints import amqp_parameters
+
+    connection = pika.BlockingConnection(amqp_parameters(runtime.settings.amqp_url))
     try:
         channel = connection.channel()
         for actor in runtime.actors.values():
@@ -401,7 +403,13 @@ def _wait_for_hops(runtime: Runtime, event_id: str, timeout_s: float = 5.0) -> l
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
+    """``host:port`` of each server ``url`` names (several nodes, or the sentinels), without credentials."""
+    from hub.endpoints import SentinelAddress, is_sentinel
 
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or ''}"
+    if is_sentinel(url):
+        return "sentinels " + ",".join(f"{host}:{port}" for host, port in SentinelAddress.parse(url).sentinels)
+    hosts = []
+    for part in url.split(","):
+        netloc = part.strip().split("://", 1)[-1].split("/", 1)[0]
+        hosts.append(netloc.rpartition("@")[2])
+    return ",".join(hosts)

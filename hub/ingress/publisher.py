@@ -42,6 +42,7 @@ from opentelemetry import trace
 from hub.broker import queue_declarations
 from hub.connectivity import ServerLink, describe
 from hub.dispatch import RoutingTable, event_messages, published_hop
+from hub.endpoints import amqp_urls
 from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent
 from observability.flight import AsyncFlightRecord
@@ -102,7 +103,8 @@ class AsyncEventPublisher:
         flight: AsyncFlightRecord | None = None,
         link: ServerLink | None = None,
     ) -> None:
-        """Configure; nothing connects before :meth:`start`.
+        """Configure; nothing connects before :meth:`start`. ``amqp_url`` may name several nodes (comma-separated):
+        each (re)connect tries them in turn.
 
         ``queues`` maps every actor of ``routes`` to its queue name (``broker.get_actor(a).queue_name``);
         ``delivery_limit`` must be the hub broker's (the queues are declared with its arguments).
@@ -118,7 +120,12 @@ class AsyncEventPublisher:
             raise ConfigurationError(f"routing table names actors without a queue: {', '.join(missing)}")
         if confirm_timeout_s <= 0 or blocked_timeout_s < 0:
             raise ConfigurationError("confirm_timeout_s must be positive and blocked_timeout_s not negative")
-        self._url = amqp_url
+        try:
+            self._urls = amqp_urls(amqp_url)
+        except ValueError as exc:
+            raise ConfigurationError(f"amqp_url: {exc}") from None
+        #: The URL of the node the publisher is (or was last) connected to.
+        self._connected_to = self._urls[0]
         self._routes = routes
         self._queues = dict(queues)
         self._confirm_timeout_s = confirm_timeout_s
@@ -140,6 +147,10 @@ class AsyncEventPublisher:
         self._started = False
         self._closed = False
         self._to_declare: set[str] = set()
+        #: The channel a publish was last nacked on, renewed by the supervisor.
+        self._nacked_on: AbstractChannel | None = None
+        #: Classic queues (dead letters) whose node was down when last declared.
+        self._homeless: set[str] = set()
         self._blocked_since: float | None = None
         self._blocked_abort: asyncio.Future[None] | None = None
         self._in_flight = 0
@@ -312,6 +323,7 @@ class AsyncEventPublisher:
             self._to_declare.add(queue)
             raise BrokerUnavailable(f"returned unroutable: no queue {queue} took the message") from None
         except aiormq.exceptions.DeliveryError as exc:
+            self._nacked_on = self._channel
             raise BrokerUnavailable(f"nacked: the broker refused the message for {queue} "
                                     f"({getattr(exc.frame, 'name', 'Basic.Nack')})") from None
         except TimeoutError:
@@ -328,20 +340,11 @@ class AsyncEventPublisher:
 
     async def _connect(self) -> None:
         """Connect, open the channel and declare the queues, telling the link how it went."""
-        # Built, then connected, so a refused attempt is closed here (aio_pika.connect would leave it to
-        # the garbage collector, which schedules a close that is never awaited at exit).
-        connection = aio_pika.Connection(make_url(self._url))
+        connection = await self._open()
         try:
-            await connection.connect(timeout=self._confirm_timeout_s)
-        except _UNREACHABLE_ERRORS as exc:
-            self._retry_in_s = self._link.failed(exc)
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise BrokerUnavailable(f"not connected: RabbitMQ unreachable ({describe(exc)})") from None
-        try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            channel = await self._new_channel(connection)
             for queue in self._declarations:
-                await self._declare(channel, queue)
+                channel = await self._declare(connection, channel, queue)
         except BrokerUnavailable as exc:
             self._retry_in_s = self._link.failed(exc.__cause__ or exc)
             await connection.close()
@@ -356,21 +359,59 @@ class AsyncEventPublisher:
         self._reset_blocked()
         self._retry_in_s = 0.0
         self._link.succeeded()
-        log.info(f"ingress publisher connected to RabbitMQ at {mask_text(self._url)}", queues=len(self._declarations))
+        log.info(f"ingress publisher connected to RabbitMQ at {mask_text(self._connected_to)}",
+                 queues=len(self._declarations))
+
+    async def _open(self) -> AbstractConnection:
+        """A connection to the first of the URLs that answers, in turn (a cluster's nodes)."""
+        failure: BaseException | None = None
+        for url in self._urls:
+            # Built, then connected, so a refused attempt is closed here (aio_pika.connect would leave it to
+            # the garbage collector, which schedules a close that is never awaited at exit).
+            connection = aio_pika.Connection(make_url(url))
+            try:
+                await connection.connect(timeout=self._confirm_timeout_s)
+            except _UNREACHABLE_ERRORS as exc:
+                failure = exc
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                continue
+            self._connected_to = url
+            return connection
+        assert failure is not None  # there is at least one URL
+        self._retry_in_s = self._link.failed(failure)
+        raise BrokerUnavailable(f"not connected: RabbitMQ unreachable ({describe(failure)})")
 
     def _remember_close(self, _connection: object, reason: BaseException | None) -> None:
         self._close_reason = reason
 
-    async def _declare(self, channel: AbstractChannel, queue: str) -> None:
+    async def _new_channel(self, connection: AbstractConnection) -> AbstractChannel:
+        return await connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _declare(self, connection: AbstractConnection, channel: AbstractChannel, queue: str) -> AbstractChannel:
+        """Declare one actor's queues; returns the channel to go on with: a new one when a classic queue's node is
+        down (on a cluster: RabbitMQ answers NOT_FOUND and closes the channel, though the queue exists)."""
         try:
             for declaration in self._declarations[queue]:
-                await channel.declare_queue(declaration.queue, durable=declaration.durable,
-                                            arguments=declaration.arguments, timeout=self._confirm_timeout_s)
+                try:
+                    await channel.declare_queue(declaration.queue, durable=declaration.durable,
+                                                arguments=declaration.arguments, timeout=self._confirm_timeout_s)
+                except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                    if declaration.arguments.get("x-queue-type") == "quorum":
+                        raise
+                    if declaration.queue not in self._homeless:
+                        log.warning(f"queue {declaration.queue} is on a RabbitMQ node that is down: nothing reaches "
+                                    "it until that node is back", reason=describe(exc))
+                    self._homeless.add(declaration.queue)
+                    channel = await self._new_channel(connection)
+                else:
+                    self._homeless.discard(declaration.queue)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             raise ConfigurationError(f"queue {queue} exists with other arguments: {exc}") from None
         except _UNREACHABLE_ERRORS as exc:
             # The cause is kept for the link (a refused right is told from a lost connection by it).
             raise BrokerUnavailable(f"not connected: declaring {queue} failed ({type(exc).__name__})") from exc
+        return channel
 
     async def _drop_connection(self) -> None:
         connection = self._connection
@@ -406,16 +447,37 @@ class AsyncEventPublisher:
                     self._retry_in_s = self._link.backoff.max_s
                     continue
                 last_problem = None
+            await self._renew_nacked_channel()
             await self._declare_returned()
             self._watch_blocked()
             await asyncio.sleep(self.TICK_S)
 
+    async def _renew_nacked_channel(self) -> None:
+        """Publish on a new channel after a nack. On a cluster, a channel that first publishes to a quorum queue
+        while its leader is being elected can go on being nacked after the election (RabbitMQ 3.10); a new
+        channel is not. A nack for another cause (a full queue) costs one channel."""
+        nacked, self._nacked_on = self._nacked_on, None
+        connection = self._connection
+        if nacked is None or nacked is not self._channel or connection is None or connection.is_closed:
+            return
+        try:
+            channel = await self._new_channel(connection)
+        except _UNREACHABLE_ERRORS:
+            return  # the connection is going: the next turn reconnects
+        self._channel, self._exchange = channel, channel.default_exchange
+        log.info("ingress publisher moved to a new channel after a nack")
+        with contextlib.suppress(Exception):
+            await nacked.close()
+
     async def _declare_returned(self) -> None:
         channel = self._channel
-        while self._to_declare and channel is not None and not channel.is_closed:
+        connection = self._connection
+        while self._to_declare and connection is not None and channel is not None and not channel.is_closed:
             queue = self._to_declare.pop()
             try:
-                await self._declare(channel, queue)
+                channel = await self._declare(connection, channel, queue)
+                if channel is not self._channel:
+                    self._channel, self._exchange = channel, channel.default_exchange
             except (BrokerUnavailable, ConfigurationError) as exc:
                 log.warning("declaring a returned queue again failed", queue=queue, error=str(exc))
                 return
