@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_STAMP = .venv/.installed
 
-.PHONY: install demo test lint typecheck bench bench-dispatch profile schemas-check worker clean
+.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch profile schemas-check worker clean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -17,6 +17,17 @@ demo: $(VENV_STAMP)
 
 test: $(VENV_STAMP)
 	.venv/bin/pytest
+
+# A private 3-node RabbitMQ cluster and Redis with 3 sentinels (chaos/cluster.py); cluster-up prints the HUB_* to use.
+cluster-up: $(VENV_STAMP)
+	$(PY) -m chaos.cluster up
+
+cluster-down: $(VENV_STAMP)
+	$(PY) -m chaos.cluster down
+
+# Boots its own cluster (a few minutes): a node and the Redis primary killed under load, nothing lost.
+test-cluster: $(VENV_STAMP)
+	.venv/bin/pytest -m cluster tests/test_cluster.py
 
 lint: typecheck
 	.venv/bin/ruff check hub actors connectors observability simulators tests bench
