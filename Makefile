@@ -30,7 +30,7 @@ test-cluster: $(VENV_STAMP)
 	.venv/bin/pytest -m cluster tests/test_cluster.py
 
 lint: typecheck
-	.venv/bin/ruff check hub actors connectors observability simulators tests bench
+	.venv/bin/ruff check hub actors connectors observability simulators tests bench chaos
 	.venv/bin/lint-imports
 
 typecheck: $(VENV_STAMP)
