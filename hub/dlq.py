@@ -21,8 +21,15 @@ from dramatiq.common import q_name, xq_name
 from hub.endpoints import amqp_parameters
 from hub.store import DeadLetterReasons
 
-# Options that belong to a failed run, not to the message.
-_RUN_OPTIONS = ("retries", "traceback", "requeue_timestamp", "hub_dead", "eta", "hub_outcome")
+# Options that belong to a failed run, not to the message: the count of attempts and of lock waits among
+# them, the wait for a lock in progress, the last error, the dead-letter reason.
+_RUN_OPTIONS = ("retries", "traceback", "requeue_timestamp", "hub_dead", "eta", "hub_outcome",
+                "hub_lock_waits", "hub_lock_wait")
+
+
+def replay_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter's options for its replay: a run of its own, with its whole retry and lock-wait budget."""
+    return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ def replay_dead_letters(
         for method, _properties, message in _fetch_all(channel, queue):
             if message_ids is not None and message.message_id not in message_ids:
                 continue
-            options = {k: v for k, v in message.options.items() if k not in _RUN_OPTIONS}
+            options = replay_options(message.options)
             fresh: Message[Any] = Message(queue_name=q_name(message.queue_name), actor_name=message.actor_name,
                             args=message.args, kwargs=message.kwargs, options=options,
                             message_id=message.message_id, message_timestamp=message.message_timestamp)

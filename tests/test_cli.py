@@ -55,6 +55,15 @@ def test_the_demo_uses_the_real_servers_when_they_answer(prefix: str) -> None:
         traced = _run_hub(["trace", event_id], worker_env(demo_prefix))
         assert traced.returncode == 0, traced.stderr
         assert f"journey {event_id}" in traced.stdout and "provisioning  erp.project.created.v1" in traced.stdout
+        # ... and so do the other show commands, in JSON for scripts.
+        hops = json.loads(_run_hub(["trace", event_id, "-o", "json"], worker_env(demo_prefix)).stdout)
+        assert {(hop["actor"], hop["outcome"]) for hop in hops} >= {("provisioning", "ok"), ("fanout", "ok")}
+        shown = _run_hub(["xref", "project:erp:ENG-ACME-0001", "-o", "json"], worker_env(demo_prefix))
+        assert shown.returncode == 0, shown.stderr
+        assert {(i["system"], i["primary"]) for i in json.loads(shown.stdout)["identities"]} >= {("erp", True)}
+        pending = _run_hub(["db", "outbox", "-o", "json"], worker_env(demo_prefix))
+        assert pending.returncode == 0, pending.stderr
+        assert json.loads(pending.stdout)["pending"] == 0
     finally:
         client = redis.Redis()
         keys = list(client.scan_iter(f"{demo_prefix}:*"))

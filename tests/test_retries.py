@@ -276,3 +276,13 @@ def test_a_lock_still_held_after_two_of_its_lifetimes_dead_letters_the_message_a
     reason = reasons.get(message.message_id)
     assert reason is not None and reason["why"].startswith("lock project:P9 still held after ")
     assert reason["why"].endswith("(its lifetime: 500 ms)") and reason["error"].startswith("EntityLocked")
+
+
+def test_a_replayed_dead_letter_starts_a_run_of_its_own_with_its_whole_budget() -> None:
+    """Lock waits are counted apart from failures: a replay that kept them (and dropped the attempts) would
+    start with a budget bent by the last run."""
+    from hub.dlq import replay_options
+
+    dead = {"retries": 7, "hub_lock_waits": 3, "hub_lock_wait": {"since": 1, "waits": 2}, "traceback": "x",
+            "hub_dead": {"why": "retries exhausted"}, "max_retries": 3, "hub_event": {"id": "e-1"}}
+    assert replay_options(dead) == {"max_retries": 3, "hub_event": {"id": "e-1"}}

@@ -96,3 +96,18 @@ def test_a_long_module_without_a_reason_is_found(tmp_path: Path) -> None:
     short = tmp_path / "short.py"
     short.write_text('"""A module."""\nx = 1\n', encoding="utf-8")
     assert _long_modules_without_a_reason([silent, explained, short], tmp_path) == ["silent.py"]
+
+
+def test_no_crash_dump_is_kept_and_every_private_rabbitmq_dumps_outside_the_tree() -> None:
+    """An Erlang VM that fails to boot writes ``erl_crash.dump`` into its working directory: none is tracked,
+    git ignores one, and every place that starts a private RabbitMQ node points its dump elsewhere."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert not [name for name in tracked.splitlines() if name.endswith(".dump")]
+    ignored = subprocess.run(["git", "check-ignore", "erl_crash.dump", "chaos/erl_crash.dump"], cwd=ROOT,
+                             capture_output=True, text=True, check=False)
+    assert ignored.stdout.split() == ["erl_crash.dump", "chaos/erl_crash.dump"], ignored.stderr
+    starters = [path for folder in ("hub", "chaos", "tests", "bench") for path in (ROOT / folder).rglob("*.py")
+                if "rabbitmq-server" in path.read_text(encoding="utf-8") and path.name != "test_walls.py"]
+    assert starters, "no module starts a private RabbitMQ node: this check would check nothing"
+    assert [path.relative_to(ROOT).as_posix() for path in starters
+            if "ERL_CRASH_DUMP" not in path.read_text(encoding="utf-8")] == []
