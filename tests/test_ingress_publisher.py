@@ -5,19 +5,11 @@ way a publish can fail (outage, nack, unroutable, resource alarm) ending in Brok
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pika
@@ -27,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from chaos.servers import RABBIT_BIN, PrivateRabbit, ServerError, scratch_dir
 from hub.broker import HubRabbitmqBroker, QueueDeclaration, queue_declarations
 from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
@@ -366,108 +359,21 @@ def _delete_queue(name: str) -> None:
 # A memory alarm blocks every publishing connection of the node. The shared broker on 5672 serves other
 # test runs at the same time, so the alarm is raised on a throwaway node of this test alone.
 
-_RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
-
-
-@dataclass
-class PrivateRabbit:
-    """A RabbitMQ node of one test: its AMQP URL and its rabbitmqctl."""
-
-    url: str
-    ctl: Callable[..., str]
-
-
-#: RabbitMQ cannot be handed a bound socket: its ports are picked free, and another process may take one before
-#: the node binds it. The node then fails to boot saying so, and boots again on other ports.
-_BOOT_ATTEMPTS = 3
-_PORT_TAKEN = re.compile(r"eaddrinuse|could not bind to distribution port")
-
-
-def _free_port() -> int:
-    """A port free now (not reserved: see :data:`_BOOT_ATTEMPTS`)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rabbitmqctl(node: str, env: dict[str, str]) -> Callable[..., str]:
-    def ctl(*args: str) -> str:
-        done = subprocess.run([str(_RABBIT_BIN / "rabbitmqctl"), "-n", node, *args], env=env,
-                              capture_output=True, text=True, timeout=90, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
-        return done.stdout
-
-    return ctl
-
-
-def _await_boot(server: subprocess.Popen[bytes], ctl: Callable[..., str]) -> str | None:
-    """``None`` once the node runs; otherwise why it did not boot."""
-    deadline = time.monotonic() + 90
-    while True:  # await_startup fails at once until the node has registered with epmd
-        try:
-            ctl("await_startup", "--timeout", "60")
-            return None
-        except RuntimeError as exc:
-            if server.poll() is not None or time.monotonic() > deadline:
-                return str(exc)
-            time.sleep(0.5)
-
-
-def _stop_node(server: subprocess.Popen[bytes], ctl: Callable[..., str]) -> None:
-    try:
-        if server.poll() is None:
-            ctl("stop")
-        server.wait(timeout=60)
-    except (RuntimeError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, 9)  # our own node's process group
-        server.wait(timeout=30)
-
-
 @pytest.fixture
 def private_rabbit() -> Iterator[PrivateRabbit]:
     """Boot a private RabbitMQ node (about ten seconds), stop and remove it afterwards."""
-    if not (_RABBIT_BIN / "rabbitmq-server").exists():
+    if not (RABBIT_BIN / "rabbitmq-server").exists():
         pytest.skip("rabbitmq-server is not installed here: no private node to raise an alarm on")
-    base = Path(tempfile.mkdtemp(prefix="hubrmq-"))
-    (base / "enabled_plugins").write_text("[].\n")
-    (base / "rabbitmq-env.conf").write_text("")
-    started: list[tuple[subprocess.Popen[bytes], Callable[..., str]]] = []
+    base = scratch_dir("hubrmq-")
+    node = PrivateRabbit(base)
     try:
-        for attempt in range(1, _BOOT_ATTEMPTS + 1):
-            port, node = _free_port(), f"hubtest{uuid.uuid4().hex[:8]}@localhost"
-            (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n")
-            env = {
-                **os.environ,
-                "HOME": str(base),  # its own Erlang cookie
-                "RABBITMQ_NODENAME": node,
-                "RABBITMQ_NODE_PORT": str(port),
-                "RABBITMQ_DIST_PORT": str(_free_port()),
-                "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-                "RABBITMQ_LOG_BASE": str(base / "log"),
-                "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-                "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-                "ERL_EPMD_ADDRESS": "127.0.0.1",
-                # A failed boot (or a CLI tool's VM) dumps here, never into the working tree.
-                "ERL_CRASH_DUMP": str(base / "erl_crash.dump"),
-            }
-            ctl = _rabbitmqctl(node, env)
-            with open(base / "server.out", "wb") as out:
-                server = subprocess.Popen([str(_RABBIT_BIN / "rabbitmq-server")], env=env, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-            started.append((server, ctl))
-            failure = _await_boot(server, ctl)
-            if failure is None:
-                break
-            output = (base / "server.out").read_text(errors="replace")
-            if server.poll() is None or not _PORT_TAKEN.search(output) or attempt == _BOOT_ATTEMPTS:
-                pytest.skip(f"a private RabbitMQ node did not boot here: {failure}\n{output[-2000:]}")
-        yield PrivateRabbit(url=f"amqp://guest:guest@127.0.0.1:{port}/%2F", ctl=ctl)
+        try:
+            node.boot()
+        except ServerError as exc:
+            pytest.skip(f"a private RabbitMQ node did not boot here: {exc}")
+        yield node
     finally:
-        for server, ctl in started:
-            _stop_node(server, ctl)
+        node.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
