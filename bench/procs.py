@@ -210,14 +210,16 @@ def wait_consumers(procs: Sequence[Proc], queue: str, count: int, *, baseline: i
 
 
 def start_hub_workers(prefix: str, work_dir: Path, processes: int, *, threads: int = 8, tag: str = "worker",
-                      extra_env: Mapping[str, str] | None = None, amqp_url: str = AMQP_URL) -> list[Proc]:
+                      extra_env: Mapping[str, str] | None = None, amqp_url: str = AMQP_URL,
+                      baseline: int = 0) -> list[Proc]:
     """Start ``processes`` x ``python -m hub worker --threads N``; wait until each consumes ``<prefix>.fanout``
-    (on the RabbitMQ of ``amqp_url``, which ``extra_env`` gives the workers too when it is not the default)."""
+    (beside ``baseline`` consumers already there, on the RabbitMQ of ``amqp_url``, which ``extra_env`` gives the
+    workers too when it is not the default)."""
     env = hub_env(prefix, extra_env)
     procs = [spawn(f"{tag}{i}", [sys.executable, "-m", "hub", "worker", "--threads", str(threads)], env, work_dir)
              for i in range(processes)]
     try:
-        wait_consumers(procs, f"{prefix}.fanout", processes, amqp_url=amqp_url)
+        wait_consumers(procs, f"{prefix}.fanout", processes, baseline=baseline, amqp_url=amqp_url)
     except BaseException:
         stop_all(procs)
         raise

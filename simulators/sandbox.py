@@ -147,6 +147,10 @@ class Sandbox:
         """Change the SharePoint simulator's faults mid-run."""
         httpx.put(f"{self.graph_url.removesuffix('/v1.0')}/_sim/faults", json=plan.to_json(), timeout=10)
 
+    def set_erp_faults(self, plan: FaultPlan) -> None:
+        """Change the ERP simulator's faults mid-run."""
+        httpx.put(f"{self.erp_url}/_sim/faults", json=plan.to_json(), timeout=10).raise_for_status()
+
     def flush_erp_webhooks(self, timeout_s: float = 20.0) -> None:
         """Wait until the ERP simulator delivered every webhook."""
         httpx.post(f"{self.erp_url}/_sim/deliveries/flush", params={"timeout_s": timeout_s}, timeout=timeout_s + 5)
@@ -161,7 +165,7 @@ class Sandbox:
 def running_sandbox(
     *,
     serve: Serve,
-    ingress_events_url: str,
+    ingress_events_url: str | None,
     webhook_secret: str,
     groups: Sequence[str] = (),
     erp_faults: FaultPlan | None = None,
@@ -172,13 +176,15 @@ def running_sandbox(
     erp_api_key: str | None = None,
     docusign_hmac_key: str | None = None,
 ) -> Iterator[Sandbox]:
-    """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url``.
+    """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url`` (with
+    ``None`` it posts nothing: the caller publishes the events itself).
 
     With ``erp_api_key`` the ERP asks the ingress's hard-stop check before finalising an invoice; with
     ``docusign_hmac_key`` DocuSign Connect notifies the ingress's ``docusign-sim`` webhook.
     """
-    base = ingress_events_url.removesuffix("/v1/events")
-    webhook = WebhookConfig(url=ingress_events_url, secret=webhook_secret, source=ERP_SOURCE, backoff_s=0.2)
+    base = (ingress_events_url or "").removesuffix("/v1/events")
+    webhook = None if ingress_events_url is None else WebhookConfig(
+        url=ingress_events_url, secret=webhook_secret, source=ERP_SOURCE, backoff_s=0.2)
     gate = None if erp_api_key is None else ReadinessGate(
         url_template=f"{base}/v1/invoices/{{number}}/readiness", api_key=erp_api_key)
     erp = erp_app(ErpSimConfig(token=erp_token, faults=erp_faults or FaultPlan(), webhook=webhook, readiness=gate))
