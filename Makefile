@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_STAMP = .venv/.installed
 
-.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch profile schemas-check worker clean
+.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch profile chaos chaos-short schemas-check worker clean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -50,6 +50,14 @@ bench-dispatch: $(VENV_STAMP)
 
 profile: $(VENV_STAMP)
 	$(PY) -m bench.profile
+
+# The fault suite (docs/reliability.md): private servers on their own ports, 10,000 events per scenario (hours).
+chaos: $(VENV_STAMP)
+	$(PY) -m chaos --events 10000
+
+# Its short version: every scenario of tests/test_chaos.py, the ones marked chaos too (a few minutes).
+chaos-short: $(VENV_STAMP)
+	.venv/bin/pytest -m "" tests/test_chaos.py
 
 clean:
 	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
