@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only this one (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's server data and logs")
     args = parser.parse_args(argv)
+    if args.events < 20 or args.rate <= 0 or args.workers < 1:
+        parser.error("--events must be at least 20, --rate above 0 and --workers at least 1")
     options = Options(events=args.events, rate=args.rate, workers=args.workers, keep=args.keep)
     results = []
     for name in args.scenario or list(SCENARIOS):

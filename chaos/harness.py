@@ -198,8 +198,8 @@ class Run:
         """Messages in the hub's queues (ready, or held by a worker: a retry waiting for its time too), dead
         letters aside, and in the topic queue not yet counted."""
         counts = self.servers.rabbit.queue_messages()
-        return sum(n for name, n in counts.items() if name.startswith(f"{self.hub.prefix}.")
-                   and not name.endswith(".XQ"))
+        return sum(n for name, n in counts.items() if (name.startswith(f"{self.hub.prefix}.")
+                   and not name.endswith(".XQ")) or name == self.topic.queue)
 
     def dead_letters(self) -> int:
         """Messages in the hub's dead-letter queues."""
