@@ -147,7 +147,7 @@ def node_env(cluster: Cluster, node: Node) -> dict[str, str]:
 def ctl(cluster: Cluster, node: Node, *args: str, tool: str = "rabbitmqctl", timeout: float = 120.0) -> str:
     """Run a RabbitMQ CLI tool against ``node``; its output, or ClusterError."""
     try:
-        done = subprocess.run([str(RABBIT_BIN / tool), "-n", node.name, *args],  # noqa: S603 - our own arguments
+        done = subprocess.run([str(RABBIT_BIN / tool), "-n", node.name, *args],
                               env=node_env(cluster, node),
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -215,7 +215,7 @@ def queue_leaders(cluster: Cluster, prefix: str) -> list[tuple[str, str, int]]:
 
 def _spawn(args: list[str], *, env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL) -> int:
     """Start a server in its own session (so that it outlives ``up`` and a kill reaches only it); its pid."""
-    child = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=stdout,  # noqa: S603 - our servers
+    child = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
                              stderr=subprocess.STDOUT, start_new_session=True)
     _CHILDREN[child.pid] = child
     return child.pid
