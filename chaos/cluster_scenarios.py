@@ -59,7 +59,7 @@ from chaos.cluster import (
 from hub.db import schema_name
 from hub.endpoints import amqp_parameters
 from hub.store import connect_redis
-from hub.topics import EXCHANGE
+from hub.topics import exchange_name
 
 #: The database of the runs' tables (one schema per run, dropped afterwards), on the machine's PostgreSQL.
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub_cluster"
@@ -98,9 +98,9 @@ class Arrivals:
     """Counts the fan-out copies coming out on ``hub.events``, from a quorum queue bound to it, reconnecting to
     the next node when the one it consumes from dies."""
 
-    def __init__(self, urls: str, queue: str) -> None:
+    def __init__(self, urls: str, queue: str, *, exchange: str) -> None:
         self._urls = [p.strip() for p in urls.split(",")]
-        self.queue = queue
+        self.queue, self.exchange = queue, exchange
         self.first: dict[str, float] = {}  # message id -> monotonic time of its first copy
         self.duplicated = 0
         self.changed = asyncio.Event()
@@ -110,9 +110,9 @@ class Arrivals:
         connection = pika.BlockingConnection(amqp_parameters(",".join(self._urls)))
         try:
             channel = connection.channel()
-            channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+            channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
             channel.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
-            channel.queue_bind(self.queue, EXCHANGE, routing_key=EVENT_TYPE)
+            channel.queue_bind(self.queue, self.exchange, routing_key=EVENT_TYPE)
         finally:
             connection.close()
 
@@ -209,7 +209,7 @@ def run_scenario(name: str, cluster: Cluster, *, state: Path | None, events: int
     """Run one scenario on ``cluster`` (saving its new process ids to ``state``), print its row and return it."""
     prefix = f"c{uuid.uuid4().hex[:10]}"
     work_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=cluster.directory))
-    arrivals = Arrivals(cluster.amqp_url, f"chaos.{prefix}.arrivals")
+    arrivals = Arrivals(cluster.amqp_url, f"chaos.{prefix}.arrivals", exchange=exchange_name(prefix))
     arrivals.declare()
     secret = new_webhook_secret()
     env = {**cluster.env(), **HUB_SETTINGS}

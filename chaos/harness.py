@@ -42,6 +42,7 @@ from hub.db import connect_database, ensure_database
 from hub.dlq import DeadLetter, list_dead_letters
 from hub.ingress.server import serve_in_thread
 from hub.outbox import SqlOutbox
+from hub.topics import exchange_name
 from simulators.sandbox import Sandbox, running_sandbox
 
 #: The topic events that say an accepted project event went all the way (besides the event itself).
@@ -338,7 +339,7 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Result:
         stack.callback(hub.stop)
         ingress_url = hub.start_ingress(canaries.webhook_secret)
         hub.start_workers(options.workers)
-        topic = TopicCounter(servers.rabbit.url, f"{prefix}-chaos.topic",
+        topic = TopicCounter(servers.rabbit.url, f"{prefix}-chaos.topic", exchange=exchange_name(prefix),
                              inspect=lambda data: finder.look("a copy on hub.events", data)).start()
         stack.callback(topic.stop)
         codes = project_codes(prefix, options.events)

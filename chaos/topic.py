@@ -25,10 +25,12 @@ def _text(value: object) -> str:
 
 
 class TopicCounter:
-    """Counts the copies of every event published on ``hub.events`` from the moment :meth:`start` returns."""
+    """Counts the copies of every event published on the hub's topic exchange (``<prefix>.events``) from the
+    moment :meth:`start` returns."""
 
-    def __init__(self, amqp_url: str, queue: str, *, inspect: Callable[[bytes], None] = lambda _: None) -> None:
-        self._url, self.queue = amqp_url, queue
+    def __init__(self, amqp_url: str, queue: str, *, exchange: str = EXCHANGE,
+                 inspect: Callable[[bytes], None] = lambda _: None) -> None:
+        self._url, self.queue, self.exchange = amqp_url, queue, exchange
         self._inspect = inspect  # sees every header block and body (the secret canaries)
         self._registry = SchemaRegistry.load()
         self._lock = threading.Lock()
@@ -55,9 +57,9 @@ class TopicCounter:
         connection = pika.BlockingConnection(pika.URLParameters(self._url))
         try:
             channel = connection.channel()
-            channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+            channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
             channel.queue_declare(self.queue, durable=True)
-            channel.queue_bind(self.queue, EXCHANGE, routing_key="#")
+            channel.queue_bind(self.queue, self.exchange, routing_key="#")
         finally:
             connection.close()
 
