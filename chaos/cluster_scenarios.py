@@ -39,7 +39,6 @@ from pathlib import Path
 import aio_pika
 import pika
 import pika.exceptions
-import sqlalchemy
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.connection import make_url
 
@@ -56,7 +55,7 @@ from chaos.cluster import (
     start_node,
     start_redis,
 )
-from hub.db import schema_name
+from hub.db import connect_database, drop_schema
 from hub.endpoints import amqp_parameters
 from hub.store import connect_redis
 from hub.topics import exchange_name
@@ -299,11 +298,10 @@ def _clean(cluster: Cluster, prefix: str, arrivals_queue: str) -> None:
                 client.delete(*keys)
         finally:
             client.close()
-        engine = sqlalchemy.create_engine(DATABASE_URL, poolclass=sqlalchemy.pool.NullPool)
+        database = connect_database(DATABASE_URL, prefix=prefix, embedded=False)
         try:
-            with engine.begin() as connection_:
-                connection_.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema_name(prefix)}" CASCADE'))
+            drop_schema(database)
         finally:
-            engine.dispose()
+            database.close()
     except Exception as exc:  # the run's figures matter more than its leftovers on a private cluster
         print(f"cleanup of {prefix}: {type(exc).__name__}: {exc}")
