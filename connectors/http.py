@@ -44,12 +44,15 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from hub.errors import UpstreamRejected, UpstreamUnavailable
+from hub.errors import CircuitOpen, UpstreamRejected, UpstreamUnavailable
 from observability.tracing import inject_headers
 
 #: Statuses worth retrying: timeout, conflict-in-progress, throttling, server errors.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+#: How soon a call refused while a half-open trial is out comes back (seconds).
+TRIAL_POLL_S = 1.0
 
 #: A breaker's state: calls pass, calls are refused, or one trial call decides.
 BreakerState = Literal["closed", "open", "half_open"]
@@ -105,15 +108,23 @@ class CircuitBreaker:
         self._lock = threading.Lock()
 
     def check(self, target: str) -> bool:
-        """Raise ``UpstreamUnavailable`` while open (or while a trial call is out); True when this call is
-        the half-open trial, whose outcome alone decides."""
+        """Raise :class:`~hub.errors.CircuitOpen` while open (or while a trial call is out); True when this
+        call is the half-open trial, whose outcome alone decides.
+
+        While a trial is out, the refusal asks to come back within ``TRIAL_POLL_S`` rather than a whole reset
+        period: the trial usually answers within a call's timeout, and a successful one closes the breaker
+        for everyone waiting."""
         with self._lock:
             if self._state == "closed":
                 return False
             waited = self._clock() - self._since
             if waited < self.reset_s:
-                what = "open" if self._state == "open" else "half-open, a trial call is out"
-                raise UpstreamUnavailable(f"circuit {what} for {target}", retry_after=self.reset_s - waited)
+                left = self.reset_s - waited
+                if self._state == "open":
+                    raise CircuitOpen(f"circuit open for {target}", target=target, retry_after=left,
+                                      reset_s=self.reset_s)
+                raise CircuitOpen(f"circuit half-open for {target}, a trial call is out", target=target,
+                                  retry_after=min(left, TRIAL_POLL_S), reset_s=self.reset_s)
             # Open long enough, or a trial that never reported back (its worker died): this caller tries.
             self._state, self._since = "half_open", self._clock()
             return True

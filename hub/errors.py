@@ -93,6 +93,17 @@ class UpstreamUnavailable(RetryableError):
     """A connected system is temporarily unavailable (5xx, 429, timeout, open circuit)."""
 
 
+class CircuitOpen(UpstreamUnavailable):
+    """A call refused without being sent: the circuit breaker of ``target`` is open (or its half-open trial
+    call is out). Not a failure of the message: ``retry_after`` says when the breaker lets a call through
+    again, and ``reset_s`` how long it stays open each time."""
+
+    def __init__(self, message: str, *, target: str, retry_after: float, reset_s: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.target = target
+        self.reset_s = reset_s
+
+
 class PermanentError(HubError):
     """A failure that no retry can fix: the message is dead-lettered at once."""
 

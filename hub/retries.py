@@ -13,6 +13,16 @@ for a holder that takes it meanwhile). Their delays start short (a live holder i
 second), double, and never reach past the moment the lock runs out (:func:`lock_wait_delay`). A wait
 still counts as an attempt in ``retries`` (the flight record and the spans number attempts by it), and
 ``hub_lock_waits`` says how many of them were waits, so the failure budget and its backoff leave them out.
+
+A call refused by an open circuit breaker (:class:`~hub.errors.CircuitOpen`) was never sent: the target
+failed for other messages, not for this one. Counting it as a failure, with a delay capped by the actor's
+backoff, burnt a message's attempts within one open period (a replay started while the breaker was still
+open was dead-lettered again at once). So circuit waits are waits too: the delay is the time until the
+breaker lets a call through (plus up to a quarter, so waiters do not return together), capped only by the
+hub's longest delay; ``hub_circuit_waits`` counts them apart from failures; and their budget is a time,
+from the run's first circuit wait: as long as the failure budget's backoff would have lasted, and at least
+three open periods (one to wait out, one for a trial that fails, one more), after which the message is
+dead-lettered saying which circuit stayed open (:func:`circuit_wait_horizon_ms`).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import Retry
 from dramatiq.middleware import Retries
 
-from hub.errors import EntityLocked, HubError, RetryableError, StoreUnavailable
+from hub.errors import CircuitOpen, EntityLocked, HubError, RetryableError, StoreUnavailable
 from hub.store import DeadLetterReasons
 from observability.flight import describe_error
 from observability.logging import get_logger
@@ -60,6 +70,25 @@ def lock_wait_horizon_ms(ttl_ms: int) -> int:
     lifetimes of the lock (a dead holder's runs out within one; the other covers a holder taking it
     meanwhile)."""
     return 2 * ttl_ms
+
+
+def circuit_wait_horizon_ms(reset_s: float, *, max_retries: int | None, min_backoff: int, max_backoff: int
+                            ) -> int | None:
+    """How long a message waits behind open circuit breakers in one run before it is dead-lettered, or None
+    when its retries are unbounded: the nominal time of its failure budget's backoff (the outage it would
+    have outlived had every call been sent and failed), and at least three of the breaker's open periods."""
+    if max_retries is None:
+        return None
+    budget = sum(min(min_backoff * 2 ** min(attempt, 30), max_backoff) for attempt in range(max_retries))
+    return int(max(budget, 3 * reset_s * 1000))
+
+
+def circuit_wait_delay(retry_after_s: float, *, max_ms: int, jitter: Callable[[], float] = random.random) -> int:
+    """The delay before a message refused by an open breaker tries again, in milliseconds: until the breaker
+    lets a call through, lengthened by up to a quarter so the waiters do not all come back at once (only
+    one of them gets the half-open trial), capped at ``max_ms``, the hub's longest delay."""
+    target = max(retry_after_s, 0.0) * 1000 + LOCK_EXPIRY_MARGIN_MS
+    return int(min(target + target * jitter() / 4, max_ms))
 
 
 def describe(exception: BaseException) -> str:
@@ -105,10 +134,14 @@ class HubRetries(Retries):
             self._wait_for_lock(broker, message, actor, exception, attempt)
             return
         message.options.pop("hub_lock_wait", None)  # a wait in a row ends with any other outcome
-        retries = message.options.setdefault("retries", 0)
-        # Lock waits are attempts too (numbered in the flight record), but not failed ones.
-        failures = retries - int(message.options.get("hub_lock_waits", 0))
         max_retries = message.options.get("max_retries", actor.options.get("max_retries", self.max_retries))
+        if isinstance(exception, CircuitOpen):
+            self._wait_for_circuit(broker, message, actor, exception, attempt, max_retries)
+            return
+        retries = message.options.setdefault("retries", 0)
+        # Lock and circuit waits are attempts too (numbered in the flight record), but not failed ones.
+        failures = retries - int(message.options.get("hub_lock_waits", 0)) \
+            - int(message.options.get("hub_circuit_waits", 0))
         message.options["retries"] = retries + 1
         message.options["requeue_timestamp"] = int(time.time() * 1000)
         message.options["traceback"] = describe(exception)
@@ -142,6 +175,29 @@ class HubRetries(Retries):
         if self._retry(broker, message, exception, delay, attempt):
             log.info("waiting for a lock", lock=exception.lock, delay_ms=delay, lock_left_ms=exception.remaining_ms,
                      waited_ms=waited)
+
+    def _wait_for_circuit(self, broker: dramatiq.Broker, message: Any, actor: Any, exception: CircuitOpen,
+                          attempt: int, max_retries: int | None) -> None:
+        """Retry a message whose call an open breaker refused, on the circuit-wait budget (the module
+        docstring)."""
+        now = int(time.time() * 1000)
+        since = int(message.options.setdefault("hub_circuit_wait_since", now))
+        waited = now - since
+        message.options["retries"] = int(message.options.get("retries", 0)) + 1
+        message.options["hub_circuit_waits"] = int(message.options.get("hub_circuit_waits", 0)) + 1
+        message.options["requeue_timestamp"] = now
+        message.options["traceback"] = describe(exception)
+        horizon = circuit_wait_horizon_ms(
+            exception.reset_s, max_retries=max_retries,
+            min_backoff=int(message.options.get("min_backoff", actor.options.get("min_backoff", self.min_backoff))),
+            max_backoff=self._max_backoff(message, actor))
+        if horizon is not None and waited >= horizon:
+            why = f"circuit of {exception.target} still open after {waited} ms of waiting (the budget: {horizon} ms)"
+            self._dead_letter(broker, message, exception, why, attempt)
+            return
+        delay = circuit_wait_delay(exception.retry_after or 0.0, max_ms=int(self.max_backoff))
+        if self._retry(broker, message, exception, delay, attempt):
+            log.info("waiting for a circuit", target=exception.target, delay_ms=delay, waited_ms=waited)
 
     def _retry(self, broker: dramatiq.Broker, message: Any, exception: BaseException, delay: int,
                attempt: int) -> bool:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from connectors.http import BreakerSnapshot, CircuitBreaker, Http, RetryPolicy, breakers
-from hub.errors import UpstreamUnavailable
+from connectors.http import TRIAL_POLL_S, BreakerSnapshot, CircuitBreaker, Http, RetryPolicy, breakers
+from hub.errors import CircuitOpen, UpstreamUnavailable
 
 
 class Clock:
@@ -77,9 +77,9 @@ def test_the_breaker_opens_after_its_threshold_and_refuses_until_reset_without_s
     assert (breaker.state, breaker.consecutive_failures, breaker.times_opened) == ("open", 2, 1)
     assert len(sent) == 6
     clock.now += 4.0
-    with pytest.raises(UpstreamUnavailable, match="circuit open for svc") as refused:
+    with pytest.raises(CircuitOpen, match="circuit open for svc") as refused:
         http.request("GET", "/a")
-    assert refused.value.retry_after == pytest.approx(6.0)
+    assert refused.value.retry_after == pytest.approx(6.0) and refused.value.target == "svc"
     assert len(sent) == 6 and breaker.open
 
 
@@ -93,8 +93,10 @@ def test_after_reset_one_trial_call_goes_through_alone_and_its_failure_opens_the
     clock.now += 10.0
     assert breaker.state == "half_open"
     assert breaker.check("svc") is True  # a trial is out now: everyone else keeps failing fast
-    with pytest.raises(UpstreamUnavailable, match="trial call is out"):
+    with pytest.raises(CircuitOpen, match="trial call is out") as waiting:
         breaker.check("svc")
+    # The trial answers within a call's timeout: the others come back soon, not after a whole reset period.
+    assert waiting.value.retry_after == pytest.approx(TRIAL_POLL_S) and waiting.value.reset_s == 10.0
     breaker.record(False)
     assert (breaker.state, breaker.times_opened) == ("open", 2)
     clock.now += 10.0

@@ -7,13 +7,22 @@ from collections.abc import Iterator
 
 import dramatiq
 import fakeredis
+import httpx
 import pytest
 from dramatiq.brokers.stub import StubBroker
 from structlog.testing import capture_logs
 
-from hub.errors import EntityLocked, SchemaViolation, StoreUnavailable, UpstreamUnavailable
+from connectors.http import CircuitBreaker, Http
+from hub.errors import CircuitOpen, EntityLocked, SchemaViolation, StoreUnavailable, UpstreamUnavailable
 from hub.idempotency import Claim, IdempotencyMiddleware
-from hub.retries import HubRetries, describe, lock_wait_delay, lock_wait_horizon_ms
+from hub.retries import (
+    HubRetries,
+    circuit_wait_delay,
+    circuit_wait_horizon_ms,
+    describe,
+    lock_wait_delay,
+    lock_wait_horizon_ms,
+)
 from hub.store import DeadLetterReasons, RedisLocks, holding
 
 
@@ -284,5 +293,117 @@ def test_a_replayed_dead_letter_starts_a_run_of_its_own_with_its_whole_budget() 
     from hub.dlq import replay_options
 
     dead = {"retries": 7, "hub_lock_waits": 3, "hub_lock_wait": {"since": 1, "waits": 2}, "traceback": "x",
+            "hub_circuit_waits": 2, "hub_circuit_wait_since": 1,
             "hub_dead": {"why": "retries exhausted"}, "max_retries": 3, "hub_event": {"id": "e-1"}}
     assert replay_options(dead) == {"max_retries": 3, "hub_event": {"id": "e-1"}}
+
+
+# -- waiting for an open circuit --------------------------------------------------------------------
+
+
+def test_a_circuit_wait_lasts_until_the_breaker_lets_a_call_through_and_only_the_hub_s_longest_delay_caps_it() -> None:
+    assert circuit_wait_delay(8.0, max_ms=900_000, jitter=lambda: 0.0) == 8_050
+    assert 8_050 < circuit_wait_delay(8.0, max_ms=900_000, jitter=lambda: 0.999) < 8_050 * 1.25
+    assert circuit_wait_delay(0.0, max_ms=900_000, jitter=lambda: 0.0) == 50
+    assert circuit_wait_delay(4_000.0, max_ms=1_500_000, jitter=lambda: 0.0) == 1_500_000
+
+
+def test_the_circuit_wait_budget_is_the_failure_budget_s_backoff_and_at_least_three_open_periods() -> None:
+    # 12 retries from 1 s doubling up to 5 min: 1+2+4+...+256 s, then 300 s three times.
+    assert circuit_wait_horizon_ms(10.0, max_retries=12, min_backoff=1_000, max_backoff=300_000) == 1_411_000
+    assert circuit_wait_horizon_ms(10.0, max_retries=3, min_backoff=100, max_backoff=2_000) == 30_000
+    assert circuit_wait_horizon_ms(10.0, max_retries=None, min_backoff=100, max_backoff=2_000) is None
+
+
+def test_a_call_refused_by_an_open_breaker_spends_no_retry_and_runs_once_the_breaker_lets_it_through(
+    reasons: DeadLetterReasons,
+) -> None:
+    """No retry at all is allowed for failures; the target failed for others and its breaker is open. The
+    message waits for the half-open trial, makes it, and the breaker closes. Counted as a failure (the old
+    way), the refusal dead-lettered the message at once."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=0, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    breaker = CircuitBreaker(threshold=1, reset_s=0.4)
+    breaker.record(False)  # other messages' calls failed: open for 0.4 s
+    sent: list[str] = []
+
+    def healthy(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(200, json={})
+
+    http = Http(httpx.Client(transport=httpx.MockTransport(healthy), base_url="https://graph.example"),
+                target="graph", breaker=breaker)
+    tries: list[str] = []
+
+    def provision() -> None:
+        try:
+            http.request("GET", "/sites/root")
+        except CircuitOpen:
+            tries.append("refused")
+            raise
+        tries.append("ran")
+
+    actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        with capture_logs() as logs:
+            actor.send()
+            stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert tries == ["refused", "ran"] and sent == ["/sites/root"]
+    assert stub.dead_letters == [] and breaker.state == "closed"
+    waits = [entry for entry in logs if entry["event"] == "waiting for a circuit"]
+    assert len(waits) == 1 and waits[0]["target"] == "graph" and waits[0]["delay_ms"] >= 300
+    assert not [entry for entry in logs if entry["event"] == "retrying message"]
+
+
+def test_circuit_waits_leave_the_failure_budget_whole(reasons: DeadLetterReasons) -> None:
+    """One retry is allowed: refusals by the breaker come first, then one failure is still retried."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=1, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    tries: list[str] = []
+
+    def sync() -> None:
+        if len(tries) < 2:
+            tries.append("refused")
+            raise CircuitOpen("circuit open for graph", target="graph", retry_after=0.05, reset_s=0.2)
+        if "failed" not in tries:
+            tries.append("failed")
+            raise UpstreamUnavailable("graph: answered 503")
+        tries.append("ran")
+
+    actor = dramatiq.actor(sync, actor_name="sync", queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        actor.send()
+        stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert tries == ["refused", "refused", "failed", "ran"]
+    assert stub.dead_letters == []
+
+
+def test_a_circuit_that_stays_open_past_the_budget_dead_letters_the_message_and_says_which(
+    reasons: DeadLetterReasons,
+) -> None:
+    stub = StubBroker(middleware=[HubRetries(max_retries=1, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    tries: list[int] = []
+
+    def sync() -> None:
+        tries.append(1)
+        raise CircuitOpen("circuit open for graph", target="graph", retry_after=0.05, reset_s=0.1)
+
+    actor = dramatiq.actor(sync, actor_name="sync", queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        message = actor.send()
+        stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    assert [m.message_id for m in stub.dead_letters] == [message.message_id]
+    assert len(tries) > 2  # more waits than the one retry a failure gets
+    reason = reasons.get(message.message_id)
+    assert reason is not None and reason["why"].startswith("circuit of graph still open after ")
+    assert reason["why"].endswith("(the budget: 300 ms)") and reason["error"].startswith("CircuitOpen")
