@@ -137,6 +137,17 @@ class HubRabbitmqBroker(RabbitmqBroker):
             return enqueued
         raise AssertionError("unreachable")
 
+    @property
+    def unreachable(self) -> bool:
+        """Whether the last news of RabbitMQ was that it does not answer (not a refusal of the credentials,
+        which no wait mends)."""
+        return self.link.down and self.link.refused is None
+
+    def wait_until_reachable(self, timeout: float) -> bool:
+        """Block until a publish may be tried again (RabbitMQ answers, or the link's backoff has passed);
+        False when the worker is stopping, the credentials were refused, or ``timeout`` seconds pass."""
+        return self.link.wait_due(self._stopping, timeout)
+
     # Dramatiq's documented hook for the queue's arguments (how quorum queues are declared), and its two
     # declare methods for the delay and dead-letter queues: all three from :func:`queue_declarations`.
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:

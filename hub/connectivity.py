@@ -172,6 +172,22 @@ class ServerLink:
         """Whether an attempt may be made now: the server answers, or the backoff has passed."""
         return self._refused is None and (not self._down or self._clock() >= self._next_at)
 
+    def wait_due(self, stop: threading.Event, timeout: float) -> bool:
+        """Block until an attempt may be made (:meth:`due`); False when ``stop`` is set, the credentials
+        were refused, or ``timeout`` seconds pass first. Unlike :meth:`turn`, every waiter may try."""
+        deadline = self._clock() + timeout
+        with self._state:
+            while True:
+                if stop.is_set() or self._refused is not None:
+                    return False
+                if self.due():
+                    return True
+                now = self._clock()
+                if now >= deadline:
+                    return False
+                # Woken by any news of the server; the bound lets ``stop`` and the clock be seen.
+                self._state.wait(min(self._next_at - now, deadline - now, 0.5))
+
     def turn(self, stop: threading.Event) -> bool:
         """Block until the caller may try to connect: at once while the server answers; during an outage,
         one caller at a time once the backoff has passed (the others wait for its outcome). False when

@@ -3,7 +3,8 @@
 Differences from Dramatiq's ``Retries``: a :class:`~hub.errors.PermanentError` is dead-lettered at
 once; ``retry_after`` of a :class:`~hub.errors.RetryableError` sets the delay; every delay is capped
 below RabbitMQ's ``consumer_timeout`` (a delayed message is held unacknowledged until due); and a
-re-enqueue that fails dead-letters the message instead of acking it away.
+re-enqueue that fails dead-letters the message instead of acking it away, unless it failed for want of
+RabbitMQ: then the retry is held until the broker answers again (:meth:`HubRetries._retry`).
 
 Waiting for an entity's lock (:class:`~hub.errors.EntityLocked`) is not a failed attempt. A holder that
 died keeps the lock for its whole lifetime (30 s, 60 s), and counting each wait against the message's
@@ -46,6 +47,8 @@ log = get_logger(__name__)
 
 #: The first wait for a lock: a live holder is usually done within it.
 LOCK_WAIT_FIRST_MS = 200
+#: How long a retry is held while RabbitMQ does not answer before the message is dead-lettered (seconds).
+RETRY_HOLD_S = 300.0
 #: How long after a lock runs out its waiter comes back (Redis expires keys to the millisecond).
 LOCK_EXPIRY_MARGIN_MS = 50
 
@@ -107,9 +110,12 @@ class HubRetries(Retries):
         min_backoff: int,
         max_backoff: int,
         reasons: DeadLetterReasons | None,
+        hold_s: float = RETRY_HOLD_S,
     ) -> None:
         super().__init__(max_retries=max_retries, min_backoff=min_backoff, max_backoff=max_backoff)
         self.reasons = reasons
+        #: How long a retry that cannot be enqueued for want of RabbitMQ is held (see :meth:`_retry`).
+        self.hold_s = hold_s
 
     @property
     def actor_options(self) -> set[str]:
@@ -201,15 +207,41 @@ class HubRetries(Retries):
 
     def _retry(self, broker: dramatiq.Broker, message: Any, exception: BaseException, delay: int,
                attempt: int) -> bool:
-        """Re-enqueue the message after ``delay`` ms; dead-letter it when that fails. True when re-enqueued."""
-        try:
-            broker.enqueue(message, delay=delay)
-        except Exception as enqueue_error:
-            self._dead_letter(
-                broker, message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
-            )
-            return False
-        return True
+        """Re-enqueue the message after ``delay`` ms; dead-letter it when that fails. True when re-enqueued.
+
+        While RabbitMQ does not answer (a broker that stops, a connection lost), the retry is held: tried
+        again each time the link to RabbitMQ may try (its backoff), for up to ``hold_s``. Dead-lettering at
+        once parked messages whose only fault was the outage: a broker shutting down gracefully still
+        carried the consumer's reject. A refusal by a broker that answers (a full delay queue) is
+        dead-lettered at once, and so is a retry still held when the worker stops or ``hold_s`` runs out."""
+        started, held = time.monotonic(), False
+        while True:
+            try:
+                broker.enqueue(message, delay=delay)
+            except Exception as enqueue_error:
+                left = self.hold_s - (time.monotonic() - started)
+                wait = self._reachability(broker)
+                if wait is not None and left > 0 and wait(left):
+                    if not held:
+                        held = True
+                        log.info("holding a retry until RabbitMQ answers", error=describe(enqueue_error))
+                    continue
+                self._dead_letter(
+                    broker, message, exception, f"retry re-enqueue failed: {describe(enqueue_error)}", attempt
+                )
+                return False
+            if held:
+                log.info("held retry enqueued", held_s=round(time.monotonic() - started, 1))
+            return True
+
+    @staticmethod
+    def _reachability(broker: dramatiq.Broker) -> Callable[[float], bool] | None:
+        """The broker's wait for RabbitMQ to answer again (:meth:`hub.broker.HubRabbitmqBroker.wait_until_reachable`)
+        when its link says RabbitMQ does not answer now; None otherwise (a broker without a link never says so)."""
+        if not getattr(broker, "unreachable", False):
+            return None
+        wait: Callable[[float], bool] | None = getattr(broker, "wait_until_reachable", None)
+        return wait
 
     def _max_backoff(self, message: Any, actor: Any) -> int:
         return int(min(

@@ -166,6 +166,31 @@ def test_a_caller_waiting_for_its_turn_gives_up_when_told_to_stop() -> None:
     assert answers == [False]
 
 
+def test_waiting_for_the_next_attempt_returns_once_it_is_due_or_when_told_to_stop_or_refused() -> None:
+    clock = Clock()
+    server = link(clock=clock)
+    stop = threading.Event()
+    assert server.wait_due(stop, timeout=0.0)  # the server answers: no wait
+    delay = server.failed(DOWN)
+    assert not server.wait_due(stop, timeout=0.0)  # the backoff has not passed and the time is up
+    answers: list[bool] = []
+    waiter = threading.Thread(target=lambda: answers.append(server.wait_due(stop, timeout=60.0)), daemon=True)
+    waiter.start()
+    clock.now += delay  # the backoff passes: the waiter sees it within its bounded wait
+    waiter.join(5.0)
+    assert answers == [True]
+    server.failed(DOWN)
+    stopping = threading.Thread(target=lambda: answers.append(server.wait_due(stop, timeout=60.0)), daemon=True)
+    stopping.start()
+    stop.set()
+    stopping.join(5.0)
+    assert answers == [True, False]
+    refused = link(clock=clock, auth_limit=1)
+    refused.failed(REFUSED)
+    clock.now += 60.0
+    assert not refused.wait_due(threading.Event(), timeout=60.0)  # no wait mends refused credentials
+
+
 @pytest.mark.parametrize("error", [
     REFUSED,
     pika.exceptions.ConnectionClosedByBroker(403, "ACCESS_REFUSED - Login was refused"),

@@ -7,16 +7,18 @@ import json
 import dramatiq
 import pytest
 from click.testing import CliRunner
+from structlog.testing import capture_logs
 
 from hub.cli import main
 from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
 from hub.dlq import list_dead_letters
 from hub.events import to_message_body
+from hub.idempotency import side_effect_key
 from hub.runtime import Runtime
 from tests.conftest import start_crash_worker, worker_env
 from tests.support.crash_worker import ACTOR, declare_effect_actor
-from tests.support.rabbit import clear_policy, queue_depth, set_policy, wait_until
+from tests.support.rabbit import clear_policy, consumer_counts, queue_depth, set_policy, wait_until
 from tests.support.signals import done
 
 pytestmark = pytest.mark.integration
@@ -57,6 +59,35 @@ def test_a_retry_whose_re_enqueue_fails_is_dead_lettered_not_lost(app: Runtime, 
     assert [letter.event_id for letter in letters] == [event.get_id()]
     assert letters[0].reason is not None
     assert "retry re-enqueue failed" in letters[0].reason["why"]
+
+
+def test_a_retry_that_cannot_be_enqueued_while_rabbitmq_does_not_answer_is_held_until_it_does(
+    app: Runtime, prefix: str
+) -> None:
+    """The actor fails as RabbitMQ stops answering: the link is in its backoff, so the retry's enqueue fails at
+    once. It used to be dead-lettered, and a broker shutting down gracefully still carried the reject: the
+    message was parked for an operator though only the broker had been away."""
+    dispatcher = _dispatcher(app)
+    queue = f"{prefix}.{ACTOR}"
+    app.redis.set(f"{prefix}:effect:broker_away", "1")
+    event = project_created(app.registry)
+    worker = dramatiq.Worker(app.broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        # Both consumers connected first: a connection made later would tell the link RabbitMQ answers.
+        assert wait_until(lambda: consumer_counts([queue, f"{queue}.DQ"]) == [1, 1], timeout=30)
+        with capture_logs() as logs:
+            dispatcher.dispatch(event)
+            finished = lambda: done(app.redis, prefix, ACTOR, event.get_source(), event.get_id())  # noqa: E731
+            assert wait_until(lambda: finished() or queue_depth(f"{queue}.XQ") > 0, timeout=60)
+    finally:
+        worker.stop(timeout=10_000)
+    assert finished() and queue_depth(f"{queue}.XQ") == 0
+    assert app.redis.smembers(f"{prefix}:effect:applied") == {
+        side_effect_key(event.get_id(), ACTOR, "apply").encode()}
+    said = [entry["event"] for entry in logs]
+    assert "holding a retry until RabbitMQ answers" in said and "held retry enqueued" in said
+    assert "message dead-lettered" not in said
 
 
 def test_a_poison_message_is_parked_after_the_delivery_limit_and_replayed_once(

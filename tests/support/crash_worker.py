@@ -5,7 +5,8 @@ Crash points are Redis keys ``<prefix>:crash:<point>``, consumed once (GETDEL):
 done), ``after_done`` (done written, message not yet acked), ``after_save`` (master data's record and
 outbox committed, the announcement not yet published), ``fanout_before_done`` (the hub's fan-out
 published its event, confirmed, and has no done mark yet). ``<prefix>:poison`` kills the worker on
-every delivery while set.
+every delivery while set; ``<prefix>:effect:fail`` makes the actor fail (retryable) while set, and
+``<prefix>:effect:broker_away`` once, after telling the process's link that RabbitMQ stopped answering.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def declare_effect_actor(runtime: Runtime) -> Any:
         if client.get(f"{prefix}:poison"):
             os.kill(os.getpid(), signal.SIGKILL)
         _die_if(client, f"{prefix}:crash:after_claim")
+        if client.getdel(f"{prefix}:effect:broker_away"):
+            # RabbitMQ stops answering now, as the publisher would tell the link of a failed publish.
+            runtime.broker.link.failed(ConnectionError("RabbitMQ stopped answering (staged)"))
+            raise UpstreamUnavailable("document platform answered 503")
         if client.get(f"{prefix}:effect:fail"):
             raise UpstreamUnavailable("document platform answered 503")
         key = side_effect_key(event.get_id(), ACTOR, "apply")
