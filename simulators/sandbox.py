@@ -74,6 +74,7 @@ class Sandbox:
             "customFields": {"textCustomFields": [
                 {"name": "project_code", "value": project_code}, {"name": "document_class", "value": document_class},
                 *({"name": k, "value": v} for k, v in (fields or {}).items())]},
+            "status": "sent",
         }
         with self.docusign() as docusign:
             response = docusign.post("/envelopes", json=body)

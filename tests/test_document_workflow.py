@@ -271,7 +271,8 @@ def test_a_docusign_notification_with_a_bad_signature_is_refused_and_changes_not
         code = _project(scenario)
         envelope_id = scenario.sandbox.send_for_signature(code, "sow", "SOW.pdf")
         with scenario.sandbox.docusign() as docusign:
-            envelope = docusign.get(f"/envelopes/{envelope_id}").json()
+            envelope = docusign.get(f"/envelopes/{envelope_id}",
+                                    params={"include": "recipients,custom_fields,documents"}).json()
         envelope.update(status="completed", completedDateTime="2027-01-04T10:00:00.000Z")
         body = json.dumps(connect_message(envelope, generated_at="2027-01-04T10:00:01.000Z")).encode()
         before = scenario.erp_project(code)

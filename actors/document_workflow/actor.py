@@ -108,7 +108,7 @@ class DocumentWorkflow:
 
     def _file(self, doc: SignedDocument, project: ErpProject) -> list[str]:
         """File the envelope's signed documents into the class's folder, with metadata and label."""
-        envelope = self.docusign.get_envelope(doc.ref)
+        envelope = self.docusign.get_envelope(doc.ref, include=("documents",))
         documents = [d for d in envelope.get("envelopeDocuments") or [] if d.get("type", "content") == "content"]
         workspace = self.policy.workspace_path(project.template_values())
         folder = next((f.path for f in self.policy.folders_for(project.engagement_type)

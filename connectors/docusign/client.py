@@ -1,12 +1,15 @@
 """Outbound client of the DocuSign eSignature REST API (v2.1 subset), on the shared :class:`Http` policy.
 
-Reads only: an envelope's state and a completed envelope's documents. Errors follow the hub's tree:
-404 is :class:`EnvelopeNotFound`, other 4xx ``UpstreamRejected``, 5xx, 429, timeouts and an open
-circuit ``UpstreamUnavailable`` (retryable).
+Reads only: an envelope's state and a completed envelope's documents. DocuSign's ``GET envelope`` carries
+recipients, custom fields and documents only when ``include=`` asks for them, so every caller names what
+it reads. Errors follow the hub's tree: DocuSign's 400 ``ENVELOPE_DOES_NOT_EXIST`` or
+``DOCUMENT_DOES_NOT_EXIST`` (and a 404) is :class:`EnvelopeNotFound`, other 4xx ``UpstreamRejected``, 5xx,
+429, timeouts and an open circuit ``UpstreamUnavailable`` (retryable).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import quote
 
@@ -22,8 +25,12 @@ __all__ = ["DEFAULT_TIMEOUT", "DocuSignClient", "EnvelopeNotFound"]
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=2.0)
 
 
+#: DocuSign's error codes (with HTTP 400) for an envelope or document the account does not have.
+_NOT_FOUND_CODES = frozenset({"ENVELOPE_DOES_NOT_EXIST", "DOCUMENT_DOES_NOT_EXIST"})
+
+
 class EnvelopeNotFound(UpstreamRejected):
-    """DocuSign has no such envelope or document in this account (HTTP 404)."""
+    """DocuSign has no such envelope or document in this account (400 ``ENVELOPE_DOES_NOT_EXIST``...)."""
 
 
 class DocuSignClient:
@@ -56,9 +63,12 @@ class DocuSignClient:
         """Close the underlying ``httpx.Client``."""
         self.http.client.close()
 
-    def get_envelope(self, envelope_id: str) -> dict[str, Any]:
-        """The envelope (status, recipients, custom fields, documents) as DocuSign answers it."""
-        body = self._get(self._envelope_path(envelope_id)).json()
+    def get_envelope(self, envelope_id: str, *, include: Collection[str] = ()) -> dict[str, Any]:
+        """The envelope as DocuSign answers it: its status and dates, and what ``include`` names
+        (``recipients``, ``custom_fields``, ``documents``: ``recipients``, ``customFields``,
+        ``envelopeDocuments``), which DocuSign leaves out unless asked."""
+        params = {"include": ",".join(sorted(include))} if include else None
+        body = self._get(self._envelope_path(envelope_id), params=params).json()
         if not isinstance(body, dict):
             raise UpstreamRejected(f"docusign: envelope {envelope_id!r} is not a JSON object")
         return body
@@ -72,8 +82,26 @@ class DocuSignClient:
         return (f"/restapi/v2.1/accounts/{quote(self.account_id, safe='')}"
                 f"/envelopes/{quote(envelope_id, safe='')}")
 
-    def _get(self, path: str, *, accept: str = "application/json") -> httpx.Response:
-        response = self.http.request("GET", path, headers={"accept": accept}, ok_statuses=frozenset({404}))
+    def _get(self, path: str, *, accept: str = "application/json",
+             params: dict[str, str] | None = None) -> httpx.Response:
+        response = self.http.request("GET", path, params=params, headers={"accept": accept},
+                                     ok_statuses=frozenset({400, 404}))
         if response.status_code == 404:
             raise EnvelopeNotFound(f"docusign: {path} not found")
+        if response.status_code == 400:
+            code = _error_code(response)
+            if code in _NOT_FOUND_CODES:
+                raise EnvelopeNotFound(f"docusign: {path}: {code}")
+            # The code only: DocuSign's message may quote the request.
+            raise UpstreamRejected(f"docusign: GET {path} answered 400 {code or 'without an errorCode'}")
         return response
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """DocuSign's ``errorCode`` from an error body ``{"errorCode", "message"}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("errorCode") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None

@@ -3,12 +3,25 @@
 In-process: ``create_app(DocuSignSimConfig(...))`` gives a FastAPI app (serve it with uvicorn or
 any ASGI server in a thread, as :mod:`simulators.sandbox` does); standalone: ``run(host, port, config)``.
 
-API (``Authorization: Bearer <token>`` on every call, 401 JSON otherwise; errors are
-``{"errorCode": <code>, "message": ...}`` as DocuSign answers them)::
+API under ``/restapi/v2.1/accounts/{accountId}`` (``Authorization: Bearer <token>`` on every call, 401 JSON
+otherwise), the subset the hub and the ``docusign-esign`` SDK use::
 
-    POST /restapi/v2.1/accounts/{accountId}/envelopes                        -> 201 {"envelopeId", "status": "sent"}
-    GET  /restapi/v2.1/accounts/{accountId}/envelopes/{envelopeId}           -> the envelope
-    GET  /restapi/v2.1/accounts/{accountId}/envelopes/{envelopeId}/documents/{documentId}  -> application/pdf
+    POST /envelopes                          -> 201 {"envelopeId", "status"}: a draft (``created``) unless
+                                                the body says ``"status": "sent"``
+    GET  /envelopes?from_date=...            -> {"envelopes": [...], "resultSetSize", ...}; ``from_date`` is
+                                                required unless ``envelope_ids`` or ``transaction_ids`` is given;
+                                                also ``to_date``, ``status``, ``include``, ``count``,
+                                                ``start_position``
+    GET  /envelopes/{envelopeId}             -> the envelope; ``include=recipients,custom_fields,documents``
+                                                adds ``recipients``, ``customFields``, ``envelopeDocuments``
+    PUT  /envelopes/{envelopeId}             -> {"status": "sent"} sends a draft
+    GET  /envelopes/{envelopeId}/recipients     GET /envelopes/{envelopeId}/custom_fields
+    GET  /envelopes/{envelopeId}/documents   -> {"envelopeId", "envelopeDocuments": [...]}
+    GET  /envelopes/{envelopeId}/documents/{documentId|combined|certificate}  -> application/pdf
+
+Errors are DocuSign's ``{"errorCode": <code>, "message": ...}`` on every route, unknown ones included: an
+unknown envelope is 400 ``ENVELOPE_DOES_NOT_EXIST``, a bad parameter 400 ``INVALID_REQUEST_PARAMETER``, a
+malformed body 400 ``INVALID_REQUEST_BODY``.
 
 An envelope is created with ``documents`` (``documentId``, ``name``, ``documentBase64``, and the
 simulator's ``documentClass``), ``recipients.signers`` (``name``, ``email``, ``roleName``...) and
@@ -17,13 +30,15 @@ class is added as one (that is where the hub reads it).
 
 Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopback::
 
-    POST /_sim/envelopes/{envelopeId}/sign   every signer signs: status ``completed``, Connect notified
+    POST /_sim/envelopes/{envelopeId}/deliver  every signer opens a sent envelope: status ``delivered``
+    POST /_sim/envelopes/{envelopeId}/sign     every signer signs: status ``completed``
     GET|PUT /_sim/faults (see simulators.kit.faults)   POST /_sim/reset
     GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10
 
-On completion a Connect ``envelope-completed`` message is POSTed to ``ConnectConfig.url``, HMAC-signed
-(see :mod:`simulators.docusign.connect`), and retried on Connect's schedule until acknowledged. Envelopes are
-kept in :mod:`simulators.docusign.envelopes`.
+When an envelope is sent, delivered or completed, a Connect ``envelope-sent``, ``envelope-delivered`` or
+``envelope-completed`` message is POSTed to ``ConnectConfig.url`` (for the events ``ConnectConfig.events``
+subscribes to), HMAC-signed (see :mod:`simulators.docusign.connect`), and retried on Connect's schedule
+until acknowledged. Envelopes are kept in :mod:`simulators.docusign.envelopes`.
 """
 
 from __future__ import annotations
@@ -31,16 +46,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from simulators.docusign.connect import ConnectConfig, ConnectOutbox, connect_message
-from simulators.docusign.envelopes import EnvelopeIn, Envelopes
+from simulators.docusign.connect import ConnectConfig, ConnectOutbox
+from simulators.docusign.envelopes import INCLUDES, EnvelopeIn, Envelopes, EnvelopeUpdateIn, invalid_parameter
 from simulators.kit.app import ErrorDialect, bearer_guard, serve, simulator_app
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
@@ -68,11 +83,19 @@ def _render(exc: SimError) -> JSONResponse:
 
 
 def _invalid(exc: RequestValidationError) -> SimError:
-    details = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())
-    return SimError(400, "INVALID_REQUEST_BODY", details)
+    errors = exc.errors()
+    details = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in errors)
+    if any(e.get("loc", ("body",))[0] == "body" for e in errors):
+        return SimError(400, "INVALID_REQUEST_BODY", f"The request body is missing or improperly formatted. {details}")
+    return invalid_parameter(details)
 
 
 def _http_error(exc: StarletteHTTPException) -> SimError:
+    if exc.status_code == 404:
+        return SimError(404, "INVALID_REQUEST_RESOURCE", "The URL provided does not resolve to a resource.")
+    if exc.status_code == 405:
+        return SimError(405, "INVALID_REQUEST_RESOURCE", "The HTTP method is not supported by this resource.",
+                        headers=dict(exc.headers or {}))
     return SimError(exc.status_code, "HTTP_ERROR", str(exc.detail), headers=dict(exc.headers or {}))
 
 
@@ -84,40 +107,126 @@ def _unauthorised() -> SimError:
     return SimError(401, "AUTHORIZATION_INVALID_TOKEN", "a valid bearer token is required")
 
 
-def _api(config: DocuSignSimConfig, envelopes: Envelopes) -> APIRouter:
+_LISTING_DATE = ("Query parameter 'from_date' must be set to a valid DateTime, or 'envelope_ids' or "
+                 "'transaction_ids' must be specified.")
+
+#: Tells Connect that an envelope reached a status: ``(envelope, event)``.
+Notify = Callable[[dict[str, Any], str], None]
+
+
+def _includes(include: str | None) -> set[str]:
+    """``include=recipients,custom_fields,documents`` as a set (other values DocuSign knows are ignored)."""
+    return {part.strip() for part in (include or "").split(",") if part.strip() in INCLUDES}
+
+
+def _ids(text: str | None) -> set[str] | None:
+    return None if text is None else {part.strip() for part in text.split(",") if part.strip()}
+
+
+def _date(text: str | None, name: str) -> datetime | None:
+    """A listing date as DocuSign takes it: ISO 8601 (a date, or a date and time) or ``MM/DD/YYYY``."""
+    if text is None:
+        return None
+    for parse in (datetime.fromisoformat, lambda t: datetime.strptime(t, "%m/%d/%Y")):
+        try:
+            moment = parse(text.strip())
+        except ValueError:
+            continue
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    raise invalid_parameter(_LISTING_DATE if name == "from_date"
+                            else f"Query parameter '{name}' is not a valid DateTime.")
+
+
+def _api(config: DocuSignSimConfig, envelopes: Envelopes, notify: Notify) -> APIRouter:
     """The ``/restapi/v2.1`` routes."""
     api = APIRouter(prefix=_API, dependencies=[Depends(bearer_guard(config.token, _unauthorised))])
 
     @api.post("", status_code=201)
     async def create_envelope(account_id: str, body: EnvelopeIn) -> dict[str, Any]:
         envelope = envelopes.create(account_id, body)
+        if envelope["status"] == "sent":
+            notify(envelope, "envelope-sent")
         return {"envelopeId": envelope["envelopeId"], "status": envelope["status"],
                 "statusDateTime": envelope["statusChangedDateTime"],
                 "uri": f"/envelopes/{envelope['envelopeId']}"}
 
+    @api.get("")
+    async def list_status_changes(
+        account_id: str, from_date: str | None = None, to_date: str | None = None, status: str | None = None,
+        envelope_ids: str | None = None, transaction_ids: str | None = None, include: str | None = None,
+        count: int = Query(1000, ge=1, le=1000), start_position: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        since = _date(from_date, "from_date")
+        if since is None and envelope_ids is None and transaction_ids is None:
+            raise invalid_parameter(_LISTING_DATE)
+        found = envelopes.listing(account_id, since=since, until=_date(to_date, "to_date"),
+                                  statuses=_ids(status) or set(), envelope_ids=_ids(envelope_ids),
+                                  transaction_ids=_ids(transaction_ids), include=_includes(include))
+        page = found[start_position:start_position + count]
+        return {"resultSetSize": str(len(page)), "totalSetSize": str(len(found)),
+                "startPosition": str(start_position), "endPosition": str(start_position + len(page) - 1),
+                "nextUri": "", "previousUri": "", "envelopes": page}
+
     @api.get("/{envelope_id}")
-    async def get_envelope(account_id: str, envelope_id: str) -> dict[str, Any]:
-        return envelopes.envelope(envelope_id, account_id)
+    async def get_envelope(account_id: str, envelope_id: str, include: str | None = None) -> dict[str, Any]:
+        return envelopes.view(account_id, envelope_id, _includes(include))
+
+    @api.put("/{envelope_id}")
+    async def update_envelope(account_id: str, envelope_id: str, body: EnvelopeUpdateIn) -> dict[str, Any]:
+        if body.status != "sent":
+            raise invalid_parameter("The simulator changes an envelope only to send it: {\"status\": \"sent\"}.")
+        envelope, changed = envelopes.send(envelope_id, account_id)
+        if changed:
+            notify(envelope, "envelope-sent")
+        return {"envelopeId": envelope_id}
+
+    @api.get("/{envelope_id}/recipients")
+    async def list_recipients(account_id: str, envelope_id: str) -> dict[str, Any]:
+        return envelopes.recipients(account_id, envelope_id)
+
+    @api.get("/{envelope_id}/custom_fields")
+    async def list_custom_fields(account_id: str, envelope_id: str) -> dict[str, Any]:
+        return envelopes.custom_fields(account_id, envelope_id)
+
+    @api.get("/{envelope_id}/documents")
+    async def list_documents(account_id: str, envelope_id: str) -> dict[str, Any]:
+        return envelopes.document_list(account_id, envelope_id)
 
     @api.get("/{envelope_id}/documents/{document_id}")
-    async def get_document(account_id: str, envelope_id: str, document_id: str) -> Response:
-        return Response(envelopes.document(account_id, envelope_id, document_id), media_type="application/pdf")
+    async def get_document(account_id: str, envelope_id: str, document_id: str,
+                           certificate: bool = False) -> Response:
+        content = envelopes.document(account_id, envelope_id, document_id, certificate=certificate)
+        return Response(content, media_type="application/pdf",
+                        headers={"content-disposition": f'file; filename="{document_id}.pdf"'})
 
     return api
 
 
-def _admin(envelopes: Envelopes, outbox: ConnectOutbox | None) -> APIRouter:
-    """DocuSign's own ``/_sim`` route: ``POST /envelopes/{id}/sign``, every signer signs (Connect notified)."""
+def _admin(envelopes: Envelopes, notify: Notify) -> APIRouter:
+    """DocuSign's own ``/_sim`` routes: the signers open (``deliver``) or sign (``sign``) an envelope."""
     admin = APIRouter()
+
+    @admin.post("/envelopes/{envelope_id}/deliver")
+    async def deliver(envelope_id: str) -> dict[str, Any]:
+        envelope = envelopes.deliver(envelope_id)
+        notify(envelope, "envelope-delivered")
+        return envelope
 
     @admin.post("/envelopes/{envelope_id}/sign")
     async def sign(envelope_id: str) -> dict[str, Any]:
         envelope = envelopes.sign(envelope_id)
-        if outbox is not None:
-            outbox.enqueue(connect_message(envelope, generated_at=envelopes.now()))
+        notify(envelope, "envelope-completed")
         return envelope
 
     return admin
+
+
+def _notifier(envelopes: Envelopes, outbox: ConnectOutbox | None) -> Notify:
+    def notify(envelope: dict[str, Any], event: str) -> None:
+        if outbox is not None:
+            outbox.notify(envelope, event=event, generated_at=envelopes.now())
+
+    return notify
 
 
 def create_app(config: DocuSignSimConfig | None = None) -> FastAPI:
@@ -125,7 +234,9 @@ def create_app(config: DocuSignSimConfig | None = None) -> FastAPI:
     config = config or DocuSignSimConfig()
     envelopes = Envelopes(config.clock)
     outbox = ConnectOutbox(config.connect) if config.connect else None
-    return simulator_app("DocuSign eSignature simulator", api=_api(config, envelopes), admin=_admin(envelopes, outbox),
+    notify = _notifier(envelopes, outbox)
+    return simulator_app("DocuSign eSignature simulator", api=_api(config, envelopes, notify),
+                         admin=_admin(envelopes, notify),
                          dialect=DOCUSIGN_ERRORS, faults=FaultInjector(config.faults), outbox=outbox,
                          resets=(envelopes.reset,))
 

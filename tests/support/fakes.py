@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -360,11 +360,14 @@ class FakeDocuSign:
             self.documents[(envelope_id, doc_id)] = content
         self.documents[(envelope_id, "certificate")] = b"%PDF certificate"
 
-    def get_envelope(self, envelope_id: str) -> dict[str, Any]:
-        """See :meth:`DocuSignClient.get_envelope`."""
+    def get_envelope(self, envelope_id: str, *, include: Collection[str] = ()) -> dict[str, Any]:
+        """See :meth:`DocuSignClient.get_envelope`: like DocuSign, the documents only when included."""
         if envelope_id not in self.envelopes:
             raise EnvelopeNotFound(f"docusign: envelope {envelope_id} not found")
-        return copy.deepcopy(self.envelopes[envelope_id])
+        envelope = copy.deepcopy(self.envelopes[envelope_id])
+        if "documents" not in include:
+            del envelope["envelopeDocuments"]
+        return envelope
 
     def download_document(self, envelope_id: str, document_id: str) -> bytes:
         """See :meth:`DocuSignClient.download_document`."""
