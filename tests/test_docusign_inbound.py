@@ -1,4 +1,5 @@
-"""DocuSign Connect inbound: HMAC verification of the raw body and envelope-completed translation."""
+"""DocuSign Connect inbound: HMAC verification of the raw body and the translation of envelope-sent,
+envelope-delivered and envelope-completed."""
 
 from __future__ import annotations
 
@@ -235,7 +236,81 @@ def test_another_envelope_gets_another_event_id(registry: SchemaRegistry) -> Non
     assert first.get_id() != second.get_id()
 
 
-@pytest.mark.parametrize("event", ["envelope-sent", "envelope-delivered", "recipient-completed", "envelope-voided"])
+def on_the_way(event: str) -> dict[str, Any]:
+    """The same envelope as Connect reports it sent (``envelope-sent``) or opened (``envelope-delivered``)."""
+    document = payload(status="sent" if event == "envelope-sent" else "delivered")
+    summary = document["data"]["envelopeSummary"]
+    document["event"] = event
+    del summary["completedDateTime"]
+    if event == "envelope-delivered":
+        summary["deliveredDateTime"] = "2025-03-13T10:12:09.2Z"
+    for signer in summary["recipients"]["signers"]:
+        signer.update(status=summary["status"], signedDateTime=None)
+    return document
+
+
+@pytest.mark.parametrize(("event", "event_type", "instant", "at"), [
+    ("envelope-sent", "esign.envelope.sent.v1", "sent_at", datetime(2025, 3, 12, 15, 2, 12, 100000, tzinfo=UTC)),
+    ("envelope-delivered", "esign.envelope.delivered.v1", "delivered_at",
+     datetime(2025, 3, 13, 10, 12, 9, 200000, tzinfo=UTC)),
+])
+def test_envelope_sent_and_delivered_become_events_of_their_own_keyed_by_envelope(
+    registry: SchemaRegistry, event: str, event_type: str, instant: str, at: datetime
+) -> None:
+    ce = to_event(on_the_way(event), registry=registry, source=SOURCE)
+    assert ce is not None
+    data = validate_event(ce, registry)
+    assert (ce.get_type(), ce.get_subject(), ce.get_time()) == (event_type, ENVELOPE_ID, at)
+    assert ce.get_extension("partitionkey") == "project:ACME-2025-014"
+    assert data == {
+        "envelope_id": ENVELOPE_ID, "project_code": "ACME-2025-014", "document_class": "sow",
+        "document_name": "SOW ACME-2025-014.pdf", instant: at,
+        "signers": [
+            {"name": "Anna Schmidt", "email": "a.schmidt@acme.example", "role": "client_signatory", "signed_at": None},
+            {"name": "Peter Weber", "email": "p.weber@firm.example", "role": "engagement_partner", "signed_at": None},
+        ],
+    }
+    retry = on_the_way(event) | {"retryCount": 3, "generatedDateTime": "2025-03-15T09:27:01Z"}
+    again = to_event(retry, registry=registry, source=SOURCE)
+    assert again is not None and again.get_id() == ce.get_id()  # a Connect retry is the same event
+
+
+def test_sent_delivered_and_completed_of_one_envelope_are_three_events(registry: SchemaRegistry) -> None:
+    events = [to_event(document, registry=registry, source=SOURCE)
+              for document in (on_the_way("envelope-sent"), on_the_way("envelope-delivered"), PAYLOAD)]
+    assert [e.get_type() for e in events if e is not None] == [
+        "esign.envelope.sent.v1", "esign.envelope.delivered.v1", "esign.envelope.completed.v1"]
+    assert len({e.get_id() for e in events if e is not None}) == 3
+
+
+@pytest.mark.parametrize(("document", "path"), [
+    ({**on_the_way("envelope-sent"), "data": {**on_the_way("envelope-sent")["data"], "envelopeSummary": {
+        k: v for k, v in on_the_way("envelope-sent")["data"]["envelopeSummary"].items() if k != "sentDateTime"}}},
+     "data.envelopeSummary.sentDateTime"),
+    (on_the_way("envelope-sent") | {"data": {"envelopeId": ENVELOPE_ID}}, "data.envelopeSummary"),
+    ({**on_the_way("envelope-delivered"), "data": {**on_the_way("envelope-delivered")["data"], "envelopeSummary": {
+        k: v for k, v in on_the_way("envelope-delivered")["data"]["envelopeSummary"].items()
+        if k != "deliveredDateTime"}}}, "data.envelopeSummary.deliveredDateTime"),
+])
+def test_a_sent_or_delivered_message_missing_what_it_needs_names_the_field(
+    registry: SchemaRegistry, document: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == path
+
+
+def test_a_sent_envelope_without_a_project_code_is_refused_naming_the_custom_field(registry: SchemaRegistry) -> None:
+    document = on_the_way("envelope-sent")
+    fields = document["data"]["envelopeSummary"]["customFields"]["textCustomFields"]
+    fields[:] = [field for field in fields if field["name"] != "project_code"]
+    with pytest.raises(InvalidEvent) as caught:
+        to_event(document, registry=registry, source=SOURCE)
+    assert caught.value.field == f"{FIELDS}[name=project_code]"
+
+
+@pytest.mark.parametrize("event", ["recipient-completed", "recipient-delivered", "envelope-voided",
+                                   "envelope-declined"])
 def test_other_connect_events_are_acknowledged_without_an_event(registry: SchemaRegistry, event: str) -> None:
     assert to_event(copy.deepcopy(PAYLOAD) | {"event": event}, registry=registry, source=SOURCE) is None
 

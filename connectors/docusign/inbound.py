@@ -4,9 +4,11 @@ Connect signs the raw body with every active Connect HMAC key and sends one base
 key in ``X-DocuSign-Signature-1``, ``-2``, ...; one match with any configured key is enough, which is
 how keys rotate. Verify the bytes as received, before parsing: re-serialised JSON does not verify.
 
-Only ``envelope-completed`` becomes an event (``esign.envelope.completed.v1``); every other Connect
-event is acknowledged and dropped. The Connect configuration must include the envelope summary with
-recipients, custom fields and documents. The envelope's text custom fields carry the business data:
+``envelope-sent``, ``envelope-delivered`` (every signer opened it) and ``envelope-completed`` become
+``esign.envelope.sent.v1``, ``esign.envelope.delivered.v1`` and ``esign.envelope.completed.v1``; every other
+Connect event is acknowledged and dropped. The Connect configuration must include the envelope summary with
+recipients, custom fields and documents. The envelope's text custom fields carry the business data (the
+sent and delivered events take the project code and document class; the completed event all of them):
 
 - ``project_code`` (required) and ``document_class`` (required, e.g. ``SOW`` or ``engagement letter``);
 - ``contract_value`` with ``contract_currency`` (ISO 4217), ``start_date``, ``end_date`` (optional);
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import Field
 
@@ -40,12 +42,18 @@ from hub.events import CloudEvent, SchemaLookup, make_event
 from hub.ingress.openapi import VendorWebhook, header, json_object
 from hub.ingress.sources import Secret, VendorBlock
 
-__all__ = ["COMPLETED_EVENT", "EVENT_TYPE", "WEBHOOK", "DocuSignKeys", "parse", "to_event", "verify"]
+__all__ = ["COMPLETED_EVENT", "DELIVERED_EVENT", "EVENT_TYPE", "EVENT_TYPES", "SENT_EVENT", "WEBHOOK", "DocuSignKeys",
+           "parse", "to_event", "verify"]
 
-#: The Connect event that is published; all others are acknowledged and dropped.
-COMPLETED_EVENT = "envelope-completed"
-#: The hub event type it becomes.
-EVENT_TYPE = "esign.envelope.completed.v1"
+#: The Connect events that are published; all others are acknowledged and dropped.
+SENT_EVENT, DELIVERED_EVENT, COMPLETED_EVENT = "envelope-sent", "envelope-delivered", "envelope-completed"
+#: The hub event type each becomes.
+EVENT_TYPES: Final = {SENT_EVENT: "esign.envelope.sent.v1", DELIVERED_EVENT: "esign.envelope.delivered.v1",
+                      COMPLETED_EVENT: "esign.envelope.completed.v1"}
+#: The hub event type of a completion.
+EVENT_TYPE = EVENT_TYPES[COMPLETED_EVENT]
+#: The instant of a sent or delivered envelope in the summary, and the field of the hub's record it fills.
+_INSTANTS: Final = {SENT_EVENT: ("sentDateTime", "sent_at"), DELIVERED_EVENT: ("deliveredDateTime", "delivered_at")}
 
 _SIGNATURE_HEADER = re.compile(r"^x-docusign-signature-[0-9]+$", re.IGNORECASE)
 _FIELDS = "data.envelopeSummary.customFields.textCustomFields"
@@ -60,8 +68,8 @@ class DocuSignKeys(VendorBlock):
 #: How Connect's webhooks look in the ingress's OpenAPI document.
 WEBHOOK = VendorWebhook(
     title="DocuSign Connect",
-    description=f"DocuSign Connect (JSON, HMAC on): `{COMPLETED_EVENT}` becomes `{EVENT_TYPE}`; other events are "
-                "acknowledged and not published.",
+    description="DocuSign Connect (JSON, HMAC on): " + ", ".join(f"`{e}` becomes `{t}`" for e, t in EVENT_TYPES.items())
+                + "; other events are acknowledged and not published.",
     parameters=(header("X-DocuSign-Signature-1", "Base64 HMAC-SHA256 of the raw body with a Connect key; "
                        "`X-DocuSign-Signature-2`... are also tried while keys rotate.",
                        {"type": "string", "minLength": 1}, required=True),),
@@ -86,13 +94,16 @@ def parse(body: bytes) -> dict[str, Any]:
 
 
 def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str) -> CloudEvent | None:
-    """``envelope-completed`` as an ``esign.envelope.completed.v1`` event; None for other Connect events."""
+    """``envelope-sent``, ``envelope-delivered`` or ``envelope-completed`` as the hub's event of that envelope
+    (see :data:`EVENT_TYPES`); None for other Connect events."""
     event = require_text(payload, "event", "event")
-    if event != COMPLETED_EVENT:
+    if event not in EVENT_TYPES:
         return None
     data = require_object(payload, "data", "data")
     envelope_id = attribute_text(require_text(data, "envelopeId", "data.envelopeId"), "data.envelopeId")
     summary = require_object(data, "envelopeSummary", "data.envelopeSummary")
+    if event != COMPLETED_EVENT:
+        return _on_the_way(event, envelope_id, summary, registry=registry, source=source)
     status = require_text(summary, "status", "data.envelopeSummary.status")
     if status != "completed":
         raise InvalidEvent(
@@ -116,17 +127,42 @@ def to_event(payload: Mapping[str, Any], *, registry: SchemaLookup, source: str)
         "end_date": _date(fields, "end_date"),
         "milestones": _milestones(fields),
     }
+    # An envelope completes once: its completion instant, unlike generatedDateTime, is the same in a
+    # Connect retry and in a manual republish, so every copy maps to one event id.
+    return _event(registry, EVENT_TYPE, record, event=event, at=completed_at, source=source)
+
+
+def _on_the_way(event: str, envelope_id: str, summary: Mapping[str, Any], *, registry: SchemaLookup,
+                source: str) -> CloudEvent:
+    """``envelope-sent`` or ``envelope-delivered``: the envelope, its signers and when it happened."""
+    member, name = _INSTANTS[event]
+    at = parse_instant(require_text(summary, member, f"data.envelopeSummary.{member}"),
+                       f"data.envelopeSummary.{member}")
+    fields = _custom_fields(summary)
+    record = {
+        "envelope_id": envelope_id,
+        "project_code": attribute_text(_required_field(fields, "project_code"), f"{_FIELDS}[name=project_code]"),
+        "document_class": _document_class(_required_field(fields, "document_class")),
+        "document_name": _document_name(summary),
+        "signers": _signers(summary),
+        name: at,
+    }
+    # Sent (or delivered) once per envelope, at that instant: every copy of the message maps to one event id.
+    return _event(registry, EVENT_TYPES[event], record, event=event, at=at, source=source)
+
+
+def _event(registry: SchemaLookup, event_type: str, record: dict[str, Any], *, event: str, at: datetime,
+           source: str) -> CloudEvent:
+    envelope_id, project_code = record["envelope_id"], record["project_code"]
     try:
         return make_event(
             registry,
-            type=EVENT_TYPE,
+            type=event_type,
             source=source,
             data=record,
             subject=envelope_id,
-            # An envelope completes once: its completion instant, unlike generatedDateTime, is the same
-            # in a Connect retry and in a manual republish, so every copy maps to one event id.
-            id=stable_id("docusign", envelope_id, event, _millis(completed_at)),
-            time=completed_at,
+            id=stable_id("docusign", envelope_id, event, _millis(at)),
+            time=at,
             partitionkey=f"project:{project_code}",
         )
     except SchemaViolation as exc:
