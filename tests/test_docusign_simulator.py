@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +24,13 @@ from hub.errors import AuthenticationFailed
 from hub.events import validate_event
 from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
+from hub.runtime import Runtime
 from simulators.docusign import ConnectConfig, DocuSignSimConfig, create_app
 from simulators.docusign.connect import ConnectOutbox
 from simulators.kit.clock import ManualClock
 from simulators.kit.outbox import DAY_S
+from tests.support.ingress import load, serving, write_sources
+from tests.support.rabbit import queue_depth
 from tests.support.schedules import answering, gaps, run_schedule
 
 TOKEN = "ds-test-token"
@@ -335,3 +339,25 @@ def test_connect_sends_sent_delivered_and_completed_in_json_sim_shape_signed() -
     assert (sent["status"], delivered["status"], completed["status"]) == ("sent", "delivered", "completed")
     assert sent["sentDateTime"] and delivered["deliveredDateTime"] and "completedDateTime" not in delivered
     assert all(s["status"] == "delivered" for s in delivered["recipients"]["signers"])
+
+
+@pytest.mark.integration
+def test_the_hub_ingress_takes_in_sent_delivered_and_completed_and_routes_each_to_its_subscribers(
+    app: Runtime, tmp_path: Path
+) -> None:
+    path, creds = write_sources(tmp_path)
+    with serving(app, load(path)) as ingress_url:
+        config = DocuSignSimConfig(token=TOKEN, connect=ConnectConfig(
+            url=f"{ingress_url}/v1/webhooks/docusign/docusign", hmac_key=creds.docusign_key, attempts=2,
+            backoff_s=0.05, retry_interval_s=0.05))
+        with serve_in_thread(create_app(config)) as url, httpx.Client(
+                base_url=url, headers={"authorization": f"Bearer {TOKEN}"}) as api:
+            envelope_id = create_envelope(api)
+            httpx.post(f"{url}/_sim/envelopes/{envelope_id}/deliver").raise_for_status()
+            httpx.post(f"{url}/_sim/envelopes/{envelope_id}/sign").raise_for_status()
+            deliveries = flush(url)
+    assert [(d["event"], d["statuses"]) for d in deliveries] == [
+        ("envelope-sent", [202]), ("envelope-delivered", [202]), ("envelope-completed", [202])]
+    # Each one is an event of its own on the fan-out's queue; only the completion reaches the document workflow.
+    assert queue_depth(app.broker.get_actor("fanout").queue_name) == 3
+    assert queue_depth(app.broker.get_actor("document_workflow").queue_name) == 1
