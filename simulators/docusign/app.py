@@ -18,6 +18,9 @@ otherwise), the subset the hub and the ``docusign-esign`` SDK use::
     GET  /envelopes/{envelopeId}/recipients     GET /envelopes/{envelopeId}/custom_fields
     GET  /envelopes/{envelopeId}/documents   -> {"envelopeId", "envelopeDocuments": [...]}
     GET  /envelopes/{envelopeId}/documents/{documentId|combined|certificate}  -> application/pdf
+                                                (``combined`` ends with the certificate unless
+                                                ``certificate=false``; the simulator concatenates, it
+                                                does not merge PDFs)
 
 Errors are DocuSign's ``{"errorCode": <code>, "message": ...}`` on every route, unknown ones included: an
 unknown envelope is 400 ``ENVELOPE_DOES_NOT_EXIST``, a bad parameter 400 ``INVALID_REQUEST_PARAMETER``, a
@@ -194,7 +197,7 @@ def _api(config: DocuSignSimConfig, envelopes: Envelopes, notify: Notify) -> API
 
     @api.get("/{envelope_id}/documents/{document_id}")
     async def get_document(account_id: str, envelope_id: str, document_id: str,
-                           certificate: bool = False) -> Response:
+                           certificate: bool = True) -> Response:
         content = envelopes.document(account_id, envelope_id, document_id, certificate=certificate)
         return Response(content, media_type="application/pdf",
                         headers={"content-disposition": f'file; filename="{document_id}.pdf"'})

@@ -206,14 +206,15 @@ class Envelopes:
         envelope = self.envelope(envelope_id, account_id)
         return {"envelopeId": envelope_id, "envelopeDocuments": documents_view(envelope)}
 
-    def document(self, account_id: str, envelope_id: str, document_id: str, *, certificate: bool = False) -> bytes:
-        """The bytes of one document, of them all (``combined``) or of the certificate; 400 when unknown."""
+    def document(self, account_id: str, envelope_id: str, document_id: str, *, certificate: bool = True) -> bytes:
+        """The bytes of one document, of them all (``combined``, with the certificate of completion of a sent
+        envelope unless ``certificate`` is false, as DocuSign's) or of the certificate; 400 when unknown."""
         envelope = self.envelope(envelope_id, account_id)
         order = [d["documentId"] for d in envelope["envelopeDocuments"]]
         with self.lock:
             blobs = {key: self.documents[(envelope_id, key)] for key in order}
         if document_id == "combined":
-            # The simulator does not merge PDFs: the documents' bytes in order, then the certificate if asked.
+            # The simulator does not merge PDFs: the documents' bytes in order, then the certificate.
             combined = b"".join(blobs[key] for key in order)
             return combined + (_certificate(envelope) if certificate and envelope["status"] != "created" else b"")
         if document_id == "certificate" and envelope["status"] != "created":
