@@ -36,7 +36,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulators.kit.errors import SimError
-from simulators.kit.faults import FaultInjector, FaultMiddleware
+from simulators.kit.faults import FaultInjector, FaultMiddleware, FaultPlan
 from simulators.kit.outbox import Outbox, delivery_routes
 
 __all__ = ["ErrorDialect", "bearer_guard", "bearer_matches", "serve", "simulator_app"]
@@ -52,6 +52,9 @@ class ErrorDialect:
     invalid: Callable[[RequestValidationError], SimError]
     #: Starlette's own errors (unknown path, wrong method) in the vendor's shape; ``None`` leaves FastAPI's.
     http_error: Callable[[StarletteHTTPException], SimError] | None = None
+    #: An injected fault (``outage``, ``error``, ``throttle``) as the vendor answers it, with the plan's
+    #: ``Retry-After``; ``None`` leaves the kit's generic body.
+    fault: Callable[[str, FaultPlan], SimError] | None = None
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:
@@ -122,9 +125,23 @@ def simulator_app(
     if deliveries:
         admin_routes.include_router(delivery_routes(outbox))
     app.include_router(admin_routes)
-    app.add_middleware(FaultMiddleware, injector=faults)
+    app.add_middleware(FaultMiddleware, injector=faults, refusal=_fault_answer(dialect))
     _answer_errors(app, dialect)
     return app
+
+
+def _fault_answer(dialect: ErrorDialect) -> Callable[[str, FaultPlan], Response] | None:
+    """An injected fault in the vendor's shape, marked ``x-sim-fault`` (None: the kit's generic body)."""
+    fault = dialect.fault
+    if fault is None:
+        return None
+
+    def answer(kind: str, plan: FaultPlan) -> Response:
+        response = dialect.render(fault(kind, plan))
+        response.headers["x-sim-fault"] = kind
+        return response
+
+    return answer
 
 
 def _answer_errors(app: FastAPI, dialect: ErrorDialect) -> None:

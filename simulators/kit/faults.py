@@ -16,7 +16,8 @@ Order of checks per request: ``outage`` (every request 503), then the draw ``r``
 ``Retry-After: retry_after_s``, ``r < ... + ghost_rate`` is a ghost: the request *is* handled (the
 change committed) but the response is held until the client gives up and disconnects (or
 ``ghost_hold_s`` passes, then it is sent late). ``latency_s`` is added before every request.
-Injected responses carry ``x-sim-fault: outage|error|throttle|ghost``.
+Injected responses carry ``x-sim-fault: outage|error|throttle|ghost``; their body is the kit's generic one
+unless the middleware is given a ``refusal``: the ASGI response answering one in the vendor's own shape.
 """
 
 from __future__ import annotations
@@ -148,9 +149,11 @@ async def _read_body(receive: Receive) -> bytes:
 class FaultMiddleware:
     """ASGI middleware applying a :class:`FaultInjector`'s plan and serving ``/_sim/faults``."""
 
-    def __init__(self, app: ASGIApp, injector: FaultInjector) -> None:
+    def __init__(self, app: ASGIApp, injector: FaultInjector,
+                 refusal: Callable[[str, FaultPlan], ASGIApp] | None = None) -> None:
         self.app = app
         self.injector = injector
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -168,7 +171,9 @@ class FaultMiddleware:
         if plan.latency_s:
             await asyncio.sleep(plan.latency_s)
         fault = [(b"x-sim-fault", (kind or "").encode())] if kind else []
-        if kind == "outage":
+        if kind in {"outage", "error", "throttle"} and self.refusal is not None:
+            await self.refusal(kind, plan)(scope, receive, send)  # carries x-sim-fault itself
+        elif kind == "outage":
             await _send_json(send, 503, {"error": "service_unavailable", "message": "simulated outage"},
                              [*fault, (b"retry-after", str(plan.retry_after_s).encode())])
         elif kind == "error":

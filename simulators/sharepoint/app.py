@@ -20,7 +20,8 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     POST   /v1.0/subscriptions (validationToken handshake first); GET, PATCH, DELETE /v1.0/subscriptions/{id}
 
 Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
-errors are Graph's ``{"error": {"code", "message", "innerError"}}``. There is no ``Idempotency-Key``:
+errors are Graph's ``{"error": {"code", "message", "innerError"}}`` on every answer (unknown routes, wrong
+methods, malformed requests and injected faults included). There is no ``Idempotency-Key``:
 creating an existing folder with ``conflictBehavior`` ``fail`` (the default here) answers 409
 ``nameAlreadyExists``; a content PUT replaces an existing file of that name (``conflictBehavior``
 ``fail`` and ``rename`` are honoured too). ``delta`` pages by ``$top`` (or ``top``, default
@@ -44,10 +45,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulators.kit.app import ErrorDialect, bearer_matches, serve, simulator_app
 from simulators.kit.errors import SimError
-from simulators.kit.faults import FaultInjector
+from simulators.kit.faults import FaultInjector, FaultPlan
 from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint.model import GraphError, Group, Json, iso
 from simulators.sharepoint.notify import Notifier
@@ -71,11 +73,35 @@ def _render(exc: SimError) -> JSONResponse:
 
 
 def _invalid(exc: RequestValidationError) -> SimError:
-    return GraphError(400, "invalidRequest", f"the request is malformed: {exc.errors()[:3]}")
+    where = "; ".join(".".join(str(part) for part in e.get("loc", ())) for e in exc.errors()[:3])
+    return GraphError(400, "invalidRequest", f"Invalid request: {where}.")
 
 
-#: Graph's ``{"error": {"code", "message", "innerError"}}``; Starlette's own 404 and 405 stay FastAPI's.
-GRAPH_ERRORS = ErrorDialect(render=_render, invalid=_invalid)
+def _http_error(exc: StarletteHTTPException) -> SimError:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        return GraphError(404, "itemNotFound", "Resource not found for the segment.", headers=headers)
+    if exc.status_code == 405:
+        return GraphError(405, "notSupported", "The HTTP method is not supported on this resource.",
+                          headers=headers)
+    return GraphError(exc.status_code, "invalidRequest", str(exc.detail), headers=headers)
+
+
+#: What Graph answers for each injected fault (OneDrive's error codes).
+_FAULTS = {"outage": (503, "serviceNotAvailable", "The service is temporarily unavailable."),
+           "error": (500, "generalException", "An unspecified error has occurred."),
+           "throttle": (429, "activityLimitReached", "The app or user has been throttled.")}
+
+
+def _fault(kind: str, plan: FaultPlan) -> SimError:
+    status, code, message = _FAULTS[kind]
+    headers = {} if kind == "error" else {"Retry-After": str(plan.retry_after_s)}
+    return GraphError(status, code, message, headers=headers)
+
+
+#: Graph's ``{"error": {"code", "message", "innerError"}}`` on every answer that is not a success: refusals,
+#: malformed requests, unknown routes and methods, and injected faults.
+GRAPH_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_http_error, fault=_fault)
 
 
 def _bearer(config: SimulatorConfig, state: GraphState) -> Callable[..., None]:
