@@ -13,6 +13,8 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     GET    /v1.0/drives/{drive-id}/items/{item-id}/content           a file's bytes (also root:/{path}:/content)
     DELETE /v1.0/drives/{drive-id}/items/{item-id}                   delete an item (a folder with its subtree)
     GET    /v1.0/drives/{drive-id}/root/delta                        changes: token, $top, nextLink, deltaLink
+    GET    /v1.0/drives/{drive-id}/root/delta() | /items/root/delta() | .../delta(token='...')   the same
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/listItem          its fields only with $expand=fields
     POST   /v1.0/drives/{drive-id}/items/{item-id}/invite            grant a known group read or write
     GET    /v1.0/drives/{drive-id}/items/{item-id}/permissions[/{perm-id}]   (and DELETE one)
     GET|PATCH|DELETE /v1.0/drives/{drive-id}/items/{item-id}/retentionLabel
@@ -50,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from simulators.kit.app import ErrorDialect, bearer_matches, serve, simulator_app
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
+from simulators.sharepoint.changes import change_routes
 from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint.model import GraphError, Group, Json, iso
 from simulators.sharepoint.notify import Notifier
@@ -143,6 +146,7 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
         return state.request_counts()
 
     api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state))])
+    api.include_router(change_routes(state, config))  # before the drive routes' catch-all paths
     api.include_router(drive_routes(state, config))
     api.include_router(subscription_routes(state, config))
     app = simulator_app("Microsoft Graph simulator (SharePoint subset)", api=api, admin=admin, dialect=GRAPH_ERRORS,

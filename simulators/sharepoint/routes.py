@@ -1,6 +1,6 @@
 """The Graph simulator's ``/v1.0`` routes: drives and driveItems (folders, files, permissions, retention
-labels, list-item fields, delta) and subscriptions. Every route is a thin translation onto
-:class:`~simulators.sharepoint.state.GraphState`."""
+labels, list-item fields) and subscriptions (``delta`` and ``listItem``: :mod:`simulators.sharepoint.changes`).
+Every route is a thin translation onto :class:`~simulators.sharepoint.state.GraphState`."""
 
 from __future__ import annotations
 
@@ -18,14 +18,12 @@ from simulators.sharepoint.state import GraphState
 
 # Module level: FastAPI resolves the (string) annotations of the routes in this module's globals.
 TopQuery = Annotated[int | None, Query(alias="$top", ge=1, le=1000)]
-PlainTopQuery = Annotated[int | None, Query(alias="top", ge=1, le=1000)]
-TokenQuery = Annotated[str | None, Query(alias="token")]
 SkipQuery = Annotated[str | None, Query(alias="$skiptoken")]
 BehaviorQuery = Annotated[str | None, Query(alias="@microsoft.graph.conflictBehavior")]
 
 
 def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
-    """Drives and their items: reads, folders, uploads, delete, delta, permissions, labels and fields."""
+    """Drives and their items: reads, folders, uploads, delete, permissions, labels and fields."""
     router = APIRouter()
 
     def children(request: Request, drive_id: str, item_id: str, top: int | None, skip_token: str | None) -> Json:
@@ -69,21 +67,6 @@ def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
     @router.get("/drives/{drive_id}/root")
     def get_root(drive_id: str) -> Json:
         return state.to_json(state.item(drive_id, "root"))
-
-    @router.get("/drives/{drive_id}/root/delta")
-    def delta(request: Request, drive_id: str, token: TokenQuery = None, top: TopQuery = None,
-              plain_top: PlainTopQuery = None, skip_token: SkipQuery = None) -> Json:
-        base = request.url.remove_query_params(["token", "$skiptoken"])
-        try:
-            values, next_skip, delta_token = state.delta_page(drive_id, token=token, skip_token=skip_token,
-                                                              top=top or plain_top or config.page_size)
-        except GraphError as exc:
-            if exc.status == 410:  # as Graph: where a fresh enumeration starts
-                exc.headers["Location"] = str(base)
-            raise
-        if next_skip is not None:
-            return {"value": values, "@odata.nextLink": str(base.include_query_params(**{"$skiptoken": next_skip}))}
-        return {"value": values, "@odata.deltaLink": str(base.include_query_params(token=delta_token))}
 
     @router.get("/drives/{drive_id}/root:/{path:path}", response_model=None)
     def get_by_path(request: Request, drive_id: str, path: str, top: TopQuery = None,
