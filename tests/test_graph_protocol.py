@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from connectors.settings import GraphSettings
+from connectors.sharepoint.client import GraphClient
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
 
@@ -132,3 +135,103 @@ def test_a_list_item_carries_its_fields_only_when_expanded(graph: httpx.Client) 
     graph_error(graph.get(f"/drives/workspaces/items/{folder}/listItem", params={"$expand": "versions"}),
                 400, "invalidRequest")
     graph_error(graph.get("/drives/workspaces/items/nope/listItem"), 404, "itemNotFound")
+
+
+@pytest.fixture
+def tenant() -> Iterator[tuple[str, httpx.Client]]:
+    """A simulator whose pre-authenticated URLs name another host (``localhost``) than its Graph calls
+    (``127.0.0.1``), as a tenant's SharePoint host differs from graph.microsoft.com; and a client on it."""
+    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, preauth_host="localhost"))) as url, \
+            httpx.Client(base_url=f"{url}/v1.0", headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield url, client
+
+
+def test_a_download_answers_302_to_a_pre_authenticated_url_that_refuses_the_bearer_token(
+        tenant: tuple[str, httpx.Client]) -> None:
+    sim, graph = tenant
+    create(graph, "ACME")
+    file = graph.put("/drives/workspaces/root:/ACME/sow.pdf:/content", content=b"%PDF signed",
+                     headers={"Content-Type": "application/pdf"}).json()
+    for url in (f"/drives/workspaces/items/{file['id']}/content", "/drives/workspaces/root:/ACME/sow.pdf:/content"):
+        redirect = graph.get(url)
+        assert redirect.status_code == 302
+        location = httpx.URL(redirect.headers["location"])
+        assert location.host == "localhost" and location.params["tempauth"]
+        served = httpx.get(location)
+        assert served.status_code == 200 and served.content == b"%PDF signed"
+        assert served.headers["content-type"] == "application/pdf"
+        graph_error(httpx.get(location, headers={"Authorization": f"Bearer {TOKEN}"}), 401, "unauthenticated")
+    forged = location.copy_set_param("tempauth", "0" * 64)
+    graph_error(httpx.get(forged), 401, "unauthenticated")
+    followed = graph.get(f"/drives/workspaces/items/{file['id']}/content", follow_redirects=True)
+    assert followed.content == b"%PDF signed"  # httpx drops the token on a redirect to another host
+    assert httpx.get(f"{sim}/_sim/state").json()["transfers"]["preauthRefusedTokens"] == 2
+
+
+def put_range(url: str, data: bytes, start: int, total: int, **headers: str) -> httpx.Response:
+    """PUT one fragment of an upload session (no bearer token: the URL is pre-authenticated)."""
+    return httpx.put(url, content=data, headers={
+        "Content-Range": f"bytes {start}-{start + len(data) - 1}/{total}", **headers})
+
+
+def test_an_upload_session_takes_fragments_in_multiples_of_320_kib_and_commits_the_file(
+        tenant: tuple[str, httpx.Client]) -> None:
+    sim, graph = tenant
+    acme = create(graph, "ACME")
+    unit = 320 * 1024
+    content = bytes(range(256)) * (9 * unit // 256) + b"tail"  # 9 units and a bit
+    opened = graph.post("/drives/workspaces/root:/ACME/big.bin:/createUploadSession",
+                        json={"item": {"@microsoft.graph.conflictBehavior": "fail"}})
+    assert opened.status_code == 200, opened.text
+    session = opened.json()
+    url = session["uploadUrl"]
+    assert session["nextExpectedRanges"] == ["0-"] and httpx.URL(url).host == "localhost"
+    graph_error(put_range(url, content[:1000], 0, len(content)), 400, "invalidRequest")  # not a 320 KiB multiple
+    graph_error(put_range(url, content[:unit], 0, len(content), Authorization=f"Bearer {TOKEN}"), 401,
+                "unauthenticated")
+    first = put_range(url, content[:4 * unit], 0, len(content))
+    assert first.status_code == 202 and first.json()["nextExpectedRanges"] == [f"{4 * unit}-"]
+    graph_error(put_range(url, content[:unit], 0, len(content)), 416, "invalidRange")  # already received
+    assert httpx.get(url).json()["nextExpectedRanges"] == [f"{4 * unit}-"]
+    assert graph.get("/drives/workspaces/root:/ACME/big.bin").status_code == 404  # nothing committed yet
+    last = put_range(url, content[4 * unit:], 4 * unit, len(content))
+    assert last.status_code == 201, last.text
+    item = last.json()
+    assert item["name"] == "big.bin" and item["size"] == len(content)
+    download = graph.get(f"/drives/workspaces/items/{item['id']}/content", follow_redirects=True)
+    assert download.content == content
+    graph_error(httpx.get(url), 404, "itemNotFound")  # the session ended with the last fragment
+    again = graph.post("/drives/workspaces/root:/ACME/big.bin:/createUploadSession",
+                       json={"item": {"@microsoft.graph.conflictBehavior": "fail"}})
+    graph_error(again, 409, "nameAlreadyExists")
+    replace = graph.post(f"/drives/workspaces/items/{item['id']}/createUploadSession").json()["uploadUrl"]
+    replaced = put_range(replace, b"short", 0, 5)
+    assert replaced.status_code == 200 and replaced.json()["id"] == item["id"] and replaced.json()["size"] == 5
+    cancelled = graph.post(f"/drives/workspaces/items/{acme}:/other.bin:/createUploadSession").json()
+    assert httpx.delete(cancelled["uploadUrl"]).status_code == 204
+    graph_error(put_range(cancelled["uploadUrl"], b"x", 0, 1), 404, "itemNotFound")
+    graph_error(graph.post("/drives/workspaces/root:/Nope/big.bin:/createUploadSession"), 404, "itemNotFound")
+    assert httpx.get(f"{sim}/_sim/state").json()["transfers"]["uploadSessions"] == {}
+
+
+def test_the_hubs_client_uploads_a_large_file_through_a_session_and_downloads_it_without_its_token(
+        tenant: tuple[str, httpx.Client]) -> None:
+    sim, raw = tenant
+    create(raw, "ACME")
+    content = bytes(range(256)) * (5 * 1024 * 1024 // 256) + b"!"  # 5 MiB and a byte: past the 4 MB limit
+    graph = GraphClient.from_settings(GraphSettings(url=f"{sim}/v1.0", token=SecretStr(TOKEN),
+                                                    drive_id="workspaces"))
+    try:
+        item = graph.upload("ACME", "drawings.zip", content)
+        again = graph.upload("ACME", "drawings.zip", content[::-1])  # replaces: the same item
+        small = graph.upload("ACME", "note.txt", b"small")
+        assert again.id == item.id and again.size == len(content)
+        assert graph.download(item.id) == content[::-1] and graph.download(small.id) == b"small"
+    finally:
+        graph.close()
+    calls = httpx.get(f"{sim}/_sim/requests").json()["calls"]
+    assert calls["POST /drives/{drive_id}/root:/{path:path}:/createUploadSession"] == 2
+    assert calls["PUT /drives/{drive_id}/root:/{path:path}"] == 1  # only the small file went up in one PUT
+    state = httpx.get(f"{sim}/_sim/state").json()
+    assert state["transfers"] == {"uploadSessions": {}, "preauthRefusedTokens": 0}
+    assert state["drives"]["workspaces"]["items"]["ACME/drawings.zip"]["size"] == len(content)

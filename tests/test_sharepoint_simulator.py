@@ -324,25 +324,33 @@ def test_an_upload_creates_a_file_and_a_repeat_replaces_its_content(graph: httpx
     assert httpx.get(f"{sim}/_sim/requests").json()["uploads"] == {"workspaces/ACME/sow.pdf": 2}
 
 
+def fetch(graph: httpx.Client, url: str) -> httpx.Response:
+    """GET a file's content as Graph serves it: a 302 to a pre-authenticated URL, followed without the token."""
+    redirect = graph.get(url)
+    if redirect.status_code != 302:
+        return redirect
+    return httpx.get(redirect.headers["location"])
+
+
 def test_a_file_is_downloaded_with_its_content_type(graph: httpx.Client) -> None:
     acme = create(graph, "ACME").json()["id"]
     pdf = put_file(graph, "ACME/signed.pdf", b"%PDF-1.7 \x00\xff binary").json()
     notes = put_file(graph, "ACME/notes.txt", b"plain words", content_type=None).json()  # type from the name
-    download = graph.get(f"/drives/workspaces/items/{pdf['id']}/content")
+    download = fetch(graph, f"/drives/workspaces/items/{pdf['id']}/content")
     assert download.status_code == 200
     assert download.content == b"%PDF-1.7 \x00\xff binary"
     assert download.headers["content-type"] == "application/pdf"
-    by_path = graph.get("/drives/workspaces/root:/ACME/notes.txt:/content")
+    by_path = fetch(graph, "/drives/workspaces/root:/ACME/notes.txt:/content")
     assert by_path.content == b"plain words" and by_path.headers["content-type"] == "text/plain"
     assert notes["file"]["mimeType"] == "text/plain"
-    folder = graph.get(f"/drives/workspaces/items/{acme}/content")
+    folder = fetch(graph, f"/drives/workspaces/items/{acme}/content")
     assert folder.status_code == 400 and folder.json()["error"]["code"] == "invalidRequest"
-    missing = graph.get("/drives/workspaces/items/01NOSUCHITEM/content")
+    missing = fetch(graph, "/drives/workspaces/items/01NOSUCHITEM/content")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "itemNotFound"
     again = graph.put(f"/drives/workspaces/items/{pdf['id']}/content", content=b"v2",
                       headers={"Content-Type": "application/pdf"})
     assert again.status_code == 200 and again.json()["id"] == pdf["id"]
-    assert graph.get(f"/drives/workspaces/items/{pdf['id']}/content").content == b"v2"
+    assert fetch(graph, f"/drives/workspaces/items/{pdf['id']}/content").content == b"v2"
 
 
 def test_uploads_graph_would_refuse_are_refused(graph: httpx.Client, sim: str) -> None:
@@ -360,7 +368,7 @@ def test_uploads_graph_would_refuse_are_refused(graph: httpx.Client, sim: str) -
     assert put_file(graph, "ACME/sow.pdf", b"y", **{"@microsoft.graph.conflictBehavior": "fail"}).status_code == 409
     renamed = put_file(graph, "ACME/sow.pdf", b"z", **{"@microsoft.graph.conflictBehavior": "rename"})
     assert renamed.status_code == 201 and renamed.json()["name"] == "sow 1.pdf"
-    assert graph.get(f"/drives/workspaces/items/{file['id']}/content").content == b"x"  # refusals kept it
+    assert fetch(graph, f"/drives/workspaces/items/{file['id']}/content").content == b"x"  # refusals kept it
     assert sorted(httpx.get(f"{sim}/_sim/state").json()["drives"]["workspaces"]["items"]) == [
         "ACME", "ACME/Contracts", "ACME/sow 1.pdf", "ACME/sow.pdf"]
 

@@ -14,6 +14,7 @@ before writing:
   the role; :meth:`GraphClient.ensure_retention_label` and :meth:`GraphClient.ensure_fields` read
   before they PATCH, and PATCH only what differs.
 - :meth:`GraphClient.upload` PUTs by path, replacing a file of that name: a repeat leaves the same item.
+  Above 4 MB it opens an upload session and PUTs 320 KiB-multiple fragments to its pre-authenticated URL.
 
 :meth:`GraphClient.delta` reads changes across all pages; a 410 is :class:`DeltaTokenExpired` (start
 over with no token). Track delta items by id: SharePoint leaves ``parentReference.path`` out of them.
@@ -66,6 +67,11 @@ _INVALID_NAME_CHARS = frozenset('"*:<>?/\\|')
 #: 4xx answers whose Graph error body this module reads itself (the rest are retried by ``Http``).
 _READ_ERRORS = frozenset(range(400, 500)) - RETRYABLE_STATUS
 _MAX_PAGES = 10_000
+#: Graph's largest simple upload (a PUT of the whole content); larger files go through an upload session.
+SIMPLE_UPLOAD_LIMIT = 4 * 1024 * 1024
+#: Graph's fragment unit for upload sessions, and the fragment size used (10 units: 3.125 MiB).
+FRAGMENT_UNIT = 320 * 1024
+UPLOAD_FRAGMENT = 10 * FRAGMENT_UNIT
 
 
 class ItemNotFound(UpstreamRejected):
@@ -118,6 +124,15 @@ def _delta_token(link: str) -> str:
     if match is None:
         raise UpstreamRejected(f"graph: the last delta page has no deltaLink with a token: {link!r}")
     return match.group(1)
+
+
+def _next_expected(status: Mapping[str, Any], total: int, shown: str) -> int:
+    """The first byte an upload session expects next (its ``nextExpectedRanges``)."""
+    ranges = status.get("nextExpectedRanges") or []
+    start = str(ranges[0]).partition("-")[0] if ranges else ""
+    if not start.isdigit() or int(start) >= total:
+        raise UpstreamRejected(f"graph: {shown} expects no further bytes: {ranges!r}")
+    return int(start)
 
 
 def _recipient(group: str) -> dict[str, str]:
@@ -283,14 +298,52 @@ class GraphClient:
     def upload(self, folder_path: str, name: str, content: bytes, *,
                content_type: str = "application/octet-stream") -> DriveItem:
         """Store ``content`` as the file ``name`` in the existing folder ``folder_path`` (``""``: the root),
-        replacing a file of that name (same item); ``ItemNotFound`` when the folder is missing."""
+        replacing a file of that name (same item); ``ItemNotFound`` when the folder is missing.
+
+        Past Graph's simple-upload limit (4 MB) the bytes go through an upload session
+        (:meth:`upload_large`)."""
         if not _valid_name(name):
             raise UpstreamRejected(f"graph: invalid SharePoint file name {name!r}")
+        if len(content) > SIMPLE_UPLOAD_LIMIT:
+            return self.upload_large(folder_path, name, content)
         url = self._path_url([*_segments(folder_path), name]) + ":/content"
         # A PUT of the same bytes to the same path is the same as one: retried in the call as any PUT.
         response = self._send("PUT", url, content=content, headers={"Content-Type": content_type},
                               params={"@microsoft.graph.conflictBehavior": "replace"}, retry_safe=True)
         return DriveItem.model_validate(response.json())
+
+    def upload_large(self, folder_path: str, name: str, content: bytes, *,
+                     fragment_size: int = UPLOAD_FRAGMENT) -> DriveItem:
+        """Store ``content`` as ``name`` in ``folder_path`` through an upload session: fragments of
+        ``fragment_size`` bytes (a multiple of 320 KiB, as Graph requires), each PUT to the session's
+        pre-authenticated URL without the bearer token, with its ``Content-Range``; replaces a file of that name.
+
+        A fragment whose answer was lost is not sent twice blindly: the session says which bytes it expects
+        next (``nextExpectedRanges``), and the upload goes on from there."""
+        if fragment_size <= 0 or fragment_size % FRAGMENT_UNIT:
+            raise ValueError(f"fragment_size must be a positive multiple of {FRAGMENT_UNIT} bytes")
+        if not content:
+            raise ValueError("an upload session needs at least one byte; upload an empty file with upload()")
+        url = self._path_url([*_segments(folder_path), name]) + ":/createUploadSession"
+        session = self._send("POST", url, json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
+                             retry_safe=True).json()  # a second session left unused expires on its own
+        upload_url = str(session.get("uploadUrl") or "")
+        if not upload_url:
+            raise UpstreamRejected(f"graph: createUploadSession for {name!r} answered no uploadUrl")
+        shown = f"the upload session of {name!r}"
+        total, offset = len(content), 0
+        for _ in range(_MAX_PAGES):
+            chunk = content[offset:offset + fragment_size]
+            response = self._send("PUT", upload_url, content=chunk, anonymous=True, shown=shown,
+                                  accept=frozenset({416}), headers={
+                                      "Content-Range": f"bytes {offset}-{offset + len(chunk) - 1}/{total}",
+                                      "Content-Type": "application/octet-stream"})
+            if response.status_code in (200, 201):
+                return DriveItem.model_validate(response.json())
+            if response.status_code == 416:  # those bytes already arrived (an answer lost): ask where to go on
+                response = self._send("GET", upload_url, anonymous=True, shown=shown)
+            offset = _next_expected(response.json(), total, shown)
+        raise UpstreamRejected(f"graph: {shown} did not finish")
 
     def download(self, item_id: str) -> bytes:
         """A file's content. Graph answers 302 to a pre-authenticated URL, which is fetched without

@@ -10,7 +10,9 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     PUT    /v1.0/drives/{drive-id}/items/{parent-id}:/{name}:/content   upload a file: 201 new, 200 replaced
     PUT    /v1.0/drives/{drive-id}/root:/{folder-path}/{name}:/content  the same by path (folders must exist)
     PUT    /v1.0/drives/{drive-id}/items/{item-id}/content           new content for an existing file
-    GET    /v1.0/drives/{drive-id}/items/{item-id}/content           a file's bytes (also root:/{path}:/content)
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/content           302 to a pre-authenticated URL (also by path)
+    POST   /v1.0/drives/{drive-id}/items/{parent-id}:/{name}:/createUploadSession   (also root:/{path}:/...,
+           items/{item-id}/createUploadSession): fragments PUT to the pre-authenticated uploadUrl
     DELETE /v1.0/drives/{drive-id}/items/{item-id}                   delete an item (a folder with its subtree)
     GET    /v1.0/drives/{drive-id}/root/delta                        changes: token, $top, nextLink, deltaLink
     GET    /v1.0/drives/{drive-id}/root/delta() | /items/root/delta() | .../delta(token='...')   the same
@@ -30,8 +32,8 @@ creating an existing folder with ``conflictBehavior`` ``fail`` (the default here
 ``page_size``) with an ``@odata.nextLink`` carrying a ``$skiptoken``; the last page has an
 ``@odata.deltaLink`` carrying ``token``; ``token=latest`` answers no items and the current
 position; a token the simulator did not issue in its current epoch is 410 ``resyncRequired`` with
-a ``Location`` that starts over. Downloads answer the bytes directly (Graph answers 302 to a
-pre-authenticated URL). Faults come from :mod:`simulators.kit.faults` (``PUT /_sim/faults``). Admin
+a ``Location`` that starts over. Downloads and upload sessions: :mod:`simulators.sharepoint.transfers`.
+Faults come from :mod:`simulators.kit.faults` (``PUT /_sim/faults``). Admin
 endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
 ``POST /_sim/reset``, and the change notifications' log: ``GET /_sim/deliveries``,
 ``POST /_sim/deliveries/flush?timeout_s=10`` (Graph's retry schedule: :mod:`simulators.sharepoint.notify`).
@@ -58,6 +60,7 @@ from simulators.sharepoint.model import GraphError, Group, Json, iso
 from simulators.sharepoint.notify import Notifier
 from simulators.sharepoint.routes import drive_routes, subscription_routes
 from simulators.sharepoint.state import GraphState
+from simulators.sharepoint.transfers import Transfers, graph_transfer_routes, preauth_routes
 
 __all__ = ["DEFAULT_GROUPS", "SimulatorConfig", "create_app", "run"]
 
@@ -134,12 +137,14 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
                        web_base=f"{config.web_host.rstrip('/')}/sites/{config.site}", tenant_id=config.tenant_id,
                        retention_labels=config.retention_labels, notify=notifier.submit)
     faults = FaultInjector(config.faults)
+    transfers = Transfers()
     admin = APIRouter()
 
     @admin.get("/state")
     def get_state() -> Json:
         return {**state.snapshot(), "notifications": notifier.stats(),
-                "faults": {"plan": faults.plan.to_json(), "injected": dict(faults.injected)}}
+                "faults": {"plan": faults.plan.to_json(), "injected": dict(faults.injected)},
+                "transfers": transfers.view()}
 
     @admin.get("/requests")
     def get_requests() -> Json:
@@ -147,11 +152,13 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
 
     api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state))])
     api.include_router(change_routes(state, config))  # before the drive routes' catch-all paths
+    api.include_router(graph_transfer_routes(state, config, transfers))
     api.include_router(drive_routes(state, config))
     api.include_router(subscription_routes(state, config))
     app = simulator_app("Microsoft Graph simulator (SharePoint subset)", api=api, admin=admin, dialect=GRAPH_ERRORS,
-                        faults=faults, outbox=notifier, resets=(state.reset,),
+                        faults=faults, outbox=notifier, resets=(state.reset, transfers.reset),
                         admin_dependencies=[Depends(_loopback)], docs=False)
+    app.include_router(preauth_routes(state, transfers))
     app.state.graph = state
     app.state.notifier = notifier
     return app

@@ -28,6 +28,8 @@ class SimulatorConfig:
     group_domain: str = "sim.sharepoint.example"
     tenant_id: str = "6f9c2e1a-0b7d-4c55-9a3e-5d2b8f1e7c40"
     page_size: int = 200
+    #: Host name of pre-authenticated download and upload URLs (None: the host the request came to).
+    preauth_host: str | None = None
     #: Known retention labels; ``None`` accepts any name.
     retention_labels: frozenset[str] | None = None
     validation_timeout_s: float = 10.0

@@ -48,10 +48,6 @@ def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
         head, sep, tail = path.partition(":")
         return head, (tail.strip("/") or None) if sep else None
 
-    def content(drive_id: str, item_id: str) -> Response:
-        data, media_type = state.content_of(drive_id, item_id)
-        return Response(content=data, headers={"Content-Type": media_type})
-
     def upload(request: Request, body: bytes, drive_id: str, parent_id: str, path: str,
                behavior: str | None) -> JSONResponse:
         item, new = state.upload(drive_id, parent_id, path, body, request.headers.get("content-type"),
@@ -77,8 +73,6 @@ def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
             return state.to_json(item)
         if action == "children":
             return children(request, drive_id, item.id, top, skip_token)
-        if action == "content":
-            return content(drive_id, item.id)
         raise GraphError(400, "invalidRequest", f"unsupported path action {action!r}")
 
     @router.put("/drives/{drive_id}/root:/{path:path}")
@@ -104,10 +98,6 @@ def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
             raise GraphError(400, "invalidRequest", "PUT to an item needs '/content'")
         item = state.replace_content(drive_id, item_id, body, request.headers.get("content-type"))
         return JSONResponse(state.to_json(item))
-
-    @router.get("/drives/{drive_id}/items/{item_id}/content")
-    def download(drive_id: str, item_id: str) -> Response:
-        return content(drive_id, item_id)
 
     @router.delete("/drives/{drive_id}/items/{item_id}", status_code=204)
     def delete_item(drive_id: str, item_id: str) -> Response:
