@@ -34,6 +34,8 @@ ERP_SOURCE = "erp-sim://acme-psa/prod"
 #: The ingress source ids of the simulated DocuSign account and SharePoint tenant.
 DOCUSIGN_SOURCE_ID = "docusign-sim"
 GRAPH_SOURCE_ID = "sharepoint-sim"
+#: Hosts the simulated Graph may notify over plain http (the sandbox's ingress), as a test exception.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 #: The DocuSign account of the simulator.
 DOCUSIGN_ACCOUNT = "acme-firm"
 
@@ -193,8 +195,9 @@ def running_sandbox(
         url=f"{base}/v1/webhooks/docusign/{DOCUSIGN_SOURCE_ID}", hmac_key=docusign_hmac_key, backoff_s=0.2)
     docusign = docusign_app(DocuSignSimConfig(connect=connect))
     directory = tuple(dict.fromkeys([*groups, *DEFAULT_GROUPS]))
+    # The ingress listens on plain http on loopback: the one exception to Graph's https-only notification URLs.
     graph = graph_app(SimulatorConfig(token=graph_token, drives=(drive_id,), groups=directory,
-                                      faults=graph_faults or FaultPlan()))
+                                      faults=graph_faults or FaultPlan(), http_notification_hosts=LOOPBACK))
     with ExitStack() as stack:
         erp_url = stack.enter_context(serve(erp))
         graph_url = stack.enter_context(serve(graph))

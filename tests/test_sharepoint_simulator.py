@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,8 @@ TOKEN = "sim-test-token"
 @pytest.fixture
 def sim() -> Iterator[str]:
     """The simulator's base URL (drives ``workspaces`` and ``archive``), fast notification retries."""
-    config = SimulatorConfig(token=TOKEN, drives=("workspaces", "archive"), notify_backoff_s=0.05)
+    config = SimulatorConfig(token=TOKEN, drives=("workspaces", "archive"), notify_backoff_s=0.05,
+                             http_notification_hosts=frozenset({"127.0.0.1"}))  # its receivers: plain http
     with serve_in_thread(create_app(config)) as url:
         yield url
 
@@ -252,23 +254,28 @@ def test_a_change_under_the_resource_is_notified_with_the_client_state(graph: ht
         check_client_state(notification, ["state-42"])  # the hub's own check accepts them
         assert notification.subscription_id == subscription["id"]
         assert notification.change_type == "updated" and notification.resource == "drives/workspaces/root"
-    assert {n.resource_id for n in notifications} == {item["id"]}
+    # As Graph's driveItem notifications: no item id, only the type; the drive's delta says what changed.
+    assert {n.resource_id for n in notifications} == {None}
+    assert {json.dumps(n["resourceData"]) for body in receiver.bodies for n in json.loads(body)["value"]} == {
+        '{"@odata.type": "#Microsoft.Graph.DriveItem"}'}
 
 
-def test_only_changes_below_the_subscribed_folder_are_notified(graph: httpx.Client, sim: str) -> None:
+def test_a_subscription_below_a_drives_root_is_refused_and_only_its_drive_is_notified(graph: httpx.Client,
+                                                                                     sim: str) -> None:
     watched = create(graph, "Watched").json()["id"]
-    other = create(graph, "Other").json()["id"]
     receiver = Receiver()
     with serve_in_thread(receiver.app) as base:
-        subscribe(graph, f"{base}/notify", resource=f"drives/workspaces/items/{watched}")
-        create(graph, "Outside", other)
+        below = subscribe(graph, f"{base}/notify", resource=f"drives/workspaces/items/{watched}")
+        assert below.status_code == 400 and below.json()["error"]["code"] == "InvalidRequest"  # as SharePoint
+        subscribe(graph, f"{base}/notify")
         graph.post("/drives/archive/root/children", json={"name": "Elsewhere", "folder": {}})
         inside = create(graph, "Inside", watched).json()["id"]
         # One thread delivers the notifications in the order of the changes: once the simulator counts one
-        # delivered, a notification of an earlier change outside would have been delivered first.
+        # delivered, a notification of the earlier change in the other drive would have been delivered first.
         wait_for(lambda: httpx.get(f"{sim}/_sim/state").json()["notifications"]["delivered"] >= 1)
-    assert [n.resource_id for body in receiver.bodies for n in parse_notifications(body)] == [inside]
+    assert len([n for body in receiver.bodies for n in parse_notifications(body)]) == 1
     assert httpx.get(f"{sim}/_sim/state").json()["notifications"]["delivered"] == 1
+    assert inside in [v["id"] for v in graph.get("/drives/workspaces/root/delta").json()["value"]]
 
 
 def put_file(graph: httpx.Client, path: str, content: bytes, content_type: str | None = "application/pdf",
@@ -482,19 +489,22 @@ def test_uploads_and_deletes_are_notified(graph: httpx.Client) -> None:
     acme = create(graph, "ACME").json()["id"]
     receiver = Receiver()
     with serve_in_thread(receiver.app) as base:
-        subscribe(graph, f"{base}/notify", resource=f"drives/workspaces/items/{acme}")
+        subscribe(graph, f"{base}/notify")
+        token = token_of(graph.get("/drives/workspaces/root/delta", params={"token": "latest"}).json())
         file = put_file(graph, "ACME/sow.pdf", b"v1").json()["id"]
         wait_for(lambda: len(receiver.bodies) >= 1)
         put_file(graph, "ACME/sow.pdf", b"v2")
         wait_for(lambda: len(receiver.bodies) >= 2)
         graph.delete(f"/drives/workspaces/items/{file}")
         wait_for(lambda: len(receiver.bodies) >= 3)
-        # A sentinel change after them: notifications go out in order, so once its own arrives any further
-        # notification of the three changes above would have arrived before it.
+        # A sentinel change after them: notifications go out in order, so once the simulator has delivered the
+        # fourth, any further notification of the three changes above would have arrived before it.
         sentinel = create(graph, "Sentinel", acme).json()["id"]
-        wait_for(lambda: sentinel in [n.resource_id for body in receiver.bodies for n in parse_notifications(body)])
+        wait_for(lambda: len(receiver.bodies) >= 4)
     notifications = [n for body in receiver.bodies for n in parse_notifications(body)]
-    assert [n.resource_id for n in notifications] == [file, file, file, sentinel]
+    assert [n.resource_id for n in notifications] == [None] * 4  # Graph names no item: delta does
+    changed, _ = delta_pages(graph, f"/drives/workspaces/root/delta?token={token}")
+    assert [(v["id"], "deleted" in v) for v in changed if v["id"] != acme] == [(file, True), (sentinel, False)]
     for notification in notifications:
         check_client_state(notification, ["state-42"])
 

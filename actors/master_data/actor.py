@@ -5,6 +5,10 @@ identified through the crosswalk, and merged field by field (:func:`actors.maste
 source versions, so out-of-order and duplicate updates never regress a field). Changed fields are
 pushed to the other systems (the client's name onto its workspaces' metadata) and announced as
 ``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange.
+
+The document platform's change notifications name no item (Graph's driveItem notifications carry only
+``resourceData["@odata.type"]``): master data reads the drive's ``delta`` from its own cursor and checks
+every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.master_data.cursor import DeltaCursor, MemoryDeltaCursor
 from actors.master_data.mapping import MappingFailed, MappingRules, apply_mapping
 from actors.master_data.model import (
     CanonicalState,
@@ -22,7 +27,7 @@ from actors.master_data.model import (
     to_model,
 )
 from actors.master_data.store import MasterDataStore
-from connectors.sharepoint.client import GraphClient
+from connectors.sharepoint.client import DeltaTokenExpired, GraphClient
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.events import CloudEvent, extension
@@ -52,9 +57,11 @@ class MasterData:
     """Merges source records into canonical ones; pushes and announces what changed."""
 
     def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, graph: GraphClient,
-                 crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore) -> None:
+                 crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore,
+                 cursor: DeltaCursor | None = None) -> None:
         self.spec = spec
         self.rules, self.graph, self.crosswalk, self.locks, self.store = rules, graph, crosswalk, locks, store
+        self.cursor: DeltaCursor = cursor if cursor is not None else MemoryDeltaCursor()
 
     def handle(self, context: ActorContext) -> None:
         """Merge one source record into the canonical one; push and announce what changed."""
@@ -94,38 +101,61 @@ class MasterData:
         context.flush(self.store.outbox)
 
     def _document_platform_change(self, context: ActorContext) -> None:
-        """A workspace's metadata changed on the platform: check its taxonomy, merge what it owns, and put
-        back what it does not (the ERP owns client and project fields)."""
-        event, record = context.event, context.data
-        item = record.get("resource_id")
-        if record.get("platform") != "sharepoint" or not item:
+        """Something changed on the document platform: a Graph notification names no item, so read what changed
+        since the last read (the drive's ``delta``), and check each changed workspace folder's metadata.
+
+        One reader per drive at a time: a notification that finds the drive being read waits for the lock and
+        then reads again from where that read stopped, so no change goes unread."""
+        if context.data.get("platform") != "sharepoint":
             return
-        fields = self.graph.fields(str(item))
+        drive = self.graph.drive_id
+        with holding(self.locks, f"mdm-delta:{drive}", ttl_ms=self.spec.lock_ms,
+                     busy=f"the changes of drive {drive} are being read by another worker"):
+            try:
+                changes = self.graph.delta(self.cursor.token(drive))
+            except DeltaTokenExpired:
+                log.warning("delta token expired: checking every workspace again", drive_id=drive)
+                changes = self.graph.delta(None)
+            checked = 0
+            for item in changes.items:
+                if item.is_folder and not item.is_deleted:
+                    checked += self._workspace_change(item.id, context)
+            self.cursor.save(drive, changes.token)
+        log.info("workspace changes read", drive_id=drive, items=len(changes.items), workspaces=checked)
+
+    def _workspace_change(self, item: str, context: ActorContext) -> int:
+        """A folder changed: check its taxonomy, merge what it owns, and put back what it does not (the ERP
+        owns client and project fields). Returns 1 when the folder is a workspace."""
+        event = context.event
+        fields = self.graph.fields(item)
         if fields.get("DocumentClass"):
-            return  # a classified document, not a workspace: document intake reads it
+            return 0  # a classified document, not a workspace: document intake reads it
         version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
             version_of(event)
+        workspace = 0
         for event_type in ("workspace.project", "workspace.client"):
             needed = ("ProjectCode",) if event_type == "workspace.project" else ("ClientId", "ClientName")
             if not all(fields.get(name) for name in needed):
                 continue
+            workspace = 1
             mapped = apply_mapping(self.rules, "sharepoint", event_type, fields, lookup=self.crosswalk.canonical)
             violations = taxonomy_violations(mapped.fields, self.rules.taxonomy)
             if violations:
                 context.raise_exception("records_management", kind="master_data.taxonomy",
-                                        id=f"taxonomy:{item}:{event.get_id()}", subject=str(item),
+                                        id=f"taxonomy:{item}:{version}", subject=item,
                                         detail="; ".join(v.message for v in violations))
             cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
             if mapped.entity == "project":
-                self.crosswalk.link(cid, "project", "sharepoint", str(item))
+                self.crosswalk.link(cid, "project", "sharepoint", item)
             result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version),
                            authority=self.rules.authority)
             if result.ignored:
                 self.store.count_ignored("sharepoint", len(result.ignored))
             if result.drift and mapped.entity == "client":
-                project = self.crosswalk.resolve("project", "sharepoint", str(item))
+                project = self.crosswalk.resolve("project", "sharepoint", item)
                 if project:
                     self._push_client_name_to_workspace(project)  # the platform's copy drifted: put it back
+        return workspace
 
     def _push_client_name_to_workspace(self, project_id: str, *, client: CanonicalState | None = None,
                                        project: CanonicalState | None = None) -> None:

@@ -68,7 +68,13 @@ def build_app(
     from actors.exceptions import ExceptionRouter
     from actors.fanout import FanOut
     from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, SqlReadinessStore
-    from actors.master_data import DEFAULT_MAPPING, MasterData, SqlMasterDataStore, load_master_data_mapping
+    from actors.master_data import (
+        DEFAULT_MAPPING,
+        MasterData,
+        RedisDeltaCursor,
+        SqlMasterDataStore,
+        load_master_data_mapping,
+    )
     from actors.provisioning import Provisioning, RedisProvisioningStore
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
@@ -94,7 +100,8 @@ def build_app(
         Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
         MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
-                   graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db)),
+                   graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db),
+                   cursor=RedisDeltaCursor(client, prefix=prefix)),
         DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
                        store=RedisIntakeStore(client, prefix=prefix)),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,

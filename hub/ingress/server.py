@@ -24,14 +24,17 @@ from hub.ingress.protocol import Parser, problem_protocol
 MAX_HEAD_BYTES = 16 * 1024
 
 
-def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, parser: Parser = "h11") -> uvicorn.Config:
+def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, parser: Parser = "h11",
+                  tls: tuple[str, str] | None = None) -> uvicorn.Config:
     """The uvicorn configuration of every ingress: problem+json protocol errors, logging left to the hub.
 
     ``parser``: h11, a dependency of uvicorn; ``httptools`` needs that package (see :mod:`hub.ingress.protocol`).
+    ``tls``: serve https with this (certificate file, key file), both PEM.
     """
+    certfile, keyfile = tls or (None, None)
     return uvicorn.Config(app, host=host, port=port, http=problem_protocol(parser),
                           h11_max_incomplete_event_size=MAX_HEAD_BYTES, lifespan="on",
-                          log_config=None, access_log=False)
+                          log_config=None, access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile)
 
 
 def run_server(app: Any, *, host: str, port: int, links: Sequence[ServerLink] = ()) -> None:
@@ -97,15 +100,17 @@ class _Server(uvicorn.Server):
 
 @contextlib.contextmanager
 def serve_in_thread(app: Any, *, sock: socket.socket | None = None, parser: Parser = "h11",
-                    start_timeout_s: float = 20.0) -> Iterator[str]:
+                    start_timeout_s: float = 20.0, tls: tuple[str, str] | None = None) -> Iterator[str]:
     """Run ``app`` on uvicorn in a daemon thread while the block runs; yields its base URL.
 
     ``sock``: a listening socket from :func:`bound_socket`, which the server takes over and closes; by default
-    one on 127.0.0.1.
+    one on 127.0.0.1. ``tls``: serve https with this (certificate file, key file); the URL is then ``https://``.
     """
     sock = sock if sock is not None else bound_socket()
     url = socket_url(sock)
-    server = _Server(server_config(app, parser=parser))
+    if tls is not None:
+        url = "https" + url.removeprefix("http")
+    server = _Server(server_config(app, parser=parser, tls=tls))
 
     def run() -> None:
         try:

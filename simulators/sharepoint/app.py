@@ -22,6 +22,7 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     GET|PATCH|DELETE /v1.0/drives/{drive-id}/items/{item-id}/retentionLabel
     GET|PATCH /v1.0/drives/{drive-id}/items/{item-id}/listItem/fields
     POST   /v1.0/subscriptions (validationToken handshake first); GET, PATCH, DELETE /v1.0/subscriptions/{id}
+           (an https notificationUrl and a drive's root only, as SharePoint requires; notifications name no item)
 
 Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
 errors are Graph's ``{"error": {"code", "message", "innerError"}}`` on every answer (unknown routes, wrong
@@ -132,7 +133,8 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     first use)."""
     config = config or SimulatorConfig()
     notifier = Notifier(backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_max_backoff_s,
-                        horizon_s=config.notify_horizon_s, timeout_s=config.notify_timeout_s)
+                        horizon_s=config.notify_horizon_s, timeout_s=config.notify_timeout_s,
+                        verify=config.notify_ca_file)
     state = GraphState(drives=config.drives, groups=[Group.named(g, config.group_domain) for g in config.groups],
                        web_base=f"{config.web_host.rstrip('/')}/sites/{config.site}", tenant_id=config.tenant_id,
                        retention_labels=config.retention_labels, notify=notifier.submit)

@@ -33,6 +33,12 @@ class SimulatorConfig:
     #: Known retention labels; ``None`` accepts any name.
     retention_labels: frozenset[str] | None = None
     validation_timeout_s: float = 10.0
+    #: The CA bundle (PEM file) the validation handshake and the notifications trust for https endpoints
+    #: (None: the system's): a test serving its endpoint with a certificate of its own names it here.
+    notify_ca_file: str | None = None
+    #: Hosts whose plain-http notificationUrl is accepted: a test exception only, empty by default (Graph
+    #: refuses every notificationUrl that is not https).
+    http_notification_hosts: frozenset[str] = frozenset()
     #: Change notifications: the first retry's delay (doubling, at most ``notify_max_backoff_s`` apart), for
     #: up to ``notify_horizon_s`` (Graph's 4 hours) after the first attempt.
     notify_backoff_s: float = 0.2

@@ -1,7 +1,9 @@
 """The Graph simulator's outbound HTTP: the ``validationToken`` handshake and change-notification delivery.
 
 As Graph does: on subscription creation it POSTs ``?validationToken=<token>`` (``text/plain``) to the
-notification URL and requires, within 10 s, 200 ``text/plain`` with the decoded token as the body.
+notification URL (https only) and requires, within 10 s, 200 ``text/plain`` with the decoded token as the
+body. A driveItem notification says only that something in the drive changed: its ``resourceData`` is
+``{"@odata.type": "#Microsoft.Graph.DriveItem"}``, no item id; the subscriber reads the drive's ``delta``.
 Notifications are POSTed as JSON from a background thread, first in the order of the changes; as Graph
 does, one that is not acknowledged (an answer other than 2xx, or none within the timeout) is retried with
 exponential backoff, each on its own, for up to 4 hours after its first attempt, then dropped and counted
@@ -11,6 +13,7 @@ as failed.
 from __future__ import annotations
 
 import secrets
+import ssl
 from typing import Any
 
 import httpx
@@ -19,11 +22,17 @@ from simulators.kit.clock import Clock
 from simulators.kit.outbox import HOUR_S, DeliveryConfig, Outbox
 
 
-def validate_endpoint(url: str, *, timeout_s: float) -> str | None:
-    """Perform the handshake against ``url``; ``None`` when it passed, else why it failed."""
+def _trust(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What https endpoints' certificates are checked against: ``ca_file``, else the system's authorities."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
+def validate_endpoint(url: str, *, timeout_s: float, verify: str | None = None) -> str | None:
+    """Perform the handshake against ``url``; ``None`` when it passed, else why it failed. ``verify``: the CA
+    bundle an https endpoint's certificate must chain to (None: the system's)."""
     token = f"Validation: {secrets.token_urlsafe(24)}"  # Graph's tokens also contain spaces and colons
     try:
-        with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+        with httpx.Client(timeout=timeout_s, trust_env=False, verify=_trust(verify)) as client:
             response = client.post(url, params={"validationToken": token},
                                    headers={"Content-Type": "text/plain; charset=utf-8"})
     except httpx.HTTPError as exc:
@@ -47,9 +56,11 @@ class Notifier(Outbox):
 
     def __init__(self, *, backoff_s: float = 0.2, max_backoff_s: float = 30 * 60.0,
                  horizon_s: float = GRAPH_HORIZON_S, timeout_s: float = 3.0, clock: Clock | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, verify: str | None = None) -> None:
         delivery = DeliveryConfig(backoff_s=backoff_s, max_backoff_s=max_backoff_s, horizon_s=horizon_s,
                                   timeout_s=timeout_s)
+        if transport is None and verify is not None:  # https endpoints whose certificate chains to ``verify``
+            transport = httpx.HTTPTransport(verify=_trust(verify))
         super().__init__(delivery, thread_name="graph-sim-notifier", transport=transport, clock=clock, keep=200,
                          trust_env=False)
 

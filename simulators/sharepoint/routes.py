@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -184,6 +185,14 @@ def _expiration(value: Any, config: SimulatorConfig) -> datetime:
     return when
 
 
+def _https_or_excepted(url: str, config: SimulatorConfig) -> bool:
+    """Whether ``url`` is an absolute https URL (or plain http to a host the test exception names)."""
+    parsed = urlsplit(url)
+    if not parsed.hostname:
+        return False
+    return parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in config.http_notification_hosts)
+
+
 def subscription_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
     """Change-notification subscriptions: created after the endpoint's validation handshake, renewed, deleted."""
     router = APIRouter()
@@ -194,15 +203,15 @@ def subscription_routes(state: GraphState, config: SimulatorConfig) -> APIRouter
         client_state = body.get("clientState")
         if change_type != "updated":
             raise GraphError(400, "InvalidRequest", "driveItem subscriptions support changeType 'updated' only")
-        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise GraphError(400, "InvalidRequest", "notificationUrl must be an absolute http(s) URL")
+        if not isinstance(url, str) or not _https_or_excepted(url, config):
+            raise GraphError(400, "InvalidRequest", "The notificationUrl must be an absolute https URL.")
         if not isinstance(resource, str):
             raise GraphError(400, "InvalidRequest", "resource is required")
         if client_state is not None and (not isinstance(client_state, str) or len(client_state) > 128):
             raise GraphError(400, "InvalidRequest", "clientState must be a string of at most 128 characters")
         expiration = _expiration(body.get("expirationDateTime"), config)
         drive_id, item_id = state.subscription_target(resource)
-        failure = validate_endpoint(url, timeout_s=config.validation_timeout_s)
+        failure = validate_endpoint(url, timeout_s=config.validation_timeout_s, verify=config.notify_ca_file)
         if failure is not None:
             raise GraphError(400, "ValidationError", f"Subscription validation request failed: {failure}.")
         subscription = Subscription(id=str(uuid.uuid4()), resource=resource, drive_id=drive_id, item_id=item_id,

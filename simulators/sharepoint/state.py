@@ -49,8 +49,8 @@ class GraphState(DriveTree):
                 "id": uuid.uuid4().hex, "subscriptionId": sub.id, "clientState": sub.client_state,
                 "changeType": "updated", "resource": sub.resource, "tenantId": self._tenant_id,
                 "subscriptionExpirationDateTime": iso(sub.expiration),
-                "resourceData": {"@odata.type": "#Microsoft.Graph.DriveItem",
-                                 "@odata.id": f"drives/{item.drive_id}/items/{item.id}", "id": item.id},
+                # As Graph's driveItem notifications: no item id; what changed is found with delta.
+                "resourceData": {"@odata.type": "#Microsoft.Graph.DriveItem"},
             }]})
 
     # -- permissions --------------------------------------------------------------------------
@@ -161,9 +161,8 @@ class GraphState(DriveTree):
         if len(parts) == 3 and parts[0] == "drives" and parts[2] == "root":
             with self._lock:
                 return parts[1], self._root(parts[1]).id
-        if len(parts) == 4 and parts[0] == "drives" and parts[2] == "items":
-            return parts[1], self.item(parts[1], parts[3]).id
-        raise GraphError(400, "InvalidRequest", f"resource {resource!r} is not a supported driveItem resource")
+        # As SharePoint: a drive's root only, never a folder or file below it.
+        raise GraphError(400, "InvalidRequest", f"resource {resource!r} is not supported.")
 
     def add_subscription(self, subscription: Subscription) -> None:
         """Record a subscription whose endpoint has been validated."""
