@@ -5,6 +5,7 @@ notification naming no item, so master data finds the changed workspaces through
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import SecretStr
 
+from actors.document_intake import SubscriptionKeeper
 from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryDeltaCursor, MemoryMasterDataStore
 from actors.master_data import load_master_data_mapping as load_mapping
 from connectors.settings import GraphSettings
-from connectors.sharepoint.client import GraphClient
+from connectors.sharepoint.client import GraphClient, Subscription
 from connectors.sharepoint.inbound import parse_notifications, validation_token
 from hub.actor import RecordingEmitter, unit_context
 from hub.crosswalk import SqlCrosswalk
@@ -165,3 +167,48 @@ def test_master_data_finds_the_changed_workspace_through_delta_when_the_notifica
         finally:
             graph.close()
             raw.close()
+
+
+def test_the_keeper_renews_the_subscription_before_it_expires_so_notifications_go_on(tls: TlsFiles) -> None:
+    receiver, stop = Receiver(), threading.Event()
+    with serve_in_thread(receiver.app, tls=tls.server) as base, \
+            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca)) as raw:
+        sim = str(raw.base_url).removesuffix("/v1.0/")
+        graph = GraphClient.from_settings(GraphSettings(url=f"{sim}/v1.0", token=SecretStr(TOKEN),
+                                                        drive_id="workspaces"))
+        keeper = SubscriptionKeeper(graph, f"{base}/notify", "state-7", lifetime=timedelta(seconds=3), retry_s=0.2)
+        renewing = threading.Thread(target=keeper.run, args=(stop,), daemon=True)
+        renewing.start()
+        try:
+            assert wait_until(lambda: bool(keeper.renewals), timeout=10)
+            first = keeper.renewals[0]
+
+            def renewed_past_the_first_expiry() -> bool:
+                [live] = httpx.get(f"{sim}/_sim/state").json()["subscriptions"]
+                expires = datetime.fromisoformat(live["expirationDateTime"])
+                now = datetime.now(UTC)
+                return live["id"] == first.id and now > first.expiration and expires > now
+
+            assert wait_until(renewed_past_the_first_expiry, timeout=15)
+            assert len(keeper.renewals) >= 2 and {s.id for s in keeper.renewals} == {first.id}
+            raw.post("/drives/workspaces/root/children", json={"name": "After", "folder": {}}).raise_for_status()
+            assert wait_until(lambda: bool(receiver.bodies), timeout=10)  # still notified after the first expiry
+        finally:
+            stop.set()
+            renewing.join(timeout=10)
+            graph.close()
+    [notification] = parse_notifications(receiver.bodies[0])
+    assert notification.subscription_id == first.id
+
+
+def test_the_keeper_renews_when_a_third_of_the_lifetime_is_left() -> None:
+    moment = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    keeper = SubscriptionKeeper(GraphClient.from_settings(GraphSettings()), "https://hub.example/v1/webhooks/graph/x",
+                                "s", lifetime=timedelta(days=3), now=lambda: moment)
+    subscription = Subscription.model_validate({
+        "id": "s-1", "resource": "drives/workspaces/root", "changeType": "updated",
+        "notificationUrl": "https://hub.example/v1/webhooks/graph/x", "expirationDateTime": moment + timedelta(days=3)})
+    assert keeper.due_in_s(subscription) == timedelta(days=2).total_seconds()
+    late = subscription.model_copy(update={"expiration": moment + timedelta(hours=1)})
+    assert keeper.due_in_s(late) == 0.0  # already inside the last third: renew now
+    keeper.graph.close()

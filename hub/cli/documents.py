@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from datetime import timedelta
+
 import click
 
 from hub.cli.common import Config, log_for_operator, pass_config
@@ -14,14 +18,18 @@ def documents() -> None:
 
 @documents.command("subscribe")
 @click.argument("notification_url")
+@click.option("--keep", is_flag=True, help="Keep running: renew the subscription before each expiry until SIGTERM.")
+@click.option("--lifetime-minutes", type=click.IntRange(1, 42_300), default=2 * 24 * 60, show_default=True,
+              help="How long each subscription or renewal lasts (Graph's drive maximum: 42300).")
 @pass_config
-def documents_subscribe(config: Config, notification_url: str) -> None:
-    """Subscribe NOTIFICATION_URL (the ingress's /v1/webhooks/graph/<source id>) to changes of the
-    workspaces drive, or renew the subscription it has (run it daily: drive subscriptions expire).
+def documents_subscribe(config: Config, notification_url: str, keep: bool, lifetime_minutes: int) -> None:
+    """Subscribe NOTIFICATION_URL (the ingress's https /v1/webhooks/graph/<source id>) to changes of the
+    workspaces drive, or renew the subscription it has. Drive subscriptions expire: run it with --keep (it
+    renews a third of the lifetime before each expiry), or run it again well within the lifetime.
 
     The clientState is HUB_GRAPH_CLIENT_STATE; the ingress source must list it under graph.client_states.
     """
-    from actors.document_intake.subscription import ensure_subscription
+    from actors.document_intake.subscription import SubscriptionKeeper
     from connectors.sharepoint.client import GraphClient
 
     log_for_operator(config.settings)
@@ -29,8 +37,16 @@ def documents_subscribe(config: Config, notification_url: str) -> None:
     if state is None or not state.get_secret_value():
         raise click.UsageError("set HUB_GRAPH_CLIENT_STATE: Graph echoes it so the ingress can check each notification")
     graph = GraphClient.from_settings(config.connections.graph)
+    keeper = SubscriptionKeeper(graph, notification_url, state.get_secret_value(),
+                                lifetime=timedelta(minutes=lifetime_minutes))
     try:
-        subscription = ensure_subscription(graph, notification_url, state.get_secret_value())
+        if keep:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            keeper.run(stop)
+            return
+        subscription = keeper.renew()
     finally:
         graph.close()
     click.echo(f"subscription {subscription.id} on {subscription.resource} until {subscription.expiration.isoformat()}")
