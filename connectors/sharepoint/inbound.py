@@ -5,11 +5,13 @@ Graph proves the notification URL when a subscription is created or renewed by c
 within 10 seconds. Notifications then arrive as ``{"value": [...]}`` and are authenticated by the
 ``clientState`` secret given at subscription time (Graph signs nothing else for basic notifications).
 
-A notification says only that something changed, never its new state, so each one becomes a
-``dms.change.notified.v1`` event and an actor fetches the item: the ingress can answer 202 at once,
-within Graph's deadline, whatever the fetch costs. Lifecycle notifications (``missed``,
-``reauthorizationRequired``, ``subscriptionRemoved``) travel the same way with that name as
-``change_type``, so the same actor can resynchronise or renew.
+A notification says only that something changed, never its new state: a SharePoint driveItem notification
+names the subscribed resource (the drive's root) and carries ``resourceData`` with only its ``@odata.type``, no
+item id and usually no notification id. So each one becomes a ``dms.change.notified.v1`` event (its
+``resource_id`` empty unless the vendor sent one) and the actors ask the drive what changed (``delta``): the
+ingress can answer 202 at once, within Graph's deadline, whatever the reading costs. Lifecycle
+notifications (``missed``, ``reauthorizationRequired``, ``subscriptionRemoved``) travel the same way with
+that name as ``change_type``, so the same actor can resynchronise or renew.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ _NOTIFICATION: Json = {
         "lifecycleEvent": _TEXT,
         "tenantId": {"type": ["string", "null"]},
         "id": {"type": ["string", "null"], "description": "Graph's notification id; the event id derives from it."},
-        "resourceData": {"type": ["object", "null"], "properties": {"id": string_schema("The changed item.")},
+        "resourceData": {"type": ["object", "null"],
+                         "properties": {"id": string_schema("The changed item (driveItem notifications have none).")},
                          "additionalProperties": ref("JsonValue")},
     },
     "additionalProperties": ref("JsonValue"),
@@ -70,7 +73,7 @@ WEBHOOK = VendorWebhook(
     description="Microsoft Graph change notifications. A subscription's validation request carries "
                 "`validationToken`, echoed as 200 `text/plain` (the body is then not read); otherwise the "
                 "body is required, every notification's `clientState` is checked, and they become "
-                f"`{EVENT_TYPE}` (the item is fetched later by an actor).",
+                f"`{EVENT_TYPE}` (the actors read what changed from the drive's delta).",
     parameters=({"name": "validationToken", "in": "query", "required": False,
                  "description": "Graph's subscription validation: echoed back as it came.",
                  "schema": {"type": "string", "minLength": 1}},),

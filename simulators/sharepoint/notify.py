@@ -67,7 +67,7 @@ class Notifier(Outbox):
     def submit(self, url: str, body: dict[str, Any]) -> None:
         """Queue one notification POST (never blocks on the network)."""
         self._enqueue({"url": url, "body": body},
-                      {"url": url, "ids": [n.get("id") for n in body.get("value", [])]})
+                      {"url": url, "subscriptions": [n.get("subscriptionId") for n in body.get("value", [])]})
 
     def stats(self) -> dict[str, Any]:
         """Counters and the latest deliveries."""

@@ -46,10 +46,10 @@ class GraphState(DriveTree):
             if sub.expiration <= instant or sub.drive_id != item.drive_id or not self._is_within(item, sub.item_id):
                 continue
             self._notify(sub.notification_url, {"value": [{
-                "id": uuid.uuid4().hex, "subscriptionId": sub.id, "clientState": sub.client_state,
+                "subscriptionId": sub.id, "clientState": sub.client_state,
                 "changeType": "updated", "resource": sub.resource, "tenantId": self._tenant_id,
                 "subscriptionExpirationDateTime": iso(sub.expiration),
-                # As Graph's driveItem notifications: no item id; what changed is found with delta.
+                # As SharePoint's driveItem notifications: no notification id, no item id (delta finds it).
                 "resourceData": {"@odata.type": "#Microsoft.Graph.DriveItem"},
             }]})
 
