@@ -13,13 +13,20 @@ import asyncio
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 
+from connectors.sharepoint.inbound import parse_notifications, validation_token
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
+from tests.support.rabbit import wait_until
+from tests.support.tls import loopback_tls
 
 #: Where the SDK's own deprecation warnings come from (its request builders are imported as they are used).
 _SDK_MODULES = r"(msgraph|kiota_abstractions)(\.|$)"
@@ -46,6 +53,7 @@ with warnings.catch_warnings():
     from msgraph.generated.models.drive_item_uploadable_properties import DriveItemUploadableProperties
     from msgraph.generated.models.folder import Folder
     from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+    from msgraph.generated.models.subscription import Subscription
     from msgraph.generated.models.upload_session import UploadSession
     from msgraph_core import GraphClientFactory
 
@@ -75,6 +83,9 @@ class Sdk:
     """The simulator's base URL and an SDK client factory on it."""
 
     url: str
+    #: An https notification endpoint, and what it received.
+    endpoint: str
+    receiver: Receiver
 
     def run(self, calls: Callable[[GraphServiceClient], Awaitable[T]]) -> T:
         """Run ``calls`` with a fresh GraphServiceClient on the simulator's ``/v1.0`` (the SDK's own HTTP client
@@ -98,12 +109,32 @@ class Sdk:
         return state
 
 
+class Receiver:
+    """An https notification endpoint: echoes Graph's validation token, records notifications."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.app = FastAPI()
+        self.app.post("/notify")(self.notify)
+
+    async def notify(self, request: Request) -> Response:
+        """Echo a validation token, or record a notification."""
+        token = validation_token(request.url.query)
+        if token is not None:
+            return PlainTextResponse(token)
+        self.bodies.append(await request.body())
+        return Response(status_code=202)
+
+
 @pytest.fixture
-def sdk() -> Iterator[Sdk]:
-    """The simulator (pre-authenticated URLs on ``localhost``) and the SDK on it."""
-    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, drives=(DRIVE,), page_size=2,
-                                                    preauth_host="localhost"))) as url:
-        yield Sdk(url)
+def sdk(tmp_path: Path) -> Iterator[Sdk]:
+    """The simulator (pre-authenticated URLs on ``localhost``, trusting the test's authority for notification
+    endpoints), an https notification endpoint, and the SDK on the simulator."""
+    tls, receiver = loopback_tls(tmp_path), Receiver()
+    with serve_in_thread(receiver.app, tls=tls.server) as endpoint, \
+            serve_in_thread(create_app(SimulatorConfig(token=TOKEN, drives=(DRIVE,), page_size=2,
+                                                       preauth_host="localhost", notify_ca_file=tls.ca))) as url:
+        yield Sdk(url, f"{endpoint}/notify", receiver)
 
 
 def folder(name: str, behavior: str = "fail") -> DriveItem:
@@ -266,3 +297,40 @@ def test_a_404_reaches_the_sdk_as_graphs_error_body(sdk: Sdk) -> None:
     assert error.error.code == "itemNotFound" and error.error.message
     inner = error.error.inner_error
     assert inner is not None and inner.request_id and inner.client_request_id and inner.date is not None
+
+
+def test_the_sdk_creates_reads_renews_and_deletes_a_subscription(sdk: Sdk) -> None:
+    expires = datetime.now(UTC) + timedelta(hours=1)
+
+    async def calls(graph: GraphServiceClient) -> dict[str, Any]:
+        created = await graph.subscriptions.post(Subscription(
+            change_type="updated", notification_url=sdk.endpoint, resource=f"drives/{DRIVE}/root",
+            expiration_date_time=expires, client_state="sdk-state"))
+        assert created is not None and created.id is not None
+        one = graph.subscriptions.by_subscription_id(created.id)
+        read = await one.get()
+        await graph.drives.by_drive_id(DRIVE).items.by_drive_item_id("root").children.post(folder("Notified"))
+        renewed = await one.patch(Subscription(expiration_date_time=expires + timedelta(hours=1)))
+        listed = await graph.subscriptions.get()
+        with pytest.raises(ODataError) as below:
+            await graph.subscriptions.post(Subscription(
+                change_type="updated", notification_url=sdk.endpoint, resource=f"drives/{DRIVE}/items/x",
+                expiration_date_time=expires, client_state="sdk-state"))
+        await one.delete()
+        with pytest.raises(ODataError) as gone:
+            await one.get()
+        return {"created": created, "read": read, "renewed": renewed, "listed": listed, "below": below.value,
+                "gone": gone.value}
+
+    got = sdk.run(calls)
+    created = got["created"]
+    assert created.resource == f"drives/{DRIVE}/root" and created.client_state == "sdk-state"
+    assert created.notification_url == sdk.endpoint and created.change_type == "updated"
+    assert got["read"].id == created.id and got["read"].expiration_date_time == created.expiration_date_time
+    assert got["renewed"].expiration_date_time - created.expiration_date_time == timedelta(hours=1)
+    assert [s.id for s in got["listed"].value] == [created.id]
+    assert got["below"].response_status_code == 400 and got["below"].error.code == "InvalidRequest"
+    assert got["gone"].response_status_code == 404
+    assert wait_until(lambda: bool(sdk.receiver.bodies), timeout=10)
+    [notification] = parse_notifications(sdk.receiver.bodies[0])
+    assert notification.subscription_id == created.id and notification.resource_id is None
