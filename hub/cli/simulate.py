@@ -62,6 +62,10 @@ def simulate(config: Config, system: str, host: str, port: int | None, webhook_u
         from simulators.sharepoint import run as run_graph
 
         known = load_policy(settings.policy_file).security_groups.known_groups or []
+        # For local use beside `hub serve` on plain http: notifications may go to loopback over http (Graph
+        # itself notifies https URLs only).
         run_graph(host, port or 8092, SimulatorConfig(token=connections.graph.token.get_secret_value(),
                                                       drives=(connections.graph.drive_id,),
-                                                      groups=tuple(dict.fromkeys([*known, *DEFAULT_GROUPS]))))
+                                                      groups=tuple(dict.fromkeys([*known, *DEFAULT_GROUPS])),
+                                                      http_notification_hosts=frozenset({"127.0.0.1", "::1",
+                                                                                         "localhost"})))
