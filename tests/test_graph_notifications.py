@@ -212,3 +212,31 @@ def test_the_keeper_renews_when_a_third_of_the_lifetime_is_left() -> None:
     late = subscription.model_copy(update={"expiration": moment + timedelta(hours=1)})
     assert keeper.due_in_s(late) == 0.0  # already inside the last third: renew now
     keeper.graph.close()
+
+
+def test_master_data_skips_the_drives_root_and_an_item_deleted_since_the_delta(crosswalk: SqlCrosswalk) -> None:
+    asked: list[str] = []
+
+    def graph_api(request: httpx.Request) -> httpx.Response:
+        """SharePoint's delta lists the root (no parent id); the folder ``gone`` was deleted meanwhile."""
+        asked.append(request.url.path)
+        if request.url.path.endswith("/root/delta"):
+            reference = {"driveId": "workspaces", "driveType": "documentLibrary"}
+            return httpx.Response(200, json={"value": [
+                {"id": "ROOT", "name": "root", "root": {}, "folder": {"childCount": 1}, "parentReference": reference},
+                {"id": "gone", "name": "Gone", "folder": {"childCount": 0},
+                 "parentReference": {**reference, "id": "ROOT"}},
+            ], "@odata.deltaLink": "https://graph.example/v1.0/drives/workspaces/root/delta?token=t2"})
+        return httpx.Response(404, json={"error": {"code": "itemNotFound", "message": "gone"}})
+
+    graph = GraphClient.from_settings(GraphSettings(url="https://graph.example/v1.0"),
+                                      client=httpx.Client(transport=httpx.MockTransport(graph_api)))
+    cursor, emitter = MemoryDeltaCursor(), RecordingEmitter()
+    actor = MasterData(rules=load_mapping(DEFAULT_MAPPING), graph=graph, crosswalk=crosswalk, locks=MemoryLocks(),
+                       store=MemoryMasterDataStore(), cursor=cursor)
+    event = make_event(REGISTRY, type="dms.change.notified.v1", source="graph://sharepoint", data=notified())
+    actor.handle(unit_context(actor.spec, REGISTRY, event, REGISTRY.decode(event.get_type(), event.get_data()),
+                              emitter=emitter))
+    assert asked == ["/v1.0/drives/workspaces/root/delta", "/v1.0/drives/workspaces/items/gone/listItem/fields"]
+    assert cursor.tokens == {"workspaces": "t2"} and emitter.events == []
+    graph.close()

@@ -27,7 +27,7 @@ from actors.master_data.model import (
     to_model,
 )
 from actors.master_data.store import MasterDataStore
-from connectors.sharepoint.client import DeltaTokenExpired, GraphClient
+from connectors.sharepoint.client import DeltaTokenExpired, GraphClient, ItemNotFound
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.events import CloudEvent, extension
@@ -118,7 +118,9 @@ class MasterData:
                 changes = self.graph.delta(None)
             checked = 0
             for item in changes.items:
-                if item.is_folder and not item.is_deleted:
+                # Folders only; not the drive's root (delta lists it, with no parent), not a deleted one.
+                below_root = item.parent_reference is not None and item.parent_reference.id is not None
+                if item.is_folder and below_root and not item.is_deleted:
                     checked += self._workspace_change(item.id, context)
             self.cursor.save(drive, changes.token)
         log.info("workspace changes read", drive_id=drive, items=len(changes.items), workspaces=checked)
@@ -127,7 +129,10 @@ class MasterData:
         """A folder changed: check its taxonomy, merge what it owns, and put back what it does not (the ERP
         owns client and project fields). Returns 1 when the folder is a workspace."""
         event = context.event
-        fields = self.graph.fields(item)
+        try:
+            fields = self.graph.fields(item)
+        except ItemNotFound:
+            return 0  # deleted since the delta was read: the next read reports it
         if fields.get("DocumentClass"):
             return 0  # a classified document, not a workspace: document intake reads it
         version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
