@@ -178,12 +178,15 @@ def running_sandbox(
     drive_id: str = "workspaces",
     erp_api_key: str | None = None,
     docusign_hmac_key: str | None = None,
+    graph_notify_ca: str | None = None,
 ) -> Iterator[Sandbox]:
     """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url`` (with
     ``None`` it posts nothing: the caller publishes the events itself).
 
     With ``erp_api_key`` the ERP asks the ingress's hard-stop check before finalising an invoice; with
-    ``docusign_hmac_key`` DocuSign Connect notifies the ingress's ``docusign-sim`` webhook.
+    ``docusign_hmac_key`` DocuSign Connect notifies the ingress's ``docusign-sim`` webhook. Graph notifies https
+    URLs whose certificate chains to ``graph_notify_ca`` (a PEM file); without one, as the one exception to
+    Graph's rule, it also notifies plain-http URLs on loopback (the demo's ingress).
     """
     base = (ingress_events_url or "").removesuffix("/v1/events")
     webhook = None if ingress_events_url is None else WebhookConfig(
@@ -195,9 +198,9 @@ def running_sandbox(
         url=f"{base}/v1/webhooks/docusign/{DOCUSIGN_SOURCE_ID}", hmac_key=docusign_hmac_key, backoff_s=0.2)
     docusign = docusign_app(DocuSignSimConfig(connect=connect))
     directory = tuple(dict.fromkeys([*groups, *DEFAULT_GROUPS]))
-    # The ingress listens on plain http on loopback: the one exception to Graph's https-only notification URLs.
     graph = graph_app(SimulatorConfig(token=graph_token, drives=(drive_id,), groups=directory,
-                                      faults=graph_faults or FaultPlan(), http_notification_hosts=LOOPBACK))
+                                      faults=graph_faults or FaultPlan(), notify_ca_file=graph_notify_ca,
+                                      http_notification_hosts=LOOPBACK if graph_notify_ca is None else frozenset()))
     with ExitStack() as stack:
         erp_url = stack.enter_context(serve(erp))
         graph_url = stack.enter_context(serve(graph))

@@ -317,7 +317,7 @@ def test_the_subscribe_command_creates_the_graph_subscription_once_and_then_rene
 
     with running_scenario(hub_settings(prefix)) as scenario:
         sandbox = scenario.sandbox
-        url = f"{scenario.ingress_url}/v1/webhooks/graph/sharepoint-sim"
+        url = scenario.graph_webhook_url  # https, as Graph requires
         env = worker_env(prefix, HUB_GRAPH_URL=sandbox.graph_url, HUB_GRAPH_DRIVE_ID=sandbox.drive_id,
                          HUB_GRAPH_CLIENT_STATE=scenario.credentials.graph_client_state)
         first = CliRunner().invoke(main, ["documents", "subscribe", url], env=env)

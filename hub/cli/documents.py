@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import click
 
-from hub.cli.common import Config, log_for_operator, pass_config
+from hub.cli.common import Config, log_for_operator, log_for_server, pass_config
 
 
 @click.group()
@@ -32,7 +32,7 @@ def documents_subscribe(config: Config, notification_url: str, keep: bool, lifet
     from actors.document_intake.subscription import SubscriptionKeeper
     from connectors.sharepoint.client import GraphClient
 
-    log_for_operator(config.settings)
+    (log_for_server if keep else log_for_operator)(config.settings)  # --keep runs as a server: INFO
     state = config.connections.graph.client_state
     if state is None or not state.get_secret_value():
         raise click.UsageError("set HUB_GRAPH_CLIENT_STATE: Graph echoes it so the ingress can check each notification")

@@ -3,9 +3,11 @@ ingress -> RabbitMQ -> workers -> SharePoint simulator and ERP write-back."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from hub.settings import Settings
 from hub.workers import running_worker
 from simulators.kit.faults import FaultPlan
 from simulators.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
+from tests.support.tls import TlsTerminator, loopback_tls
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Scenario:
     sandbox: Sandbox
     ingress_url: str
     credentials: DemoCredentials
+    #: The ingress's Graph webhook over https (the TLS terminator in front of the ingress), as Graph requires.
+    graph_webhook_url: str = ""
 
     def readiness(self, number: str) -> httpx.Response:
         """The hard-stop check, asked as the ERP asks it."""
@@ -92,16 +97,19 @@ def running_scenario(
 ) -> Iterator[Scenario]:
     """Start simulators, ingress and workers; stop them all afterwards.
 
-    ``documents``: the hub also subscribes to the drive's change notifications (document intake).
+    ``documents``: the hub also subscribes to the drive's change notifications (document intake). Graph reaches
+    the ingress over https only (``Scenario.graph_webhook_url``), through a TLS terminator in front of it as in
+    production, whose certificate the simulator trusts.
     """
     credentials = DemoCredentials.generate()
     with ExitStack() as stack:
         sock = stack.enter_context(bound_socket())  # the simulators must know the ingress URL first
+        tls = loopback_tls(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         sandbox = stack.enter_context(running_sandbox(
             serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
             webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
-            docusign_hmac_key=credentials.docusign_key))
+            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca))
         provider, exporter = tracer if tracer else (None, None)
         connections = sandbox_connections(sandbox)
         runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
@@ -109,12 +117,16 @@ def running_scenario(
         stack.callback(runtime.close)
         url = stack.enter_context(serve_in_thread(
             build_ingress(runtime, sources=demo_sources(credentials), tracer_provider=provider), sock=sock))
+        terminator = TlsTerminator(sock.getsockname()[:2], tls)
+        stack.callback(terminator.close)
+        webhook = f"{terminator.url}/v1/webhooks/graph/{GRAPH_SOURCE_ID}"
         stack.enter_context(running_worker(runtime, threads=threads))
         if documents:
             graph = GraphClient.from_settings(connections.graph)
             stack.callback(graph.close)
-            ensure_subscription(graph, f"{url}/v1/webhooks/graph/{GRAPH_SOURCE_ID}", credentials.graph_client_state)
-        yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials)
+            ensure_subscription(graph, webhook, credentials.graph_client_state)
+        yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials,
+                       graph_webhook_url=webhook)
 
 
 def _known_groups(settings: Settings) -> list[str]:

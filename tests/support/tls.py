@@ -1,9 +1,14 @@
 """A certificate authority made for one test run, and a server certificate it signs for loopback: an https
-endpoint a test serves (``serve_in_thread(app, tls=...)``) and a client that trusts only that authority."""
+endpoint a test serves (``serve_in_thread(app, tls=...)``, or :class:`TlsTerminator` in front of a plain-http
+server) and a client that trusts only that authority."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,3 +70,74 @@ def loopback_tls(folder: Path) -> TlsFiles:
     Path(files.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     Path(files.key).write_bytes(_pem(key))
     return files
+
+
+class TlsTerminator:
+    """Accepts https on 127.0.0.1:<port> with ``tls``'s certificate and forwards the plain bytes to ``target``, as a
+    load balancer terminating TLS in front of the ingress does. Runs its own event loop in a daemon thread."""
+
+    def __init__(self, target: tuple[str, int], tls: TlsFiles) -> None:
+        self.target = target
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(tls.cert, tls.key)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tls-terminator", daemon=True)
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._accepted, "127.0.0.1", 0, ssl=self._context), self._loop).result(10)
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>``."""
+        return f"https://127.0.0.1:{self.port}"
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        upstream_writer: asyncio.StreamWriter | None = None
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+            self._writers.add(upstream_writer)
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        except (OSError, asyncio.CancelledError):  # ended by close(): the task ends normally (asyncio's streams
+            pass                                   # callback would log a cancelled one as an error)
+        finally:
+            for end in (writer, upstream_writer):
+                if end is not None:
+                    end.transport.abort()
+                    self._writers.discard(end)
+            self._tasks.discard(task)
+
+    def close(self) -> None:
+        """Stop listening, close every connection, stop the loop."""
+        async def stop() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()  # no TLS goodbye: the peers are going away too
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, ssl.SSLError, RuntimeError):
+            writer.close()
