@@ -23,7 +23,7 @@ from simulators.docusign import create_app as docusign_app
 from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
 from simulators.erp import create_app as erp_app
 from simulators.kit.faults import FaultPlan
-from simulators.sharepoint import DEFAULT_GROUPS, SimulatorConfig
+from simulators.sharepoint import BUILTIN_COLUMNS, DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint import create_app as graph_app
 
 #: Serves an app while the block runs and yields its base URL (``http://host:port``).
@@ -38,6 +38,12 @@ GRAPH_SOURCE_ID = "sharepoint-sim"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 #: The DocuSign account of the simulator.
 DOCUSIGN_ACCOUNT = "acme-firm"
+#: The document columns the firm's workspaces library has (what a user's tool and the signed-document
+#: filing write on files); the workspace metadata columns are the hub's to create.
+DOCUMENT_COLUMNS: tuple[str, ...] = (
+    "DocumentClass", "DocumentState", "ProjectCode", "Milestone", "InvoiceNumber", "ContractValue",
+    "ContractCurrency", "Milestones", "EnvelopeId", "SignedAt",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,9 @@ class Sandbox:
     erp_token: str
     graph_token: str
     drive_id: str
+    #: The SharePoint site and the library (its drive ``drive_id``) holding the workspaces.
+    site_url: str = "https://sim.sharepoint.example/sites/hub"
+    library: str = "workspaces"
     docusign_url: str = ""
     docusign_token: str = "docusign-sim-token"  # noqa: S105 - the simulator's well-known default
     docusign_account: str = DOCUSIGN_ACCOUNT
@@ -175,10 +184,12 @@ def running_sandbox(
     graph_faults: FaultPlan | None = None,
     erp_token: str = "erp-sim-token",  # noqa: S107 - the simulators' well-known defaults
     graph_token: str = "graph-sim-token",  # noqa: S107
-    drive_id: str = "workspaces",
+    library: str = "workspaces",
     erp_api_key: str | None = None,
     docusign_hmac_key: str | None = None,
     graph_notify_ca: str | None = None,
+    labels: Sequence[str] | None = None,
+    columns: Sequence[str] = DOCUMENT_COLUMNS,
 ) -> Iterator[Sandbox]:
     """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url`` (with
     ``None`` it posts nothing: the caller publishes the events itself).
@@ -186,7 +197,9 @@ def running_sandbox(
     With ``erp_api_key`` the ERP asks the ingress's hard-stop check before finalising an invoice; with
     ``docusign_hmac_key`` DocuSign Connect notifies the ingress's ``docusign-sim`` webhook. Graph notifies https
     URLs whose certificate chains to ``graph_notify_ca`` (a PEM file); without one, as the one exception to
-    Graph's rule, it also notifies plain-http URLs on loopback (the demo's ingress).
+    Graph's rule, it also notifies plain-http URLs on loopback (the demo's ingress). SharePoint's
+    site has one library, ``library``, with SharePoint's own columns and ``columns``; the tenant publishes
+    the retention ``labels`` (``None``: any label applies, and the label list is refused).
     """
     base = (ingress_events_url or "").removesuffix("/v1/events")
     webhook = None if ingress_events_url is None else WebhookConfig(
@@ -198,12 +211,16 @@ def running_sandbox(
         url=f"{base}/v1/webhooks/docusign/{DOCUSIGN_SOURCE_ID}", hmac_key=docusign_hmac_key, backoff_s=0.2)
     docusign = docusign_app(DocuSignSimConfig(connect=connect))
     directory = tuple(dict.fromkeys([*groups, *DEFAULT_GROUPS]))
-    graph = graph_app(SimulatorConfig(token=graph_token, drives=(drive_id,), groups=directory,
-                                      faults=graph_faults or FaultPlan(), notify_ca_file=graph_notify_ca,
-                                      http_notification_hosts=LOOPBACK if graph_notify_ca is None else frozenset()))
+    graph = graph_app(SimulatorConfig(
+        token=graph_token, drives=(library,), groups=directory, faults=graph_faults or FaultPlan(),
+        columns=tuple(dict.fromkeys([*BUILTIN_COLUMNS, *columns])),
+        retention_labels=None if labels is None else frozenset(labels), notify_ca_file=graph_notify_ca,
+        http_notification_hosts=LOOPBACK if graph_notify_ca is None else frozenset()))
+    site = graph.state.graph.site
     with ExitStack() as stack:
         erp_url = stack.enter_context(serve(erp))
         graph_url = stack.enter_context(serve(graph))
         docusign_url = stack.enter_context(serve(docusign))
         yield Sandbox(erp_url=erp_url, graph_url=f"{graph_url}/v1.0", erp_token=erp_token,
-                      graph_token=graph_token, drive_id=drive_id, docusign_url=docusign_url)
+                      graph_token=graph_token, drive_id=site.libraries[0].drive_id, site_url=site.web_url,
+                      library=library, docusign_url=docusign_url)

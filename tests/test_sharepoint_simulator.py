@@ -26,8 +26,10 @@ TOKEN = "sim-test-token"
 
 @pytest.fixture
 def sim() -> Iterator[str]:
-    """The simulator's base URL (drives ``workspaces`` and ``archive``), fast notification retries."""
-    config = SimulatorConfig(token=TOKEN, drives=("workspaces", "archive"), notify_backoff_s=0.05,
+    """The simulator's base URL (drives ``workspaces`` and ``archive``, addressed by name; a site granting
+    nothing of its own; any field), fast notification retries."""
+    config = SimulatorConfig(token=TOKEN, drives=("workspaces", "archive"), notify_backoff_s=0.05, graph_ids=False,
+                             site_groups=False, columns=None,
                              http_notification_hosts=frozenset({"127.0.0.1"}))  # its receivers: plain http
     with serve_in_thread(create_app(config)) as url:
         yield url

@@ -23,6 +23,12 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     GET|PATCH /v1.0/drives/{drive-id}/items/{item-id}/listItem/fields
     POST   /v1.0/subscriptions (validationToken handshake first); GET, PATCH, DELETE /v1.0/subscriptions/{id}
            (an https notificationUrl and a drive's root only, as SharePoint requires; notifications name no item)
+    GET    /v1.0/sites/{hostname}:/{server-relative-path}            the site (also /sites/{site-id})
+    GET    /v1.0/sites/{site-id}/drives                              its document libraries
+    GET    /v1.0/drives/{drive-id}/list                              a library's list
+    GET|POST /v1.0/sites/{site-id}/lists/{list-id}/columns           its columns (create: a columnDefinition)
+    GET    /v1.0/groups[?$filter=displayName eq '...']               directory groups (also mail, id); /groups/{id}
+    GET    /v1.0/security/labels/retentionLabels                     the tenant's published retention labels
 
 Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
 errors are Graph's ``{"error": {"code", "message", "innerError"}}`` on every answer (unknown routes, wrong
@@ -57,9 +63,10 @@ from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
 from simulators.sharepoint.changes import change_routes
 from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
-from simulators.sharepoint.model import GraphError, Group, Json, iso
+from simulators.sharepoint.model import GraphError, Group, Json, Site, iso
 from simulators.sharepoint.notify import Notifier
 from simulators.sharepoint.routes import drive_routes, subscription_routes
+from simulators.sharepoint.sites import site_routes
 from simulators.sharepoint.state import GraphState
 from simulators.sharepoint.transfers import Transfers, graph_transfer_routes, preauth_routes
 
@@ -135,9 +142,11 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     notifier = Notifier(backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_max_backoff_s,
                         horizon_s=config.notify_horizon_s, timeout_s=config.notify_timeout_s,
                         verify=config.notify_ca_file)
-    state = GraphState(drives=config.drives, groups=[Group.named(g, config.group_domain) for g in config.groups],
-                       web_base=f"{config.web_host.rstrip('/')}/sites/{config.site}", tenant_id=config.tenant_id,
-                       retention_labels=config.retention_labels, notify=notifier.submit)
+    site = Site.build(web_host=config.web_host, name=config.site, libraries=config.drives,
+                      graph_ids=config.graph_ids, site_groups=config.site_groups)
+    state = GraphState(site=site, groups=[Group.named(g, config.group_domain) for g in config.groups],
+                       tenant_id=config.tenant_id, retention_labels=config.retention_labels,
+                       columns=config.columns, notify=notifier.submit)
     faults = FaultInjector(config.faults)
     transfers = Transfers()
     admin = APIRouter()
@@ -157,6 +166,7 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     api.include_router(graph_transfer_routes(state, config, transfers))
     api.include_router(drive_routes(state, config))
     api.include_router(subscription_routes(state, config))
+    api.include_router(site_routes(state))
     app = simulator_app("Microsoft Graph simulator (SharePoint subset)", api=api, admin=admin, dialect=GRAPH_ERRORS,
                         faults=faults, outbox=notifier, resets=(state.reset, transfers.reset),
                         admin_dependencies=[Depends(_loopback)], docs=False)

@@ -1,4 +1,5 @@
-"""What the Graph simulator knows at start: its token, drives, directory groups, faults and delivery knobs."""
+"""What the Graph simulator knows at start: its token, site, document libraries, directory groups, columns,
+published retention labels, faults and delivery knobs."""
 
 from __future__ import annotations
 
@@ -14,14 +15,33 @@ DEFAULT_GROUPS: tuple[str, ...] = (
     "Finance", "PMO", "Records-Management", "Platform-Team",
 )
 
+#: The columns every SharePoint document library has before anyone adds one (internal names).
+BUILTIN_COLUMNS: tuple[str, ...] = ("Title", "FileLeafRef", "ContentType", "_ExtendedDescription")
+
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """What the simulator knows at start: token, drives, directory, faults and delivery knobs."""
+    """What the simulator knows at start: token, site and libraries, directory, columns, labels, faults and
+    delivery knobs.
+
+    The tenant is as strict as SharePoint by default: drive ids are Graph-like (``b!`` and base64), the site's
+    owners, members and visitors groups hold every library through inheritance, a list-item field must be a
+    column of the library, and (once ``retention_labels`` lists them) only published labels apply. The
+    ``None``/``False`` settings exist for tests about one thing at a time, and say what they give up.
+    """
 
     token: str = "graph-sim-token"  # noqa: S105 - the simulator's well-known default, as in the hub's settings
+    #: The site's document libraries, by name (each is a drive).
     drives: tuple[str, ...] = ("workspaces",)
+    #: Drive ids as Graph makes them (``b!`` + base64 of the site and list ids); ``False``: a drive's id is its
+    #: name (for tests written against a fixed id).
+    graph_ids: bool = True
     groups: tuple[str, ...] = DEFAULT_GROUPS
+    #: The site's Owners, Members and Visitors SharePoint groups hold every library (``False``: the site
+    #: grants nothing of its own, so an item's permissions are only the ones invited on it).
+    site_groups: bool = True
+    #: The columns each library has at start; ``None`` accepts any field name (SharePoint never does).
+    columns: tuple[str, ...] | None = BUILTIN_COLUMNS
     faults: FaultPlan = field(default_factory=FaultPlan)
     web_host: str = "https://sim.sharepoint.example"
     site: str = "hub"
@@ -30,7 +50,8 @@ class SimulatorConfig:
     page_size: int = 200
     #: Host name of pre-authenticated download and upload URLs (None: the host the request came to).
     preauth_host: str | None = None
-    #: Known retention labels; ``None`` accepts any name.
+    #: The retention labels the tenant publishes; ``None`` accepts any name, and the label list then answers
+    #: 403 as it does to an app without records-management permission.
     retention_labels: frozenset[str] | None = None
     validation_timeout_s: float = 10.0
     #: The CA bundle (PEM file) the validation handshake and the notifications trust for https endpoints

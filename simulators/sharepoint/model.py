@@ -1,10 +1,12 @@
-"""The Graph simulator's records: driveItems (folders and files), permissions, groups, subscriptions, errors.
+"""The Graph simulator's records: the site and its libraries, driveItems (folders and files), permissions,
+directory and site groups, columns, subscriptions, errors.
 
 Plain data with their Graph JSON shapes; :mod:`simulators.sharepoint.state` holds them.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from simulators.kit.errors import SimError
 INVALID_NAME_CHARS = frozenset('"*:<>?/\\|')
 #: Namespace of the simulated directory's group ids (stable across runs).
 _GROUP_NAMESPACE = uuid.UUID("5f0c3c51-6a3e-4d0e-9f61-6a1f3b2f1c10")
+#: Namespace of the simulated site's and lists' ids (stable across runs).
+_SITE_NAMESPACE = uuid.UUID("9b1d6c0e-2f4a-4d8b-8e35-0c7a5e2d4f61")
 
 Json = dict[str, Any]
 NotifySink = Callable[[str, Json], None]
@@ -71,20 +75,105 @@ class Group:
         return {"id": self.id, "displayName": self.name, "email": self.email}
 
 
+@dataclass(frozen=True)
+class SiteGroup:
+    """A SharePoint group of the site (its Owners, Members or Visitors), with the role it holds."""
+
+    name: str
+    id: str
+    role: str
+
+    def identity(self) -> Json:
+        """The group as a ``sharePointIdentity`` (``siteGroup``)."""
+        return {"id": self.id, "displayName": self.name, "loginName": self.name}
+
+
+@dataclass(frozen=True)
+class Library:
+    """A document library of the site: a list whose drive holds the files."""
+
+    name: str
+    drive_id: str
+    list_id: str
+
+
+@dataclass(frozen=True)
+class Site:
+    """The simulated SharePoint site: where it is, its id (``host,site-collection-guid,web-guid``), its
+    libraries and its own groups."""
+
+    hostname: str
+    path: str
+    id: str
+    web_url: str
+    libraries: tuple[Library, ...]
+    groups: tuple[SiteGroup, ...]
+
+    @classmethod
+    def build(cls, *, web_host: str, name: str, libraries: tuple[str, ...], graph_ids: bool,
+              site_groups: bool) -> Site:
+        """The site ``/sites/<name>`` on ``web_host`` with its libraries (ids derived from the names)."""
+        hostname = web_host.split("://", 1)[-1].strip("/")
+        collection = uuid.uuid5(_SITE_NAMESPACE, f"{hostname}/sites/{name}")
+        web = uuid.uuid5(collection, "web")
+        made = []
+        for library in libraries:
+            list_id = uuid.uuid5(collection, f"list:{library.casefold()}")
+            drive_id = ("b!" + base64.urlsafe_b64encode(collection.bytes + list_id.bytes).decode().rstrip("=")
+                        if graph_ids else library)
+            made.append(Library(name=library, drive_id=drive_id, list_id=str(list_id)))
+        title = name[:1].upper() + name[1:]
+        groups = (SiteGroup(f"{title} Owners", "3", "owner"), SiteGroup(f"{title} Members", "5", "write"),
+                  SiteGroup(f"{title} Visitors", "4", "read")) if site_groups else ()
+        return cls(hostname=hostname, path=f"sites/{name}", id=f"{hostname},{collection},{web}",
+                   web_url=f"{web_host.rstrip('/')}/sites/{name}", libraries=tuple(made), groups=groups)
+
+    def library(self, drive_id: str) -> Library | None:
+        """The library whose drive this is."""
+        return next((lib for lib in self.libraries if lib.drive_id == drive_id), None)
+
+    def to_json(self) -> Json:
+        """The Graph ``site`` resource."""
+        return {"id": self.id, "name": self.path.rsplit("/", 1)[-1], "displayName": self.path.rsplit("/", 1)[-1],
+                "webUrl": self.web_url, "siteCollection": {"hostname": self.hostname}}
+
+
 @dataclass
 class Permission:
-    """One granted role set of one group on one item."""
+    """One granted role set of one directory group (invited) or site group (the site's own) on one item."""
 
     id: str
-    group: Group
+    group: Group | SiteGroup
     roles: list[str]
     sign_in_required: bool
 
+    def to_json(self, inherited_from: Json | None = None) -> Json:
+        """The Graph ``permission`` resource; ``inherited_from``: the item it is inherited from."""
+        body: Json
+        if isinstance(self.group, SiteGroup):
+            body = {"id": self.id, "roles": list(self.roles), "grantedToV2": {"siteGroup": self.group.identity()}}
+        else:
+            body = {"id": self.id, "roles": list(self.roles), "grantedToV2": {"group": self.group.identity()},
+                    "grantedToIdentitiesV2": [{"group": self.group.identity()}],
+                    "invitation": {"email": self.group.email, "signInRequired": self.sign_in_required}}
+        if inherited_from is not None:
+            body["inheritedFrom"] = inherited_from
+        return body
+
+
+@dataclass
+class Column:
+    """A column (``columnDefinition``) of a library's list."""
+
+    id: str
+    name: str
+    definition: Json
+
     def to_json(self) -> Json:
-        """The Graph ``permission`` resource."""
-        return {"id": self.id, "roles": list(self.roles), "grantedToV2": {"group": self.group.identity()},
-                "grantedToIdentitiesV2": [{"group": self.group.identity()}],
-                "invitation": {"email": self.group.email, "signInRequired": self.sign_in_required}}
+        """The Graph ``columnDefinition`` resource."""
+        return {"displayName": self.name, "description": "", "enforceUniqueValues": False, "hidden": False,
+                "indexed": False, "readOnly": False, "required": False, "columnGroup": "Custom Columns",
+                **self.definition, "id": self.id, "name": self.name}
 
 
 @dataclass
@@ -99,6 +188,8 @@ class Item:
     modified: datetime
     list_item_id: str
     version: int = 1
+    #: Whether the item takes its permissions from its parent (every new item does, until an ``invite``).
+    inherits: bool = True
     permissions: dict[str, Permission] = field(default_factory=dict)
     label: Json | None = None
     fields: Json = field(default_factory=dict)

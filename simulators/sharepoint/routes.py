@@ -58,7 +58,7 @@ def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
     @router.get("/drives/{drive_id}")
     def get_drive(drive_id: str) -> Json:
         root = state.item(drive_id, "root")
-        return {"id": drive_id, "name": drive_id, "driveType": "documentLibrary",
+        return {"id": drive_id, "name": state.drive_name(drive_id), "driveType": "documentLibrary",
                 "webUrl": state.web_url(drive_id, ""), "createdDateTime": iso(root.created)}
 
     @router.get("/drives/{drive_id}/root")
@@ -135,11 +135,11 @@ def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
 
     @router.get("/drives/{drive_id}/items/{item_id}/permissions")
     def list_permissions(drive_id: str, item_id: str) -> Json:
-        return {"value": [p.to_json() for p in state.permissions(drive_id, item_id)]}
+        return {"value": state.permissions(drive_id, item_id)}
 
     @router.get("/drives/{drive_id}/items/{item_id}/permissions/{permission_id}")
     def get_permission(drive_id: str, item_id: str, permission_id: str) -> Json:
-        return state.permission(drive_id, item_id, permission_id).to_json()
+        return state.permission(drive_id, item_id, permission_id)
 
     @router.delete("/drives/{drive_id}/items/{item_id}/permissions/{permission_id}", status_code=204)
     def delete_permission(drive_id: str, item_id: str, permission_id: str) -> Response:

@@ -1,11 +1,17 @@
 """The Graph simulator's state: the drive tree (:mod:`simulators.sharepoint.drive`) with what Graph layers
-on its items: permissions, retention labels, list-item fields, subscriptions and their change
-notifications, and the admin views.
+on its items: permissions (inherited from the site until an ``invite``), retention labels, list-item fields
+checked against the library's columns, subscriptions and their change notifications, the site, its
+libraries and the directory's groups, and the admin views.
 
 Every change to an item hands one change notification per matching live subscription to the ``notify``
-sink. Deliberate simplifications: no permission inheritance, and every ``invite`` records a new
-permission even for a group that already holds one (SharePoint would merge them), so a client that
-grants twice leaves a visible duplicate.
+sink.
+
+Permissions: each library's root holds the site's Owners, Members and Visitors groups; every new item
+inherits its parent's permissions, shown with ``inheritedFrom`` naming the item that holds them. An
+``invite`` on an inheriting item breaks the inheritance first, as SharePoint does: the inherited grants
+become direct ones (new ids), then the invited one is added. Inherited permissions cannot be deleted.
+Deliberate simplification: every ``invite`` records a new permission even for a group that already holds
+one (SharePoint would merge them), so a client that grants twice leaves a visible duplicate.
 """
 
 from __future__ import annotations
@@ -15,29 +21,74 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from simulators.sharepoint.drive import DriveTree
-from simulators.sharepoint.model import GraphError, Group, Item, Json, NotifySink, Permission, Subscription, iso, now
+from simulators.sharepoint.model import (
+    Column,
+    GraphError,
+    Group,
+    Item,
+    Json,
+    NotifySink,
+    Permission,
+    Site,
+    Subscription,
+    iso,
+    now,
+)
+
+#: Column type facets a ``columnDefinition`` may carry (exactly one).
+COLUMN_TYPES = frozenset({"boolean", "calculated", "choice", "currency", "dateTime", "lookup", "number",
+                          "personOrGroup", "text", "hyperlinkOrPicture", "term"})
 
 
 class GraphState(DriveTree):
     """Every drive, item and subscription of one simulator, behind one lock."""
 
-    def __init__(self, *, drives: Iterable[str], groups: Iterable[Group], web_base: str, tenant_id: str,
-                 retention_labels: frozenset[str] | None, notify: NotifySink) -> None:
+    def __init__(self, *, site: Site, groups: Iterable[Group], tenant_id: str,
+                 retention_labels: frozenset[str] | None, columns: tuple[str, ...] | None,
+                 notify: NotifySink) -> None:
+        self.site = site
         self._groups = tuple(groups)
         self._tenant_id = tenant_id
         self._labels = retention_labels
+        self._columns = columns
         self._notify = notify
-        super().__init__(drives=drives, web_base=web_base)
+        super().__init__(drives=[lib.drive_id for lib in site.libraries], web_base=site.web_url)
 
     def reset(self) -> None:
-        """Forget every item, subscription and counter; recreate the drives' roots."""
+        """Forget every item, subscription, added column and counter; recreate the drives' roots, holding
+        the site's groups."""
         with self._lock:
             self.subscriptions: dict[str, Subscription] = {}
             self.invites: Counter[str] = Counter()
             self.calls: Counter[str] = Counter()
             super().reset()
+            self.columns: dict[str, dict[str, Column]] = {}
+            for library in self.site.libraries:
+                root = self.items[self.roots[library.drive_id]]
+                root.inherits = False
+                for site_group in self.site.groups:
+                    permission = Permission(id=uuid.uuid4().hex, group=site_group, roles=[site_group.role],
+                                            sign_in_required=True)
+                    root.permissions[permission.id] = permission
+                self.columns[library.drive_id] = {
+                    name.casefold(): Column(id=str(uuid.uuid5(uuid.UUID(library.list_id), name)), name=name,
+                                            definition={"text": {}}) for name in self._columns or ()}
+
+    def drive_name(self, drive_id: str) -> str:
+        """The name of the library whose drive this is (404 ``itemNotFound`` for an unknown drive)."""
+        library = self.site.library(drive_id)
+        if library is None:
+            raise GraphError(404, "itemNotFound", "The resource could not be found.")
+        return library.name
+
+    def web_url(self, drive_id: str, path: str) -> str:
+        """``https://<host>/sites/<site>/<library>/<path>``, percent-encoded."""
+        library = self.site.library(drive_id)
+        base = f"{self.site.web_url}/{quote(library.name if library else drive_id, safe='')}"
+        return f"{base}/{quote(path, safe='/')}" if path else base
 
     def _changed(self, item: Item) -> None:
         """Hand one notification per live subscription covering ``item`` to the sink."""
@@ -61,10 +112,22 @@ class GraphState(DriveTree):
         for group in self._groups:
             if group.matches(recipient):
                 return group
-        raise GraphError(400, "invalidRequest", f"One or more users could not be resolved: {recipient}")
+        raise GraphError(400, "invalidRequest", "One or more users could not be resolved.")
+
+    def _holder(self, item: Item) -> Item:
+        """The item whose permissions ``item`` has: itself, or the nearest ancestor that does not inherit."""
+        while item.inherits and item.parent_id is not None:
+            item = self.items[item.parent_id]
+        return item
+
+    def _reference(self, item: Item) -> Json:
+        path = self.path_of(item)
+        return {"driveId": item.drive_id, "driveType": "documentLibrary", "id": item.id,
+                "path": f"/drives/{item.drive_id}/root:" + (f"/{path}" if path else "")}
 
     def invite(self, drive_id: str, item_id: str, body: Json) -> list[Permission]:
-        """Grant ``roles`` on the item to every recipient (each must be a known group)."""
+        """Grant ``roles`` on the item to every recipient (each must be a known group); an item that
+        inherits its permissions gets the inherited ones as direct ones first."""
         roles, recipients = body.get("roles"), body.get("recipients")
         if not isinstance(roles, list) or not roles or any(r not in {"read", "write"} for r in roles):
             raise GraphError(400, "invalidRequest", "roles must be a non-empty list of 'read' or 'write'")
@@ -75,34 +138,105 @@ class GraphState(DriveTree):
             item = self.item(drive_id, item_id)
             if item.parent_id is None:
                 raise GraphError(403, "accessDenied", "permissions of a drive's root cannot be changed")
+            if item.inherits:
+                inherited = list(self._holder(item).permissions.values())
+                item.permissions = {}
+                for permission in inherited:
+                    copy = Permission(id=uuid.uuid4().hex, group=permission.group, roles=list(permission.roles),
+                                      sign_in_required=permission.sign_in_required)
+                    item.permissions[copy.id] = copy
+                item.inherits = False
             granted = [Permission(id=uuid.uuid4().hex, group=g, roles=sorted(set(roles)),
                                   sign_in_required=bool(body.get("requireSignIn", True))) for g in groups]
             for permission in granted:
                 item.permissions[permission.id] = permission
-            self.invites[f"{drive_id}/{self.path_of(item)}"] += len(granted)
+            self.invites[f"{self.drive_name(drive_id)}/{self.path_of(item)}"] += len(granted)
             self._touch(item)
             return granted
 
-    def permissions(self, drive_id: str, item_id: str) -> list[Permission]:
-        """The item's permissions in grant order."""
+    def permissions(self, drive_id: str, item_id: str) -> list[Json]:
+        """The item's permissions in grant order, as Graph shows them (``inheritedFrom`` on inherited ones)."""
         with self._lock:
-            return list(self.item(drive_id, item_id).permissions.values())
+            item = self.item(drive_id, item_id)
+            holder = self._holder(item)
+            source = None if holder is item else self._reference(holder)
+            return [p.to_json(source) for p in holder.permissions.values()]
 
-    def permission(self, drive_id: str, item_id: str, permission_id: str) -> Permission:
+    def permission(self, drive_id: str, item_id: str, permission_id: str) -> Json:
         """One permission, else 404 ``itemNotFound``."""
-        with self._lock:
-            found = self.item(drive_id, item_id).permissions.get(permission_id)
-            if found is None:
-                raise GraphError(404, "itemNotFound", "The permission could not be found.")
-            return found
+        found = next((p for p in self.permissions(drive_id, item_id) if p["id"] == permission_id), None)
+        if found is None:
+            raise GraphError(404, "itemNotFound", "The permission could not be found.")
+        return found
 
     def delete_permission(self, drive_id: str, item_id: str, permission_id: str) -> None:
-        """Remove one permission, else 404 ``itemNotFound``."""
+        """Remove one direct permission; 404 ``itemNotFound`` when there is none, 400 when it is inherited."""
         with self._lock:
-            self.permission(drive_id, item_id, permission_id)
+            found = self.permission(drive_id, item_id, permission_id)
+            if "inheritedFrom" in found:
+                raise GraphError(400, "invalidRequest", "Only permissions that are not inherited can be deleted; "
+                                 "this one is inherited from " + str(found["inheritedFrom"]["path"]))
             item = self.item(drive_id, item_id)
+            if item.parent_id is None:
+                raise GraphError(403, "accessDenied", "permissions of a drive's root cannot be changed")
             del item.permissions[permission_id]
             self._touch(item)
+
+    # -- directory groups, columns and published labels -----------------------------------------
+
+    def groups(self) -> list[Group]:
+        """Every group of the directory."""
+        return list(self._groups)
+
+    def group(self, group_id: str) -> Group:
+        """One directory group by id, else 404 ``Request_ResourceNotFound``."""
+        found = next((g for g in self._groups if g.id.casefold() == group_id.casefold()), None)
+        if found is None:
+            raise GraphError(404, "Request_ResourceNotFound",
+                             f"Resource '{group_id}' does not exist or one of its queried reference-property "
+                             "objects are not present.")
+        return found
+
+    def _library_columns(self, list_id: str) -> dict[str, Column]:
+        library = next((lib for lib in self.site.libraries if lib.list_id.casefold() == list_id.casefold()), None)
+        if library is None:
+            raise GraphError(404, "itemNotFound", "The list could not be found.")
+        return self.columns[library.drive_id]
+
+    def list_columns(self, list_id: str) -> list[Column]:
+        """The list's columns, built-in ones first."""
+        with self._lock:
+            return list(self._library_columns(list_id).values())
+
+    def add_column(self, list_id: str, body: Json) -> Column:
+        """Create a column from a ``columnDefinition``: a name of letters, digits and ``_``, one type facet."""
+        name = body.get("name")
+        if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() or name[0].isdigit():
+            raise GraphError(400, "invalidRequest", "name must be letters, digits and '_', not starting with a digit")
+        facets = sorted(k for k in body if k in COLUMN_TYPES)
+        if len(facets) != 1 or not isinstance(body[facets[0]], dict):
+            raise GraphError(400, "invalidRequest", "a column definition needs exactly one type facet, such as 'text'")
+        with self._lock:
+            columns = self._library_columns(list_id)
+            if name.casefold() in columns:
+                raise GraphError(400, "invalidRequest", f'A duplicate field name "{name}" was found.')
+            display = body.get("displayName")
+            column = Column(id=str(uuid.uuid4()), name=name, definition={
+                facets[0]: dict(body[facets[0]]), "displayName": display if isinstance(display, str) else name,
+                "description": str(body.get("description") or "")})
+            columns[name.casefold()] = column
+            return column
+
+    def published_labels(self) -> list[Json]:
+        """The tenant's retention labels (``security.retentionLabel``); 403 when the simulator was given none."""
+        if self._labels is None:
+            raise GraphError(403, "Forbidden", "The caller does not have permission to read retention labels "
+                             "(RecordsManagement.Read.All, delegated).")
+        return [{"id": str(uuid.uuid5(uuid.UUID(self._tenant_id), name)), "displayName": name,
+                 "behaviorDuringRetentionPeriod": "retain", "actionAfterRetentionPeriod": "none",
+                 "retentionTrigger": "dateLabeled", "defaultRecordBehavior": "startUnlocked", "isInUse": True,
+                 "descriptionForUsers": None, "descriptionForAdmins": None}
+                for name in sorted(self._labels)]
 
     # -- retention labels and fields ----------------------------------------------------------
 
@@ -117,7 +251,7 @@ class GraphState(DriveTree):
         if not isinstance(name, str) or not name.strip():
             raise GraphError(400, "invalidRequest", "name must be a non-empty string")
         if self._labels is not None and name not in self._labels:
-            raise GraphError(400, "invalidRequest", f"retention label {name!r} does not exist")
+            raise GraphError(400, "invalidRequest", f"The retention label '{name}' is not published to this site.")
         with self._lock:
             item = self.item(drive_id, item_id)
             first = item.label is None
@@ -149,6 +283,10 @@ class GraphState(DriveTree):
             raise GraphError(400, "invalidRequest", f"field(s) not updatable: {', '.join(bad)}")
         with self._lock:
             item = self.item(drive_id, item_id)
+            columns = self.columns.get(drive_id, {})
+            unknown = next((k for k in values if self._columns is not None and k.casefold() not in columns), None)
+            if unknown is not None:
+                raise GraphError(400, "invalidRequest", f"Field '{unknown}' is not recognized")
             item.fields.update(values)
             self._touch(item)
             return self.fields_of(drive_id, item_id)
@@ -218,7 +356,7 @@ class GraphState(DriveTree):
                         "mimeType": item.mime_type,
                         "webUrl": self.web_url(drive_id, self.path_of(item)),
                         "permissions": [{"id": p.id, "group": p.group.name, "roles": list(p.roles)}
-                                        for p in item.permissions.values()],
+                                        for p in item.permissions.values() if isinstance(p.group, Group)],
                         "retentionLabel": item.label["name"] if item.label else None,
                         "fields": dict(item.fields),
                     }
@@ -227,12 +365,24 @@ class GraphState(DriveTree):
                                     "deleted": sorted(t.id for t in self.tombstones.values()
                                                       if t.drive_id == drive_id)}
             return {"drives": drives, "groups": [g.identity() for g in self._groups],
+                    "site": {**self.site.to_json(),
+                             "groups": [g.identity() | {"role": g.role} for g in self.site.groups],
+                             "drives": {lib.drive_id: lib.name for lib in self.site.libraries}},
                     "subscriptions": [s.to_json() for s in self.subscriptions.values()]}
 
     def request_counts(self) -> Json:
         """Committed folder creates, 409 conflicts, file uploads (creates and replacements) and deletes
         per path; invites per item path; calls."""
         with self._lock:
-            return {"creates": dict(self.creates), "conflicts": dict(self.conflicts),
-                    "invites": dict(self.invites), "uploads": dict(self.uploads), "deletes": dict(self.deletes),
-                    "calls": dict(self.calls)}
+            return {"creates": self._named(self.creates), "conflicts": self._named(self.conflicts),
+                    "invites": dict(self.invites), "uploads": self._named(self.uploads),
+                    "deletes": self._named(self.deletes), "calls": dict(self.calls)}
+
+    def _named(self, counts: Counter[str]) -> dict[str, int]:
+        """Counts keyed ``<drive id>/<path>`` keyed ``<library name>/<path>`` instead."""
+        names = {lib.drive_id: lib.name for lib in self.site.libraries}
+        named: dict[str, int] = {}
+        for key, count in counts.items():
+            drive_id, sep, path = key.partition("/")
+            named[f"{names.get(drive_id, drive_id)}{sep}{path}"] = count
+        return named
