@@ -44,8 +44,14 @@ class GraphSettings(BaseSettings):
     url: HttpUrl = Field(default="http://127.0.0.1:8092/v1.0",
                          description="Base URL of Microsoft Graph, or of its simulator.")
     token: SecretStr = Field(default=SecretStr("graph-sim-token"), description="Bearer token for Graph.")
-    drive_id: str = Field(default="workspaces", min_length=1,
-                          description="Drive (document library) holding workspaces.")
+    site_url: HttpUrl = Field(default="https://sim.sharepoint.example/sites/hub",
+                              description="The SharePoint site holding the workspaces library, as its URL.")
+    library: str = Field(default="workspaces", min_length=1,
+                         description="The document library (drive) holding the workspaces, by name.")
+    # A firm whose library shares its name with another one of the site (SharePoint allows two libraries
+    # with one title in different URLs) names the drive by id; otherwise the id is found from the name.
+    drive_id: str | None = Field(default=None, min_length=1,
+                                 description="The library's drive id (b!...), overriding the lookup by name.")
     client_state: SecretStr | None = Field(
         default=None, description="clientState of the hub's Graph change-notification subscription.")
 

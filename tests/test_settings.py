@@ -24,7 +24,7 @@ def test_defaults_point_at_the_local_servers() -> None:
     assert config.settings.redis_url == "redis://127.0.0.1:6379/0"
     assert config.settings.embedded == "auto"
     assert config.connections.erp.url == "http://127.0.0.1:8091"
-    assert config.connections.graph.drive_id == "workspaces"
+    assert config.connections.graph.library == "workspaces" and config.connections.graph.drive_id is None
 
 
 def test_an_unknown_hub_variable_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

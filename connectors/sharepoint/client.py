@@ -1,5 +1,11 @@
 """Microsoft Graph client for SharePoint workspaces: idempotent "ensure" operations on one drive.
 
+Found by name, granted by id: the drive is the document library named ``library`` of the site at
+``site_url`` (``GET /sites/{hostname}:/{path}``, then ``GET /sites/{site-id}/drives``), unless a drive id is
+given; groups are looked up by display name (``GET /groups?$filter=displayName eq '...'``, a quote in the
+name doubled) or mail address, and invited by object id. Each id is looked up once per client (one per
+process) and kept.
+
 Past 400 lines on purpose: one client for the one Graph subset the hub uses; split by resource it would
 scatter the look-before-write rule below across modules.
 
@@ -32,7 +38,7 @@ import copy
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote, unquote
@@ -42,7 +48,10 @@ from opentelemetry import trace
 
 from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
 from connectors.sharepoint.models import (
+    ColumnDefinition,
     DeltaResult,
+    DirectoryGroup,
+    Drive,
     DriveItem,
     FileFacet,
     FolderFacet,
@@ -51,6 +60,7 @@ from connectors.sharepoint.models import (
     ItemReference,
     Permission,
     RetentionLabel,
+    Site,
     Subscription,
 )
 from hub.errors import UpstreamRejected, UpstreamUnavailable
@@ -58,8 +68,9 @@ from hub.errors import UpstreamRejected, UpstreamUnavailable
 if TYPE_CHECKING:
     from connectors.settings import GraphSettings
 
-__all__ = ["DeltaResult", "DeltaTokenExpired", "DriveItem", "FileFacet", "FolderFacet", "GraphClient", "Identity",
-           "IdentitySet", "ItemNotFound", "ItemReference", "Permission", "RetentionLabel", "Subscription"]
+__all__ = ["ColumnDefinition", "DeltaResult", "DeltaTokenExpired", "DirectoryGroup", "Drive", "DriveItem", "FileFacet",
+           "FolderFacet", "GraphClient", "GroupNotFound", "Identity", "IdentitySet", "ItemNotFound", "ItemReference",
+           "LabelNotPublished", "Permission", "RetentionLabel", "Site", "Subscription"]
 
 Role = Literal["read", "write"]
 #: Characters SharePoint refuses in a folder name (``:`` would also break path addressing).
@@ -76,6 +87,14 @@ UPLOAD_FRAGMENT = 10 * FRAGMENT_UNIT
 
 class ItemNotFound(UpstreamRejected):
     """Graph answered 404 (``itemNotFound``): no such item, permission or drive."""
+
+
+class GroupNotFound(UpstreamRejected):
+    """No directory group has the name (or mail address) a grant names: it cannot be granted."""
+
+
+class LabelNotPublished(UpstreamRejected):
+    """SharePoint refused a retention label (400): the tenant does not publish it to the site."""
 
 
 class DeltaTokenExpired(UpstreamRejected):
@@ -135,15 +154,17 @@ def _next_expected(status: Mapping[str, Any], total: int, shown: str) -> int:
     return int(start)
 
 
-def _recipient(group: str) -> dict[str, str]:
-    """A ``driveRecipient`` for a group given by mail address, object id or name (alias)."""
-    if "@" in group:
-        return {"email": group}
+def _is_object_id(group: str) -> bool:
     try:
         uuid.UUID(group)
     except ValueError:
-        return {"alias": group}
-    return {"objectId": group}
+        return False
+    return True
+
+
+def odata_literal(text: str) -> str:
+    """``text`` as an OData string literal: in single quotes, a quote inside doubled (``'O''Brien'``)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _graph_error(response: httpx.Response) -> tuple[str, str]:
@@ -160,10 +181,30 @@ def _graph_error(response: httpx.Response) -> tuple[str, str]:
 class GraphClient:
     """One drive of Microsoft Graph (SharePoint document library), through the shared HTTP policy."""
 
-    def __init__(self, http: Http, *, drive_id: str) -> None:
+    def __init__(self, http: Http, *, drive_id: str | None = None, site_url: str | None = None,
+                 library: str | None = None) -> None:
+        if drive_id is None and not (site_url and library):
+            raise ValueError("a drive id, or a site URL and a library name, is required")
         self.http = http
-        self.drive_id = drive_id
-        self._drive = f"drives/{quote(drive_id, safe='')}"
+        self.site_url, self.library = site_url, library
+        self._drive_id = drive_id
+        self._site_id: str | None = None
+        self._list_id: str | None = None
+        self._group_ids: dict[str, str] = {}
+        self._columns: set[str] | None = None
+        self._labels: frozenset[str] | None = None
+        self._labels_read = False
+
+    @property
+    def drive_id(self) -> str:
+        """The library's drive id: as configured, or looked up by the library's name on first use."""
+        if self._drive_id is None:
+            self._drive_id = self._find_drive()
+        return self._drive_id
+
+    @property
+    def _drive(self) -> str:
+        return f"drives/{quote(self.drive_id, safe='')}"
 
     @classmethod
     def from_settings(
@@ -191,7 +232,7 @@ class GraphClient:
             client.headers.setdefault("Authorization", headers["Authorization"])
         http = Http(client, target="graph", retry=retry, breaker=breaker, sleep=sleep,
                     tracer_provider=tracer_provider)
-        return cls(http, drive_id=settings.drive_id)
+        return cls(http, drive_id=settings.drive_id, site_url=settings.site_url, library=settings.library)
 
     def close(self) -> None:
         """Close the underlying ``httpx.Client``."""
@@ -238,6 +279,112 @@ class GraphClient:
             values.extend(body.get("value", []))
             next_url, params = body.get("@odata.nextLink"), None  # the link carries the query
         raise UpstreamRejected(f"graph: more than {_MAX_PAGES} pages at {url}")
+
+    # -- the site, its library and the directory ---------------------------------------------
+
+    def site(self) -> Site:
+        """The site at ``site_url`` (``GET /sites/{hostname}:/{server-relative-path}``)."""
+        if not self.site_url:
+            raise UpstreamRejected("graph: no SharePoint site URL is configured")
+        url = httpx.URL(self.site_url)
+        path = url.path.strip("/")
+        reference = f"sites/{url.host}:/{quote(path)}" if path else f"sites/{url.host}"
+        site = Site.model_validate(self._send("GET", reference).json())
+        self._site_id = site.id
+        return site
+
+    def site_id(self) -> str:
+        """The site's id, looked up once."""
+        return self._site_id or self.site().id
+
+    def _find_drive(self) -> str:
+        drives = [Drive.model_validate(v) for v in self._collect(f"sites/{quote(self.site_id(), safe=',')}/drives")]
+        wanted = (self.library or "").casefold()
+        found = [d for d in drives if d.name.casefold() == wanted]
+        if len(found) != 1:
+            names = ", ".join(sorted(d.name for d in drives)) or "none"
+            raise UpstreamRejected(f"graph: the site {self.site_url} has {len(found) or 'no'} document libraries "
+                                   f"named {self.library!r} (it has: {names})")
+        return found[0].id
+
+    def list_id(self) -> str:
+        """The id of the library's list (``GET /drives/{drive-id}/list``), looked up once."""
+        if self._list_id is None:
+            self._list_id = str(self._send("GET", f"{self._drive}/list").json()["id"])
+        return self._list_id
+
+    def group_id(self, group: str) -> str:
+        """The object id of the directory group named ``group`` (display name or mail address; an object id
+        is returned as it is), looked up once; :class:`GroupNotFound` when none or several match."""
+        if _is_object_id(group):
+            return group
+        key = group.casefold()
+        if key not in self._group_ids:
+            field = "mail" if "@" in group else "displayName"
+            found = [DirectoryGroup.model_validate(v) for v in self._collect(
+                "groups", {"$filter": f"{field} eq {odata_literal(group)}", "$select": "id,displayName,mail"})]
+            if len(found) != 1:
+                raise GroupNotFound(f"graph: invalidRequest: {len(found) or 'no'} directory groups have the "
+                                    f"{field} {group!r}, so it cannot be granted")
+            self._group_ids[key] = found[0].id
+        return self._group_ids[key]
+
+    # -- columns and published retention labels -----------------------------------------------
+
+    def _columns_url(self) -> str:
+        return f"sites/{quote(self.site_id(), safe=',')}/lists/{quote(self.list_id(), safe='')}/columns"
+
+    def columns(self) -> list[ColumnDefinition]:
+        """The library's columns (``GET /sites/{site-id}/lists/{list-id}/columns``)."""
+        return [ColumnDefinition.model_validate(v) for v in self._collect(self._columns_url())]
+
+    def ensure_columns(self, names: Collection[str]) -> list[str]:
+        """Create each of ``names`` the library lacks, as a text column; returns those it created.
+
+        SharePoint refuses a list-item field the library has no column for (400 "Field 'X' is not
+        recognized"), so metadata is written only after this. The names known to exist are kept, so a
+        later call with no new name sends nothing; a create answered 400 or 409 (a duplicate: a lost
+        answer of an earlier attempt, or another worker) is checked by listing again.
+        """
+        wanted = list(dict.fromkeys(names))
+        if self._columns is None or any(n.casefold() not in self._columns for n in wanted):
+            self._columns = {c.name.casefold() for c in self.columns()}
+        created: list[str] = []
+        for name in wanted:
+            if name.casefold() in self._columns:
+                continue
+            response = self._send("POST", self._columns_url(), accept=frozenset({400, 409}),
+                                  json={"name": name, "displayName": name, "text": {}})
+            if response.is_success:
+                created.append(name)
+            elif name.casefold() not in {c.name.casefold() for c in self.columns()}:
+                code, message = _graph_error(response)
+                raise UpstreamRejected(f"graph: the column {name!r} cannot be created: {code}: {message}")
+            self._columns.add(name.casefold())
+        return created
+
+    def published_labels(self, *, refresh: bool = False) -> frozenset[str] | None:
+        """The names of the retention labels the tenant publishes, read once (``refresh``: again); None when
+        Graph does not let this app read them.
+
+        Route: ``GET /security/labels/retentionLabels`` (Graph v1.0, "List retentionLabels",
+        https://learn.microsoft.com/graph/api/security-labelsroot-list-retentionlabel), which needs
+        ``RecordsManagement.Read.All``. The page documents it for delegated sign-in only, so an app signed in
+        with client credentials may be answered 403: then the labels cannot be checked ahead, and only the
+        label PATCH says one is not published (:class:`LabelNotPublished`).
+        """
+        if refresh or not self._labels_read:
+            response = self._send("GET", "security/labels/retentionLabels", accept=frozenset({403}))
+            if response.status_code == 403:
+                self._labels = None
+            else:
+                body = response.json()
+                values = list(body.get("value", []))
+                if body.get("@odata.nextLink"):
+                    values += self._collect(str(body["@odata.nextLink"]))
+                self._labels = frozenset(str(v.get("displayName")) for v in values if v.get("displayName"))
+            self._labels_read = True
+        return self._labels
 
     # -- items --------------------------------------------------------------------------------
 
@@ -391,17 +538,20 @@ class GraphClient:
         """
         if role not in ("read", "write"):
             raise ValueError(f"role must be 'read' or 'write', not {role!r}")
-        own = [p for p in self.grants(item_id) if p.grants_only(group)]
+        object_id = self.group_id(group)
+        own = [p for p in self.grants(item_id) if p.grants_only(group) or p.grants_only(object_id)]
         keep = next((p for p in own if p.roles == [role]), None)
         if keep is None:
-            keep = self._invite(item_id, group, role)
+            keep = self._invite(item_id, object_id, role)
         for permission in own:
             if permission.id != keep.id:
                 self._delete_permission(item_id, permission.id)
         return keep
 
     def _invite(self, item_id: str, group: str, role: Role) -> Permission:
-        body = {"recipients": [_recipient(group)], "roles": [role], "requireSignIn": True,
+        """Invite the group with object id ``group`` (an ``invite`` on an item that inherits its permissions
+        makes the inherited ones direct first, as SharePoint does)."""
+        body = {"recipients": [{"objectId": group}], "roles": [role], "requireSignIn": True,
                 "sendInvitation": False}
         granted = self._send("POST", f"{self._item_url(item_id)}/invite", json=body).json().get("value", [])
         for value in granted:
@@ -420,7 +570,8 @@ class GraphClient:
 
     def revoke_grant(self, item_id: str, group: str) -> int:
         """Remove every direct permission of ``group`` on the item; returns how many there were."""
-        own = [p for p in self.grants(item_id) if p.grants_only(group)]
+        object_id = self._group_ids.get(group.casefold())
+        own = [p for p in self.grants(item_id) if p.grants_only(group) or (object_id and p.grants_only(object_id))]
         for permission in own:
             self._delete_permission(item_id, permission.id)
         return len(own)
@@ -433,12 +584,16 @@ class GraphClient:
         return RetentionLabel() if response.status_code == 404 else RetentionLabel.model_validate(response.json())
 
     def ensure_retention_label(self, item_id: str, label: str) -> RetentionLabel:
-        """Apply ``label`` unless the item already carries it."""
+        """Apply ``label`` unless the item already carries it; :class:`LabelNotPublished` when SharePoint
+        refuses it (400)."""
         current = self.retention_label(item_id)
         if current.name == label:
             return current
         response = self._send("PATCH", f"{self._item_url(item_id)}/retentionLabel", json={"name": label},
-                              retry_safe=True)  # setting a label twice is the same as once
+                              retry_safe=True, accept=frozenset({400}))  # setting a label twice is the same as once
+        if response.status_code == 400:
+            code, message = _graph_error(response)
+            raise LabelNotPublished(f"graph: the retention label {label!r} was refused: 400 {code}: {message}")
         return RetentionLabel.model_validate(response.json())
 
     def fields(self, item_id: str) -> dict[str, Any]:

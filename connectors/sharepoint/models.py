@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DeltaResult", "DriveItem", "FileFacet", "FolderFacet", "Identity", "IdentitySet", "ItemReference",
-           "Permission", "RetentionLabel", "Subscription"]
+__all__ = ["ColumnDefinition", "DeltaResult", "DirectoryGroup", "Drive", "DriveItem", "FileFacet", "FolderFacet",
+           "Identity", "IdentitySet", "ItemReference", "Permission", "RetentionLabel", "Site", "Subscription"]
 
 
 class _Model(BaseModel):
@@ -123,6 +123,40 @@ class Permission(_Model):
         principals = self.principals()
         return self.inherited_from is None and bool(principals) and all(
             wanted in {(v or "").casefold() for v in (p.display_name, p.email, p.id)} for p in principals)
+
+
+class Site(_Model):
+    """A SharePoint ``site``: its id (``host,collection-guid,web-guid``) and address."""
+
+    id: str
+    name: str | None = None
+    web_url: str | None = Field(default=None, alias="webUrl")
+
+
+class Drive(_Model):
+    """A ``drive``: for a SharePoint site, one document library, named as the library is."""
+
+    id: str
+    name: str = ""
+    drive_type: str | None = Field(default=None, alias="driveType")
+    web_url: str | None = Field(default=None, alias="webUrl")
+
+
+class DirectoryGroup(_Model):
+    """An Entra ID ``group``: the object id a grant names."""
+
+    id: str
+    display_name: str | None = Field(default=None, alias="displayName")
+    mail: str | None = None
+
+
+class ColumnDefinition(_Model):
+    """A list's ``columnDefinition`` (its internal ``name`` is what list-item fields are keyed by)."""
+
+    id: str | None = None
+    name: str
+    display_name: str | None = Field(default=None, alias="displayName")
+    read_only: bool | None = Field(default=None, alias="readOnly")
 
 
 class RetentionLabel(_Model):

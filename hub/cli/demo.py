@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -21,8 +22,11 @@ def demo(settings: Settings) -> None:
     from simulators.sandbox import running_sandbox
 
     log_for_operator(settings)
-    groups = load_policy(settings.policy_file).security_groups.known_groups or []
-    sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=running_sandbox,
+    policy = load_policy(settings.policy_file)
+    groups = policy.security_groups.known_groups or []
+    # The simulated tenant publishes every retention label the policy applies.
+    sandbox = functools.partial(running_sandbox, labels=sorted(policy.retention.all_labels()))
+    sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=sandbox,
                       directory_groups=groups, subscribe=_subscribe_documents, echo=click.echo))
 
 

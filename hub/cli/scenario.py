@@ -185,6 +185,10 @@ class SandboxUrls(Protocol):
     @property
     def drive_id(self) -> str: ...
     @property
+    def site_url(self) -> str: ...
+    @property
+    def library(self) -> str: ...
+    @property
     def docusign_url(self) -> str: ...
     @property
     def docusign_account(self) -> str: ...
@@ -200,7 +204,8 @@ def sandbox_connections(sandbox: SandboxUrls) -> Connections:
     """The connectors pointed at the simulated systems of a sandbox."""
     return Connections(
         erp=ErpSettings(url=sandbox.erp_url, token=SecretStr(sandbox.erp_token)),
-        graph=GraphSettings(url=sandbox.graph_url, token=SecretStr(sandbox.graph_token), drive_id=sandbox.drive_id),
+        graph=GraphSettings(url=sandbox.graph_url, token=SecretStr(sandbox.graph_token), site_url=sandbox.site_url,
+                            library=sandbox.library),
         docusign=DocuSignSettings(url=sandbox.docusign_url, token=SecretStr(sandbox.docusign_token),
                                   account_id=sandbox.docusign_account))
 

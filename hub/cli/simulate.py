@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import httpx
 
 from hub.cli.common import Config, log_for_server, pass_config
 from hub.settings import environ
@@ -58,14 +59,21 @@ def simulate(config: Config, system: str, host: str, port: int | None, webhook_u
                                                  readiness=gate))
     else:
         from actors import load_policy
-        from simulators.sharepoint import DEFAULT_GROUPS, SimulatorConfig
+        from simulators.sandbox import DOCUMENT_COLUMNS
+        from simulators.sharepoint import BUILTIN_COLUMNS, DEFAULT_GROUPS, SimulatorConfig
         from simulators.sharepoint import run as run_graph
 
-        known = load_policy(settings.policy_file).security_groups.known_groups or []
-        # For local use beside `hub serve` on plain http: notifications may go to loopback over http (Graph
-        # itself notifies https URLs only).
-        run_graph(host, port or 8092, SimulatorConfig(token=connections.graph.token.get_secret_value(),
-                                                      drives=(connections.graph.drive_id,),
-                                                      groups=tuple(dict.fromkeys([*known, *DEFAULT_GROUPS])),
-                                                      http_notification_hosts=frozenset({"127.0.0.1", "::1",
-                                                                                         "localhost"})))
+        policy = load_policy(settings.policy_file)
+        known = policy.security_groups.known_groups or []
+        graph = connections.graph
+        site = httpx.URL(graph.site_url)
+        # The site HUB_GRAPH_SITE_URL names (https://host/sites/<name>), its library HUB_GRAPH_LIBRARY, the
+        # firm's document columns and every label the policy applies, published.
+        run_graph(host, port or 8092, SimulatorConfig(
+            token=graph.token.get_secret_value(), drives=(graph.library,),
+            web_host=f"{site.scheme}://{site.host}", site=site.path.strip("/").rpartition("/")[2] or "hub",
+            groups=tuple(dict.fromkeys([*known, *DEFAULT_GROUPS])), columns=(*BUILTIN_COLUMNS, *DOCUMENT_COLUMNS),
+            retention_labels=policy.retention.all_labels(),
+            # For local use beside `hub serve` on plain http: notifications may go to loopback over http (Graph
+            # itself notifies https URLs only).
+            http_notification_hosts=frozenset({"127.0.0.1", "::1", "localhost"})))

@@ -109,7 +109,7 @@ def running_scenario(
             serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
             webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
-            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca))
+            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca, labels=_labels(settings)))
         provider, exporter = tracer if tracer else (None, None)
         connections = sandbox_connections(sandbox)
         runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
@@ -127,6 +127,13 @@ def running_scenario(
             ensure_subscription(graph, webhook, credentials.graph_client_state)
         yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials,
                        graph_webhook_url=webhook)
+
+
+def _labels(settings: Settings) -> list[str]:
+    """Every retention label the policy applies: the simulated tenant publishes them."""
+    from actors import load_policy
+
+    return sorted(load_policy(settings.policy_file).retention.all_labels())
 
 
 def _known_groups(settings: Settings) -> list[str]:
