@@ -240,6 +240,13 @@ class RetentionPolicy(_Model):
                     return layer.classes[document_class]
         return next(layer.workspace for layer in layers if layer.workspace is not None)
 
+    def all_labels(self) -> frozenset[str]:
+        """Every label the policy can apply (the tenant must publish each one)."""
+        layers: list[LabelOverride | LabelSet] = [*(getattr(self.regions, r) for r in RegionLabels.model_fields),
+                                                  *self.countries.values(), *self.client_overrides.values()]
+        return frozenset(label for layer in layers
+                         for label in (layer.workspace, *layer.classes.values()) if label is not None)
+
 
 class MetadataSource(_Model):
     """A metadata value: a project ``field`` (the shorthand ``Field: practice``), a ``literal`` or a ``template``."""

@@ -5,12 +5,20 @@ Every run reconciles the workspace to the ERP's *current* record (read, not take
 one project at a time (a Redis lease per project code), so event order, duplicates, replays and
 concurrent updates all end in the same workspace, and an ethical wall added by a later update
 revokes what an earlier version granted. The decision is the pure :mod:`actors.provisioning.plan`.
+
+Only the grants the policy governs are read and changed (:func:`~actors.provisioning.plan.governs`): a
+new workspace inherits the site's owners, members and visitors, SharePoint turns them into direct grants
+at the first invite, and they (like any group someone added by hand) stay. The library's metadata columns
+are created before the first fields are written. Retention labels are checked against the ones the tenant
+publishes (once per process when it first provisions, and again before applying one): a workspace whose
+label is not published is provisioned without it, and records management gets an exception.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,13 +32,14 @@ from actors.provisioning.plan import (
     Step,
     WorkspacePlan,
     WorkspaceState,
+    governs,
     plan_workspace,
     reconcile,
 )
 from actors.provisioning.store import ProvisioningStore
 from connectors.erp.client import ErpClient
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient
+from connectors.sharepoint.client import GraphClient, LabelNotPublished, Permission
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.errors import HardStop
@@ -58,8 +67,23 @@ def erp_record(project: ErpProject) -> dict[str, Any]:
     }
 
 
-def read_state(graph: GraphClient, plan: WorkspacePlan) -> tuple[WorkspaceState, dict[str, str]]:
-    """What the platform holds now for the plan's folders, grants, labels and metadata."""
+def _group_grant(permission: Permission) -> tuple[str, str] | None:
+    """(group, role) of a direct read or write permission of one directory group, else None (inherited, a
+    site group's, a user's, several principals)."""
+    sets = ([permission.granted_to_v2] if permission.granted_to_v2 else []) + permission.granted_to_identities_v2
+    if permission.inherited_from is not None or any(s.site_group or s.user for s in sets):
+        return None
+    principals = permission.principals()
+    if len(principals) != 1 or not permission.roles or permission.roles[0] not in ("read", "write"):
+        return None
+    name = principals[0].display_name or principals[0].email or principals[0].id
+    return (name, permission.roles[0]) if name else None
+
+
+def read_state(graph: GraphClient, plan: WorkspacePlan, governed: Callable[[str], bool] = lambda _: True
+               ) -> tuple[WorkspaceState, dict[str, str]]:
+    """What the platform holds now for the plan's folders, grants (of the ``governed`` groups only), labels
+    and metadata."""
     ids: dict[str, str] = {}
     for path in plan.all_folders:
         item = graph.get_by_path(path)
@@ -71,11 +95,9 @@ def read_state(graph: GraphClient, plan: WorkspacePlan) -> tuple[WorkspaceState,
     metadata: dict[str, str] = {}
     if workspace is not None:
         for permission in graph.grants(workspace):
-            principals = permission.principals()
-            if permission.inherited_from is None and len(principals) == 1 and permission.roles:
-                name = principals[0].display_name or principals[0].email or principals[0].id
-                if name and permission.roles[0] in ("read", "write"):
-                    grants[name] = permission.roles[0]
+            grant = _group_grant(permission)
+            if grant is not None and governed(grant[0]):
+                grants[grant[0]] = grant[1]
         fields = graph.fields(workspace)
         metadata = {k: str(v) for k, v in fields.items() if k in plan.metadata}
     for path in plan.labels:
@@ -102,6 +124,7 @@ def execute(graph: GraphClient, plan: WorkspacePlan, step: Step, ids: dict[str, 
         target = ids.get(step.path) or graph.ensure_folder(step.path).id
         graph.ensure_retention_label(target, step.label)
     elif isinstance(step, SetFields):
+        graph.ensure_columns([name for name, _ in step.fields])  # SharePoint refuses a field without its column
         graph.ensure_fields(workspace, dict(step.fields))
 
 
@@ -131,6 +154,7 @@ class Provisioning:
         self.spec = spec
         self.policy, self.erp, self.graph, self.crosswalk = policy, erp, graph, crosswalk
         self.locks, self.store = locks, store
+        self._labels_checked = False
 
     def handle(self, context: ActorContext) -> None:
         """One project at a time: a lock per project code; a held lock is an expected wait (EntityLocked)."""
@@ -151,10 +175,22 @@ class Provisioning:
         if not current.workspace_url:
             self.erp.update_project(code, {"custom_fields": {"workspace_status": "provisioning"}},
                                     idempotency_key=side_effect_key(event.get_id(), self.spec.name, "erp-status"))
-        state, ids = read_state(self.graph, plan)
+        self._check_labels()
+        state, ids = read_state(self.graph, plan, lambda group: governs(self.policy, plan.walls, group))
         steps = reconcile(state, plan)
+        missing: set[str] = set()
         for step in steps:
-            execute(self.graph, plan, step, ids)
+            if isinstance(step, ApplyLabel) and (step.label in missing or not self._published(step.label)):
+                missing.add(step.label)
+                continue
+            try:
+                execute(self.graph, plan, step, ids)
+            except LabelNotPublished:
+                if not isinstance(step, ApplyLabel):
+                    raise
+                missing.add(step.label)
+        for label in sorted(missing):
+            self._raise_missing_label(code, label, plan, context)
         workspace = self.graph.ensure_folder(plan.path)
         url = workspace.web_url or ""
         canonical = self.crosswalk.canonical("project", "erp", code)
@@ -172,6 +208,37 @@ class Provisioning:
                      subject=code, partitionkey=f"project:{canonical}")
         self.store.mark_announced(code, digest)
         log.info("workspace provisioned", project_code=code, steps=len(steps), provisioning_ms=data["provisioning_ms"])
+
+    def _check_labels(self) -> None:
+        """Once per process: say which of the policy's labels the tenant does not publish (when it can tell)."""
+        if self._labels_checked:
+            return
+        published = self.graph.published_labels()
+        self._labels_checked = True
+        if published is None:
+            log.info("the tenant's retention labels cannot be listed; a label is checked when it is applied")
+            return
+        missing = sorted(self.policy.retention.all_labels() - published)
+        if missing:
+            log.warning("the tenant does not publish retention labels the policy applies", labels=missing)
+
+    def _published(self, label: str) -> bool:
+        """Whether the tenant publishes ``label`` (read again on a miss: it may have been published since);
+        true when the labels cannot be listed (the label PATCH then says)."""
+        published = self.graph.published_labels()
+        if published is None or label in published:
+            return True
+        published = self.graph.published_labels(refresh=True)
+        return published is None or label in published
+
+    def _raise_missing_label(self, code: str, label: str, plan: WorkspacePlan, context: ActorContext) -> None:
+        """A label the tenant does not publish: the workspace goes without it, and records management is told."""
+        log.warning("retention label not published by the tenant; workspace provisioned without it", label=label)
+        context.raise_exception(
+            "records_management", kind="provisioning.retention_label_missing",
+            id=str(uuid.uuid5(_NAMESPACE, f"label-missing:{code}:{label}")), subject=code,
+            detail=f"retention label {label!r} is not published by the tenant; {plan.path} is provisioned without "
+                   "it until it is published", project_code=code)
 
     def _raise_unknown_groups(self, code: str, groups: list[str], context: ActorContext) -> None:
         """The policy derives groups ``known_groups`` does not list: provisioned without them, and said."""

@@ -134,6 +134,21 @@ def walls_for(project: Project, policy: Policy) -> WallSet:
     return WallSet(tuple(dict.fromkeys((*policy_patterns, *sorted(project.conflicted_groups)))))
 
 
+def governs(policy: Policy, walls: WallSet, group: str) -> bool:
+    """Whether provisioning manages ``group``'s grants on a workspace: one a wall forbids, or one the policy
+    can grant: one of ``known_groups`` when the policy lists them (it grants no other), else a group some
+    rule's template can make (each placeholder a wildcard). Any other grant (the site's owners, a group
+    someone added by hand) is never changed."""
+    if walls.blocks(group):
+        return True
+    known = policy.security_groups.known_groups
+    if known is not None:
+        return _key(group) in {_key(g) for g in known}
+    rules = (*policy.security_groups.templates,
+             *(rule for rules in policy.security_groups.per_engagement_type.values() for rule in rules))
+    return any(_pattern(re.sub(r"\{[^}]*\}", "*", rule.group)).fullmatch(_key(group)) for rule in rules)
+
+
 def safe_grants(desired: Mapping[str, Role], walls: WallSet) -> dict[str, Role]:
     """``desired`` without every group the walls forbid."""
     return {group: role for group, role in desired.items() if not walls.blocks(group)}

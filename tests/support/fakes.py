@@ -23,6 +23,7 @@ from connectors.sharepoint.client import (
     DeltaTokenExpired,
     DriveItem,
     ItemNotFound,
+    LabelNotPublished,
     Permission,
     RetentionLabel,
 )
@@ -45,8 +46,12 @@ class FakeGraph:
     ``ensure_retention_label``, ``ensure_fields`` and ``upload``, naming the item by its path.
     """
 
-    def __init__(self, *, drive_id: str = "workspaces") -> None:
+    def __init__(self, *, drive_id: str = "workspaces", labels: frozenset[str] | None = None) -> None:
         self.drive_id = drive_id
+        #: The tenant's published retention labels (None: they cannot be listed, and any label applies).
+        self.labels = labels
+        #: The library's columns (``ensure_columns`` adds to them; not a write the tests count).
+        self.columns: set[str] = set()
         self.writes: list[tuple[Any, ...]] = []
         self.delta_reads = 0
         self._items: dict[str, dict[str, Any]] = {}  # id -> the driveItem as Graph answers it
@@ -100,11 +105,23 @@ class FakeGraph:
         return self._labels.get(item_id, RetentionLabel())
 
     def ensure_retention_label(self, item_id: str, label: str) -> RetentionLabel:
-        """See :meth:`GraphClient.ensure_retention_label`."""
+        """See :meth:`GraphClient.ensure_retention_label`: a label the tenant does not publish is refused."""
         self.writes.append(("ensure_retention_label", self.path_of(item_id), label))
+        if self.labels is not None and label not in self.labels:
+            raise LabelNotPublished(f"graph: the retention label {label!r} was refused: 400 invalidRequest")
         if self.retention_label(item_id).name != label:
             self._label(item_id, label)
         return self._labels[item_id]
+
+    def published_labels(self, *, refresh: bool = False) -> frozenset[str] | None:
+        """See :meth:`GraphClient.published_labels`."""
+        return self.labels
+
+    def ensure_columns(self, names: Sequence[str]) -> list[str]:
+        """See :meth:`GraphClient.ensure_columns`."""
+        created = [name for name in dict.fromkeys(names) if name not in self.columns]
+        self.columns.update(created)
+        return created
 
     def fields(self, item_id: str) -> dict[str, Any]:
         """See :meth:`GraphClient.fields`."""
