@@ -38,11 +38,11 @@ GRAPH_SOURCE_ID = "sharepoint-sim"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 #: The DocuSign account of the simulator.
 DOCUSIGN_ACCOUNT = "acme-firm"
-#: The document columns the firm's workspaces library has (what a user's tool and the signed-document
-#: filing write on files); the workspace metadata columns are the hub's to create.
+#: The document columns the firm's workspaces library has, which its people fill in on their files; the
+#: columns the hub itself writes (workspace metadata, a signed document's envelope) it creates when missing.
 DOCUMENT_COLUMNS: tuple[str, ...] = (
     "DocumentClass", "DocumentState", "ProjectCode", "Milestone", "InvoiceNumber", "ContractValue",
-    "ContractCurrency", "Milestones", "EnvelopeId", "SignedAt",
+    "ContractCurrency", "Milestones",
 )
 
 

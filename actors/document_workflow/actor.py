@@ -121,10 +121,12 @@ class DocumentWorkflow:
             content = self.docusign.download_document(doc.ref, str(document["documentId"]))
             name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
             item = self.graph.upload(target, name, content, content_type="application/pdf")
-            self.graph.ensure_fields(item.id, {
+            fields = {
                 "DocumentClass": doc.document_class, "DocumentState": "signed", "ProjectCode": project.code,
                 "EnvelopeId": doc.ref, "SignedAt": doc.at.astimezone(UTC).isoformat(),
-            })
+            }
+            self.graph.ensure_columns(list(fields))  # SharePoint refuses a field the library has no column for
+            self.graph.ensure_fields(item.id, fields)
             self.graph.ensure_retention_label(item.id, label)
         return ["file_document"] if documents else []
 

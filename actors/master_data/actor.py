@@ -173,6 +173,7 @@ class MasterData:
             client = self.store.load(str(client_id)) if client_id else None
         name = client.values().get("name") if client else None
         if workspace and name:
+            self.graph.ensure_columns(["ClientName"])  # SharePoint refuses a field the library has no column for
             self.graph.ensure_fields(workspace, {"ClientName": str(name)})
 
     def _announcement(self, context: ActorContext, entity: str, state: CanonicalState, changed: tuple[str, ...],
