@@ -140,7 +140,10 @@ def test_the_site_is_found_by_host_and_path_and_its_library_by_name_with_a_graph
 
 def test_groups_are_found_by_display_name_with_quotes_escaped_and_unsupported_filters_are_refused(sim: str) -> None:
     async def scenario(client: GraphServiceClient) -> None:
-        assert await group_id(client, "O'Brien & Partners") != await group_id(client, "Finance")
+        obrien = await group_id(client, "O'Brien & Partners")
+        assert obrien != await group_id(client, "Finance")
+        by_id = await client.groups.by_group_id(obrien).get()
+        assert by_id is not None and by_id.display_name == "O'Brien & Partners" and by_id.security_enabled
         config = RequestConfiguration(query_parameters=GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
             filter="displayName eq 'finance'"))
         found = await client.groups.get(request_configuration=config)
