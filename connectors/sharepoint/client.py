@@ -179,7 +179,8 @@ def _graph_error(response: httpx.Response) -> tuple[str, str]:
 
 
 class GraphClient:
-    """One drive of Microsoft Graph (SharePoint document library), through the shared HTTP policy."""
+    """One drive of Microsoft Graph (SharePoint document library), through the shared HTTP policy; the site,
+    the library's drive and list, directory groups, columns and published labels are looked up once."""
 
     def __init__(self, http: Http, *, drive_id: str | None = None, site_url: str | None = None,
                  library: str | None = None) -> None:
@@ -217,7 +218,8 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> GraphClient:
-        """A client for ``settings.drive_id`` at ``settings.url`` with ``settings.token``.
+        """A client for the library ``settings.library`` of the site ``settings.site_url`` (or the drive
+        ``settings.drive_id``) at ``settings.url`` with ``settings.token``.
 
         Without ``client`` one is made (timeouts: connect 2 s, read 5 s). An injected client keeps
         its transport and timeouts; it gets the base URL and bearer token unless it already has them.
