@@ -323,8 +323,10 @@ class GraphClient:
         key = group.casefold()
         if key not in self._group_ids:
             field = "mail" if "@" in group else "displayName"
+            # Spaces as %20, as the SDKs send them (a form-encoded "+" is a literal plus to some OData readers).
+            clause = quote(f"{field} eq {odata_literal(group)}", safe="'")
             found = [DirectoryGroup.model_validate(v) for v in self._collect(
-                "groups", {"$filter": f"{field} eq {odata_literal(group)}", "$select": "id,displayName,mail"})]
+                f"groups?$filter={clause}&$select=id,displayName,mail")]
             if len(found) != 1:
                 raise GroupNotFound(f"graph: invalidRequest: {len(found) or 'no'} directory groups have the "
                                     f"{field} {group!r}, so it cannot be granted")
