@@ -8,6 +8,9 @@ RabbitMQ and Redis are left alone (the nodes only register with its epmd, as eve
 writes a state file (``--state``, by default ``<tmp>/hub-cluster/state.json``) with the ports, the process
 groups and the URLs, and prints the ``HUB_AMQP_URL`` and ``HUB_REDIS_URL`` to use; ``down`` stops what the file
 names and removes the directory.
+
+Past 400 lines on purpose: a cluster's life (ports, configuration, boot, join, sentinels, teardown) reads as one
+story; its failover scenarios are apart, in :mod:`chaos.cluster_scenarios`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 ``docker-compose.yml`` is validated against the compose specification's JSON schema and against the
 rules of the stack (healthchecks, restart policies, loopback ports, passwords, profiles, real settings
 and commands); the ``Dockerfile``'s install step is run from a read-only copy of the tree.
+
+Past 400 lines on purpose: every rule of the compose file and the image in one place, each checked without a Docker
+engine.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The document half of the policy (``documents`` rules, ``invoice_readiness`` checklists) and the pure
-decisions of the document workflow: contract terms and milestones, latest document wins in any order."""
+decisions of the document workflow: contract terms and milestones, latest document wins in any order.
+
+Past 400 lines on purpose: the rules and their properties share their generators, which live here with them.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """Document-triggered workflow and the invoice-readiness gate end to end: DocuSign simulator -> Connect
 -> ingress -> workers -> ERP and SharePoint simulators; SharePoint change notifications -> intake ->
 document events -> the gate; the ERP simulator asking the hard-stop check before it finalises.
-Real RabbitMQ, Redis and HTTP."""
+Real RabbitMQ, Redis and HTTP.
+
+Past 400 lines on purpose: each scenario of the workflow end to end, on the one running sandbox they share.
+"""
 
 from __future__ import annotations
 

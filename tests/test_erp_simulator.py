@@ -1,4 +1,8 @@
-"""The ERP simulator over real HTTP: records, pagination, idempotency, faults and signed webhooks."""
+"""The ERP simulator over real HTTP: records, pagination, idempotency, faults and signed webhooks.
+
+Past 400 lines on purpose: the simulator's whole contract (records, paging, idempotency, faults, webhooks) in one
+place, as the ERP's documentation is one.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The schema registry: loading the packaged schemas, encoding and decoding, and loud failures."""
+"""The schema registry: loading the packaged schemas, encoding and decoding, and loud failures.
+
+Past 400 lines on purpose: the registry's loading, codecs and refusals share their schema fixtures.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Retries decided by the error type, on the StubBroker (the RabbitMQ paths are in test_dead_letters)."""
+"""Retries decided by the error type, on the StubBroker (the RabbitMQ paths are in test_dead_letters).
+
+Past 400 lines on purpose: failures, lock waits and circuit waits are one budget's cases, on the same stub broker.
+"""
 
 from __future__ import annotations
 
