@@ -6,7 +6,8 @@ Past 400 lines on purpose: failures, lock waits and circuit waits are one budget
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import dramatiq
 import fakeredis
@@ -195,6 +196,20 @@ def locks(store: fakeredis.FakeRedis) -> RedisLocks:
     return RedisLocks(store, prefix="t")
 
 
+def _run_once(stub: StubBroker, fn: Callable[[], None], name: str) -> dramatiq.Message[Any]:
+    """Send one message to ``fn`` as the actor ``name`` on ``stub`` and return it once its queue is drained
+    (every retry run); the broker is closed after."""
+    actor = dramatiq.actor(fn, actor_name=name, queue_name="q", broker=stub)
+    worker = _worker_on(stub)
+    try:
+        message: dramatiq.Message[Any] = actor.send()
+        stub.join("q", fail_fast=False, timeout=10_000)
+    finally:
+        worker.stop()
+        stub.close()
+    return message
+
+
 def _worker_on(stub: StubBroker) -> dramatiq.Worker:
     stub.emit_after("process_boot")
     worker = dramatiq.Worker(stub, worker_timeout=50, worker_threads=1)
@@ -251,14 +266,7 @@ def test_lock_waits_leave_the_failure_budget_whole(reasons: DeadLetterReasons, l
             tries.append("waited")
             raise
 
-    actor = dramatiq.actor(merge, actor_name="merge", queue_name="q", broker=stub)
-    worker = _worker_on(stub)
-    try:
-        actor.send()
-        stub.join("q", fail_fast=False, timeout=10_000)
-    finally:
-        worker.stop()
-        stub.close()
+    _run_once(stub, merge, "merge")
     assert tries.count("waited") >= 1 and tries[-2:] == ["failed", "ran"], tries
     assert stub.dead_letters == []
 
@@ -275,14 +283,7 @@ def test_a_lock_still_held_after_two_of_its_lifetimes_dead_letters_the_message_a
         with holding(locks, "project:P9", ttl_ms=500, busy="project P9 is being provisioned"):
             pass
 
-    actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
-    worker = _worker_on(stub)
-    try:
-        message = actor.send()
-        stub.join("q", fail_fast=False, timeout=10_000)
-    finally:
-        worker.stop()
-        stub.close()
+    message = _run_once(stub, provision, "provision")
     assert [m.message_id for m in stub.dead_letters] == [message.message_id]
     assert len(tries) > 2  # more waits than the one retry a failure gets
     reason = reasons.get(message.message_id)
@@ -375,14 +376,7 @@ def test_circuit_waits_leave_the_failure_budget_whole(reasons: DeadLetterReasons
             raise UpstreamUnavailable("graph: answered 503")
         tries.append("ran")
 
-    actor = dramatiq.actor(sync, actor_name="sync", queue_name="q", broker=stub)
-    worker = _worker_on(stub)
-    try:
-        actor.send()
-        stub.join("q", fail_fast=False, timeout=10_000)
-    finally:
-        worker.stop()
-        stub.close()
+    _run_once(stub, sync, "sync")
     assert tries == ["refused", "refused", "failed", "ran"]
     assert stub.dead_letters == []
 
@@ -397,14 +391,7 @@ def test_a_circuit_that_stays_open_past_the_budget_dead_letters_the_message_and_
         tries.append(1)
         raise CircuitOpen("circuit open for graph", target="graph", retry_after=0.05, reset_s=0.1)
 
-    actor = dramatiq.actor(sync, actor_name="sync", queue_name="q", broker=stub)
-    worker = _worker_on(stub)
-    try:
-        message = actor.send()
-        stub.join("q", fail_fast=False, timeout=10_000)
-    finally:
-        worker.stop()
-        stub.close()
+    message = _run_once(stub, sync, "sync")
     assert [m.message_id for m in stub.dead_letters] == [message.message_id]
     assert len(tries) > 2  # more waits than the one retry a failure gets
     reason = reasons.get(message.message_id)
