@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
 from pydantic import SecretStr
 
 from actors.document_intake import SubscriptionKeeper
@@ -23,7 +21,7 @@ from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryDeltaCursor, M
 from actors.master_data import load_master_data_mapping as load_mapping
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import GraphClient, Subscription
-from connectors.sharepoint.inbound import parse_notifications, validation_token
+from connectors.sharepoint.inbound import parse_notifications
 from hub.actor import RecordingEmitter, unit_context
 from hub.crosswalk import SqlCrosswalk
 from hub.db import connect_database, upgrade
@@ -32,6 +30,7 @@ from hub.ingress.server import serve_in_thread
 from hub.registry import SchemaRegistry
 from hub.store import MemoryLocks
 from simulators.sharepoint import SimulatorConfig, create_app
+from tests.support.graph_receiver import Receiver
 from tests.support.rabbit import wait_until
 from tests.support.tls import TlsFiles, loopback_tls
 
@@ -43,23 +42,6 @@ REGISTRY = SchemaRegistry.load()
 def tls(tmp_path: Path) -> TlsFiles:
     """An authority made for this test and a loopback server certificate it signed."""
     return loopback_tls(tmp_path)
-
-
-class Receiver:
-    """A notification endpoint: echoes the validation token, records notifications."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.app = FastAPI()
-        self.app.post("/notify")(self.notify)
-
-    async def notify(self, request: Request) -> Response:
-        """Echo a validation token, or record a notification."""
-        token = validation_token(request.url.query)
-        if token is not None:
-            return PlainTextResponse(token)
-        self.bodies.append(await request.body())
-        return Response(status_code=202)
 
 
 def later(minutes: int = 60) -> str:

@@ -19,12 +19,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
 
-from connectors.sharepoint.inbound import parse_notifications, validation_token
+from connectors.sharepoint.inbound import parse_notifications
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
+from tests.support.graph_receiver import Receiver
 from tests.support.rabbit import wait_until
 from tests.support.tls import loopback_tls
 
@@ -107,23 +106,6 @@ class Sdk:
         """The simulator's admin view."""
         state: dict[str, Any] = httpx.get(f"{self.url}/_sim/state").json()
         return state
-
-
-class Receiver:
-    """An https notification endpoint: echoes Graph's validation token, records notifications."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.app = FastAPI()
-        self.app.post("/notify")(self.notify)
-
-    async def notify(self, request: Request) -> Response:
-        """Echo a validation token, or record a notification."""
-        token = validation_token(request.url.query)
-        if token is not None:
-            return PlainTextResponse(token)
-        self.bodies.append(await request.body())
-        return Response(status_code=202)
 
 
 @pytest.fixture

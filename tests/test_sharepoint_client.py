@@ -13,17 +13,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
 from pydantic import SecretStr
 
 from connectors.http import CircuitBreaker, RetryPolicy
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound
-from connectors.sharepoint.inbound import check_client_state, parse_notifications, validation_token
+from connectors.sharepoint.inbound import check_client_state, parse_notifications
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
+from tests.support.graph_receiver import Receiver
 from tests.support.rabbit import wait_until
 
 TOKEN = "client-test-token"
@@ -256,29 +255,11 @@ def test_a_ghost_grant_then_a_retry_leaves_one_permission(sim: str, graph: Graph
     assert sim_json(sim, "requests")["invites"] == {"workspaces/Ghost-Grant": 1}  # the retry did not invite
 
 
-class Receiver:
-    """A notification endpoint: echoes the validation token (or not) and records notifications."""
-
-    def __init__(self, *, echo: bool) -> None:
-        self.echo = echo
-        self.bodies: list[bytes] = []
-        self.app = FastAPI()
-        self.app.post("/graph")(self.receive)
-
-    async def receive(self, request: Request) -> Response:
-        """Answer one Graph POST."""
-        token = validation_token(request.url.query)
-        if token is not None:
-            return PlainTextResponse(token) if self.echo else PlainTextResponse("nope")
-        self.bodies.append(await request.body())
-        return Response(status_code=202)
-
-
 def test_a_subscription_is_validated_and_changes_are_notified_with_the_client_state(graph: GraphClient) -> None:
     receiver = Receiver(echo=True)
     expiration = datetime.now(UTC) + timedelta(days=2)
     with serve_in_thread(receiver.app) as base:
-        subscription = graph.create_subscription("drives/workspaces/root", f"{base}/graph", "s3cret", expiration)
+        subscription = graph.create_subscription("drives/workspaces/root", f"{base}/notify", "s3cret", expiration)
         folder = graph.ensure_folder("Watched")
         assert wait_until(lambda: bool(receiver.bodies), timeout=30)
     assert subscription.client_state == "s3cret" and subscription.change_type == "updated"
@@ -294,7 +275,7 @@ def test_a_subscription_is_validated_and_changes_are_notified_with_the_client_st
 def test_a_subscription_whose_endpoint_does_not_echo_fails(graph: GraphClient) -> None:
     receiver = Receiver(echo=False)
     with serve_in_thread(receiver.app) as base, pytest.raises(UpstreamRejected, match="ValidationError"):
-        graph.create_subscription("drives/workspaces/root", f"{base}/graph", "s", datetime.now(UTC) + timedelta(1))
+        graph.create_subscription("drives/workspaces/root", f"{base}/notify", "s", datetime.now(UTC) + timedelta(1))
     assert graph.subscriptions() == []
 
 
@@ -491,7 +472,7 @@ def test_an_upload_is_notified(graph: GraphClient) -> None:
     receiver = Receiver(echo=True)
     graph.ensure_folder("Watched")
     with serve_in_thread(receiver.app) as base:
-        graph.create_subscription("drives/workspaces/root", f"{base}/graph", "s3cret",
+        graph.create_subscription("drives/workspaces/root", f"{base}/notify", "s3cret",
                                   datetime.now(UTC) + timedelta(days=1))
         file = graph.upload("Watched", "sow.pdf", b"v1")
         assert wait_until(lambda: bool(receiver.bodies), timeout=30)

@@ -13,15 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
 
-from connectors.sharepoint.inbound import check_client_state, parse_notifications, validation_token
+from connectors.sharepoint.inbound import check_client_state, parse_notifications
 from hub.ingress.server import serve_in_thread
 from simulators.kit.clock import ManualClock
 from simulators.kit.outbox import HOUR_S
 from simulators.sharepoint import SimulatorConfig, create_app
 from simulators.sharepoint.notify import Notifier
+from tests.support.graph_receiver import Receiver
 from tests.support.schedules import answering, gaps, run_schedule
 
 TOKEN = "sim-test-token"
@@ -43,30 +42,6 @@ def graph(sim: str) -> Iterator[httpx.Client]:
     """A raw HTTP client on the simulator's ``/v1.0`` with the bearer token."""
     with httpx.Client(base_url=f"{sim}/v1.0", headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
-
-
-class Receiver:
-    """A notification endpoint in the test, speaking the hub's side of the handshake."""
-
-    def __init__(self, *, echo: bool = True, fail_first: int = 0) -> None:
-        self.echo = echo
-        self.fail_first = fail_first
-        self.validations: list[tuple[str, str]] = []
-        self.bodies: list[bytes] = []
-        self.app = FastAPI()
-        self.app.post("/notify")(self.notify)
-
-    async def notify(self, request: Request) -> Response:
-        """Echo a validation token, or record a notification (failing the first few on purpose)."""
-        token = validation_token(request.url.query)
-        if token is not None:
-            self.validations.append((token, request.headers.get("content-type", "")))
-            return PlainTextResponse(token) if self.echo else Response('{"ok": true}', media_type="application/json")
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            return Response(status_code=503)
-        self.bodies.append(await request.body())
-        return Response(status_code=202)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
