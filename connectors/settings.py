@@ -1,16 +1,23 @@
 """Each connector's own settings: where its system is and how the hub signs in, read from ``HUB_<SYSTEM>_*``
 environment variables by pydantic-settings (``HUB_ERP_URL``, ``HUB_GRAPH_TOKEN``, ...). Secrets are
 ``SecretStr``: no ``repr`` or log line shows one. The defaults point at the simulators' default ports.
+
+Graph and DocuSign take a static bearer token (``HUB_GRAPH_TOKEN``, ``HUB_DOCUSIGN_TOKEN``) unless the sign-in
+settings are given (:class:`EntraSignIn`: ``HUB_GRAPH_CLIENT_ID`` and the rest; :class:`DocuSignJwtSignIn`:
+``HUB_DOCUSIGN_INTEGRATION_KEY`` and the rest), in which case :mod:`connectors.auth` signs in and refreshes.
+A client secret or private key is given in the environment or as a file path (``..._FILE``), never in the
+policy file.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DocuSignSettings", "ErpSettings", "GraphSettings"]
+__all__ = ["DocuSignJwtSignIn", "DocuSignSettings", "EntraSignIn", "ErpSettings", "GraphSettings"]
 
 
 def _http_url(value: str) -> str:
@@ -36,7 +43,85 @@ class ErpSettings(BaseSettings):
     token: SecretStr = Field(default=SecretStr("erp-sim-token"), description="Bearer token for the ERP API.")
 
 
-class GraphSettings(BaseSettings):
+def _one_of(settings: BaseSettings, names: tuple[str, ...], *, what: str) -> None:
+    given = [name for name in names if getattr(settings, name) is not None]
+    if len(given) != 1:
+        raise ValueError(f"{what} needs exactly one of {', '.join(n.upper() for n in names)} ({len(given)} set)")
+
+
+class EntraSignIn(BaseSettings):
+    """Sign-in to Microsoft Graph with OAuth 2.0 client credentials against Entra ID (an app registration of
+    the firm's tenant). Unset ``client_id``: the static ``token`` is sent instead."""
+
+    tenant_id: str | None = Field(default=None, min_length=1,
+                                  description="Entra ID tenant (directory) id or its verified domain name.")
+    client_id: str | None = Field(default=None, min_length=1,
+                                  description="Application (client) id of the hub's app registration.")
+    client_secret: SecretStr | None = Field(default=None, description="The app registration's client secret.")
+    client_secret_file: Path | None = Field(default=None, description="A file holding the client secret.")
+    certificate_key: SecretStr | None = Field(
+        default=None, description="PEM private key of the certificate uploaded to the app registration.")
+    certificate_key_file: Path | None = Field(default=None, description="A file holding that PEM private key.")
+    certificate_thumbprint: str | None = Field(
+        default=None, pattern=r"^[0-9A-Fa-f]{40}$", description="SHA-1 thumbprint (hex) of that certificate.")
+    authority_url: HttpUrl = Field(default="https://login.microsoftonline.com",
+                                   description="Entra ID sign-in host (a national cloud's, or a simulator's).")
+    scope: str = Field(default="https://graph.microsoft.com/.default", min_length=1,
+                       description="The resource's .default scope asked for.")
+    sign_in_ca_file: Path | None = Field(default=None,
+                                         description="CA bundle trusted for the sign-in host (default: the system's).")
+    token_margin_s: float = Field(default=300.0, ge=0,
+                                  description="Sign in again this long before the token expires.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.client_id is None:
+            return self
+        if self.tenant_id is None:
+            raise ValueError("CLIENT_ID needs TENANT_ID")
+        _one_of(self, ("client_secret", "client_secret_file", "certificate_key", "certificate_key_file"),
+                what="Entra ID sign-in")
+        if (self.certificate_key or self.certificate_key_file) and not self.certificate_thumbprint:
+            raise ValueError("a certificate key needs CERTIFICATE_THUMBPRINT")
+        return self
+
+    @property
+    def signs_in(self) -> bool:
+        """Whether the hub signs in (rather than sending the static token)."""
+        return self.client_id is not None
+
+
+class DocuSignJwtSignIn(BaseSettings):
+    """Sign-in to DocuSign with the JWT grant (an integration key impersonating a user who granted consent).
+    Unset ``integration_key``: the static ``token`` is sent instead."""
+
+    integration_key: str | None = Field(default=None, min_length=1,
+                                        description="The app's integration key (client id).")
+    user_id: str | None = Field(default=None, min_length=1, description="API user id (GUID) the hub acts as.")
+    private_key: SecretStr | None = Field(default=None, description="PEM RSA private key of the integration key.")
+    private_key_file: Path | None = Field(default=None, description="A file holding that PEM private key.")
+    auth_url: HttpUrl = Field(default="https://account-d.docusign.com",
+                              description="DocuSign's sign-in host (account.docusign.com in production).")
+    scope: str = Field(default="signature impersonation", min_length=1, description="Scopes asked for.")
+    token_margin_s: float = Field(default=300.0, ge=0,
+                                  description="Sign in again this long before the token expires.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.integration_key is None:
+            return self
+        if self.user_id is None:
+            raise ValueError("INTEGRATION_KEY needs USER_ID")
+        _one_of(self, ("private_key", "private_key_file"), what="DocuSign JWT sign-in")
+        return self
+
+    @property
+    def signs_in(self) -> bool:
+        """Whether the hub signs in (rather than sending the static token)."""
+        return self.integration_key is not None
+
+
+class GraphSettings(EntraSignIn):
     """Microsoft Graph: the SharePoint document library holding the workspaces."""
 
     model_config = _config("HUB_GRAPH_")
@@ -56,7 +141,7 @@ class GraphSettings(BaseSettings):
         default=None, description="clientState of the hub's Graph change-notification subscription.")
 
 
-class DocuSignSettings(BaseSettings):
+class DocuSignSettings(DocuSignJwtSignIn):
     """The DocuSign eSignature account holding the envelopes."""
 
     model_config = _config("HUB_DOCUSIGN_")

@@ -20,6 +20,8 @@ Whether an error is retried is a property of its type, never of the call site::
           │         ├── MalformedJson     not UTF-8 or JSON, NaN, a duplicate key, a lone surrogate
           │         └── JsonTooComplex    nested too deeply, an integer too long
           ├── UpstreamRejected       a connected system answered 4xx (not 408/409/429)
+          │    └── SignInRefused     Entra ID or DocuSign refused the hub's own sign-in (names the tenant
+          │                          or account, never the secret): routed to the platform team
           ├── AuthenticationFailed   a caller's credentials or signature did not verify
           ├── NotAuthorized          an authenticated source may not publish this event
           └── HardStop               a hard-stop workflow refused to continue; routed to its owner
@@ -139,6 +141,20 @@ class JsonTooComplex(JsonError):
 
 class UpstreamRejected(PermanentError):
     """A connected system rejected the request (a 4xx that retrying cannot fix)."""
+
+
+class SignInRefused(UpstreamRejected):
+    """The identity provider refused the hub's own sign-in (a wrong secret or key, an unknown tenant or app,
+    consent not granted): no retry helps until an operator fixes the settings or the app registration.
+
+    The message names the provider, the tenant or account and the provider's error code, never a secret;
+    ``who`` is the tenant or account, ``code`` the provider's error (``invalid_client``, ``consent_required``).
+    """
+
+    def __init__(self, message: str, *, who: str, code: str) -> None:
+        super().__init__(message)
+        self.who = who
+        self.code = code
 
 
 class AuthenticationFailed(PermanentError):

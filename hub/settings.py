@@ -133,10 +133,14 @@ def environ() -> dict[str, str]:
     return dict(os.environ)
 
 
+#: What a model-wide check of a prefix's settings is about (a connector's names its variables in its message).
+_WHOLE = {ENV_PREFIX: "OTLP_ENDPOINT"}
+
+
 def _describe(exc: ValidationError, prefix: str) -> str:
     """One message naming each bad setting by its variable (never quoting the value: it may be a secret)."""
     problems = "; ".join(
-        f"{prefix}{'.'.join(str(p) for p in err['loc']).upper() or 'OTLP_ENDPOINT'}: {err['msg']}"
+        f"{prefix}{'.'.join(str(p) for p in err['loc']).upper() or _WHOLE.get(prefix, '*')}: {err['msg']}"
         for err in exc.errors()
     )
     return f"invalid settings: {problems}"
