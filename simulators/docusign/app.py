@@ -3,8 +3,10 @@
 In-process: ``create_app(DocuSignSimConfig(...))`` gives a FastAPI app (serve it with uvicorn or
 any ASGI server in a thread, as :mod:`simulators.sandbox` does); standalone: ``run(host, port, config)``.
 
-API under ``/restapi/v2.1/accounts/{accountId}`` (``Authorization: Bearer <token>`` on every call, 401 JSON
-otherwise), the subset the hub and the ``docusign-esign`` SDK use::
+API under ``/restapi/v2.1/accounts/{accountId}`` (``Authorization: Bearer <token>`` on every call, else 401
+``AUTHORIZATION_INVALID_TOKEN`` "The access token provided is expired, revoked or malformed."). The token is the
+configured static one, or with ``DocuSignSimConfig.jwt`` only one the JWT grant issued (``POST /oauth/token``,
+:mod:`simulators.docusign.oauth`), until it expires. The subset the hub and the ``docusign-esign`` SDK use::
 
     POST /envelopes                          -> 201 {"envelopeId", "status"}: a draft (``created``) unless
                                                 the body says ``"status": "sent"``
@@ -35,6 +37,8 @@ Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopbac
 
     POST /_sim/envelopes/{envelopeId}/deliver  every signer opens a sent envelope: status ``delivered``
     POST /_sim/envelopes/{envelopeId}/sign     every signer signs: status ``completed``
+    GET /_sim/tokens                         the JWT grant's tokens issued per user, its refusals by error
+    POST /_sim/tokens/revoke?user_id=U       U's tokens then answer 401
     GET|PUT /_sim/faults (see simulators.kit.faults)   POST /_sim/reset
     GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10
 
@@ -52,16 +56,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulators.docusign.connect import ConnectConfig, ConnectOutbox
 from simulators.docusign.envelopes import INCLUDES, EnvelopeIn, Envelopes, EnvelopeUpdateIn, invalid_parameter
+from simulators.docusign.oauth import DocuSignJwt, oauth_routes
 from simulators.kit.app import ErrorDialect, bearer_guard, serve, simulator_app
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
+from simulators.kit.tokens import TokenIssuer
 
 __all__ = ["ConnectConfig", "DocuSignSimConfig", "create_app", "run"]
 
@@ -76,6 +82,8 @@ class DocuSignSimConfig:
     faults: FaultPlan = dataclasses.field(default_factory=FaultPlan)
     #: ``None``: completions are not notified anywhere.
     connect: ConnectConfig | None = None
+    #: The JWT grant (:mod:`simulators.docusign.oauth`): the API then takes only the tokens it issued, not ``token``.
+    jwt: DocuSignJwt | None = None
     clock: Callable[[], datetime] | None = None
 
 
@@ -107,7 +115,7 @@ DOCUSIGN_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_htt
 
 
 def _unauthorised() -> SimError:
-    return SimError(401, "AUTHORIZATION_INVALID_TOKEN", "a valid bearer token is required")
+    return SimError(401, "AUTHORIZATION_INVALID_TOKEN", "The access token provided is expired, revoked or malformed.")
 
 
 _LISTING_DATE = ("Query parameter 'from_date' must be set to a valid DateTime, or 'envelope_ids' or "
@@ -140,9 +148,21 @@ def _date(text: str | None, name: str) -> datetime | None:
                             else f"Query parameter '{name}' is not a valid DateTime.")
 
 
-def _api(config: DocuSignSimConfig, envelopes: Envelopes, notify: Notify) -> APIRouter:
+def _issued_only(tokens: TokenIssuer) -> Callable[[Request], None]:
+    """A route dependency taking only valid tokens of ``tokens`` (expired or unknown: the same 401, as DocuSign)."""
+
+    def authorise(request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or tokens.check(given.strip()) != "valid":
+            raise _unauthorised()
+
+    return authorise
+
+
+def _api(config: DocuSignSimConfig, envelopes: Envelopes, notify: Notify, tokens: TokenIssuer | None) -> APIRouter:
     """The ``/restapi/v2.1`` routes."""
-    api = APIRouter(prefix=_API, dependencies=[Depends(bearer_guard(config.token, _unauthorised))])
+    guard = _issued_only(tokens) if tokens is not None else bearer_guard(config.token, _unauthorised)
+    api = APIRouter(prefix=_API, dependencies=[Depends(guard)])
 
     @api.post("", status_code=201)
     async def create_envelope(account_id: str, body: EnvelopeIn) -> dict[str, Any]:
@@ -205,8 +225,9 @@ def _api(config: DocuSignSimConfig, envelopes: Envelopes, notify: Notify) -> API
     return api
 
 
-def _admin(envelopes: Envelopes, notify: Notify) -> APIRouter:
-    """DocuSign's own ``/_sim`` routes: the signers open (``deliver``) or sign (``sign``) an envelope."""
+def _admin(envelopes: Envelopes, notify: Notify, tokens: TokenIssuer | None) -> APIRouter:
+    """DocuSign's own ``/_sim`` routes: the signers open (``deliver``) or sign (``sign``) an envelope; ``tokens``,
+    the JWT grant's tokens issued per user and its refusals, and ``tokens/revoke``."""
     admin = APIRouter()
 
     @admin.post("/envelopes/{envelope_id}/deliver")
@@ -214,6 +235,14 @@ def _admin(envelopes: Envelopes, notify: Notify) -> APIRouter:
         envelope = envelopes.deliver(envelope_id)
         notify(envelope, "envelope-delivered")
         return envelope
+
+    @admin.get("/tokens")
+    async def get_tokens() -> dict[str, object]:
+        return tokens.stats() if tokens else {"issued": {}, "refused": {}, "lifetime_s": None}
+
+    @admin.post("/tokens/revoke")
+    async def revoke_tokens(user_id: str) -> dict[str, object]:
+        return {"revoked": tokens.revoke(user_id) if tokens else 0}
 
     @admin.post("/envelopes/{envelope_id}/sign")
     async def sign(envelope_id: str) -> dict[str, Any]:
@@ -238,10 +267,16 @@ def create_app(config: DocuSignSimConfig | None = None) -> FastAPI:
     envelopes = Envelopes(config.clock)
     outbox = ConnectOutbox(config.connect) if config.connect else None
     notify = _notifier(envelopes, outbox)
-    return simulator_app("DocuSign eSignature simulator", api=_api(config, envelopes, notify),
-                         admin=_admin(envelopes, notify),
-                         dialect=DOCUSIGN_ERRORS, faults=FaultInjector(config.faults), outbox=outbox,
-                         resets=(envelopes.reset,))
+    tokens = TokenIssuer(lifetime_s=config.jwt.token_lifetime_s) if config.jwt else None
+    api = APIRouter()
+    api.include_router(_api(config, envelopes, notify, tokens))
+    if config.jwt is not None and tokens is not None:
+        api.include_router(oauth_routes(config.jwt, tokens))
+    app = simulator_app("DocuSign eSignature simulator", api=api, admin=_admin(envelopes, notify, tokens),
+                        dialect=DOCUSIGN_ERRORS, faults=FaultInjector(config.faults), outbox=outbox,
+                        resets=(envelopes.reset, *((tokens.reset,) if tokens else ())))
+    app.state.tokens = tokens
+    return app
 
 
 def run(host: str = "127.0.0.1", port: int = 8093, config: DocuSignSimConfig | None = None) -> None:

@@ -30,7 +30,10 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     GET    /v1.0/groups[?$filter=displayName eq '...']               directory groups (also mail, id); /groups/{id}
     GET    /v1.0/security/labels/retentionLabels                     the tenant's published retention labels
 
-Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``);
+Every ``/v1.0`` call needs ``Authorization: Bearer <token>`` (else 401 ``InvalidAuthenticationToken``, with
+Graph's ``WWW-Authenticate``): the configured static token, or with ``SimulatorConfig.sign_in`` only a token
+the tenant's Entra ID issued (:mod:`simulators.sharepoint.login`, served as an app of its own by
+:func:`create_login_app`), refused once expired ("Lifetime validation failed, the token is expired.");
 errors are Graph's ``{"error": {"code", "message", "innerError"}}`` on every answer (unknown routes, wrong
 methods, malformed requests and injected faults included). There is no ``Idempotency-Key``:
 creating an existing folder with ``conflictBehavior`` ``fail`` (the default here) answers 409
@@ -42,7 +45,9 @@ position; a token the simulator did not issue in its current epoch is 410 ``resy
 a ``Location`` that starts over. Downloads and upload sessions: :mod:`simulators.sharepoint.transfers`.
 Faults come from :mod:`simulators.kit.faults` (``PUT /_sim/faults``). Admin
 endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
-``POST /_sim/reset``, and the change notifications' log: ``GET /_sim/deliveries``,
+``GET /_sim/tokens`` (tokens issued per client, refused sign-ins), ``POST /_sim/tokens/revoke?client_id=``
+(its tokens then answer 401), ``POST /_sim/reset``, and the change
+notifications' log: ``GET /_sim/deliveries``,
 ``POST /_sim/deliveries/flush?timeout_s=10`` (Graph's retry schedule: :mod:`simulators.sharepoint.notify`).
 """
 
@@ -61,6 +66,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from simulators.kit.app import ErrorDialect, bearer_matches, serve, simulator_app
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
+from simulators.kit.tokens import TokenIssuer
 from simulators.sharepoint.changes import change_routes
 from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint.model import GraphError, Group, Json, Site, iso
@@ -81,7 +87,8 @@ def _render(exc: SimError) -> JSONResponse:
         inner = {"code": inner_code, **inner}
     headers = dict(exc.headers)
     if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm=""'
+        headers["WWW-Authenticate"] = ('Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
+                                       'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"')
     return JSONResponse({"error": {"code": exc.code, "message": exc.message, "innerError": inner}},
                         status_code=exc.status, headers=headers or None)
 
@@ -118,11 +125,18 @@ def _fault(kind: str, plan: FaultPlan) -> SimError:
 GRAPH_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_http_error, fault=_fault)
 
 
-def _bearer(config: SimulatorConfig, state: GraphState) -> Callable[..., None]:
+def _bearer(config: SimulatorConfig, state: GraphState, tokens: TokenIssuer | None) -> Callable[..., None]:
     def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         if not authorization:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
-        if not bearer_matches(authorization, config.token):
+        if tokens is not None:
+            scheme, _, given = authorization.partition(" ")
+            verdict = tokens.check(given.strip()) if scheme.lower() == "bearer" else "unknown"
+            if verdict == "expired":
+                raise GraphError(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+            if verdict == "unknown":
+                raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
+        elif not bearer_matches(authorization, config.token):
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
         route = request.scope.get("route")
         state.count_call(f"{request.method} {getattr(route, 'path', request.url.path)}")
@@ -149,7 +163,16 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
                        columns=config.columns, notify=notifier.submit)
     faults = FaultInjector(config.faults)
     transfers = Transfers()
+    tokens = TokenIssuer(lifetime_s=config.sign_in.token_lifetime_s) if config.sign_in else None
     admin = APIRouter()
+
+    @admin.get("/tokens")
+    def get_tokens() -> Json:
+        return tokens.stats() if tokens else {"issued": {}, "refused": {}, "lifetime_s": None}
+
+    @admin.post("/tokens/revoke")
+    def revoke_tokens(client_id: str) -> Json:
+        return {"revoked": tokens.revoke(client_id) if tokens else 0}
 
     @admin.get("/state")
     def get_state() -> Json:
@@ -161,17 +184,19 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     def get_requests() -> Json:
         return state.request_counts()
 
-    api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state))])
+    api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state, tokens))])
     api.include_router(change_routes(state, config))  # before the drive routes' catch-all paths
     api.include_router(graph_transfer_routes(state, config, transfers))
     api.include_router(drive_routes(state, config))
     api.include_router(subscription_routes(state, config))
     api.include_router(site_routes(state))
     app = simulator_app("Microsoft Graph simulator (SharePoint subset)", api=api, admin=admin, dialect=GRAPH_ERRORS,
-                        faults=faults, outbox=notifier, resets=(state.reset, transfers.reset),
+                        faults=faults, outbox=notifier,
+                        resets=(state.reset, transfers.reset, *((tokens.reset,) if tokens else ())),
                         admin_dependencies=[Depends(_loopback)], docs=False)
     app.include_router(preauth_routes(state, transfers))
     app.state.graph = state
+    app.state.tokens = tokens
     app.state.notifier = notifier
     return app
 

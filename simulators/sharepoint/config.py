@@ -7,6 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from simulators.kit.faults import FaultPlan
+from simulators.sharepoint.login import EntraTenant
 
 #: The simulated directory's security groups: every practice in every region, plus back-office owners.
 DEFAULT_GROUPS: tuple[str, ...] = (
@@ -31,6 +32,9 @@ class SimulatorConfig:
     """
 
     token: str = "graph-sim-token"  # noqa: S105 - the simulator's well-known default, as in the hub's settings
+    #: Entra ID sign-in (:mod:`simulators.sharepoint.login`): Graph then takes only the tokens it issued, not
+    #: ``token``.
+    sign_in: EntraTenant | None = None
     #: The site's document libraries, by name (each is a drive).
     drives: tuple[str, ...] = ("workspaces",)
     #: Drive ids as Graph makes them (``b!`` + base64 of the site and list ids); ``False``: a drive's id is its
