@@ -5,14 +5,24 @@ notifications to the hub's DocuSign webhook), each on its own loopback port.
 
 The caller says how an app is served (``serve``: e.g. an ASGI server in a background thread, yielding its
 base URL), and maps the :class:`Sandbox`'s URLs onto its own settings: nothing here knows the hub.
+
+With :class:`SignIn` the simulated vendors refuse static tokens, as the real ones do: Graph takes only tokens
+from the tenant's Entra ID (an app of its own, served over TLS with a certificate made for the run, since
+``msal`` takes only an ``https`` authority), DocuSign only tokens from its JWT grant, and both expire after
+``token_lifetime_s``. The app registrations' credentials (a client secret or a certificate, an RSA key for the
+integration key) are made for the run and written to a scratch folder: :attr:`Sandbox.sign_in` says where.
 """
 
 from __future__ import annotations
 
 import base64
+import secrets
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +30,15 @@ from fastapi import FastAPI
 
 from simulators.docusign import ConnectConfig, DocuSignSimConfig
 from simulators.docusign import create_app as docusign_app
+from simulators.docusign.oauth import DocuSignJwt
 from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
 from simulators.erp import create_app as erp_app
 from simulators.kit.faults import FaultPlan
+from simulators.kit.tls import KeyPair, self_signed, serving_tls
+from simulators.kit.tokens import TokenIssuer
 from simulators.sharepoint import BUILTIN_COLUMNS, DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint import create_app as graph_app
+from simulators.sharepoint.login import EntraApp, EntraTenant, create_login_app
 
 #: Serves an app while the block runs and yields its base URL (``http://host:port``).
 Serve = Callable[[FastAPI], AbstractContextManager[str]]
@@ -46,6 +60,50 @@ DOCUMENT_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: The client id the sandbox's own tools (``Sandbox.graph()``, ``Sandbox.docusign()``) get tokens for.
+TOOL_CLIENT = "sandbox-tool"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Run the sandbox's Graph and DocuSign with sign-in and tokens living ``token_lifetime_s``; the Graph app
+    signs in with a certificate (``graph_certificate``) or a client secret."""
+
+    token_lifetime_s: float = 3_600.0
+    graph_certificate: bool = False
+
+
+@dataclass(frozen=True)
+class SignInCredentials:
+    """What a firm's settings would hold for the sandbox's tenant and DocuSign account: ids, sign-in hosts, and
+    the files holding the secret or keys (the TLS certificate of the Entra ID host is its CA bundle)."""
+
+    tenant_id: str
+    graph_client_id: str
+    login_url: str
+    login_ca_file: Path
+    graph_secret_file: Path | None
+    graph_key_file: Path | None
+    graph_thumbprint: str | None
+    docusign_integration_key: str
+    docusign_user_id: str
+    docusign_key_file: Path
+    docusign_auth_url: str
+
+    def graph_settings(self) -> dict[str, Any]:
+        """The Graph connector's sign-in settings (``HUB_GRAPH_*`` names, lower case)."""
+        chosen: dict[str, Any] = ({"client_secret_file": self.graph_secret_file} if self.graph_secret_file else
+                                  {"certificate_key_file": self.graph_key_file,
+                                   "certificate_thumbprint": self.graph_thumbprint})
+        return {"tenant_id": self.tenant_id, "client_id": self.graph_client_id, "authority_url": self.login_url,
+                "sign_in_ca_file": self.login_ca_file, **chosen}
+
+    def docusign_settings(self) -> dict[str, Any]:
+        """The DocuSign connector's sign-in settings (``HUB_DOCUSIGN_*`` names, lower case)."""
+        return {"integration_key": self.docusign_integration_key, "user_id": self.docusign_user_id,
+                "private_key_file": self.docusign_key_file, "auth_url": self.docusign_auth_url}
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """Where the simulators listen, and their admin views."""
@@ -61,11 +119,31 @@ class Sandbox:
     docusign_url: str = ""
     docusign_token: str = "docusign-sim-token"  # noqa: S105 - the simulator's well-known default
     docusign_account: str = DOCUSIGN_ACCOUNT
+    #: With sign-in: the credentials a firm would configure (``None``: static tokens).
+    sign_in: SignInCredentials | None = None
+    #: With sign-in: a token for the sandbox's own tools, per system (``graph``, ``docusign``).
+    tool_token: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+
+    def graph_sign_in(self) -> dict[str, Any]:
+        """The Graph connector's sign-in settings; empty with static tokens."""
+        return self.sign_in.graph_settings() if self.sign_in else {}
+
+    def docusign_sign_in(self) -> dict[str, Any]:
+        """The DocuSign connector's sign-in settings; empty with static tokens."""
+        return self.sign_in.docusign_settings() if self.sign_in else {}
+
+    def token_requests(self) -> dict[str, dict[str, Any]]:
+        """Tokens each simulated identity provider issued (per client) and refused (per error): ``graph``,
+        ``docusign``."""
+        graph = httpx.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/tokens", timeout=10).json()
+        docusign = httpx.get(f"{self.docusign_url}/_sim/tokens", timeout=10).json()
+        return {"graph": graph, "docusign": docusign}
 
     def docusign(self) -> httpx.Client:
         """An HTTP client on the DocuSign simulator's account API (as a sender's tool would be)."""
+        token = self.tool_token("docusign") if self.tool_token else self.docusign_token
         return httpx.Client(base_url=f"{self.docusign_url}/restapi/v2.1/accounts/{self.docusign_account}",
-                            timeout=10, headers={"authorization": f"Bearer {self.docusign_token}"})
+                            timeout=10, headers={"authorization": f"Bearer {token}"})
 
     def sign_envelope(self, envelope_id: str) -> dict[str, Any]:
         """Every signer signs (the simulator's admin route); Connect then notifies the hub."""
@@ -94,8 +172,8 @@ class Sandbox:
 
     def graph(self) -> httpx.Client:
         """An HTTP client on the SharePoint simulator's Graph API (as a user's tool would be)."""
-        return httpx.Client(base_url=self.graph_url, timeout=10,
-                            headers={"authorization": f"Bearer {self.graph_token}"})
+        token = self.tool_token("graph") if self.tool_token else self.graph_token
+        return httpx.Client(base_url=self.graph_url, timeout=10, headers={"authorization": f"Bearer {token}"})
 
     def put_document(self, folder: str, name: str, *, fields: dict[str, Any], label: str | None = None,
                      content: bytes = b"") -> str:
@@ -190,6 +268,7 @@ def running_sandbox(
     graph_notify_ca: str | None = None,
     labels: Sequence[str] | None = None,
     columns: Sequence[str] = DOCUMENT_COLUMNS,
+    sign_in: SignIn | None = None,
 ) -> Iterator[Sandbox]:
     """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url`` (with
     ``None`` it posts nothing: the caller publishes the events itself).
@@ -199,7 +278,8 @@ def running_sandbox(
     URLs whose certificate chains to ``graph_notify_ca`` (a PEM file); without one, as the one exception to
     Graph's rule, it also notifies plain-http URLs on loopback (the demo's ingress). SharePoint's
     site has one library, ``library``, with SharePoint's own columns and ``columns``; the tenant publishes
-    the retention ``labels`` (``None``: any label applies, and the label list is refused).
+    the retention ``labels`` (``None``: any label applies, and the label list is refused);
+    with ``sign_in`` Graph and DocuSign take only the tokens their sign-in issued (see the module's docstring).
     """
     base = (ingress_events_url or "").removesuffix("/v1/events")
     webhook = None if ingress_events_url is None else WebhookConfig(
@@ -209,18 +289,95 @@ def running_sandbox(
     erp = erp_app(ErpSimConfig(token=erp_token, faults=erp_faults or FaultPlan(), webhook=webhook, readiness=gate))
     connect = None if docusign_hmac_key is None else ConnectConfig(
         url=f"{base}/v1/webhooks/docusign/{DOCUSIGN_SOURCE_ID}", hmac_key=docusign_hmac_key, backoff_s=0.2)
-    docusign = docusign_app(DocuSignSimConfig(connect=connect))
     directory = tuple(dict.fromkeys([*groups, *DEFAULT_GROUPS]))
-    graph = graph_app(SimulatorConfig(
-        token=graph_token, drives=(library,), groups=directory, faults=graph_faults or FaultPlan(),
-        columns=tuple(dict.fromkeys([*BUILTIN_COLUMNS, *columns])),
-        retention_labels=None if labels is None else frozenset(labels), notify_ca_file=graph_notify_ca,
-        http_notification_hosts=LOOPBACK if graph_notify_ca is None else frozenset()))
-    site = graph.state.graph.site
     with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-sandbox-")))
+        made = _SignInParts.make(sign_in, folder) if sign_in else None
+        docusign = docusign_app(DocuSignSimConfig(connect=connect, jwt=made.docusign if made else None))
+        graph_config = SimulatorConfig(
+            token=graph_token, drives=(library,), groups=directory, faults=graph_faults or FaultPlan(),
+            columns=tuple(dict.fromkeys([*BUILTIN_COLUMNS, *columns])),
+            retention_labels=None if labels is None else frozenset(labels), notify_ca_file=graph_notify_ca,
+            http_notification_hosts=LOOPBACK if graph_notify_ca is None else frozenset(),
+            sign_in=made.tenant if made else None)
+        graph = graph_app(graph_config)
+        site = graph.state.graph.site
         erp_url = stack.enter_context(serve(erp))
         graph_url = stack.enter_context(serve(graph))
         docusign_url = stack.enter_context(serve(docusign))
+        credentials, tool_token = None, None
+        if made is not None:
+            login = create_login_app(tenant_id=graph_config.tenant_id, tenant=made.tenant, tokens=graph.state.tokens)
+            login_url = stack.enter_context(serving_tls(login, keys=made.tls, folder=folder))
+            credentials = made.credentials(tenant_id=graph_config.tenant_id, login_url=login_url,
+                                           docusign_url=docusign_url)
+            tool_token = _tool_tokens(graph.state.tokens, docusign.state.tokens)
         yield Sandbox(erp_url=erp_url, graph_url=f"{graph_url}/v1.0", erp_token=erp_token,
                       graph_token=graph_token, drive_id=site.libraries[0].drive_id, site_url=site.web_url,
-                      library=library, docusign_url=docusign_url)
+                      library=library, docusign_url=docusign_url, sign_in=credentials, tool_token=tool_token)
+
+
+def _tool_tokens(graph: TokenIssuer, docusign: TokenIssuer) -> Callable[[str], str]:
+    """Tokens for the sandbox's own tools, issued straight by the simulators' issuers (they stand for a
+    user's tools, not the hub, so they do not sign in through the hub's path)."""
+    issuers = {"graph": (graph, "https://graph.microsoft.com/.default"), "docusign": (docusign, "signature")}
+
+    def token(system: str) -> str:
+        issuer, scope = issuers[system]
+        return issuer.issue(TOOL_CLIENT, scope).token
+
+    return token
+
+
+@dataclass(frozen=True)
+class _SignInParts:
+    """The sign-in of one sandbox run: the tenant's and the integration key's registrations, the keys and the
+    files holding them."""
+
+    tls: KeyPair
+    tenant: EntraTenant
+    docusign: DocuSignJwt
+    folder: Path
+    graph_client_id: str
+    graph_secret_file: Path | None
+    graph_key_file: Path | None
+    graph_thumbprint: str | None
+    docusign_key_file: Path
+
+    @classmethod
+    def make(cls, sign_in: SignIn, folder: Path) -> _SignInParts:
+        tls = self_signed("login.sim.microsoftonline.example")
+        client_id, user_id, integration_key = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+        secret_file = key_file = None
+        thumbprint = None
+        if sign_in.graph_certificate:
+            certificate = self_signed("hub-graph-app")
+            app = EntraApp(client_id, certificate_public_key=certificate.public_key,
+                           certificate_thumbprint=certificate.thumbprint)
+            key_file = _private(folder / "graph-app-key.pem", certificate.private_key)
+            thumbprint = certificate.thumbprint
+        else:
+            secret = secrets.token_urlsafe(30)
+            app = EntraApp(client_id, secret=secret)
+            secret_file = _private(folder / "graph-client-secret", secret)
+        rsa = self_signed("hub-docusign-integration")
+        return cls(
+            tls=tls, tenant=EntraTenant(apps=(app,), token_lifetime_s=sign_in.token_lifetime_s),
+            docusign=DocuSignJwt(integration_key=integration_key, public_key=rsa.public_key, users=(user_id,),
+                                 consented=(user_id,), token_lifetime_s=sign_in.token_lifetime_s),
+            folder=folder, graph_client_id=client_id, graph_secret_file=secret_file, graph_key_file=key_file,
+            graph_thumbprint=thumbprint, docusign_key_file=_private(folder / "docusign-key.pem", rsa.private_key))
+
+    def credentials(self, *, tenant_id: str, login_url: str, docusign_url: str) -> SignInCredentials:
+        return SignInCredentials(
+            tenant_id=tenant_id, graph_client_id=self.graph_client_id, login_url=login_url,
+            login_ca_file=self.folder / "tls-cert.pem", graph_secret_file=self.graph_secret_file,
+            graph_key_file=self.graph_key_file, graph_thumbprint=self.graph_thumbprint,
+            docusign_integration_key=self.docusign.integration_key, docusign_user_id=self.docusign.users[0],
+            docusign_key_file=self.docusign_key_file, docusign_auth_url=docusign_url)
+
+
+def _private(path: Path, text: str) -> Path:
+    path.touch(mode=0o600)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,6 +1,10 @@
 """Exceptions as an operating model: every dead letter of a pattern actor becomes a
 ``hub.exception.raised.v1`` event routed to the owner of that workflow (finance, PMO, records
-management, platform team), on the topic exchange for alerting."""
+management, platform team), on the topic exchange for alerting.
+
+A message dead-lettered because Entra ID or DocuSign refused the hub's own sign-in
+(:class:`~hub.errors.SignInRefused`) is the platform team's, whatever the workflow: the settings or the app
+registration need fixing, then the dead letters are replayed."""
 
 from __future__ import annotations
 
@@ -9,9 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from hub.actor import ActorSpec, DeadLetter, Emitting
+from hub.errors import SignInRefused
 
 #: The actor told of every other actor's dead letters.
 SPEC = ActorSpec(name="exceptions", dead_letters_to=None)
+#: Who fixes a refused sign-in, and the kind of its case.
+PLATFORM_OWNER = "platform_team"
+SIGN_IN_REFUSED = "platform.sign_in_refused"
 _NAMESPACE = uuid.UUID("5b0e6c1e-8f2a-4b39-9a57-3c2f0d7e4a11")
 
 
@@ -20,9 +28,10 @@ def exception_case(message: Mapping[str, Any], why: str, error: str) -> dict[str
     options = message.get("options") or {}
     failed = options.get("hub_event") or {}
     subject = failed.get("subject") or failed.get("id") or message.get("message_id", "")
+    refused = error.startswith(f"{SignInRefused.__name__}:")  # the dead letter's recorded error names its type
     return {
         "id": str(uuid.uuid5(_NAMESPACE, str(message.get("message_id", "")))),
-        "kind": f"{message.get('actor_name', 'unknown')}.dead_letter",
+        "kind": SIGN_IN_REFUSED if refused else f"{message.get('actor_name', 'unknown')}.dead_letter",
         "subject": str(subject),
         "detail": f"{why}: {error}"[:2000],
         "project_code": str(failed["subject"]) if failed.get("subject") else None,
@@ -43,7 +52,8 @@ class ExceptionRouter:
     def handle_dead_letter(self, letter: DeadLetter, context: Emitting) -> None:
         """Route the dead letter's case to its owner."""
         case = exception_case(letter.message, letter.why, letter.error)
-        owner = self.owners.get(str(letter.message.get("actor_name")), self.default_owner)
+        owner = PLATFORM_OWNER if case["kind"] == SIGN_IN_REFUSED else \
+            self.owners.get(str(letter.message.get("actor_name")), self.default_owner)
         data: dict[str, Any] = {
             "exception_id": case["id"], "owner": owner, "kind": case["kind"], "severity": "high",
             "subject": case["subject"], "detail": case["detail"],

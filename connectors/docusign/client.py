@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from connectors.auth import BearerAuth, docusign_auth
 from connectors.http import Http
 from connectors.settings import DocuSignSettings
 from hub.errors import UpstreamRejected
@@ -55,12 +56,22 @@ class DocuSignClient:
 
     @classmethod
     def from_settings(cls, settings: DocuSignSettings, *, client: httpx.Client | None = None) -> DocuSignClient:
-        """A client for ``settings.account_id`` at ``settings.url``."""
-        return cls.create(settings.url, settings.token.get_secret_value(), account_id=settings.account_id,
-                          client=client)
+        """A client for ``settings.account_id`` at ``settings.url``, signing in with the JWT grant when the
+        settings say how (:func:`connectors.auth.docusign_auth`), else with ``settings.token``."""
+        auth = docusign_auth(settings, account_id=settings.account_id)
+        if auth is None:
+            return cls.create(settings.url, settings.token.get_secret_value(), account_id=settings.account_id,
+                              client=client)
+        if client is None:
+            client = httpx.Client(timeout=DEFAULT_TIMEOUT)
+        client.base_url = httpx.URL(settings.url)
+        client.auth = auth
+        return cls(Http(client, target="docusign"), account_id=settings.account_id)
 
     def close(self) -> None:
-        """Close the underlying ``httpx.Client``."""
+        """Close the underlying ``httpx.Client`` (and the sign-in's)."""
+        if isinstance(self.http.client.auth, BearerAuth):
+            self.http.client.auth.close()
         self.http.client.close()
 
     def get_envelope(self, envelope_id: str, *, include: Collection[str] = ()) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from urllib.parse import quote, unquote
 import httpx
 from opentelemetry import trace
 
+from connectors.auth import BearerAuth, entra_auth
 from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
 from connectors.sharepoint.models import (
     ColumnDefinition,
@@ -117,7 +118,7 @@ class _RawBody:
                                              content=self._content)
         if self._anonymous:
             request.headers.pop("Authorization", None)
-        return self._client.send(request)
+        return self._client.send(request, auth=None if self._anonymous else httpx.USE_CLIENT_DEFAULT)
 
 
 def _segments(path: str) -> list[str]:
@@ -219,25 +220,32 @@ class GraphClient:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> GraphClient:
         """A client for the library ``settings.library`` of the site ``settings.site_url`` (or the drive
-        ``settings.drive_id``) at ``settings.url`` with ``settings.token``.
+        ``settings.drive_id``) at ``settings.url``, signing in to Entra ID when the settings say how
+        (:func:`connectors.auth.entra_auth`), else with ``settings.token``.
 
         Without ``client`` one is made (timeouts: connect 2 s, read 5 s). An injected client keeps
         its transport and timeouts; it gets the base URL and bearer token unless it already has them.
         """
-        headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
+        auth = entra_auth(settings)  # signing in to Entra ID, or None: the static token
+        headers = {} if auth else {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
         if client is None:
-            client = httpx.Client(base_url=settings.url, headers=headers,
+            client = httpx.Client(base_url=settings.url, headers=headers, auth=auth,
                                   timeout=httpx.Timeout(5.0, connect=2.0))
         else:
             if not str(client.base_url).strip("/"):
                 client.base_url = httpx.URL(settings.url)
-            client.headers.setdefault("Authorization", headers["Authorization"])
+            if auth is not None:
+                client.auth = auth
+            else:
+                client.headers.setdefault("Authorization", headers["Authorization"])
         http = Http(client, target="graph", retry=retry, breaker=breaker, sleep=sleep,
                     tracer_provider=tracer_provider)
         return cls(http, drive_id=settings.drive_id, site_url=settings.site_url, library=settings.library)
 
     def close(self) -> None:
-        """Close the underlying ``httpx.Client``."""
+        """Close the underlying ``httpx.Client`` (and the sign-in's)."""
+        if isinstance(self.http.client.auth, BearerAuth):
+            self.http.client.auth.close()
         self.http.client.close()
 
     # -- plumbing -----------------------------------------------------------------------------

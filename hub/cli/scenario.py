@@ -198,16 +198,19 @@ class SandboxUrls(Protocol):
     def graph_token(self) -> str: ...
     @property
     def docusign_token(self) -> str: ...
+    def graph_sign_in(self) -> dict[str, Any]: ...
+    def docusign_sign_in(self) -> dict[str, Any]: ...
 
 
 def sandbox_connections(sandbox: SandboxUrls) -> Connections:
-    """The connectors pointed at the simulated systems of a sandbox."""
+    """The connectors pointed at the simulated systems of a sandbox (signing in when the sandbox runs with
+    sign-in)."""
     return Connections(
         erp=ErpSettings(url=sandbox.erp_url, token=SecretStr(sandbox.erp_token)),
         graph=GraphSettings(url=sandbox.graph_url, token=SecretStr(sandbox.graph_token), site_url=sandbox.site_url,
-                            library=sandbox.library),
+                            library=sandbox.library, **sandbox.graph_sign_in()),
         docusign=DocuSignSettings(url=sandbox.docusign_url, token=SecretStr(sandbox.docusign_token),
-                                  account_id=sandbox.docusign_account))
+                                  account_id=sandbox.docusign_account, **sandbox.docusign_sign_in()))
 
 
 def post_signed(url: str, secret: str, document: dict[str, Any]) -> httpx.Response:
