@@ -4,6 +4,7 @@ simulators over real HTTP (Entra ID's host over TLS), with tokens that expire, a
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ from structlog.testing import capture_logs
 
 import actors
 from actors.exceptions import ExceptionRouter
-from connectors.auth import BearerAuth, TokenSource
+from connectors.auth import BearerAuth, DocuSignJwtGrant, TokenSource
 from connectors.docusign.client import DocuSignClient
 from connectors.settings import DocuSignSettings, GraphSettings
 from connectors.sharepoint.client import GraphClient
@@ -220,6 +221,30 @@ def test_docusign_refuses_a_wrong_key_and_a_user_without_consent_naming_the_acco
         assert refused.value.code == "consent_required" and refused.value.who == "acme-firm"
         token = httpx.post(f"{url}/oauth/token", data={"grant_type": "password"}, timeout=10)
         assert (token.status_code, token.json()) == (400, {"error": "unsupported_grant_type"})
+
+
+def test_threads_of_a_process_share_one_sign_in() -> None:
+    key = self_signed("integration")
+    grant = DocuSignJwt(integration_key="ik-2", public_key=key.public_key, users=("u-2",), consented=("u-2",))
+    with serve_in_thread(docusign_app(DocuSignSimConfig(jwt=grant))) as url:
+        tokens = DocuSignJwtGrant(DocuSignSettings(url=url, auth_url=url, integration_key="ik-2", user_id="u-2",
+                                                   private_key=SecretStr(key.private_key)), account_id="acme-firm")
+        start = threading.Barrier(8)
+        got: list[str] = []
+
+        def sign_in() -> None:
+            start.wait(timeout=30)
+            got.append(tokens.token())
+
+        threads = [threading.Thread(target=sign_in) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        tokens.close()
+        issued = httpx.get(f"{url}/_sim/tokens", timeout=10).json()["issued"]
+    assert len(got) == 8 and len(set(got)) == 1
+    assert issued == {"u-2": 1} and tokens.sign_ins == 1
 
 
 def test_secrets_keys_and_tokens_appear_in_no_log_line_span_or_error(sandbox: Sandbox) -> None:
