@@ -157,7 +157,8 @@ class EntraClientCredentials(TokenSource):
     """Client credentials against Entra ID through ``msal.ConfidentialClientApplication``.
 
     The msal application is made on the first sign-in (it reads the tenant's OpenID configuration then, so
-    building the hub makes no call). ``instance_discovery`` is off: the authority is the operator's setting,
+    building the hub makes no call), and again after a refused one, so a secret or key file fixed or rotated in
+    place is read without a restart. ``instance_discovery`` is off: the authority is the operator's setting,
     and msal would otherwise ask ``login.microsoftonline.com`` to vouch for a host it does not know (a national
     cloud's is known anyway). msal's own token cache is emptied before each sign-in: this class decides when
     a token is renewed, and a token the API refused must not come back from msal's cache.
@@ -228,6 +229,7 @@ class EntraClientCredentials(TokenSource):
         codes = ", ".join(f"AADSTS{c}" for c in result.get("error_codes") or ())
         if error in _TRANSIENT_ERRORS:
             raise UpstreamUnavailable(f"Entra ID: {error} for {self.who}")
+        self._app = None  # the next sign-in reads the secret or key again: a fixed or rotated file is taken up
         raise SignInRefused(f"Entra ID refused the sign-in of {self.who}: {error}{f' ({codes})' if codes else ''}",
                             who=self.tenant_id, code=error)
 

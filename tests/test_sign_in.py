@@ -7,6 +7,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -169,6 +170,21 @@ def test_a_refused_sign_in_names_the_tenant_and_never_the_secret(sandbox: Sandbo
     finally:
         unknown.close()
     assert sandbox.token_requests()["graph"]["refused"].get("invalid_client", 0) >= 1
+
+
+def test_a_secret_file_fixed_after_a_refusal_is_read_again_without_a_restart(sandbox: Sandbox,
+                                                                            tmp_path: Path) -> None:
+    assert sandbox.sign_in is not None and sandbox.sign_in.graph_secret_file is not None
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text("an-expired-secret")
+    graph = _graph(sandbox, client_secret_file=secret_file)
+    try:
+        with pytest.raises(SignInRefused):
+            graph.children("root")
+        secret_file.write_text(sandbox.sign_in.graph_secret_file.read_text())
+        assert graph.children("root") == []
+    finally:
+        graph.close()
 
 
 def test_the_hub_signs_in_to_docusign_with_the_jwt_grant(sandbox: Sandbox) -> None:
