@@ -238,7 +238,7 @@ def _admin(envelopes: Envelopes, notify: Notify, tokens: TokenIssuer | None) -> 
 
     @admin.get("/tokens")
     async def get_tokens() -> dict[str, object]:
-        return tokens.stats() if tokens else {"issued": {}, "refused": {}, "lifetime_s": None}
+        return tokens.stats() if tokens else {"issued": {}, "live": {}, "refused": {}, "lifetime_s": None}
 
     @admin.post("/tokens/revoke")
     async def revoke_tokens(user_id: str) -> dict[str, object]:

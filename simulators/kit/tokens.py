@@ -5,7 +5,7 @@ Entra ID and DocuSign issue tokens that live about an hour; a simulator issues t
 the API asks the issuer whether it is ``valid``, ``expired`` (the API answers 401 with the vendor's "expired"
 message) or ``unknown`` (never issued, or revoked). Expired tokens are remembered for a while, so an expired
 token is told apart from a forged one, as the real services do. The issuer counts the tokens it issued per
-client and the requests it refused, for a test to read at the simulator's admin endpoint.
+client, those still valid, and the requests it refused, for a test to read at the simulator's admin endpoint.
 """
 
 from __future__ import annotations
@@ -81,9 +81,12 @@ class TokenIssuer:
         return len(gone)
 
     def stats(self) -> dict[str, object]:
-        """Tokens issued per client, refusals per error code, and the lifetime."""
+        """Tokens issued per client, tokens still valid per client, refusals per error code, and the lifetime."""
+        now = self._clock()
         with self._lock:
-            return {"issued": dict(self._issued), "refused": dict(self._refused), "lifetime_s": self.lifetime_s}
+            live = Counter(issued.client_id for issued in self._tokens.values() if now < issued.expires_at)
+            return {"issued": dict(self._issued), "live": dict(live), "refused": dict(self._refused),
+                    "lifetime_s": self.lifetime_s}
 
     def reset(self) -> None:
         """Forget every token and count."""

@@ -168,7 +168,7 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
 
     @admin.get("/tokens")
     def get_tokens() -> Json:
-        return tokens.stats() if tokens else {"issued": {}, "refused": {}, "lifetime_s": None}
+        return tokens.stats() if tokens else {"issued": {}, "live": {}, "refused": {}, "lifetime_s": None}
 
     @admin.post("/tokens/revoke")
     def revoke_tokens(client_id: str) -> Json:

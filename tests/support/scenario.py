@@ -23,7 +23,7 @@ from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
 from simulators.kit.faults import FaultPlan
-from simulators.sandbox import GRAPH_SOURCE_ID, Sandbox, running_sandbox
+from simulators.sandbox import GRAPH_SOURCE_ID, Sandbox, SignIn, running_sandbox
 from tests.support.tls import TlsTerminator, loopback_tls
 
 
@@ -94,12 +94,14 @@ def running_scenario(
     graph_faults: FaultPlan | None = None,
     threads: int = 4,
     documents: bool = False,
+    sign_in: SignIn | None = None,
 ) -> Iterator[Scenario]:
     """Start simulators, ingress and workers; stop them all afterwards.
 
     ``documents``: the hub also subscribes to the drive's change notifications (document intake). Graph reaches
     the ingress over https only (``Scenario.graph_webhook_url``), through a TLS terminator in front of it as in
-    production, whose certificate the simulator trusts.
+    production, whose certificate the simulator trusts; ``sign_in``: the hub signs in to Graph and DocuSign, whose tokens
+    expire (see :class:`simulators.sandbox.SignIn`).
     """
     credentials = DemoCredentials.generate()
     with ExitStack() as stack:
@@ -109,7 +111,8 @@ def running_scenario(
             serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
             webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
-            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca, labels=_labels(settings)))
+            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca, labels=_labels(settings),
+            sign_in=sign_in))
         provider, exporter = tracer if tracer else (None, None)
         connections = sandbox_connections(sandbox)
         runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
