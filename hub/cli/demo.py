@@ -12,6 +12,9 @@ from hub.cli.common import log_for_operator, pass_settings
 from hub.cli.compose import build_app, build_ingress
 from hub.settings import Settings
 
+#: How long the simulated Entra ID and DocuSign tokens live in the demo: short, so the hub renews them on the way.
+DEMO_TOKEN_LIFETIME_S = 5.0
+
 
 @click.command()
 @pass_settings
@@ -19,13 +22,14 @@ def demo(settings: Settings) -> None:
     """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise)."""
     from actors import load_policy
     from hub.cli.scenario import run_demo
-    from simulators.sandbox import running_sandbox
+    from simulators.sandbox import SignIn, running_sandbox
 
     log_for_operator(settings)
     policy = load_policy(settings.policy_file)
     groups = policy.security_groups.known_groups or []
-    # The simulated tenant publishes every retention label the policy applies.
-    sandbox = functools.partial(running_sandbox, labels=sorted(policy.retention.all_labels()))
+    # The simulated tenant publishes every retention label the policy applies; the hub signs in, tokens expiring.
+    sandbox = functools.partial(running_sandbox, labels=sorted(policy.retention.all_labels()),
+                                sign_in=SignIn(token_lifetime_s=DEMO_TOKEN_LIFETIME_S))
     sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=sandbox,
                       directory_groups=groups, subscribe=_subscribe_documents, echo=click.echo))
 

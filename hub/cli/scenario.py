@@ -285,6 +285,8 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
             running_worker(runtime, threads=4), serve_in_thread(ingress, sock=sock) as url:
         echo(f"0. ERP simulator {sandbox.erp_url}, SharePoint simulator {sandbox.graph_url}, "
              f"hub ingress {url}, workers running")
+        if sandbox.sign_in is not None:
+            echo("   the hub signs in to Entra ID (client credentials) for Graph and with the JWT grant for DocuSign")
         with sandbox.erp() as erp:
             erp.post("/clients", json={"id": "ACME", "name": "ACME Corp", "country": "DE"}).raise_for_status()
             project = erp.post("/projects", json=_acme_erp_project()).json()
@@ -331,8 +333,24 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
         days = runtime.settings.flight_ttl_s / 86_400
         echo(f"   the journey stays in Redis for {days:g} days: "
              f"HUB_QUEUE_PREFIX={runtime.queue_prefix} hub trace {event_id}")
-    echo("demo OK" if ok else "FAILED: the document workflow or the invoice-readiness gate")
+    if sandbox.sign_in is not None:
+        ok = _sign_ins(sandbox, echo=echo) and ok
+    echo("demo OK" if ok else "FAILED: the document workflow, the invoice-readiness gate or a sign-in")
     return 0 if ok else 1
+
+
+def _sign_ins(sandbox: Any, *, echo: Callable[[str], None]) -> bool:
+    """Say how often the hub signed in to each simulated vendor; False when one refused a sign-in."""
+    credentials = sandbox.sign_in
+    stats = sandbox.token_requests()
+    graph, docusign = stats["graph"], stats["docusign"]
+    echo(f"   sign-in: tokens living {graph['lifetime_s']:g} s, issued to the hub by Entra ID (Graph): "
+         f"{graph['issued'].get(credentials.graph_client_id, 0)}, by DocuSign: "
+         f"{docusign['issued'].get(credentials.docusign_user_id, 0)}")
+    refused = {**graph["refused"], **docusign["refused"]}
+    if refused:
+        echo(f"FAILED: sign-in refused: {', '.join(sorted(refused))}")
+    return not refused
 
 
 def _documents(runtime: Runtime, sandbox: Any, receive: Receive, *,
