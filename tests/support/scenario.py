@@ -100,8 +100,8 @@ def running_scenario(
 
     ``documents``: the hub also subscribes to the drive's change notifications (document intake). Graph reaches
     the ingress over https only (``Scenario.graph_webhook_url``), through a TLS terminator in front of it as in
-    production, whose certificate the simulator trusts; ``sign_in``: the hub signs in to Graph and DocuSign, whose tokens
-    expire (see :class:`simulators.sandbox.SignIn`).
+    production, whose certificate the simulator trusts. ``sign_in``: the hub signs in to Graph and DocuSign,
+    whose tokens expire (see :class:`simulators.sandbox.SignIn`).
     """
     credentials = DemoCredentials.generate()
     with ExitStack() as stack:
