@@ -31,6 +31,7 @@ from hub.registry import SchemaRegistry
 from hub.store import MemoryLocks
 from simulators.sharepoint import SimulatorConfig, create_app
 from tests.support.graph_receiver import Receiver
+from tests.support.graph_tenant import BARE
 from tests.support.rabbit import wait_until
 from tests.support.tls import TlsFiles, loopback_tls
 
@@ -67,7 +68,7 @@ def test_a_subscription_needs_an_https_url_validated_over_tls_and_notifications_
     receiver = Receiver()
     # The simulator stops first: its notifier closes its TLS connections before the endpoint stops.
     with serve_in_thread(receiver.app, tls=tls.server) as base, \
-            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca)) as graph:
+            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca, **BARE)) as graph:
         assert base.startswith("https://")
         plain = subscribe(graph, f"http{base.removeprefix('https')}/notify")
         assert plain.status_code == 400 and plain.json()["error"]["code"] == "InvalidRequest"
@@ -90,7 +91,7 @@ def test_an_endpoint_whose_certificate_the_simulator_does_not_trust_fails_valida
     stranger = loopback_tls(tmp_path / "other")  # another authority's certificate
     receiver = Receiver()
     with serve_in_thread(receiver.app, tls=stranger.server) as base, \
-            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca)) as graph:
+            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca, **BARE)) as graph:
         refused = subscribe(graph, f"{base}/notify")
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "ValidationError"
 
@@ -112,7 +113,7 @@ def crosswalk() -> Iterator[SqlCrosswalk]:
 
 def test_master_data_finds_the_changed_workspace_through_delta_when_the_notification_names_none(
         crosswalk: SqlCrosswalk) -> None:
-    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN))) as sim:
+    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, **BARE))) as sim:
         graph = GraphClient.from_settings(GraphSettings(url=f"{sim}/v1.0", token=SecretStr(TOKEN),
                                                         drive_id="workspaces"))
         raw = httpx.Client(base_url=f"{sim}/v1.0", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -154,7 +155,7 @@ def test_master_data_finds_the_changed_workspace_through_delta_when_the_notifica
 def test_the_keeper_renews_the_subscription_before_it_expires_so_notifications_go_on(tls: TlsFiles) -> None:
     receiver, stop = Receiver(), threading.Event()
     with serve_in_thread(receiver.app, tls=tls.server) as base, \
-            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca)) as raw:
+            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca, **BARE)) as raw:
         sim = str(raw.base_url).removesuffix("/v1.0/")
         graph = GraphClient.from_settings(GraphSettings(url=f"{sim}/v1.0", token=SecretStr(TOKEN),
                                                         drive_id="workspaces"))
@@ -211,7 +212,7 @@ def test_master_data_skips_the_drives_root_and_an_item_deleted_since_the_delta(c
             ], "@odata.deltaLink": "https://graph.example/v1.0/drives/workspaces/root/delta?token=t2"})
         return httpx.Response(404, json={"error": {"code": "itemNotFound", "message": "gone"}})
 
-    graph = GraphClient.from_settings(GraphSettings(url="https://graph.example/v1.0"),
+    graph = GraphClient.from_settings(GraphSettings(url="https://graph.example/v1.0", drive_id="workspaces"),
                                       client=httpx.Client(transport=httpx.MockTransport(graph_api)))
     cursor, emitter = MemoryDeltaCursor(), RecordingEmitter()
     actor = MasterData(rules=load_mapping(DEFAULT_MAPPING), graph=graph, crosswalk=crosswalk, locks=MemoryLocks(),

@@ -15,6 +15,7 @@ from connectors.settings import GraphSettings
 from connectors.sharepoint.client import GraphClient
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
+from tests.support.graph_tenant import BARE
 
 TOKEN = "protocol-test-token"
 
@@ -22,7 +23,7 @@ TOKEN = "protocol-test-token"
 @pytest.fixture
 def sim() -> Iterator[str]:
     """The simulator's base URL (drive ``workspaces``)."""
-    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN))) as url:
+    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, **BARE))) as url:
         yield url
 
 
@@ -141,7 +142,7 @@ def test_a_list_item_carries_its_fields_only_when_expanded(graph: httpx.Client) 
 def tenant() -> Iterator[tuple[str, httpx.Client]]:
     """A simulator whose pre-authenticated URLs name another host (``localhost``) than its Graph calls
     (``127.0.0.1``), as a tenant's SharePoint host differs from graph.microsoft.com; and a client on it."""
-    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, preauth_host="localhost"))) as url, \
+    with serve_in_thread(create_app(SimulatorConfig(token=TOKEN, preauth_host="localhost", **BARE))) as url, \
             httpx.Client(base_url=f"{url}/v1.0", headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield url, client
 

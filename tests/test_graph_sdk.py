@@ -24,6 +24,7 @@ from connectors.sharepoint.inbound import parse_notifications
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
 from tests.support.graph_receiver import Receiver
+from tests.support.graph_tenant import BARE
 from tests.support.rabbit import wait_until
 from tests.support.tls import loopback_tls
 
@@ -114,7 +115,7 @@ def sdk(tmp_path: Path) -> Iterator[Sdk]:
     endpoints), an https notification endpoint, and the SDK on the simulator."""
     tls, receiver = loopback_tls(tmp_path), Receiver()
     with serve_in_thread(receiver.app, tls=tls.server) as endpoint, \
-            serve_in_thread(create_app(SimulatorConfig(token=TOKEN, drives=(DRIVE,), page_size=2,
+            serve_in_thread(create_app(SimulatorConfig(token=TOKEN, drives=(DRIVE,), page_size=2, **BARE,
                                                        preauth_host="localhost", notify_ca_file=tls.ca))) as url:
         yield Sdk(url, f"{endpoint}/notify", receiver)
 

@@ -23,14 +23,12 @@ from hub.errors import UpstreamRejected, UpstreamUnavailable
 from hub.ingress.server import serve_in_thread
 from simulators.sharepoint import SimulatorConfig, create_app
 from tests.support.graph_receiver import Receiver
+from tests.support.graph_tenant import BARE
 from tests.support.rabbit import wait_until
 
 TOKEN = "client-test-token"
 #: A tenant for tests of one call at a time: the drive's id is its name, the site grants nothing of its own
 #: (an item's permissions are the invited ones), any field name is a column.
-BARE: dict[str, Any] = {"graph_ids": False, "site_groups": False, "columns": None}
-
-
 def settings_for(base: str) -> GraphSettings:
     """Hub settings pointing Graph at ``base``."""
     return GraphSettings(url=f"{base}/v1.0", token=SecretStr(TOKEN), drive_id="workspaces")
