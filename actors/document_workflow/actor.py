@@ -9,6 +9,9 @@ project keeps, per field and per milestone, the time of the document that set it
 (``custom_fields.terms_as_of`` and ``custom_fields.milestones_as_of``), and an older document never
 overwrites a newer one (:mod:`actors.document_workflow.decisions`). A document in draft or review
 matches no rule: an unsigned SOW enables nothing.
+
+A retention label the tenant does not publish (SharePoint refuses it) leaves the filed document without it:
+records management gets an exception naming the label and the document's class, and the other actions go on.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
 from connectors.erp.client import ErpClient, Money
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient
+from connectors.sharepoint.client import GraphClient, LabelNotPublished
 from hub.actor import ActorContext, ActorSpec
 from hub.idempotency import side_effect_key
 from hub.policy import Policy, fill
@@ -100,14 +103,15 @@ class DocumentWorkflow:
                 project = erp.activate_billing_codes(project.code, codes, idempotency_key=key("billing-codes"))
                 done.append("activate_billing_codes")
         if "file_document" in actions and doc.origin == "esign":
-            done += self._file(doc, project)
+            done += self._file(context, doc, project)
         if "notify_reporting" in actions and done:  # a re-run that changed nothing has nothing to report
             self._notify(context, doc, project, rules, codes)
         log.info("document rules applied", rules=rules, project_code=project.code, document=doc.ref,
                  document_class=doc.document_class, state=doc.state, changed=done)
 
-    def _file(self, doc: SignedDocument, project: ErpProject) -> list[str]:
-        """File the envelope's signed documents into the class's folder, with metadata and label."""
+    def _file(self, context: ActorContext, doc: SignedDocument, project: ErpProject) -> list[str]:
+        """File the envelope's signed documents into the class's folder, with metadata and label (a label the
+        tenant does not publish is left off, and raised to records management)."""
         envelope = self.docusign.get_envelope(doc.ref, include=("documents",))
         documents = [d for d in envelope.get("envelopeDocuments") or [] if d.get("type", "content") == "content"]
         workspace = self.policy.workspace_path(project.template_values())
@@ -117,6 +121,7 @@ class DocumentWorkflow:
         label = self.policy.retention.label_for(region=project.region, country=project.country,
                                                 client_id=project.client_id, engagement_type=project.engagement_type,
                                                 document_class=doc.document_class)  # type: ignore[arg-type]
+        unpublished = False
         for document in documents:
             content = self.docusign.download_document(doc.ref, str(document["documentId"]))
             name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
@@ -127,8 +132,28 @@ class DocumentWorkflow:
             }
             self.graph.ensure_columns(list(fields))  # SharePoint refuses a field the library has no column for
             self.graph.ensure_fields(item.id, fields)
-            self.graph.ensure_retention_label(item.id, label)
+            if unpublished:
+                continue
+            try:
+                self.graph.ensure_retention_label(item.id, label)
+            except LabelNotPublished:
+                unpublished = True
+        if unpublished:
+            self._raise_missing_label(context, doc, project, label, target)
         return ["file_document"] if documents else []
+
+    def _raise_missing_label(self, context: ActorContext, doc: SignedDocument, project: ErpProject, label: str,
+                             folder: str) -> None:
+        """SharePoint refused the label: the document stays filed without it, and records management is told
+        (one case per envelope and label, whatever the redeliveries)."""
+        log.warning("retention label not published by the tenant; document filed without it", label=label,
+                    document=doc.ref, document_class=doc.document_class)
+        context.raise_exception(
+            "records_management", kind="document_workflow.retention_label_missing",
+            id=str(uuid.uuid5(_NAMESPACE, f"label-missing:{doc.ref}:{label}")), subject=project.code,
+            detail=f"retention label {label!r} is not published by the tenant; the signed {doc.document_class} "
+                   f"of envelope {doc.ref} is filed in {folder} without it until it is published",
+            project_code=project.code)
 
     def _notify(self, context: ActorContext, doc: SignedDocument, project: ErpProject, rules: str,
                 codes: list[str]) -> None:
