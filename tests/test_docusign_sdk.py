@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from docusign_esign import (
     ApiClient,
@@ -177,3 +178,19 @@ def test_a_wrong_token_is_refused_with_401(sdk: Sdk) -> None:
     with pytest.raises(ApiException) as caught:
         EnvelopesApi(stranger).list_status_changes(ACCOUNT, from_date="2020-01-01")
     assert caught.value.status == 401 and "errorCode" in error_body(caught)
+
+
+@pytest.mark.parametrize(("plan", "status", "code"), [
+    ({"throttle_rate": 1.0}, 429, "HOURLY_APIINVOCATION_LIMIT_EXCEEDED"),
+    ({"outage": True}, 503, "SERVICE_UNAVAILABLE"),
+])
+def test_an_injected_throttle_or_outage_raises_api_exception_with_docusigns_error_code_and_retry_after(
+        sdk: Sdk, plan: dict[str, object], status: int, code: str) -> None:
+    httpx.put(f"{sdk.url}/_sim/faults", json={**plan, "retry_after_s": 7}).raise_for_status()
+    try:
+        with pytest.raises(ApiException) as caught:
+            sdk.envelopes.list_status_changes(ACCOUNT, from_date="2020-01-01")
+    finally:
+        httpx.put(f"{sdk.url}/_sim/faults", json={}).raise_for_status()
+    assert caught.value.status == status and error_body(caught)["errorCode"] == code
+    assert caught.value.headers["Retry-After"] == "7"

@@ -312,6 +312,23 @@ def test_every_error_is_docusigns_error_body() -> None:
         assert no_token.status_code == 401 and "errorCode" in no_token.json()
 
 
+def test_injected_faults_answer_as_docusign_does_with_retry_after_on_outage_and_throttling() -> None:
+    with sim_notifying(None) as (url, api):
+        expected = {"outage": (503, "SERVICE_UNAVAILABLE", "3"), "error": (500, "UNSPECIFIED_ERROR", None),
+                    "throttle": (429, "HOURLY_APIINVOCATION_LIMIT_EXCEEDED", "3")}
+        for kind, plan in (("outage", {"outage": True}), ("error", {"error_rate": 1.0}),
+                           ("throttle", {"throttle_rate": 1.0})):
+            httpx.put(f"{url}/_sim/faults", json={**plan, "retry_after_s": 3}).raise_for_status()
+            response = api.get(f"{ENVELOPES}/nope")
+            status, code, retry_after = expected[kind]
+            assert (response.status_code, response.headers.get("retry-after")) == (status, retry_after), kind
+            assert response.headers["x-sim-fault"] == kind
+            body = response.json()
+            assert set(body) == {"errorCode", "message"} and body["errorCode"] == code and body["message"]
+        httpx.put(f"{url}/_sim/faults", json={}).raise_for_status()
+        assert api.get(f"{ENVELOPES}/nope").json()["errorCode"] == "ENVELOPE_DOES_NOT_EXIST"  # faults lifted
+
+
 def test_connect_sends_sent_delivered_and_completed_in_json_sim_shape_signed() -> None:
     receiver = Receiver()
     everything = frozenset({"envelope-sent", "envelope-delivered", "envelope-completed"})

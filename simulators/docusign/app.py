@@ -26,7 +26,9 @@ configured static one, or with ``DocuSignSimConfig.jwt`` only one the JWT grant 
 
 Errors are DocuSign's ``{"errorCode": <code>, "message": ...}`` on every route, unknown ones included: an
 unknown envelope is 400 ``ENVELOPE_DOES_NOT_EXIST``, a bad parameter 400 ``INVALID_REQUEST_PARAMETER``, a
-malformed body 400 ``INVALID_REQUEST_BODY``.
+malformed body 400 ``INVALID_REQUEST_BODY``. Injected faults (``PUT /_sim/faults``) answer the same way: 503
+``SERVICE_UNAVAILABLE`` and 429 ``HOURLY_APIINVOCATION_LIMIT_EXCEEDED`` with ``Retry-After``, 500
+``UNSPECIFIED_ERROR``.
 
 An envelope is created with ``documents`` (``documentId``, ``name``, ``documentBase64``, and the
 simulator's ``documentClass``), ``recipients.signers`` (``name``, ``email``, ``roleName``...) and
@@ -110,8 +112,24 @@ def _http_error(exc: StarletteHTTPException) -> SimError:
     return SimError(exc.status_code, "HTTP_ERROR", str(exc.detail), headers=dict(exc.headers or {}))
 
 
-#: ``{"errorCode": <code>, "message": ...}``, as DocuSign answers.
-DOCUSIGN_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_http_error)
+#: What DocuSign answers for each injected fault. Throttling is the account's hourly API limit (DocuSign's
+#: "API resource limits": "The maximum number of hourly API invocations has been exceeded"); DocuSign documents
+#: no code for an outage, so the simulator says ``SERVICE_UNAVAILABLE``.
+_FAULTS = {"outage": (503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
+           "error": (500, "UNSPECIFIED_ERROR", "An unspecified error has occurred."),
+           "throttle": (429, "HOURLY_APIINVOCATION_LIMIT_EXCEEDED",
+                        "The maximum number of hourly API invocations has been exceeded.")}
+
+
+def _fault(kind: str, plan: FaultPlan) -> SimError:
+    status, code, message = _FAULTS[kind]
+    headers = {} if kind == "error" else {"Retry-After": str(plan.retry_after_s)}
+    return SimError(status, code, message, headers=headers)
+
+
+#: ``{"errorCode": <code>, "message": ...}``, as DocuSign answers: refusals, malformed requests, unknown routes and
+#: injected faults.
+DOCUSIGN_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_http_error, fault=_fault)
 
 
 def _unauthorised() -> SimError:
