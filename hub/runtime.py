@@ -21,13 +21,14 @@ import redis
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from hub.actor import Actor, ActorSpec, DeadLetterHandler
+from hub.actor import Actor, ActorSpec, DeadLetterHandler, Emitter
 from hub.broker import build_broker
 from hub.connectivity import ServerLink
 from hub.db import Database, connect_database, ensure_database, upgrade
 from hub.dispatch import Dispatcher, RoutingTable, declare_actor, declare_dead_letters
 from hub.endpoints import SentinelAddress, is_sentinel
 from hub.errors import ConfigurationError
+from hub.events import SchemaLookup
 from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
 from hub.policy import Policy
 from hub.registry import SchemaRegistry
@@ -95,6 +96,9 @@ class Runtime(Infrastructure):
     migrations: tuple[Path, ...] = ()
     #: Called by :meth:`close`: connector clients and other resources the actors use.
     closers: tuple[Callable[[], object], ...] = ()
+    #: Checks a worker process (``hub worker``) runs once when it starts consuming, in a thread of their own, with
+    #: the dispatcher and the schemas to raise what they find (see :func:`hub.workers.run_worker`).
+    at_worker_start: tuple[Callable[[Emitter, SchemaLookup], object], ...] = ()
 
     def upgrade_database(self) -> None:
         """Create the database if it is missing and bring its tables to the newest version (the hub's
@@ -237,10 +241,11 @@ def build_infrastructure(
 
 def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
              dead_letters: DeadLetterHandler | None = None, closers: Sequence[Callable[[], object]] = (),
-             migrations: Sequence[Path] = ()) -> Runtime:
+             migrations: Sequence[Path] = (),
+             at_worker_start: Sequence[Callable[[Emitter, SchemaLookup], object]] = ()) -> Runtime:
     """Declare every actor on the broker, derive the routing table from their specs and build the one
     immutable :class:`Runtime`. ``dead_letters`` is told of the others' dead letters; ``migrations``: the
-    actors' stores' migrations folders."""
+    actors' stores' migrations folders; ``at_worker_start``: checks a worker process runs when it starts."""
     prefix = infra.queue_prefix
     specs = {actor.spec.name: actor.spec for actor in actors}
     if dead_letters is not None:
@@ -262,4 +267,4 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
     dispatcher.check()
     fields = {f.name: getattr(infra, f.name) for f in dataclasses.fields(Infrastructure)}
     return Runtime(**fields, dispatcher=dispatcher, policy=policy, actors=declared, specs=specs,
-                   closers=tuple(closers), migrations=tuple(migrations))
+                   closers=tuple(closers), migrations=tuple(migrations), at_worker_start=tuple(at_worker_start))

@@ -84,7 +84,8 @@ class Chores:
 
 def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
     """Wait for RabbitMQ, Redis and the database (a real-mode worker never falls back to memory), bring the
-    database's tables up to date, consume until ``stop`` is set, then shut down cleanly. ``heartbeat_file``
+    database's tables up to date, consume until ``stop`` is set (running the runtime's checks at start once the
+    consumers run), then shut down cleanly. ``heartbeat_file``
     is touched while every server answers (a container healthcheck reads its age).
 
     Raises :class:`~hub.errors.CredentialsRefused` once a server refused the credentials a few times in a
@@ -108,10 +109,26 @@ def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat
         log.info("RabbitMQ, Redis and the database answer; starting the consumers")
         runtime.upgrade_database()
     with running_worker(runtime, threads=threads):
+        start_checks(runtime)
         if heartbeat_file is None or runtime.embedded:
             stop.wait()
         else:
             _beat(servers_of(runtime.links), heartbeat_file, stop)
+
+
+def start_checks(runtime: Runtime) -> threading.Thread:
+    """Run the runtime's checks at worker start (``Runtime.at_worker_start``) in a daemon thread, so a system
+    that is slow to answer delays no consumer; a check that fails is logged, and the worker goes on."""
+    def run() -> None:
+        for check in runtime.at_worker_start:
+            try:
+                check(runtime.dispatcher, runtime.registry)
+            except Exception as exc:  # a check at start never stops the worker
+                log.warning("a check at worker start failed", check=type(check).__name__, reason=str(exc))
+
+    thread = threading.Thread(target=run, name="hub-worker-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def _beat(servers: list[Server], path: Path, stop: threading.Event) -> None:

@@ -5,11 +5,26 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from structlog.testing import capture_logs
+
 from actors.provisioning import Provisioning
+from actors.provisioning.labels import LabelCheck
 from hub.actor import RecordingEmitter
 from hub.crosswalk import SqlCrosswalk
+from hub.errors import UpstreamUnavailable
 from tests.support.fakes import FakeErp, FakeGraph
-from tests.test_actors_unit import POLICY, REGISTRY, WS, T, context, crosswalk, erp_project, project_event, provisioning
+from tests.test_actors_unit import (
+    POLICY,
+    REGISTRY,
+    SPECS,
+    WS,
+    T,
+    context,
+    crosswalk,
+    erp_project,
+    project_event,
+    provisioning,
+)
 
 __all__ = ["crosswalk"]  # the fixture, shared with the actors' unit tests
 
@@ -49,3 +64,39 @@ def test_labels_the_app_cannot_list_are_applied_without_a_check(crosswalk: SqlCr
     run(actor, "ENG-2", emitter, 1)
     assert graph.held_label("Engagements/ACME/ENG-2") == "DE-Engagement-10y"
     assert [e.get_type() for e in emitter.events] == ["dms.workspace.provisioned.v1"]
+
+
+class UnreachableGraph(FakeGraph):
+    """Graph that does not answer: every read of the published labels fails as the client's retries give up."""
+
+    def published_labels(self, *, refresh: bool = False) -> frozenset[str] | None:
+        raise UpstreamUnavailable("graph: GET security/labels/retentionLabels: 503 serviceNotAvailable")
+
+
+def test_at_start_each_unpublished_label_is_named_once_and_raised_to_records_management_as_the_same_case() -> None:
+    graph = FakeGraph(labels=POLICY.retention.all_labels() - {"DE-Engagement-10y", "Client-GLOBEX-Matter-25y"})
+    check, emitter = LabelCheck(policy=POLICY, graph=graph, spec=SPECS["provisioning"]), RecordingEmitter()
+    with capture_logs() as logs:
+        assert check(emitter, REGISTRY) == ["Client-GLOBEX-Matter-25y", "DE-Engagement-10y"]
+    [warning] = [line for line in logs if line["log_level"] == "warning"]
+    assert warning["labels"] == ["Client-GLOBEX-Matter-25y", "DE-Engagement-10y"]
+    raised = [REGISTRY.decode("hub.exception.raised.v1", e.get_data()) for e in emitter.events]
+    assert [(r["owner"], r["kind"], r["subject"]) for r in raised] == [
+        ("records_management", "provisioning.retention_label_unpublished", "Client-GLOBEX-Matter-25y"),
+        ("records_management", "provisioning.retention_label_unpublished", "DE-Engagement-10y")]
+    assert "'DE-Engagement-10y'" in raised[1]["detail"] and raised[1]["event_id"] is None
+    first = [e.get_id() for e in emitter.events]
+    check(emitter, REGISTRY)  # a restart: the same cases, by id
+    assert [e.get_id() for e in emitter.events[2:]] == first and len(set(first)) == 2
+
+
+def test_at_start_a_tenant_publishing_every_label_or_hiding_them_or_away_raises_nothing() -> None:
+    emitter = RecordingEmitter()
+    with capture_logs() as logs:
+        for graph in (FakeGraph(labels=POLICY.retention.all_labels()), FakeGraph(labels=None), UnreachableGraph()):
+            assert LabelCheck(policy=POLICY, graph=graph, spec=SPECS["provisioning"])(emitter, REGISTRY) == []
+    assert emitter.events == []
+    said = [(line["log_level"], line["event"]) for line in logs]
+    assert said == [
+        ("info", "retention labels not checked at start: the tenant does not let the app list them (403)"),
+        ("warning", "retention labels not checked at start: the tenant's labels could not be read")]

@@ -10,7 +10,8 @@ Only the grants the policy governs are read and changed (:func:`~actors.provisio
 new workspace inherits the site's owners, members and visitors, SharePoint turns them into direct grants
 at the first invite, and they (like any group someone added by hand) stay. The library's metadata columns
 are created before the first fields are written. Retention labels are checked against the ones the tenant
-publishes (once per process when it first provisions, and again before applying one): a workspace whose
+publishes (when a worker process starts, see :mod:`actors.provisioning.labels`; once per process when it
+first provisions; and again before applying one): a workspace whose
 label is not published is provisioned without it, and records management gets an exception.
 """
 

@@ -76,6 +76,7 @@ def build_app(
         load_master_data_mapping,
     )
     from actors.provisioning import Provisioning, RedisProvisioningStore
+    from actors.provisioning.labels import LabelCheck
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
     from connectors.sharepoint.client import GraphClient
@@ -113,7 +114,9 @@ def build_app(
         handlers = [handler for handler in handlers if handler.spec.name in only]
     router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
-                       closers=(erp.close, graph.close, docusign.close))
+                       closers=(erp.close, graph.close, docusign.close),
+                       at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
+                       if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
         runtime.upgrade_database()
     return runtime
