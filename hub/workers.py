@@ -85,8 +85,8 @@ class Chores:
 def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
     """Wait for RabbitMQ, Redis and the database (a real-mode worker never falls back to memory), bring the
     database's tables up to date, consume until ``stop`` is set (running the runtime's checks at start once the
-    consumers run), then shut down cleanly. ``heartbeat_file``
-    is touched while every server answers (a container healthcheck reads its age).
+    consumers run, see :func:`start_checks`), then shut down cleanly. ``heartbeat_file`` is touched while every
+    server answers (a container healthcheck reads its age).
 
     Raises :class:`~hub.errors.CredentialsRefused` once a server refused the credentials a few times in a
     row (at start or later): the worker stops rather than retry forever.
