@@ -4,7 +4,12 @@ message is not dead-lettered)."""
 
 from __future__ import annotations
 
+import pytest
+
 from hub.actor import RecordingEmitter
+from tests.conftest import hub_settings
+from tests.support.rabbit import queue_depth, wait_until
+from tests.support.scenario import Scenario, acme_project, running_scenario
 from tests.test_actors_unit import (
     MATTER,
     POLICY,
@@ -43,3 +48,40 @@ def test_a_signed_letter_whose_label_is_not_published_is_filed_without_it_and_ra
     actor.handle(completed)
     assert graph.held_label(filed) == "Client-GLOBEX-Matter-25y"
     assert len([e for e in emitter.events if e.get_type() == "hub.exception.raised.v1"]) == 2
+
+
+def _provisioned(scenario: Scenario, code: str) -> bool:
+    return scenario.erp_project(code).get("custom_fields", {}).get("workspace_status") == "provisioned"
+
+
+@pytest.mark.integration
+def test_a_signed_sow_whose_label_the_tenant_does_not_publish_is_filed_without_it_and_billing_goes_on(
+        prefix: str) -> None:
+    code, sow = "ENG-ACME-0001", "Engagements/ACME/ENG-ACME-0001/SOWs/ACME SOW 2027.pdf"
+    labels = POLICY.retention.all_labels() - {"DE-Contract-10y"}  # the label the policy gives a German SOW
+    with running_scenario(hub_settings(prefix), labels=labels) as scenario, \
+            scenario.runtime.subscription("hub.exception.raised.v1") as receive:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _provisioned(scenario, code), timeout=60)
+        envelope = scenario.sandbox.send_for_signature(code, "sow", "ACME SOW 2027.pdf", content=b"%PDF SOW terms",
+                                                       fields={"contract_value": "520,000.00",
+                                                               "contract_currency": "EUR"})
+        scenario.sandbox.sign_envelope(envelope)
+        raised: dict[str, object] | None = None
+        while raised is None:
+            alert = receive(60.0)
+            assert alert is not None, "no exception for the SOW's label"
+            data = scenario.runtime.registry.decode("hub.exception.raised.v1", alert.body)
+            if data["kind"] == "document_workflow.retention_label_missing":
+                raised = data
+        assert wait_until(lambda: scenario.erp_project(code)["billing_codes_active"], timeout=30)
+        filed = scenario.workspace(sow)
+        assert filed is not None and filed["fields"]["DocumentState"] == "signed"
+        assert not filed.get("retentionLabel")
+        assert scenario.erp_project(code)["time_entry_enabled"] is True
+        queue = scenario.runtime.broker.get_actor("document_workflow").queue_name
+        assert queue_depth(f"{queue}.XQ") == 0  # not dead-lettered
+    assert (raised["owner"], raised["subject"]) == ("records_management", code)
+    detail = str(raised["detail"])
+    assert "'DE-Contract-10y'" in detail and "sow" in detail and envelope in detail and "SOW terms" not in detail

@@ -4,7 +4,7 @@ ingress -> RabbitMQ -> workers -> SharePoint simulator and ERP write-back."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,13 +95,15 @@ def running_scenario(
     threads: int = 4,
     documents: bool = False,
     sign_in: SignIn | None = None,
+    labels: Collection[str] | None = None,
 ) -> Iterator[Scenario]:
     """Start simulators, ingress and workers; stop them all afterwards.
 
     ``documents``: the hub also subscribes to the drive's change notifications (document intake). Graph reaches
     the ingress over https only (``Scenario.graph_webhook_url``), through a TLS terminator in front of it as in
     production, whose certificate the simulator trusts. ``sign_in``: the hub signs in to Graph and DocuSign,
-    whose tokens expire (see :class:`simulators.sandbox.SignIn`).
+    whose tokens expire (see :class:`simulators.sandbox.SignIn`). ``labels``: the retention labels the tenant
+    publishes (default: every label the policy applies).
     """
     credentials = DemoCredentials.generate()
     with ExitStack() as stack:
@@ -111,8 +113,8 @@ def running_scenario(
             serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
             webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
-            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca, labels=_labels(settings),
-            sign_in=sign_in))
+            docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca,
+            labels=_labels(settings) if labels is None else sorted(labels), sign_in=sign_in))
         provider, exporter = tracer if tracer else (None, None)
         connections = sandbox_connections(sandbox)
         runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
