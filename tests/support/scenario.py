@@ -85,6 +85,11 @@ def acme_project(**overrides: Any) -> dict[str, Any]:
             "value": {"amount_minor": 48_000_000, "currency": "EUR"}, **overrides}
 
 
+#: How the scenarios sign in: tokens living 5 s, renewed before they expire (at half their lifetime), so a
+#: scenario of a few seconds already spans renewals.
+SCENARIO_SIGN_IN = SignIn(token_lifetime_s=5.0)
+
+
 @contextmanager
 def running_scenario(
     settings: Settings,
@@ -102,7 +107,9 @@ def running_scenario(
     ``documents``: the hub also subscribes to the drive's change notifications (document intake). Graph reaches
     the ingress over https only (``Scenario.graph_webhook_url``), through a TLS terminator in front of it as in
     production, whose certificate the simulator trusts. ``sign_in``: the hub signs in to Graph and DocuSign,
-    whose tokens expire (see :class:`simulators.sandbox.SignIn`). ``labels``: the retention labels the tenant
+    whose tokens expire (see :class:`simulators.sandbox.SignIn`); by default as a firm's hub does, with tokens
+    living :data:`SCENARIO_SIGN_IN`'s few seconds, so every scenario runs across token expiries. ``None``: the
+    simulators take their static tokens. ``labels``: the retention labels the tenant
     publishes (default: every label the policy applies).
     """
     credentials = DemoCredentials.generate()
