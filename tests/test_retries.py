@@ -233,15 +233,8 @@ def test_waiting_for_the_lock_of_a_dead_worker_spends_no_retries_and_runs_once_t
             tries.append("waited")
             raise
 
-    actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
-    worker = _worker_on(stub)
-    try:
-        with capture_logs() as logs:
-            actor.send()
-            stub.join("q", fail_fast=False, timeout=10_000)
-    finally:
-        worker.stop()
-        stub.close()
+    with capture_logs() as logs:
+        _run_once(stub, provision, "provision")
     assert tries[-1] == "ran" and tries.count("ran") == 1 and tries.count("waited") >= 1, tries
     assert stub.dead_letters == []
     waits = [entry for entry in logs if entry["event"] == "waiting for a lock"]
@@ -346,15 +339,8 @@ def test_a_call_refused_by_an_open_breaker_spends_no_retry_and_runs_once_the_bre
             raise
         tries.append("ran")
 
-    actor = dramatiq.actor(provision, actor_name="provision", queue_name="q", broker=stub)
-    worker = _worker_on(stub)
-    try:
-        with capture_logs() as logs:
-            actor.send()
-            stub.join("q", fail_fast=False, timeout=10_000)
-    finally:
-        worker.stop()
-        stub.close()
+    with capture_logs() as logs:
+        _run_once(stub, provision, "provision")
     assert tries == ["refused", "ran"] and sent == ["/sites/root"]
     assert stub.dead_letters == [] and breaker.state == "closed"
     waits = [entry for entry in logs if entry["event"] == "waiting for a circuit"]
