@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ class Database:
     schema: str | None
     url: str
     _scratch: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
+    _closing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -61,7 +64,7 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises. A database that
         does not answer is :class:`StoreUnavailable` (retryable), like a Redis outage."""
         try:
-            with self.engine.begin() as connection:
+            with self._transaction() as connection:
                 yield connection
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE:
@@ -88,9 +91,29 @@ class Database:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield connection
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction on a pooled connection, which goes back to the pool afterwards, or is closed when
+        :meth:`close` ran meanwhile (a worker thread finishing its message while the process shuts down):
+        a disposed pool would keep it open until the garbage collector finds it."""
+        if self._closed:
+            raise StoreUnavailable("database unavailable: the process is shutting down")
+        connection = self.engine.connect()
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            with self._closing:
+                if self._closed:
+                    connection.invalidate()
+                connection.close()
+
     def close(self) -> None:
-        """Close every pooled connection (and drop the embedded database's scratch folder)."""
-        self.engine.dispose()
+        """Close every pooled connection, and each one still in use once its transaction ends; refuse new
+        transactions (and drop the embedded database's scratch folder)."""
+        with self._closing:
+            self._closed = True
+            self.engine.dispose()
         if self._scratch is not None:
             self._scratch.cleanup()
 
@@ -189,7 +212,7 @@ def upgrade(db: Database, locations: Sequence[Path]) -> None:
     config.set_main_option("version_locations",
                            os.pathsep.join(str(p) for p in (MIGRATIONS / "versions", *locations)))
     try:
-        with db.engine.begin() as connection:
+        with db._transaction() as connection:
             if db.schema is not None:
                 # One migrator at a time per schema: a transaction-scoped advisory lock.
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:schema))"),
@@ -226,7 +249,7 @@ def drop_schema(db: Database) -> None:
     """Drop the hub's schema and everything in it (tests; a hub being removed)."""
     if db.schema is None:
         return
-    with db.engine.begin() as connection:
+    with db._transaction() as connection:
         connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
 
 

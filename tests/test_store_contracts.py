@@ -7,12 +7,16 @@ fake cannot drift into a kinder store than the one the workers use.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import redis
+import sqlalchemy as sa
 import sqlalchemy.exc
 
 import actors
@@ -36,6 +40,7 @@ from actors.master_data.store import MasterDataStore, MemoryMasterDataStore
 from actors.provisioning import RedisProvisioningStore
 from actors.provisioning.store import MemoryProvisioningStore, ProvisioningStore
 from hub.db import Database, connect_database, drop_schema, upgrade
+from hub.errors import StoreUnavailable
 from hub.events import make_event
 from hub.outbox import Origin, Outgoing
 from hub.registry import SchemaRegistry
@@ -372,3 +377,30 @@ def test_each_hub_keeps_its_readiness_facts_apart(database: Database, prefix: st
     finally:
         drop_schema(other)
         other.close()
+
+
+def test_a_transaction_still_running_when_the_database_closes_closes_its_connection_as_it_ends(
+        database: Database) -> None:
+    """A worker thread finishing its message while the process shuts down: its connection is closed once its
+    transaction commits, not left open in the disposed pool for the garbage collector, and no transaction
+    starts after the close."""
+    inside, release, raw = threading.Event(), threading.Event(), []
+
+    def finish_a_message() -> None:
+        with database.begin() as connection:
+            raw.append(connection.connection.dbapi_connection)
+            inside.set()
+            release.wait(30)
+            connection.execute(sa.text("SELECT 1"))
+
+    thread = threading.Thread(target=finish_a_message)
+    thread.start()
+    assert inside.wait(30)
+    database.close()
+    release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    with pytest.raises((psycopg.OperationalError, sqlite3.ProgrammingError), match="closed"):
+        raw[0].cursor()
+    with pytest.raises(StoreUnavailable, match="shutting down"), database.begin():
+        pass
