@@ -94,10 +94,8 @@ class Database:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One transaction on a pooled connection, which goes back to the pool afterwards, or is closed when
-        :meth:`close` ran meanwhile (a worker thread finishing its message while the process shuts down):
-        a disposed pool would keep it open until the garbage collector finds it."""
-        if self._closed:
-            raise StoreUnavailable("database unavailable: the process is shutting down")
+        :meth:`close` ran before it ended (a worker thread finishing its message while the process shuts down, a
+        read after the runtime closed): a disposed pool would keep it open until the garbage collector finds it."""
         connection = self.engine.connect()
         try:
             with connection.begin():
@@ -109,8 +107,8 @@ class Database:
                 connection.close()
 
     def close(self) -> None:
-        """Close every pooled connection, and each one still in use once its transaction ends; refuse new
-        transactions (and drop the embedded database's scratch folder)."""
+        """Close every pooled connection, and each one in use (or taken later) once its transaction ends (and
+        drop the embedded database's scratch folder)."""
         with self._closing:
             self._closed = True
             self.engine.dispose()
