@@ -245,6 +245,14 @@ class Sandbox:
         """Wait until the ERP simulator delivered every webhook."""
         httpx.post(f"{self.erp_url}/_sim/deliveries/flush", params={"timeout_s": timeout_s}, timeout=timeout_s + 5)
 
+    def hold_erp_webhooks(self) -> None:
+        """The ERP simulator posts no webhook until :meth:`release_erp_webhooks` (its records change meanwhile)."""
+        httpx.post(f"{self.erp_url}/_sim/deliveries/hold", timeout=10).raise_for_status()
+
+    def release_erp_webhooks(self) -> None:
+        """The ERP simulator posts the webhooks it held, in their order."""
+        httpx.post(f"{self.erp_url}/_sim/deliveries/release", timeout=10).raise_for_status()
+
     def erp(self) -> httpx.Client:
         """An HTTP client on the ERP simulator's API (as an ERP user's tool would be)."""
         return httpx.Client(base_url=f"{self.erp_url}/api/v1", timeout=10,

@@ -397,6 +397,23 @@ def test_a_permanent_refusal_is_not_retried_and_retries_stop_after_the_attempts(
     assert receiver.events == []
 
 
+def test_held_webhooks_queue_up_while_the_records_change_and_go_out_in_their_order_once_released() -> None:
+    receiver = Receiver(new_secret())
+    with sim_posting_to(receiver) as (url, api):
+        assert httpx.post(f"{url}/_sim/deliveries/hold", timeout=10).status_code == 204
+        seed_client(api)
+        assert api.post("/projects", json=project_body()).status_code == 201
+        # Nothing goes out while held: the flush gives up, both items still pending, never attempted.
+        assert httpx.post(f"{url}/_sim/deliveries/flush", params={"timeout_s": 0.2}, timeout=10).status_code == 504
+        held = httpx.get(f"{url}/_sim/deliveries").json()["items"]
+        assert [(d["state"], d["attempts"]) for d in held] == [("pending", 0), ("pending", 0)]
+        assert receiver.events == []
+        assert httpx.post(f"{url}/_sim/deliveries/release", timeout=10).status_code == 204
+        log = flush(url)
+    assert [d["state"] for d in log] == ["delivered", "delivered"]
+    assert [r["event"]["type"] for r in receiver.events] == ["erp.client.upserted.v1", "erp.project.created.v1"]
+
+
 def test_webhook_sending_does_not_block_the_api() -> None:
     receiver = Receiver(new_secret(), hold=threading.Event())
     assert receiver.hold is not None

@@ -1,6 +1,7 @@
 """What every simulator's outbound webhooks share: an outbox that retries each item on its own schedule
-until it is acknowledged or its vendor gives up, a delivery log, ``flush`` for tests, and the
-``/_sim/deliveries`` routes.
+until it is acknowledged or its vendor gives up, a delivery log, ``flush`` for tests, ``hold`` and ``release``
+(the vendor's deliveries held back, as behind its own queue's delay, to deliver them late and out of order), and
+the ``/_sim/deliveries`` routes.
 
 Vendors retry for hours or days, each item on its own: one refused item does not hold up the others.
 So an item's first attempt is made in the order items were queued, and a failed one waits for its next
@@ -102,6 +103,7 @@ class Outbox:
         self._cond = threading.Condition()
         self._clock.watch(self._cond)
         self._stopping = False
+        self._held = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -152,6 +154,18 @@ class Outbox:
         with self._cond:
             return self._due[0].due if self._due else None
 
+    def hold(self) -> None:
+        """Make no attempt until :meth:`release`: items queue up meanwhile (an attempt under way completes)."""
+        with self._cond:
+            self._held = True
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """Attempt again what is due, held items first, in the order they were queued."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
     def reset(self) -> None:
         """Drop waiting items and forget the log (an attempt under way still completes)."""
         with self._cond:
@@ -161,7 +175,7 @@ class Outbox:
             self._cond.notify_all()
 
     def _idle(self) -> bool:
-        return not self._in_flight and (not self._due or self._due[0].due > self._clock.now())
+        return not self._in_flight and (self._held or not self._due or self._due[0].due > self._clock.now())
 
     def _post(self, client: httpx.Client, item: dict[str, Any], attempt: int) -> httpx.Response:
         """Post attempt number ``attempt`` (from 1) of ``item``."""
@@ -179,6 +193,9 @@ class Outbox:
         """The next item whose attempt is due, once it is (None when the outbox stops)."""
         with self._cond:
             while not self._stopping:
+                if self._held:
+                    self._cond.wait()
+                    continue
                 if self._due and self._due[0].due <= self._clock.now():
                     self._in_flight += 1
                     return heapq.heappop(self._due)
@@ -237,7 +254,8 @@ class Outbox:
 
 
 def delivery_routes(outbox: Outbox | None) -> APIRouter:
-    """``GET /deliveries`` and ``POST /deliveries/flush`` (mount under ``/_sim``)."""
+    """``GET /deliveries``, ``POST /deliveries/flush``, ``/deliveries/hold`` and ``/deliveries/release`` (mount
+    under ``/_sim``)."""
     routes = APIRouter()
 
     @routes.get("/deliveries")
@@ -248,5 +266,15 @@ def delivery_routes(outbox: Outbox | None) -> APIRouter:
     def flush(timeout_s: float = Query(10.0, gt=0, le=120)) -> JSONResponse:
         empty = outbox.flush(timeout_s) if outbox else True
         return JSONResponse({"empty": empty}, status_code=200 if empty else 504)
+
+    @routes.post("/deliveries/hold", status_code=204)
+    def hold() -> None:
+        if outbox:
+            outbox.hold()
+
+    @routes.post("/deliveries/release", status_code=204)
+    def release() -> None:
+        if outbox:
+            outbox.release()
 
     return routes
