@@ -80,7 +80,7 @@ class GraphNotifications(_Adapter):
         return WebhookReply(events=[
             graph.to_event(n, registry=self.registry, source=f"graph://{source.id}", received_at=request.now)
             for n in notifications
-        ])
+        ], contents=[graph.content_digest(n) for n in notifications])
 
 
 class BoxWebhooks(_Adapter):

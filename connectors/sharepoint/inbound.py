@@ -16,6 +16,7 @@ that name as ``change_type``, so the same actor can resynchronise or renew.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -177,6 +178,17 @@ def check_client_state(notification: Notification, expected: Sequence[str]) -> N
         raise AuthenticationFailed("clientState does not match the subscription")
 
 
+def content_digest(notification: Notification) -> str:
+    """What Graph sent for one notification, as a digest (its ``clientState``, a secret, left out): a re-delivery
+    of it has the same one, whenever the hub received it. The event's data carries the receipt instant, so the
+    ingress compares sends of one event id by this instead (an identical re-delivery is a resend, answered 202
+    and not published again; only the same id with other content is a conflict)."""
+    parts = [notification.subscription_id, notification.change_type, notification.resource,
+             notification.resource_id or "", notification.tenant_id or "", notification.notification_id or "",
+             "lifecycle" if notification.lifecycle else ""]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
 def to_event(
     notification: Notification,
     *,
@@ -188,7 +200,8 @@ def to_event(
 
     De-duplication caveat: a notification has no timestamp or sequence, and Graph's own ``id`` is
     optional. With an ``id`` the event id is derived from the notification alone, so Graph's retries
-    of it collapse into one event. Without one, a retry and a genuine second change are
+    of it collapse into one event (compared by :func:`content_digest`: the data carries the receipt instant).
+    Without one, a retry and a genuine second change are
     indistinguishable, and a content-only id would make the idempotency store skip every later
     change to that resource while its done mark lives (driveItem notifications all name the drive
     root); so the receipt instant joins the id, and a Graph retry costs one redundant fetch instead.

@@ -209,7 +209,7 @@ def create_app(ingress: Ingress, *, routers: Iterable[APIRouter] = (), lifespan:
             request.state.hub_event_types = {event.get_type() for event in reply.events}
             if not reply.events:
                 return JSONResponse({"accepted": []}, status_code=202)
-            accepted, quota = await _accept(ingress, caller, reply.events)
+            accepted, quota = await _accept(ingress, caller, reply.events, contents=reply.contents or None)
             return JSONResponse({"accepted": accepted}, status_code=202, headers=rate_limit_headers(quota))
 
     for router in routers:
@@ -255,12 +255,13 @@ def rate_limit_headers(quota: QuotaDecision) -> dict[str, str]:
     return {"RateLimit-Limit": str(quota.limit), "RateLimit-Remaining": str(quota.remaining)}
 
 
-async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent]
-                  ) -> tuple[list[dict[str, Any]], QuotaDecision]:
+async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent],
+                  contents: list[str] | None = None) -> tuple[list[dict[str, Any]], QuotaDecision]:
     """Authorise, apply the quota, claim each (source, id), publish what is new; all or nothing.
 
     The claim is one atomic step per event, so of identical deliveries arriving at once only one
-    publishes; the others answer its outcome as a re-send once it is confirmed.
+    publishes; the others answer its outcome as a re-send once it is confirmed. ``contents``: per event, the
+    digest of the vendor's content it came from (see :class:`~hub.ingress.webhooks.WebhookReply`).
     """
     claims: list[Claim] = []
     try:
@@ -272,8 +273,8 @@ async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[Cl
         if not decision.allowed:
             raise Problem(Kind.RATE_LIMITED, f"source {caller.id!r} is over its quota of {decision.limit} events",
                           retry_after_s=max(1, decision.retry_after_s))
-        for event in events:
-            claims.append(await ingress.outcomes.claim(event))
+        for n, event in enumerate(events):
+            claims.append(await ingress.outcomes.claim(event, content=contents[n] if contents else None))
         conflicts = [event.get_id() for event, c in zip(events, claims, strict=True) if c.verdict == "conflict"]
         if conflicts:
             raise Problem(Kind.ID_CONFLICT, f"event id(s) {', '.join(conflicts)} were accepted before with "

@@ -60,6 +60,7 @@ class Claim:
     verdict: Verdict
     outcome: dict[str, Any] | None = None
     held: str | None = None  # the claim's stored value, when this request holds it
+    digest: str = ""  # what the sends of this id are compared by
 
 
 #: Attributes that do not make two sends of one id different events: identity, framing, the send's own
@@ -94,14 +95,18 @@ class OutcomeStore:
         ident = hashlib.sha256(f"{event.get_source()}\x00{event.get_id()}".encode()).hexdigest()[:40]
         return f"{self._prefix}:ingress:accepted:{ident}"
 
-    async def claim(self, event: CloudEvent) -> Claim:
+    async def claim(self, event: CloudEvent, *, content: str | None = None) -> Claim:
         """Claim the event for publishing, or say it was accepted before (same or other content).
+
+        ``content``: the digest of the vendor content the event was made from, compared instead of the event's
+        own (:func:`digest`) when the event carries what the hub added on receipt.
 
         While another request holds the claim of the same content, wait (up to ``wait_s``) for its
         outcome: accepted (a re-send), or released (claim again). Raises ``StoreUnavailable`` when
         Redis does not answer and :class:`ResendInFlight` when the other request does not settle.
         """
-        mine = json.dumps({"digest": digest(event), "claim": secrets.token_hex(8)})
+        same = content or digest(event)
+        mine = json.dumps({"digest": same, "claim": secrets.token_hex(8)})
         key = self._key(event)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
@@ -112,12 +117,12 @@ class OutcomeStore:
             except redis.RedisError as exc:
                 raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
             if previous is None:
-                return Claim("new", held=mine)
+                return Claim("new", held=mine, digest=same)
             stored = json.loads(previous)
-            if stored.get("digest") != digest(event):
-                return Claim("conflict", stored.get("outcome"))
+            if stored.get("digest") != same:
+                return Claim("conflict", stored.get("outcome"), digest=same)
             if "outcome" in stored:
-                return Claim("resend", stored["outcome"])
+                return Claim("resend", stored["outcome"], digest=same)
             if loop.time() >= deadline:
                 raise ResendInFlight("the same event is being accepted by another request; send it again",
                                      retry_after=1)
@@ -126,7 +131,7 @@ class OutcomeStore:
 
     async def settle(self, event: CloudEvent, claim: Claim, outcome: dict[str, Any]) -> None:
         """Record the outcome of a published event whose claim this request holds."""
-        accepted = json.dumps({"digest": digest(event), "outcome": outcome})
+        accepted = json.dumps({"digest": claim.digest or digest(event), "outcome": outcome})
         try:
             await self._settle(keys=[self._key(event)], args=[claim.held or "", accepted, self._ttl_s])
         except redis.RedisError as exc:

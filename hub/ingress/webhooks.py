@@ -36,6 +36,10 @@ class WebhookReply:
 
     events: list[CloudEvent] = field(default_factory=list)
     text: str | None = None  # answered 200 text/plain instead of publishing (a subscription handshake)
+    #: For each event, a digest of what the vendor sent for it, when the event also carries what the hub added
+    #: (the moment it received it): a re-delivery of the same vendor content is then a resend, not a conflict.
+    #: Empty: the events are compared as they are (:func:`hub.ingress.outcomes.digest`).
+    contents: list[str] = field(default_factory=list)
 
 
 class WebhookAdapter(Protocol):
