@@ -21,16 +21,16 @@ from dramatiq.common import q_name, xq_name
 from hub.endpoints import amqp_parameters
 from hub.store import DeadLetterReasons
 
-# Options that belong to a failed run, not to the message: the count of attempts and of lock and circuit
-# waits among them, the wait for a lock in progress, the start of the circuit waits, the last error, the
-# dead-letter reason.
+# Options that belong to a failed run, not to the message: the count of attempts and of lock, circuit and
+# prerequisite waits among them, the wait for a lock in progress, the start of the circuit and prerequisite
+# waits, the last error, the dead-letter reason.
 _RUN_OPTIONS = ("retries", "traceback", "requeue_timestamp", "hub_dead", "eta", "hub_outcome",
-                "hub_lock_waits", "hub_lock_wait", "hub_circuit_waits", "hub_circuit_wait_since")
+                "hub_lock_waits", "hub_lock_wait", "hub_circuit_waits", "hub_circuit_wait_since",
+                "hub_prerequisite_waits", "hub_prerequisite_wait_since")
 
 
 def replay_options(options: dict[str, Any]) -> dict[str, Any]:
-    """A dead letter's options for its replay: a run of its own, with its whole retry, lock-wait and circuit-wait
-    budget."""
+    """A dead letter's options for its replay: a run of its own, with its whole retry budget and every wait's."""
     return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
 
 

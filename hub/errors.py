@@ -106,6 +106,20 @@ class CircuitOpen(UpstreamUnavailable):
         self.reset_s = reset_s
 
 
+class NotYet(RetryableError):
+    """A prerequisite of the message does not exist yet: the project's workspace not provisioned, a project the ERP
+    does not know yet, a document not yet visible. Source systems deliver in any order, so a missing prerequisite
+    is a wait, not a failure: :class:`hub.retries.HubRetries` retries it with backoff, outside the failure budget,
+    up to the hub's horizon for prerequisites (``HUB_PREREQUISITE_WAIT_S``), then dead-letters it (replayable once
+    the prerequisite exists) as a ``<actor>.prerequisite_missing`` case for the actor's owner.
+
+    ``prerequisite``: what is missing, a short code (``workspace``, ``erp_project``, ``document``)."""
+
+    def __init__(self, message: str, *, prerequisite: str) -> None:
+        super().__init__(message)
+        self.prerequisite = prerequisite
+
+
 class PermanentError(HubError):
     """A failure that no retry can fix: the message is dead-lettered at once."""
 

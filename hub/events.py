@@ -269,6 +269,7 @@ def event_summary(event: CloudEvent, *, root_id: str | None = None) -> dict[str,
         "subject": event.get_subject(),
         "root_id": root_id or event.get_id(),
         "traceparent": _ext(event, "traceparent"),
+        "partitionkey": _ext(event, "partitionkey"),
     }
 
 

@@ -24,6 +24,14 @@ hub's longest delay; ``hub_circuit_waits`` counts them apart from failures; and 
 from the run's first circuit wait: as long as the failure budget's backoff would have lasted, and at least
 three open periods (one to wait out, one for a trial that fails, one more), after which the message is
 dead-lettered saying which circuit stayed open (:func:`circuit_wait_horizon_ms`).
+
+A prerequisite that does not exist yet (:class:`~hub.errors.NotYet`: the project's workspace not provisioned
+when its signed SOW arrives, a project the ERP does not know yet) is a wait too: sources deliver in any order,
+and dead-lettering at once left the SOW unfiled although the workspace appeared seconds later. The delay backs
+off as a failure's would (from ``min_backoff``, doubling, capped by the actor's longest delay), the waits are
+counted apart (``hub_prerequisite_waits``), and their budget is the hub's horizon for prerequisites
+(``HUB_PREREQUISITE_WAIT_S``) from the run's first such wait; the last retry comes at the horizon, after which
+the message is dead-lettered naming what is missing, and its owner gets a ``<actor>.prerequisite_missing`` case.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import Retry
 from dramatiq.middleware import Retries
 
-from hub.errors import CircuitOpen, EntityLocked, HubError, RetryableError, StoreUnavailable
+from hub.errors import CircuitOpen, EntityLocked, HubError, NotYet, RetryableError, StoreUnavailable
 from hub.store import DeadLetterReasons
 from observability.flight import describe_error
 from observability.logging import get_logger
@@ -49,6 +57,8 @@ log = get_logger(__name__)
 LOCK_WAIT_FIRST_MS = 200
 #: How long a retry is held while RabbitMQ does not answer before the message is dead-lettered (seconds).
 RETRY_HOLD_S = 300.0
+#: How long a message waits for a prerequisite that does not exist yet, by default (seconds).
+PREREQUISITE_WAIT_S = 3_600.0
 #: How long after a lock runs out its waiter comes back (Redis expires keys to the millisecond).
 LOCK_EXPIRY_MARGIN_MS = 50
 
@@ -111,11 +121,14 @@ class HubRetries(Retries):
         max_backoff: int,
         reasons: DeadLetterReasons | None,
         hold_s: float = RETRY_HOLD_S,
+        prerequisite_wait_s: float = PREREQUISITE_WAIT_S,
     ) -> None:
         super().__init__(max_retries=max_retries, min_backoff=min_backoff, max_backoff=max_backoff)
         self.reasons = reasons
         #: How long a retry that cannot be enqueued for want of RabbitMQ is held (see :meth:`_retry`).
         self.hold_s = hold_s
+        #: How long a message waits for a prerequisite that does not exist yet (:class:`~hub.errors.NotYet`).
+        self.prerequisite_wait_s = prerequisite_wait_s
 
     @property
     def actor_options(self) -> set[str]:
@@ -144,10 +157,13 @@ class HubRetries(Retries):
         if isinstance(exception, CircuitOpen):
             self._wait_for_circuit(broker, message, actor, exception, attempt, max_retries)
             return
+        if isinstance(exception, NotYet):
+            self._wait_for_prerequisite(broker, message, actor, exception, attempt)
+            return
         retries = message.options.setdefault("retries", 0)
-        # Lock and circuit waits are attempts too (numbered in the flight record), but not failed ones.
+        # Lock, circuit and prerequisite waits are attempts too (numbered in the flight record), but not failed ones.
         failures = retries - int(message.options.get("hub_lock_waits", 0)) \
-            - int(message.options.get("hub_circuit_waits", 0))
+            - int(message.options.get("hub_circuit_waits", 0)) - int(message.options.get("hub_prerequisite_waits", 0))
         message.options["retries"] = retries + 1
         message.options["requeue_timestamp"] = int(time.time() * 1000)
         message.options["traceback"] = describe(exception)
@@ -204,6 +220,28 @@ class HubRetries(Retries):
         delay = circuit_wait_delay(exception.retry_after or 0.0, max_ms=int(self.max_backoff))
         if self._retry(broker, message, exception, delay, attempt):
             log.info("waiting for a circuit", target=exception.target, delay_ms=delay, waited_ms=waited)
+
+    def _wait_for_prerequisite(self, broker: dramatiq.Broker, message: Any, actor: Any, exception: NotYet,
+                               attempt: int) -> None:
+        """Retry a message whose prerequisite does not exist yet, up to the horizon (the module docstring)."""
+        now = int(time.time() * 1000)
+        since = int(message.options.setdefault("hub_prerequisite_wait_since", now))
+        waits = int(message.options.get("hub_prerequisite_waits", 0))
+        waited, horizon = now - since, int(self.prerequisite_wait_s * 1000)
+        message.options["retries"] = int(message.options.get("retries", 0)) + 1
+        message.options["hub_prerequisite_waits"] = waits + 1
+        message.options["requeue_timestamp"] = now
+        message.options["traceback"] = describe(exception)
+        if waited >= horizon:
+            why = f"{exception.prerequisite} still missing after {waited} ms of waiting (the horizon: {horizon} ms)"
+            self._dead_letter(broker, message, exception, why, attempt)
+            return
+        min_backoff = int(message.options.get("min_backoff", actor.options.get("min_backoff", self.min_backoff)))
+        _, backoff = compute_backoff(waits, factor=min_backoff, max_backoff=self._max_backoff(message, actor))
+        delay = int(min(backoff, horizon - waited))
+        if self._retry(broker, message, exception, delay, attempt):
+            log.info("waiting for a prerequisite", prerequisite=exception.prerequisite, delay_ms=delay,
+                     waited_ms=waited, error=describe(exception))
 
     def _retry(self, broker: dramatiq.Broker, message: Any, exception: BaseException, delay: int,
                attempt: int) -> bool:

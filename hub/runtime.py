@@ -201,6 +201,7 @@ def build_infrastructure(
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
             reasons=dead_letters,
+            prerequisite_wait_s=settings.prerequisite_wait_s,
         ),
         IdempotencyMiddleware(
             RedisIdempotencyStore(client, prefix=prefix),

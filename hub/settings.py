@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         le=25 * 60_000,
         description="Longest retry delay; kept below RabbitMQ's 30 min consumer_timeout.",
     )
+    prerequisite_wait_s: int = Field(
+        default=3_600, ge=1,
+        description="How long a message waits, with backoff, for a prerequisite that does not exist yet (a "
+                    "project's workspace, a project the ERP does not know yet) before it is dead-lettered and "
+                    "raised to the actor's owner.",
+    )
     delivery_limit: int = Field(
         default=5, ge=1, description="Deliveries of one message before it is parked as poison."
     )

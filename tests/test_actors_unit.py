@@ -35,7 +35,7 @@ from hub.actor import ALL_TYPES, ActorSpec, DeadLetter, Emitting, RecordingEmitt
 from hub.crosswalk import SqlCrosswalk
 from hub.db import connect_database, upgrade
 from hub.dispatch import RoutingTable
-from hub.errors import BrokerUnavailable, EntityLocked, HardStop, PermanentError
+from hub.errors import BrokerUnavailable, EntityLocked, HardStop, NotYet
 from hub.events import make_event
 from hub.registry import SchemaRegistry
 from hub.store import MemoryLocks
@@ -547,13 +547,16 @@ def test_an_older_change_order_arriving_late_never_overwrites_the_newer_ones_ter
     assert emitter.events == []  # the change-order rule does not tell reporting
 
 
-def test_a_document_for_a_project_the_erp_does_not_know_is_a_permanent_error() -> None:
-    erp, graph = FakeErp(), FakeGraph()
-    actor = document_workflow(erp, graph, FakeDocuSign())
-    with pytest.raises(PermanentError, match="MAT-404"):
+def test_a_document_for_a_project_the_erp_does_not_know_yet_waits_for_it() -> None:
+    """Sources deliver in any order: the ERP may create the project after the envelope completes (a project that
+    never comes is raised to the owner at the horizon: tests/test_document_order.py)."""
+    erp, graph, docusign = FakeErp(), FakeGraph(), FakeDocuSign()
+    actor = document_workflow(erp, graph, docusign)
+    with pytest.raises(NotYet, match="project MAT-404 is not known to the ERP yet") as waiting:
         actor.handle(context(actor.spec, "esign.envelope.completed.v1", envelope_completed(
             "env-9", "MAT-404", "engagement_letter"), RecordingEmitter(), source="docusign://acme-firm"))
-    assert erp.writes == [] and graph.writes == []
+    assert waiting.value.prerequisite == "erp_project"
+    assert erp.writes == [] and graph.writes == [] and docusign.downloads == []
 
 
 def test_a_project_another_worker_is_updating_makes_the_workflow_wait_for_its_lock() -> None:

@@ -1,6 +1,7 @@
 """Retries decided by the error type, on the StubBroker (the RabbitMQ paths are in test_dead_letters).
 
-Past 400 lines on purpose: failures, lock waits and circuit waits are one budget's cases, on the same stub broker.
+Past 400 lines on purpose: failures, lock, circuit and prerequisite waits are one budget's cases, on the same stub
+broker.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 from structlog.testing import capture_logs
 
 from connectors.http import CircuitBreaker, Http
-from hub.errors import CircuitOpen, EntityLocked, SchemaViolation, StoreUnavailable, UpstreamUnavailable
+from hub.errors import CircuitOpen, EntityLocked, NotYet, SchemaViolation, StoreUnavailable, UpstreamUnavailable
 from hub.idempotency import Claim, IdempotencyMiddleware
 from hub.retries import (
     HubRetries,
@@ -290,8 +291,9 @@ def test_a_replayed_dead_letter_starts_a_run_of_its_own_with_its_whole_budget() 
     from hub.dlq import replay_options
 
     dead = {"retries": 7, "hub_lock_waits": 3, "hub_lock_wait": {"since": 1, "waits": 2}, "traceback": "x",
-            "hub_circuit_waits": 2, "hub_circuit_wait_since": 1,
-            "hub_dead": {"why": "retries exhausted"}, "max_retries": 3, "hub_event": {"id": "e-1"}}
+            "hub_circuit_waits": 2, "hub_circuit_wait_since": 1, "hub_prerequisite_waits": 4,
+            "hub_prerequisite_wait_since": 1, "hub_dead": {"why": "retries exhausted"}, "max_retries": 3,
+            "hub_event": {"id": "e-1"}}
     assert replay_options(dead) == {"max_retries": 3, "hub_event": {"id": "e-1"}}
 
 
@@ -383,3 +385,75 @@ def test_a_circuit_that_stays_open_past_the_budget_dead_letters_the_message_and_
     reason = reasons.get(message.message_id)
     assert reason is not None and reason["why"].startswith("circuit of graph still open after ")
     assert reason["why"].endswith("(the budget: 300 ms)") and reason["error"].startswith("CircuitOpen")
+
+
+# -- waiting for a prerequisite that does not exist yet ---------------------------------------------
+
+
+def _workspace_missing() -> NotYet:
+    return NotYet("folder Clients/C1/P1/Contracts of project P1's workspace does not exist yet",
+                  prerequisite="workspace")
+
+
+def test_a_missing_prerequisite_spends_no_retry_and_the_message_runs_once_it_exists(
+    reasons: DeadLetterReasons,
+) -> None:
+    """No retry at all is allowed for failures; the workspace appears after three tries: the SOW is filed."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=0, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    tries: list[str] = []
+
+    def file_sow() -> None:
+        if len(tries) < 3:
+            tries.append("waited")
+            raise _workspace_missing()
+        tries.append("filed")
+
+    with capture_logs() as logs:
+        _run_once(stub, file_sow, "document_workflow")
+    assert tries == ["waited", "waited", "waited", "filed"] and stub.dead_letters == []
+    waits = [entry for entry in logs if entry["event"] == "waiting for a prerequisite"]
+    assert [entry["prerequisite"] for entry in waits] == ["workspace"] * 3
+    assert [entry["delay_ms"] >= 10 * 2 ** n for n, entry in enumerate(waits)] == [True] * 3  # it backs off
+    assert not [entry for entry in logs if entry["event"] == "retrying message"]
+
+
+def test_prerequisite_waits_leave_the_failure_budget_whole(reasons: DeadLetterReasons) -> None:
+    """One retry is allowed: two waits for the workspace come first, then one failure is still retried."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=1, min_backoff=10, max_backoff=2_000, reasons=reasons)])
+    tries: list[str] = []
+
+    def file_sow() -> None:
+        if len(tries) < 2:
+            tries.append("waited")
+            raise _workspace_missing()
+        if "failed" not in tries:
+            tries.append("failed")
+            raise UpstreamUnavailable("graph: answered 503")
+        tries.append("filed")
+
+    _run_once(stub, file_sow, "document_workflow")
+    assert tries == ["waited", "waited", "failed", "filed"]
+    assert stub.dead_letters == []
+
+
+def test_a_prerequisite_still_missing_at_the_horizon_dead_letters_the_message_naming_it(
+    reasons: DeadLetterReasons,
+) -> None:
+    """A workspace never provisioned: the waits go on up to the horizon, the last one at it, then the message is
+    dead-lettered saying what is missing (the owner's case: test_dead_letters)."""
+    stub = StubBroker(middleware=[HubRetries(max_retries=1, min_backoff=10, max_backoff=2_000, reasons=reasons,
+                                             prerequisite_wait_s=0.3)])
+    tries: list[float] = []
+
+    def file_sow() -> None:
+        tries.append(time.monotonic())
+        raise _workspace_missing()
+
+    message = _run_once(stub, file_sow, "document_workflow")
+    assert [m.message_id for m in stub.dead_letters] == [message.message_id]
+    assert len(tries) > 2  # more waits than the one retry a failure gets
+    assert tries[-1] - tries[0] >= 0.3  # the last try came at the horizon, not before it
+    reason = reasons.get(message.message_id)
+    assert reason is not None and reason["why"].startswith("workspace still missing after ")
+    assert reason["why"].endswith("(the horizon: 300 ms)")
+    assert reason["error"].startswith("NotYet: folder Clients/C1/P1/Contracts of project P1's workspace")

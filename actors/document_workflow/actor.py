@@ -10,6 +10,12 @@ project keeps, per field and per milestone, the time of the document that set it
 overwrites a newer one (:mod:`actors.document_workflow.decisions`). A document in draft or review
 matches no rule: an unsigned SOW enables nothing.
 
+Sources deliver in any order: an envelope may complete before the ERP knows its project, or before the project's
+workspace is provisioned. Both are a wait (:class:`~hub.errors.NotYet`), retried with backoff up to the hub's
+horizon and then raised to the workflow's owner, not a failure: the ERP actions run again as the ensures they are,
+and the signed document is filed once its folder exists. A document the envelope no longer has, or a drive that
+refuses the upload, is a failure.
+
 A retention label the tenant does not publish (SharePoint refuses it) leaves the filed document without it:
 records management gets an exception naming the label and the document's class, and the other actions go on.
 """
@@ -23,10 +29,11 @@ from datetime import UTC
 from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, terms_patch
 from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
-from connectors.erp.client import ErpClient, Money
+from connectors.erp.client import ErpClient, Money, ProjectNotFound
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient, LabelNotPublished
+from connectors.sharepoint.client import GraphClient, ItemNotFound, LabelNotPublished
 from hub.actor import ActorContext, ActorSpec
+from hub.errors import NotYet
 from hub.idempotency import side_effect_key
 from hub.policy import Policy, fill
 from hub.store import Locks, holding
@@ -51,7 +58,7 @@ class DocumentWorkflow:
     def handle(self, context: ActorContext) -> None:
         """Apply the rules that match the document's class, state and the project's engagement type."""
         doc = SignedDocument.from_event(context.event.get_type(), context.data)
-        project = self.erp.get_project(doc.project_code)
+        project = self._project(doc.project_code)
         rules = self.rules.rules_for(doc.document_class, doc.state, project.engagement_type)
         if not rules:
             log.debug("no document rule applies", document_class=doc.document_class, state=doc.state,
@@ -61,7 +68,14 @@ class DocumentWorkflow:
                      busy=f"project {doc.project_code} is being updated by another worker"):
             actions = tuple(dict.fromkeys(a for rule in rules for a in rule.actions()))
             names = ", ".join(rule.name for rule in rules)
-            self._run(context, doc, self.erp.get_project(doc.project_code), actions, names)
+            self._run(context, doc, self._project(doc.project_code), actions, names)
+
+    def _project(self, code: str) -> ErpProject:
+        """The project as the ERP holds it now; a project it does not know yet is waited for."""
+        try:
+            return self.erp.get_project(code)
+        except ProjectNotFound:
+            raise NotYet(f"project {code} is not known to the ERP yet", prerequisite="erp_project") from None
 
     def _run(self, context: ActorContext, doc: SignedDocument, project: ErpProject,
              actions: Sequence[DocumentAction], rules: str) -> None:
@@ -118,6 +132,8 @@ class DocumentWorkflow:
         folder = next((f.path for f in self.policy.folders_for(project.engagement_type)
                        if f.document_class == doc.document_class), None)
         target = f"{workspace}/{folder}" if folder else workspace
+        if documents and self.graph.get_by_path(target) is None:
+            raise self._no_folder(project, target)
         label = self.policy.retention.label_for(region=project.region, country=project.country,
                                                 client_id=project.client_id, engagement_type=project.engagement_type,
                                                 document_class=doc.document_class)  # type: ignore[arg-type]
@@ -125,7 +141,10 @@ class DocumentWorkflow:
         for document in documents:
             content = self.docusign.download_document(doc.ref, str(document["documentId"]))
             name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
-            item = self.graph.upload(target, name, content, content_type="application/pdf")
+            try:
+                item = self.graph.upload(target, name, content, content_type="application/pdf")
+            except ItemNotFound:  # removed since it was found: provisioning puts it back
+                raise self._no_folder(project, target) from None
             fields = {
                 "DocumentClass": doc.document_class, "DocumentState": "signed", "ProjectCode": project.code,
                 "EnvelopeId": doc.ref, "SignedAt": doc.at.astimezone(UTC).isoformat(),
@@ -141,6 +160,11 @@ class DocumentWorkflow:
         if unpublished:
             self._raise_missing_label(context, doc, project, label, target)
         return ["file_document"] if documents else []
+
+    @staticmethod
+    def _no_folder(project: ErpProject, folder: str) -> NotYet:
+        return NotYet(f"folder {folder} of project {project.code}'s workspace does not exist yet (provisioning "
+                      "creates it)", prerequisite="workspace")
 
     def _raise_missing_label(self, context: ActorContext, doc: SignedDocument, project: ErpProject, label: str,
                              folder: str) -> None:

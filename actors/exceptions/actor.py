@@ -4,7 +4,10 @@ management, platform team), on the topic exchange for alerting.
 
 A message dead-lettered because Entra ID or DocuSign refused the hub's own sign-in
 (:class:`~hub.errors.SignInRefused`) is the platform team's, whatever the workflow: the settings or the app
-registration need fixing, then the dead letters are replayed."""
+registration need fixing, then the dead letters are replayed. One whose prerequisite never appeared within the
+hub's horizon (:class:`~hub.errors.NotYet`: a workspace never provisioned, a project the ERP never created) is a
+``<actor>.prerequisite_missing`` case for the workflow's owner, naming what is missing; once it exists, the dead
+letter is replayed."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hub.actor import ActorSpec, DeadLetter, Emitting
-from hub.errors import SignInRefused
+from hub.errors import NotYet, SignInRefused
 
 #: The actor told of every other actor's dead letters.
 SPEC = ActorSpec(name="exceptions", dead_letters_to=None)
@@ -27,14 +30,20 @@ def exception_case(message: Mapping[str, Any], why: str, error: str) -> dict[str
     """What the case of one dead letter says (pure): its id, kind, subject, detail and project."""
     options = message.get("options") or {}
     failed = options.get("hub_event") or {}
-    subject = failed.get("subject") or failed.get("id") or message.get("message_id", "")
+    # The project: the event's partition key names it (``project:CODE``) where the subject is something else (an
+    # envelope's id); else the subject.
+    key = str(failed.get("partitionkey") or "")
+    project = key.removeprefix("project:") if key.startswith("project:") else failed.get("subject")
+    subject = project or failed.get("id") or message.get("message_id", "")
     refused = error.startswith(f"{SignInRefused.__name__}:")  # the dead letter's recorded error names its type
+    missing = error.startswith(f"{NotYet.__name__}:")
+    actor = message.get("actor_name", "unknown")
     return {
         "id": str(uuid.uuid5(_NAMESPACE, str(message.get("message_id", "")))),
-        "kind": SIGN_IN_REFUSED if refused else f"{message.get('actor_name', 'unknown')}.dead_letter",
+        "kind": SIGN_IN_REFUSED if refused else f"{actor}.prerequisite_missing" if missing else f"{actor}.dead_letter",
         "subject": str(subject),
         "detail": f"{why}: {error}"[:2000],
-        "project_code": str(failed["subject"]) if failed.get("subject") else None,
+        "project_code": str(project) if project else None,
         "event_id": failed.get("id"),
         "event_type": failed.get("type"),
     }

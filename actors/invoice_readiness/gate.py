@@ -14,11 +14,11 @@ from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, f
 from actors.invoice_readiness.logic import Event, InvoiceDrafted, Readiness, event_from_record, transition
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
-from connectors.erp.client import ErpClient
+from connectors.erp.client import ErpClient, ProjectNotFound
 from connectors.sharepoint.client import GraphClient
 from connectors.sharepoint.documents import document_events, workspace_documents
 from hub.actor import Emitting
-from hub.errors import StoreUnavailable
+from hub.errors import NotYet, StoreUnavailable
 from hub.outbox import Outgoing
 from hub.policy import Policy
 from hub.store import Locks
@@ -54,8 +54,12 @@ class ReadinessGate:
     # -- facts ------------------------------------------------------------------------------------
 
     def meta(self, code: str) -> ProjectMeta:
-        """The project's engagement type and jurisdiction, read from the ERP."""
-        project = self.erp.get_project(code)
+        """The project's engagement type and jurisdiction, read from the ERP (a project it does not know yet,
+        behind the invoice it drafted, is waited for)."""
+        try:
+            project = self.erp.get_project(code)
+        except ProjectNotFound:
+            raise NotYet(f"project {code} is not known to the ERP yet", prerequisite="erp_project") from None
         return ProjectMeta(project.engagement_type, project.region, project.country, project.client_id)
 
     def apply(self, event: Event, out: Emitting) -> list[Transition]:
