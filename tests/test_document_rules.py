@@ -456,7 +456,8 @@ def test_any_order_of_documents_ends_in_the_ordered_runs_terms_and_milestones(da
     ("SOW ACME", "SOW ACME.pdf"),
     ("  SOW ACME  ", "SOW ACME.pdf"),
     ("Contracts/2027/SOW", "Contracts-2027-SOW.pdf"),
-    ("a\\b.docx", "a-b.docx"),
+    ("a\\b.docx", "a-b.pdf"),  # the signed copy of a Word draft is a PDF
+    ("CO-7 Scope change.DOCX", "CO-7 Scope change.pdf"),
     (None, "signed-ENV-1.pdf"),
     ("", "signed-ENV-1.pdf"),
     ("   ", "signed-ENV-1.pdf"),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from actors import load_policy
 from actors.invoice_readiness.logic import (
     DocumentStateChanged,
-    EnvelopeCompleted,
+    EnvelopeChanged,
     Event,
     HoldReason,
     InvoiceDrafted,
@@ -90,7 +90,7 @@ MANAGED: list[Event] = [
 CONSULTING: list[Event] = [
     drafted(0),
     doc("SOW-1", "sow", "in_review", 1),
-    EnvelopeCompleted("ENV-1", "P1", "sow", t(2)),
+    EnvelopeChanged("ENV-1", "P1", "sow", t(2)),
 ]
 SCENARIOS: dict[EngagementType, list[Event]] = {
     "engineering": ENGINEERING, "managed_services": MANAGED, "consulting": CONSULTING,
@@ -148,7 +148,7 @@ def test_consulting_needs_a_signed_sow_by_envelope_or_document_state() -> None:
 
 def test_legal_needs_a_signed_engagement_letter() -> None:
     assert codes(run("legal", [drafted(0)])) == [("ENGAGEMENT_LETTER_NOT_SIGNED", "engagement_letter")]
-    assert run("legal", [drafted(0), EnvelopeCompleted("ENV-2", "P1", "engagement_letter", t(1))]).status == "ready"
+    assert run("legal", [drafted(0), EnvelopeChanged("ENV-2", "P1", "engagement_letter", t(1))]).status == "ready"
 
 
 def test_unsigned_change_order_and_undrafted_invoice_hold() -> None:
@@ -157,6 +157,37 @@ def test_unsigned_change_order_and_undrafted_invoice_hold() -> None:
     signed = run("consulting", [*CONSULTING, doc("CO-1", "change_order", "in_review", 3),
                                 doc("CO-1", "change_order", "signed", 4)])
     assert signed.status == "ready"
+
+
+def _envelope(status: str, minutes: int, document_class: str = "change_order") -> EnvelopeChanged:
+    return EnvelopeChanged("ENV-7", "P1", document_class, t(minutes), status,  # type: ignore[arg-type]
+                           "CO-7 Scope change.pdf")
+
+
+def test_a_change_order_out_for_signature_holds_until_its_envelope_completes_in_whatever_order_they_come() -> None:
+    for status in ("sent", "delivered"):
+        held = run("consulting", [*CONSULTING, _envelope(status, 3)])
+        [reason] = held.reasons
+        assert (reason.code, reason.artefact) == ("UNSIGNED_CHANGE_ORDER", "ENV-7")
+        assert f"'CO-7 Scope change.pdf' is out for signature (envelope ENV-7, {status})" in reason.detail
+    in_order = [_envelope("sent", 3), _envelope("delivered", 4), _envelope("completed", 5)]
+    assert run("consulting", [*CONSULTING, *in_order]).status == "ready"
+    # Connect delivers in any order, and again: completed is never undone by a sent or delivered that comes later.
+    assert run("consulting", [*CONSULTING, *reversed(in_order), _envelope("sent", 3)]).status == "ready"
+
+
+def test_a_sow_out_for_signature_is_not_a_signed_sow() -> None:
+    assert codes(run("consulting", [drafted(0), _envelope("delivered", 1, "sow")])) == [("SOW_NOT_SIGNED", "sow")]
+    assert run("consulting", [drafted(0), _envelope("completed", 1, "sow")]).status == "ready"
+
+
+def test_the_envelope_events_are_read_with_their_own_instants() -> None:
+    record = {"envelope_id": "ENV-7", "project_code": "P1", "document_class": "change_order",
+              "document_name": "CO-7.pdf", "signers": [], "delivered_at": t(2)}
+    event = event_from_record("esign.envelope.delivered.v1", record)
+    assert event == EnvelopeChanged("ENV-7", "P1", "change_order", t(2), "delivered", "CO-7.pdf")
+    with pytest.raises(InvalidEvent, match="sent_at"):
+        event_from_record("esign.envelope.sent.v1", record)
 
 
 def test_events_of_other_projects_or_invoices_change_nothing() -> None:

@@ -32,7 +32,7 @@ from actors.invoice_readiness.facts import (
 )
 from actors.invoice_readiness.logic import (
     DocumentStateChanged,
-    EnvelopeCompleted,
+    EnvelopeChanged,
     Event,
     HoldReason,
     InvoiceDrafted,
@@ -71,7 +71,7 @@ EVENTS: list[Event] = [
     drafted(),
     doc("D-1", "approved", 1),
     label("D-1", ME_LABEL, 2),
-    EnvelopeCompleted("ENV-1", "P1", "sow", t(3)),
+    EnvelopeChanged("ENV-1", "P1", "sow", t(3)),
 ]
 
 
@@ -101,13 +101,22 @@ def codes(readiness: Readiness) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("event", [
     drafted(), drafted(milestone=None), doc("D-1", "approved", 1), doc("D-2", "in_review", 1, milestone=None,
                                                                        invoice="INV-1"),
-    label("D-1", ME_LABEL, 2), EnvelopeCompleted("ENV-1", "P1", "engagement_letter", t(3)),
-], ids=["drafted", "drafted-no-milestone", "document", "document-by-invoice", "label", "envelope"])
+    label("D-1", ME_LABEL, 2), EnvelopeChanged("ENV-1", "P1", "engagement_letter", t(3)),
+    EnvelopeChanged("ENV-2", "P1", "change_order", t(3), "delivered", "CO-2.pdf"),
+], ids=["drafted", "drafted-no-milestone", "document", "document-by-invoice", "label", "envelope",
+        "envelope-out-for-signature"])
 def test_each_kind_of_fact_round_trips_through_its_hash_field(event: Event) -> None:
     field, raw = field_of(event), dump_event(event)
     assert load_event(field, raw) == event
     assert load_event(field, raw.encode()) == event
     assert type(load_event(field, raw)) is type(event)
+
+
+def test_an_envelope_stored_before_envelopes_had_a_status_reads_as_completed() -> None:
+    """Facts stored when the gate took in completed envelopes only: ``completed_at``, no ``status``."""
+    at = round(t(3).timestamp() * 1000)
+    old = json.dumps({"envelope_id": "ENV-1", "project_code": "P1", "document_class": "sow", "completed_at": at})
+    assert load_event("env:ENV-1", old) == EnvelopeChanged("ENV-1", "P1", "sow", t(3), "completed")
 
 
 def test_fields_are_named_by_kind_and_id() -> None:
@@ -246,7 +255,7 @@ def test_the_verdict_follows_the_projects_engagement_type() -> None:
     consulting = ProjectMeta("consulting", "EU", "DE", "ACME")
     events: list[Event] = [drafted(milestone=None), doc("SOW-1", "in_review", 1, cls="sow", milestone=None)]
     assert codes(verdict(folded(events, consulting), "INV-1", POLICY, RULES)) == [("SOW_NOT_SIGNED", "sow")]
-    events.append(EnvelopeCompleted("ENV-1", "P1", "sow", t(2)))
+    events.append(EnvelopeChanged("ENV-1", "P1", "sow", t(2)))
     assert verdict(folded(events, consulting), "INV-1", POLICY, RULES) == Readiness("ready")
     events.append(doc("CO-1", "draft", 3, cls="change_order", milestone=None))
     assert codes(verdict(folded(events, consulting), "INV-1", POLICY, RULES)) == [("UNSIGNED_CHANGE_ORDER", "CO-1")]

@@ -26,12 +26,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC
 
-from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, terms_patch
+from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, stem, terms_patch
 from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
 from connectors.erp.client import ErpClient, Money, ProjectNotFound
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient, ItemNotFound, LabelNotPublished
+from connectors.sharepoint.client import DriveItem, GraphClient, ItemNotFound, LabelNotPublished
 from hub.actor import ActorContext, ActorSpec
 from hub.errors import NotYet
 from hub.idempotency import side_effect_key
@@ -132,7 +132,8 @@ class DocumentWorkflow:
         folder = next((f.path for f in self.policy.folders_for(project.engagement_type)
                        if f.document_class == doc.document_class), None)
         target = f"{workspace}/{folder}" if folder else workspace
-        if documents and self.graph.get_by_path(target) is None:
+        folder = self.graph.get_by_path(target) if documents else None
+        if documents and folder is None:
             raise self._no_folder(project, target)
         label = self.policy.retention.label_for(region=project.region, country=project.country,
                                                 client_id=project.client_id, engagement_type=project.engagement_type,
@@ -151,6 +152,8 @@ class DocumentWorkflow:
             }
             self.graph.ensure_columns(list(fields))  # SharePoint refuses a field the library has no column for
             self.graph.ensure_fields(item.id, fields)
+            assert folder is not None  # found above
+            self._supersede_drafts(folder, item, doc)
             if unpublished:
                 continue
             try:
@@ -160,6 +163,27 @@ class DocumentWorkflow:
         if unpublished:
             self._raise_missing_label(context, doc, project, label, target)
         return ["file_document"] if documents else []
+
+    def _supersede_drafts(self, folder: DriveItem, signed: DriveItem, doc: SignedDocument) -> None:
+        """The drafts the signed copy supersedes (beside it, of its class, of its name but for the extension, not
+        signed yet) are marked superseded or deleted, as the policy says: the readiness gate stops holding the
+        invoice for them without anyone touching the workspace. A draft of the signed copy's own name was replaced
+        by the upload itself (the same item)."""
+        name = stem(signed.name).casefold()
+        for child in self.graph.children(folder.id):
+            if child.id == signed.id or not child.is_file or stem(child.name).casefold() != name:
+                continue
+            fields = self.graph.fields(child.id)
+            if fields.get("DocumentClass") != doc.document_class or \
+                    fields.get("DocumentState") in ("signed", "superseded"):
+                continue
+            if self.rules.supersede_drafts == "replace":
+                self.graph.delete_item(child.id)
+            else:
+                self.graph.ensure_columns(["SupersededBy"])
+                self.graph.ensure_fields(child.id, {"DocumentState": "superseded", "SupersededBy": signed.name})
+            log.info("draft superseded by its signed copy", draft=child.id, how=self.rules.supersede_drafts,
+                     document=doc.ref, document_class=doc.document_class)
 
     @staticmethod
     def _no_folder(project: ErpProject, folder: str) -> NotYet:

@@ -81,9 +81,13 @@ def milestone_updates(doc: SignedDocument, custom_fields: Mapping[str, Any]) -> 
 
 
 def filed_name(name: str | None, ref: str) -> str:
-    """The file name a signed document gets in the workspace: characters SharePoint refuses replaced,
-    and ``.pdf`` (what DocuSign returns) added unless the name ends in an extension."""
+    """The file name a signed document gets in the workspace: characters SharePoint refuses replaced, and
+    ``.pdf`` (DocuSign returns every signed document as a PDF) in place of the extension it was sent with."""
     base = re.sub(r'[\\/:*?"<>|#%\x00-\x1f]', "-", (name or "").strip()).strip(" .")
-    if not base:
-        base = f"signed-{ref}"
-    return base if re.search(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", base) else f"{base}.pdf"
+    base = stem(base) or f"signed-{ref}"
+    return f"{base}.pdf"
+
+
+def stem(name: str) -> str:
+    """A file name without its extension (``.2`` in ``Contract v1.2`` is a version, not an extension)."""
+    return re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", name).strip(" .")

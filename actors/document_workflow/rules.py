@@ -26,7 +26,9 @@ SECTION = "documents"
 #: - ``enable_time_entry``: the ERP project accepts time entries;
 #: - ``activate_billing_codes``: the engagement type's billing codes exist and are active;
 #: - ``file_document``: a document signed on the e-signature platform is filed into the class's folder of
-#:   the project's workspace, with metadata and the class's retention label;
+#:   the project's workspace, with metadata and the class's retention label; the draft it was signed from
+#:   (beside it, of its class, of its name but for the extension, not signed) is superseded as
+#:   ``supersede_drafts`` says;
 #: - ``notify_reporting``: ``hub.engagement.activated.v1`` tells reporting what was opened.
 DocumentAction = Literal[
     "write_contract_terms", "update_milestones", "open_matter", "enable_time_entry", "activate_billing_codes",
@@ -85,10 +87,17 @@ class DocumentRule(_Model):
         return tuple(action for action in ACTION_ORDER if action in self.do)
 
 
+#: What becomes of the draft a signed copy supersedes: ``mark`` keeps it, ``DocumentState`` superseded and
+#: ``SupersededBy`` the signed copy's name; ``replace`` deletes it (to the site's recycle bin).
+SupersedeDrafts = Literal["mark", "replace"]
+
+
 class DocumentPolicy(_Model):
-    """The ``documents`` section: the rules, and the billing codes each engagement type opens."""
+    """The ``documents`` section: the rules, the billing codes each engagement type opens, and what becomes of a
+    draft once its signed copy is filed."""
 
     rules: tuple[DocumentRule, ...] = ()
+    supersede_drafts: SupersedeDrafts = "mark"
     billing_codes: dict[EngagementType, tuple[Annotated[str, AfterValidator(_billing_code)], ...]] = Field(
         default_factory=dict)
 

@@ -1,8 +1,8 @@
 """The gate's facts per project, as stored: the project's meta (engagement type, jurisdiction), the
 winning event per fact (``inv:<number>`` drafted invoice, ``doc:<id>`` document state, ``ret:<id>``
-retention label, ``env:<id>`` completed envelope), folded order-independently; the verdict of an invoice
-from them; and the last verdict emitted. Pure: :mod:`actors.invoice_readiness.store` keeps them (one row
-per fact; the in-memory fake a dict of JSON per project, as :func:`project_facts` reads it).
+retention label, ``env:<id>`` envelope: sent, delivered or completed), folded order-independently; the
+verdict of an invoice from them; and the last verdict emitted. Pure: :mod:`actors.invoice_readiness.store`
+keeps them (one row per fact; the in-memory fake a dict of JSON per project, as :func:`project_facts` reads it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.invoice_readiness.logic import (
     DocumentStateChanged,
-    EnvelopeCompleted,
+    EnvelopeChanged,
     Event,
     HoldReason,
     InvoiceDrafted,
@@ -28,8 +28,8 @@ from actors.invoice_readiness.logic import (
 from actors.invoice_readiness.rules import ReadinessRules
 from hub.policy import DocumentClass, EngagementType, Policy, Region
 
-_KINDS: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted]] = {
-    "inv": InvoiceDrafted, "doc": DocumentStateChanged, "ret": RetentionApplied, "env": EnvelopeCompleted,
+_KINDS: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeChanged]] = {
+    "inv": InvoiceDrafted, "doc": DocumentStateChanged, "ret": RetentionApplied, "env": EnvelopeChanged,
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from actors.invoice_readiness.rules import (
@@ -144,28 +145,43 @@ class RetentionApplied:
                    _text(record, "jurisdiction"), _stamp(record.get("applied_at"), "applied_at"))
 
 
+EnvelopeStatus = Literal["sent", "delivered", "completed"]
+#: An envelope's status only moves forward: completed wins over delivered over sent, in whatever order they come.
+_ENVELOPE_RANK: dict[EnvelopeStatus, int] = {"sent": 0, "delivered": 1, "completed": 2}
+
+
 @dataclass(frozen=True)
-class EnvelopeCompleted:
-    """``esign.envelope.completed.v1``: the fields the gate uses."""
+class EnvelopeChanged:
+    """``esign.envelope.sent.v1``, ``esign.envelope.delivered.v1`` or ``esign.envelope.completed.v1``: the fields
+    the gate uses. A completed envelope signed its document; one sent or delivered is waiting for its signers."""
 
     envelope_id: str
     project_code: str
     document_class: DocumentClass
-    completed_at: datetime
+    at: datetime
+    status: EnvelopeStatus = "completed"
+    document_name: str | None = None
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> EnvelopeCompleted:
-        """Build from a decoded Avro record."""
+    def from_record(cls, record: Mapping[str, Any], status: EnvelopeStatus | None = None) -> EnvelopeChanged:
+        """Build from a decoded Avro record of the ``status`` event (its ``<status>_at``), or from a stored fact
+        (which names its status; a fact without one was a completed envelope)."""
+        status = status or record.get("status") or "completed"
+        if status not in _ENVELOPE_RANK:
+            raise InvalidEvent(f"status {status!r} is not an envelope status", field="status")
+        at = record.get("at", record.get(f"{status}_at"))
         return cls(_text(record, "envelope_id"), _text(record, "project_code"), _text(record, "document_class"),
-                   _stamp(record.get("completed_at"), "completed_at"))
+                   _stamp(at, f"{status}_at"), status, _text(record, "document_name", optional=True))
 
 
-Event = InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted
-_FROM_RECORD: dict[str, type[InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeCompleted]] = {
-    "erp.invoice.drafted.v1": InvoiceDrafted,
-    "dms.document.state_changed.v1": DocumentStateChanged,
-    "dms.document.retention_applied.v1": RetentionApplied,
-    "esign.envelope.completed.v1": EnvelopeCompleted,
+Event = InvoiceDrafted | DocumentStateChanged | RetentionApplied | EnvelopeChanged
+_FROM_RECORD: dict[str, Callable[[Mapping[str, Any]], Event]] = {
+    "erp.invoice.drafted.v1": InvoiceDrafted.from_record,
+    "dms.document.state_changed.v1": DocumentStateChanged.from_record,
+    "dms.document.retention_applied.v1": RetentionApplied.from_record,
+    "esign.envelope.sent.v1": partial(EnvelopeChanged.from_record, status="sent"),
+    "esign.envelope.delivered.v1": partial(EnvelopeChanged.from_record, status="delivered"),
+    "esign.envelope.completed.v1": partial(EnvelopeChanged.from_record, status="completed"),
 }
 #: The event types that re-evaluate the gate.
 EVENT_TYPES: tuple[str, ...] = tuple(_FROM_RECORD)
@@ -175,7 +191,7 @@ def event_from_record(event_type: str, record: Mapping[str, Any]) -> Event:
     """The gate's view of a decoded event of one of :data:`EVENT_TYPES`."""
     if event_type not in _FROM_RECORD:
         raise InvalidEvent(f"the readiness gate does not read {event_type!r}", field="type")
-    return _FROM_RECORD[event_type].from_record(record)
+    return _FROM_RECORD[event_type](record)
 
 
 # --------------------------------------------------------------------------------------------- facts
@@ -194,8 +210,8 @@ def _draft_key(event: InvoiceDrafted) -> tuple[datetime, str]:
     return (event.drafted_at, event.milestone or "")
 
 
-def _envelope_key(event: EnvelopeCompleted) -> tuple[datetime, str]:
-    return (event.completed_at, event.document_class)
+def _envelope_key(event: EnvelopeChanged) -> tuple[int, datetime, str, str]:
+    return (_ENVELOPE_RANK[event.status], event.at, event.document_class, event.document_name or "")
 
 
 @dataclass(frozen=True)
@@ -212,7 +228,7 @@ class InvoiceFacts:
     drafted: InvoiceDrafted | None = None
     documents: Mapping[str, DocumentStateChanged] = field(default_factory=dict)
     retention: Mapping[str, RetentionApplied] = field(default_factory=dict)
-    envelopes: Mapping[str, EnvelopeCompleted] = field(default_factory=dict)
+    envelopes: Mapping[str, EnvelopeChanged] = field(default_factory=dict)
 
     @classmethod
     def start(cls, invoice_number: str, project_code: str, engagement_type: EngagementType) -> InvoiceFacts:
@@ -302,7 +318,8 @@ def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[D
                    if doc.document_class == cls and doc.state not in _WITHDRAWN
                    and _linked(doc, facts, requirement.scope)), key=lambda doc: doc.document_id)
     accepted = [doc for doc in docs if doc.state in requirement.states]
-    envelopes = [e for e in facts.envelopes.values() if e.document_class == cls] if requirement.envelope_counts else []
+    envelopes = [e for e in facts.envelopes.values() if e.document_class == cls and e.status == "completed"] \
+        if requirement.envelope_counts else []
     wanted = " or ".join(sorted(requirement.states))
     where = "for the project" if requirement.scope == "project" else "linked to the invoice"
     reasons: list[HoldReason] = []
@@ -344,6 +361,13 @@ def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *,
             if doc.document_class == signed and doc.state in ("draft", "in_review"):
                 reasons.append(HoldReason(_UNSIGNED[signed], doc.document_id,
                                           f"{signed} {doc.document_id} is {doc.state}, not signed"))
+    for envelope in facts.envelopes.values():  # sent for signature from the e-signature platform, not signed yet
+        if envelope.status != "completed" and envelope.document_class in checklist.must_be_signed:
+            signed = envelope.document_class
+            name = f" {envelope.document_name!r}" if envelope.document_name else ""
+            reasons.append(HoldReason(_UNSIGNED[signed], envelope.envelope_id,  # type: ignore[index]
+                                      f"{signed}{name} is out for signature (envelope {envelope.envelope_id}, "
+                                      f"{envelope.status}), not signed"))
     return Readiness.of(reasons)
 
 

@@ -409,6 +409,10 @@ class GraphClient:
         response = self._send("GET", self._path_url(_segments(path)), accept=frozenset({404}))
         return None if response.status_code == 404 else DriveItem.model_validate(response.json())
 
+    def delete_item(self, item_id: str) -> None:
+        """Delete the item (to the site's recycle bin); one already gone is not an error."""
+        self._send("DELETE", self._item_url(item_id), accept=frozenset({404}))
+
     def children(self, item_id: str = "root", *, page_size: int | None = None) -> list[DriveItem]:
         """Every child of the item, across all pages."""
         params = {"$top": page_size} if page_size else None

@@ -147,6 +147,18 @@ class FakeGraph:
         self._touch(item_id)
         return self._item(item_id)
 
+    def children(self, item_id: str = "root", *, page_size: int | None = None) -> list[DriveItem]:
+        """See :meth:`GraphClient.children`."""
+        self._known(item_id)
+        parent = self.path_of(item_id)
+        return [self._item(i) for i in self._items if "deleted" not in self._items[i]
+                and self.path_of(i).rpartition("/")[0] == parent and i != item_id]
+
+    def delete_item(self, item_id: str) -> None:
+        """See :meth:`GraphClient.delete_item`."""
+        self.writes.append(("delete_item", self.path_of(item_id)))
+        self.delete(item_id)
+
     def delta(self, token: str | None = None) -> DeltaResult:
         """See :meth:`GraphClient.delta`: no token reads every item there is; a token, every change after it
         (each changed item once, as it is now); a token older than :meth:`expire_delta_tokens` is refused."""
