@@ -140,6 +140,15 @@ def test_lookups_say_none_or_item_not_found(graph: GraphClient) -> None:
         graph.ensure_folder("ACME/Bad:Name")
 
 
+def test_an_item_is_deleted_once_and_deleting_it_again_is_not_an_error(graph: GraphClient) -> None:
+    folder = graph.ensure_folder("ACME/Change Orders")
+    draft = graph.upload("ACME/Change Orders", "CO-1.docx", b"draft")
+    graph.delete_item(draft.id)
+    assert graph.get_by_path("ACME/Change Orders/CO-1.docx") is None
+    assert [child.id for child in graph.children(folder.id)] == []
+    graph.delete_item(draft.id)  # a retry after a lost answer: already gone
+
+
 def test_grants_are_idempotent_converge_on_one_role_and_can_be_revoked(sim: str, graph: GraphClient) -> None:
     folder = graph.ensure_folder("Matter-77")
     first = graph.ensure_grant(folder.id, "Legal-NA", "read")
