@@ -282,6 +282,25 @@ def test_a_404_reaches_the_sdk_as_graphs_error_body(sdk: Sdk) -> None:
     assert inner is not None and inner.request_id and inner.client_request_id and inner.date is not None
 
 
+def test_the_sdk_deletes_an_item_and_a_second_delete_gets_404(sdk: Sdk) -> None:
+    async def calls(graph: GraphServiceClient) -> tuple[Any, ...]:
+        root = graph.drives.by_drive_id(DRIVE).items.by_drive_item_id("root")
+        draft = await root.children.post(folder("Drafts"))
+        assert draft is not None and draft.id is not None
+        item = graph.drives.by_drive_id(DRIVE).items.by_drive_item_id(draft.id)
+        deleted = await item.delete()
+        with pytest.raises(ODataError) as again:
+            await item.delete()
+        with pytest.raises(ODataError) as gone:
+            await item.get()
+        return deleted, again.value, gone.value
+
+    deleted, again, gone = sdk.run(calls)
+    assert deleted is None  # 204 No Content
+    assert (again.response_status_code, again.error.code) == (404, "itemNotFound")
+    assert (gone.response_status_code, gone.error.code) == (404, "itemNotFound")
+
+
 def test_the_sdk_creates_reads_renews_and_deletes_a_subscription(sdk: Sdk) -> None:
     expires = datetime.now(UTC) + timedelta(hours=1)
 
