@@ -100,9 +100,14 @@ def test_a_change_order_sent_signed_in_docusign_holds_the_invoice_until_signed_t
         scenario.sandbox.draft_invoice(code, number=number, amount_minor=1_000_000, currency="EUR", period="2027-03")
         assert wait_until(lambda: [h["code"] for h in _held(scenario, number)] == ["UNSIGNED_CHANGE_ORDER"],
                           timeout=60), _held(scenario, number)
+        [draft_hold] = _held(scenario, number)  # named as people know it, with who acts next
+        assert (draft_hold["name"], draft_hold["owner"]) == ("CO-1 Scope change.docx", "pmo")
+        assert draft_hold["detail"] == "change_order 'CO-1 Scope change.docx' is in_review, not signed"
         envelope = scenario.sandbox.send_for_signature(code, "change_order", "CO-1 Scope change.docx")
         assert wait_until(lambda: {h["artefact"] for h in _held(scenario, number)} >= {envelope}, timeout=60), \
             _held(scenario, number)
+        out = next(h for h in _held(scenario, number) if h["artefact"] == envelope)
+        assert (out["code"], out["name"], out["owner"]) == ("UNSIGNED_CHANGE_ORDER", "CO-1 Scope change.docx", "pmo")
         scenario.sandbox.sign_envelope(envelope)
         assert wait_until(lambda: scenario.readiness(number).json().get("status") == "ready", timeout=60), \
             _held(scenario, number)

@@ -210,7 +210,8 @@ def test_transition_emits_only_on_change() -> None:
     assert transition(held, Readiness.of([HoldReason("SOW_NOT_SIGNED", "sow"), HoldReason("INVOICE_NOT_DRAFTED",
                                                                                           "INV-1")]))
     assert transition(held, Readiness("ready"))
-    assert held.reasons[0].to_record() == {"code": "SOW_NOT_SIGNED", "artefact": "sow", "detail": None}
+    assert held.reasons[0].to_record() == {"code": "SOW_NOT_SIGNED", "artefact": "sow", "detail": None,
+                                           "name": None, "owner": None}
 
 
 def test_events_from_records() -> None:
@@ -255,3 +256,31 @@ def test_any_permutation_with_duplicates_reaches_the_ordered_verdict(case: tuple
 @given(st.permutations(ENGINEERING[:5] + ENGINEERING[:3]))
 def test_a_held_prefix_is_held_the_same_way_in_any_order(events: list[Event]) -> None:
     assert run("engineering", events) == run("engineering", ENGINEERING[:5])
+
+
+def test_a_hold_names_the_document_by_its_file_name_and_says_who_takes_the_next_step() -> None:
+    named = DocumentStateChanged("D-2", "P1", "deliverable", "in_review", t(2), milestone="M2",
+                                 name="M2 pipeline drawings.pdf")
+    held = run("engineering", [drafted(0, milestone="M2"), doc("D-1", "deliverable", "approved", 1, milestone="M2"),
+                               named])
+    by_code = {reason.code: reason for reason in held.reasons}
+    review = by_code["DELIVERABLE_NOT_APPROVED"]
+    assert (review.artefact, review.name, review.owner) == ("D-2", "M2 pipeline drawings.pdf", "pmo")
+    assert review.detail == "deliverable 'M2 pipeline drawings.pdf' is in_review, needs approved"
+    label = by_code["RETENTION_LABEL_MISSING"]  # D-1 has no name: a fact from before names were kept
+    assert (label.artefact, label.name, label.owner) == ("D-1", None, "records_management")
+    assert label.detail.startswith("deliverable D-1 has no label")
+    missing = run("engineering", [drafted(0, milestone="M2")]).reasons
+    assert [(r.code, r.owner) for r in missing] == [("DELIVERABLE_NOT_APPROVED", "pmo")]
+    assert missing[0].detail == "no approved deliverable linked to milestone 'M2' or invoice INV-1"
+    [undrafted] = run("consulting", [*CONSULTING[1:]]).reasons
+    assert (undrafted.code, undrafted.owner) == ("INVOICE_NOT_DRAFTED", "finance")
+
+
+def test_the_policy_may_say_who_owns_a_hold() -> None:
+    rules = ReadinessRules(checklists=RULES.checklists, owners={"DELIVERABLE_NOT_APPROVED": "finance"})
+    held = run("engineering", [drafted(0, milestone="M2"), doc("D-2", "deliverable", "in_review", 1, milestone="M2")],
+               rules=rules)
+    assert [(r.code, r.owner) for r in held.reasons] == [("DELIVERABLE_NOT_APPROVED", "finance")]
+    assert rules.owner_of("RETENTION_LABEL_MISSING") == "records_management"  # the others keep their default
+    assert POLICY.section("invoice_readiness", ReadinessRules).owner_of("SOW_NOT_SIGNED") == "pmo"

@@ -62,7 +62,8 @@ def test_the_check_answers_held_with_reasons_then_ready_from_the_gates_facts(app
         assert unknown.json() == {
             "invoice_number": "INV-404", "project_code": None, "status": "held", "may_finalize": False,
             "hold_reasons": [{"code": "INVOICE_NOT_DRAFTED", "artefact": "INV-404",
-                              "detail": "the hub has not seen invoice INV-404 drafted in the ERP"}]}
+                              "detail": "the hub has not seen invoice INV-404 drafted in the ERP", "name": None,
+                              "owner": "finance"}]}
         drafted = InvoiceDrafted("INV-1", "ENG-ME-1", T, "M1")
         deliverable = DocumentStateChanged("D-1", "ENG-ME-1", "deliverable", "approved", T, "M1")
         _facts(app, drafted, deliverable)

@@ -128,7 +128,7 @@ def test_timestamps_are_stored_as_epoch_milliseconds() -> None:
     assert record["changed_at"] == int(t(1).timestamp()) * 1000 + 123
     assert record == {"document_id": "D-1", "project_code": "P1", "document_class": "deliverable",
                       "state": "approved", "changed_at": record["changed_at"], "milestone": "M2",
-                      "invoice_number": None}
+                      "invoice_number": None, "name": None}
 
 
 def test_the_hash_reads_as_the_events_folded() -> None:
@@ -310,7 +310,7 @@ def test_the_answer_of_a_held_invoice_forbids_finalising() -> None:
     assert readiness_body("INV-1", "P1", readiness) == {
         "invoice_number": "INV-1", "project_code": "P1", "status": "held", "may_finalize": False,
         "hold_reasons": [{"code": "DELIVERABLE_NOT_APPROVED", "artefact": "D-2",
-                          "detail": "deliverable D-2 is in_review, needs approved"}],
+                          "detail": "deliverable D-2 is in_review, needs approved", "name": None, "owner": "pmo"}],
     }
 
 

@@ -163,8 +163,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "project_code": "ENG-ME-2025-007",
         "status": "held",
         "hold_reasons": [
-            {"code": "deliverable_not_approved", "artefact": "doc-1c2d", "detail": "M3 drawings in review"},
-            {"code": "retention_label_missing", "artefact": "doc-8f14e45f", "detail": None},
+            {"code": "deliverable_not_approved", "artefact": "doc-1c2d", "detail": "M3 drawings in review",
+             "name": "M3 drawings.pdf", "owner": "pmo"},
+            {"code": "retention_label_missing", "artefact": "doc-8f14e45f", "detail": None, "name": None,
+             "owner": "records_management"},
         ],
         "changed_at": T0,
     },
@@ -203,7 +205,8 @@ NAMES = {
 
 
 #: Event types whose schema changed (compatibly) since its first release.
-VERSIONS = {"dms.document.state_changed.v1": 2, "esign.envelope.completed.v1": 2}
+VERSIONS = {"dms.document.state_changed.v1": 2, "esign.envelope.completed.v1": 2,
+            "hub.invoice.readiness_changed.v1": 2}
 
 
 @pytest.fixture(scope="module")

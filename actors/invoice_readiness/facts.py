@@ -148,7 +148,8 @@ def verdict(facts: ProjectFacts, number: str, policy: Policy, rules: ReadinessRu
     """The gate's verdict on one invoice: held with ``INVOICE_NOT_DRAFTED`` when nothing is known of it."""
     if facts.meta is None or number not in facts.drafts:
         return Readiness.of([HoldReason("INVOICE_NOT_DRAFTED", number,
-                                        f"the hub has not seen invoice {number} drafted in the ERP")])
+                                        f"the hub has not seen invoice {number} drafted in the ERP",
+                                        owner=rules.owner_of("INVOICE_NOT_DRAFTED"))])
     return evaluate(facts.for_invoice(number), rules, expected_retention_label=facts.meta.label_for(policy))
 
 
@@ -160,7 +161,7 @@ class Verdict:
     seq: int
 
     def record(self) -> dict[str, Any]:
-        """As stored: ``status``, ``seq`` and ``reasons`` (code, artefact, detail)."""
+        """As stored: ``status``, ``seq`` and ``reasons`` (code, artefact, detail, name, owner)."""
         return {"status": self.readiness.status, "seq": self.seq,
                 "reasons": [asdict(reason) for reason in self.readiness.reasons]}
 
@@ -187,5 +188,6 @@ def readiness_body(number: str, project_code: str | None, readiness: Readiness) 
         "project_code": project_code,
         "status": readiness.status,
         "may_finalize": readiness.status == "ready",
-        "hold_reasons": [{"code": r.code, "artefact": r.artefact, "detail": r.detail} for r in readiness.reasons],
+        "hold_reasons": [{"code": r.code, "artefact": r.artefact, "detail": r.detail, "name": r.name,
+                          "owner": r.owner} for r in readiness.reasons],
     }

@@ -116,6 +116,7 @@ class DocumentStateChanged:
     changed_at: datetime
     milestone: str | None = None
     invoice_number: str | None = None
+    name: str | None = None  # the file's name, for people (a fact stored before it was kept has none)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DocumentStateChanged:
@@ -125,7 +126,12 @@ class DocumentStateChanged:
             raise InvalidEvent(f"state {state!r} is not a document state", field="state")
         return cls(_text(record, "document_id"), _text(record, "project_code"), _text(record, "document_class"),
                    state, _stamp(record.get("changed_at"), "changed_at"), _text(record, "milestone", optional=True),
-                   _text(record, "invoice_number", optional=True))
+                   _text(record, "invoice_number", optional=True), _text(record, "name", optional=True))
+
+    @property
+    def shown(self) -> str:
+        """How a person knows the document: its file name, else its id."""
+        return repr(self.name) if self.name else self.document_id
 
 
 @dataclass(frozen=True)
@@ -197,9 +203,9 @@ def event_from_record(event_type: str, record: Mapping[str, Any]) -> Event:
 # --------------------------------------------------------------------------------------------- facts
 
 
-def _doc_key(event: DocumentStateChanged) -> tuple[datetime, int, str, str, str]:
+def _doc_key(event: DocumentStateChanged) -> tuple[datetime, int, str, str, str, str]:
     return (event.changed_at, _STATE_RANK[event.state], event.document_class, event.milestone or "",
-            event.invoice_number or "")
+            event.invoice_number or "", event.name or "")
 
 
 def _retention_key(event: RetentionApplied) -> tuple[datetime, str, str]:
@@ -279,15 +285,19 @@ def apply_all(facts: InvoiceFacts, events: Iterable[Event]) -> InvoiceFacts:
 
 @dataclass(frozen=True, order=True)
 class HoldReason:
-    """One reason an invoice is held: a stable code and the document id or artefact it concerns."""
+    """One reason an invoice is held: a stable code, the document id or artefact it concerns, what a person knows
+    it by (the file's or the envelope's document name) and who takes the next step (an owner of the policy)."""
 
     code: HoldCode
     artefact: str
     detail: str = ""
+    name: str | None = None
+    owner: str | None = None
 
     def to_record(self) -> dict[str, str | None]:
         """The ``hub.common.HoldReason`` record."""
-        return {"code": self.code, "artefact": self.artefact, "detail": self.detail or None}
+        return {"code": self.code, "artefact": self.artefact, "detail": self.detail or None, "name": self.name,
+                "owner": self.owner}
 
 
 @dataclass(frozen=True)
@@ -321,11 +331,13 @@ def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[D
     envelopes = [e for e in facts.envelopes.values() if e.document_class == cls and e.status == "completed"] \
         if requirement.envelope_counts else []
     wanted = " or ".join(sorted(requirement.states))
-    where = "for the project" if requirement.scope == "project" else "linked to the invoice"
+    where = "for the project" if requirement.scope == "project" else \
+        f"linked to milestone {facts.milestone!r} or invoice {facts.invoice_number}" if facts.milestone else \
+        f"linked to invoice {facts.invoice_number}"
     reasons: list[HoldReason] = []
     if requirement.every_document:
-        reasons += [HoldReason(requirement.code, doc.document_id,
-                               f"{cls} {doc.document_id} is {doc.state}, needs {wanted}")
+        reasons += [HoldReason(requirement.code, doc.document_id, f"{cls} {doc.shown} is {doc.state}, needs {wanted}",
+                               doc.name)
                     for doc in docs if doc not in accepted]
     if not accepted and not envelopes and not (requirement.every_document and docs):
         reasons.append(HoldReason(requirement.code, cls, f"no {wanted} {cls} {where}"))
@@ -336,7 +348,7 @@ def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[D
             if applied is None or applied.retention_label != expected_label:
                 found = "no label" if applied is None else f"label {applied.retention_label!r}"
                 reasons.append(HoldReason("RETENTION_LABEL_MISSING", doc.document_id,
-                                          f"{cls} {doc.document_id} has {found}, needs {expected_label!r}"))
+                                          f"{cls} {doc.shown} has {found}, needs {expected_label!r}", doc.name))
     return reasons
 
 
@@ -360,15 +372,15 @@ def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *,
         for signed in checklist.must_be_signed:
             if doc.document_class == signed and doc.state in ("draft", "in_review"):
                 reasons.append(HoldReason(_UNSIGNED[signed], doc.document_id,
-                                          f"{signed} {doc.document_id} is {doc.state}, not signed"))
+                                          f"{signed} {doc.shown} is {doc.state}, not signed", doc.name))
     for envelope in facts.envelopes.values():  # sent for signature from the e-signature platform, not signed yet
         if envelope.status != "completed" and envelope.document_class in checklist.must_be_signed:
             signed = envelope.document_class
             name = f" {envelope.document_name!r}" if envelope.document_name else ""
             reasons.append(HoldReason(_UNSIGNED[signed], envelope.envelope_id,  # type: ignore[index]
                                       f"{signed}{name} is out for signature (envelope {envelope.envelope_id}, "
-                                      f"{envelope.status}), not signed"))
-    return Readiness.of(reasons)
+                                      f"{envelope.status}), not signed", envelope.document_name))
+    return Readiness.of(replace(reason, owner=rules.owner_of(reason.code)) for reason in reasons)
 
 
 def transition(before: Readiness | None, after: Readiness) -> bool:

@@ -42,11 +42,17 @@ _NUMBER_SCHEMA: Json = {"type": "string", "pattern": _NUMBER.pattern,
                                        "starting with a letter or digit."}
 _HOLD_REASON: Json = {
     "type": "object",
-    "required": ["code", "artefact", "detail"],
+    "required": ["code", "artefact", "detail", "name", "owner"],
     "properties": {
         "code": {"type": "string", "description": "Stable hold code, e.g. `INVOICE_NOT_DRAFTED`."},
-        "artefact": {"type": "string", "description": "The document id or document class concerned."},
-        "detail": {"type": "string", "description": "Explanation for finance."},
+        "artefact": {"type": "string",
+                     "description": "The document id, envelope id or invoice number concerned, or the document class "
+                                    "of which none is there."},
+        "detail": {"type": "string", "description": "Explanation for finance, naming the document by its file name."},
+        "name": {"type": ["string", "null"],
+                 "description": "The document's file name (or the envelope's document); null for a class or invoice."},
+        "owner": {"type": ["string", "null"],
+                  "description": "Who takes the next step: `pmo`, `records_management`, `finance` or `platform_team`."},
     },
 }
 _READINESS: Json = {

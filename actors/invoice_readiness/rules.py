@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from hub.policy import DocumentClass, DocumentState, EngagementType
+from hub.policy import DocumentClass, DocumentState, EngagementType, ExceptionOwner
 
 #: The policy file's section these rules are read from.
 SECTION = "invoice_readiness"
@@ -17,6 +17,14 @@ HoldCode = Literal[
     "INVOICE_NOT_DRAFTED",
 ]
 HOLD_CODES: tuple[HoldCode, ...] = get_args(HoldCode)
+#: Who takes the next step on each hold, unless the policy's ``owners`` says otherwise: the project office gets
+#: documents approved and signed, records management labels them, finance drafts the invoice in the ERP.
+DEFAULT_OWNERS: dict[HoldCode, ExceptionOwner] = {
+    "DELIVERABLE_NOT_APPROVED": "pmo", "RETENTION_LABEL_MISSING": "records_management",
+    "UNSIGNED_CHANGE_ORDER": "pmo", "CUSTOMER_APPROVAL_MISSING": "pmo", "SERVICE_REPORT_MISSING": "pmo",
+    "CHANGE_RECORD_MISSING": "pmo", "SOW_NOT_SIGNED": "pmo", "ENGAGEMENT_LETTER_NOT_SIGNED": "pmo",
+    "INVOICE_NOT_DRAFTED": "finance",
+}
 #: Which documents a requirement looks at: those linked to the invoice (by invoice number or milestone),
 #: or any document of the project.
 Scope = Literal["invoice", "project"]
@@ -54,9 +62,15 @@ class Checklist(_Model):
 
 
 class ReadinessRules(_Model):
-    """The checklist of every engagement type (the ``invoice_readiness`` section)."""
+    """The checklist of every engagement type (the ``invoice_readiness`` section), and who owns the next step of
+    each hold code (``owners``: those it names; :data:`DEFAULT_OWNERS` the others)."""
 
     checklists: dict[EngagementType, Checklist] = Field(default_factory=dict)
+    owners: dict[HoldCode, ExceptionOwner] = Field(default_factory=dict)
+
+    def owner_of(self, code: HoldCode) -> ExceptionOwner:
+        """Who takes the next step on a hold of ``code``."""
+        return self.owners.get(code, DEFAULT_OWNERS[code])
 
     def checklist_for(self, engagement_type: EngagementType) -> Checklist:
         """The checklist of an engagement type (an empty one when the rules do not name it)."""
