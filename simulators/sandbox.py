@@ -55,7 +55,7 @@ DOCUSIGN_ACCOUNT = "acme-firm"
 #: The document columns the firm's workspaces library has, which its people fill in on their files; the
 #: columns the hub itself writes (workspace metadata, a signed document's envelope) it creates when missing.
 DOCUMENT_COLUMNS: tuple[str, ...] = (
-    "DocumentClass", "DocumentState", "ProjectCode", "Milestone", "InvoiceNumber", "ContractValue",
+    "DocumentClass", "DocumentState", "ProjectCode", "Reference", "Milestone", "InvoiceNumber", "ContractValue",
     "ContractCurrency", "Milestones",
 )
 
@@ -202,12 +202,14 @@ class Sandbox:
             graph.delete(f"/drives/{self.drive_id}/items/{item_id}").raise_for_status()
 
     def draft_invoice(self, project_code: str, *, number: str, amount_minor: int, currency: str, period: str,
-                      milestone_id: str | None = None) -> dict[str, Any]:
-        """Draft an invoice in the ERP (the ERP posts erp.invoice.drafted.v1)."""
+                      milestone_id: str | None = None, bills: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """Draft an invoice in the ERP (the ERP posts erp.invoice.drafted.v1); ``bills``: (document class,
+        reference) it bills besides its milestone's deliverables."""
         with self.erp() as erp:
             response = erp.post("/invoices", json={
                 "number": number, "project_code": project_code, "period": period, "milestone_id": milestone_id,
-                "amount": {"amount_minor": amount_minor, "currency": currency}})
+                "amount": {"amount_minor": amount_minor, "currency": currency},
+                "bills": [{"document_class": c, "reference": r} for c, r in bills]})
             response.raise_for_status()
             invoice: dict[str, Any] = response.json()
             return invoice

@@ -44,6 +44,7 @@ FIELDS: dict[str, Any] = {
     "DocumentClass": "Change Order",
     "DocumentState": "approved",
     "ProjectCode": "ENG-ACME-0001",
+    "Reference": "CO-7",
     "Milestone": "M2",
     "InvoiceNumber": "INV-2027-0042",
     "ContractValue": "12,000.50",
@@ -95,7 +96,7 @@ def test_a_classified_file_becomes_its_state_event() -> None:
     assert data == {
         "document_id": ITEM_ID, "drive_id": DRIVE, "item_id": ITEM_ID, "project_code": "ENG-ACME-0001",
         "document_class": "change_order", "state": "approved", "previous_state": None,
-        "name": "Change Order 7.docx", "url": ITEM_JSON["webUrl"], "milestone": "M2",
+        "name": "Change Order 7.docx", "url": ITEM_JSON["webUrl"], "reference": "CO-7", "milestone": "M2",
         "invoice_number": "INV-2027-0042", "changed_at": MODIFIED,
         "value": {"amount_minor": 1_200_050, "currency": "EUR"},
         "milestones": [

@@ -232,7 +232,7 @@ def test_updated_since_must_be_timezone_aware(sleeps: Sleeps) -> None:
 def test_invoices_are_listed_filtered_and_read(sim: tuple[str, FastAPI], erp: ErpClient, sleeps: Sleeps) -> None:
     with httpx.Client(base_url=f"{sim[0]}/api/v1", headers={"authorization": f"Bearer {TOKEN}"}) as api:
         ms_id = add_milestone(api)
-        draft_invoice(api, milestone_id=ms_id)
+        draft_invoice(api, milestone_id=ms_id, bills=[{"document_class": "change_record", "reference": "CR-12"}])
         draft_invoice(api, "INV-2027-0002", project_code="LEG-ACME-0002", period="2027-04")
         assert api.post("/invoices/INV-2027-0002/finalize").status_code == 200
     invoices = erp.list_invoices()
@@ -245,6 +245,8 @@ def test_invoices_are_listed_filtered_and_read(sim: tuple[str, FastAPI], erp: Er
     assert (invoice.project_code, invoice.period, invoice.milestone_id, invoice.status) == (
         "ENG-ACME-0001", "2027-03", ms_id, "draft")
     assert invoice.amount == Money(amount_minor=1_000_000, currency="EUR") and invoice.updated_at.tzinfo is not None
+    assert [(b.document_class, b.reference) for b in invoice.bills] == [("change_record", "CR-12")]
+    assert invoices[1].bills == []
     assert erp.milestone_name("ENG-ACME-0001", ms_id) == "Diagnostic"
     assert erp.milestone_name("ENG-ACME-0001", "MS-NOPE") is None
     with pytest.raises(InvoiceNotFound) as caught:

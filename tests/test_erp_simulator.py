@@ -525,12 +525,18 @@ def test_a_drafted_invoice_is_posted_as_a_signed_erp_invoice_drafted_event() -> 
         seed_client(api)
         api.post("/projects", json=project_body())
         ms_id = add_milestone(api)
-        api.patch(f"/projects/ENG-ACME-0001/milestones/{ms_id}", json={"name": "Diagnostic report"})
-        with_milestone = draft_invoice(api, milestone_id=ms_id)
+        api.patch(f"/projects/ENG-ACME-0001/milestones/{ms_id}", json={
+            "name": "Diagnostic report", "deliverables": ["Site survey", "Diagnostic report v1"]})
+        with_milestone = draft_invoice(api, milestone_id=ms_id, bills=[
+            {"document_class": "change_record", "reference": "CR-12"},
+            {"document_class": "deliverable", "reference": "Site survey"}])  # named twice: stated once
         without = draft_invoice(api, "INV-2028-0002", period="2028-02")
         unknown = api.post("/invoices", json={"project_code": "ENG-ACME-0001", "period": "2027-03",
                                               "amount": {"amount_minor": 1, "currency": "EUR"},
                                               "milestone_id": "MS-NOPE"})
+        refused = api.post("/invoices", json={"project_code": "ENG-ACME-0001", "period": "2027-03",
+                                              "amount": {"amount_minor": 1, "currency": "EUR"},
+                                              "bills": [{"document_class": "invoice", "reference": "X"}]})
         log = flush(url)
     assert (unknown.status_code, unknown.json()["error"]) == (422, "unknown_milestone")
     assert [d["state"] for d in log] == ["delivered"] * 4
@@ -545,9 +551,14 @@ def test_a_drafted_invoice_is_posted_as_a_signed_erp_invoice_drafted_event() -> 
         "amount": {"amount_minor": 1_000_000, "currency": "EUR"},
         "period_start": days(date(2027, 3, 1)), "period_end": days(date(2027, 3, 31)),
         "milestone": "Diagnostic report",
+        "bills": [{"document_class": "deliverable", "reference": "Site survey"},  # the milestone's, then the draft's
+                  {"document_class": "deliverable", "reference": "Diagnostic report v1"},
+                  {"document_class": "change_record", "reference": "CR-12"}],
         "drafted_at": int(datetime.fromisoformat(with_milestone["drafted_at"]).timestamp() * 1000),
     }
     assert second["subject"] == without["number"] and second["data"]["milestone"] is None
+    assert second["data"]["bills"] == []
+    assert refused.status_code == 422 and "document_class" in refused.text
     assert (second["data"]["period_start"], second["data"]["period_end"]) == (
         days(date(2028, 2, 1)), days(date(2028, 2, 29)))
     registry = SchemaRegistry.load()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from actors import load_policy
 from actors.invoice_readiness.logic import (
+    Billed,
     DocumentStateChanged,
     EnvelopeChanged,
     Event,
@@ -284,3 +285,70 @@ def test_the_policy_may_say_who_owns_a_hold() -> None:
     assert [(r.code, r.owner) for r in held.reasons] == [("DELIVERABLE_NOT_APPROVED", "finance")]
     assert rules.owner_of("RETENTION_LABEL_MISSING") == "records_management"  # the others keep their default
     assert POLICY.section("invoice_readiness", ReadinessRules).owner_of("SOW_NOT_SIGNED") == "pmo"
+
+
+# -- what the invoice bills, as the ERP states it ------------------------------------------------------
+
+
+def _named(document_id: str, document_class: str, state: str, minutes: int, *, name: str | None = None,
+           reference: str | None = None, milestone: str | None = None) -> DocumentStateChanged:
+    return DocumentStateChanged(document_id, "P1", document_class, state, t(minutes),  # type: ignore[arg-type]
+                                milestone=milestone, name=name, reference=reference)
+
+
+def _billing(*bills: tuple[str, str], milestone: str | None = None) -> InvoiceDrafted:
+    return InvoiceDrafted("INV-1", "P1", t(0), milestone, tuple(Billed(c, r) for c, r in bills))  # type: ignore[arg-type]
+
+
+def test_a_deliverable_the_milestone_bills_that_was_never_uploaded_holds_the_invoice() -> None:
+    """Engineering, milestone M2 bills two deliverables; one is in the workspace, approved and labelled."""
+    draft = _billing(("deliverable", "Pump design"), ("deliverable", "Pipe routing"), milestone="M2")
+    pump = [_named("D-1", "deliverable", "approved", 1, name="Pump design.pdf"), label("D-1", ME_LABEL, 2)]
+    held = run("engineering", [draft, *pump])
+    [missing] = held.reasons
+    assert (missing.code, missing.artefact, missing.owner) == ("DELIVERABLE_NOT_APPROVED", "Pipe routing", "pmo")
+    assert missing.detail == "deliverable 'Pipe routing', billed by invoice INV-1, is not in the workspace"
+    # Uploaded under another file name, its Reference column names it; in review first, then approved.
+    routing = _named("D-9", "deliverable", "in_review", 3, name="PR-final-v3.pdf", reference="pipe ROUTING")
+    [review] = run("engineering", [draft, *pump, routing]).reasons
+    assert (review.code, review.artefact, review.name) == ("DELIVERABLE_NOT_APPROVED", "D-9", "PR-final-v3.pdf")
+    approved = _named("D-9", "deliverable", "approved", 4, name="PR-final-v3.pdf", reference="pipe ROUTING")
+    ready = run("engineering", [draft, *pump, routing, approved, label("D-9", ME_LABEL, 5)])
+    assert ready.status == "ready"
+
+
+def test_the_change_records_and_service_report_of_the_period_are_each_expected() -> None:
+    draft = _billing(("change_record", "CR-12"), ("change_record", "CR-13"), ("service_report", "SR 2027-03"))
+    present = [_named("CR-a", "change_record", "approved", 1, reference="CR-12"),
+               _named("SR-a", "service_report", "approved", 2, name="SR 2027-03.pdf"),
+               doc("CA-1", "customer_approval", "approved", 3, invoice="INV-1")]
+    held = run("managed_services", [draft, *present], expected=EU_LABEL)
+    assert codes(held) == [("CHANGE_RECORD_MISSING", "CR-13")]  # not a generic "no change record"
+    with_it = run("managed_services", [draft, *present, _named("CR-b", "change_record", "approved", 4,
+                                                                 reference="CR-13")], expected=EU_LABEL)
+    assert with_it.status == "ready"
+    withdrawn = _named("CR-b", "change_record", "superseded", 5, reference="CR-13")
+    assert codes(run("managed_services", [draft, *present, withdrawn], expected=EU_LABEL)) == [
+        ("CHANGE_RECORD_MISSING", "CR-13")]
+
+
+def test_an_artefact_billed_whose_class_the_checklist_does_not_ask_for_is_expected_all_the_same() -> None:
+    draft = _billing(("deliverable", "Market study"))
+    held = run("consulting", [draft, *CONSULTING[1:]])
+    assert codes(held) == [("DELIVERABLE_NOT_APPROVED", "Market study")]
+    study = _named("D-5", "deliverable", "in_review", 5, name="Market study.docx")
+    assert codes(run("consulting", [draft, *CONSULTING[1:], study])) == [("DELIVERABLE_NOT_APPROVED", "D-5")]
+    approved = _named("D-5", "deliverable", "approved", 6, name="Market study.docx")
+    assert run("consulting", [draft, *CONSULTING[1:], study, approved]).status == "ready"
+
+
+def test_the_bills_are_read_from_the_drafted_event_and_a_stored_fact_without_them_bills_nothing() -> None:
+    record = {"invoice_number": "INV-1", "project_code": "P1", "drafted_at": int(T0.timestamp() * 1000),
+              "milestone": "M2", "bills": [{"document_class": "deliverable", "reference": "Pump design"},
+                                           {"document_class": "deliverable", "reference": "Pump design"}]}
+    event = event_from_record("erp.invoice.drafted.v1", record)
+    assert isinstance(event, InvoiceDrafted) and event.bills == (Billed("deliverable", "Pump design"),)
+    del record["bills"]
+    assert event_from_record("erp.invoice.drafted.v1", record).bills == ()  # type: ignore[union-attr]
+    with pytest.raises(InvalidEvent, match="reference"):
+        event_from_record("erp.invoice.drafted.v1", {**record, "bills": [{"document_class": "deliverable"}]})

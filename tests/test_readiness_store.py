@@ -31,6 +31,7 @@ from actors.invoice_readiness.facts import (
     verdict,
 )
 from actors.invoice_readiness.logic import (
+    Billed,
     DocumentStateChanged,
     EnvelopeChanged,
     Event,
@@ -103,8 +104,10 @@ def codes(readiness: Readiness) -> list[tuple[str, str]]:
                                                                        invoice="INV-1"),
     label("D-1", ME_LABEL, 2), EnvelopeChanged("ENV-1", "P1", "engagement_letter", t(3)),
     EnvelopeChanged("ENV-2", "P1", "change_order", t(3), "delivered", "CO-2.pdf"),
+    InvoiceDrafted("INV-2", "P1", t(0), "M2", (Billed("change_record", "CR-12"), Billed("deliverable", "Pump"))),
+    DocumentStateChanged("D-3", "P1", "change_record", "approved", t(1), name="CR 12.pdf", reference="CR-12"),
 ], ids=["drafted", "drafted-no-milestone", "document", "document-by-invoice", "label", "envelope",
-        "envelope-out-for-signature"])
+        "envelope-out-for-signature", "drafted-with-bills", "document-with-reference"])
 def test_each_kind_of_fact_round_trips_through_its_hash_field(event: Event) -> None:
     field, raw = field_of(event), dump_event(event)
     assert load_event(field, raw) == event
@@ -128,7 +131,7 @@ def test_timestamps_are_stored_as_epoch_milliseconds() -> None:
     assert record["changed_at"] == int(t(1).timestamp()) * 1000 + 123
     assert record == {"document_id": "D-1", "project_code": "P1", "document_class": "deliverable",
                       "state": "approved", "changed_at": record["changed_at"], "milestone": "M2",
-                      "invoice_number": None, "name": None}
+                      "invoice_number": None, "name": None, "reference": None}
 
 
 def test_the_hash_reads_as_the_events_folded() -> None:

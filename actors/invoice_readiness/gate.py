@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, fold, verdict
-from actors.invoice_readiness.logic import Event, InvoiceDrafted, Readiness, event_from_record, transition
+from actors.invoice_readiness.logic import Billed, Event, InvoiceDrafted, Readiness, event_from_record, transition
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
 from connectors.erp.client import ErpClient, ProjectNotFound
@@ -170,7 +170,8 @@ class ReadinessGate:
                 milestone = None
                 if draft.milestone_id:
                     milestone = next((m.name for m in self.erp.milestones(code) if m.id == draft.milestone_id), None)
-                events.append(InvoiceDrafted(draft.number, code, draft.updated_at, milestone))
+                bills = tuple(sorted({Billed(b.document_class, b.reference) for b in draft.bills}))  # type: ignore[arg-type]
+                events.append(InvoiceDrafted(draft.number, code, draft.updated_at, milestone, bills))
             root = self.policy.workspace_path(project.template_values())
             for view in workspace_documents(graph, root):
                 events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]

@@ -12,6 +12,7 @@ stream, with duplicates and replays, folds to the same facts as the ordered stre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,6 +35,20 @@ _UNSIGNED: dict[SignedClass, HoldCode] = {
     "change_order": "UNSIGNED_CHANGE_ORDER",
     "sow": "SOW_NOT_SIGNED",
     "engagement_letter": "ENGAGEMENT_LETTER_NOT_SIGNED",
+}
+
+#: What an invoice needs of an artefact it bills whose class its checklist does not require.
+_BILLED: dict[DocumentClass, Requirement] = {
+    "deliverable": Requirement(document_class="deliverable", code="DELIVERABLE_NOT_APPROVED",
+                               states=frozenset({"approved"})),
+    "change_record": Requirement(document_class="change_record", code="CHANGE_RECORD_MISSING"),
+    "service_report": Requirement(document_class="service_report", code="SERVICE_REPORT_MISSING"),
+    "customer_approval": Requirement(document_class="customer_approval", code="CUSTOMER_APPROVAL_MISSING"),
+    "change_order": Requirement(document_class="change_order", code="UNSIGNED_CHANGE_ORDER",
+                                states=frozenset({"signed"})),
+    "sow": Requirement(document_class="sow", code="SOW_NOT_SIGNED", states=frozenset({"signed"})),
+    "engagement_letter": Requirement(document_class="engagement_letter", code="ENGAGEMENT_LETTER_NOT_SIGNED",
+                                     states=frozenset({"signed"})),
 }
 
 #: Tie-break for two state changes of one document with the same timestamp: the further state wins.
@@ -89,20 +104,54 @@ def _text(record: Mapping[str, Any], name: str, *, optional: bool = False) -> An
     return value
 
 
+@dataclass(frozen=True, order=True)
+class Billed:
+    """One artefact the ERP says an invoice bills: a document class and its business number or title."""
+
+    document_class: DocumentClass
+    reference: str
+
+    def matches(self, doc: DocumentStateChanged) -> bool:
+        """Whether ``doc`` is it: of its class, with its reference, or named it (file name without the
+        extension), case aside."""
+        wanted = self.reference.strip().casefold()
+        return doc.document_class == self.document_class and (
+            (doc.reference or "").strip().casefold() == wanted or _stem(doc.name or "").casefold() == wanted)
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", name.strip()).strip(" .")
+
+
+def _billed(value: object) -> tuple[Billed, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InvalidEvent("bills must be a list", field="bills")
+    items = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise InvalidEvent("each of bills must be an object", field="bills")
+        items.append(Billed(_text(item, "document_class"), _text(item, "reference")))
+    return tuple(sorted(set(items)))
+
+
 @dataclass(frozen=True)
 class InvoiceDrafted:
-    """``erp.invoice.drafted.v1``: the fields the gate uses."""
+    """``erp.invoice.drafted.v1``: the fields the gate uses (``bills``: what the ERP says the invoice bills)."""
 
     invoice_number: str
     project_code: str
     drafted_at: datetime
     milestone: str | None = None
+    bills: tuple[Billed, ...] = ()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> InvoiceDrafted:
-        """Build from a decoded Avro record."""
+        """Build from a decoded Avro record (or a stored fact, from before drafts stated their bills too)."""
         return cls(_text(record, "invoice_number"), _text(record, "project_code"),
-                   _stamp(record.get("drafted_at"), "drafted_at"), _text(record, "milestone", optional=True))
+                   _stamp(record.get("drafted_at"), "drafted_at"), _text(record, "milestone", optional=True),
+                   _billed(record.get("bills")))
 
 
 @dataclass(frozen=True)
@@ -117,6 +166,7 @@ class DocumentStateChanged:
     milestone: str | None = None
     invoice_number: str | None = None
     name: str | None = None  # the file's name, for people (a fact stored before it was kept has none)
+    reference: str | None = None  # its business number or title (the Reference column)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DocumentStateChanged:
@@ -126,7 +176,8 @@ class DocumentStateChanged:
             raise InvalidEvent(f"state {state!r} is not a document state", field="state")
         return cls(_text(record, "document_id"), _text(record, "project_code"), _text(record, "document_class"),
                    state, _stamp(record.get("changed_at"), "changed_at"), _text(record, "milestone", optional=True),
-                   _text(record, "invoice_number", optional=True), _text(record, "name", optional=True))
+                   _text(record, "invoice_number", optional=True), _text(record, "name", optional=True),
+                   _text(record, "reference", optional=True))
 
     @property
     def shown(self) -> str:
@@ -203,17 +254,17 @@ def event_from_record(event_type: str, record: Mapping[str, Any]) -> Event:
 # --------------------------------------------------------------------------------------------- facts
 
 
-def _doc_key(event: DocumentStateChanged) -> tuple[datetime, int, str, str, str, str]:
+def _doc_key(event: DocumentStateChanged) -> tuple[datetime, int, str, str, str, str, str]:
     return (event.changed_at, _STATE_RANK[event.state], event.document_class, event.milestone or "",
-            event.invoice_number or "", event.name or "")
+            event.invoice_number or "", event.name or "", event.reference or "")
 
 
 def _retention_key(event: RetentionApplied) -> tuple[datetime, str, str]:
     return (event.applied_at, event.retention_label, event.jurisdiction)
 
 
-def _draft_key(event: InvoiceDrafted) -> tuple[datetime, str]:
-    return (event.drafted_at, event.milestone or "")
+def _draft_key(event: InvoiceDrafted) -> tuple[datetime, str, tuple[Billed, ...]]:
+    return (event.drafted_at, event.milestone or "", event.bills)
 
 
 def _envelope_key(event: EnvelopeChanged) -> tuple[int, datetime, str, str]:
@@ -245,6 +296,11 @@ class InvoiceFacts:
     def milestone(self) -> str | None:
         """The invoice's billing milestone, once drafted."""
         return self.drafted.milestone if self.drafted is not None else None
+
+    @property
+    def bills(self) -> tuple[Billed, ...]:
+        """What the ERP says the invoice bills, once drafted."""
+        return self.drafted.bills if self.drafted is not None else ()
 
 
 def apply(facts: InvoiceFacts, event: Event) -> InvoiceFacts:
@@ -318,7 +374,7 @@ def _linked(doc: DocumentStateChanged, facts: InvoiceFacts, scope: Scope) -> boo
     if scope == "project":
         return True
     return doc.invoice_number == facts.invoice_number or (
-        facts.milestone is not None and doc.milestone == facts.milestone)
+        facts.milestone is not None and doc.milestone == facts.milestone) or any(b.matches(doc) for b in facts.bills)
 
 
 def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[DocumentClass], str]
@@ -339,7 +395,18 @@ def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[D
         reasons += [HoldReason(requirement.code, doc.document_id, f"{cls} {doc.shown} is {doc.state}, needs {wanted}",
                                doc.name)
                     for doc in docs if doc not in accepted]
-    if not accepted and not envelopes and not (requirement.every_document and docs):
+    expected = [billed for billed in facts.bills if billed.document_class == cls]
+    live = [doc for doc in facts.documents.values() if doc.state not in _WITHDRAWN]
+    for billed in expected:  # each artefact the invoice bills must be there, and accepted
+        found = sorted((doc for doc in live if billed.matches(doc)), key=lambda doc: doc.document_id)
+        if not found:
+            reasons.append(HoldReason(requirement.code, billed.reference,
+                                      f"{cls} {billed.reference!r}, billed by invoice {facts.invoice_number}, is not "
+                                      "in the workspace"))
+        elif not any(doc.state in requirement.states for doc in found):
+            reasons += [HoldReason(requirement.code, doc.document_id,
+                                   f"{cls} {doc.shown} is {doc.state}, needs {wanted}", doc.name) for doc in found]
+    if not accepted and not envelopes and not expected and not (requirement.every_document and docs):
         reasons.append(HoldReason(requirement.code, cls, f"no {wanted} {cls} {where}"))
     if requirement.retention_label:
         expected_label = label_for(cls)
@@ -368,6 +435,10 @@ def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *,
                                   f"the ERP has not drafted invoice {facts.invoice_number}"))
     for requirement in checklist.requirements:
         reasons += _check(requirement, facts, label_for)
+    required = {requirement.document_class for requirement in checklist.requirements}
+    for cls in sorted({billed.document_class for billed in facts.bills} - required):
+        if cls in _BILLED:  # billed, though the checklist does not ask for the class
+            reasons += _check(_BILLED[cls], facts, label_for)
     for doc in facts.documents.values():
         for signed in checklist.must_be_signed:
             if doc.document_class == signed and doc.state in ("draft", "in_review"):

@@ -123,6 +123,13 @@ class Milestone(_Record):
     status: Literal["open", "achieved", "invoiced"] = "open"
 
 
+class BilledArtefact(_Record):
+    """One artefact an invoice bills: a document class and its business number or title."""
+
+    document_class: str
+    reference: str
+
+
 class Invoice(_Record):
     """An invoice as the ERP holds it: a draft until finalised."""
 
@@ -134,6 +141,8 @@ class Invoice(_Record):
     milestone_id: str | None = None
     status: Literal["draft", "final"]
     updated_at: datetime
+    #: What it bills: its milestone's deliverables, the period's change records, the service report.
+    bills: list[BilledArtefact] = []
 
 
 class TimeEntry(_Record):

@@ -4,7 +4,8 @@ A file is a hub document when its list-item fields name a ``DocumentClass``; the
 
 ``DocumentClass`` (sow, contract, change_order, engagement_letter, deliverable, service_report,
 customer_approval, change_record), ``DocumentState`` (draft, in_review, approved, signed, rejected,
-superseded), ``ProjectCode``, and optionally ``Milestone``, ``InvoiceNumber`` (the billing package the
+superseded), ``ProjectCode``, and optionally ``Reference`` (its business number or title: a change record's
+number, a deliverable's title), ``Milestone``, ``InvoiceNumber`` (the billing package the
 document belongs to), ``ContractValue`` with ``ContractCurrency``, and ``Milestones`` (one
 ``name;amount;due date`` per line, in ``ContractCurrency``).
 
@@ -94,8 +95,8 @@ def document_events(view: DocumentView, *, region: str | None) -> list[tuple[str
     events: list[tuple[str, dict[str, Any]]] = [("dms.document.state_changed.v1", {
         "document_id": item.id, "drive_id": view.drive_id, "item_id": item.id, "project_code": project,
         "document_class": cls, "state": state, "previous_state": None, "name": item.name, "url": item.web_url,
-        "milestone": column_text(fields, "Milestone"), "invoice_number": column_text(fields, "InvoiceNumber"),
-        "changed_at": changed_at, "value": value,
+        "reference": column_text(fields, "Reference"), "milestone": column_text(fields, "Milestone"),
+        "invoice_number": column_text(fields, "InvoiceNumber"), "changed_at": changed_at, "value": value,
         "milestones": _milestones(column_text(fields, "Milestones"), currency),
     })]
     label = view.label

@@ -17,7 +17,9 @@ are ``{"error": <code>, "message": ...}``)::
 Time entries (``{"date", "hours", "billing_code", "person"}`` -> 201 with an ``id``) are refused with
 409 ``time_entry_disabled`` while the project's ``time_entry_enabled`` is false and 409
 ``billing_code_inactive`` while the billing code is missing or inactive. An invoice's ``milestone_id``
-must be a milestone of its project (422 ``unknown_milestone``).
+must be a milestone of its project (422 ``unknown_milestone``). A draft states what it bills (``bills``:
+``{"document_class", "reference"}`` each): its milestone's ``deliverables`` (titles) first, then the
+``bills`` the draft was posted with (the period's change records, the service report).
 
 Finalising: with ``ErpSimConfig.readiness`` (a :class:`ReadinessGate`) set, finalising a draft first
 asks the gate (``GET`` of its URL template, ``Authorization: Bearer <api_key>``; see

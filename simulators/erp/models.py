@@ -14,6 +14,9 @@ BillingModel = Literal["time_and_materials", "fixed_fee", "milestone", "retainer
 ProjectStatus = Literal["planned", "active", "on_hold", "closed", "cancelled"]
 ClientStatus = Literal["prospect", "active", "inactive"]
 MilestoneStatus = Literal["open", "achieved", "invoiced"]
+#: The kinds of document an invoice may bill (the hub's document classes).
+DocumentClass = Literal["sow", "contract", "change_order", "engagement_letter", "deliverable", "service_report",
+                        "customer_approval", "change_record"]
 _CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -110,6 +113,8 @@ class MilestonePatch(_In):
     amount: Money | None = None
     due_date: date | None = None
     status: MilestoneStatus | None = None
+    #: The titles of the deliverables the milestone bills.
+    deliverables: list[str] | None = Field(default=None, max_length=200)
 
 
 class MilestoneIn(MilestonePatch):
@@ -120,8 +125,16 @@ class MilestoneIn(MilestonePatch):
     status: MilestoneStatus = "open"
 
 
+class BilledIn(_In):
+    """One artefact an invoice bills: a document class and its business number or title."""
+
+    document_class: DocumentClass
+    reference: str = Field(min_length=1, max_length=200)
+
+
 class InvoiceIn(_In):
-    """A new draft invoice; ``number`` is generated when left out."""
+    """A new draft invoice; ``number`` is generated when left out. ``bills``: what it bills besides its
+    milestone's deliverables (the period's change records, the service report)."""
 
     nullable = frozenset({"number", "milestone_id"})
 
@@ -130,6 +143,7 @@ class InvoiceIn(_In):
     amount: Money
     period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
     milestone_id: str | None = None
+    bills: list[BilledIn] = Field(default_factory=list, max_length=200)
 
 
 class TimeEntryIn(_In):

@@ -216,6 +216,10 @@ class ErpState:
                     return dict(record)
             raise SimError(404, "not_found", f"milestone {milestone_id!r} of {code!r} not found")
 
+    def _milestone(self, code: str, milestone_id: str | None) -> dict[str, Any]:
+        """A milestone's record (the caller holds the lock); empty when none is named."""
+        return next((r for r in self.milestones.get(code, []) if r["id"] == milestone_id), {})
+
     def milestone_name(self, code: str, milestone_id: str) -> str | None:
         """The name of a milestone of a project; ``None`` when the project has no such milestone."""
         with self.lock:
@@ -255,8 +259,14 @@ class ErpState:
             now = self._now()
             record = {**body.model_dump(mode="json"), "number": number, "status": "draft", "drafted_at": now,
                       "updated_at": now}
+            # The invoice states what it bills: its milestone's deliverables, then what the draft names.
+            milestone = self._milestone(body.project_code, body.milestone_id)
+            deliverables = [{"document_class": "deliverable", "reference": title}
+                            for title in milestone.get("deliverables") or []]
+            record["bills"] = [dict(t) for t in dict.fromkeys(
+                tuple(sorted(b.items())) for b in [*deliverables, *record["bills"]])]
             self.invoices[number] = record
-            return dict(record)
+            return copy.deepcopy(record)
 
     def finalize_invoice(self, number: str) -> dict[str, Any]:
         """Make a draft invoice final; finalising a final invoice changes nothing."""

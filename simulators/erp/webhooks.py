@@ -100,6 +100,8 @@ def invoice_data(invoice: dict[str, Any], *, milestone: str | None) -> dict[str,
         "period_start": (start - _EPOCH).days,
         "period_end": (end - _EPOCH).days,
         "milestone": milestone,
+        "bills": [{"document_class": b["document_class"], "reference": b["reference"]}
+                  for b in invoice.get("bills") or []],
         "drafted_at": epoch_ms(invoice["drafted_at"]),
     }
 
