@@ -73,6 +73,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "period_start": date(2025, 2, 1),
         "period_end": date(2025, 2, 28),
         "milestone": "M3 Detailed design",
+        "bills": [{"document_class": "deliverable", "reference": "M3 Detailed design report"},
+                  {"document_class": "change_record", "reference": "CR-0042"}],
         "drafted_at": T0,
     },
     "dms.document.state_changed.v1": {
@@ -85,6 +87,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "previous_state": "in_review",
         "name": "M3 Detailed design report.pdf",
         "url": "https://firm.sharepoint.com/sites/ENG-ME-2025-007/Deliverables/M3.pdf",
+        "reference": "M3 Detailed design report",
         "milestone": "M3 Detailed design",
         "invoice_number": "INV-2025-00731",
         "changed_at": T0,
@@ -205,7 +208,7 @@ NAMES = {
 
 
 #: Event types whose schema changed (compatibly) since its first release.
-VERSIONS = {"dms.document.state_changed.v1": 2, "esign.envelope.completed.v1": 2,
+VERSIONS = {"dms.document.state_changed.v1": 3, "erp.invoice.drafted.v1": 2, "esign.envelope.completed.v1": 2,
             "hub.invoice.readiness_changed.v1": 2}
 
 
