@@ -132,8 +132,8 @@ class DocumentWorkflow:
         folder = next((f.path for f in self.policy.folders_for(project.engagement_type)
                        if f.document_class == doc.document_class), None)
         target = f"{workspace}/{folder}" if folder else workspace
-        folder = self.graph.get_by_path(target) if documents else None
-        if documents and folder is None:
+        destination = self.graph.get_by_path(target) if documents else None
+        if documents and destination is None:
             raise self._no_folder(project, target)
         label = self.policy.retention.label_for(region=project.region, country=project.country,
                                                 client_id=project.client_id, engagement_type=project.engagement_type,
@@ -152,8 +152,8 @@ class DocumentWorkflow:
             }
             self.graph.ensure_columns(list(fields))  # SharePoint refuses a field the library has no column for
             self.graph.ensure_fields(item.id, fields)
-            assert folder is not None  # found above
-            self._supersede_drafts(folder, item, doc)
+            assert destination is not None  # found above
+            self._supersede_drafts(destination, item, doc)
             if unpublished:
                 continue
             try:

@@ -398,14 +398,14 @@ def _check(requirement: Requirement, facts: InvoiceFacts, label_for: Callable[[D
     expected = [billed for billed in facts.bills if billed.document_class == cls]
     live = [doc for doc in facts.documents.values() if doc.state not in _WITHDRAWN]
     for billed in expected:  # each artefact the invoice bills must be there, and accepted
-        found = sorted((doc for doc in live if billed.matches(doc)), key=lambda doc: doc.document_id)
-        if not found:
+        matching = sorted((doc for doc in live if billed.matches(doc)), key=lambda doc: doc.document_id)
+        if not matching:
             reasons.append(HoldReason(requirement.code, billed.reference,
                                       f"{cls} {billed.reference!r}, billed by invoice {facts.invoice_number}, is not "
                                       "in the workspace"))
-        elif not any(doc.state in requirement.states for doc in found):
+        elif not any(doc.state in requirement.states for doc in matching):
             reasons += [HoldReason(requirement.code, doc.document_id,
-                                   f"{cls} {doc.shown} is {doc.state}, needs {wanted}", doc.name) for doc in found]
+                                   f"{cls} {doc.shown} is {doc.state}, needs {wanted}", doc.name) for doc in matching]
     if not accepted and not envelopes and not expected and not (requirement.every_document and docs):
         reasons.append(HoldReason(requirement.code, cls, f"no {wanted} {cls} {where}"))
     if requirement.retention_label:
@@ -448,7 +448,7 @@ def evaluate(facts: InvoiceFacts, rules: ReadinessRules, *,
         if envelope.status != "completed" and envelope.document_class in checklist.must_be_signed:
             signed = envelope.document_class
             name = f" {envelope.document_name!r}" if envelope.document_name else ""
-            reasons.append(HoldReason(_UNSIGNED[signed], envelope.envelope_id,  # type: ignore[index]
+            reasons.append(HoldReason(_UNSIGNED[signed], envelope.envelope_id,
                                       f"{signed}{name} is out for signature (envelope {envelope.envelope_id}, "
                                       f"{envelope.status}), not signed", envelope.document_name))
     return Readiness.of(replace(reason, owner=rules.owner_of(reason.code)) for reason in reasons)
