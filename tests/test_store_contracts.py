@@ -29,7 +29,7 @@ from actors.invoice_readiness import SqlReadinessStore
 from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, fold
 from actors.invoice_readiness.logic import (
     DocumentStateChanged,
-    EnvelopeCompleted,
+    EnvelopeChanged,
     Event,
     HoldReason,
     InvoiceDrafted,
@@ -261,7 +261,7 @@ def _at(minutes: int) -> datetime:
 DRAFTED = InvoiceDrafted("INV-1", "P1", _at(0), "M1")
 APPROVED = DocumentStateChanged("D-1", "P1", "deliverable", "approved", _at(1), "M1", None)
 LABELLED = RetentionApplied("D-1", "P1", "ME-Deliverable-10y", "ME", _at(2))
-SIGNED = EnvelopeCompleted("ENV-1", "P1", "sow", _at(3))
+SIGNED = EnvelopeChanged("ENV-1", "P1", "sow", _at(3))
 
 
 def test_unknown_projects_and_invoices_have_no_facts(readiness: ReadinessStore) -> None:
