@@ -8,6 +8,9 @@ event into it with :func:`apply`, asks :func:`evaluate` for the verdict against 
 :func:`apply` is order-independent and idempotent: per document it keeps the latest state by the
 event's own timestamp (ties broken by a fixed order on the event's content), so any permutation of a
 stream, with duplicates and replays, folds to the same facts as the ordered stream.
+
+Past 400 lines on purpose: the events the gate reads, the facts they fold into and the verdict over them are one
+decision, and each part is read against the others.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Each implements the calls the hub's client of that service makes (:class:`~conne
 signatures, return types and errors, over dicts; none speaks HTTP. Each keeps the writes an actor asks of it in
 ``writes``, so a test can say what the actor asked for. A test sets the world up with the other methods
 (``add_file``, ``delete``, ``add_envelope``, ...), which record nothing.
+
+Past 400 lines on purpose: the three services side by side, each fake beside the contract it keeps.
 """
 
 from __future__ import annotations
