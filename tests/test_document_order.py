@@ -83,17 +83,11 @@ def test_a_sow_whose_workspace_never_comes_is_raised_to_its_owner_naming_what_is
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
         _sign_sow(scenario)
-        raised: dict[str, object] | None = None
-        while raised is None:
-            alert = receive(60.0)
-            assert alert is not None, "no exception for the SOW whose workspace never came"
-            data = scenario.runtime.registry.decode("hub.exception.raised.v1", alert.body)
-            if data["kind"] == "document_workflow.prerequisite_missing":
-                raised = data
+        raised = scenario.raised(receive, "document_workflow.prerequisite_missing")
         queue = scenario.runtime.broker.get_actor("document_workflow").queue_name
         assert wait_until(lambda: queue_depth(f"{queue}.XQ") == 1, timeout=30)  # replayable once it exists
     assert (raised["owner"], raised["subject"]) == ("records_management", CODE)
     detail = str(raised["detail"])
     assert detail.startswith("workspace still missing after ") and "(the horizon: 2000 ms)" in detail
     assert "Engagements/ACME/ENG-ACME-0001/SOWs" in detail and "SOW terms" not in detail
-    assert raised["event_type"] == "esign.envelope.completed.v1" and raised["project"]["code"] == CODE  # type: ignore[index]
+    assert raised["event_type"] == "esign.envelope.completed.v1" and raised["project"]["code"] == CODE

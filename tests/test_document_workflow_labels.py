@@ -68,13 +68,7 @@ def test_a_signed_sow_whose_label_the_tenant_does_not_publish_is_filed_without_i
                                                        fields={"contract_value": "520,000.00",
                                                                "contract_currency": "EUR"})
         scenario.sandbox.sign_envelope(envelope)
-        raised: dict[str, object] | None = None
-        while raised is None:
-            alert = receive(60.0)
-            assert alert is not None, "no exception for the SOW's label"
-            data = scenario.runtime.registry.decode("hub.exception.raised.v1", alert.body)
-            if data["kind"] == "document_workflow.retention_label_missing":
-                raised = data
+        raised = scenario.raised(receive, "document_workflow.retention_label_missing")
         assert wait_until(lambda: scenario.erp_project(code)["billing_codes_active"], timeout=30)
         filed = scenario.workspace(sow)
         assert filed is not None and filed["fields"]["DocumentState"] == "signed"

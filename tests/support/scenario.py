@@ -76,6 +76,16 @@ class Scenario:
         found: dict[str, Any] | None = items.get(path)
         return found
 
+    def raised(self, receive: Any, kind: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        """The first ``hub.exception.raised.v1`` of ``kind`` that ``receive`` (a subscription to that type)
+        delivers, decoded; the others are skipped. Fails when none comes within ``timeout`` of the last."""
+        while True:
+            alert = receive(timeout)
+            assert alert is not None, f"no {kind} exception"
+            data: dict[str, Any] = self.runtime.registry.decode("hub.exception.raised.v1", alert.body)
+            if data["kind"] == kind:
+                return data
+
 
 def acme_project(**overrides: Any) -> dict[str, Any]:
     """The consulting scenario's engagement."""
