@@ -56,6 +56,12 @@ _WHAT = "policy file"
 WORKSPACES_ROOT = "Engagements"
 
 
+def file_stem(name: str) -> str:
+    """A document's file name without its extension, as people name the document (``.2`` in ``Contract v1.2`` is a
+    version, not an extension): a signed copy and its draft share it, and a reference may name it."""
+    return re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", name.strip()).strip(" .")
+
+
 def placeholders(template: str) -> set[str]:
     """The ``{field}`` names of a template; raises ValueError for anything but plain project fields."""
     names: set[str] = set()

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC
 
-from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, stem, terms_patch
+from actors.document_workflow.decisions import SignedDocument, filed_name, milestone_updates, terms_patch
 from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
 from connectors.erp.client import ErpClient, Money, ProjectNotFound
@@ -35,7 +35,7 @@ from connectors.sharepoint.client import DriveItem, GraphClient, ItemNotFound, L
 from hub.actor import ActorContext, ActorSpec
 from hub.errors import NotYet
 from hub.idempotency import side_effect_key
-from hub.policy import Policy, fill
+from hub.policy import Policy, file_stem, fill
 from hub.store import Locks, holding
 from observability.logging import get_logger
 
@@ -169,9 +169,9 @@ class DocumentWorkflow:
         signed yet) are marked superseded or deleted, as the policy says: the readiness gate stops holding the
         invoice for them without anyone touching the workspace. A draft of the signed copy's own name was replaced
         by the upload itself (the same item)."""
-        name = stem(signed.name).casefold()
+        name = file_stem(signed.name).casefold()
         for child in self.graph.children(folder.id):
-            if child.id == signed.id or not child.is_file or stem(child.name).casefold() != name:
+            if child.id == signed.id or not child.is_file or file_stem(child.name).casefold() != name:
                 continue
             fields = self.graph.fields(child.id)
             if fields.get("DocumentClass") != doc.document_class or \

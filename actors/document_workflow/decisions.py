@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from hub.policy import file_stem
+
 __all__ = ["SignedDocument", "filed_name", "milestone_updates", "terms_patch"]
 
 
@@ -84,10 +86,6 @@ def filed_name(name: str | None, ref: str) -> str:
     """The file name a signed document gets in the workspace: characters SharePoint refuses replaced, and
     ``.pdf`` (DocuSign returns every signed document as a PDF) in place of the extension it was sent with."""
     base = re.sub(r'[\\/:*?"<>|#%\x00-\x1f]', "-", (name or "").strip()).strip(" .")
-    base = stem(base) or f"signed-{ref}"
+    base = file_stem(base) or f"signed-{ref}"
     return f"{base}.pdf"
 
-
-def stem(name: str) -> str:
-    """A file name without its extension (``.2`` in ``Contract v1.2`` is a version, not an extension)."""
-    return re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", name).strip(" .")

@@ -15,7 +15,6 @@ decision, and each part is read against the others.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from actors.invoice_readiness.rules import (
     SignedClass,
 )
 from hub.errors import InvalidEvent
-from hub.policy import DocumentClass, DocumentState, EngagementType, Region
+from hub.policy import DocumentClass, DocumentState, EngagementType, Region, file_stem
 
 ReadinessStatus = Literal["ready", "held"]
 _UNSIGNED: dict[SignedClass, HoldCode] = {
@@ -119,11 +118,7 @@ class Billed:
         extension), case aside."""
         wanted = self.reference.strip().casefold()
         return doc.document_class == self.document_class and (
-            (doc.reference or "").strip().casefold() == wanted or _stem(doc.name or "").casefold() == wanted)
-
-
-def _stem(name: str) -> str:
-    return re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", name.strip()).strip(" .")
+            (doc.reference or "").strip().casefold() == wanted or file_stem(doc.name or "").casefold() == wanted)
 
 
 def _billed(value: object) -> tuple[Billed, ...]:
