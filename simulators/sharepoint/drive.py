@@ -9,9 +9,11 @@ Change sequence: each drive numbers its changes 1, 2, 3... Creating, uploading, 
 change of fields, label or permissions gives the item the next number (so does a folder whose
 children were added or removed). ``delta`` lists the items whose number is past the caller's token,
 each once in its current state, in number order; deleted items stay behind as tombstones so delta
-can report them. Tokens are opaque: URL-safe base64 of ``[drive, epoch, position]``, where the epoch
-changes on every reset, so any token from before a reset (or of another drive, or made up) is
-answered 410 ``resyncRequired``. Tombstones are kept for the life of the state.
+can report them. Each drive keeps its changes in a log ordered by number, so a read costs what changed
+since its token, not what the drive holds (as on SharePoint); a folder's size is kept up to date the same
+way. Tokens are opaque: URL-safe base64 of ``[drive, epoch, position]``, where the epoch changes on every
+reset, so any token from before a reset (or of another drive, or made up) is answered 410
+``resyncRequired``. Tombstones are kept for the life of the state.
 
 Deliberate simplifications: no version history (only the current content), a file's ``mimeType``
 comes from the upload's ``Content-Type`` (from the extension when that is missing or
@@ -21,6 +23,7 @@ comes from the upload's ``Content-Type`` (from the extension when that is missin
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import mimetypes
 import threading
@@ -57,9 +60,13 @@ class DriveTree:
             self.tombstones: dict[str, Item] = {}
             self._list_ids = 0
             self._seqs: dict[str, int] = {}
+            #: Per drive, (number, item) for every change in number order; an entry whose item changed
+            #: again since (its ``seq`` moved on) is passed over.
+            self._log: dict[str, list[tuple[int, Item]]] = {}
             self._epoch = uuid.uuid4().hex[:12]  # every token from before a reset becomes invalid
             for drive_id in self._drive_ids:
                 self._seqs[drive_id] = 0
+                self._log[drive_id] = []
                 root = self._new_item(drive_id, "root", None)
                 self.roots[drive_id] = root.id
 
@@ -78,6 +85,7 @@ class DriveTree:
         """Give the item the drive's next change number."""
         self._seqs[item.drive_id] += 1
         item.seq = self._seqs[item.drive_id]
+        self._log[item.drive_id].append((item.seq, item))
 
     def _root(self, drive_id: str) -> Item:
         root_id = self.roots.get(drive_id)
@@ -132,9 +140,14 @@ class DriveTree:
 
     def size_of(self, item: Item) -> int:
         """A file's byte count; a folder's is the total of the files below it, as in Graph."""
-        if item.content is not None:
-            return len(item.content)
-        return sum(self.size_of(self.items[i]) for i in item.children.values())
+        return len(item.content) if item.content is not None else item.below
+
+    def _grow(self, parent_id: str | None, by: int) -> None:
+        """Add ``by`` bytes to the size of the folder ``parent_id`` and of every folder above it."""
+        while parent_id is not None and by:
+            folder = self.items[parent_id]
+            folder.below += by
+            parent_id = folder.parent_id
 
     def to_json(self, item: Item) -> Json:
         """The Graph ``driveItem`` resource: a ``folder`` facet, or a ``file`` facet with its ``mimeType``."""
@@ -258,6 +271,7 @@ class DriveTree:
             return item, True
 
     def _store(self, item: Item, content: bytes, content_type: str | None) -> None:
+        self._grow(item.parent_id, len(content) - len(item.content or b""))
         item.content = bytes(content)
         item.mime_type = self._media_type(content_type, item.name)
         self.uploads[f"{item.drive_id}/{self.path_of(item)}"] += 1
@@ -289,6 +303,7 @@ class DriveTree:
             self._changed(item)  # while it is still in the tree its subscriptions can be found
             parent = self.items[item.parent_id]
             self.deletes[f"{drive_id}/{self.path_of(item)}"] += 1
+            self._grow(parent.id, -self.size_of(item))
             del parent.children[item.name.casefold()]
             for gone in self._subtree(item):
                 del self.items[gone.id]
@@ -342,15 +357,26 @@ class DriveTree:
             else:
                 [since] = self._read_token(drive_id, token, 1)
                 cursor = since
-            changed = [i for i in self.items.values()
-                       if i.drive_id == drive_id and i.parent_id is not None and i.seq > cursor]
-            changed += [t for t in self.tombstones.values() if t.drive_id == drive_id and t.seq > max(cursor, since)]
-            changed.sort(key=lambda i: i.seq)
+            changed = self._changes_after(drive_id, cursor, max(cursor, since), top + 1)
             page = changed[:top]
             values = [self._delta_json(i) for i in page]
             if len(changed) > top:
                 return values, self._token(drive_id, page[-1].seq, since), None
             return values, None, self._token(drive_id, current)
+
+    def _changes_after(self, drive_id: str, cursor: int, floor: int, limit: int) -> list[Item]:
+        """Up to ``limit`` items in change order: live ones changed after ``cursor`` (the root excepted),
+        tombstones deleted after ``floor``; each once, at its latest change."""
+        log = self._log[drive_id]
+        changed: list[Item] = []
+        for index in range(bisect.bisect_right(log, cursor, key=lambda entry: entry[0]), len(log)):
+            seq, item = log[index]
+            if item.seq != seq or item.parent_id is None or (item.deleted and seq <= floor):
+                continue
+            changed.append(item)
+            if len(changed) == limit:
+                break
+        return changed
 
     def _delta_json(self, item: Item) -> Json:
         """An item as delta shows it: no ``cTag`` and no ``parentReference.path`` (as on SharePoint);

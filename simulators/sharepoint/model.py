@@ -196,6 +196,8 @@ class Item:
     children: dict[str, str] = field(default_factory=dict)  # casefolded name -> item id
     content: bytes | None = None
     mime_type: str | None = None
+    #: A folder's size: the bytes of every file below it (kept up to date by the drive tree).
+    below: int = 0
     #: Position in the drive's change sequence of the item's latest change (what delta orders by).
     seq: int = 0
     deleted: bool = False
