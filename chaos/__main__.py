@@ -7,6 +7,7 @@ or a store, the hub settled by itself: no dead letter but the poison put on its 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.events < 20 or args.rate <= 0 or args.workers < 1:
         parser.error("--events must be at least 20, --rate above 0 and --workers at least 1")
+    # A TERM (from a CI timeout or ``kill``) ends the run as Ctrl-C does: each scenario's servers and hub stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     options = Options(events=args.events, rate=args.rate, workers=args.workers, keep=args.keep)
     results = []
     for name in args.scenario or list(SCENARIOS):
