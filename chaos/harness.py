@@ -34,7 +34,7 @@ from pathlib import Path
 
 from actors import load_policy
 from bench.procs import BENCH_SOURCE, Ingress, Proc, start_hub_workers, start_ingress, stop_all, write_sources_file
-from chaos.load import EVENT_TYPE, Publisher, project_codes, seed_erp
+from chaos.load import EVENT_TYPE, Published, Publisher, project_codes, seed_erp
 from chaos.secrets import Canaries, LeakFinder
 from chaos.servers import PrivatePostgres, PrivateRabbit, PrivateRedis, scratch_dir
 from chaos.topic import TopicCounter
@@ -49,6 +49,9 @@ from simulators.sandbox import Sandbox, running_sandbox
 OUTCOMES = ("hub.project.changed.v1", "dms.workspace.provisioned.v1")
 #: How long the hub must stay quiet (no message anywhere, an empty outbox) to be settled.
 QUIET_S = 2.0
+#: How often settling looks at the queues: each look is a ``rabbitmqctl`` (about half a second of CPU) and a
+#: database session, taken from the hub it waits for.
+POLL_S = 5.0
 #: Settings of the hub's processes in a scenario: short leases and backoffs, so a dead worker's message is
 #: taken again in seconds (the defaults are 30 s and up to 15 min); everything else as shipped.
 HUB_SETTINGS = {"HUB_LEASE_TTL_MS": "5000", "HUB_MIN_BACKOFF_MS": "200", "HUB_MAX_BACKOFF_MS": "10000",
@@ -63,7 +66,8 @@ class Options:
     rate: float = 10.0  # events/s offered: about what the hub handles on 2 cores, so a backlog is the fault's
     workers: int = 2
     threads: int = 8
-    settle_s: float = 300.0  # the longest the hub may take to settle after the load
+    settle_s: float = 300.0  # the longest the hub may go without draining anything once the load is over
+    progress_s: float = 60.0  # how often a long run says where it is (0: never)
     keep: bool = False  # keep the servers' directory and the logs
 
 
@@ -202,6 +206,14 @@ class Run:
         return sum(n for name, n in counts.items() if (name.startswith(f"{self.hub.prefix}.")
                    and not name.endswith(".XQ")) or name == self.topic.queue)
 
+    def backlog(self) -> str:
+        """The messages queued and the three longest queues, for a progress line."""
+        counts = self.servers.rabbit.queue_messages()
+        mine = {name.removeprefix(f"{self.hub.prefix}."): n for name, n in counts.items()
+                if name.startswith(f"{self.hub.prefix}.") and not name.endswith(".XQ") and n}
+        longest = ", ".join(f"{name} {n}" for name, n in sorted(mine.items(), key=lambda kv: -kv[1])[:3])
+        return f"{sum(mine.values())} queued" + (f" ({longest})" if longest else "")
+
     def dead_letters(self) -> int:
         """Messages in the hub's dead-letter queues."""
         counts = self.servers.rabbit.queue_messages()
@@ -221,33 +233,58 @@ class Run:
         finally:
             database.close()
 
-    def settle(self) -> bool:
-        """Wait until the hub is quiet for :data:`QUIET_S` (nothing queued, an empty outbox); False after
-        ``settle_s`` without that."""
-        deadline = time.monotonic() + self.options.settle_s
+    def settle(self, load_s: float) -> bool:
+        """Wait until the hub is quiet for :data:`QUIET_S` (nothing queued, an empty outbox); False when it
+        drained nothing for ``settle_s`` (stuck), or after ``settle_s`` plus the load's ``load_s`` in all (a
+        hub that fell behind by the whole load still drains it in that time, at the rate it was offered)."""
+        started = time.monotonic()
+        deadline = started + self.options.settle_s + load_s
         quiet_since: float | None = None
-        while time.monotonic() < deadline:
+        fewest: int | None = None
+        drained_at = reported = started
+        while (now := time.monotonic()) < deadline and now - drained_at < self.options.settle_s:
             try:
-                quiet = self.queued() == 0 and self.outbox_pending() == 0
+                queued: int | None = self.queued()
+                quiet = queued == 0 and self.outbox_pending() == 0
             except Exception:  # a server still coming back: not quiet
-                quiet = False
-            now = time.monotonic()
+                queued, quiet = None, False
+            if queued is not None and (fewest is None or queued < fewest):
+                fewest, drained_at = queued, now
             if not quiet or now - self.topic.last_message < QUIET_S:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = now
             elif now - quiet_since >= QUIET_S:
                 return True
-            time.sleep(0.5)
+            if self.options.progress_s and now - reported >= self.options.progress_s:
+                reported = now
+                self._say(f"settling for {now - started:.0f} s: {self._backlog()}")
+            time.sleep(POLL_S)
         return False
+
+    def _backlog(self) -> str:
+        try:
+            return self.backlog()
+        except Exception:  # a server down by the scenario's hand
+            return "queues unknown"
+
+    def _say(self, line: str) -> None:
+        print(f"{self.name}: {line}", flush=True)
+
+    def _join_load(self) -> Published:
+        """Wait for the load to end, saying how far it is every ``progress_s``."""
+        assert self.publisher is not None, "start the load first"
+        while not self.publisher.result.done.wait(self.options.progress_s or None):
+            self._say(f"{self.publisher.accepted_count()} of {self.options.events} events accepted, {self._backlog()}")
+        return self.publisher.join()
 
     def finish(self, finder: LeakFinder) -> Result:
         """Wait for the load and for the hub to settle; count, and look for the canaries in the stores."""
         assert self.publisher is not None, "start the load first"
         started = time.monotonic()
-        published = self.publisher.join()
+        published = self._join_load()
         loaded = time.monotonic()
-        settled = self.settle()
+        settled = self.settle(loaded - started)
         result = Result(self.name, self.options.events, accepted=len(published.accepted), settled=settled,
                         notes=self.notes)
         result.notes.append(f"load over {loaded - started:.0f} s after the scenario's faults, "
@@ -258,7 +295,9 @@ class Run:
         if published.retried:
             result.notes.append(f"posts answered otherwise and posted again: {dict(published.retried)}")
         if not settled:
-            result.notes.append(f"not settled after {self.options.settle_s:.0f} s: {self.queued()} message(s) queued")
+            result.notes.append(f"not settled {time.monotonic() - loaded:.0f} s after the load (it may go "
+                                f"{self.options.settle_s:.0f} s without draining, and take the load's time plus "
+                                f"that in all): {self.queued()} message(s) queued")
         self._count(result, published.accepted)
         dead = self.dead_letters()
         if dead != self.expected_dead:
