@@ -56,10 +56,12 @@ _HANDLER_MARK = "_hub_observability_handler"
 # attempt, aiormq one per attempt and a traceback per lost connection. Heard at CRITICAL only, unless the
 # level is DEBUG (then from WARNING, as before).
 _CLIENT_LOGGERS = ("pika", "aiormq", "aio_pika")
-# Alembic writes a line per plugin and per migration; the hub says once what an upgrade applied.
-_MIGRATION_LOGGERS = ("alembic",)
+# Alembic writes a line per plugin and per migration; the hub says once what an upgrade applied. httpx writes
+# an INFO line for every request it sends (some 50 per provisioned workspace, their URLs naming the project);
+# the connectors report the failures that matter. Heard from WARNING, unless the level is DEBUG.
+_QUIETED_LOGGERS = ("alembic", "httpx", "httpcore")
 _ROUTED_LOGGERS = ("dramatiq", "uvicorn", "uvicorn.error", "uvicorn.access", *_CLIENT_LOGGERS,
-                   *_MIGRATION_LOGGERS)
+                   *_QUIETED_LOGGERS)
 
 
 def mask_text(text: str) -> str:
@@ -166,7 +168,7 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
         lib.propagate = True
         if name in _CLIENT_LOGGERS:
             lib.setLevel(logging.WARNING if numeric_level <= logging.DEBUG else logging.CRITICAL)
-        elif name in _MIGRATION_LOGGERS:
+        elif name in _QUIETED_LOGGERS:
             lib.setLevel(logging.NOTSET if numeric_level <= logging.DEBUG else logging.WARNING)
         else:
             lib.setLevel(logging.NOTSET)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
+import httpx
 import pytest
 import structlog
 from dramatiq.brokers.stub import StubBroker
@@ -24,7 +25,8 @@ from observability.logging import (
 )
 from observability.tracing import TracingMiddleware
 
-ROUTED = ("dramatiq", "pika", "aiormq", "aio_pika", "uvicorn", "uvicorn.error", "uvicorn.access")
+ROUTED = ("dramatiq", "pika", "aiormq", "aio_pika", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "httpx",
+          "httpcore")
 
 
 @pytest.fixture
@@ -171,6 +173,23 @@ def test_amqp_clients_are_heard_only_at_critical_unless_debugging(output) -> Non
     configure_logging(fmt="json", level="DEBUG", stream=output)
     logging.getLogger("pika.adapters.blocking_connection").error("Connection workflow failed: refused again")
     assert lines(output)[-1]["event"] == "Connection workflow failed: refused again"
+
+
+def test_the_http_client_s_line_per_request_is_heard_only_when_debugging(output) -> None:
+    """httpx logs every request it sends at INFO (about 50 per provisioned workspace); not at the hub's INFO."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200)
+
+    configure_logging(fmt="json", level="INFO", stream=output)
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        client.get("https://erp.example/api/v1/projects/ENG-1")
+        logging.getLogger("httpx").warning("an httpx warning")
+    assert [line["event"] for line in lines(output)] == ["an httpx warning"]
+
+    configure_logging(fmt="json", level="DEBUG", stream=output)
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        client.get("https://erp.example/api/v1/projects/ENG-2")
+    assert any(line["event"].startswith("HTTP Request: GET") for line in lines(output))
 
 
 def test_a_consumer_threads_per_restart_lines_are_dropped_but_not_its_unexpected_errors(output) -> None:
