@@ -24,6 +24,7 @@ import contextlib
 import random
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from actors import load_policy
 from bench.procs import BENCH_SOURCE, Ingress, Proc, start_hub_workers, start_ingress, stop_all, write_sources_file
-from chaos.load import EVENT_TYPE, Published, Publisher, project_codes, seed_erp
+from chaos.load import EVENT_TYPE, Publisher, project_codes, seed_erp
 from chaos.secrets import Canaries, LeakFinder
 from chaos.servers import PrivatePostgres, PrivateRabbit, PrivateRedis, scratch_dir
 from chaos.topic import TopicCounter
@@ -183,7 +184,15 @@ class Run:
         budget = self.options.events / self.options.rate + 600.0
         self.publisher = Publisher(self.ingress_url, self.canaries.webhook_secret, self.codes,
                                    rate=self.options.rate, deadline_s=budget).start()
+        if self.options.progress_s:
+            threading.Thread(target=self._report_load, args=(self.publisher,), name="chaos-progress",
+                             daemon=True).start()
         return self.publisher
+
+    def _report_load(self, publisher: Publisher) -> None:
+        """Say how far the load is every ``progress_s`` until it is over (faults and all)."""
+        while not publisher.result.done.wait(self.options.progress_s):
+            self._say(f"{publisher.accepted_count()} of {self.options.events} events accepted, {self._backlog()}")
 
     def wait_accepted(self, count: int, *, timeout_s: float = 600.0) -> None:
         """Wait until ``count`` events were accepted (or the load is over)."""
@@ -271,18 +280,11 @@ class Run:
     def _say(self, line: str) -> None:
         print(f"{self.name}: {line}", flush=True)
 
-    def _join_load(self) -> Published:
-        """Wait for the load to end, saying how far it is every ``progress_s``."""
-        assert self.publisher is not None, "start the load first"
-        while not self.publisher.result.done.wait(self.options.progress_s or None):
-            self._say(f"{self.publisher.accepted_count()} of {self.options.events} events accepted, {self._backlog()}")
-        return self.publisher.join()
-
     def finish(self, finder: LeakFinder) -> Result:
         """Wait for the load and for the hub to settle; count, and look for the canaries in the stores."""
         assert self.publisher is not None, "start the load first"
         started = time.monotonic()
-        published = self._join_load()
+        published = self.publisher.join()
         loaded = time.monotonic()
         settled = self.settle(loaded - started)
         result = Result(self.name, self.options.events, accepted=len(published.accepted), settled=settled,
