@@ -15,6 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from actors.provisioning.actor import execute, read_state
+from actors.provisioning.plan import EnsureFolder, plan_workspace, reconcile
 from connectors.http import CircuitBreaker, RetryPolicy
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound
@@ -25,6 +27,7 @@ from simulators.sharepoint import SimulatorConfig, create_app
 from tests.support.graph_receiver import Receiver
 from tests.support.graph_tenant import BARE
 from tests.support.rabbit import wait_until
+from tests.test_provisioning_plan import POLICY, project
 
 TOKEN = "client-test-token"
 #: A tenant for tests of one call at a time: the drive's id is its name, the site grants nothing of its own
@@ -118,6 +121,38 @@ def test_a_folder_created_by_someone_else_meanwhile_is_adopted_after_the_409(sim
     assert folder.id == rival["id"]
     assert sim_json(sim, "requests")["conflicts"] == {"workspaces/Raced": 1}
     assert sim_json(sim, "requests")["creates"] == {"workspaces/Raced": 1}
+
+
+def test_a_child_folder_of_a_known_parent_is_one_request_and_an_existing_one_is_adopted(
+        sim: str, graph: GraphClient, recording: Recording) -> None:
+    parent = graph.ensure_folder("ACME-1001")
+    sent: list[httpx.Request] = []
+    client = recording(sent)
+    made = client.ensure_child_folder(parent.id, "SOWs", "ACME-1001/SOWs")
+    assert [r.method for r in sent] == ["POST"] and made.path == "ACME-1001/SOWs" and made.is_folder
+    again = client.ensure_child_folder(parent.id, "sows", "ACME-1001/sows")  # 409, then looked up
+    assert again.id == made.id and [r.method for r in sent] == ["POST", "POST", "GET"]
+    graph.upload("ACME-1001", "Notes", b"not a folder")
+    with pytest.raises(UpstreamRejected, match="not a folder"):
+        client.ensure_child_folder(parent.id, "Notes", "ACME-1001/Notes")
+    assert sim_json(sim, "requests")["creates"] == {"workspaces/ACME-1001": 1, "workspaces/ACME-1001/SOWs": 1}
+
+
+def test_provisioning_creates_each_missing_folder_of_a_plan_in_one_request_below_the_parent_it_read(
+        sim: str, graph: GraphClient, recording: Recording) -> None:
+    """The actor reads each of the plan's folders once; a missing one is created in its parent, not looked up
+    again segment by segment (at 10,000 projects those lookups were most of the hub's calls)."""
+    plan = plan_workspace(project(project_code="ACME-1001"), POLICY)
+    graph.ensure_folder(plan.path.rpartition("/")[0])  # the client's folder, from an earlier engagement
+    state, ids = read_state(graph, plan)
+    sent: list[httpx.Request] = []
+    client = recording(sent)
+    steps = [step for step in reconcile(state, plan) if isinstance(step, EnsureFolder)]
+    for step in steps:
+        execute(client, plan, step, ids)
+    assert [step.path for step in steps] == [plan.path, *plan.folders]
+    assert [r.method for r in sent] == ["POST"] * len(steps)
+    assert {path: ids[path] for path in plan.folders} == {path: items(sim)[path]["id"] for path in plan.folders}
 
 
 def test_children_are_read_across_every_page(sim: str, graph: GraphClient, recording: Recording) -> None:

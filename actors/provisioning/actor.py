@@ -112,7 +112,11 @@ def read_state(graph: GraphClient, plan: WorkspacePlan, governed: Callable[[str]
 def execute(graph: GraphClient, plan: WorkspacePlan, step: Step, ids: dict[str, str]) -> None:
     """Carry out one idempotent step (each one is safe to repeat after any partial failure)."""
     if isinstance(step, EnsureFolder):
-        ids[step.path] = graph.ensure_folder(step.path).id
+        parent, _, name = step.path.rpartition("/")
+        # A sub-folder of a folder known to exist: created in it at once, not looked up segment by segment.
+        known = ids.get(parent)
+        ids[step.path] = (graph.ensure_child_folder(known, name, step.path) if known
+                          else graph.ensure_folder(step.path)).id
         return
     workspace = ids.get(plan.path) or graph.ensure_folder(plan.path).id
     if isinstance(step, RevokeGrant):

@@ -437,6 +437,12 @@ class GraphClient:
         assert item is not None  # the full path was missing, so names is not empty
         return item
 
+    def ensure_child_folder(self, parent_id: str, name: str, path: str) -> DriveItem:
+        """The folder ``name`` in the folder ``parent_id`` (whose path is ``path`` without its last segment),
+        created when missing; one request when the parent is known. Safe to repeat."""
+        item, _ = self._create_folder(parent_id, name, path)
+        return self._folder(item, path)
+
     def _create_folder(self, parent_id: str, name: str, path: str) -> tuple[DriveItem, bool]:
         """Create one folder; on 409 return the existing one. Returns (item, created)."""
         body = {"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}

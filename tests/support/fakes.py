@@ -78,6 +78,11 @@ class FakeGraph:
         """See :meth:`GraphClient.ensure_folder`."""
         return self._item(self._folders(path, record=True))
 
+    def ensure_child_folder(self, parent_id: str, name: str, path: str) -> DriveItem:
+        """See :meth:`GraphClient.ensure_child_folder`: the folder ``name`` in the folder ``parent_id``."""
+        self._known(parent_id)
+        return self._item(self._folders(f"{self.path_of(parent_id)}/{name}", record=True))
+
     def grants(self, item_id: str) -> list[Permission]:
         """See :meth:`GraphClient.grants`: one direct group permission per group."""
         self._known(item_id)
