@@ -194,4 +194,3 @@ def test_a_project_left_locked_by_a_worker_that_died_is_provisioned_once_the_loc
     waits = [hop for hop in hops if hop.outcome == "retry"]
     assert waits and all((hop.error or "").startswith("EntityLocked") for hop in waits)
     assert [hop.outcome for hop in hops if hop.outcome != "retry"] == ["ok"]  # never dead-lettered
-
