@@ -20,6 +20,7 @@ import avro.errors
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
+from hub.catalogue import HISTORY, write_revision
 from hub.errors import SchemaError
 from hub.registry import VERSION_ATTRIBUTE, SchemaRegistry
 
@@ -79,12 +80,14 @@ def _reasons(writer: dict[str, Any], reader: dict[str, Any], released: int, curr
 
 
 def release(current_dir: Path, released_dir: Path, *, force: bool = False) -> list[str]:
-    """Copy the current ``.avsc`` files as the new released snapshot; returns the full names written.
+    """Copy the current ``.avsc`` files as the new released snapshot, and record each event type's current
+    revision in ``<current_dir>/history`` (:mod:`hub.catalogue`); returns the full names written.
 
     Refuses (SchemaError) when the current schemas are not backward compatible with the snapshot,
     unless ``force`` is set; a forced release also drops snapshot files of removed types.
     """
-    names = sorted(SchemaRegistry.load(current_dir).raw_schemas())
+    registry = SchemaRegistry.load(current_dir)
+    names = sorted(registry.raw_schemas())
     if released_dir.is_dir() and not force:
         problems = check_backward(current_dir, released_dir)
         if problems:
@@ -97,6 +100,8 @@ def release(current_dir: Path, released_dir: Path, *, force: bool = False) -> li
     for name in names:
         # Copied byte for byte: the snapshot is what consumers were given, formatting included.
         (released_dir / f"{name}.avsc").write_bytes((current_dir / f"{name}.avsc").read_bytes())
+    for event_type in registry.event_types:
+        write_revision(current_dir / HISTORY, registry, event_type)
     return names
 
 

@@ -88,6 +88,8 @@ class _HasDataschema(Protocol):
     @property
     def dataschema(self) -> str: ...
 
+    def is_named_by(self, dataschema: str) -> bool: ...
+
 
 class AvroFormat(JSONFormat):
     """CloudEvents JSON format that keeps Avro data as bytes.
@@ -197,10 +199,11 @@ def validate_event(event: CloudEvent, registry: SchemaLookup) -> dict[str, Any]:
             f"datacontenttype must be {AVRO_CONTENT_TYPE}, got {event.get_datacontenttype()!r}",
             field="datacontenttype",
         )
-    expected = registry.for_type(event_type).dataschema
-    if event.get_dataschema() not in (None, expected):
+    schema = registry.for_type(event_type)
+    dataschema = event.get_dataschema()
+    if dataschema is not None and not schema.is_named_by(dataschema):
         raise InvalidEvent(
-            f"dataschema {event.get_dataschema()!r} does not match {expected!r}", field="dataschema"
+            f"dataschema {dataschema!r} does not match {schema.dataschema!r}", field="dataschema"
         )
     data = event.get_data()
     if not isinstance(data, bytes):

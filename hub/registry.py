@@ -31,12 +31,16 @@ from fastavro.schema import parse_schema
 
 from hub.errors import SchemaError, SchemaViolation, UnknownEventType
 
-__all__ = ["EVENT_TYPE_ATTRIBUTE", "VERSION_ATTRIBUTE", "EventSchema", "SchemaRegistry"]
+__all__ = ["DEFAULT_SCHEMA_BASE", "EVENT_TYPE_ATTRIBUTE", "VERSION_ATTRIBUTE", "EventSchema", "SchemaRegistry"]
 
 #: Schema attribute naming the CloudEvents ``type`` a record schema is the data of.
 EVENT_TYPE_ATTRIBUTE = "hub.eventType"
 #: Schema attribute holding the revision of an event schema within its major version.
 VERSION_ATTRIBUTE = "hub.version"
+
+#: Where the ingress serves the schemas (``GET /v1/schemas/{type}/{version}``) with the default settings;
+#: ``HUB_PUBLIC_URL`` moves it.
+DEFAULT_SCHEMA_BASE = "http://127.0.0.1:8080/v1/schemas"
 
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
@@ -51,11 +55,20 @@ class EventSchema:
     name: str
     version: int
     parsed: Any = field(repr=False, compare=False)
+    base_url: str = field(default=DEFAULT_SCHEMA_BASE, compare=False)
 
     @property
     def dataschema(self) -> str:
-        """Stable reference to this schema revision, for the CloudEvents ``dataschema`` attribute."""
-        return f"urn:hub:schema:{self.name}:{self.version}"
+        """The URL this schema revision is served at, for the CloudEvents ``dataschema`` attribute."""
+        return f"{self.base_url}/{self.event_type}/{self.version}"
+
+    def is_named_by(self, dataschema: str) -> bool:
+        """Whether ``dataschema`` names this revision: its URL under any ingress's address (events outlive a
+        move of ``HUB_PUBLIC_URL``), or the ``urn:hub:schema:<name>:<version>`` of events written before
+        dataschema was a URL."""
+        served = (dataschema.startswith(("http://", "https://"))
+                  and dataschema.endswith(f"/schemas/{self.event_type}/{self.version}"))
+        return served or dataschema == f"urn:hub:schema:{self.name}:{self.version}"
 
 
 class SchemaRegistry:
@@ -69,8 +82,10 @@ class SchemaRegistry:
         self._resolved = dict(resolved)
 
     @classmethod
-    def load(cls, directory: Path | Traversable | None = None) -> SchemaRegistry:
-        """Load and check every ``.avsc`` file of ``directory`` (default: the packaged schemas)."""
+    def load(cls, directory: Path | Traversable | None = None, *,
+             schema_base_url: str = DEFAULT_SCHEMA_BASE) -> SchemaRegistry:
+        """Load and check every ``.avsc`` file of ``directory`` (default: the packaged schemas); each type's
+        ``dataschema`` is its URL under ``schema_base_url``."""
         found = _read_directory(files("schemas") if directory is None else directory)
         resolved: dict[str, dict[str, Any]] = {}
         events: dict[str, EventSchema] = {}
@@ -81,7 +96,7 @@ class SchemaRegistry:
                 parsed = parse_schema(resolved[name])
             except Exception as exc:  # fastavro raises assorted types for a malformed schema
                 raise SchemaError(f"{file_name}: not a valid Avro schema: {exc}") from None
-            event = _event_schema(file_name, name, schema, parsed)
+            event = _event_schema(file_name, name, schema, parsed, schema_base_url.rstrip("/"))
             if event is None:
                 continue
             if event.event_type in owners:
@@ -241,7 +256,8 @@ def _resolve(found: Mapping[str, tuple[str, dict[str, Any]]], name: str) -> dict
     return named(*found[name], name)
 
 
-def _event_schema(file_name: str, name: str, schema: dict[str, Any], parsed: Any) -> EventSchema | None:
+def _event_schema(file_name: str, name: str, schema: dict[str, Any], parsed: Any,
+                  base_url: str) -> EventSchema | None:
     event_type = schema.get(EVENT_TYPE_ATTRIBUTE)
     version = schema.get(VERSION_ATTRIBUTE)
     if event_type is None and version is None:
@@ -254,7 +270,7 @@ def _event_schema(file_name: str, name: str, schema: dict[str, Any], parsed: Any
         )
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SchemaError(f"{file_name}: {VERSION_ATTRIBUTE} must be a positive integer, got {version!r}")
-    return EventSchema(event_type=event_type, name=name, version=version, parsed=parsed)
+    return EventSchema(event_type=event_type, name=name, version=version, parsed=parsed, base_url=base_url)
 
 
 # -- checking a datum before it is encoded: every field's type, no unknown field, aware timestamps, and only

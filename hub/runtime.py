@@ -186,7 +186,7 @@ def build_infrastructure(
     database_link = ServerLink("PostgreSQL", settings.database_url, setting=f"{ENV_PREFIX}DATABASE_URL")
     client = connect_redis(settings.redis_url, embedded=is_embedded, server=fake_server, link=redis_link)
     db = connect_database(settings.database_url, prefix=settings.queue_prefix, embedded=is_embedded)
-    registry = SchemaRegistry.load()
+    registry = SchemaRegistry.load(schema_base_url=f"{settings.public_url}/v1/schemas")
     prefix = settings.queue_prefix
     flight = RedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s)
     dead_letters = DeadLetterReasons(client, prefix=prefix)

@@ -45,6 +45,21 @@ class Settings(BaseSettings):
     )
     http_bind: str = Field(default="127.0.0.1:8080",
                            description="host:port the HTTP ingress listens on (port 0: any free port).")
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="The ingress's address as consumers reach it: every event's dataschema is a URL under it "
+                    "(<public_url>/v1/schemas/<type>/<version>), and the AsyncAPI document names it.",
+    )
+    events_max_age: str = Field(
+        default="7D", pattern=r"^[1-9][0-9]*[YMDhms]$",
+        description="How long the history stream of the topic exchange keeps an event (RabbitMQ's x-max-age: "
+                    "a number and Y, M, D, h, m or s).",
+    )
+    events_max_bytes: int = Field(
+        default=10 * 1024**3, ge=1_048_576,
+        description="The most the history stream keeps on disk, in bytes (x-max-length-bytes); the oldest "
+                    "segments go first.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
@@ -122,6 +137,13 @@ class Settings(BaseSettings):
     def _database_scheme(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgresql+psycopg://", "sqlite://", "sqlite+pysqlite://")):
             raise ValueError("must start with postgresql://, postgresql+psycopg:// or sqlite:///")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or value.endswith("/"):
+            raise ValueError("must be an http:// or https:// URL without a trailing slash")
         return value
 
     @field_validator("http_bind")

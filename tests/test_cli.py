@@ -182,7 +182,8 @@ def test_list_and_show_commands_speak_json_for_scripts() -> None:
     assert routes.exit_code == 0 and json.loads(routes.stdout)["*"] == ["fanout"]
     types = CliRunner().invoke(main, ["schemas", "list", "-o", "json"])
     listed = {entry["type"]: entry for entry in json.loads(types.stdout)}
-    assert listed["erp.project.created.v1"]["dataschema"].startswith("urn:hub:schema:hub.erp.ProjectCreated:")
+    assert listed["erp.project.created.v1"]["dataschema"].startswith(
+        "http://127.0.0.1:8080/v1/schemas/erp.project.created.v1/")
     check = CliRunner().invoke(main, ["schemas", "check", "-o", "json"])
     assert check.exit_code == 0 and json.loads(check.stdout)["compatible"] is True
 

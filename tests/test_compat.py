@@ -80,7 +80,7 @@ def test_adding_an_optional_field_with_a_default_and_a_version_bump_passes(
     assert check_backward(current, released) == []
     released_version = SchemaRegistry.load(released).for_type("erp.invoice.drafted.v1").version
     assert SchemaRegistry.load(current).for_type("erp.invoice.drafted.v1").dataschema.endswith(
-        f":{released_version + 1}")
+        f"/erp.invoice.drafted.v1/{released_version + 1}")
 
 
 def test_adding_a_required_field_without_a_default_fails(current: Path, released: Path) -> None:
@@ -197,6 +197,32 @@ def test_release_after_a_compatible_change_moves_the_snapshot_on(current: Path, 
     release(current, released)
     assert SchemaRegistry.load(released).for_type("erp.invoice.drafted.v1").version == before + 1
     assert check_backward(current, released) == []
+
+
+def test_release_records_the_new_revision_beside_the_old_ones_which_it_never_rewrites(
+    current: Path, released: Path
+) -> None:
+    history = current / "history" / "erp.invoice.drafted.v1"
+    history.mkdir(parents=True)
+    old = SchemaRegistry.load(released)
+    old_version = old.for_type("erp.invoice.drafted.v1").version
+    (history / f"{old_version}.avsc").write_text(json.dumps(old.resolved("hub.erp.InvoiceDrafted")))
+    before = (history / f"{old_version}.avsc").read_bytes()
+    edit(current, "hub.erp.InvoiceDrafted", add_field({"name": "purchase_order", "type": ["null", "string"],
+                                                       "default": None}))
+    release(current, released)
+    assert sorted(path.name for path in history.iterdir()) == [f"{old_version}.avsc", f"{old_version + 1}.avsc"]
+    assert (history / f"{old_version}.avsc").read_bytes() == before
+    written = json.loads((history / f"{old_version + 1}.avsc").read_text())
+    assert written == SchemaRegistry.load(current).resolved("hub.erp.InvoiceDrafted")
+
+
+def test_the_committed_history_holds_the_released_revision_of_every_event_type() -> None:
+    snapshot = SchemaRegistry.load(SCHEMAS / "released")
+    for event_type in snapshot.event_types:
+        schema = snapshot.for_type(event_type)
+        recorded = SCHEMAS / "history" / event_type / f"{schema.version}.avsc"
+        assert json.loads(recorded.read_text()) == snapshot.resolved(schema.name), event_type
 
 
 def test_release_refuses_incompatible_schemas_unless_forced(current: Path, released: Path) -> None:

@@ -388,10 +388,28 @@ def test_an_unknown_event_type_raises_unknown_event_type(registry: SchemaRegistr
         assert caught.value.field == "type"
 
 
-def test_dataschema_is_a_stable_reference_to_name_and_revision(registry: SchemaRegistry) -> None:
+def test_dataschema_is_the_url_the_ingress_serves_the_revision_at(registry: SchemaRegistry) -> None:
     schema = registry.for_type("erp.project.created.v1")
-    assert schema.dataschema == "urn:hub:schema:hub.erp.ProjectCreated:1"
+    assert schema.dataschema == "http://127.0.0.1:8080/v1/schemas/erp.project.created.v1/1"
     assert SchemaRegistry.load().for_type("erp.project.created.v1").dataschema == schema.dataschema
+    moved = SchemaRegistry.load(schema_base_url="https://hub.example-firm.com/v1/schemas/")
+    assert moved.for_type("erp.project.created.v1").dataschema == (
+        "https://hub.example-firm.com/v1/schemas/erp.project.created.v1/1")
+
+
+@pytest.mark.parametrize(("dataschema", "named"), [
+    ("http://127.0.0.1:8080/v1/schemas/erp.project.created.v1/1", True),
+    ("https://hub.example-firm.com/v1/schemas/erp.project.created.v1/1", True),  # an ingress that moved
+    ("urn:hub:schema:hub.erp.ProjectCreated:1", True),  # events written before dataschema was a URL
+    ("http://127.0.0.1:8080/v1/schemas/erp.project.created.v1/2", False),
+    ("http://127.0.0.1:8080/v1/schemas/erp.project.updated.v1/1", False),
+    ("ftp://127.0.0.1/v1/schemas/erp.project.created.v1/1", False),
+    ("urn:hub:schema:hub.erp.ProjectCreated:2", False),
+])
+def test_a_revision_is_named_by_its_url_under_any_ingress_or_its_former_urn(
+    registry: SchemaRegistry, dataschema: str, named: bool
+) -> None:
+    assert registry.for_type("erp.project.created.v1").is_named_by(dataschema) is named
 
 
 def test_raw_schemas_hold_every_file_by_full_name_and_cannot_change_the_registry(

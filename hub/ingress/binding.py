@@ -340,7 +340,7 @@ def _event(attributes: Mapping[str, Any], data: Any, *, avro: bool, registry: Sc
     try:
         schema = registry.for_type(event_type)
         dataschema = _text(attributes, "dataschema", required=False)
-        if dataschema is not None and dataschema != schema.dataschema:
+        if dataschema is not None and not schema.is_named_by(dataschema):
             raise Problem(Kind.INVALID_CLOUDEVENT, f"dataschema must be {schema.dataschema!r}", field="dataschema")
         if data is None:
             raise Problem(Kind.MISSING_ATTRIBUTE, "the event has no data", field="data")

@@ -162,7 +162,9 @@ _CLOUD_EVENT: Json = {
         "subject": string_schema("The business key: a project code, a document id.", nullable=True),
         "time": {"type": ["string", "null"], "format": "date-time",
                  "description": "RFC 3339, an instant within years 1 to 9999 in UTC."},
-        "dataschema": string_schema("`urn:hub:schema:<Avro full name>:<version>`, the type's own (400 otherwise).",
+        "dataschema": string_schema("The URL of the type's current schema revision, `.../v1/schemas/<type>/<version>` "
+                                    "(`GET /v1/schemas` lists them), or its former "
+                                    "`urn:hub:schema:<Avro full name>:<version>` (400 otherwise).",
                               nullable=True),
         "datacontenttype": {"type": ["string", "null"], "description": "A JSON media type with `data` "
                                                                      "(the default); `application/avro` with "
@@ -249,7 +251,7 @@ _CE_HEADERS: list[Json] = [
                example="erp.project.created.v1"),
     _ce_header("subject", "the business key.", example="ENG-ACME-0001"),
     _ce_header("time", "RFC 3339 date-time.", {"type": "string", "format": "date-time"}),
-    _ce_header("dataschema", "the type's `urn:hub:schema:<Avro full name>:<version>`."),
+    _ce_header("dataschema", "the URL of the type's current schema revision, `.../v1/schemas/<type>/<version>`."),
     _ce_header("partitionkey", "extension: canonical entity id."),
     _ce_header("traceparent", "extension: W3C trace context.", {"type": "string", "pattern": _TRACEPARENT_PATTERN}),
     _ce_header("sequence", "extension: the source's version of the record."),
