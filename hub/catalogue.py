@@ -9,6 +9,7 @@ filling in what its own revision lacks and skipping what it does not know.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ class SchemaCatalogue:
         for event_type in registry.event_types:
             current = registry.for_type(event_type)
             revisions.setdefault(event_type, {})[current.version] = registry.resolved(current.name)
-        return cls(registry, {event_type: dict(sorted(found.items())) for event_type, found in sorted(revisions.items())})
+        ordered = {event_type: dict(sorted(found.items())) for event_type, found in sorted(revisions.items())}
+        return cls(registry, ordered)
 
     @property
     def event_types(self) -> list[str]:
@@ -69,7 +71,7 @@ class SchemaCatalogue:
         current = self.registry.for_type(event_type)
         wanted = current.version if version is None else version
         try:
-            return json.loads(json.dumps(self.revisions[event_type][wanted]))
+            return copy.deepcopy(dict(self.revisions[event_type][wanted]))
         except KeyError:
             raise UnknownEventType(f"{event_type} has no revision {wanted}", field="version") from None
 

@@ -26,12 +26,10 @@ from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.endpoints import amqp_parameters
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
+from hub.topology import exchange_name
 
-
-def exchange_name(prefix: str) -> str:
-    """The topic exchange of a hub whose queues and keys start with ``prefix``: ``hub.events`` for the
-    default prefix. Two hubs on one broker (tenants, test runs) keep their topics apart."""
-    return f"{prefix}.events"
+__all__ = ["EXCHANGE", "Delivery", "MemoryTopicBus", "RabbitTopicBus", "Receive", "TopicBus", "exchange_name",
+           "rabbit_subscription", "skipping_duplicates", "topic_matches"]
 
 
 #: Name of the topic exchange analytics and downstream consumers bind to, with the default prefix.

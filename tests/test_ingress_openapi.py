@@ -14,12 +14,14 @@ from opentelemetry import trace
 
 from actors.invoice_readiness.router import readiness_router
 from connectors.webhooks import adapters
+from hub.catalogue import SchemaCatalogue
 from hub.events import TYPE_PATTERN, CloudEvent, valid_string
 from hub.ingress.app import Ingress, create_app
 from hub.ingress.auth import QuotaGate, RedisReplayGuard
 from hub.ingress.outcomes import OutcomeStore
 from hub.ingress.problems import PROBLEM_JSON, Kind, Problem
 from hub.ingress.queries import QueryGuard
+from hub.ingress.schemas import schemas_router
 from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
 
@@ -46,7 +48,9 @@ def ingress_document() -> dict[str, Any]:
                       quotas=QuotaGate(client), replay_guard=RedisReplayGuard(client),
                       outcomes=OutcomeStore(client, prefix="openapi"), redis=client, adapters=adapters(registry),
                       tracer=trace.NoOpTracer())
-    return create_app(ingress, routers=[readiness_router(_no_answer, guard=QueryGuard(ingress))]).openapi()
+    catalogue = SchemaCatalogue.load(registry)
+    return create_app(ingress, routers=[readiness_router(_no_answer, guard=QueryGuard(ingress)),
+                                        schemas_router(catalogue, {"asyncapi": "3.0.0"})]).openapi()
 
 
 DOCUMENT = ingress_document()
@@ -58,6 +62,10 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/webhooks/docusign/{source_id}"): WEBHOOK_STATUSES,
     ("post", "/v1/webhooks/graph/{source_id}"): WEBHOOK_STATUSES | {200},
     ("post", "/v1/webhooks/box/{source_id}"): WEBHOOK_STATUSES,
+    ("get", "/v1/schemas"): {200},
+    ("get", "/v1/schemas/{event_type}"): {200, 400, 404},
+    ("get", "/v1/schemas/{event_type}/{version}"): {200, 400, 404},
+    ("get", "/v1/asyncapi.json"): {200},
     ("get", "/healthz"): {200},
     ("get", "/readyz"): {200, 503},
 }

@@ -7,7 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -22,9 +23,11 @@ from hub.settings import Settings, load
 if TYPE_CHECKING:
     from actors.invoice_readiness import ReadinessGate
     from hub.actor import Actor
+    from hub.policy import Policy
+    from hub.registry import SchemaRegistry
 
-__all__ = ["Connections", "build_app", "build_ingress", "load_sources", "readiness_gate", "source_model",
-           "sources_from_settings"]
+__all__ = ["Connections", "build_app", "build_ingress", "events_document", "load_sources", "readiness_gate",
+           "source_model", "sources_from_settings"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ def build_ingress(
     from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
     from actors.invoice_readiness.router import readiness_answer, readiness_router
     from connectors.webhooks import adapters
+    from hub.catalogue import SchemaCatalogue
     from hub.errors import ConfigurationError
     from hub.ingress.app import EventPublisher, Ingress, create_app
     from hub.ingress.auth import QuotaGate, RedisReplayGuard
@@ -156,6 +160,7 @@ def build_ingress(
     from hub.ingress.outcomes import OutcomeStore
     from hub.ingress.publisher import AsyncEventPublisher
     from hub.ingress.queries import QueryGuard
+    from hub.ingress.schemas import schemas_router
     from hub.probes import watch_async_redis
     from hub.store import connect_async_redis
     from observability.flight import AsyncRedisFlightRecord
@@ -189,7 +194,9 @@ def build_ingress(
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
-    routers = [readiness_router(readiness, guard=QueryGuard(ingress))]
+    routers = [readiness_router(readiness, guard=QueryGuard(ingress)),
+               schemas_router(SchemaCatalogue.load(runtime.registry),
+                              events_document(settings, runtime.registry, runtime.policy))]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -207,6 +214,18 @@ def build_ingress(
             await client.aclose()
 
     return create_app(ingress, routers=routers, lifespan=lifespan)
+
+
+def events_document(settings: Settings, registry: SchemaRegistry, policy: Policy) -> dict[str, Any]:
+    """The AsyncAPI document of this hub's topic exchange (``hub schemas export``, ``GET /v1/asyncapi.json``):
+    its prefix, the first RabbitMQ node consumers reach (without credentials) and the ingress's address."""
+    from hub.asyncapi import document
+    from hub.catalogue import SchemaCatalogue
+
+    node = urlsplit(settings.amqp_urls[0])
+    host = f"{node.hostname or '127.0.0.1'}:{node.port or (5671 if node.scheme == 'amqps' else 5672)}"
+    return document(SchemaCatalogue.load(registry), prefix=settings.queue_prefix, amqp_host=host,
+                    public_url=settings.public_url)
 
 
 def source_model() -> type[SourceConfig]:

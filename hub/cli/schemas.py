@@ -75,3 +75,25 @@ def schemas_release(settings: Settings) -> None:
     current, released = _schema_dirs(None)
     for name in release(current, released):
         click.echo(f"released {name}")
+
+
+@schemas.command("export")
+@click.option("--file", "-f", "target", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="File to write (default: standard output).")
+@pass_settings
+def schemas_export(settings: Settings, target: Path | None) -> None:
+    """Write the AsyncAPI 3.0 document of the topic exchange (every event type with its Avro schema)."""
+    import json
+
+    import actors
+    from hub.cli.compose import events_document
+    from hub.registry import SchemaRegistry
+
+    log_for_operator(settings)
+    registry = SchemaRegistry.load(schema_base_url=f"{settings.public_url}/v1/schemas")
+    text = json.dumps(events_document(settings, registry, actors.load_policy(settings.policy_file)), indent=2)
+    if target is None:
+        click.echo(text)
+    else:
+        target.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {target}", err=True)
