@@ -36,6 +36,7 @@ from hub.retries import HubRetries
 from hub.settings import ENV_PREFIX, Settings
 from hub.store import DeadLetterReasons, connect_redis
 from hub.topics import MemoryTopicBus, RabbitTopicBus, Receive, TopicBus, exchange_name, rabbit_subscription
+from hub.topology import StreamRetention
 from observability.flight import FlightRecorderMiddleware, RedisFlightRecord
 from observability.logging import LogContextMiddleware
 from observability.tracing import TracingMiddleware, configure_tracing
@@ -220,7 +221,9 @@ def build_infrastructure(
     )
     exchange = exchange_name(prefix)
     topics: TopicBus = (MemoryTopicBus(exchange=exchange) if is_embedded
-                        else RabbitTopicBus(settings.amqp_url, exchange=exchange, link=rabbitmq_link))
+                        else RabbitTopicBus(settings.amqp_url, exchange=exchange, link=rabbitmq_link,
+                                            retention=StreamRetention(settings.events_max_age,
+                                                                      settings.events_max_bytes)))
     return Infrastructure(
         settings=settings,
         embedded=is_embedded,

@@ -24,9 +24,9 @@ import pika.exceptions
 from hub.connectivity import ServerLink, describe
 from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.endpoints import amqp_parameters
-from hub.errors import BrokerUnavailable
+from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent, from_amqp, to_amqp
-from hub.topology import exchange_name
+from hub.topology import StreamRetention, declare_events, exchange_name
 
 __all__ = ["EXCHANGE", "Delivery", "MemoryTopicBus", "RabbitTopicBus", "Receive", "TopicBus", "exchange_name",
            "rabbit_subscription", "skipping_duplicates", "topic_matches"]
@@ -64,6 +64,10 @@ class TopicBus(Protocol):
 
     exchange: str
 
+    def declare(self) -> None:
+        """Declare the exchange (and what goes with it) now, before the first publish."""
+        ...
+
     def publish(self, event: CloudEvent, *, message_id: str) -> None:
         """Publish one event, returning only once the broker confirmed it."""
         ...
@@ -73,11 +77,14 @@ class RabbitTopicBus:
     """:class:`TopicBus` on a RabbitMQ topic exchange, one confirming channel per thread, connected
     through the process's link to RabbitMQ (``link``; by default one of its own): while RabbitMQ does not
     answer, a publish with no reconnect attempt due fails at once. ``url`` may name several nodes
-    (comma-separated), tried in turn."""
+    (comma-separated), tried in turn. With ``retention``, every channel it opens also declares the exchange's
+    history stream (:mod:`hub.topology`)."""
 
-    def __init__(self, url: str, *, exchange: str = EXCHANGE, link: ServerLink | None = None) -> None:
+    def __init__(self, url: str, *, exchange: str = EXCHANGE, link: ServerLink | None = None,
+                 retention: StreamRetention | None = None) -> None:
         self.url = url
         self.exchange = exchange
+        self.retention = retention
         self.link = link or ServerLink("RabbitMQ", url)
         self._local = threading.local()
         self._channels: list[Any] = []
@@ -94,7 +101,15 @@ class RabbitTopicBus:
             connection = pika.BlockingConnection(amqp_parameters(self.url))
             channel = connection.channel()
             channel.confirm_delivery()
-            channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+            if self.retention is None:
+                channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+            else:
+                declare_events(channel, exchange=self.exchange, retention=self.retention)
+        except ConfigurationError:  # the history stream exists with other retention: say so, keep nothing open
+            if connection is not None and connection.is_open:
+                with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                    connection.close()
+            raise
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.link.failed(exc)
             if connection is not None and connection.is_open:
@@ -106,6 +121,11 @@ class RabbitTopicBus:
         with self._lock:
             self._channels.append(channel)
         return channel
+
+    def declare(self) -> None:
+        """Declare the exchange and its history stream now, on this thread's channel (BrokerUnavailable when
+        RabbitMQ does not answer)."""
+        self._channel()
 
     def publish(self, event: CloudEvent, *, message_id: str) -> None:
         """Publish one event, returning only once the broker confirmed it."""
@@ -140,6 +160,9 @@ class MemoryTopicBus:
     def __init__(self, *, exchange: str = EXCHANGE) -> None:
         self.exchange = exchange
         self._subscribers: list[tuple[str, Callable[[Delivery], None]]] = []
+
+    def declare(self) -> None:
+        """Nothing to declare in process."""
 
     def subscribe(self, binding_key: str, callback: Callable[[Delivery], None]) -> None:
         """Call ``callback`` for each event whose type matches the AMQP topic ``binding_key``."""

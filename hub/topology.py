@@ -26,7 +26,7 @@ from hub.errors import ConfigurationError
 
 __all__ = [
     "CONSUMER_NAME", "ConsumerQueue", "StreamRetention", "consumer_queue", "declare_consumer", "declare_events",
-    "exchange_name", "history_stream",
+    "exchange_name", "history_stream", "stream_of",
 ]
 
 #: A consumer's name: lower-case letters, digits, ``-`` and ``_`` (it becomes part of queue names).
@@ -43,7 +43,12 @@ def exchange_name(prefix: str) -> str:
 
 def history_stream(prefix: str) -> str:
     """The stream keeping every event of :func:`exchange_name` for replay."""
-    return f"{prefix}.events.history"
+    return stream_of(exchange_name(prefix))
+
+
+def stream_of(exchange: str) -> str:
+    """The history stream of the topic exchange ``exchange``."""
+    return f"{exchange}.history"
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,9 @@ def consumer_queue(prefix: str, name: str, bindings: Sequence[str]) -> ConsumerQ
     return ConsumerQueue(prefix, name, tuple(bindings))
 
 
-def declare_events(channel: Any, *, prefix: str, retention: StreamRetention) -> None:
+def declare_events(channel: Any, *, exchange: str, retention: StreamRetention) -> None:
     """Declare the topic exchange and its history stream, bound with ``#`` (``channel``: a pika channel)."""
-    exchange, stream = exchange_name(prefix), history_stream(prefix)
+    stream = stream_of(exchange)
     channel.exchange_declare(exchange, exchange_type="topic", durable=True)
     _declare(channel, stream, retention.arguments(), what="the history stream's retention "
              "(HUB_EVENTS_MAX_AGE, HUB_EVENTS_MAX_BYTES)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import dramatiq
 
 from hub.epoch import RedisEpoch
-from hub.errors import HubError
+from hub.errors import BrokerUnavailable, HubError
 from hub.outbox import OutboxRelay, SqlOutbox
 from hub.probes import Server, servers_of, wait_for_servers
 from hub.runtime import Runtime
@@ -108,6 +108,10 @@ def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat
             return
         log.info("RabbitMQ, Redis and the database answer; starting the consumers")
         runtime.upgrade_database()
+        try:
+            runtime.topics.declare()  # consumers can bind to the exchange before its first event
+        except BrokerUnavailable as exc:  # gone again since the probe: the first publish declares it
+            log.warning("the topic exchange is not declared yet", reason=str(exc))
     with running_worker(runtime, threads=threads):
         start_checks(runtime)
         if heartbeat_file is None or runtime.embedded:

@@ -68,3 +68,13 @@ def test_the_readme_tells_topic_consumers_delivery_is_at_least_once_and_how_to_d
     for module, name in re.findall(r"`hub\.(duplicates|topics)\.(\w+)`", section):
         assert hasattr({"duplicates": hub.duplicates, "topics": hub.topics}[module], name), name
     assert "(see [Consuming `hub.events`](#consuming-hubevents)" in text  # the table and Reliability point to it
+
+
+def test_the_readme_tells_analytics_consumers_how_to_discover_subscribe_and_replay() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = " ".join(_section(text, "## Consuming events").split())
+    for told in ("`GET /v1/asyncapi.json`", "`hub schemas export`", "`hub consumers add bi --bind",
+                 "`hub events replay --since 24h", "x-stream-offset", "'^$' '^$' '^hub\\.consumer\\.bi$'",
+                 "`basic_reject(requeue=False)`", "`examples/consumer.py`", "Schema evolution for readers"):
+        assert told in section, told
+    assert (README.parent / "examples" / "consumer.py").is_file()

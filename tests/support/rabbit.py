@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pika
 
-from hub.topics import exchange_name
+from hub.topology import exchange_name, history_stream
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -47,6 +47,8 @@ def consumer_counts(names: list[str]) -> list[int]:
 
 #: Actors the tests declare besides the hub's own (tests/support/crash_worker.py).
 TEST_ACTORS = ("effect",)
+#: Analytics consumers the tests add (``hub consumers add``).
+TEST_CONSUMERS = ("bi", "finance", "outside", "inside")
 
 
 def delete_queues(prefix: str) -> None:
@@ -62,6 +64,10 @@ def delete_queues(prefix: str) -> None:
         for actor in sorted(actors):
             for suffix in ("", ".DQ", ".XQ"):
                 channel.queue_delete(f"{prefix}.{actor}{suffix}")
+        for consumer in TEST_CONSUMERS:
+            for suffix in ("", ".dlq"):
+                channel.queue_delete(f"{prefix}.consumer.{consumer}{suffix}")
+        channel.queue_delete(history_stream(prefix))
         channel.exchange_delete(exchange_name(prefix))
     finally:
         connection.close()
