@@ -70,6 +70,8 @@ class ConsumerQueue:
     prefix: str
     name: str
     bindings: Sequence[str] = field(default_factory=tuple)
+    #: The exchange its keys bind on: the topic exchange, or the restricted one of walled matters.
+    exchange: str = ""
 
     @property
     def queue(self) -> str:
@@ -87,15 +89,16 @@ class ConsumerQueue:
                 "x-delivery-limit": delivery_limit}
 
 
-def consumer_queue(prefix: str, name: str, bindings: Sequence[str]) -> ConsumerQueue:
-    """A consumer's queue, its name and binding keys checked (ConfigurationError naming the bad one)."""
+def consumer_queue(prefix: str, name: str, bindings: Sequence[str], *, exchange: str | None = None) -> ConsumerQueue:
+    """A consumer's queue on ``exchange`` (default: the topic exchange), its name and binding keys checked
+    (ConfigurationError naming the bad one)."""
     if not CONSUMER_NAME.match(name):
         raise ConfigurationError(f"consumer name {name!r} must be 1-63 lower-case letters, digits, '-' or '_', "
                                  "starting with a letter")
     for key in bindings:
         if not _BINDING_KEY.match(key):
             raise ConfigurationError(f"binding key {key!r} is not dot-separated words, '*' or '#'")
-    return ConsumerQueue(prefix, name, tuple(bindings))
+    return ConsumerQueue(prefix, name, tuple(bindings), exchange or exchange_name(prefix))
 
 
 def declare_events(channel: Any, *, exchange: str, retention: StreamRetention) -> None:
@@ -109,7 +112,7 @@ def declare_events(channel: Any, *, exchange: str, retention: StreamRetention) -
 
 def declare_consumer(channel: Any, consumer: ConsumerQueue, *, delivery_limit: int) -> None:
     """Declare a consumer's dead-letter queue, its queue and its bindings (after the exchange)."""
-    exchange = exchange_name(consumer.prefix)
+    exchange = consumer.exchange or exchange_name(consumer.prefix)
     channel.exchange_declare(exchange, exchange_type="topic", durable=True)
     _declare(channel, consumer.dead_letters, {"x-queue-type": "quorum"}, what="the dead-letter queue")
     _declare(channel, consumer.queue, consumer.arguments(delivery_limit=delivery_limit),

@@ -18,7 +18,7 @@ from fastavro.schema import to_parsing_canonical_form
 from jsonschema import Draft7Validator
 from opentelemetry import trace
 
-from hub.asyncapi import AVRO_SCHEMA_FORMAT, document, example_datum
+from hub.asyncapi import AVRO_SCHEMA_FORMAT, Redaction, document, example_datum
 from hub.catalogue import SchemaCatalogue
 from hub.cli import main
 from hub.events import make_event
@@ -27,6 +27,7 @@ from hub.ingress.auth import QuotaGate, RedisReplayGuard
 from hub.ingress.outcomes import OutcomeStore
 from hub.ingress.schemas import schemas_router
 from hub.ingress.sources import SourceRegistry
+from hub.redaction import Redactions
 from hub.registry import SchemaRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,23 @@ def test_the_validation_catches_a_broken_document_and_a_broken_avro_payload(asyn
     broken = json.loads(json.dumps(asyncapi))
     broken["components"]["messages"]["erp.project.created.v1"]["payload"]["schema"]["fields"][0]["name"] = "a-b"
     assert problems(broken)
+
+
+def test_with_walls_on_the_bus_the_document_declares_the_redacted_variants_and_the_restricted_exchange(
+    catalogue: SchemaCatalogue, registry: SchemaRegistry
+) -> None:
+    redactions = Redactions(registry, {"erp.project.created.v1": ["name", "partner"],
+                                       "dms.document.state_changed.v1": ["name", "url"]})
+    walled = document(catalogue, prefix="hub", amqp_host="127.0.0.1:5672", public_url=PUBLIC_URL,
+                      redaction=Redaction("hub.events.walled", redactions.schemas()))
+    assert problems(walled) == []
+    redacted = walled["components"]["messages"]["erp.project.created.v1.redacted"]
+    assert redacted["examples"][0]["headers"]["ce-dataschema"] == (
+        f"{PUBLIC_URL}/v1/schemas/erp.project.created.v1/1/redacted")
+    assert {"name", "partner"}.isdisjoint(f["name"] for f in redacted["payload"]["schema"]["fields"])
+    assert "erp.project.created.v1.redacted" in walled["channels"]["events"]["messages"]
+    assert walled["channels"]["walled"]["address"] == "hub.events.walled"
+    assert "erp.project.created.v1.redacted" not in walled["channels"]["walled"]["messages"]
 
 
 def test_every_event_type_is_a_message_on_the_exchange_with_its_current_avro_schema(

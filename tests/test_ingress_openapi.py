@@ -65,6 +65,7 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     ("get", "/v1/schemas"): {200},
     ("get", "/v1/schemas/{event_type}"): {200, 400, 404},
     ("get", "/v1/schemas/{event_type}/{version}"): {200, 400, 404},
+    ("get", "/v1/schemas/{event_type}/{version}/redacted"): {200, 400, 404},
     ("get", "/v1/asyncapi.json"): {200},
     ("get", "/healthz"): {200},
     ("get", "/readyz"): {200, 503},

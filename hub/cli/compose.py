@@ -17,17 +17,19 @@ from pydantic_settings import BaseSettings
 
 from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
 from hub.ingress.sources import SourceConfig, SourceRegistry
-from hub.runtime import Runtime, assemble, build_infrastructure
+from hub.runtime import Infrastructure, Runtime, assemble, build_infrastructure
 from hub.settings import Settings, load
 
 if TYPE_CHECKING:
+    from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from hub.actor import Actor
     from hub.policy import Policy
+    from hub.redaction import Redactions
     from hub.registry import SchemaRegistry
 
-__all__ = ["Connections", "build_app", "build_ingress", "events_document", "load_sources", "readiness_gate",
-           "source_model", "sources_from_settings"]
+__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "load_sources",
+           "readiness_gate", "redactions_of", "restricted_exchange", "source_model", "sources_from_settings"]
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ def build_app(
     crosswalk = SqlCrosswalk(infra.db)
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
                          erp=erp, store=SqlReadinessStore(infra.db), locks=locks)
+    wall = bus_wall(infra, policy)
     handlers: list[Actor] = [
-        FanOut(infra.topics),
+        FanOut(infra.topics, wall=wall),
         Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
         MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
@@ -117,12 +120,39 @@ def build_app(
         handlers = [handler for handler in handlers if handler.spec.name in only]
     router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
-                       closers=(erp.close, graph.close, docusign.close),
+                       closers=(erp.close, graph.close, docusign.close,
+                                *((wall.restricted.close,) if wall and hasattr(wall.restricted, "close") else ())),
                        at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
         runtime.upgrade_database()
     return runtime
+
+
+def bus_wall(infra: Infrastructure, policy: Policy) -> BusWall | None:
+    """The fan-out's ethical walls on the bus, when the policy sets ``ethical_walls.on_the_bus``: the redacted
+    variants, the matters' verdicts in Redis and the restricted exchange (its publisher closed with the
+    runtime's topic bus)."""
+    from actors.fanout.actor import BusWall
+    from actors.fanout.walls import RedisMatterWalls
+    from hub.redaction import Redactions
+    from hub.topics import MemoryTopicBus, RabbitTopicBus, TopicBus
+
+    on_the_bus = policy.ethical_walls.on_the_bus
+    if on_the_bus is None:
+        return None
+    exchange = restricted_exchange(infra.settings, policy)
+    assert exchange is not None
+    restricted: TopicBus = (MemoryTopicBus(exchange=exchange) if infra.embedded
+                            else RabbitTopicBus(infra.settings.amqp_url, exchange=exchange, link=infra.rabbitmq_link))
+    return BusWall(policy=policy.ethical_walls, redactions=Redactions(infra.registry, on_the_bus.protected_fields),
+                   matters=RedisMatterWalls(infra.redis, prefix=infra.queue_prefix), restricted=restricted)
+
+
+def restricted_exchange(settings: Settings, policy: Policy) -> str | None:
+    """The exchange carrying walled matters' events in full, ``<prefix>.<restricted_exchange>``, or None."""
+    on_the_bus = policy.ethical_walls.on_the_bus
+    return None if on_the_bus is None else f"{settings.queue_prefix}.{on_the_bus.restricted_exchange}"
 
 
 def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
@@ -196,7 +226,8 @@ def build_ingress(
     )
     routers = [readiness_router(readiness, guard=QueryGuard(ingress)),
                schemas_router(SchemaCatalogue.load(runtime.registry),
-                              events_document(settings, runtime.registry, runtime.policy))]
+                              events_document(settings, runtime.registry, runtime.policy),
+                              redactions=redactions_of(runtime.registry, runtime.policy))]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -219,13 +250,23 @@ def build_ingress(
 def events_document(settings: Settings, registry: SchemaRegistry, policy: Policy) -> dict[str, Any]:
     """The AsyncAPI document of this hub's topic exchange (``hub schemas export``, ``GET /v1/asyncapi.json``):
     its prefix, the first RabbitMQ node consumers reach (without credentials) and the ingress's address."""
-    from hub.asyncapi import document
+    from hub.asyncapi import Redaction, document
     from hub.catalogue import SchemaCatalogue
 
     node = urlsplit(settings.amqp_urls[0])
     host = f"{node.hostname or '127.0.0.1'}:{node.port or (5671 if node.scheme == 'amqps' else 5672)}"
+    exchange, redactions = restricted_exchange(settings, policy), redactions_of(registry, policy)
+    redaction = None if exchange is None or redactions is None else Redaction(exchange, redactions.schemas())
     return document(SchemaCatalogue.load(registry), prefix=settings.queue_prefix, amqp_host=host,
-                    public_url=settings.public_url)
+                    public_url=settings.public_url, redaction=redaction)
+
+
+def redactions_of(registry: SchemaRegistry, policy: Policy) -> Redactions | None:
+    """The redacted variants the policy's ``ethical_walls.on_the_bus`` declares, or None."""
+    from hub.redaction import Redactions
+
+    on_the_bus = policy.ethical_walls.on_the_bus
+    return None if on_the_bus is None else Redactions(registry, on_the_bus.protected_fields)
 
 
 def source_model() -> type[SourceConfig]:

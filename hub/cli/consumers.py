@@ -19,9 +19,12 @@ def consumers() -> None:
 @click.argument("name")
 @click.option("--bind", "bindings", multiple=True, required=True,
               help="Binding key on the exchange, e.g. 'erp.project.#' (repeat for several).")
+@click.option("--restricted", is_flag=True,
+              help="Bind to the exchange of walled matters' full events (the policy's ethical_walls.on_the_bus) "
+                   "instead of the topic exchange: for consumers inside the wall only.")
 @output_option
 @pass_settings
-def consumers_add(settings: Settings, name: str, bindings: tuple[str, ...], output: str) -> None:
+def consumers_add(settings: Settings, name: str, bindings: tuple[str, ...], restricted: bool, output: str) -> None:
     """Declare consumer NAME's quorum queue, bound with each --bind key, and its dead-letter queue (safe to
     run again; a key added later is bound too, none is removed)."""
     import pika
@@ -31,7 +34,16 @@ def consumers_add(settings: Settings, name: str, bindings: tuple[str, ...], outp
     from hub.topology import consumer_queue, declare_consumer, exchange_name
 
     log_for_operator(settings)
-    consumer = consumer_queue(settings.queue_prefix, name, bindings)
+    exchange = exchange_name(settings.queue_prefix)
+    if restricted:
+        import actors
+        from hub.cli.compose import restricted_exchange
+
+        walled = restricted_exchange(settings, actors.load_policy(settings.policy_file))
+        if walled is None:
+            raise click.ClickException("the policy sets no ethical_walls.on_the_bus: there is no restricted exchange")
+        exchange = walled
+    consumer = consumer_queue(settings.queue_prefix, name, bindings, exchange=exchange)
     connection = pika.BlockingConnection(amqp_parameters(settings.amqp_url))
     try:
         declare_consumer(connection.channel(), consumer, delivery_limit=settings.delivery_limit)
@@ -41,10 +53,10 @@ def consumers_add(settings: Settings, name: str, bindings: tuple[str, ...], outp
     read = consumer.queue.replace(".", "\\.")
     if output == "json":
         echo_json({"queue": consumer.queue, "dead_letters": consumer.dead_letters,
-                   "exchange": exchange_name(settings.queue_prefix), "bindings": list(consumer.bindings),
+                   "exchange": exchange, "bindings": list(consumer.bindings),
                    "permissions": {"configure": "^$", "write": "^$", "read": f"^{read}$"}})
         return
-    click.echo(f"queue {consumer.queue} (quorum) bound to {exchange_name(settings.queue_prefix)} with "
+    click.echo(f"queue {consumer.queue} (quorum) bound to {exchange} with "
                f"{', '.join(consumer.bindings)}; dead letters to {consumer.dead_letters} after "
                f"{settings.delivery_limit} deliveries")
     click.echo(f"its own RabbitMQ user, reading this queue only: rabbitmqctl add_user {name} <password> && "

@@ -4,6 +4,8 @@ names) and the AsyncAPI document of the topic exchange. Public: a schema is a co
 - ``GET /v1/schemas``: every event type, its current revision and the URL of each revision;
 - ``GET /v1/schemas/{type}``: the current revision, one self-contained Avro schema;
 - ``GET /v1/schemas/{type}/{version}``: that revision;
+- ``GET /v1/schemas/{type}/{version}/redacted``: its redacted variant, where the policy walls matters off on
+  the bus (:mod:`hub.redaction`);
 - ``GET /v1/asyncapi.json``: the AsyncAPI 3.0 document (:mod:`hub.asyncapi`).
 """
 
@@ -21,6 +23,7 @@ from hub.errors import UnknownEventType
 from hub.events import TYPE_PATTERN
 from hub.ingress.openapi import Json, responses
 from hub.ingress.problems import Kind, Problem
+from hub.redaction import Redactions
 
 __all__ = ["schemas_router"]
 
@@ -46,8 +49,10 @@ def _answer(description: str, schema: Json) -> Json:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def schemas_router(catalogue: SchemaCatalogue, asyncapi: Mapping[str, Any]) -> APIRouter:
-    """The schema routes over ``catalogue``, and ``asyncapi`` served as it is."""
+def schemas_router(catalogue: SchemaCatalogue, asyncapi: Mapping[str, Any], *,
+                   redactions: Redactions | None = None) -> APIRouter:
+    """The schema routes over ``catalogue`` (and the redacted variants of ``redactions``), and ``asyncapi``
+    served as it is."""
     router = APIRouter(tags=["schemas"])
 
     @router.get("/v1/schemas", summary="Every event type and its schema revisions", operation_id="schemas",
@@ -76,6 +81,22 @@ def schemas_router(catalogue: SchemaCatalogue, asyncapi: Mapping[str, Any]) -> A
         if not _VERSION.fullmatch(version):
             raise Problem(Kind.INVALID_PARAMETER, "version must be a positive integer", field="version")
         return JSONResponse(_schema(catalogue, event_type, int(version)))
+
+    @router.get("/v1/schemas/{event_type}/{version}/redacted",
+                summary="The redacted variant of an event type's schema (walled matters on the topic exchange)",
+                operation_id="schema_redacted",
+                responses=responses(200, 400, 404, answers={200: _answer("The redacted variant.", _AVRO)},
+                                    problems={404: "No such type, revision, or redacted variant of it."},
+                                    kinds=_PARAMETER))
+    async def redacted(event_type: Annotated[str, Path(json_schema_extra=_TYPE_PARAMETER)],
+                       version: Annotated[str, Path(json_schema_extra=_VERSION_PARAMETER)]) -> JSONResponse:
+        if not _VERSION.fullmatch(version):
+            raise Problem(Kind.INVALID_PARAMETER, "version must be a positive integer", field="version")
+        _schema(catalogue, event_type, int(version))
+        current = catalogue.registry.for_type(event_type).version
+        if redactions is None or not redactions.protects(event_type) or int(version) != current:
+            raise Problem(Kind.NOT_FOUND, "no redacted variant of this type and revision")
+        return JSONResponse(redactions.schema(event_type)[1])
 
     @router.get("/v1/asyncapi.json", summary="The AsyncAPI 3.0 document of the topic exchange",
                 operation_id="asyncapi",

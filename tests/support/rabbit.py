@@ -69,6 +69,7 @@ def delete_queues(prefix: str) -> None:
                 channel.queue_delete(f"{prefix}.consumer.{consumer}{suffix}")
         channel.queue_delete(history_stream(prefix))
         channel.exchange_delete(exchange_name(prefix))
+        channel.exchange_delete(f"{exchange_name(prefix)}.walled")  # the walls tests' restricted exchange
     finally:
         connection.close()
 
