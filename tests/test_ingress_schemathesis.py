@@ -109,6 +109,12 @@ MUST_ANSWER: dict[str, set[int]] = {
     "POST /v1/webhooks/box/{source_id}": {401, 405},
     "GET /healthz": {200, 405},
     "GET /readyz": {200, 405},
+    # Generated event types and revisions are (almost) never the registry's: their 200 is in tests/test_asyncapi.py.
+    "GET /v1/schemas": {200, 405},
+    "GET /v1/schemas/{event_type}": {404, 405},
+    "GET /v1/schemas/{event_type}/{version}": {404, 405},
+    "GET /v1/schemas/{event_type}/{version}/redacted": {404, 405},
+    "GET /v1/asyncapi.json": {200, 405},
 }
 
 
