@@ -400,14 +400,16 @@ def _purge(runtime: Runtime) -> None:
     import pika.exceptions
 
     from hub.endpoints import amqp_parameters
+    from hub.topology import history_stream
 
     connection = pika.BlockingConnection(amqp_parameters(runtime.settings.amqp_url))
     try:
         channel = connection.channel()
-        for actor in runtime.actors.values():
-            for name in (actor.queue_name, f"{actor.queue_name}.DQ", f"{actor.queue_name}.XQ"):
-                with contextlib.suppress(pika.exceptions.AMQPError):
-                    channel.queue_delete(name)
+        names = [name for actor in runtime.actors.values()
+                 for name in (actor.queue_name, f"{actor.queue_name}.DQ", f"{actor.queue_name}.XQ")]
+        for name in [*names, history_stream(runtime.queue_prefix)]:
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                channel.queue_delete(name)
     finally:
         with contextlib.suppress(pika.exceptions.AMQPError):
             connection.close()
