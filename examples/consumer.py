@@ -15,8 +15,9 @@ against), each event is read into that revision: fields added since are skipped,
 did not get their defaults (Avro schema resolution).
 
 A message is acknowledged after it was handled; one whose data cannot be decoded is rejected, and RabbitMQ
-moves it to the queue's dead-letter queue. Copies of an event (delivery is at least once) carry the same
-``ce-source`` and ``ce-id``: a consumer that must not count twice remembers them.
+moves it to the queue's dead-letter queue (a stream keeps everything and takes no reject: it is reported).
+Copies of an event (delivery is at least once) carry the same ``ce-source`` and ``ce-id``: a consumer that
+must not count twice remembers them.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ def plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime | date) else value
 
 
-def handler(schemas: Schemas, types: set[str], count: int | None):  # type: ignore[no-untyped-def]
-    """The pika callback: decode, print, acknowledge; stop after ``count`` events."""
+def handler(schemas: Schemas, types: set[str], count: int | None, *, stream: bool):  # type: ignore[no-untyped-def]
+    """The pika callback: decode, print, acknowledge; stop after ``count`` events. What cannot be decoded is
+    rejected to the queue's dead letters, or, read from a stream (which keeps it and refuses a reject),
+    reported and passed."""
     seen = 0
 
     def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
@@ -82,9 +85,12 @@ def handler(schemas: Schemas, types: set[str], count: int | None):  # type: igno
             return
         try:
             data = schemas.decode(event_type, headers.get("ce-dataschema") or "", body)
-        except (ValueError, EOFError, OSError) as exc:
-            print(json.dumps({"rejected": headers.get("ce-id"), "reason": type(exc).__name__}), file=sys.stderr)
-            channel.basic_reject(method.delivery_tag, requeue=False)  # to the dead-letter queue
+        except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError... on bad bytes
+            print(json.dumps({"undecodable": headers.get("ce-id"), "reason": type(exc).__name__}), file=sys.stderr)
+            if stream:
+                channel.basic_ack(method.delivery_tag)
+            else:
+                channel.basic_reject(method.delivery_tag, requeue=False)  # to the dead-letter queue
             return
         print(json.dumps({"type": event_type, "id": headers.get("ce-id"), "source": headers.get("ce-source"),
                           "subject": headers.get("ce-subject"), "time": headers.get("ce-time"),
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
     channel = connection.channel()
     channel.basic_qos(prefetch_count=100)  # a stream needs a prefetch; a queue is better with one too
-    on_message = handler(Schemas(args.reader_schemas), set(args.types), args.count)
+    on_message = handler(Schemas(args.reader_schemas), set(args.types), args.count, stream=args.mode == "replay")
     if args.mode == "live":
         if not args.queue:
             parser.error("live needs --queue")

@@ -210,6 +210,18 @@ def test_the_example_consumer_replays_a_day_of_demo_traffic_and_consumes_live(
     invoice = next(line for line in live if line["type"] == "erp.invoice.drafted.v1")
     assert sorted(invoice["data"]) == sorted(field["name"] for field in older["fields"])
     assert url.startswith("http://127.0.0.1:")
+    # data that does not decode is rejected to the consumer's dead-letter queue, and the next event is handled
+    broken, good = events[0], events[1]
+    runtime.topics.publish(CloudEvent(dict(broken.get_attributes()), b"\xff\xff\xff"), message_id="broken")
+    runtime.topics.publish(good, message_id="good")
+    assert [line["id"] for line in run_example("live", "--queue", f"{prefix}.consumer.bi", "--count", "1")] == [
+        good.get_id()]
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        method, properties, _ = next(connection.channel().consume(f"{prefix}.consumer.bi.dlq", inactivity_timeout=30))
+        assert method is not None and properties.message_id == "broken"
+    finally:
+        connection.close()
 
 
 def test_a_history_stream_declared_with_other_retention_stops_the_hub_naming_the_settings(
