@@ -70,24 +70,34 @@ def plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime | date) else value
 
 
-def handler(schemas: Schemas, types: set[str], count: int | None, *, stream: bool):  # type: ignore[no-untyped-def]
-    """The pika callback: decode, print, acknowledge; stop after ``count`` events. What cannot be decoded is
+class Handler:
+    """The pika callback: decode, print, acknowledge; finished after ``count`` events. What cannot be decoded is
     rejected to the queue's dead letters, or, read from a stream (which keeps it and refuses a reject),
     reported and passed."""
-    seen = 0
 
-    def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal seen
+    def __init__(self, schemas: Schemas, types: set[str], count: int | None, *, stream: bool) -> None:
+        self.schemas, self.types, self.count, self.stream = schemas, types, count, stream
+        self.seen = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``count`` events were handled."""
+        return self.count is not None and self.seen >= self.count
+
+    def __call__(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        """Handle one delivery."""
+        if self.finished:
+            return  # prefetched after the last one: left unacknowledged, redelivered to the next reader
         headers = {name: text(value) for name, value in (properties.headers or {}).items()}
         event_type = headers.get("ce-type")
-        if event_type is None or (types and event_type not in types):
+        if event_type is None or (self.types and event_type not in self.types):
             channel.basic_ack(method.delivery_tag)  # not an event (a replay's end mark), or not wanted
             return
         try:
-            data = schemas.decode(event_type, headers.get("ce-dataschema") or "", body)
+            data = self.schemas.decode(event_type, headers.get("ce-dataschema") or "", body)
         except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError... on bad bytes
             print(json.dumps({"undecodable": headers.get("ce-id"), "reason": type(exc).__name__}), file=sys.stderr)
-            if stream:
+            if self.stream:
                 channel.basic_ack(method.delivery_tag)
             else:
                 channel.basic_reject(method.delivery_tag, requeue=False)  # to the dead-letter queue
@@ -96,11 +106,7 @@ def handler(schemas: Schemas, types: set[str], count: int | None, *, stream: boo
                           "subject": headers.get("ce-subject"), "time": headers.get("ce-time"),
                           "offset": headers.get("x-stream-offset"), "data": plain(data)}), flush=True)
         channel.basic_ack(method.delivery_tag)
-        seen += 1
-        if count is not None and seen >= count:
-            channel.stop_consuming()
-
-    return on_message
+        self.seen += 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
     channel = connection.channel()
     channel.basic_qos(prefetch_count=100)  # a stream needs a prefetch; a queue is better with one too
-    on_message = handler(Schemas(args.reader_schemas), set(args.types), args.count, stream=args.mode == "replay")
+    on_message = Handler(Schemas(args.reader_schemas), set(args.types), args.count, stream=args.mode == "replay")
     if args.mode == "live":
         if not args.queue:
             parser.error("live needs --queue")
@@ -129,10 +135,17 @@ def main(argv: list[str] | None = None) -> int:
             offset = datetime.fromisoformat(args.since.replace("Z", "+00:00"))  # sent as an AMQP timestamp
         channel.basic_consume(args.stream, on_message, arguments={"x-stream-offset": offset})
     try:
-        channel.start_consuming()
+        while not on_message.finished:
+            connection.process_data_events(time_limit=1)  # returns at each delivery, or after a second
     except KeyboardInterrupt:
-        channel.stop_consuming()
-    connection.close()
+        pass
+    # Closing cancels the consumer; pika rejects what it holds prefetched, which a stream refuses by closing
+    # the connection: nothing is lost (a stream keeps everything), so that answer is expected there.
+    try:
+        connection.close()
+    except pika.exceptions.AMQPError:
+        if not on_message.stream:
+            raise
     return 0
 
 

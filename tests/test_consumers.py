@@ -166,6 +166,27 @@ def test_replay_copies_a_slice_of_history_into_one_consumers_queue_only(app: Run
     assert json.loads(second.output)["copied"] == len(events)
 
 
+def test_replay_stops_at_its_mark_while_events_keep_coming(app: Runtime, prefix: str, channel: Any) -> None:
+    from hub.history import replay
+
+    assert hub(prefix, "consumers", "add", "bi", "--bind", "nothing.live.here.v1").exit_code == 0
+    started = datetime.now(UTC) - timedelta(seconds=2)
+    events = day_of_events(app, datetime(2027, 1, 4, tzinfo=UTC))
+    for event in events[:10]:
+        app.topics.publish(event, message_id=event.get_id())
+
+    def more_traffic(_: str) -> None:  # published while the replay runs: after its mark
+        event = events[10 + len(more)]
+        app.topics.publish(event, message_id=event.get_id())
+        more.append(event)
+
+    more: list[CloudEvent] = []
+    result = replay(AMQP_URL, prefix=prefix, since=started, to_queue=f"{prefix}.consumer.bi", on_copy=more_traffic)
+    assert (result.read, result.copied, len(more)) == (10, 10, 10)
+    assert [p.headers["ce-id"] for p, _ in drain(channel, f"{prefix}.consumer.bi")] == [
+        e.get_id() for e in events[:10]]
+
+
 def test_replay_into_a_queue_that_does_not_exist_is_refused(app: Runtime, prefix: str) -> None:
     app.topics.declare()
     result = hub(prefix, "events", "replay", "--since", "1h", "--to", f"{prefix}.consumer.nobody", "--yes")
