@@ -108,6 +108,25 @@ def test_the_worker_start_declares_the_exchange_and_its_history_stream(app: Runt
     channel.queue_bind(channel.queue_declare("", exclusive=True).method.queue, f"{prefix}.events", "erp.#")
 
 
+def test_hub_worker_declares_the_exchange_and_its_stream_when_it_starts(prefix: str, spans: Any) -> None:
+    import threading
+
+    from hub.workers import run_worker
+    from tests.support.rabbit import wait_until
+
+    runtime = build_app(hub_settings(prefix), embedded=False, only={"fanout"}, tracer_provider=spans[0],
+                        span_exporter=spans[1], migrate=False)
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(runtime,), kwargs={"threads": 1, "stop": stop})
+    worker.start()
+    try:
+        assert wait_until(lambda: exists(history_stream(prefix)), timeout=60)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+
+
 def test_a_consumer_gets_a_durable_quorum_queue_with_its_own_dead_letters_before_any_publish(
     app: Runtime, prefix: str, channel: Any
 ) -> None:
