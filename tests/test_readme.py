@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hub.catalogue import SchemaCatalogue
 from hub.registry import SchemaRegistry
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def event_table(registry: SchemaRegistry) -> str:
-    """The README's event table for the schemas in ``registry``."""
-    rows = [f"| `{t}` | `{registry.for_type(t).name}` | {registry.for_type(t).version} |"
-            for t in sorted(registry.event_types)]
-    return "\n".join(["| type | Avro schema | version |", "|---|---|---|", *rows])
+    """The README's event table for the schemas in ``registry``, with every revision consumers are served."""
+    catalogue = SchemaCatalogue.load(registry)
+    rows = [f"| `{t}` | `{registry.for_type(t).name}` | {registry.for_type(t).version} | "
+            f"{', '.join(str(v) for v in catalogue.versions(t))} |" for t in sorted(registry.event_types)]
+    return "\n".join(["| type | Avro schema | version | revisions served |", "|---|---|---|---|", *rows])
 
 
 def test_the_readme_event_table_is_generated_from_the_schemas() -> None:
