@@ -278,3 +278,30 @@ def test_a_history_stream_declared_with_other_retention_stops_the_hub_naming_the
             other.declare()
     finally:
         other.close()
+
+
+def test_a_consumer_user_with_the_printed_permissions_reads_its_queue_and_nothing_else(
+    served: tuple[Runtime, str], prefix: str
+) -> None:
+    import secrets
+    import urllib.parse
+
+    runtime, _ = served
+    added = hub(prefix, "consumers", "add", "bi", "--bind", "erp.#", "-o", "json")
+    permissions = json.loads(added.output)["permissions"]
+    user, password = f"{prefix}-bi", secrets.token_urlsafe(16)
+    subprocess.run(["rabbitmqctl", "-q", "add_user", user, password], check=True, capture_output=True, timeout=60)
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", "/", user, permissions["configure"],
+                        permissions["write"], permissions["read"]], check=True, capture_output=True, timeout=60)
+        event = day_of_events(runtime, datetime(2027, 1, 4, tzinfo=UTC))[1]
+        runtime.topics.publish(event, message_id=event.get_id())
+        url = f"amqp://{user}:{urllib.parse.quote(password)}@127.0.0.1:5672/%2F"
+        assert [line["id"] for line in run_example("live", "--amqp-url", url, "--queue", f"{prefix}.consumer.bi",
+                                                   "--count", "1")] == [event.get_id()]
+        refused = subprocess.run([sys.executable, str(ROOT / "examples" / "consumer.py"), "replay", "--amqp-url",
+                                  url, "--stream", history_stream(prefix), "--count", "1"],
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode != 0 and "ACCESS_REFUSED" in refused.stderr
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], check=False, capture_output=True, timeout=60)
