@@ -18,13 +18,14 @@ from __future__ import annotations
 import itertools
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from hub.errors import ConfigurationError
+from hub.redaction import BusWalls
 from hub.yamlfile import Problem, StrictBoolLoader, invalid_file, load_model
 
 DocumentClass = Literal[
@@ -274,34 +275,12 @@ class MetadataSource(_Model):
         return self.literal if self.literal is not None else fill(self.template or "", values)
 
 
-class BusWalls(_Model):
-    """What consumers outside a wall see of a walled matter on the topic exchange: its events with the
-    ``protected_fields`` of their type removed (a redacted schema, declared beside the full one), while the full
-    events go only to the exchange ``<prefix>.<restricted_exchange>``."""
-
-    restricted_exchange: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$", max_length=200)]
-    #: Per event type, the top-level data fields a consumer outside the wall must not see.
-    protected_fields: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2}\.v[0-9]+$")],
-                           Annotated[list[FieldName], Field(min_length=1)]] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _not_the_topic_exchange(self) -> BusWalls:
-        if self.restricted_exchange in ("events", "events.history"):
-            raise ValueError("restricted_exchange must not be the topic exchange or its history")
-        return self
-
-
 class EthicalWalls(_Model):
-    """Groups never granted on a matter: ``never_grant`` patterns per practice (``*`` for every one); and, with
-    ``on_the_bus``, what of a walled matter's events consumers outside the wall see."""
+    """Groups never granted on a matter (``never_grant``, per practice or ``*``); what the bus shows of it."""
 
     applies_to: list[EngagementType] = Field(default_factory=_legal_only)
     never_grant: dict[Text, list[WallPattern]] = Field(default_factory=dict)
     on_the_bus: BusWalls | None = None
-
-    def walls_off(self, engagement_type: str, conflicted_groups: Sequence[str]) -> bool:
-        """Whether a matter of ``engagement_type`` with these ``conflicted_groups`` is behind an ethical wall."""
-        return engagement_type in self.applies_to or bool(conflicted_groups)
 
     def patterns_for(self, engagement_type: EngagementType, practice: str) -> tuple[str, ...]:
         """The policy's wall patterns for a project (its own ``conflicted_groups`` come on top)."""

@@ -13,18 +13,39 @@ import copy
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastavro import parse_schema, schemaless_writer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.errors import ConfigurationError
 from hub.events import CloudEvent
 from hub.registry import SchemaRegistry
 
-__all__ = ["REDACTED", "Redactions"]
+__all__ = ["REDACTED", "BusWalls", "Redactions"]
 
 #: The extension attribute marking a redacted event (``ce-redacted: true`` on AMQP).
 REDACTED = "redacted"
+
+
+class BusWalls(BaseModel):
+    """The policy's ``ethical_walls.on_the_bus``: what consumers outside a wall see of a walled matter on the topic
+    exchange: its events with the ``protected_fields`` of their type removed (the redacted variant), while the
+    full events go only to the exchange ``<prefix>.<restricted_exchange>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    restricted_exchange: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$", max_length=200)]
+    #: Per event type, the top-level data fields a consumer outside the wall must not see.
+    protected_fields: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2}\.v[0-9]+$")],
+                           Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]],
+                                     Field(min_length=1)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _not_the_topic_exchange(self) -> BusWalls:
+        if self.restricted_exchange in ("events", "events.history"):
+            raise ValueError("restricted_exchange must not be the topic exchange or its history")
+        return self
 
 
 @dataclass(frozen=True)

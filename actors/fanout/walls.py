@@ -36,10 +36,10 @@ def matter_of(data: Mapping[str, Any]) -> str | None:
 
 def verdict(event_type: str, data: Mapping[str, Any], walls: EthicalWalls) -> bool | None:
     """Whether this event says its matter is walled (True), not walled (False), or says nothing (None)."""
-    engagement_type = str(data.get("engagement_type", ""))
+    walled_type = str(data.get("engagement_type", "")) in walls.applies_to
     if event_type in _FULL_VERDICT:
-        return walls.walls_off(engagement_type, list(data.get("conflicted_groups") or ()))
-    if event_type in _WALLING_ONLY and walls.walls_off(engagement_type, ()):
+        return walled_type or bool(data.get("conflicted_groups"))
+    if event_type in _WALLING_ONLY and walled_type:
         return True
     return None
 
