@@ -34,19 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000, help="events per scenario (default 10000)")
     parser.add_argument("--rate", type=float, default=Options.rate, help="events/s offered (default %(default)s)")
     parser.add_argument("--workers", type=int, default=Options.workers, help="worker processes (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=Options.threads,
+                        help="threads per worker process (default %(default)s)")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), metavar="NAME",
                         help=f"run only this one (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's server data and logs")
     args = parser.parse_args(argv)
-    if args.events < 20 or args.rate <= 0 or args.workers < 1:
-        parser.error("--events must be at least 20, --rate above 0 and --workers at least 1")
+    if args.events < 20 or args.rate <= 0 or args.workers < 1 or args.threads < 1:
+        parser.error("--events must be at least 20, --rate above 0, and --workers and --threads at least 1")
     # A TERM (from a CI timeout or ``kill``) ends the run as Ctrl-C does: each scenario's servers and hub stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    options = Options(events=args.events, rate=args.rate, workers=args.workers, keep=args.keep)
+    options = Options(events=args.events, rate=args.rate, workers=args.workers, threads=args.threads,
+                      keep=args.keep)
     results = []
     for name in args.scenario or list(SCENARIOS):
         started = time.monotonic()
-        print(f"{name}: {options.events} events at {options.rate:g}/s, {options.workers} workers ...", flush=True)
+        print(f"{name}: {options.events} events at {options.rate:g}/s, {options.workers} workers of "
+              f"{options.threads} threads ...", flush=True)
         result = run_scenario(name, SCENARIOS[name], options)
         results.append(result)
         print(f"{name}: {'pass' if result.passed else 'FAIL'} in {time.monotonic() - started:.0f} s", flush=True)
