@@ -26,7 +26,7 @@ POLICY_MODEL = policy_model({document_workflow.SECTION: document_workflow.Docume
 SPECS: tuple[ActorSpec, ...] = (fanout.SPEC, provisioning.SPEC, master_data.SPEC, document_intake.SPEC,
                                 document_workflow.SPEC, invoice_readiness.SPEC, exceptions.SPEC)
 #: The migrations folders of the patterns' stores in the hub's database (Alembic, one branch each).
-MIGRATIONS: tuple[Path, ...] = (master_data.MIGRATIONS, invoice_readiness.MIGRATIONS)
+MIGRATIONS: tuple[Path, ...] = (master_data.MIGRATIONS, invoice_readiness.MIGRATIONS, fanout.MIGRATIONS)
 
 
 def load_policy(path: Path | None = None) -> Policy:

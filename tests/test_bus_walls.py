@@ -20,11 +20,12 @@ import actors.fanout
 from actors import DEFAULT_POLICY
 from actors.fanout import FanOut
 from actors.fanout.actor import BusWall
-from actors.fanout.walls import MemoryMatterWalls
+from actors.fanout.walls import MatterWalls, MemoryMatterWalls, SqlMatterWalls
 from hub.actor import unit_context
 from hub.asyncapi import example_datum
 from hub.cli import main
 from hub.cli.compose import build_app
+from hub.db import Database
 from hub.errors import ConfigurationError, NotYet
 from hub.events import CloudEvent, make_event
 from hub.policy import EthicalWalls
@@ -239,3 +240,27 @@ def test_the_worker_keeps_a_walled_matter_off_hub_events_and_gives_it_in_full_to
         assert "ce-redacted" not in properties.headers and body == open_item.get_data()
     assert sorted(p.headers["ce-id"] for p, _ in inside) == sorted([document.get_id(), created.get_id()])
     assert {p.headers["ce-id"]: body for p, body in inside}[document.get_id()] == document.get_data()
+
+
+@pytest.fixture(params=["sql", "memory"])
+def matter_walls(request: pytest.FixtureRequest, database: Database) -> MatterWalls:
+    """The verdicts in the hub's database (PostgreSQL and SQLite, as ``database`` gives) or in memory."""
+    return SqlMatterWalls(database) if request.param == "sql" else MemoryMatterWalls()
+
+
+def test_a_matter_s_verdict_is_kept_and_a_wall_is_never_taken_down(matter_walls: MatterWalls) -> None:
+    assert matter_walls.walled("MAT-1") is None
+    matter_walls.learn("MAT-1", False)
+    assert matter_walls.walled("MAT-1") is False
+    matter_walls.learn("MAT-1", True)  # a conflict recorded later walls the matter
+    matter_walls.learn("MAT-1", False)  # an older event, or a later one without the conflict: the wall stays
+    assert matter_walls.walled("MAT-1") is True
+    matter_walls.learn("ENG-2", True)
+    assert matter_walls.walled("ENG-2") is True and matter_walls.walled("ENG-3") is None
+
+
+def test_the_verdicts_outlive_the_process_that_learnt_them(database: Database) -> None:
+    """They are records of the hub's database: another process (or this one after Redis lost its data) reads
+    the wall learnt before."""
+    SqlMatterWalls(database).learn("MAT-1", True)
+    assert SqlMatterWalls(database).walled("MAT-1") is True

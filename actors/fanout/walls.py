@@ -2,22 +2,36 @@
 
 The ERP's project events say it (``engagement_type`` of a type the policy walls, or ``conflicted_groups``);
 the hub's own project and engagement announcements say it when the engagement type is walled. The fan-out
-remembers each matter's verdict (:class:`MatterWalls`), a wall for good: a matter once walled is never shown
-in full outside the wall again, whatever arrives later. Any other event about a matter (its project code in the
-data) waits until the matter's verdict is known, so the order events arrive in cannot leak one.
+remembers each matter's verdict (:class:`MatterWalls`, in the hub's database: a record the firm cannot lose,
+or a Redis restart would hold every event of a matter until its next project event), a wall for good: a matter
+once walled is never shown in full outside the wall again, whatever arrives later. Any other event about a
+matter (its project code in the data) waits until the matter's verdict is known, so the order events arrive in
+cannot leak one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-import redis
+import sqlalchemy as sa
 
+from hub.db import Database, metadata, upsert
 from hub.policy import EthicalWalls
-from hub.store import guarded
 
-__all__ = ["MatterWalls", "MemoryMatterWalls", "RedisMatterWalls", "matter_of", "verdict"]
+__all__ = ["MIGRATIONS", "MatterWalls", "MemoryMatterWalls", "SqlMatterWalls", "matter_of", "verdict"]
+
+#: The fan-out's migrations (Alembic branch ``fanout``).
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+matter_walls = sa.Table(
+    "matter_walls", metadata,
+    sa.Column("matter", sa.String(128), primary_key=True),
+    sa.Column("walled", sa.Boolean(), nullable=False),
+    sa.Column("learnt_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 #: Types whose data carries the whole verdict: engagement type and conflicted groups.
 _FULL_VERDICT = frozenset({"erp.project.created.v1", "erp.project.updated.v1"})
@@ -56,24 +70,26 @@ class MatterWalls(Protocol):
         ...
 
 
-class RedisMatterWalls:
-    """:class:`MatterWalls` in Redis under ``<prefix>:walls:<matter>`` (``walled`` or ``open``, no expiry)."""
+class SqlMatterWalls:
+    """:class:`MatterWalls` in the hub's database (``matter_walls``)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        self._client = client
-        self._prefix = f"{prefix}:walls"
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def walled(self, matter: str) -> bool | None:
         """See :meth:`MatterWalls.walled`."""
-        value = guarded(lambda: self._client.get(f"{self._prefix}:{matter}"))
-        if value is None:
-            return None
-        return (value.decode() if isinstance(value, bytes) else str(value)) == "walled"
+        with self._db.begin() as connection:
+            found = connection.execute(sa.select(matter_walls.c.walled).where(matter_walls.c.matter == matter)).scalar()
+        return None if found is None else bool(found)
 
     def learn(self, matter: str, walled: bool) -> None:
-        """See :meth:`MatterWalls.learn`: ``walled`` overwrites, ``open`` is written only where nothing is."""
-        key = f"{self._prefix}:{matter}"
-        guarded(lambda: self._client.set(key, "walled") if walled else self._client.set(key, "open", nx=True))
+        """See :meth:`MatterWalls.learn`: a wall overwrites an open verdict, never the other way round."""
+        with self._db.begin() as connection:
+            upsert(connection, matter_walls, {"matter": matter, "walled": walled, "learnt_at": datetime.now(UTC)},
+                   keys=["matter"], update=lambda refused: {
+                       "walled": sa.or_(matter_walls.c.walled, refused.walled),
+                       "learnt_at": sa.case((sa.and_(refused.walled, sa.not_(matter_walls.c.walled)),
+                                             refused.learnt_at), else_=matter_walls.c.learnt_at)})
 
 
 class MemoryMatterWalls:

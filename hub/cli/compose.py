@@ -131,10 +131,10 @@ def build_app(
 
 def bus_wall(infra: Infrastructure, policy: Policy) -> BusWall | None:
     """The fan-out's ethical walls on the bus, when the policy sets ``ethical_walls.on_the_bus``: the redacted
-    variants, the matters' verdicts in Redis and the restricted exchange (its publisher closed with the
+    variants, the matters' verdicts in the hub's database and the restricted exchange (its publisher closed with the
     runtime's topic bus)."""
     from actors.fanout.actor import BusWall
-    from actors.fanout.walls import RedisMatterWalls
+    from actors.fanout.walls import SqlMatterWalls
     from hub.redaction import Redactions
     from hub.topics import MemoryTopicBus, RabbitTopicBus, TopicBus
 
@@ -146,7 +146,7 @@ def bus_wall(infra: Infrastructure, policy: Policy) -> BusWall | None:
     restricted: TopicBus = (MemoryTopicBus(exchange=exchange) if infra.embedded
                             else RabbitTopicBus(infra.settings.amqp_url, exchange=exchange, link=infra.rabbitmq_link))
     return BusWall(policy=policy.ethical_walls, redactions=Redactions(infra.registry, on_the_bus.protected_fields),
-                   matters=RedisMatterWalls(infra.redis, prefix=infra.queue_prefix), restricted=restricted)
+                   matters=SqlMatterWalls(infra.db), restricted=restricted)
 
 
 def restricted_exchange(settings: Settings, policy: Policy) -> str | None:
