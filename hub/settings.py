@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     )
     http_bind: str = Field(default="127.0.0.1:8080",
                            description="host:port the HTTP ingress listens on (port 0: any free port).")
+    metrics_bind: str = Field(default="127.0.0.1:9191",
+                              description="host:port a worker serves /metrics on (port 0: any free port; 'off': "
+                                          "none); `hub worker --processes N` serves every process's there.")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
@@ -124,13 +127,22 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql://, postgresql+psycopg:// or sqlite:///")
         return value
 
+    @field_validator("metrics_bind")
+    @classmethod
+    def _metrics_bind(cls, value: str) -> str:
+        return value if value == "off" else _host_port(value)
+
     @field_validator("http_bind")
     @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("must be host:port (port 0: any free port, logged at start)")
-        return value
+    def _http_bind(cls, value: str) -> str:
+        return _host_port(value)
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("must be host:port (port 0: any free port, logged at start)")
+    return value
 
 
 def environ() -> dict[str, str]:

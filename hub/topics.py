@@ -26,6 +26,7 @@ from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.endpoints import amqp_parameters
 from hub.errors import BrokerUnavailable
 from hub.events import CloudEvent, from_amqp, to_amqp
+from observability.metrics import PUBLISH_DURATION
 
 
 def exchange_name(prefix: str) -> str:
@@ -119,6 +120,7 @@ class RabbitTopicBus:
             message_id=message_id,
         )
         channel = self._channel()
+        started = time.perf_counter()
         try:
             channel.basic_publish(self.exchange, event.get_type(), message.body, properties)
         except (pika.exceptions.AMQPError, OSError) as exc:
@@ -126,6 +128,7 @@ class RabbitTopicBus:
             if isinstance(exc, pika.exceptions.AMQPConnectionError | OSError):
                 self.link.lost(exc)
             raise BrokerUnavailable(f"topic publish not confirmed: {type(exc).__name__}") from None
+        PUBLISH_DURATION.labels("topic").observe(time.perf_counter() - started)
 
     def close(self) -> None:
         """Close every channel and connection this bus opened."""

@@ -11,6 +11,7 @@ import dramatiq
 
 from hub.epoch import RedisEpoch
 from hub.errors import HubError
+from hub.exposition import worker_metrics
 from hub.outbox import OutboxRelay, SqlOutbox
 from hub.probes import Server, servers_of, wait_for_servers
 from hub.runtime import Runtime
@@ -82,7 +83,8 @@ class Chores:
                 return
 
 
-def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
+def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None,
+               serve_metrics: bool = True) -> None:
     """Wait for RabbitMQ, Redis and the database (a real-mode worker never falls back to memory), bring the
     database's tables up to date, consume until ``stop`` is set (running the runtime's checks at start once the
     consumers run, see :func:`start_checks`), then shut down cleanly. ``heartbeat_file`` is touched while every
@@ -93,9 +95,12 @@ def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbe
     """
     for link in runtime.links:
         link.on_refused(stop.set)
+    metrics = worker_metrics(runtime) if serve_metrics else None
     try:
         _consume(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
     finally:
+        if metrics is not None:
+            metrics.stop()
         runtime.close()
     refused = next((link.refused for link in runtime.links if link.refused is not None), None)
     if refused is not None:

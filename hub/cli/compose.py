@@ -68,6 +68,7 @@ def build_app(
     from actors.exceptions import ExceptionRouter
     from actors.fanout import FanOut
     from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, SqlReadinessStore
+    from actors.invoice_readiness.metrics import ReadinessGauges
     from actors.master_data import (
         DEFAULT_MAPPING,
         MasterData,
@@ -115,6 +116,7 @@ def build_app(
     router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
                        closers=(erp.close, graph.close, docusign.close),
+                       collectors=[ReadinessGauges(SqlReadinessStore(infra.db))],
                        at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
