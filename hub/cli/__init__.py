@@ -17,6 +17,7 @@ from hub.cli.db import db
 from hub.cli.demo import demo
 from hub.cli.dlq import dlq
 from hub.cli.documents import documents
+from hub.cli.exceptions import exceptions
 from hub.cli.readiness import readiness
 from hub.cli.routes import routes
 from hub.cli.schemas import schemas
@@ -82,5 +83,6 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config.load()  # every command fails at start on an unknown or invalid setting
 
 
-for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref, db):
+for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref, db,
+                 exceptions):
     main.add_command(_command)

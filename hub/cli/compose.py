@@ -20,11 +20,12 @@ from hub.runtime import Runtime, assemble, build_infrastructure
 from hub.settings import Settings, load
 
 if TYPE_CHECKING:
+    from actors.exceptions.desk import ExceptionDesk
     from actors.invoice_readiness import ReadinessGate
     from hub.actor import Actor
 
-__all__ = ["Connections", "build_app", "build_ingress", "load_sources", "readiness_gate", "source_model",
-           "sources_from_settings"]
+__all__ = ["Connections", "build_app", "build_ingress", "exception_desk", "load_sources", "readiness_gate",
+           "source_model", "sources_from_settings"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def build_app(
     import actors
     from actors.document_intake import DocumentIntake, RedisIntakeStore
     from actors.document_workflow import DocumentPolicy, DocumentWorkflow
-    from actors.exceptions import ExceptionRouter
+    from actors.exceptions import ExceptionRouter, InboxRecorder, SqlExceptionInbox
+    from actors.exceptions.metrics import ExceptionGauges
     from actors.fanout import FanOut
     from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, SqlReadinessStore
     from actors.invoice_readiness.metrics import ReadinessGauges
@@ -111,17 +113,34 @@ def build_app(
                          erp=erp, graph=graph, docusign=docusign, locks=locks),
         InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate),
     ]
+    inbox = SqlExceptionInbox(infra.db)
+    handlers.append(InboxRecorder(inbox, spec=specs["exception_inbox"]))
     if only is not None:
         handlers = [handler for handler in handlers if handler.spec.name in only]
-    router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
+    router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()}, inbox=inbox)
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
                        closers=(erp.close, graph.close, docusign.close),
-                       collectors=[ReadinessGauges(SqlReadinessStore(infra.db))],
+                       collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox)],
                        at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
         runtime.upgrade_database()
     return runtime
+
+
+def exception_desk(runtime: Runtime) -> ExceptionDesk:
+    """The exception inbox over the runtime's database, as operators work it; resolving with a retry replays dead
+    letters on the runtime's RabbitMQ (not in the embedded mode: its broker keeps none)."""
+    from actors.exceptions import SqlExceptionInbox
+    from actors.exceptions.desk import ExceptionDesk
+    from hub.dlq import replay_dead_letters
+
+    def replay(actor: str, message_ids: Collection[str]) -> list[str]:
+        queue = runtime.broker.get_actor(actor).queue_name
+        return replay_dead_letters(runtime.settings.amqp_url, runtime.broker, queue, message_ids=set(message_ids),
+                                   reasons=runtime.dead_letters)
+
+    return ExceptionDesk(SqlExceptionInbox(runtime.db), replay=None if runtime.embedded else replay)
 
 
 def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
@@ -148,6 +167,7 @@ def build_ingress(
     routers of the patterns' queries (the hard-stop check reads the runtime's database). ``sources``: loaded
     with :func:`source_model` (:func:`load_sources`)."""
     import actors
+    from actors.exceptions.router import exceptions_router
     from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
     from actors.invoice_readiness.router import readiness_answer, readiness_router
     from connectors.webhooks import adapters
@@ -191,7 +211,8 @@ def build_ingress(
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
-    routers = [readiness_router(readiness, guard=QueryGuard(ingress))]
+    guard = QueryGuard(ingress)
+    routers = [readiness_router(readiness, guard=guard), exceptions_router(exception_desk(runtime), guard=guard)]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -214,11 +235,12 @@ def build_ingress(
 def source_model() -> type[SourceConfig]:
     """One source of the sources file: the runtime's fields, each webhook adapter's block of keys, and the
     queries of the routers :func:`build_ingress` mounts."""
+    from actors.exceptions.router import ACT, READ
     from actors.invoice_readiness.router import QUERY
     from connectors.webhooks import vendor_blocks
     from hub.ingress import sources
 
-    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY,))
+    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY, READ, ACT))
 
 
 def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
