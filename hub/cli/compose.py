@@ -169,7 +169,7 @@ def build_ingress(
     import actors
     from actors.exceptions.router import exceptions_router
     from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
-    from actors.invoice_readiness.router import readiness_answer, readiness_router
+    from actors.invoice_readiness.router import held_router, readiness_answer, readiness_router
     from connectors.webhooks import adapters
     from hub.errors import ConfigurationError
     from hub.ingress.app import EventPublisher, Ingress, create_app
@@ -212,7 +212,8 @@ def build_ingress(
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
     guard = QueryGuard(ingress)
-    routers = [readiness_router(readiness, guard=guard), exceptions_router(exception_desk(runtime), guard=guard)]
+    routers = [held_router(SqlReadinessStore(runtime.db), guard=guard), readiness_router(readiness, guard=guard),
+               exceptions_router(exception_desk(runtime), guard=guard)]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -236,11 +237,11 @@ def source_model() -> type[SourceConfig]:
     """One source of the sources file: the runtime's fields, each webhook adapter's block of keys, and the
     queries of the routers :func:`build_ingress` mounts."""
     from actors.exceptions.router import ACT, READ
-    from actors.invoice_readiness.router import QUERY
+    from actors.invoice_readiness.router import HELD, QUERY
     from connectors.webhooks import vendor_blocks
     from hub.ingress import sources
 
-    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY, READ, ACT))
+    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY, HELD, READ, ACT))
 
 
 def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:
