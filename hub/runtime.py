@@ -34,6 +34,7 @@ from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
 from hub.policy import Policy
 from hub.registry import SchemaRegistry
 from hub.retries import HubRetries
+from hub.scheduler import Job
 from hub.settings import ENV_PREFIX, Settings
 from hub.store import DeadLetterReasons, connect_redis
 from hub.topics import MemoryTopicBus, RabbitTopicBus, Receive, TopicBus, exchange_name, rabbit_subscription
@@ -103,6 +104,8 @@ class Runtime(Infrastructure):
     at_worker_start: tuple[Callable[[Emitter, SchemaLookup], object], ...] = ()
     #: What ``/metrics`` reads at each scrape from the actors' stores (held invoices, open exceptions, ...).
     collectors: tuple[Collector, ...] = ()
+    #: The scheduled jobs a worker process runs (``hub.scheduler``).
+    jobs: tuple[Job, ...] = ()
 
     def upgrade_database(self) -> None:
         """Create the database if it is missing and bring its tables to the newest version (the hub's
@@ -249,11 +252,11 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
              dead_letters: DeadLetterHandler | None = None, closers: Sequence[Callable[[], object]] = (),
              migrations: Sequence[Path] = (),
              at_worker_start: Sequence[Callable[[Emitter, SchemaLookup], object]] = (),
-             collectors: Sequence[Collector] = ()) -> Runtime:
+             collectors: Sequence[Collector] = (), jobs: Sequence[Job] = ()) -> Runtime:
     """Declare every actor on the broker, derive the routing table from their specs and build the one
     immutable :class:`Runtime`. ``dead_letters`` is told of the others' dead letters; ``migrations``: the
     actors' stores' migrations folders; ``at_worker_start``: checks a worker process runs when it starts;
-    ``collectors``: the actors' figures ``/metrics`` reads at each scrape."""
+    ``collectors``: the actors' figures ``/metrics`` reads at each scrape; ``jobs``: the scheduled jobs."""
     prefix = infra.queue_prefix
     specs = {actor.spec.name: actor.spec for actor in actors}
     if dead_letters is not None:
@@ -276,4 +279,4 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
     fields = {f.name: getattr(infra, f.name) for f in dataclasses.fields(Infrastructure)}
     return Runtime(**fields, dispatcher=dispatcher, policy=policy, actors=declared, specs=specs,
                    closers=tuple(closers), migrations=tuple(migrations), at_worker_start=tuple(at_worker_start),
-                   collectors=tuple(collectors))
+                   collectors=tuple(collectors), jobs=tuple(jobs))

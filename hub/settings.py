@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     metrics_bind: str = Field(default="127.0.0.1:9191",
                               description="host:port a worker serves /metrics on (port 0: any free port; 'off': "
                                           "none); `hub worker --processes N` serves every process's there.")
+    scheduler: Literal["on", "off"] = Field(
+        default="on", description="'on': worker processes run the scheduled jobs (each run once across them).")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")

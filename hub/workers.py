@@ -15,6 +15,7 @@ from hub.exposition import worker_metrics
 from hub.outbox import OutboxRelay, SqlOutbox
 from hub.probes import Server, servers_of, wait_for_servers
 from hub.runtime import Runtime
+from hub.scheduler import Scheduler
 from observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -96,9 +97,13 @@ def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbe
     for link in runtime.links:
         link.on_refused(stop.set)
     metrics = worker_metrics(runtime) if serve_metrics else None
+    scheduler = Scheduler(runtime.jobs, runtime.redis, prefix=runtime.queue_prefix) \
+        if runtime.settings.scheduler == "on" else None
     try:
-        _consume(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
+        _consume(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file, scheduler=scheduler)
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         if metrics is not None:
             metrics.stop()
         runtime.close()
@@ -107,7 +112,8 @@ def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbe
         raise refused
 
 
-def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None) -> None:
+def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None,
+             scheduler: Scheduler | None = None) -> None:
     if not runtime.embedded:
         if not wait_for_servers(servers_of(runtime.links), stop=stop):
             return
@@ -115,6 +121,8 @@ def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat
         runtime.upgrade_database()
     with running_worker(runtime, threads=threads):
         start_checks(runtime)
+        if scheduler is not None:
+            scheduler.start()
         if heartbeat_file is None or runtime.embedded:
             stop.wait()
         else:

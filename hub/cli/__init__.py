@@ -18,6 +18,7 @@ from hub.cli.demo import demo
 from hub.cli.dlq import dlq
 from hub.cli.documents import documents
 from hub.cli.exceptions import exceptions
+from hub.cli.jobs import jobs
 from hub.cli.readiness import readiness
 from hub.cli.routes import routes
 from hub.cli.schemas import schemas
@@ -84,5 +85,5 @@ def main(ctx: click.Context) -> None:
 
 
 for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref, db,
-                 exceptions):
+                 exceptions, jobs):
     main.add_command(_command)

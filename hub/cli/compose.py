@@ -83,7 +83,10 @@ def build_app(
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
     from connectors.sharepoint.client import GraphClient
+    from hub.actor import Emitting
+    from hub.cli.jobs import SubscriptionGauge, scheduled_jobs
     from hub.crosswalk import SqlCrosswalk
+    from hub.scheduler import JobGauges, JobRecord
     from hub.store import RedisLocks
 
     policy = actors.load_policy(settings.policy_file)
@@ -118,9 +121,16 @@ def build_app(
     if only is not None:
         handlers = [handler for handler in handlers if handler.spec.name in only]
     router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()}, inbox=inbox)
+    declared = {handler.spec.name for handler in handlers}
+    jobs = scheduled_jobs(
+        prefix=prefix, client=client, flight_ttl_s=settings.flight_ttl_s, graph=graph, graph_settings=connections.graph,
+        gate=gate if "invoice_readiness" in declared else None,
+        out=lambda: Emitting(spec=specs["invoice_readiness"], registry=infra.registry, emitter=runtime.dispatcher))
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
-                       closers=(erp.close, graph.close, docusign.close),
-                       collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox)],
+                       closers=(erp.close, graph.close, docusign.close), jobs=jobs,
+                       collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox),
+                                   JobGauges(jobs, JobRecord(client, prefix=prefix)),
+                                   SubscriptionGauge(client, prefix=prefix)],
                        at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
