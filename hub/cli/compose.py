@@ -222,8 +222,18 @@ def build_ingress(
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
     guard = QueryGuard(ingress)
+    desk = exception_desk(runtime)
     routers = [held_router(SqlReadinessStore(runtime.db), guard=guard), readiness_router(readiness, guard=guard),
-               exceptions_router(exception_desk(runtime), guard=guard)]
+               exceptions_router(desk, guard=guard)]
+    if settings.operators_file is not None:
+        from hub.cli.console import RuntimeConsole
+        from hub.console import console_router
+        from hub.console.auth import Operators, Sessions
+
+        secret = settings.console_secret.get_secret_value().encode() if settings.console_secret else None
+        routers.append(console_router(RuntimeConsole(runtime, desk=desk, readiness=SqlReadinessStore(runtime.db)),
+                                      operators=Operators.load(settings.operators_file), sessions=Sessions(secret),
+                                      trace_url=settings.trace_ui_url, flight_ttl_days=settings.flight_ttl_s // 86_400))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
