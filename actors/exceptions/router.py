@@ -38,6 +38,14 @@ T = TypeVar("T")
 
 _ID = re.compile(r"^[0-9a-f-]{6,36}$")
 _AGE = re.compile(r"^(\d{1,6})([mhd])$")
+_OWNER = re.compile(r"^[a-z_]{1,64}$")
+#: The query parameters, checked by the routes (400 invalid-parameter) rather than by FastAPI.
+_OWNER_SCHEMA: Json = {"type": "string", "pattern": _OWNER.pattern,
+                       "description": "Only this owner's cases: finance, pmo, records_management, platform_team."}
+_STATE_SCHEMA: Json = {"type": "string", "enum": list(STATES), "description": "Only cases in this state (default: "
+                       "open and acknowledged)."}
+_AGE_SCHEMA: Json = {"type": "string", "pattern": _AGE.pattern,
+                     "description": "Only cases first seen longer ago than this: 30m, 6h, 2d."}
 _ID_SCHEMA: Json = {"type": "string", "pattern": _ID.pattern,
                     "description": "The case's id, or its first 6 characters or more."}
 _CASE: Json = {"type": "object", "description": "One case of the inbox: its owner, code (kind), business key "
@@ -64,7 +72,7 @@ _BODY: Json = {"requestBody": {"required": False, "content": {"application/json"
 def _age(text: str | None) -> timedelta | None:
     if text is None:
         return None
-    match = _AGE.fullmatch(text)
+    match = _AGE.fullmatch(text) if len(text) <= 8 else None
     if match is None:
         raise Problem(Kind.INVALID_PARAMETER, "older_than is a number and m, h or d: 30m, 6h, 2d")
     unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
@@ -107,12 +115,16 @@ def exceptions_router(desk: ExceptionDesk, *, guard: QueryGuard) -> APIRouter:
 
     @router.get("/v1/exceptions", summary="The exception inbox: cases not yet resolved", tags=["operations"],
                 operation_id="exceptions_list", openapi_extra={"security": QUERY_SECURITY}, responses=_READ_RESPONSES)
-    async def exceptions_list(request: Request, owner: Annotated[str | None, Query(max_length=64)] = None,
-                              state: Annotated[str | None, Query(max_length=16)] = None,
-                              older_than: Annotated[str | None, Query(max_length=8)] = None) -> JSONResponse:
+    async def exceptions_list(request: Request,
+                              owner: Annotated[str | None, Query(json_schema_extra=_OWNER_SCHEMA)] = None,
+                              state: Annotated[str | None, Query(json_schema_extra=_STATE_SCHEMA)] = None,
+                              older_than: Annotated[str | None, Query(json_schema_extra=_AGE_SCHEMA)] = None
+                              ) -> JSONResponse:
         async with guard.asking(request, READ, route="GET /v1/exceptions") as question:
             if state is not None and state not in STATES:
                 raise Problem(Kind.INVALID_PARAMETER, f"state is one of {', '.join(STATES)}")
+            if owner is not None and not _OWNER.fullmatch(owner):
+                raise Problem(Kind.INVALID_PARAMETER, "owner is a name such as finance or records_management")
             age = _age(older_than)
             states: tuple[State, ...] = (state,) if state is not None else ("open", "acknowledged")
 

@@ -128,6 +128,9 @@ def readiness_router(answer: Answer, *, guard: QueryGuard) -> APIRouter:
     return router
 
 
+_OWNER = re.compile(r"^[a-z_]{1,64}$")
+_OWNER_SCHEMA: Json = {"type": "string", "pattern": _OWNER.pattern,
+                       "description": "Only invoices waiting for this owner: finance, pmo, records_management."}
 _HELD_RESPONSES = responses(
     200, 400, 401, 403, 404, 429, 503,
     answers={200: answer_response("Every held invoice with its codes, reasons, owners and since when.",
@@ -146,9 +149,11 @@ def held_router(store: ReadinessStore, *, guard: QueryGuard, timeout_s: float = 
     @router.get(HELD_PATH, summary="Every held invoice, with its hold codes, owners and since when",
                 operation_id="held_invoices", tags=["operations"], openapi_extra={"security": QUERY_SECURITY},
                 responses=_HELD_RESPONSES)
-    async def held_invoices(request: Request, owner: Annotated[str | None, Query(max_length=64)] = None
-                            ) -> JSONResponse:
+    async def held_invoices(request: Request, owner: Annotated[str | None, Query(json_schema_extra=_OWNER_SCHEMA)]
+                            = None) -> JSONResponse:
         async with guard.asking(request, HELD, route=f"GET {HELD_PATH}") as question:
+            if owner is not None and not _OWNER.fullmatch(owner):
+                raise Problem(Kind.INVALID_PARAMETER, "owner is a name such as finance or records_management")
             async def listed() -> dict[str, Any]:
                 with anyio.fail_after(timeout_s):
                     invoices = await anyio.to_thread.run_sync(store.held, abandon_on_cancel=True)
