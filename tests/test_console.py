@@ -28,9 +28,9 @@ from hub.dispatch import RoutingTable, declare_actor, event_messages
 from hub.runtime import Runtime
 from hub.workers import running_worker
 from tests.conftest import hub_settings
+from tests.support.flaky import Flaky
 from tests.support.ingress import load, serving, write_sources
 from tests.support.rabbit import queue_depth, wait_until
-from tests.test_exception_inbox import Flaky
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402

@@ -18,18 +18,18 @@ from actors.exceptions import InboxRecorder, MemoryExceptionInbox, SqlExceptionI
 from actors.exceptions.desk import CannotRetry, ExceptionDesk
 from actors.exceptions.metrics import ExceptionGauges, age_band
 from actors.exceptions.store import ExceptionInbox, Raised, UnknownCase
-from hub.actor import ActorContext, ActorSpec, unit_context
+from hub.actor import unit_context
 from hub.cli import main
 from hub.cli.compose import exception_desk
 from hub.cli.scenario import project_created
 from hub.db import Database
 from hub.dispatch import RoutingTable, declare_actor, event_messages
-from hub.errors import PermanentError
 from hub.events import make_event
 from hub.runtime import Runtime
 from hub.workers import running_worker
 from observability.metrics import exposition
 from tests.conftest import worker_env
+from tests.support.flaky import Flaky
 from tests.support.ingress import load, serving, write_sources
 from tests.support.rabbit import queue_depth, wait_until
 
@@ -111,21 +111,6 @@ def _avro(event: object) -> bytes:
     data = event.get_data()  # type: ignore[attr-defined]
     assert isinstance(data, bytes)
     return data
-
-
-class Flaky:
-    """A test actor that fails for good while ``<prefix>:flaky:fail`` is set, and counts its successes."""
-
-    spec = ActorSpec(name="flaky", triggers=("erp.project.created.v1",))
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def handle(self, context: ActorContext) -> None:
-        prefix = self.runtime.queue_prefix
-        if self.runtime.redis.get(f"{prefix}:flaky:fail"):
-            raise PermanentError("the ERP refused the project (staged)")
-        self.runtime.redis.incr(f"{prefix}:flaky:done")
 
 
 @pytest.mark.integration
