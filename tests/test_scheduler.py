@@ -8,17 +8,28 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from click.testing import CliRunner
+from pydantic import SecretStr
 
+from connectors.settings import GraphSettings
+from connectors.sharepoint.client import GraphClient
 from hub.cli import main
-from hub.cli.jobs import expire_flight_records
+from hub.cli.jobs import SubscriptionGauge, expire_flight_records, scheduled_jobs
+from hub.ingress.server import serve_in_thread
 from hub.scheduler import Job, JobGauges, JobRecord, Scheduler
 from observability.metrics import exposition
+from simulators.sharepoint.config import SimulatorConfig
 from tests.conftest import worker_env
+from tests.support.graph_receiver import Receiver
+from tests.support.graph_tenant import BARE
 from tests.support.rabbit import wait_until
+from tests.support.tls import loopback_tls
+from tests.test_graph_notifications import TOKEN, simulator
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +148,34 @@ def test_hub_jobs_lists_each_job_with_its_schedule_and_last_run(client: redis.Re
     assert jobs["flight_record_expiry"]["last"]["outcome"] == "ok" and jobs["graph_subscription"]["last"] is None
     table = CliRunner().invoke(main, ["jobs"])
     assert "daily at 02:00 UTC" in table.output and "never" in table.output
+
+
+def test_the_graph_subscription_job_creates_then_renews_the_subscription_and_exports_its_expiry(
+        client: redis.Redis, prefix: str, tmp_path: Path) -> None:
+    tls = loopback_tls(tmp_path)
+    receiver, clock = Receiver(), Clock(NIGHT)
+    with serve_in_thread(receiver.app, tls=tls.server) as base, \
+            simulator(SimulatorConfig(token=TOKEN, notify_ca_file=tls.ca, **BARE)) as raw:
+        sim = str(raw.base_url).removesuffix("/v1.0/")
+        settings = GraphSettings(url=f"{sim}/v1.0", token=SecretStr(TOKEN), drive_id="workspaces",
+                                 client_state=SecretStr("state-7"), notification_url=f"{base}/notify")
+        graph = GraphClient.from_settings(settings)
+        try:
+            jobs = scheduled_jobs(prefix=prefix, client=client, flight_ttl_s=3600, graph=graph,
+                                  graph_settings=settings, gate=None, out=None)
+            [job] = [job for job in jobs if job.name == "graph_subscription"]
+            scheduler = Scheduler([job], client, prefix=prefix, clock=clock)
+            assert scheduler.run_due() == ["graph_subscription"]
+            [created] = httpx.get(f"{sim}/_sim/state").json()["subscriptions"]
+            clock.now += timedelta(hours=6)
+            assert scheduler.run_due() == ["graph_subscription"]
+            [renewed] = httpx.get(f"{sim}/_sim/state").json()["subscriptions"]
+        finally:
+            graph.close()
+    assert renewed["id"] == created["id"] and renewed["expirationDateTime"] >= created["expirationDateTime"]
+    assert receiver.validations  # Graph validated the webhook when the job subscribed it
+    last = JobRecord(client, prefix=prefix).last("graph_subscription")
+    assert last is not None and last.outcome == "ok" and created["id"] in last.detail
+    text = exposition([SubscriptionGauge(client, prefix=prefix)]).decode()
+    [line] = [line for line in text.splitlines() if line.startswith("hub_graph_subscription_expiry_seconds ")]
+    assert float(line.split()[1]) > 86_400  # two days from the renewal
