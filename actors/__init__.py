@@ -24,9 +24,11 @@ POLICY_MODEL = policy_model({document_workflow.SECTION: document_workflow.Docume
                              invoice_readiness.SECTION: invoice_readiness.ReadinessRules})
 #: Every actor's declaration, as written in its package (before the policy's workflow settings).
 SPECS: tuple[ActorSpec, ...] = (fanout.SPEC, provisioning.SPEC, master_data.SPEC, document_intake.SPEC,
-                                document_workflow.SPEC, invoice_readiness.SPEC, exceptions.SPEC)
+                                document_workflow.SPEC, invoice_readiness.SPEC, exceptions.SPEC,
+                                exceptions.INBOX_SPEC)
 #: The migrations folders of the patterns' stores in the hub's database (Alembic, one branch each).
-MIGRATIONS: tuple[Path, ...] = (master_data.MIGRATIONS, invoice_readiness.MIGRATIONS, fanout.MIGRATIONS)
+MIGRATIONS: tuple[Path, ...] = (master_data.MIGRATIONS, invoice_readiness.MIGRATIONS, fanout.MIGRATIONS,
+                                exceptions.MIGRATIONS)
 
 
 def load_policy(path: Path | None = None) -> Policy:

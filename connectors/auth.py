@@ -38,6 +38,7 @@ from connectors.http import RETRYABLE_STATUS
 from connectors.settings import DocuSignJwtSignIn, EntraSignIn
 from hub.errors import ConfigurationError, SignInRefused, UpstreamUnavailable
 from observability.logging import get_logger
+from observability.metrics import TOKEN_FAILURES
 
 __all__ = ["BearerAuth", "DocuSignJwtGrant", "EntraClientCredentials", "TokenSource", "docusign_auth", "entra_auth",
            "read_secret"]
@@ -93,7 +94,11 @@ class TokenSource(ABC):
 
     def _sign_in(self) -> None:
         started = self._clock()
-        token, expires_in = self._fetch()
+        try:
+            token, expires_in = self._fetch()
+        except Exception:
+            TOKEN_FAILURES.labels(self.provider.lower().replace(" ", "_")).inc()
+            raise
         margin = min(self.margin_s, expires_in / 2)
         self._token, self._renew_at = token, started + max(0.0, expires_in - margin)
         self.sign_ins += 1

@@ -45,6 +45,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from hub.errors import CircuitOpen, UpstreamRejected, UpstreamUnavailable
+from observability.metrics import breaker_state
 from observability.tracing import inject_headers
 
 #: Statuses worth retrying: timeout, conflict-in-progress, throttling, server errors.
@@ -240,6 +241,11 @@ class Http:
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("hub.connectors")
         _BREAKERS.add(target, self.breaker)
 
+    def _outcome(self, ok: bool) -> None:
+        """Tell the breaker a call's outcome, and the metrics its state."""
+        self.breaker.record(ok)
+        breaker_state(self.target, self.breaker.state)
+
     def request(
         self,
         method: str,
@@ -282,10 +288,10 @@ class Http:
                 else:
                     span.set_attribute("http.response.status_code", response.status_code)
                     if response.is_success or response.status_code in ok_statuses:
-                        self.breaker.record(True)
+                        self._outcome(True)
                         return response
                     if response.status_code not in RETRYABLE_STATUS:
-                        self.breaker.record(True)  # the service answered; the request was wrong
+                        self._outcome(True)  # the service answered; the request was wrong
                         span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
                         raise UpstreamRejected(f"{self.target}: {method.upper()} {url} answered "
                                                f"{response.status_code}")
@@ -300,5 +306,5 @@ class Http:
                 break  # a long wait belongs to the actor's retry, not to a blocked worker thread
             self._sleep(wait)
         assert last is not None
-        self.breaker.record(False)  # a request that failed after its retries: the target may be down
+        self._outcome(False)  # a request that failed after its retries: the target may be down
         raise last

@@ -139,6 +139,9 @@ class GraphSettings(EntraSignIn):
                                  description="The library's drive id (b!...), overriding the lookup by name.")
     client_state: SecretStr | None = Field(
         default=None, description="clientState of the hub's Graph change-notification subscription.")
+    notification_url: HttpUrl | None = Field(
+        default=None, description="The ingress's Graph webhook (https://.../v1/webhooks/graph/<source id>): with "
+                                  "it and the clientState set, the workers keep the subscription renewed.")
 
 
 class DocuSignSettings(DocuSignJwtSignIn):

@@ -26,6 +26,7 @@ from hub.errors import NEVER_RETRIED, BrokerUnavailable, ConfigurationError, Unk
 from hub.events import CloudEvent, SchemaLookup, event_summary, from_message_body, to_message_body, validate_event
 from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
+from observability.metrics import PUBLISH_DURATION
 
 log = get_logger(__name__)
 
@@ -108,6 +109,7 @@ class Dispatcher:
                 sent.append(self.broker.enqueue(message))
             except BrokerConnectionError as exc:
                 raise BrokerUnavailable(f"enqueue to {message.queue_name} not confirmed: {exc}") from None
+            PUBLISH_DURATION.labels("worker").observe(time.time() - started)
             if self.flight is not None:
                 self.flight.record(published_hop(message, started_at=started,
                                                  duration_ms=(time.time() - started) * 1000))

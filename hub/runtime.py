@@ -20,6 +20,7 @@ import fakeredis
 import redis
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.registry import Collector
 
 from hub.actor import Actor, ActorSpec, DeadLetterHandler, Emitter
 from hub.broker import build_broker
@@ -33,12 +34,14 @@ from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore
 from hub.policy import Policy
 from hub.registry import SchemaRegistry
 from hub.retries import HubRetries
+from hub.scheduler import Job
 from hub.settings import ENV_PREFIX, Settings
 from hub.store import DeadLetterReasons, connect_redis
 from hub.topics import MemoryTopicBus, RabbitTopicBus, Receive, TopicBus, exchange_name, rabbit_subscription
 from hub.topology import StreamRetention
 from observability.flight import FlightRecorderMiddleware, RedisFlightRecord
 from observability.logging import LogContextMiddleware
+from observability.metrics import MetricsMiddleware
 from observability.tracing import TracingMiddleware, configure_tracing
 
 
@@ -100,6 +103,10 @@ class Runtime(Infrastructure):
     #: Checks a worker process (``hub worker``) runs once when it starts consuming, in a thread of their own, with
     #: the dispatcher and the schemas to raise what they find (see :func:`hub.workers.run_worker`).
     at_worker_start: tuple[Callable[[Emitter, SchemaLookup], object], ...] = ()
+    #: What ``/metrics`` reads at each scrape from the actors' stores (held invoices, open exceptions, ...).
+    collectors: tuple[Collector, ...] = ()
+    #: The scheduled jobs a worker process runs (``hub.scheduler``).
+    jobs: tuple[Job, ...] = ()
 
     def upgrade_database(self) -> None:
         """Create the database if it is missing and bring its tables to the newest version (the hub's
@@ -192,11 +199,12 @@ def build_infrastructure(
     flight = RedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s)
     dead_letters = DeadLetterReasons(client, prefix=prefix)
     # Order matters: after-hooks run in reverse. Tracing and log context wrap everything; the flight
-    # recorder sits before HubRetries so it sees the retry-or-dead decision (``message.failed``).
+    # recorder and the metrics sit before HubRetries so they see the retry-or-dead decision (``message.failed``).
     middleware = [
         TracingMiddleware(tracer_provider=tracer_provider),
         LogContextMiddleware(),
         FlightRecorderMiddleware(flight),
+        MetricsMiddleware(),
         HubRetries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
@@ -246,10 +254,12 @@ def build_infrastructure(
 def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
              dead_letters: DeadLetterHandler | None = None, closers: Sequence[Callable[[], object]] = (),
              migrations: Sequence[Path] = (),
-             at_worker_start: Sequence[Callable[[Emitter, SchemaLookup], object]] = ()) -> Runtime:
+             at_worker_start: Sequence[Callable[[Emitter, SchemaLookup], object]] = (),
+             collectors: Sequence[Collector] = (), jobs: Sequence[Job] = ()) -> Runtime:
     """Declare every actor on the broker, derive the routing table from their specs and build the one
     immutable :class:`Runtime`. ``dead_letters`` is told of the others' dead letters; ``migrations``: the
-    actors' stores' migrations folders; ``at_worker_start``: checks a worker process runs when it starts."""
+    actors' stores' migrations folders; ``at_worker_start``: checks a worker process runs when it starts;
+    ``collectors``: the actors' figures ``/metrics`` reads at each scrape; ``jobs``: the scheduled jobs."""
     prefix = infra.queue_prefix
     specs = {actor.spec.name: actor.spec for actor in actors}
     if dead_letters is not None:
@@ -271,4 +281,5 @@ def assemble(infra: Infrastructure, actors: Sequence[Actor], *, policy: Policy,
     dispatcher.check()
     fields = {f.name: getattr(infra, f.name) for f in dataclasses.fields(Infrastructure)}
     return Runtime(**fields, dispatcher=dispatcher, policy=policy, actors=declared, specs=specs,
-                   closers=tuple(closers), migrations=tuple(migrations), at_worker_start=tuple(at_worker_start))
+                   closers=tuple(closers), migrations=tuple(migrations), at_worker_start=tuple(at_worker_start),
+                   collectors=tuple(collectors), jobs=tuple(jobs))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.endpoints import SentinelAddress, amqp_urls, is_sentinel
@@ -60,6 +60,19 @@ class Settings(BaseSettings):
         description="The most the history stream keeps on disk, in bytes (x-max-length-bytes); the oldest "
                     "segments go first.",
     )
+    metrics_bind: str = Field(default="127.0.0.1:9191",
+                              description="host:port a worker serves /metrics on (port 0: any free port; 'off': "
+                                          "none); `hub worker --processes N` serves every process's there.")
+    operators_file: Path | None = Field(
+        default=None, description="YAML file of the console's operators (name, role, SHA-256 of their key); unset: "
+                                  "no console.")
+    console_secret: SecretStr | None = Field(
+        default=None, description="Key signing the console's sessions (unset: a random one per process).")
+    trace_ui_url: str | None = Field(
+        default=None, description="A trace's page in the tracing UI, with {trace_id} (Jaeger: "
+                                  "http://127.0.0.1:16686/trace/{trace_id}); the console links to it.")
+    scheduler: Literal["on", "off"] = Field(
+        default="on", description="'on': worker processes run the scheduled jobs (each run once across them).")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576,
                                 description="Largest request body the ingress reads.")
     sources_file: Path | None = Field(default=None, description="YAML file of publishing sources.")
@@ -145,14 +158,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")) or value.endswith("/"):
             raise ValueError("must be an http:// or https:// URL without a trailing slash")
         return value
+    @field_validator("metrics_bind")
+    @classmethod
+    def _metrics_bind(cls, value: str) -> str:
+        return value if value == "off" else _host_port(value)
 
     @field_validator("http_bind")
     @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("must be host:port (port 0: any free port, logged at start)")
-        return value
+    def _http_bind(cls, value: str) -> str:
+        return _host_port(value)
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("must be host:port (port 0: any free port, logged at start)")
+    return value
 
 
 def environ() -> dict[str, str]:

@@ -27,6 +27,7 @@ from hub.endpoints import amqp_parameters
 from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent, from_amqp, to_amqp
 from hub.topology import StreamRetention, declare_events, exchange_name
+from observability.metrics import PUBLISH_DURATION
 
 __all__ = ["EXCHANGE", "Delivery", "MemoryTopicBus", "RabbitTopicBus", "Receive", "TopicBus", "exchange_name",
            "rabbit_subscription", "skipping_duplicates", "topic_matches"]
@@ -137,6 +138,7 @@ class RabbitTopicBus:
             message_id=message_id,
         )
         channel = self._channel()
+        started = time.perf_counter()
         try:
             channel.basic_publish(self.exchange, event.get_type(), message.body, properties)
         except (pika.exceptions.AMQPError, OSError) as exc:
@@ -144,6 +146,7 @@ class RabbitTopicBus:
             if isinstance(exc, pika.exceptions.AMQPConnectionError | OSError):
                 self.link.lost(exc)
             raise BrokerUnavailable(f"topic publish not confirmed: {type(exc).__name__}") from None
+        PUBLISH_DURATION.labels("topic").observe(time.perf_counter() - started)
 
     def close(self) -> None:
         """Close every channel and connection this bus opened."""

@@ -11,9 +11,11 @@ import dramatiq
 
 from hub.epoch import RedisEpoch
 from hub.errors import BrokerUnavailable, HubError
+from hub.exposition import worker_metrics
 from hub.outbox import OutboxRelay, SqlOutbox
 from hub.probes import Server, servers_of, wait_for_servers
 from hub.runtime import Runtime
+from hub.scheduler import Scheduler
 from observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -82,7 +84,8 @@ class Chores:
                 return
 
 
-def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None) -> None:
+def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None = None,
+               serve_metrics: bool = True) -> None:
     """Wait for RabbitMQ, Redis and the database (a real-mode worker never falls back to memory), bring the
     database's tables up to date, consume until ``stop`` is set (running the runtime's checks at start once the
     consumers run, see :func:`start_checks`), then shut down cleanly. ``heartbeat_file`` is touched while every
@@ -93,16 +96,24 @@ def run_worker(runtime: Runtime, *, threads: int, stop: threading.Event, heartbe
     """
     for link in runtime.links:
         link.on_refused(stop.set)
+    metrics = worker_metrics(runtime) if serve_metrics else None
+    scheduler = Scheduler(runtime.jobs, runtime.redis, prefix=runtime.queue_prefix) \
+        if runtime.settings.scheduler == "on" else None
     try:
-        _consume(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
+        _consume(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file, scheduler=scheduler)
     finally:
+        if scheduler is not None:
+            scheduler.stop()
+        if metrics is not None:
+            metrics.stop()
         runtime.close()
     refused = next((link.refused for link in runtime.links if link.refused is not None), None)
     if refused is not None:
         raise refused
 
 
-def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None) -> None:
+def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat_file: Path | None,
+             scheduler: Scheduler | None = None) -> None:
     if not runtime.embedded:
         if not wait_for_servers(servers_of(runtime.links), stop=stop):
             return
@@ -114,6 +125,8 @@ def _consume(runtime: Runtime, *, threads: int, stop: threading.Event, heartbeat
             log.warning("the topic exchange is not declared yet", reason=str(exc))
     with running_worker(runtime, threads=threads):
         start_checks(runtime)
+        if scheduler is not None:
+            scheduler.start()
         if heartbeat_file is None or runtime.embedded:
             stop.wait()
         else:

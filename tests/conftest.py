@@ -82,6 +82,8 @@ def hub_settings(prefix: str, **overrides: object) -> Settings:
         "max_backoff_ms": 2_000,
         "delivery_limit": 2,
         "log_format": "console",
+        "metrics_bind": "127.0.0.1:0",  # a worker's /metrics on a free port: tests run side by side
+        "scheduler": "off",  # the scheduled jobs run only where a test starts them
     }
     values.update(overrides)
     return load_settings(**values)
@@ -128,6 +130,8 @@ def worker_env(prefix: str, **extra: str) -> dict[str, str]:
         "HUB_MIN_BACKOFF_MS": "100",
         "HUB_MAX_BACKOFF_MS": "2000",
         "HUB_DELIVERY_LIMIT": "2",
+        "HUB_METRICS_BIND": "127.0.0.1:0",
+        "HUB_SCHEDULER": "off",
         "HUB_LOG_FORMAT": "console",
         "HUB_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),

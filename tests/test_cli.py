@@ -38,6 +38,7 @@ def test_the_demo_runs_embedded_when_no_server_answers(prefix: str) -> None:
     assert "workspace provisioned in" in result.stdout
     assert "retention label DE-Engagement-10y" in result.stdout
     assert "demo OK" in result.stdout
+    assert re.search(r"10\. the operator console: http://127\.0\.0\.1:\d+/console", result.stdout)
 
 
 @pytest.mark.integration
@@ -47,6 +48,11 @@ def test_the_demo_uses_the_real_servers_when_they_answer(prefix: str) -> None:
     assert "mode: real servers" in result.stdout
     assert "provisioning  erp.project.created.v1" in result.stdout and "demo OK" in result.stdout
     assert "a forged copy was refused: HTTP 401" in result.stdout
+    # It ends with the console's address and the metrics the run produced.
+    assert re.search(r"10\. the operator console: http://127\.0\.0\.1:\d+/console", result.stdout)
+    assert 'hub_messages_total{actor="provisioning",outcome="ok"}' in result.stdout
+    assert re.search(r"hub_provisioning_seconds_count \d+ \(mean", result.stdout)
+    assert 'problem="unauthenticated",route="/v1/events",status="401"} 1' in result.stdout
     # The printed `hub trace` works after the demo ended.
     hint = re.search(r"HUB_QUEUE_PREFIX=(\S+) hub trace (\S+)", result.stdout)
     assert hint is not None, result.stdout

@@ -390,11 +390,17 @@ def test_the_hub_keeps_its_records_in_the_postgresql_service_on_a_volume(environ
         assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
 
 
+#: Services of the ``monitoring`` profile (tests/test_monitoring.py checks what they run).
+MONITORING = frozenset({"prometheus", "grafana"})
+
+
 def test_the_simulators_run_only_under_a_profile_and_the_hub_points_at_them(compose: dict[str, Any]) -> None:
     simulators = services_running(compose, "simulate")
     assert sorted(argv[2] for argv in simulators.values()) == ["docusign", "erp", "sharepoint"]
     for name, service in compose["services"].items():
-        assert bool(service.get("profiles")) == (name in simulators), f"{name}: profiles {service.get('profiles')}"
+        profiles = service.get("profiles") or []
+        expected = ["simulators"] if name in simulators else ["monitoring"] if name in MONITORING else []
+        assert profiles == expected, f"{name}: profiles {profiles}"
     hub_env = environment(compose["services"][next(iter(services_running(compose, "worker")))])
     setting = {"erp": "HUB_ERP_URL", "sharepoint": "HUB_GRAPH_URL", "docusign": "HUB_DOCUSIGN_URL"}
     for name, argv in simulators.items():

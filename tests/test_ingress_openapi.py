@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from opentelemetry import trace
 
-from actors.invoice_readiness.router import readiness_router
+from actors.exceptions import MemoryExceptionInbox
+from actors.exceptions.desk import ExceptionDesk
+from actors.exceptions.router import exceptions_router
+from actors.invoice_readiness import MemoryReadinessStore
+from actors.invoice_readiness.router import held_router, readiness_router
 from connectors.webhooks import adapters
 from hub.catalogue import SchemaCatalogue
 from hub.events import TYPE_PATTERN, CloudEvent, valid_string
@@ -48,9 +52,12 @@ def ingress_document() -> dict[str, Any]:
                       quotas=QuotaGate(client), replay_guard=RedisReplayGuard(client),
                       outcomes=OutcomeStore(client, prefix="openapi"), redis=client, adapters=adapters(registry),
                       tracer=trace.NoOpTracer())
+    guard = QueryGuard(ingress)
     catalogue = SchemaCatalogue.load(registry)
-    return create_app(ingress, routers=[readiness_router(_no_answer, guard=QueryGuard(ingress)),
-                                        schemas_router(catalogue, {"asyncapi": "3.0.0"})]).openapi()
+    routers = [held_router(MemoryReadinessStore(), guard=guard), readiness_router(_no_answer, guard=guard),
+               exceptions_router(ExceptionDesk(MemoryExceptionInbox()), guard=guard),
+               schemas_router(catalogue, {"asyncapi": "3.0.0"})]
+    return create_app(ingress, routers=routers).openapi()
 
 
 DOCUMENT = ingress_document()
@@ -59,6 +66,11 @@ WEBHOOK_STATUSES = {202, 400, 401, 403, 404, 409, 413, 429, 503}
 STATUSES: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/events"): {202, 400, 401, 403, 409, 413, 415, 422, 429, 431, 500, 501, 503},
     ("get", "/v1/invoices/{number}/readiness"): {200, 400, 401, 403, 404, 429, 503},
+    ("get", "/v1/invoices/held"): {200, 400, 401, 403, 404, 429, 503},
+    ("get", "/v1/exceptions"): {200, 400, 401, 403, 404, 429, 503},
+    ("get", "/v1/exceptions/{case_id}"): {200, 400, 401, 403, 404, 429, 503},
+    ("post", "/v1/exceptions/{case_id}/acknowledge"): {200, 400, 401, 403, 404, 429, 503},
+    ("post", "/v1/exceptions/{case_id}/resolve"): {200, 400, 401, 403, 404, 429, 503},
     ("post", "/v1/webhooks/docusign/{source_id}"): WEBHOOK_STATUSES,
     ("post", "/v1/webhooks/graph/{source_id}"): WEBHOOK_STATUSES | {200},
     ("post", "/v1/webhooks/box/{source_id}"): WEBHOOK_STATUSES,

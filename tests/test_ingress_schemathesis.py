@@ -64,7 +64,9 @@ BINARY_EXAMPLES = {parameter["name"]: parameter["example"]
                    if parameter["name"] in ("ce-specversion", "ce-id", "ce-source", "ce-type")}
 
 
-@schema.auth().apply_to(path=["/v1/events", "/v1/invoices/{number}/readiness"])
+@schema.auth().apply_to(path=["/v1/events", "/v1/invoices/{number}/readiness", "/v1/invoices/held", "/v1/exceptions",
+                               "/v1/exceptions/{case_id}", "/v1/exceptions/{case_id}/acknowledge",
+                               "/v1/exceptions/{case_id}/resolve"])
 class ApiKey:
     """The run's source authenticates with its API key."""
 
@@ -84,10 +86,10 @@ def ingress_url(app: Runtime, tmp_path: Path) -> Iterator[str]:
     path, _ = write_sources(tmp_path, quota=QUOTA, vendor_quota=QUOTA)
     path.write_text(path.read_text() + f"""\
   - id: schemathesis
-    description: the requests schemathesis generates (events and the hard-stop check)
+    description: the requests schemathesis generates (events, the hard-stop check, the operations API)
     sources: ["erp-sim://acme-psa/*"]
     event_types: ["erp.*"]
-    queries: [invoice_readiness]
+    queries: [invoice_readiness, held_invoices, exceptions, exception_actions]
     credentials: [{{scheme: api_key, sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}}}]
     quota: {QUOTA}
 """)
@@ -104,6 +106,11 @@ def test_the_run_generates_from_the_document_the_ingress_serves(ingress_url: str
 MUST_ANSWER: dict[str, set[int]] = {
     "POST /v1/events": {202, 400, 405, 409, 415, 422},
     "GET /v1/invoices/{number}/readiness": {200, 400, 401, 405},
+    "GET /v1/invoices/held": {200, 400, 401, 405},
+    "GET /v1/exceptions": {200, 400, 401, 405},
+    "GET /v1/exceptions/{case_id}": {400, 401, 404, 405},
+    "POST /v1/exceptions/{case_id}/acknowledge": {400, 401, 404, 405},
+    "POST /v1/exceptions/{case_id}/resolve": {400, 401, 404, 405},
     "POST /v1/webhooks/graph/{source_id}": {200, 400, 401, 405},
     "POST /v1/webhooks/docusign/{source_id}": {401, 405},
     "POST /v1/webhooks/box/{source_id}": {401, 405},

@@ -227,7 +227,7 @@ def test_an_unknown_query_is_refused_at_its_line_naming_those_the_ingress_answer
     assert load_sources(write(tmp_path, text.replace(", gossip", "")), {}).get("erp-acme") is not None
     message = error_of(tmp_path, text)
     assert "line 12, field sources[0].queries[1]: Value error, unknown query 'gossip'" in message
-    assert "this ingress answers: invoice_readiness" in message
+    assert "this ingress answers: exception_actions, exceptions, held_invoices, invoice_readiness" in message
 
 
 def test_the_runtimes_own_model_knows_no_vendor_block_and_no_query(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from simulators.sandbox import ERP_SOURCE
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario
+from tests.support.signals import journeys, settled
 
 pytestmark = pytest.mark.integration
 WORKSPACE = "Engagements/ACME/ENG-ACME-0001"
@@ -88,6 +89,10 @@ def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_pu
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
         assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=60)
+        # Every project event handled first: provisioning an update writes the workspace's metadata again, and would
+        # put back the edit below before master data reads it.
+        flight = scenario.runtime.flight
+        assert wait_until(lambda: all(settled(flight, root) for root in journeys(scenario.runtime)), timeout=60)
         workspace = scenario.workspace(WORKSPACE)
         assert workspace is not None
         # Someone edits the workspace's metadata on the platform: a region outside the taxonomy, and the

@@ -38,6 +38,7 @@ from hub.idempotency import side_effect_key
 from hub.policy import Policy, file_stem, fill
 from hub.store import Locks, holding
 from observability.logging import get_logger
+from observability.metrics import SIGNATURE_TO_BILLING
 
 #: A completed envelope (the document is signed) or a document platform state change.
 SPEC = ActorSpec(name="document_workflow", triggers=("esign.envelope.completed.v1", "dms.document.state_changed.v1"),
@@ -116,6 +117,9 @@ class DocumentWorkflow:
             if not project.billing_codes_active or not set(codes) <= active:
                 project = erp.activate_billing_codes(project.code, codes, idempotency_key=key("billing-codes"))
                 done.append("activate_billing_codes")
+                signed = context.event.get_time()
+                if doc.origin == "esign" and signed is not None:
+                    SIGNATURE_TO_BILLING.observe(max((context.now() - signed).total_seconds(), 0.0))
         if "file_document" in actions and doc.origin == "esign":
             done += self._file(context, doc, project)
         if "notify_reporting" in actions and done:  # a re-run that changed nothing has nothing to report

@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from actors.invoice_readiness.facts import readiness_body, verdict
+from actors.invoice_readiness.held import held_body
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
 from hub.ingress.openapi import Json, responses
@@ -24,12 +25,15 @@ from hub.ingress.problems import Kind, Problem
 from hub.ingress.queries import QUERY_SECURITY, QueryGuard, answer_response
 from hub.policy import Policy
 
-__all__ = ["PATH", "QUERY", "Answer", "readiness_answer", "readiness_router"]
+__all__ = ["HELD", "HELD_PATH", "PATH", "QUERY", "Answer", "held_router", "readiness_answer", "readiness_router"]
 
 #: The query a source must be allowed (``queries`` in the sources file) to ask.
 QUERY = "invoice_readiness"
 #: Where it is asked.
 PATH = "/v1/invoices/{number}/readiness"
+#: The query a source lists to see every held invoice, and where.
+HELD = "held_invoices"
+HELD_PATH = "/v1/invoices/held"
 #: The one answer: the gate's verdict for one invoice number.
 Answer = Callable[[str], Awaitable[dict[str, Any]]]
 #: Seconds the check waits for the database before it answers 503.
@@ -120,5 +124,42 @@ def readiness_router(answer: Answer, *, guard: QueryGuard) -> APIRouter:
                 return body
 
             return await question.answer(gate_verdict, unavailable="the readiness facts cannot be read now")
+
+    return router
+
+
+_OWNER = re.compile(r"^[a-z_]{1,64}$")
+_OWNER_SCHEMA: Json = {"type": "string", "pattern": _OWNER.pattern,
+                       "description": "Only invoices waiting for this owner: finance, pmo, records_management."}
+_HELD_RESPONSES = responses(
+    200, 400, 401, 403, 404, 429, 503,
+    answers={200: answer_response("Every held invoice with its codes, reasons, owners and since when.",
+                                  {"type": "object", "required": ["invoices"],
+                                   "properties": {"invoices": {"type": "array", "items": {"type": "object"}}}})},
+    problems={403: "The caller's source may not list held invoices.",
+              503: "The readiness facts cannot be read now."},
+    kinds={400: (Kind.INVALID_PARAMETER,)},
+)
+
+
+def held_router(store: ReadinessStore, *, guard: QueryGuard, timeout_s: float = DEADLINE_S) -> APIRouter:
+    """``GET /v1/invoices/held[?owner=]``: every invoice the gate holds, for a source that may ask :data:`HELD`."""
+    router = APIRouter()
+
+    @router.get(HELD_PATH, summary="Every held invoice, with its hold codes, owners and since when",
+                operation_id="held_invoices", tags=["operations"], openapi_extra={"security": QUERY_SECURITY},
+                responses=_HELD_RESPONSES)
+    async def held_invoices(request: Request, owner: Annotated[str | None, Query(json_schema_extra=_OWNER_SCHEMA)]
+                            = None) -> JSONResponse:
+        async with guard.asking(request, HELD, route=f"GET {HELD_PATH}") as question:
+            if owner is not None and not _OWNER.fullmatch(owner):
+                raise Problem(Kind.INVALID_PARAMETER, "owner is a name such as finance or records_management")
+            async def listed() -> dict[str, Any]:
+                with anyio.fail_after(timeout_s):
+                    invoices = await anyio.to_thread.run_sync(store.held, abandon_on_cancel=True)
+                return {"invoices": [held_body(invoice) for invoice in invoices
+                                     if owner is None or owner in invoice.owners]}
+
+            return await question.answer(listed, unavailable="the readiness facts cannot be read now")
 
     return router

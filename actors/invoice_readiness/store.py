@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,7 +39,7 @@ from actors.invoice_readiness.facts import (
     project_facts,
     stored_facts,
 )
-from actors.invoice_readiness.logic import Event, InvoiceDrafted
+from actors.invoice_readiness.logic import Event, HoldReason, InvoiceDrafted
 from hub.db import Database, metadata, upsert
 from hub.outbox import MemoryOutbox, Outbox, Outgoing, SqlOutbox, write_outgoing
 
@@ -76,6 +76,27 @@ readiness_verdicts = sa.Table(
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
 _META = ("engagement_type", "region", "country", "client_id")
+
+
+@dataclass(frozen=True)
+class HeldInvoice:
+    """An invoice the gate holds: its verdict's reasons, and since when the verdict stands."""
+
+    invoice_number: str
+    project_code: str | None
+    reasons: tuple[HoldReason, ...]
+    #: When the gate last changed its verdict on the invoice (to this set of reasons).
+    since: datetime
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Its hold codes, each once, sorted."""
+        return tuple(sorted({reason.code for reason in self.reasons}))
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Who takes the next steps, each once, sorted."""
+        return tuple(sorted({reason.owner for reason in self.reasons if reason.owner}))
 
 
 class ReadinessStore(Protocol):
@@ -116,6 +137,14 @@ class ReadinessStore(Protocol):
 
     def verdict(self, number: str) -> Verdict | None:
         """The verdict last emitted for an invoice."""
+        ...
+
+    def held(self) -> list[HeldInvoice]:
+        """Every invoice whose last verdict holds it, the longest held first."""
+        ...
+
+    def statuses(self) -> dict[str, int]:
+        """How many invoices each last verdict (``held``, ``ready``) stands for."""
         ...
 
 
@@ -215,6 +244,32 @@ class SqlReadinessStore:
                                      .where(readiness_verdicts.c.invoice_number == number)).mappings().first()
         return None if row is None else Verdict.of_record(dict(row))
 
+    def held(self) -> list[HeldInvoice]:
+        """See :meth:`ReadinessStore.held`."""
+        verdicts = readiness_verdicts
+        query = (sa.select(verdicts.c.invoice_number, readiness_invoices.c.project_code, verdicts.c.status,
+                           verdicts.c.seq, verdicts.c.reasons, verdicts.c.changed_at)
+                 .join(readiness_invoices, readiness_invoices.c.invoice_number == verdicts.c.invoice_number,
+                       isouter=True)
+                 .where(verdicts.c.status == "held")
+                 .order_by(verdicts.c.changed_at, verdicts.c.invoice_number))
+        with self._db.begin() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [HeldInvoice(row["invoice_number"], row["project_code"], Verdict.of_record(dict(row)).readiness.reasons,
+                            _aware(row["changed_at"])) for row in rows]
+
+    def statuses(self) -> dict[str, int]:
+        """See :meth:`ReadinessStore.statuses`."""
+        with self._db.begin() as connection:
+            rows = connection.execute(sa.select(readiness_verdicts.c.status, sa.func.count())
+                                      .group_by(readiness_verdicts.c.status)).all()
+        return {str(status): int(count) for status, count in rows}
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time as UTC (SQLite gives it back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
 
 def _mapping(events: Iterable[Event], meta: ProjectMeta | None) -> dict[str, str]:
     mapping = {field_of(event): dump_event(event) for event in events}
@@ -274,3 +329,19 @@ class MemoryReadinessStore:
     def verdict(self, number: str) -> Verdict | None:
         """See :meth:`ReadinessStore.verdict`."""
         return Verdict.load(self.verdicts.get(number))
+
+    def held(self) -> list[HeldInvoice]:
+        """See :meth:`ReadinessStore.held` (the fake keeps no times: each is held since the epoch)."""
+        found = [(number, Verdict.load(raw)) for number, raw in sorted(self.verdicts.items())]
+        epoch = datetime.fromtimestamp(0, UTC)
+        return [HeldInvoice(number, self.invoices.get(number), verdict.readiness.reasons, epoch)
+                for number, verdict in found if verdict is not None and verdict.readiness.status == "held"]
+
+    def statuses(self) -> dict[str, int]:
+        """See :meth:`ReadinessStore.statuses`."""
+        counts: dict[str, int] = {}
+        for raw in self.verdicts.values():
+            verdict = Verdict.load(raw)
+            if verdict is not None:
+                counts[verdict.readiness.status] = counts.get(verdict.readiness.status, 0) + 1
+        return counts

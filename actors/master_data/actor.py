@@ -34,6 +34,7 @@ from hub.events import CloudEvent, extension
 from hub.outbox import Outgoing
 from hub.store import Locks, holding
 from observability.logging import get_logger
+from observability.metrics import SYNC_LAG
 
 #: Client and project events from the ERP, provisioned workspaces and the document platform's changes; one
 #: merge per canonical record at a time (a merge takes well under a second: the lock's lifetime only bounds
@@ -95,6 +96,9 @@ class MasterData:
                                               version_of(event)) if result.changed else None
             # The record and its announcement in one transaction (the outbox): no change goes unannounced.
             self.store.save(result.state, announce=[announcement] if announcement else [])
+            changed_at = event.get_time()
+            if result.changed and changed_at is not None:
+                SYNC_LAG.labels(mapped.entity).observe(max((context.now() - changed_at).total_seconds(), 0.0))
         if result.ignored:
             self.store.count_ignored(system, len(result.ignored))
         # Publish what this message wrote to the outbox: now, or on its re-run if the worker dies first.

@@ -48,6 +48,7 @@ from hub.idempotency import side_effect_key
 from hub.policy import Policy
 from hub.store import Locks, holding
 from observability.logging import get_logger
+from observability.metrics import PROVISIONING
 
 #: A project created or updated in the ERP: reconcile its workspace, one run per project at a time (a run
 #: usually takes a second or two; the lock's lifetime bounds how long a worker that dies provisioning keeps
@@ -212,6 +213,7 @@ class Provisioning:
         context.emit("dms.workspace.provisioned.v1", data, id=str(uuid.uuid5(_NAMESPACE, f"{code}:{digest}")),
                      subject=code, partitionkey=f"project:{canonical}")
         self.store.mark_announced(code, digest)
+        PROVISIONING.observe(data["provisioning_ms"] / 1000)
         log.info("workspace provisioned", project_code=code, steps=len(steps), provisioning_ms=data["provisioning_ms"])
 
     def _check_labels(self) -> None:

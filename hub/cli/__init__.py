@@ -19,6 +19,8 @@ from hub.cli.demo import demo
 from hub.cli.dlq import dlq
 from hub.cli.documents import documents
 from hub.cli.events import events
+from hub.cli.exceptions import exceptions
+from hub.cli.jobs import jobs
 from hub.cli.readiness import readiness
 from hub.cli.routes import routes
 from hub.cli.schemas import schemas
@@ -85,5 +87,5 @@ def main(ctx: click.Context) -> None:
 
 
 for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref, db, consumers,
-                 events):
+                 events, exceptions, jobs):
     main.add_command(_command)

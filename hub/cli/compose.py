@@ -21,6 +21,7 @@ from hub.runtime import Infrastructure, Runtime, assemble, build_infrastructure
 from hub.settings import Settings, load
 
 if TYPE_CHECKING:
+    from actors.exceptions.desk import ExceptionDesk
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from hub.actor import Actor
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
     from hub.redaction import Redactions
     from hub.registry import SchemaRegistry
 
-__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "load_sources",
-           "readiness_gate", "redactions_of", "restricted_exchange", "source_model", "sources_from_settings"]
+__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "exception_desk",
+           "load_sources", "readiness_gate", "redactions_of", "restricted_exchange", "source_model",
+           "sources_from_settings"]
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,11 @@ def build_app(
     import actors
     from actors.document_intake import DocumentIntake, RedisIntakeStore
     from actors.document_workflow import DocumentPolicy, DocumentWorkflow
-    from actors.exceptions import ExceptionRouter
+    from actors.exceptions import ExceptionRouter, InboxRecorder, SqlExceptionInbox
+    from actors.exceptions.metrics import ExceptionGauges
     from actors.fanout import FanOut
     from actors.invoice_readiness import InvoiceReadiness, ReadinessGate, ReadinessRules, SqlReadinessStore
+    from actors.invoice_readiness.metrics import ReadinessGauges
     from actors.master_data import (
         DEFAULT_MAPPING,
         MasterData,
@@ -85,7 +89,10 @@ def build_app(
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
     from connectors.sharepoint.client import GraphClient
+    from hub.actor import Emitting
+    from hub.cli.jobs import SubscriptionGauge, scheduled_jobs
     from hub.crosswalk import SqlCrosswalk
+    from hub.scheduler import JobGauges, JobRecord
     from hub.store import RedisLocks
 
     policy = actors.load_policy(settings.policy_file)
@@ -116,12 +123,23 @@ def build_app(
                          erp=erp, graph=graph, docusign=docusign, locks=locks),
         InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate),
     ]
+    inbox = SqlExceptionInbox(infra.db)
+    handlers.append(InboxRecorder(inbox, spec=specs["exception_inbox"]))
     if only is not None:
         handlers = [handler for handler in handlers if handler.spec.name in only]
-    router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()})
+    router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()}, inbox=inbox)
+    declared = {handler.spec.name for handler in handlers}
+    jobs = scheduled_jobs(
+        prefix=prefix, client=client, flight_ttl_s=settings.flight_ttl_s, graph=graph, graph_settings=connections.graph,
+        gate=gate if "invoice_readiness" in declared else None,
+        out=lambda: Emitting(spec=specs["invoice_readiness"], registry=infra.registry, emitter=runtime.dispatcher))
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
                        closers=(erp.close, graph.close, docusign.close,
                                 *((wall.restricted.close,) if wall and hasattr(wall.restricted, "close") else ())),
+                       jobs=jobs,
+                       collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox),
+                                   JobGauges(jobs, JobRecord(client, prefix=prefix)),
+                                   SubscriptionGauge(client, prefix=prefix)],
                        at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
@@ -155,6 +173,21 @@ def restricted_exchange(settings: Settings, policy: Policy) -> str | None:
     return None if on_the_bus is None else f"{settings.queue_prefix}.{on_the_bus.restricted_exchange}"
 
 
+def exception_desk(runtime: Runtime) -> ExceptionDesk:
+    """The exception inbox over the runtime's database, as operators work it; resolving with a retry replays dead
+    letters on the runtime's RabbitMQ (not in the embedded mode: its broker keeps none)."""
+    from actors.exceptions import SqlExceptionInbox
+    from actors.exceptions.desk import ExceptionDesk
+    from hub.dlq import replay_dead_letters
+
+    def replay(actor: str, message_ids: Collection[str]) -> list[str]:
+        queue = runtime.broker.get_actor(actor).queue_name
+        return replay_dead_letters(runtime.settings.amqp_url, runtime.broker, queue, message_ids=set(message_ids),
+                                   reasons=runtime.dead_letters)
+
+    return ExceptionDesk(SqlExceptionInbox(runtime.db), replay=None if runtime.embedded else replay)
+
+
 def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
     """The invoice-readiness gate over the runtime's database, for ``hub readiness`` (the caller closes the
     ERP client it holds: ``gate.erp.close()``)."""
@@ -179,8 +212,9 @@ def build_ingress(
     routers of the patterns' queries (the hard-stop check reads the runtime's database). ``sources``: loaded
     with :func:`source_model` (:func:`load_sources`)."""
     import actors
+    from actors.exceptions.router import exceptions_router
     from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
-    from actors.invoice_readiness.router import readiness_answer, readiness_router
+    from actors.invoice_readiness.router import held_router, readiness_answer, readiness_router
     from connectors.webhooks import adapters
     from hub.catalogue import SchemaCatalogue
     from hub.errors import ConfigurationError
@@ -224,10 +258,22 @@ def build_ingress(
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
-    routers = [readiness_router(readiness, guard=QueryGuard(ingress)),
+    guard = QueryGuard(ingress)
+    desk = exception_desk(runtime)
+    routers = [held_router(SqlReadinessStore(runtime.db), guard=guard), readiness_router(readiness, guard=guard),
+               exceptions_router(desk, guard=guard),
                schemas_router(SchemaCatalogue.load(runtime.registry),
                               events_document(settings, runtime.registry, runtime.policy),
                               redactions=redactions_of(runtime.registry, runtime.policy))]
+    if settings.operators_file is not None:
+        from hub.cli.console import RuntimeConsole
+        from hub.console import console_router
+        from hub.console.auth import Operators, Sessions
+
+        secret = settings.console_secret.get_secret_value().encode() if settings.console_secret else None
+        routers.append(console_router(RuntimeConsole(runtime, desk=desk, readiness=SqlReadinessStore(runtime.db)),
+                                      operators=Operators.load(settings.operators_file), sessions=Sessions(secret),
+                                      trace_url=settings.trace_ui_url, flight_ttl_days=settings.flight_ttl_s // 86_400))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -272,11 +318,12 @@ def redactions_of(registry: SchemaRegistry, policy: Policy) -> Redactions | None
 def source_model() -> type[SourceConfig]:
     """One source of the sources file: the runtime's fields, each webhook adapter's block of keys, and the
     queries of the routers :func:`build_ingress` mounts."""
-    from actors.invoice_readiness.router import QUERY
+    from actors.exceptions.router import ACT, READ
+    from actors.invoice_readiness.router import HELD, QUERY
     from connectors.webhooks import vendor_blocks
     from hub.ingress import sources
 
-    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY,))
+    return sources.source_model(vendors=vendor_blocks(), queries=(QUERY, HELD, READ, ACT))
 
 
 def load_sources(path: Path, environ: Mapping[str, str]) -> SourceRegistry:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import click
 
@@ -17,9 +21,12 @@ DEMO_TOKEN_LIFETIME_S = 5.0
 
 
 @click.command()
+@click.option("--keep", is_flag=True, help="Keep the hub (ingress, console, workers) and the simulators running "
+                                           "after the scenario, until Ctrl-C.")
 @pass_settings
-def demo(settings: Settings) -> None:
-    """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise)."""
+def demo(settings: Settings, keep: bool) -> None:
+    """Run the end-to-end demo (real servers when they answer, the embedded mode otherwise); it ends with the
+    operator console's address and the metrics the run produced."""
     from actors import load_policy
     from hub.cli.scenario import run_demo
     from simulators.sandbox import SignIn, running_sandbox
@@ -30,8 +37,21 @@ def demo(settings: Settings) -> None:
     # The simulated tenant publishes every retention label the policy applies; the hub signs in, tokens expiring.
     sandbox = functools.partial(running_sandbox, labels=sorted(policy.retention.all_labels()),
                                 sign_in=SignIn(token_lifetime_s=DEMO_TOKEN_LIFETIME_S))
-    sys.exit(run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=sandbox,
-                      directory_groups=groups, subscribe=_subscribe_documents, echo=click.echo))
+    with tempfile.TemporaryDirectory(prefix="hub-demo-") as folder:
+        code = run_demo(settings, build_app=build_app, build_ingress=build_ingress, running_sandbox=sandbox,
+                        directory_groups=groups, subscribe=_subscribe_documents, echo=click.echo,
+                        linger=_until_interrupted if keep else None, operators_file=Path(folder) / "operators.yaml")
+    sys.exit(code)
+
+
+def _until_interrupted() -> None:
+    """Wait for Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        return
 
 
 def _subscribe_documents(settings: GraphSettings, notification_url: str, client_state: str) -> None:

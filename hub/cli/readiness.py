@@ -47,6 +47,35 @@ def readiness_show(config: Config, invoice: str, output: str) -> None:
         sys.exit(EXIT_HELD)
 
 
+@readiness.command("list")
+@click.option("--held", is_flag=True, help="The held invoices (the only list there is, for now).")
+@click.option("--owner", help="Only invoices waiting for this owner (finance, pmo, records_management).")
+@output_option
+@pass_config
+def readiness_list(config: Config, held: bool, owner: str | None, output: str) -> None:
+    """Every held invoice: its hold codes, the artefacts it waits for, who takes the next step, and since when."""
+    from actors.invoice_readiness import SqlReadinessStore
+    from actors.invoice_readiness.held import held_body
+
+    if not held:
+        raise click.UsageError("say which invoices: --held")
+    log_for_operator(config.settings)
+    runtime = build_app(config.settings, embedded=False, connections=config.connections)
+    try:
+        invoices = [invoice for invoice in SqlReadinessStore(runtime.db).held()
+                    if owner is None or owner in invoice.owners]
+    finally:
+        runtime.close()
+    if output == "json":
+        echo_json([held_body(invoice) for invoice in invoices])
+        return
+    echo_table(("invoice", "project", "held since", "codes", "waiting for", "owners"),
+               ((i.invoice_number, i.project_code, i.since.strftime("%Y-%m-%d %H:%M"), ", ".join(i.codes),
+                 ", ".join(dict.fromkeys(r.name or r.artefact for r in i.reasons)), ", ".join(i.owners))
+                for i in invoices))
+    note(f"{len(invoices)} held invoice(s)")
+
+
 @readiness.command("rebuild")
 @click.argument("invoice", required=False)
 @click.option("--all", "rebuild_all", is_flag=True, help="Every draft invoice in the ERP.")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -143,13 +144,14 @@ class DemoCredentials:
     erp_api_key: str  # the ERP's key for the hard-stop check
     docusign_key: str  # DocuSign Connect HMAC key
     graph_client_state: str  # Graph subscription clientState
+    operator_key: str = ""  # the console's operator key
 
     @classmethod
     def generate(cls) -> DemoCredentials:
         """New random credentials."""
         return cls(erp_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
                    erp_api_key=secrets.token_urlsafe(24), docusign_key=secrets.token_urlsafe(32),
-                   graph_client_state=secrets.token_urlsafe(24))
+                   graph_client_state=secrets.token_urlsafe(24), operator_key=secrets.token_urlsafe(18))
 
 
 def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
@@ -237,8 +239,11 @@ def run_demo(
     directory_groups: Sequence[str],
     subscribe: Subscribe,
     echo: Callable[[str], None],
+    linger: Callable[[], None] | None = None,
+    operators_file: Path | None = None,
 ) -> int:
-    """Run the consulting scenario's first half; returns the process exit code."""
+    """Run the demo; returns the process exit code. ``operators_file``: where to write this run's operator (the
+    console is served with the ingress); ``linger``: called once the scenario ran, the hub still up (``--keep``)."""
     embedded = demo_embedded(settings)
     if settings.trace_exporter in ("otlp", "console"):
         provider, _ = configure_tracing(exporter=settings.trace_exporter, otlp_endpoint=settings.otlp_endpoint,
@@ -255,7 +260,12 @@ def run_demo(
     credentials = DemoCredentials.generate()
     # Each run has queues and keys of its own (removed at the end): the simulators start afresh
     # every run and reuse their event ids, which the hub would rightly take for re-sends.
-    settings = settings.model_copy(update={"queue_prefix": f"demo{secrets.token_hex(4)}"})
+    update: dict[str, Any] = {"queue_prefix": f"demo{secrets.token_hex(4)}"}
+    if operators_file is not None:
+        operators_file.write_text(f"operators:\n  - {{name: demo, role: operator, sha256: "
+                                  f"{hashlib.sha256(credentials.operator_key.encode()).hexdigest()}}}\n")
+        update["operators_file"] = operators_file
+    settings = settings.model_copy(update=update)
     # The ingress's socket is bound first: the simulators must know its URL before it starts.
     with bound_socket() as sock, running_sandbox(
             serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
@@ -269,16 +279,37 @@ def run_demo(
                                                              tracer_provider=provider),
                              sock=sock, credentials=credentials, subscribe=subscribe, graph=connections.graph,
                              spans=spans,
-                             provider=provider, echo=echo)
+                             provider=provider, echo=echo, linger=linger)
         finally:
             if not runtime.embedded:
                 _purge(runtime)
             runtime.close()
 
 
+def produced_metrics() -> list[str]:
+    """This process's hub metrics that moved: each counter's and histogram's series, its count (and mean)."""
+    from prometheus_client import REGISTRY
+
+    lines = []
+    for family in REGISTRY.collect():
+        if not family.name.startswith("hub_"):
+            continue
+        sums = {tuple(sorted(s.labels.items())): s.value for s in family.samples if s.name.endswith("_sum")}
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            shown = "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
+            if family.type == "counter" and sample.name.endswith("_total") and sample.value:
+                lines.append(f"{sample.name}{shown} {sample.value:g}")
+            elif family.type == "histogram" and sample.name.endswith("_count") and sample.value:
+                mean = sums.get(labels, 0.0) / sample.value
+                lines.append(f"{sample.name}{shown} {sample.value:g} (mean {mean:.3f} s)")
+    return lines
+
+
 def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.socket, credentials: DemoCredentials,
               subscribe: Subscribe, graph: GraphSettings,
-              spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None]) -> int:
+              spans: InMemorySpanExporter, provider: TracerProvider, echo: Callable[[str], None],
+              linger: Callable[[], None] | None = None) -> int:
     code = "ENG-ACME-0001"
     with _subscriber(runtime, "dms.workspace.provisioned.v1", echo) as receive, \
             _subscriber(runtime, "hub.invoice.readiness_changed.v1", echo) as readiness, \
@@ -326,6 +357,13 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
         subscribe(graph, f"{url}/v1/webhooks/graph/sharepoint-sim", credentials.graph_client_state)
         echo("   the hub subscribed to the document library's change notifications (Graph, with a clientState)")
         ok = _documents(runtime, sandbox, readiness, echo=echo)
+        echo(f"10. the operator console: {url}/console"
+             + (f" (operator key {credentials.operator_key}, this run only; Ctrl-C ends it)" if linger is not None
+                else " while the demo runs (hub demo --keep keeps it up and gives a sign-in key)"))
+        echo(f"    metrics this run produced (GET {url}/metrics):")
+        echo("\n".join(f"      {line}" for line in produced_metrics()))
+        if linger is not None:
+            linger()
     if runtime.embedded:
         echo(f"   (embedded mode: the flight record of {event_id} goes with this process; with RabbitMQ and Redis "
              "running, `hub trace` reads it afterwards)")

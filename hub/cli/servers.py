@@ -4,6 +4,7 @@ HUB_EMBEDDED=on, and wait for them rather than fall back to memory."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,20 +41,7 @@ def worker(config: Config, threads: int, processes: int, heartbeat_file: Path | 
     stops (exit 1) when one refuses the credentials a few times in a row.
     """
     if processes > 1:
-        beat = ["--heartbeat-file", str(heartbeat_file)] if heartbeat_file else []
-        children = [
-            subprocess.Popen([sys.executable, "-m", "hub", "worker", "--threads", str(threads), *beat])  # noqa: S603
-            for _ in range(processes)
-        ]
-
-        def forward(signum: int, _frame: object) -> None:
-            for child in children:
-                child.send_signal(signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        codes = [child.wait() for child in children]
-        sys.exit(max(codes))
+        sys.exit(_processes(config, threads=threads, processes=processes, heartbeat_file=heartbeat_file))
     from hub.workers import run_worker
 
     settings = config.settings
@@ -65,6 +53,47 @@ def worker(config: Config, threads: int, processes: int, heartbeat_file: Path | 
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     click.echo(f"hub worker: {mode(runtime)}, {threads} threads, pid {os.getpid()}", err=True)
     run_worker(runtime, threads=threads, stop=stop, heartbeat_file=heartbeat_file)
+
+
+def _processes(config: Config, *, threads: int, processes: int, heartbeat_file: Path | None) -> int:
+    """``hub worker --processes N``: N worker processes writing their metrics to one multiprocess folder
+    (``PROMETHEUS_MULTIPROC_DIR``, a fresh one unless set), this one serving them all on ``HUB_METRICS_BIND``."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from hub.exposition import metrics_folder, worker_metrics
+
+    settings = config.settings
+    log_for_server(settings)
+    folder, made = metrics_folder(environ().get("PROMETHEUS_MULTIPROC_DIR"))
+    env = {**environ(), "PROMETHEUS_MULTIPROC_DIR": folder, "HUB_METRICS_BIND": "off"}
+    beat = ["--heartbeat-file", str(heartbeat_file)] if heartbeat_file else []
+    children = [
+        subprocess.Popen([sys.executable, "-m", "hub", "worker", "--threads", str(threads), *beat],  # noqa: S603
+                         env=env)
+        for _ in range(processes)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    runtime = build_app(settings, embedded=embedded_requested(settings), connections=config.connections,
+                        migrate=False)
+    metrics = worker_metrics(runtime, path=folder)
+    try:
+        codes = []
+        for child in children:
+            codes.append(child.wait())
+            mark_process_dead(child.pid, folder)  # type: ignore[no-untyped-call]
+        return max(codes)
+    finally:
+        if metrics is not None:
+            metrics.stop()
+        runtime.close()
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @click.command()

@@ -42,9 +42,12 @@ from hub.ingress.sources import SourceRegistry
 from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
 from hub.registry import SchemaRegistry
 from observability.logging import get_logger
+from observability.metrics import CONTENT_TYPE, HTTP_DURATION, HTTP_REQUESTS, exposition
 
 log = get_logger(__name__)
 access_log = get_logger("hub.ingress.access")
+#: Request methods a metric label names (any other is ``other``: a label set stays bounded).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Event types named on one line at most (a batch may hold 500 events of a few types).
 MAX_TYPES = 5
 
@@ -144,6 +147,10 @@ def create_app(ingress: Ingress, *, routers: Iterable[APIRouter] = (), lifespan:
              responses=openapi.HEALTHZ_RESPONSES)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/readyz", summary="RabbitMQ and Redis are reachable", operation_id="readyz", tags=["health"],
              responses=openapi.READYZ_RESPONSES)
@@ -366,3 +373,13 @@ class AccessLog:
             fields["event_types"] = types[:MAX_TYPES] + ([f"+{len(types) - MAX_TYPES} more"]
                                                        if len(types) > MAX_TYPES else [])
         (access_log.warning if status >= 500 else access_log.info)("request", **fields)
+        method = str(fields["method"]) if fields["method"] in _METHODS else "other"
+        path = str(fields["route"])
+        HTTP_REQUESTS.labels(method, path, str(status), _problem_label(state.get("hub_problem"))).inc()
+        HTTP_DURATION.labels(method, path).observe(duration_ms / 1000)
+
+
+def _problem_label(problem: object) -> str:
+    """The problem type of an answer as a metric label: the last part of its URN (``unauthenticated``), or
+    ``none``."""
+    return str(problem).rpartition(":")[2] if problem else "none"

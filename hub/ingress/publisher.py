@@ -47,6 +47,7 @@ from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent
 from observability.flight import AsyncFlightRecord
 from observability.logging import get_logger, mask_text
+from observability.metrics import PUBLISH_DURATION
 from observability.tracing import inject_message_context, publish_span
 
 __all__ = ["AsyncEventPublisher"]
@@ -282,6 +283,7 @@ class AsyncEventPublisher:
                 message_id=message.message_id,
             )
             await self._confirmed(exchange, amqp_message, queue)
+            PUBLISH_DURATION.labels("ingress").observe(time.time() - started)
             if self._flight is not None:
                 await self._flight.record(published_hop(message, started_at=started,
                                                         duration_ms=(time.time() - started) * 1000))
