@@ -188,9 +188,10 @@ class PrivateRabbit:
             _kill_group(self._server)
 
     def queue_messages(self) -> dict[str, int]:
-        """Messages per queue, ready and unacknowledged (those a consumer holds, a delayed retry included)."""
-        rows = json.loads(self.ctl("-q", "list_queues", "name", "messages", "--formatter", "json") or "[]")
-        return {str(row["name"]): int(row["messages"]) for row in rows}
+        """Messages per queue, ready and unacknowledged (those a consumer holds, a delayed retry included). A
+        stream (the topic exchange's history) is left out: it keeps what it was given, nothing waits in it."""
+        rows = json.loads(self.ctl("-q", "list_queues", "name", "messages", "type", "--formatter", "json") or "[]")
+        return {str(row["name"]): int(row["messages"]) for row in rows if row.get("type") != "stream"}
 
 
 # -- Redis ------------------------------------------------------------------------------------------
