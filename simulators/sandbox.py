@@ -6,19 +6,14 @@ notifications to the hub's DocuSign webhook), each on its own loopback port.
 The caller says how an app is served (``serve``: e.g. an ASGI server in a background thread, yielding its
 base URL), and maps the :class:`Sandbox`'s URLs onto its own settings: nothing here knows the hub.
 
-With :class:`SignIn` the simulated vendors refuse static tokens, as the real ones do: Graph takes only tokens
-from the tenant's Entra ID (an app of its own, served over TLS with a certificate made for the run, since
-``msal`` takes only an ``https`` authority), DocuSign only tokens from its JWT grant, and both expire after
-``token_lifetime_s``. The app registrations' credentials (a client secret or a certificate, an RSA key for the
-integration key) are made for the run and written to a scratch folder: :attr:`Sandbox.sign_in` says where.
+With :class:`~simulators.sign_in.SignIn` the simulated vendors refuse static tokens, as the real ones do
+(:mod:`simulators.sign_in`).
 """
 
 from __future__ import annotations
 
 import base64
-import secrets
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -30,15 +25,18 @@ from fastapi import FastAPI
 
 from simulators.docusign import ConnectConfig, DocuSignSimConfig
 from simulators.docusign import create_app as docusign_app
-from simulators.docusign.oauth import DocuSignJwt
 from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
 from simulators.erp import create_app as erp_app
 from simulators.kit.faults import FaultPlan
-from simulators.kit.tls import KeyPair, self_signed, serving_tls
-from simulators.kit.tokens import TokenIssuer
+from simulators.kit.outbox import OutboundRequest
+from simulators.kit.tls import serving_tls
 from simulators.sharepoint import BUILTIN_COLUMNS, DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint import create_app as graph_app
-from simulators.sharepoint.login import EntraApp, EntraTenant, create_login_app
+from simulators.sharepoint.login import create_login_app
+from simulators.sign_in import SignIn, SignInCredentials, SignInParts, tool_tokens
+
+__all__ = ["DOCUSIGN_SOURCE_ID", "ERP_SOURCE", "GRAPH_SOURCE_ID", "WEBHOOK_SYSTEMS", "Sandbox", "SignIn",
+           "SignInCredentials", "running_sandbox"]
 
 #: Serves an app while the block runs and yields its base URL (``http://host:port``).
 Serve = Callable[[FastAPI], AbstractContextManager[str]]
@@ -60,49 +58,8 @@ DOCUMENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-#: The client id the sandbox's own tools (``Sandbox.graph()``, ``Sandbox.docusign()``) get tokens for.
-TOOL_CLIENT = "sandbox-tool"
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """Run the sandbox's Graph and DocuSign with sign-in and tokens living ``token_lifetime_s``; the Graph app
-    signs in with a certificate (``graph_certificate``) or a client secret."""
-
-    token_lifetime_s: float = 3_600.0
-    graph_certificate: bool = False
-
-
-@dataclass(frozen=True)
-class SignInCredentials:
-    """What a firm's settings would hold for the sandbox's tenant and DocuSign account: ids, sign-in hosts, and
-    the files holding the secret or keys (the TLS certificate of the Entra ID host is its CA bundle)."""
-
-    tenant_id: str
-    graph_client_id: str
-    login_url: str
-    login_ca_file: Path
-    graph_secret_file: Path | None
-    graph_key_file: Path | None
-    graph_thumbprint: str | None
-    docusign_integration_key: str
-    docusign_user_id: str
-    docusign_key_file: Path
-    docusign_auth_url: str
-
-    def graph_settings(self) -> dict[str, Any]:
-        """The Graph connector's sign-in settings (``HUB_GRAPH_*`` names, lower case)."""
-        chosen: dict[str, Any] = ({"client_secret_file": self.graph_secret_file} if self.graph_secret_file else
-                                  {"certificate_key_file": self.graph_key_file,
-                                   "certificate_thumbprint": self.graph_thumbprint})
-        return {"tenant_id": self.tenant_id, "client_id": self.graph_client_id, "authority_url": self.login_url,
-                "sign_in_ca_file": self.login_ca_file, **chosen}
-
-    def docusign_settings(self) -> dict[str, Any]:
-        """The DocuSign connector's sign-in settings (``HUB_DOCUSIGN_*`` names, lower case)."""
-        return {"integration_key": self.docusign_integration_key, "user_id": self.docusign_user_id,
-                "private_key_file": self.docusign_key_file, "auth_url": self.docusign_auth_url}
-
+#: The simulated systems that send webhooks: the ERP, DocuSign Connect and Graph's change notifications.
+WEBHOOK_SYSTEMS = ("erp", "docusign", "graph")
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -249,11 +206,35 @@ class Sandbox:
 
     def hold_erp_webhooks(self) -> None:
         """The ERP simulator posts no webhook until :meth:`release_erp_webhooks` (its records change meanwhile)."""
-        httpx.post(f"{self.erp_url}/_sim/deliveries/hold", timeout=10).raise_for_status()
+        self.hold_webhooks("erp")
 
     def release_erp_webhooks(self) -> None:
         """The ERP simulator posts the webhooks it held, in their order."""
-        httpx.post(f"{self.erp_url}/_sim/deliveries/release", timeout=10).raise_for_status()
+        self.release_webhooks("erp")
+
+    def hold_webhooks(self, *systems: str) -> None:
+        """The named systems (of :data:`WEBHOOK_SYSTEMS`; all by default) hold their webhooks until released."""
+        for system in systems or WEBHOOK_SYSTEMS:
+            httpx.post(f"{self._admin(system)}/deliveries/hold", timeout=10).raise_for_status()
+
+    def release_webhooks(self, *systems: str) -> None:
+        """The named systems (all by default) send the webhooks they held, in their order."""
+        for system in systems or WEBHOOK_SYSTEMS:
+            httpx.post(f"{self._admin(system)}/deliveries/release", timeout=10).raise_for_status()
+
+    def export_webhooks(self, *systems: str) -> list[tuple[str, OutboundRequest]]:
+        """The webhooks the named systems (all by default) hold, taken out unsent as the signed requests they
+        would send (system by system, each in its order): a test delivers them itself."""
+        taken: list[tuple[str, OutboundRequest]] = []
+        for system in systems or WEBHOOK_SYSTEMS:
+            response = httpx.post(f"{self._admin(system)}/deliveries/export", timeout=10)
+            response.raise_for_status()
+            taken += [(system, OutboundRequest.from_json(r)) for r in response.json()["requests"]]
+        return taken
+
+    def _admin(self, system: str) -> str:
+        bases = {"erp": self.erp_url, "docusign": self.docusign_url, "graph": self.graph_url.removesuffix("/v1.0")}
+        return f"{bases[system]}/_sim"
 
     def erp(self) -> httpx.Client:
         """An HTTP client on the ERP simulator's API (as an ERP user's tool would be)."""
@@ -302,7 +283,7 @@ def running_sandbox(
     directory = tuple(dict.fromkeys([*groups, *DEFAULT_GROUPS]))
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-sandbox-")))
-        made = _SignInParts.make(sign_in, folder) if sign_in else None
+        made = SignInParts.make(sign_in, folder) if sign_in else None
         docusign = docusign_app(DocuSignSimConfig(connect=connect, jwt=made.docusign if made else None))
         graph_config = SimulatorConfig(
             token=graph_token, drives=(library,), groups=directory, faults=graph_faults or FaultPlan(),
@@ -321,73 +302,7 @@ def running_sandbox(
             login_url = stack.enter_context(serving_tls(login, keys=made.tls, folder=folder))
             credentials = made.credentials(tenant_id=graph_config.tenant_id, login_url=login_url,
                                            docusign_url=docusign_url)
-            tool_token = _tool_tokens(graph.state.tokens, docusign.state.tokens)
+            tool_token = tool_tokens(graph.state.tokens, docusign.state.tokens)
         yield Sandbox(erp_url=erp_url, graph_url=f"{graph_url}/v1.0", erp_token=erp_token,
                       graph_token=graph_token, drive_id=site.libraries[0].drive_id, site_url=site.web_url,
                       library=library, docusign_url=docusign_url, sign_in=credentials, tool_token=tool_token)
-
-
-def _tool_tokens(graph: TokenIssuer, docusign: TokenIssuer) -> Callable[[str], str]:
-    """Tokens for the sandbox's own tools, issued straight by the simulators' issuers (they stand for a
-    user's tools, not the hub, so they do not sign in through the hub's path)."""
-    issuers = {"graph": (graph, "https://graph.microsoft.com/.default"), "docusign": (docusign, "signature")}
-
-    def token(system: str) -> str:
-        issuer, scope = issuers[system]
-        return issuer.issue(TOOL_CLIENT, scope).token
-
-    return token
-
-
-@dataclass(frozen=True)
-class _SignInParts:
-    """The sign-in of one sandbox run: the tenant's and the integration key's registrations, the keys and the
-    files holding them."""
-
-    tls: KeyPair
-    tenant: EntraTenant
-    docusign: DocuSignJwt
-    folder: Path
-    graph_client_id: str
-    graph_secret_file: Path | None
-    graph_key_file: Path | None
-    graph_thumbprint: str | None
-    docusign_key_file: Path
-
-    @classmethod
-    def make(cls, sign_in: SignIn, folder: Path) -> _SignInParts:
-        tls = self_signed("login.sim.microsoftonline.example")
-        client_id, user_id, integration_key = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-        secret_file = key_file = None
-        thumbprint = None
-        if sign_in.graph_certificate:
-            certificate = self_signed("hub-graph-app")
-            app = EntraApp(client_id, certificate_public_key=certificate.public_key,
-                           certificate_thumbprint=certificate.thumbprint)
-            key_file = _private(folder / "graph-app-key.pem", certificate.private_key)
-            thumbprint = certificate.thumbprint
-        else:
-            secret = secrets.token_urlsafe(30)
-            app = EntraApp(client_id, secret=secret)
-            secret_file = _private(folder / "graph-client-secret", secret)
-        rsa = self_signed("hub-docusign-integration")
-        return cls(
-            tls=tls, tenant=EntraTenant(apps=(app,), token_lifetime_s=sign_in.token_lifetime_s),
-            docusign=DocuSignJwt(integration_key=integration_key, public_key=rsa.public_key, users=(user_id,),
-                                 consented=(user_id,), token_lifetime_s=sign_in.token_lifetime_s),
-            folder=folder, graph_client_id=client_id, graph_secret_file=secret_file, graph_key_file=key_file,
-            graph_thumbprint=thumbprint, docusign_key_file=_private(folder / "docusign-key.pem", rsa.private_key))
-
-    def credentials(self, *, tenant_id: str, login_url: str, docusign_url: str) -> SignInCredentials:
-        return SignInCredentials(
-            tenant_id=tenant_id, graph_client_id=self.graph_client_id, login_url=login_url,
-            login_ca_file=self.folder / "tls-cert.pem", graph_secret_file=self.graph_secret_file,
-            graph_key_file=self.graph_key_file, graph_thumbprint=self.graph_thumbprint,
-            docusign_integration_key=self.docusign.integration_key, docusign_user_id=self.docusign.users[0],
-            docusign_key_file=self.docusign_key_file, docusign_auth_url=docusign_url)
-
-
-def _private(path: Path, text: str) -> Path:
-    path.touch(mode=0o600)
-    path.write_text(text, encoding="utf-8")
-    return path

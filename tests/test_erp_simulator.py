@@ -32,7 +32,7 @@ from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig, create_ap
 from simulators.erp.webhooks import Outbox
 from simulators.kit.clock import ManualClock
 from simulators.kit.faults import FaultPlan
-from simulators.kit.outbox import DAY_S, HOUR_S
+from simulators.kit.outbox import DAY_S, HOUR_S, OutboundRequest
 from tests.support.ingress import load, serving, write_sources
 from tests.support.schedules import answering, gaps, run_schedule
 
@@ -412,6 +412,25 @@ def test_held_webhooks_queue_up_while_the_records_change_and_go_out_in_their_ord
         log = flush(url)
     assert [d["state"] for d in log] == ["delivered", "delivered"]
     assert [r["event"]["type"] for r in receiver.events] == ["erp.client.upserted.v1", "erp.project.created.v1"]
+
+
+def test_held_webhooks_are_exported_unsent_as_the_signed_requests_and_are_then_gone_from_the_queue() -> None:
+    receiver = Receiver(new_secret())
+    with sim_posting_to(receiver) as (url, api):
+        assert httpx.post(f"{url}/_sim/deliveries/hold", timeout=10).status_code == 204
+        seed_client(api)
+        assert api.post("/projects", json=project_body()).status_code == 201
+        exported = httpx.post(f"{url}/_sim/deliveries/export", timeout=10).json()["requests"]
+        assert httpx.post(f"{url}/_sim/deliveries/export", timeout=10).json() == {"requests": []}
+        assert httpx.post(f"{url}/_sim/deliveries/release", timeout=10).status_code == 204
+        log = flush(url)
+    assert receiver.events == [] and receiver.attempts == []  # taken out: the simulator sends nothing more
+    assert [(d["state"], d["attempts"]) for d in log] == [("exported", 0), ("exported", 0)]
+    requests = [OutboundRequest.from_json(r) for r in exported]
+    assert all(r.method == "POST" and r.url.endswith("/v1/events") for r in requests)
+    events = [Webhook(receiver.secret).verify(r.body, r.headers) for r in requests]  # signed as sent
+    assert [e["type"] for e in events] == ["erp.client.upserted.v1", "erp.project.created.v1"]
+    assert [r.headers["webhook-id"] for r in requests] == [e["id"] for e in events]
 
 
 def test_webhook_sending_does_not_block_the_api() -> None:

@@ -42,7 +42,7 @@ Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopbac
     GET /_sim/tokens                         the JWT grant's tokens issued per user, its refusals by error
     POST /_sim/tokens/revoke?user_id=U       U's tokens then answer 401
     GET|PUT /_sim/faults (see simulators.kit.faults)   POST /_sim/reset
-    GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10
+    GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10   POST /_sim/deliveries/hold|release|export
 
 When an envelope is sent, delivered or completed, a Connect ``envelope-sent``, ``envelope-delivered`` or
 ``envelope-completed`` message is POSTed to ``ConnectConfig.url`` (for the events ``ConnectConfig.events``

@@ -22,7 +22,7 @@ from typing import Any, Final
 import httpx
 
 from simulators.kit.clock import Clock
-from simulators.kit.outbox import DAY_S, DeliveryConfig, Outbox
+from simulators.kit.outbox import DAY_S, DeliveryConfig, OutboundRequest, Outbox
 
 #: The envelope events the simulator's Connect sends, each when the envelope reaches that status.
 ENVELOPE_EVENTS: Final = ("envelope-sent", "envelope-delivered", "envelope-completed")
@@ -93,12 +93,12 @@ class ConnectOutbox(Outbox):
         """Queue ``message`` for delivery; returns at once."""
         self._enqueue(message, {"envelope_id": message["data"]["envelopeId"], "event": message["event"]})
 
-    def _post(self, client: httpx.Client, message: dict[str, Any], attempt: int) -> httpx.Response:
+    def _request(self, message: dict[str, Any], attempt: int) -> OutboundRequest:
         # Like Connect, a retry says so in retryCount: the body (and its HMAC) change per attempt.
         body = json.dumps({**message, "retryCount": attempt - 1}, separators=(",", ":")).encode()
         headers = {"content-type": "application/json; charset=utf-8",
                    "x-docusign-signature-1": connect_signature(self.config.hmac_key, body)}
-        return client.post(self.config.url, content=body, headers=headers)
+        return OutboundRequest("POST", self.config.url, headers, body)
 
     def notify(self, envelope: dict[str, Any], *, event: str, generated_at: str) -> None:
         """Queue the ``event`` message for ``envelope`` when the configuration subscribes to ``event``."""

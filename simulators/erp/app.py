@@ -38,7 +38,7 @@ Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopbac
 
     GET|PUT /_sim/faults (see simulators.kit.faults)   POST /_sim/reset
     GET /_sim/state   (clients, projects, milestones, invoices, billing_codes, time_entries, readiness_checks)
-    GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10
+    GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10   POST /_sim/deliveries/hold|release|export
 
 Project creates and updates, client creates and updates, and invoice drafts
 (``erp.invoice.drafted.v1``, ``milestone`` being the milestone's name) are posted to the hub as signed

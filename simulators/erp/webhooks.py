@@ -23,7 +23,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from simulators.kit.clock import Clock
-from simulators.kit.outbox import DAY_S, HOUR_S, DeliveryConfig, retry_after_s
+from simulators.kit.outbox import DAY_S, HOUR_S, DeliveryConfig, OutboundRequest, retry_after_s
 from simulators.kit.outbox import Outbox as KitOutbox
 
 _EPOCH = date(1970, 1, 1)
@@ -184,7 +184,7 @@ class Outbox(KitOutbox):
         """Queue ``event`` for delivery; returns at once."""
         self._enqueue(event, {"event_id": event["id"], "type": event["type"], "subject": event.get("subject")})
 
-    def _post(self, client: httpx.Client, event: dict[str, Any], attempt: int) -> httpx.Response:
+    def _request(self, event: dict[str, Any], attempt: int) -> OutboundRequest:
         body = json.dumps(event, separators=(",", ":"))
         sent_at = datetime.now(UTC)
         headers = {
@@ -193,7 +193,7 @@ class Outbox(KitOutbox):
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": self._signer.sign(event["id"], sent_at, body),
         }
-        return client.post(self.config.url, content=body.encode(), headers=headers)
+        return OutboundRequest("POST", self.config.url, headers, body.encode())
 
     def _final(self, status: int) -> bool:
         return not _retryable(status)

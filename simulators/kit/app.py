@@ -12,8 +12,9 @@ What the factory adds, for every simulator alike:
 * ``POST /_sim/reset``: runs ``resets`` in order, forgets the outbox's queue and log, and puts back the
   fault plan the injector had when the app was built; answers ``{"reset": true}``;
 * ``GET /_sim/deliveries`` and ``POST /_sim/deliveries/flush?timeout_s=10``, the outbox's log (empty
-  without an outbox; ``deliveries=False`` leaves them out); an outbox's delivery thread runs while the app
-  serves;
+  without an outbox; ``deliveries=False`` leaves them out), ``POST /_sim/deliveries/hold``, ``/release`` and
+  ``/export`` (the held deliveries as the signed requests they would be, taken out unsent); an outbox's
+  delivery thread runs while the app serves;
 * :class:`~simulators.kit.errors.SimError`, malformed requests and (when the dialect says how) Starlette's own
   errors answered in the vendor's shape.
 

@@ -1,7 +1,8 @@
 """What every simulator's outbound webhooks share: an outbox that retries each item on its own schedule
 until it is acknowledged or its vendor gives up, a delivery log, ``flush`` for tests, ``hold`` and ``release``
 (the vendor's deliveries held back, as behind its own queue's delay, to deliver them late and out of order), and
-the ``/_sim/deliveries`` routes.
+``export`` (the held items taken out as the exact requests the vendor would send, for a test to deliver
+itself: late, twice, out of order), and the ``/_sim/deliveries`` routes.
 
 Vendors retry for hours or days, each item on its own: one refused item does not hold up the others.
 So an item's first attempt is made in the order items were queued, and a failed one waits for its next
@@ -12,13 +13,14 @@ is due by the outbox's :class:`~simulators.kit.clock.Clock`; a test gives a
 :class:`~simulators.kit.clock.ManualClock` and moves it to :meth:`Outbox.next_due` to run a schedule of
 days in no time.
 
-A subclass says how one attempt is posted (:meth:`Outbox._post`) and, when its vendor does, which answers
-end the attempts at once and how long an answer asks it to wait; a vendor whose retries are not a plain
-backoff overrides :meth:`DeliveryConfig.wait_s`.
+A subclass says what one attempt sends (:meth:`Outbox._request`: method, URL, headers with the vendor's
+signature, body) and, when its vendor does, which answers end the attempts at once and how long an answer
+asks it to wait; a vendor whose retries are not a plain backoff overrides :meth:`DeliveryConfig.wait_s`.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import heapq
 import itertools
@@ -66,6 +68,28 @@ def retry_after_s(response: httpx.Response) -> float | None:
         return max(0.0, (email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """One attempt of an item as the vendor sends it: the method, the URL, the headers the vendor sets (its
+    signature among them) and the body, byte for byte."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as JSON (the body in base64, since signatures cover its exact bytes)."""
+        return {"method": self.method, "url": self.url, "headers": dict(self.headers),
+                "body": base64.b64encode(self.body).decode()}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> OutboundRequest:
+        """The request :meth:`to_json` wrote."""
+        return cls(method=str(value["method"]), url=str(value["url"]), headers=dict(value["headers"]),
+                   body=base64.b64decode(value["body"]))
 
 
 @dataclass(order=True)
@@ -166,6 +190,19 @@ class Outbox:
             self._held = False
             self._cond.notify_all()
 
+    def export(self) -> list[OutboundRequest]:
+        """Take every waiting item out of the queue, unsent, as the request its next attempt would be, in the
+        order the attempts are due (first attempts in the order queued); the log says ``exported``. Hold first,
+        so that none goes out meanwhile (an attempt under way completes and is not exported)."""
+        with self._cond:
+            jobs = sorted(self._due)
+            self._due.clear()
+            for job in jobs:
+                job.entry["state"] = "exported"
+            self._trim()
+            self._cond.notify_all()
+        return [self._request(job.item, job.attempt) for job in jobs]
+
     def reset(self) -> None:
         """Drop waiting items and forget the log (an attempt under way still completes)."""
         with self._cond:
@@ -177,9 +214,14 @@ class Outbox:
     def _idle(self) -> bool:
         return not self._in_flight and (self._held or not self._due or self._due[0].due > self._clock.now())
 
-    def _post(self, client: httpx.Client, item: dict[str, Any], attempt: int) -> httpx.Response:
-        """Post attempt number ``attempt`` (from 1) of ``item``."""
+    def _request(self, item: dict[str, Any], attempt: int) -> OutboundRequest:
+        """What attempt number ``attempt`` (from 1) of ``item`` sends, signed now."""
         raise NotImplementedError
+
+    def _post(self, client: httpx.Client, item: dict[str, Any], attempt: int) -> httpx.Response:
+        """Send attempt number ``attempt`` of ``item``."""
+        request = self._request(item, attempt)
+        return client.request(request.method, request.url, headers=request.headers, content=request.body)
 
     def _final(self, status: int) -> bool:
         """Whether a non-2xx ``status`` ends the attempts at once; by default every one is retried."""
@@ -254,8 +296,8 @@ class Outbox:
 
 
 def delivery_routes(outbox: Outbox | None) -> APIRouter:
-    """``GET /deliveries``, ``POST /deliveries/flush``, ``/deliveries/hold`` and ``/deliveries/release`` (mount
-    under ``/_sim``)."""
+    """``GET /deliveries``, ``POST /deliveries/flush``, ``/deliveries/hold``, ``/deliveries/release`` and
+    ``/deliveries/export`` (``{"requests": [...]}``, see :meth:`Outbox.export`; mount under ``/_sim``)."""
     routes = APIRouter()
 
     @routes.get("/deliveries")
@@ -276,5 +318,9 @@ def delivery_routes(outbox: Outbox | None) -> APIRouter:
     def release() -> None:
         if outbox:
             outbox.release()
+
+    @routes.post("/deliveries/export")
+    def export() -> dict[str, Any]:
+        return {"requests": [request.to_json() for request in outbox.export()] if outbox else []}
 
     return routes

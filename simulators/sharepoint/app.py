@@ -48,7 +48,8 @@ endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/req
 ``GET /_sim/tokens`` (tokens issued per client, refused sign-ins), ``POST /_sim/tokens/revoke?client_id=``
 (its tokens then answer 401), ``POST /_sim/reset``, and the change
 notifications' log: ``GET /_sim/deliveries``,
-``POST /_sim/deliveries/flush?timeout_s=10`` (Graph's retry schedule: :mod:`simulators.sharepoint.notify`).
+``POST /_sim/deliveries/flush?timeout_s=10`` (Graph's retry schedule: :mod:`simulators.sharepoint.notify`),
+``POST /_sim/deliveries/hold``, ``/release`` and ``/export`` (:mod:`simulators.kit.outbox`).
 """
 
 from __future__ import annotations

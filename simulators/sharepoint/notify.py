@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from simulators.kit.clock import Clock
-from simulators.kit.outbox import HOUR_S, DeliveryConfig, Outbox
+from simulators.kit.outbox import HOUR_S, DeliveryConfig, OutboundRequest, Outbox
 
 
 def _trust(ca_file: str | None) -> ssl.SSLContext | bool:
@@ -77,5 +77,6 @@ class Notifier(Outbox):
                 "pending": states.count("pending"), "attempted": sum(entry["attempts"] for entry in log),
                 "log": log}
 
-    def _post(self, client: httpx.Client, item: dict[str, Any], attempt: int) -> httpx.Response:
-        return client.post(item["url"], json=item["body"])
+    def _request(self, item: dict[str, Any], attempt: int) -> OutboundRequest:
+        sent = httpx.Request("POST", item["url"], json=item["body"])  # Graph's JSON, as httpx writes it
+        return OutboundRequest("POST", item["url"], {"content-type": sent.headers["content-type"]}, sent.content)
