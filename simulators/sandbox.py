@@ -132,6 +132,17 @@ class Sandbox:
         token = self.tool_token("graph") if self.tool_token else self.graph_token
         return httpx.Client(base_url=self.graph_url, timeout=10, headers={"authorization": f"Bearer {token}"})
 
+    def make_folders(self, path: str) -> None:
+        """Create the folder ``path`` of the drive and any missing parent, as a user would (existing ones stay)."""
+        with self.graph() as graph:
+            parent = ""
+            for name in path.split("/"):
+                where = f"/drives/{self.drive_id}/root:/{parent}:/children" if parent else \
+                    f"/drives/{self.drive_id}/root/children"
+                graph.post(where, json={"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "replace"}
+                           ).raise_for_status()
+                parent = f"{parent}/{name}" if parent else name
+
     def put_document(self, folder: str, name: str, *, fields: dict[str, Any], label: str | None = None,
                      content: bytes = b"") -> str:
         """Upload a file into ``folder`` of the drive with list-item ``fields``; returns its item id."""

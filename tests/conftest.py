@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,24 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub_test"
 
 
+#: Permutations tried per scenario by tests/test_convergence.py in this session, for the summary.
+CONVERGENCE_TRIED = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--convergence-examples", type=int, default=2, metavar="N",
+                     help="delivery orders tried per scenario by tests/test_convergence.py (default 2, a fixed "
+                          "sequence; more are drawn at random, as `make converge` does)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    tried = config.stash.get(CONVERGENCE_TRIED, {})
+    if tried:
+        each = ", ".join(f"{name} {count}" for name, count in sorted(tried.items()))
+        terminalreporter.write_line(f"convergence: {sum(tried.values())} delivery orders tried besides the "
+                                    f"in-order runs ({each})")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def test_database() -> None:
     """The tests' PostgreSQL database exists (created on first use)."""
@@ -45,19 +64,29 @@ def drop_test_schema(prefix: str) -> None:
         engine.dispose()
 
 
+@contextmanager
+def own_prefix() -> Iterator[str]:
+    """A queue, Redis key and database schema prefix of its own while the block runs; its queues, keys and
+    tables are removed afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        delete_queues(name)
+        client = redis.Redis()
+        keys = list(client.scan_iter(f"{name}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        drop_test_schema(name)
+
+
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A queue, Redis key and database schema prefix of this test alone; its queues, keys and tables are
     removed afterwards."""
-    name = f"t{uuid.uuid4().hex[:10]}"
-    yield name
-    delete_queues(name)
-    client = redis.Redis()
-    keys = list(client.scan_iter(f"{name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-    drop_test_schema(name)
+    with own_prefix() as name:
+        yield name
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -37,6 +37,8 @@ class Scenario:
     credentials: DemoCredentials
     #: The ingress's Graph webhook over https (the TLS terminator in front of the ingress), as Graph requires.
     graph_webhook_url: str = ""
+    #: The authority (a PEM file) the TLS terminator's certificate chains to.
+    tls_ca: str = ""
 
     def readiness(self, number: str) -> httpx.Response:
         """The hard-stop check, asked as the ERP asks it."""
@@ -148,7 +150,7 @@ def running_scenario(
             stack.callback(graph.close)
             ensure_subscription(graph, webhook, credentials.graph_client_state)
         yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials,
-                       graph_webhook_url=webhook)
+                       graph_webhook_url=webhook, tls_ca=tls.ca)
 
 
 def _labels(settings: Settings) -> list[str]:
