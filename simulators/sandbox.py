@@ -192,6 +192,12 @@ class Sandbox:
         state: dict[str, Any] = httpx.get(f"{self.erp_url}/_sim/state", timeout=10).json()
         return state
 
+    def erp_writes(self) -> dict[str, dict[str, int]]:
+        """The ERP simulator's write requests carried out per record (``writes``) and those that changed it
+        (``changes``)."""
+        counts: dict[str, dict[str, int]] = httpx.get(f"{self.erp_url}/_sim/writes", timeout=10).json()
+        return counts
+
     def graph_state(self) -> dict[str, Any]:
         """The SharePoint simulator's drives, items, permissions, labels and fields."""
         state: dict[str, Any] = httpx.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/state", timeout=10).json()

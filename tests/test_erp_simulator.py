@@ -175,6 +175,27 @@ def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(ap
     assert len(api.get("/projects").json()["items"]) == 1
 
 
+def test_the_writes_carried_out_are_counted_per_record_apart_from_those_that_changed_it_and_replays_are_not(
+        sim: tuple[str, FastAPI], api: httpx.Client) -> None:
+    key = {"idempotency-key": "activate-1"}
+    api.post("/projects", json=project_body())
+    for _ in range(2):  # the second is a replay
+        api.patch("/projects/ENG-ACME-0001", json={"status": "active"}, headers=key)
+    api.patch("/projects/ENG-ACME-0001", json={"status": "active"})  # carried out, changes nothing
+    milestone = api.post("/projects/ENG-ACME-0001/milestones", json={
+        "name": "M1", "amount": {"amount_minor": 100, "currency": "EUR"}}).json()
+    api.patch(f"/projects/ENG-ACME-0001/milestones/{milestone['id']}", json={"name": "M1"})
+    for _ in range(2):
+        api.post("/projects/ENG-ACME-0001/billing-codes", json={"code": "ENG-ACME-0001-FEES", "active": True})
+    counts = httpx.get(f"{sim[0]}/_sim/writes", timeout=10).json()
+    records = ["client C-ACME", "project ENG-ACME-0001", f"milestone ENG-ACME-0001/{milestone['id']}",
+               "billing_code ENG-ACME-0001/ENG-ACME-0001-FEES"]
+    assert [counts["writes"][r] for r in records] == [1, 3, 2, 2]
+    assert [counts["changes"][r] for r in records] == [1, 2, 1, 1]
+    assert httpx.post(f"{sim[0]}/_sim/reset", timeout=10).json() == {"reset": True}
+    assert httpx.get(f"{sim[0]}/_sim/writes", timeout=10).json() == {"writes": {}, "changes": {}}
+
+
 def test_if_match_refuses_a_stale_version_with_412(api: httpx.Client) -> None:
     api.post("/projects", json=project_body())
     ok = api.patch("/projects/ENG-ACME-0001", json={"status": "active"}, headers={"if-match": '"1"'})

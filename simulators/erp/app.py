@@ -38,6 +38,7 @@ Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopbac
 
     GET|PUT /_sim/faults (see simulators.kit.faults)   POST /_sim/reset
     GET /_sim/state   (clients, projects, milestones, invoices, billing_codes, time_entries, readiness_checks)
+    GET /_sim/writes  (write requests carried out per record, and those that changed it; replays are neither)
     GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10   POST /_sim/deliveries/hold|release|export
 
 Project creates and updates, client creates and updates, and invoice drafts
@@ -264,12 +265,16 @@ def _api(config: ErpSimConfig, state: ErpState, outbox: Outbox | None) -> APIRou
 
 
 def _admin(state: ErpState) -> APIRouter:
-    """The ERP's own ``/_sim`` route: ``GET /state``, every record and the readiness-gate calls."""
+    """The ERP's own ``/_sim`` routes: ``GET /state``, every record and the readiness-gate calls; ``GET /writes``."""
     admin = APIRouter()
 
     @admin.get("/state")
     async def dump_state() -> dict[str, Any]:
         return state.dump()
+
+    @admin.get("/writes")
+    async def write_counts() -> dict[str, Any]:
+        return state.write_counts()
 
     return admin
 

@@ -1,5 +1,6 @@
 """The ERP simulator's records and rules: clients, projects, milestones, invoices, billing codes,
-time entries, and the log of readiness-gate calls made before finalising invoices.
+time entries, the log of readiness-gate calls made before finalising invoices, and the count of writes per
+record.
 
 Records are kept as JSON-ready dicts (snake_case, ISO dates, ``updated_at`` in UTC with
 milliseconds, strictly increasing). Failures are :class:`~simulators.kit.errors.SimError` with the HTTP
@@ -13,6 +14,7 @@ import binascii
 import copy
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,6 +79,11 @@ class ErpState:
             self.time_entries: dict[str, list[dict[str, Any]]] = {}
             #: Every call to the readiness gate: ``{"number", "outcome", "http_status", "error", "checked_at"}``.
             self.readiness_checks: list[dict[str, Any]] = []
+            #: Write requests carried out per record (``project ENG-1``, ``milestone ENG-1/MS-000001``, ...), and
+            #: those that changed it: what the ERP's audit trail would show (an ``Idempotency-Key`` replay is
+            #: neither).
+            self.writes: Counter[str] = Counter()
+            self.changes: Counter[str] = Counter()
             self._last: datetime | None = None
             self._serial = 0
         self.idempotency.reset()  # not under the records' lock: a write takes the keys' lock first
@@ -92,6 +99,16 @@ class ErpState:
     def _next_id(self, prefix: str) -> str:
         self._serial += 1
         return f"{prefix}-{self._serial:06d}"
+
+    def _wrote(self, record: str, *, changed: bool = True) -> None:
+        """Count a write request carried out on ``record`` (the caller holds the lock)."""
+        self.writes[record] += 1
+        self.changes[record] += changed
+
+    def write_counts(self) -> dict[str, dict[str, int]]:
+        """Write requests carried out per record (``writes``) and those that changed it (``changes``)."""
+        with self.lock:
+            return {"writes": dict(sorted(self.writes.items())), "changes": dict(sorted(self.changes.items()))}
 
     def dump(self) -> dict[str, Any]:
         """Everything, for ``GET /_sim/state``."""
@@ -119,6 +136,7 @@ class ErpState:
             record = {"id": client_id, **body.model_dump(mode="json", exclude={"id"}), "version": 1,
                       "updated_at": self._now()}
             self.clients[client_id] = record
+            self._wrote(f"client {client_id}")
             return dict(record)
 
     def patch_client(self, client_id: str, patch: ClientPatch) -> tuple[dict[str, Any], bool]:
@@ -130,6 +148,7 @@ class ErpState:
             changes = {k: v for k, v in patch.model_dump(mode="json", exclude_unset=True).items() if record.get(k) != v}
             if changes:
                 record.update(changes, version=record["version"] + 1, updated_at=self._now())
+            self._wrote(f"client {client_id}", changed=bool(changes))
             return dict(record), bool(changes)
 
     # -- projects -----------------------------------------------------------------------------------
@@ -153,6 +172,7 @@ class ErpState:
             record.update(version=1, updated_at=self._now())
             self.projects[body.code] = record
             self.milestones[body.code], self.billing_codes[body.code], self.time_entries[body.code] = [], {}, []
+            self._wrote(f"project {body.code}")
             return copy.deepcopy(record)
 
     def patch_project(self, code: str, patch: ProjectPatch, *, if_match: int | None
@@ -173,6 +193,7 @@ class ErpState:
             changes = {k: v for k, v in wanted.items() if record.get(k) != v}
             if changes:
                 record.update(copy.deepcopy(changes), version=record["version"] + 1, updated_at=self._now())
+            self._wrote(f"project {code}", changed=bool(changes))
             return copy.deepcopy(record), bool(changes)
 
     def list_projects(self, *, status: str | None, updated_since: str | None, limit: int, cursor: str | None
@@ -204,6 +225,7 @@ class ErpState:
             record = {"id": self._next_id("MS"), "project_code": code, **body.model_dump(mode="json"),
                       "updated_at": self._now()}
             self.milestones[code].append(record)
+            self._wrote(f"milestone {code}/{record['id']}")
             return dict(record)
 
     def patch_milestone(self, code: str, milestone_id: str, patch: MilestonePatch) -> dict[str, Any]:
@@ -212,7 +234,10 @@ class ErpState:
             self.project(code)
             for record in self.milestones[code]:
                 if record["id"] == milestone_id:
-                    record.update(patch.model_dump(mode="json", exclude_unset=True), updated_at=self._now())
+                    wanted = patch.model_dump(mode="json", exclude_unset=True)
+                    self._wrote(f"milestone {code}/{milestone_id}",
+                                changed=any(record.get(k) != v for k, v in wanted.items()))
+                    record.update(wanted, updated_at=self._now())
                     return dict(record)
             raise SimError(404, "not_found", f"milestone {milestone_id!r} of {code!r} not found")
 
@@ -266,12 +291,14 @@ class ErpState:
             record["bills"] = [dict(t) for t in dict.fromkeys(
                 tuple(sorted(b.items())) for b in [*deliverables, *record["bills"]])]
             self.invoices[number] = record
+            self._wrote(f"invoice {number}")
             return copy.deepcopy(record)
 
     def finalize_invoice(self, number: str) -> dict[str, Any]:
         """Make a draft invoice final; finalising a final invoice changes nothing."""
         with self.lock:
             record = self._invoice(number)
+            self._wrote(f"invoice {number}", changed=record["status"] != "final")
             if record["status"] != "final":
                 record.update(status="final", updated_at=self._now())
             return dict(record)
@@ -296,6 +323,8 @@ class ErpState:
         with self.lock:
             self.project(code)
             existing = self.billing_codes[code].get(body.code)
+            self._wrote(f"billing_code {code}/{body.code}",
+                        changed=existing is None or existing["active"] != body.active)
             if existing is not None:
                 if existing["active"] != body.active:
                     existing.update(active=body.active, updated_at=self._now())
@@ -326,6 +355,7 @@ class ErpState:
             record = {"id": self._next_id("TE"), "project_code": code, **body.model_dump(mode="json"),
                       "created_at": self._now()}
             self.time_entries[code].append(record)
+            self._wrote(f"time_entry {code}/{record['id']}")
             return dict(record)
 
 
