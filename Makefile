@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_STAMP = .venv/.installed
 
-.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch profile chaos chaos-short schemas-check worker clean
+.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch profile chaos chaos-short converge schemas-check worker clean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -58,6 +58,10 @@ chaos: $(VENV_STAMP)
 # Its short version: every scenario of tests/test_chaos.py, the ones marked chaos too (a few minutes).
 chaos-short: $(VENV_STAMP)
 	.venv/bin/pytest -m "" tests/test_chaos.py
+
+# The convergence property at length: 50 delivery orders per scenario, drawn at random (tests/test_convergence.py).
+converge: $(VENV_STAMP)
+	.venv/bin/pytest tests/test_convergence.py --convergence-examples=50 --timeout=7200
 
 clean:
 	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -230,6 +230,7 @@ def final_state(scenario: Scenario, captured: Captured) -> dict[str, Any]:
     }
     counts = sandbox.graph_requests()
     effects = {kind: counts[kind] for kind in ("creates", "invites", "uploads", "deletes")}
+    effects.update({f"erp_{kind}": counts for kind, counts in sandbox.erp_writes().items()})
     records = {
         "projects": sorted((_without_moments(p) for p in erp["projects"]), key=lambda p: p["code"]),
         "clients": sorted((_without_moments(c) for c in erp["clients"]), key=lambda c: c["id"]),
