@@ -5,9 +5,9 @@ A run is one scenario on a fresh hub and fresh simulators. Every simulator holds
 the users' side of the scenario is done first (:mod:`tests.support.convergence_scenarios`): the ERP's records, the
 envelopes sent and signed in DocuSign, the files people put in SharePoint. Their webhooks, exported after each
 step (:meth:`simulators.sandbox.Sandbox.export_webhooks`), are the scenario's sequence: the exact signed requests
-the vendors would send. A :class:`Delivery` then posts them to the ingress,
-and keeps delivering what the hub's own writes make the vendors send (the ERP's update of a project the hub wrote
-to, Graph's notification of a file the hub filed), until the hub is quiet.
+the vendors would send. A :class:`Delivery` then posts them to the ingress, and keeps delivering what the hub's
+own writes make the vendors send (the ERP's update of a project the hub wrote to, Graph's notification of a file
+the hub filed), until the hub is quiet.
 
 Quiet is read from signals, never from a pause: every webhook the vendors hold is delivered, the hub's outbox is
 empty, and every event the ingress accepted has been through every actor it reaches, each message it led to
@@ -209,8 +209,9 @@ def _without_moments(record: dict[str, Any]) -> dict[str, Any]:
 def final_state(scenario: Scenario, captured: Captured) -> dict[str, Any]:
     """What the hub left in the systems (``state``), with run-made ids named alike across runs (``names``): the
     workspace tree, grants, labels and list-item fields per path; SharePoint's committed folder creates, invites
-    (grants), uploads and deletes per path; the ERP's records (a project's ``version`` counts its changes); the
-    gate's verdicts; dead letters, messages that ended failed or dead, and exceptions raised to owners."""
+    (grants), uploads and deletes per path; the ERP's records (a project's ``version`` counts its changes) and its
+    writes per record; the gate's verdicts; dead letters, messages that ended failed or dead, and exceptions
+    raised to owners."""
     sandbox = scenario.sandbox
     graph = sandbox.graph_state()["drives"][sandbox.drive_id]
     names = dict(captured.names)
