@@ -37,8 +37,11 @@ from tests.support.rabbit import queue_depth
 from tests.support.scenario import Scenario, running_scenario
 from tests.support.signals import all_hops, published, settled
 
-#: How long a run may take to go quiet before it is a failure (the hub's retries back off to 2 s here).
+#: How long a run may take to go quiet before it is a failure.
 QUIET_TIMEOUT_S = 90.0
+#: The longest retry delay and lock wait of a run's hub: its messages wait for each other (a workspace being
+#: provisioned, a project's lock), and a short cap keeps each run's tail short without changing what it does.
+RETRY_CAP_MS = 500
 #: Answers after which a vendor delivers the same request again (any other non-2xx is a failure).
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -87,6 +90,13 @@ class Delivery:
         self.statuses: Counter[int] = Counter()
         self.refused: list[tuple[int, str, str]] = []
         self.posts = 0
+        #: One client per thread, kept across batches (a vendor keeps its connections open).
+        self._clients = [httpx.Client(verify=self._trust, timeout=30, trust_env=False) for _ in range(threads)]
+
+    def close(self) -> None:
+        """Close the threads' connections."""
+        for client in self._clients:
+            client.close()
 
     def post(self, client: httpx.Client, system: str, request: OutboundRequest) -> None:
         """Post one webhook until it is answered 2xx or refused for good."""
@@ -117,15 +127,15 @@ class Delivery:
             work.put(item)
         errors: list[BaseException] = []
 
-        def run() -> None:
-            with httpx.Client(verify=self._trust, timeout=30, trust_env=False) as client:
-                while (item := work.get()) is not None:
-                    try:
-                        self.post(client, *item)
-                    except BaseException as error:  # reported by the caller
-                        errors.append(error)
+        def run(client: httpx.Client) -> None:
+            while (item := work.get()) is not None:
+                try:
+                    self.post(client, *item)
+                except BaseException as error:  # reported by the caller
+                    errors.append(error)
 
-        workers = [threading.Thread(target=run, name=f"vendor-post-{n}") for n in range(self.threads)]
+        workers = [threading.Thread(target=run, args=(client,), name=f"vendor-post-{n}")
+                   for n, client in enumerate(self._clients)]
         for worker in workers:
             work.put(None)
             worker.start()
@@ -297,19 +307,23 @@ def run(build: Build, plan: Plan | None = None) -> Outcome:
     """One run of a scenario on a fresh hub (its own prefix) and fresh simulators: the users' side with every
     webhook held, then the webhooks delivered in their order (``plan`` None: one at a time, the hub quiet after
     each step) or as ``plan`` says; then the hub left to go quiet."""
-    with own_prefix() as prefix, running_scenario(hub_settings(prefix), documents=True) as scenario, \
+    with own_prefix() as prefix, running_scenario(hub_settings(prefix, max_backoff_ms=RETRY_CAP_MS),
+                                                  documents=True) as scenario, \
             scenario.runtime.subscription(VERDICT) as receive:
         scenario.sandbox.hold_webhooks()
         captured = build(scenario)
         delivery = Delivery(scenario, threads=plan.threads if plan else 1)
-        if plan is None:
-            for step in captured.steps:
-                delivery.post_all(step)
-                delivery.settle()
-        else:
-            webhooks = captured.webhooks
-            delivery.post_all([webhooks[i] for i in plan.order])
-            delivery.settle(copies=plan.feedback)
+        try:
+            if plan is None:
+                for step in captured.steps:
+                    delivery.post_all(step)
+                    delivery.settle()
+            else:
+                webhooks = captured.webhooks
+                delivery.post_all([webhooks[i] for i in plan.order])
+                delivery.settle(copies=plan.feedback)
+        finally:
+            delivery.close()
         state = final_state(scenario, captured)
         verdicts = published_verdicts(scenario, receive, state["names"])
         return Outcome(state=state["state"], verdicts=verdicts, systems=[system for system, _ in captured.webhooks],

@@ -3,6 +3,7 @@ ingress -> RabbitMQ -> workers -> SharePoint simulator and ERP write-back."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,6 +20,7 @@ from connectors.sharepoint.client import GraphClient
 from hub.cli.compose import build_app, build_ingress
 from hub.cli.scenario import DemoCredentials, demo_sources, sandbox_connections
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
+from hub.policy import Policy
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
@@ -153,18 +155,21 @@ def running_scenario(
                        graph_webhook_url=webhook, tls_ca=tls.ca)
 
 
-def _labels(settings: Settings) -> list[str]:
-    """Every retention label the policy applies: the simulated tenant publishes them."""
+@functools.cache
+def _policy(path: Path | None) -> Policy:
+    """The policy file, read once per session (the scenarios start many sandboxes from it)."""
     from actors import load_policy
 
-    return sorted(load_policy(settings.policy_file).retention.all_labels())
+    return load_policy(path)
+
+
+def _labels(settings: Settings) -> list[str]:
+    """Every retention label the policy applies: the simulated tenant publishes them."""
+    return sorted(_policy(settings.policy_file).retention.all_labels())
 
 
 def _known_groups(settings: Settings) -> list[str]:
-    from actors import load_policy
-
-    policy = load_policy(settings.policy_file)
-    return list(policy.security_groups.known_groups or [])
+    return list(_policy(settings.policy_file).security_groups.known_groups or [])
 
 
 __all__ = ["Scenario", "acme_project", "running_scenario"]
