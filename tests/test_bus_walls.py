@@ -252,8 +252,9 @@ def test_a_matter_s_verdict_is_kept_and_a_wall_is_never_taken_down(matter_walls:
     assert matter_walls.walled("MAT-1") is None
     matter_walls.learn("MAT-1", False)
     assert matter_walls.walled("MAT-1") is False
-    matter_walls.learn("MAT-1", True)  # a conflict recorded later walls the matter
-    matter_walls.learn("MAT-1", False)  # an older event, or a later one without the conflict: the wall stays
+    assert matter_walls.learn("MAT-1", True) is True  # a conflict recorded later walls the matter
+    # An older event, or a later one without the conflict: the wall stays.
+    assert matter_walls.learn("MAT-1", False) is True
     assert matter_walls.walled("MAT-1") is True
     matter_walls.learn("ENG-2", True)
     assert matter_walls.walled("ENG-2") is True and matter_walls.walled("ENG-3") is None
@@ -264,3 +265,4 @@ def test_the_verdicts_outlive_the_process_that_learnt_them(database: Database) -
     the wall learnt before."""
     SqlMatterWalls(database).learn("MAT-1", True)
     assert SqlMatterWalls(database).walled("MAT-1") is True
+    assert SqlMatterWalls(database).learn("MAT-1", False) is True  # another process's wall stands too

@@ -61,11 +61,11 @@ class FanOut:
         if matter is None:
             return False
         said = verdict(event_type, data, self.wall.policy)
-        if said is not None:
-            self.wall.matters.learn(matter, said)
+        known = self.wall.matters.learn(matter, said) if said is not None else None
         if not self.wall.redactions.protects(event_type):
             return False
-        known = self.wall.matters.walled(matter)
+        if known is None:
+            known = self.wall.matters.walled(matter)
         if known is None:
             raise NotYet(f"whether matter {matter} is walled is not known yet (its project event has not come)",
                          prerequisite="matter_verdict")

@@ -65,31 +65,49 @@ class MatterWalls(Protocol):
         """True behind a wall, False in the open, None not known yet."""
         ...
 
-    def learn(self, matter: str, walled: bool) -> None:
-        """Record a verdict; a wall is never taken down."""
+    def learn(self, matter: str, walled: bool) -> bool:
+        """Record a verdict; the matter's verdict now (a wall is never taken down)."""
         ...
 
 
 class SqlMatterWalls:
-    """:class:`MatterWalls` in the hub's database (``matter_walls``)."""
+    """:class:`MatterWalls` in the hub's database (``matter_walls``). A wall is never taken down, so the walls
+    this process has seen are remembered and read again without a query (an open verdict can still change)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._seen_walled: set[str] = set()
 
     def walled(self, matter: str) -> bool | None:
         """See :meth:`MatterWalls.walled`."""
+        if matter in self._seen_walled:
+            return True
         with self._db.begin() as connection:
-            found = connection.execute(sa.select(matter_walls.c.walled).where(matter_walls.c.matter == matter)).scalar()
-        return None if found is None else bool(found)
+            found = _verdict(connection, matter)
+        return self._remember(matter, found)
 
-    def learn(self, matter: str, walled: bool) -> None:
+    def learn(self, matter: str, walled: bool) -> bool:
         """See :meth:`MatterWalls.learn`: a wall overwrites an open verdict, never the other way round."""
+        if matter in self._seen_walled:
+            return True  # already walled for good: nothing this verdict could change
         with self._db.begin() as connection:
             upsert(connection, matter_walls, {"matter": matter, "walled": walled, "learnt_at": datetime.now(UTC)},
                    keys=["matter"], update=lambda refused: {
                        "walled": sa.or_(matter_walls.c.walled, refused.walled),
                        "learnt_at": sa.case((sa.and_(refused.walled, sa.not_(matter_walls.c.walled)),
                                              refused.learnt_at), else_=matter_walls.c.learnt_at)})
+            found = _verdict(connection, matter)
+        return bool(self._remember(matter, found))
+
+    def _remember(self, matter: str, found: bool | None) -> bool | None:
+        if found:
+            self._seen_walled.add(matter)
+        return found
+
+
+def _verdict(connection: sa.Connection, matter: str) -> bool | None:
+    found = connection.execute(sa.select(matter_walls.c.walled).where(matter_walls.c.matter == matter)).scalar()
+    return None if found is None else bool(found)
 
 
 class MemoryMatterWalls:
@@ -102,6 +120,7 @@ class MemoryMatterWalls:
         """See :meth:`MatterWalls.walled`."""
         return self.verdicts.get(matter)
 
-    def learn(self, matter: str, walled: bool) -> None:
+    def learn(self, matter: str, walled: bool) -> bool:
         """See :meth:`MatterWalls.learn`."""
         self.verdicts[matter] = self.verdicts.get(matter, False) or walled
+        return self.verdicts[matter]
