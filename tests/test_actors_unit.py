@@ -26,7 +26,7 @@ from actors.invoice_readiness.facts import ProjectMeta
 from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryMasterDataStore, load_master_data_mapping
 from actors.provisioning import MemoryProvisioningStore, Provisioning
 from actors.provisioning.actor import execute
-from actors.provisioning.plan import GrantAccess, Project, plan_workspace
+from hub.workspace import GrantAccess, Project, plan_workspace
 from connectors.erp.client import ErpClient, Money
 from connectors.erp.client import Project as ErpProject
 from connectors.settings import ErpSettings, GraphSettings

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors import load_policy
-from actors.provisioning.plan import (
+from hub.workspace import (
     ApplyLabel,
     EnsureFolder,
     GrantAccess,

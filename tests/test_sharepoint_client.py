@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from actors.provisioning.actor import execute, read_state
-from actors.provisioning.plan import EnsureFolder, plan_workspace, reconcile
+from hub.workspace import EnsureFolder, plan_workspace, reconcile
 from connectors.http import CircuitBreaker, RetryPolicy
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound

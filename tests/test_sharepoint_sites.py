@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from actors import load_policy
 from actors.provisioning.actor import execute, read_state
-from actors.provisioning.plan import Project, governs, plan_workspace, reconcile, walls_for
+from hub.workspace import Project, governs, plan_workspace, reconcile, walls_for
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import GraphClient, GroupNotFound, LabelNotPublished
 from hub.errors import UpstreamRejected

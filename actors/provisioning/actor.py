@@ -4,9 +4,9 @@ document platform, exactly as the policy says, and the ERP learns where it is.
 Every run reconciles the workspace to the ERP's *current* record (read, not taken from the event),
 one project at a time (a Redis lease per project code), so event order, duplicates, replays and
 concurrent updates all end in the same workspace, and an ethical wall added by a later update
-revokes what an earlier version granted. The decision is the pure :mod:`actors.provisioning.plan`.
+revokes what an earlier version granted. The decision is the pure :mod:`hub.workspace`.
 
-Only the grants the policy governs are read and changed (:func:`~actors.provisioning.plan.governs`): a
+Only the grants the policy governs are read and changed (:func:`~hub.workspace.governs`): a
 new workspace inherits the site's owners, members and visitors, SharePoint turns them into direct grants
 at the first invite, and they (like any group someone added by hand) stay. The library's metadata columns
 are created before the first fields are written. Retention labels are checked against the ones the tenant
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from actors.provisioning.plan import (
+from hub.workspace import (
     ApplyLabel,
     EnsureFolder,
     GrantAccess,

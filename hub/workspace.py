@@ -1,9 +1,9 @@
-"""ERP-triggered provisioning, decided: the workspace a project must have, and the steps still missing.
+"""The workspace a project must have under the policy, and the steps still missing: pure functions, no I/O.
 
-Pure functions beside the provisioning actor, no I/O. The actor turns the ERP event into a
-:class:`Project`, asks :func:`plan_workspace` for the target, reads the workspace's current state
-through its connectors, and executes :func:`reconcile`'s steps in order. Re-running is harmless: a
-finished workspace reconciles to no steps at all.
+Two patterns read it: provisioning turns the ERP event into a :class:`Project`, asks :func:`plan_workspace`
+for the target, reads the workspace's current state through its connectors, and executes :func:`reconcile`'s
+steps in order (re-running is harmless: a finished workspace reconciles to no steps at all); reconciliation
+compares every workspace with its plan in bulk and asks provisioning to repair what differs.
 
 Ethical walls: a :class:`WorkspacePlan` can never grant a walled group (checked when it is built),
 and :func:`reconcile` puts every revocation before any other step, so a conflict added by a later
