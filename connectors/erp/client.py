@@ -201,17 +201,33 @@ class ErpClient:
         return _parse(Project, response.json(), "erp")
 
     def iter_projects(self, *, updated_since: datetime | None = None, status: str | None = None,
-                      page_size: int = 100) -> Iterator[Project]:
-        """Every project (changed at or after ``updated_since``), following ``next_cursor`` page by page."""
+                      order: Literal["updated_at", "code"] = "updated_at", page_size: int = 100) -> Iterator[Project]:
+        """Every project (changed at or after ``updated_since``), following ``next_cursor`` page by page.
+
+        ``order``: ``updated_at`` (then ``code``), the modified-since listing; ``code``, the projects by their
+        business key, as a reconciliation merges them. ``page_size``: at most 1,000 (the ERP's largest page).
+        """
         params: dict[str, Any] = {"limit": page_size}
         if updated_since is not None:
             params["updated_since"] = _timestamp(updated_since)
         if status is not None:
             params["status"] = status
+        if order != "updated_at":
+            params["order"] = order
+        for item in self._pages("/projects", params):
+            yield _parse(Project, item, "erp")
+
+    def iter_clients(self, *, page_size: int = 100) -> Iterator[Client]:
+        """Every client in ``id`` order, following ``next_cursor`` page by page (``page_size`` at most 1,000)."""
+        for item in self._pages("/clients", {"limit": page_size}):
+            yield _parse(Client, item, "erp")
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[Any]:
+        """The items of a keyset-paged list, page after page."""
+        params = dict(params)
         while True:
-            page = self._call("GET", "/projects", params=params).json()
-            for item in page.get("items", []):
-                yield _parse(Project, item, "erp")
+            page = self._call("GET", path, params=params).json()
+            yield from page.get("items", [])
             cursor = page.get("next_cursor")
             if not cursor:
                 return

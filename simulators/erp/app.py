@@ -6,13 +6,17 @@ any ASGI server in a thread, as :mod:`simulators.sandbox` does); standalone: ``r
 API (under ``/api/v1``, ``Authorization: Bearer <token>`` on every call, 401 JSON otherwise; errors
 are ``{"error": <code>, "message": ...}``)::
 
-    GET  /clients                        POST /clients              GET|PATCH /clients/{id}
-    GET  /projects?status=&updated_since=&limit=&cursor=   -> {"items": [...], "next_cursor": ...}
+    GET  /clients?limit=&cursor=         POST /clients              GET|PATCH /clients/{id}
+    GET  /projects?status=&updated_since=&limit=&cursor=&order=   -> {"items": [...], "next_cursor": ...}
     POST /projects                       GET|PATCH /projects/{code}   (ETag / If-Match: <version>)
     GET|POST /projects/{code}/milestones PATCH /projects/{code}/milestones/{id}
     GET|POST /projects/{code}/billing-codes   (POST is idempotent by code)
     GET|POST /projects/{code}/time-entries
     GET|POST /invoices?project_code=&status=   GET /invoices/{number}   POST /invoices/{number}/finalize
+
+Lists page by keyset (``limit`` at most 1,000; ``next_cursor`` is null on the last page): clients in ``id``
+order (100 a page by default); projects in (``updated_at``, ``code``) order, or with ``order=code`` in
+``code`` order (50 a page by default). A page costs what it returns: the orders are indexes kept on write.
 
 Time entries (``{"date", "hours", "billing_code", "person"}`` -> 201 with an ``id``) are refused with
 409 ``time_entry_disabled`` while the project's ``time_entry_enabled`` is false and 409
@@ -39,6 +43,7 @@ Admin endpoints under ``/_sim/`` need no token, so bind the simulator to loopbac
     GET|PUT /_sim/faults (see simulators.kit.faults)   POST /_sim/reset
     GET /_sim/state   (clients, projects, milestones, invoices, billing_codes, time_entries, readiness_checks)
     GET /_sim/writes  (write requests carried out per record, and those that changed it; replays are neither)
+    POST /_sim/seed   ({"clients": [...], "projects": [...]} stored at once, no webhooks: simulators.erp.seed)
     GET /_sim/deliveries   POST /_sim/deliveries/flush?timeout_s=10   POST /_sim/deliveries/hold|release|export
 
 Project creates and updates, client creates and updates, and invoice drafts
@@ -49,6 +54,7 @@ CloudEvents (see :mod:`simulators.erp.webhooks`).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,7 +62,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulators.erp.gate import ReadinessGate, ask
@@ -72,12 +78,16 @@ from simulators.erp.models import (
     ProjectStatus,
     TimeEntryIn,
 )
+from simulators.erp.seed import seed
 from simulators.erp.state import ErpState
 from simulators.erp.webhooks import Outbox, WebhookConfig, client_event, invoice_event, project_event
 from simulators.kit.app import ErrorDialect, bearer_guard, serve, simulator_app
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
 from simulators.kit.idempotency import Written
+
+#: The largest page of ``GET /projects`` and ``GET /clients``.
+MAX_PAGE = 1000
 
 __all__ = ["ErpSimConfig", "ReadinessGate", "WebhookConfig", "create_app", "run"]
 
@@ -120,6 +130,11 @@ def _unauthorised() -> SimError:
     return SimError(401, "unauthorized", "a valid bearer token is required")
 
 
+def _json(body: dict[str, Any]) -> Response:
+    """A JSON answer serialised at once (a page of 1,000 records skips the response model's encoder)."""
+    return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
+
+
 def _etag(record: dict[str, Any]) -> dict[str, str]:
     return {"etag": f'"{record["version"]}"'}
 
@@ -145,9 +160,10 @@ def _api(config: ErpSimConfig, state: ErpState, outbox: Outbox | None) -> APIRou
             outbox.enqueue(event)
 
     @api.get("/clients")
-    async def list_clients() -> dict[str, Any]:
-        with state.lock:
-            return {"items": [dict(c) for c in state.clients.values()], "next_cursor": None}
+    async def list_clients(limit: int = Query(100, ge=1, le=MAX_PAGE), cursor: str | None = None,
+                           order: Literal["id"] = "id") -> Response:
+        items, next_cursor = state.list_clients(limit=limit, cursor=cursor)
+        return _json({"items": items, "next_cursor": next_cursor})
 
     @api.post("/clients", status_code=201)
     @keys.replayable
@@ -170,10 +186,11 @@ def _api(config: ErpSimConfig, state: ErpState, outbox: Outbox | None) -> APIRou
 
     @api.get("/projects")
     async def list_projects(status: ProjectStatus | None = None, updated_since: str | None = None,
-                            limit: int = Query(50, ge=1, le=200), cursor: str | None = None) -> dict[str, Any]:
+                            limit: int = Query(50, ge=1, le=MAX_PAGE), cursor: str | None = None,
+                            order: Literal["updated_at", "code"] = "updated_at") -> Response:
         items, next_cursor = state.list_projects(status=status, updated_since=updated_since, limit=limit,
-                                                 cursor=cursor)
-        return {"items": items, "next_cursor": next_cursor}
+                                                 cursor=cursor, order=order)
+        return _json({"items": items, "next_cursor": next_cursor})
 
     @api.post("/projects", status_code=201)
     @keys.replayable
@@ -275,6 +292,10 @@ def _admin(state: ErpState) -> APIRouter:
     @admin.get("/writes")
     async def write_counts() -> dict[str, Any]:
         return state.write_counts()
+
+    @admin.post("/seed")
+    async def seed_records(request: Request) -> dict[str, Any]:
+        return {"seeded": seed(state, await request.body())}
 
     return admin
 

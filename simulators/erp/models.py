@@ -27,9 +27,9 @@ class _In(BaseModel):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
-        refused = sorted(k for k in self.model_fields_set if getattr(self, k) is None and k not in self.nullable)
+        refused = [k for k in self.model_fields_set if getattr(self, k) is None and k not in self.nullable]
         if refused:
-            raise ValueError(f"may not be null: {', '.join(refused)}")
+            raise ValueError(f"may not be null: {', '.join(sorted(refused))}")
         return self
 
 

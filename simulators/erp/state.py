@@ -9,13 +9,10 @@ status and error code the API answers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
-import json
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +27,7 @@ from simulators.erp.models import (
     ProjectPatch,
     TimeEntryIn,
 )
+from simulators.erp.paging import SortedKeys, decode_key_cursor, decode_update_cursor, encode_cursor
 from simulators.erp.webhooks import epoch_ms, parse_timestamp
 from simulators.kit.errors import SimError
 from simulators.kit.idempotency import IdempotencyKeys
@@ -43,19 +41,16 @@ def _key_reused() -> SimError:
     return SimError(422, "idempotency_key_reused", "this Idempotency-Key was used for another request")
 
 
-def encode_cursor(project: dict[str, Any]) -> str:
-    """An opaque cursor pointing after ``project`` in (``updated_at``, ``code``) order."""
-    raw = json.dumps([epoch_ms(project["updated_at"]), project["code"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The position a cursor points after; ``SimError`` 422 when it is not one of ours."""
-    try:
-        millis, code = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return int(millis), str(code)
-    except (ValueError, TypeError, binascii.Error):
-        raise SimError(422, "invalid_cursor", "cursor is not valid") from None
+def _detached(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a record safe to hand out: its own dict and containers (nested values are replaced on write,
+    never changed in place)."""
+    copied = dict(record)
+    for name, value in copied.items():
+        if isinstance(value, dict):
+            copied[name] = dict(value)
+        elif isinstance(value, list):
+            copied[name] = list(value)
+    return copied
 
 
 class ErpState:
@@ -86,6 +81,10 @@ class ErpState:
             self.changes: Counter[str] = Counter()
             self._last: datetime | None = None
             self._serial = 0
+            #: Keys kept in order on every write, so a page costs what it returns (:mod:`simulators.erp.paging`).
+            self.client_ids: SortedKeys[str] = SortedKeys()
+            self.codes: SortedKeys[str] = SortedKeys()
+            self.by_update: SortedKeys[tuple[int, str]] = SortedKeys()
         self.idempotency.reset()  # not under the records' lock: a write takes the keys' lock first
 
     def _now(self) -> str:
@@ -136,6 +135,7 @@ class ErpState:
             record = {"id": client_id, **body.model_dump(mode="json", exclude={"id"}), "version": 1,
                       "updated_at": self._now()}
             self.clients[client_id] = record
+            self.client_ids.add(client_id)
             self._wrote(f"client {client_id}")
             return dict(record)
 
@@ -171,6 +171,8 @@ class ErpState:
             record["custom_fields"] = {"workspace_url": None, **record["custom_fields"]}
             record.update(version=1, updated_at=self._now())
             self.projects[body.code] = record
+            self.codes.add(body.code)
+            self.by_update.add((epoch_ms(record["updated_at"]), body.code))
             self.milestones[body.code], self.billing_codes[body.code], self.time_entries[body.code] = [], {}, []
             self._wrote(f"project {body.code}")
             return copy.deepcopy(record)
@@ -192,23 +194,79 @@ class ErpState:
                 wanted["custom_fields"] = {**record["custom_fields"], **(wanted["custom_fields"] or {})}
             changes = {k: v for k, v in wanted.items() if record.get(k) != v}
             if changes:
+                self.by_update.discard((epoch_ms(record["updated_at"]), code))
                 record.update(copy.deepcopy(changes), version=record["version"] + 1, updated_at=self._now())
+                self.by_update.add((epoch_ms(record["updated_at"]), code))
             self._wrote(f"project {code}", changed=bool(changes))
             return copy.deepcopy(record), bool(changes)
 
-    def list_projects(self, *, status: str | None, updated_since: str | None, limit: int, cursor: str | None
-                      ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page in (``updated_at``, ``code``) order, ``updated_at >= updated_since``; and the next cursor."""
-        since = None if updated_since is None else epoch_ms(_checked_timestamp(updated_since))
-        after = None if cursor is None else decode_cursor(cursor)
+    def list_clients(self, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of clients in ``id`` order, and the next cursor."""
+        after = None if cursor is None else decode_key_cursor(cursor, "id")
         with self.lock:
-            ordered = sorted(self.projects.values(), key=lambda p: (epoch_ms(p["updated_at"]), p["code"]))
-            chosen = [p for p in ordered
-                      if (status is None or p["status"] == status)
-                      and (since is None or epoch_ms(p["updated_at"]) >= since)
-                      and (after is None or (epoch_ms(p["updated_at"]), p["code"]) > after)]
-            page = copy.deepcopy(chosen[:limit])
-        return page, encode_cursor(page[-1]) if len(chosen) > limit else None
+            page: list[dict[str, Any]] = []
+            for client_id in self.client_ids.scan(after=after):
+                if len(page) == limit:
+                    return page, encode_cursor(["id", page[-1]["id"]])
+                page.append(dict(self.clients[client_id]))
+            return page, None
+
+    def list_projects(self, *, status: str | None, updated_since: str | None, limit: int, cursor: str | None,
+                      order: str = "updated_at") -> tuple[list[dict[str, Any]], str | None]:
+        """One page in (``updated_at``, ``code``) order (``order="code"``: in ``code`` order), ``updated_at >=
+        updated_since``; and the next cursor. Each page starts at its cursor in an index kept on write."""
+        since = None if updated_since is None else epoch_ms(_checked_timestamp(updated_since))
+        with self.lock:
+            if order == "code":
+                after_code = None if cursor is None else decode_key_cursor(cursor, "code")
+                codes: Iterator[str] = self.codes.scan(after=after_code)
+            else:
+                after = None if cursor is None else decode_update_cursor(cursor)
+                start = None if since is None else (since, "")
+                codes = (code for _, code in self.by_update.scan(after=after, start=start))
+            page: list[dict[str, Any]] = []
+            for code in codes:
+                project = self.projects[code]
+                if (status is not None and project["status"] != status) or (
+                        since is not None and order == "code" and epoch_ms(project["updated_at"]) < since):
+                    continue
+                if len(page) == limit:
+                    last = page[-1]
+                    position = (["code", last["code"]] if order == "code"
+                                else [epoch_ms(last["updated_at"]), last["code"]])
+                    return page, encode_cursor(position)
+                page.append(_detached(project))
+            return page, None
+
+    def insert_bulk(self, clients: list[dict[str, Any]], projects: list[dict[str, Any]]) -> None:
+        """Store checked records at once (:mod:`simulators.erp.seed`): no write is counted, no event sent.
+
+        Records without ``updated_at`` get the clock's time, a millisecond apart (strictly increasing as ever);
+        later writes are stamped after the newest seeded record."""
+        with self.lock:
+            start = parse_timestamp(self._now())
+            stamped = 0
+            millis: dict[str, int] = {}
+            for record in (*clients, *projects):
+                if record.get("updated_at") is None:
+                    moment = start + timedelta(milliseconds=stamped)
+                    stamped += 1
+                    record["updated_at"] = _iso(moment)
+                else:
+                    moment = parse_timestamp(record["updated_at"]).astimezone(UTC)
+                if "code" in record:
+                    millis[record["code"]] = int(moment.timestamp() * 1000)
+                if self._last is None or moment > self._last:
+                    self._last = moment
+            for client in clients:
+                self.clients[client["id"]] = client
+            self.client_ids.add_many(c["id"] for c in clients)
+            for project in projects:
+                code = project["code"]
+                self.projects[code] = project
+                self.milestones[code], self.billing_codes[code], self.time_entries[code] = [], {}, []
+            self.codes.add_many(millis)
+            self.by_update.add_many((stamp, code) for code, stamp in millis.items())
 
     # -- milestones, invoices, billing codes --------------------------------------------------------
 
