@@ -20,11 +20,12 @@ from connectors.box.errors import (
     RetentionConflict,
     RetentionPolicyNotFound,
 )
-from connectors.box.inbound import verify
+from connectors.box.inbound import to_event, verify
 from connectors.http import RetryPolicy
 from connectors.platform import ChangePage, DocumentPlatform
 from connectors.settings import BoxSettings
 from hub.errors import AuthenticationFailed, SignInRefused, UpstreamRejected, UpstreamUnavailable
+from hub.registry import SchemaRegistry
 from tests.support.box import PART_SIZE, BoxSim, running_box
 
 
@@ -205,6 +206,16 @@ def test_a_large_file_goes_up_in_parts_and_comes_down_whole(sim: BoxSim, box: Bo
     assert sim.state()["upload_sessions"] == 0 and len(content) > 5 * PART_SIZE
 
 
+def test_a_download_answered_202_is_asked_again_after_its_retry_after(sleeps: Sleeps) -> None:
+    with running_box(downloads_not_ready=2) as sim:
+        box = BoxClient.from_settings(settings_for(sim), sleep=sleeps)
+        folder = box.ensure_folder("ACME")
+        stored = box.upload(folder.id, "fresh.txt", b"just uploaded")
+        assert box.download(stored.id) == b"just uploaded"
+        box.close()
+    assert sleeps.calls == [1.0, 1.0]
+
+
 def test_a_throttled_call_waits_the_retry_after_box_asks_for(sim: BoxSim, box: BoxClient, sleeps: Sleeps) -> None:
     box.get_folder("0")  # signed in before the throttling starts
     sim.faults(throttle_rate=1.0, retry_after_s=3)
@@ -271,6 +282,9 @@ def test_the_simulators_webhooks_pass_the_hubs_box_verifier_with_either_key(sim:
     with pytest.raises(AuthenticationFailed):
         verify(body, headers, primary_key=config.primary_key, secondary_key=None, now=now + timedelta(minutes=11))
     assert headers["box-signature-version"] == "1" and headers["box-delivery-id"]
+    event = to_event(payload, registry=SchemaRegistry.load(), source="box://enterprise/1164695563")
+    assert (event.get_type(), event.get_subject(), event.get_id()) == ("dms.change.notified.v1",
+                                                                        payload["source"]["id"], payload["id"])
 
 
 def test_a_refused_webhook_is_retried_with_a_new_delivery_id_and_the_same_body(sim: BoxSim, box: BoxClient) -> None:

@@ -28,7 +28,7 @@ from hub.errors import UpstreamRejected, UpstreamUnavailable
 
 __all__ = ["COMMIT_ATTEMPTS", "BoxFiles"]
 
-#: How often a commit answered 202 (parts still being processed) is sent again before giving up.
+#: How often a commit or a download answered 202 (not ready yet) is sent again before giving up.
 COMMIT_ATTEMPTS = 5
 
 
@@ -93,8 +93,16 @@ class BoxFiles:
         return self._send_parts(session, content, repr(name))
 
     def download(self, file_id: str) -> bytes:
-        """A file's content, following Box's 302 to its pre-authenticated URL without the token."""
+        """A file's content, following Box's 302 to its pre-authenticated URL without the token; a 202 (the file
+        was uploaded a moment ago and is not ready) is asked again after its ``Retry-After``."""
         response = self.api.send("GET", f"files/{file_id}/content", accept=frozenset({302}))
+        for _ in range(COMMIT_ATTEMPTS):
+            if response.status_code != 202:
+                break
+            self._sleep(retry_after_s(response) or 1.0)
+            response = self.api.send("GET", f"files/{file_id}/content", accept=frozenset({302}))
+        if response.status_code == 202:
+            raise UpstreamUnavailable(f"box: file {file_id} was still not ready to download")
         if response.status_code == 302:
             location = response.headers.get("location")
             if not location:

@@ -51,6 +51,9 @@ class BoxSimConfig:
     #: Upload sessions refuse smaller files (``file_size_too_small``); a test lowers it to upload in parts.
     min_session_file_size: int = MIN_SESSION_FILE_SIZE
     part_size: int = DEFAULT_PART_SIZE
+    #: Download requests of a new version answered 202 with ``Retry-After: 1`` before its content is ready (Box
+    #: answers so right after an upload); 0: ready at once.
+    downloads_not_ready: int = 0
     #: Default page size of item listings (Box's is 100, at most 1000).
     page_size: int = 100
     #: The app's webhook signature keys (Developer Console, "Webhooks", "Manage signature keys").

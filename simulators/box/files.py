@@ -11,7 +11,8 @@
     POST   /api/2.0/files/upload_sessions/{id}/commit  {parts}, ``digest`` of the whole file: 201 the file
     DELETE /api/2.0/files/upload_sessions/{id}         abort
     GET    /2.0/files/{id}                             the file
-    GET    /2.0/files/{id}/content                     302 to a pre-authenticated URL (``/_dl/...``, no token)
+    GET    /2.0/files/{id}/content                     302 to a pre-authenticated URL (``/_dl/...``, no token);
+                                                       202 with Retry-After while not ready (``downloads_not_ready``)
 
 Parts must be ``part_size`` bytes (the last one may be shorter) at offsets that are multiples of it; a part
 sent again with the same range and digest is answered as the first time.
@@ -97,15 +98,18 @@ class Transfers:
     """Upload sessions and download links, kept apart from the tree (thread-safe)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self.sessions: dict[str, _Session] = {}
         self.links: dict[str, str] = {}
+        #: Download requests answered 202 per file version.
+        self.not_ready: dict[str, int] = {}
 
     def reset(self) -> None:
         """Forget every session and link."""
-        with self._lock:
+        with self.lock:
             self.sessions.clear()
             self.links.clear()
+            self.not_ready.clear()
 
     def session(self, session_id: str) -> _Session:
         """An open session; 404 otherwise."""
@@ -180,7 +184,7 @@ def upload_routes(state: BoxState, transfers: Transfers) -> APIRouter:
             raise BoxError(400, "file_size_too_small", "File size is less than minimum allowed for this API")
         session = _Session(secrets.token_hex(16).upper(), folder_id, name, size, config.part_size, file_id,
                            datetime.now(UTC) + timedelta(days=7))
-        with transfers._lock:
+        with transfers.lock:
             transfers.sessions[session.id] = session
         return _session_json(session, upload_base(request))
 
@@ -209,7 +213,7 @@ def upload_routes(state: BoxState, transfers: Transfers) -> APIRouter:
         content = await request.body()
         digest = _digest(request.headers.get("digest"))
         match = _RANGE.match(request.headers.get("content-range", ""))
-        with transfers._lock:
+        with transfers.lock:
             session = transfers.session(session_id)
             if match is None:
                 raise BoxError(416, "requested_range_not_satisfiable", "Invalid content-range header")
@@ -232,12 +236,12 @@ def upload_routes(state: BoxState, transfers: Transfers) -> APIRouter:
 
     @routes.get("/files/upload_sessions/{session_id}")
     def get_session(session_id: str, request: Request) -> Json:
-        with transfers._lock:
+        with transfers.lock:
             return _session_json(transfers.session(session_id), upload_base(request))
 
     @routes.get("/files/upload_sessions/{session_id}/parts")
     def list_parts(session_id: str) -> Json:
-        with transfers._lock:
+        with transfers.lock:
             parts = [p for _, p in sorted(transfers.session(session_id).parts.items())]
         return {"entries": parts, "limit": 1000, "offset": 0, "total_count": len(parts)}
 
@@ -248,7 +252,7 @@ def upload_routes(state: BoxState, transfers: Transfers) -> APIRouter:
             sent = (await request.json()).get("parts")
         except (ValueError, AttributeError):
             raise bad_request("The body must be {\"parts\": [...]}") from None
-        with transfers._lock:
+        with transfers.lock:
             session = transfers.session(session_id)
             ordered = [p for _, p in sorted(session.parts.items())]
             if not isinstance(sent, list) or [p.get("part_id") for p in sent if isinstance(p, dict)] \
@@ -265,7 +269,7 @@ def upload_routes(state: BoxState, transfers: Transfers) -> APIRouter:
 
     @routes.delete("/files/upload_sessions/{session_id}", status_code=204)
     def abort(session_id: str) -> Response:
-        with transfers._lock:
+        with transfers.lock:
             transfers.session(session_id)
             del transfers.sessions[session_id]
         return Response(status_code=204)
@@ -282,12 +286,16 @@ def file_routes(state: BoxState, transfers: Transfers) -> APIRouter:
         with state.lock:
             return state.render(state.item(file_id, "file"))
 
-    @routes.get("/files/{file_id}/content")
-    def download(file_id: str, request: Request) -> RedirectResponse:
+    @routes.get("/files/{file_id}/content", response_model=None)
+    def download(file_id: str, request: Request) -> Response:
         with state.lock:
             item = state.item(file_id, "file")
         token = secrets.token_urlsafe(24)
-        with transfers._lock:
+        with transfers.lock:
+            waited = transfers.not_ready.get(item.version_id, 0)
+            if waited < state.config.downloads_not_ready:
+                transfers.not_ready[item.version_id] = waited + 1
+                return Response(status_code=202, headers={"Retry-After": "1"})
             transfers.links[token] = item.version_id
         base = str(request.base_url).rstrip("/")
         return RedirectResponse(f"{base}/_dl/{token}/{item.version_id}/content", status_code=302)
@@ -301,7 +309,7 @@ def download_routes(state: BoxState, transfers: Transfers) -> APIRouter:
 
     @routes.get("/_dl/{token}/{version_id}/content")
     def fetch(token: str, version_id: str) -> Response:
-        with transfers._lock:
+        with transfers.lock:
             known = transfers.links.get(token)
         with state.lock:
             item = next((i for i in state.items.values() if i.type == "file" and i.version_id == version_id), None)
