@@ -5,10 +5,12 @@ simulator's signed webhooks accepted by the hub's own verifier (:mod:`connectors
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -156,6 +158,33 @@ def test_a_collaboration_added_twice_is_read_back_instead_of_failing(box: BoxCli
     box.add_collaboration(folder.id, group.id, "viewer")  # as if an earlier attempt's answer was lost
     kept = box.ensure_collaboration(folder.id, "QA-ME", "viewer")
     assert [c.id for c in box.collaborations(folder.id)] == [kept.id]
+
+
+def test_a_collaboration_whose_answer_was_lost_is_read_back_after_boxs_user_already_collaborator(
+        sim: BoxSim, sleeps: Sleeps) -> None:
+    box = BoxClient.from_settings(settings_for(sim), client=httpx.Client(timeout=httpx.Timeout(0.5)), sleep=sleeps)
+    try:
+        folder = box.ensure_folder("ACME")
+        box.find_group("QA-ME")
+        # The draws of the four calls to come: the listing passes; the POST commits but its answer is held until
+        # the client gives up (a "ghost"); the POST's retry passes and is answered user_already_collaborator; the
+        # listing that reads it back passes.
+        wanted = [False, True, False, False]
+        seed = next(s for s in range(10_000) if [x < 0.5 for x in _draws(s, 4)] == wanted)
+        sim.faults(ghost_rate=0.5, ghost_hold_s=5.0, seed=seed)
+        kept = box.ensure_collaboration(folder.id, "QA-ME", "viewer")
+        assert sim.state()["faults"]["injected"] == {"ghost": 1}
+        sim.faults()
+        assert [c.id for c in box.collaborations(folder.id)] == [kept.id] and kept.role == "viewer"
+        assert len(sim.state()["collaborations"]) == 1 and len(sleeps.calls) == 1
+    finally:
+        box.close()
+
+
+def _draws(seed: int, count: int) -> list[float]:
+    """The first ``count`` numbers the simulator's fault plan draws with ``seed``."""
+    generator = random.Random(seed)
+    return [generator.random() for _ in range(count)]
 
 
 def test_metadata_makes_the_template_and_the_instance_then_patches_only_what_differs(sim: BoxSim,

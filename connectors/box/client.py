@@ -200,8 +200,11 @@ class BoxClient:
         if keep is None:
             try:
                 keep = self.add_collaboration(folder_id, group_id, role)
-            except AlreadyCollaborator:  # an earlier answer was lost, or another worker: read it back
-                return self.ensure_collaboration(folder_id, group, role)
+            except AlreadyCollaborator:  # an earlier answer was lost, or another worker: read it back once
+                own = [c for c in self.collaborations(folder_id) if c.grants_group(group_id)]
+                if not own:
+                    raise
+                keep = own[0] if own[0].role == role else self.update_collaboration(own[0].id, role)
         for extra in own:
             if extra.id != keep.id:
                 self.remove_collaboration(extra.id)
