@@ -6,7 +6,8 @@ Graph and DocuSign take a static bearer token (``HUB_GRAPH_TOKEN``, ``HUB_DOCUSI
 settings are given (:class:`EntraSignIn`: ``HUB_GRAPH_CLIENT_ID`` and the rest; :class:`DocuSignJwtSignIn`:
 ``HUB_DOCUSIGN_INTEGRATION_KEY`` and the rest), in which case :mod:`connectors.auth` signs in and refreshes.
 A client secret or private key is given in the environment or as a file path (``..._FILE``), never in the
-policy file.
+policy file. Box always signs in (:class:`BoxSettings`: a Platform app's Client Credentials Grant for the
+enterprise); its defaults are the simulator's app.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DocuSignJwtSignIn", "DocuSignSettings", "EntraSignIn", "ErpSettings", "GraphSettings"]
+__all__ = ["BoxSettings", "DocuSignJwtSignIn", "DocuSignSettings", "EntraSignIn", "ErpSettings", "GraphSettings"]
 
 
 def _http_url(value: str) -> str:
@@ -154,3 +155,30 @@ class DocuSignSettings(DocuSignJwtSignIn):
     token: SecretStr = Field(default=SecretStr("docusign-sim-token"),
                              description="OAuth access token for the DocuSign account.")
     account_id: str = Field(default="acme-firm", min_length=1, description="DocuSign account id holding the envelopes.")
+
+
+class BoxSettings(BaseSettings):
+    """Box: the enterprise holding the workspaces, signed in as a Box Platform app (server authentication with
+    Client Credentials Grant) acting as its service account."""
+
+    model_config = _config("HUB_BOX_")
+
+    url: HttpUrl = Field(default="http://127.0.0.1:8094",
+                         description="Box API host (https://api.box.com): the API at /2.0, sign-in at /oauth2/token.")
+    upload_url: HttpUrl = Field(default="http://127.0.0.1:8094/api",
+                                description="Box upload host with its /api prefix (https://upload.box.com/api).")
+    enterprise_id: str = Field(default="1164695563", pattern=r"^[0-9]+$",
+                               description="The enterprise id the app signs in for (box_subject_id).")
+    client_id: str = Field(default="box-sim-client-id", min_length=1, description="The Platform app's client id.")
+    client_secret: SecretStr = Field(default=SecretStr("box-sim-client-secret"),
+                                     description="The Platform app's client secret.")
+    client_secret_file: Path | None = Field(default=None,
+                                            description="A file holding the client secret (read instead of it).")
+    root_folder_id: str = Field(default="0", pattern=r"^[0-9]+$",
+                                description="The folder the workspaces are made in (0: the service account's root).")
+    metadata_template: str = Field(default="hubWorkspace", pattern=r"^[a-zA-Z_][-a-zA-Z0-9_]{0,63}$",
+                                   description="The enterprise metadata template holding the canonical fields.")
+    chunked_upload_threshold: int = Field(default=50 * 1024 * 1024, ge=1,
+                                          description="Files larger than this are uploaded in an upload session "
+                                                      "(Box accepts sessions from 20 MB).")
+    token_margin_s: float = Field(default=300.0, ge=0, description="Sign in again this long before the token expires.")
