@@ -5,7 +5,10 @@ The subset (routes in :mod:`simulators.sharepoint.routes`, records in :mod:`simu
     GET    /v1.0/drives/{drive-id}                                   the drive
     GET    /v1.0/drives/{drive-id}/root | /items/{item-id}           a driveItem (``root`` is an alias)
     GET    /v1.0/drives/{drive-id}/root:/{path}                      a driveItem by path (404 itemNotFound)
-    GET    /v1.0/drives/{drive-id}/items/{item-id}/children          paged: $top, @odata.nextLink
+    GET    /v1.0/drives/{drive-id}/items/{item-id}[?$select=&$expand=]  (query options: simulators.sharepoint.query)
+    GET    /v1.0/drives/{drive-id}/items/{item-id}/children          paged: $top (<= 1000), @odata.nextLink;
+           $orderby=name [desc], $select, $expand=listItem($expand=fields),retentionLabel
+    POST   /v1.0/$batch                                              JSON batching (simulators.sharepoint.batch)
     POST   /v1.0/drives/{drive-id}/items/{parent-id}/children        create a folder (also root:/{path}:/children)
     PUT    /v1.0/drives/{drive-id}/items/{parent-id}:/{name}:/content   upload a file: 201 new, 200 replaced
     PUT    /v1.0/drives/{drive-id}/root:/{folder-path}/{name}:/content  the same by path (folders must exist)
@@ -45,6 +48,7 @@ position; a token the simulator did not issue in its current epoch is 410 ``resy
 a ``Location`` that starts over. Downloads and upload sessions: :mod:`simulators.sharepoint.transfers`.
 Faults come from :mod:`simulators.kit.faults` (``PUT /_sim/faults``). Admin
 endpoints, loopback only and without token: ``GET /_sim/state``, ``GET /_sim/requests``,
+``POST /_sim/seed`` (folder trees in bulk, no notifications: :mod:`simulators.sharepoint.seed`),
 ``GET /_sim/tokens`` (tokens issued per client, refused sign-ins), ``POST /_sim/tokens/revoke?client_id=``
 (its tokens then answer 401), ``POST /_sim/reset``, and the change
 notifications' log: ``GET /_sim/deliveries``,
@@ -55,7 +59,7 @@ notifications' log: ``GET /_sim/deliveries``,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -68,11 +72,13 @@ from simulators.kit.app import ErrorDialect, bearer_matches, serve, simulator_ap
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
 from simulators.kit.tokens import TokenIssuer
+from simulators.sharepoint.batch import batch_routes
 from simulators.sharepoint.changes import change_routes
 from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint.model import GraphError, Group, Json, Site, iso
 from simulators.sharepoint.notify import Notifier
 from simulators.sharepoint.routes import drive_routes, subscription_routes
+from simulators.sharepoint.seed import seed
 from simulators.sharepoint.sites import site_routes
 from simulators.sharepoint.state import GraphState
 from simulators.sharepoint.transfers import Transfers, graph_transfer_routes, preauth_routes
@@ -126,8 +132,10 @@ def _fault(kind: str, plan: FaultPlan) -> SimError:
 GRAPH_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_http_error, fault=_fault)
 
 
-def _bearer(config: SimulatorConfig, state: GraphState, tokens: TokenIssuer | None) -> Callable[..., None]:
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+def _bearer(config: SimulatorConfig, state: GraphState, tokens: TokenIssuer | None
+            ) -> Callable[..., Awaitable[None]]:
+    # A coroutine: checked on the event loop, not in a worker thread (each hop costs more than the check).
+    async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         if not authorization:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
         if tokens is not None:
@@ -185,7 +193,12 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     def get_requests() -> Json:
         return state.request_counts()
 
+    @admin.post("/seed")
+    async def seed_folders(request: Request) -> Json:
+        return {"seeded": seed(state, await request.body())}
+
     api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state, tokens))])
+    api.include_router(batch_routes())
     api.include_router(change_routes(state, config))  # before the drive routes' catch-all paths
     api.include_router(graph_transfer_routes(state, config, transfers))
     api.include_router(drive_routes(state, config))

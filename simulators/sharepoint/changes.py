@@ -17,7 +17,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 
 from simulators.sharepoint.config import SimulatorConfig
-from simulators.sharepoint.model import GraphError, Json, iso
+from simulators.sharepoint.model import GraphError, Json
+from simulators.sharepoint.query import list_item_json
 from simulators.sharepoint.state import GraphState
 
 TopQuery = Annotated[int | None, Query(alias="$top", ge=1, le=1000)]
@@ -85,18 +86,11 @@ def change_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
         return delta(request, drive_id, item_id, _function_token(argument), top or plain_top, skip_token)
 
     @router.get("/drives/{drive_id}/items/{item_id}/listItem")
-    def list_item(drive_id: str, item_id: str, expand: ExpandQuery = None, select: SelectQuery = None) -> Json:
+    async def list_item(drive_id: str, item_id: str, expand: ExpandQuery = None, select: SelectQuery = None) -> Json:
         item = state.item(drive_id, item_id)
         if item.parent_id is None:
             raise GraphError(404, "itemNotFound", "The root of a document library has no list item.")
-        drive_item = state.to_json(item)
-        body: Json = {
-            "@odata.etag": item.etag, "id": item.list_item_id, "eTag": item.etag,
-            "createdDateTime": iso(item.created), "lastModifiedDateTime": iso(item.modified),
-            "webUrl": drive_item["webUrl"],
-            "contentType": {"name": "Document" if item.is_file else "Folder"},
-            "parentReference": {"id": state.roots[drive_id], "siteId": config.site},
-        }
+        body = list_item_json(state, item, site=config.site)
         if select is not None:
             wanted = {name.strip() for name in select.split(",") if name.strip()}
             body = {k: v for k, v in body.items() if k in wanted or k == "@odata.etag"}

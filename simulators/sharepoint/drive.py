@@ -30,6 +30,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -72,14 +73,29 @@ class DriveTree:
 
     # -- lookups -------------------------------------------------------------------------------
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every read and change of the tree holds."""
+        return self._lock
+
     def _new_item(self, drive_id: str, name: str, parent_id: str | None) -> Item:
-        stamp = now()
+        return self.new_item(drive_id, name, parent_id, stamp=now())
+
+    def new_item(self, drive_id: str, name: str, parent_id: str | None, *, stamp: datetime, log: bool = True) -> Item:
+        """A new item with the next list-item id (``log=False``: its change is logged later, by :meth:`log_change`);
+        the caller holds the lock and links it to its parent."""
         self._list_ids += 1
         item = Item(id=new_id(), drive_id=drive_id, name=name, parent_id=parent_id, created=stamp,
                     modified=stamp, list_item_id=str(self._list_ids))
         self.items[item.id] = item
-        self._bump(item)
+        if log:
+            self._bump(item)
         return item
+
+    def log_change(self, item: Item) -> None:
+        """Give a changed item the drive's next change number (what ``delta`` orders by)."""
+        with self._lock:
+            self._bump(item)
 
     def _bump(self, item: Item) -> None:
         """Give the item the drive's next change number."""
@@ -173,12 +189,21 @@ class DriveTree:
                 }
             return body
 
-    def children_page(self, drive_id: str, item_id: str, *, skip: int, top: int) -> tuple[list[Json], bool]:
-        """One page of the item's children (by name), and whether more follow."""
+    def children_page(self, drive_id: str, item_id: str, *, skip: int, top: int, descending: bool = False
+                      ) -> tuple[list[Item], bool]:
+        """One page of the item's children by name (``descending``: Z to A), and whether more follow. The order
+        is kept per folder until its children change, so paging a large folder sorts it once."""
         with self._lock:
             parent = self.item(drive_id, item_id)
-            kids = sorted((self.items[i] for i in parent.children.values()), key=lambda i: i.name.casefold())
-            return [self.to_json(k) for k in kids[skip:skip + top]], skip + top < len(kids)
+            if parent.ordered is None:
+                parent.ordered = sorted(parent.children.values(), key=lambda i: self.items[i].name.casefold())
+            ordered = parent.ordered
+            if descending:
+                end = max(len(ordered) - skip, 0)
+                chosen = ordered[max(end - top, 0):end][::-1]
+            else:
+                chosen = ordered[skip:skip + top]
+            return [self.items[i] for i in chosen], skip + top < len(ordered)
 
     def create_folder(self, drive_id: str, parent_id: str, name: Any, behavior: str) -> tuple[Item, bool]:
         """Create ``name`` under the parent; returns the item and whether it is new.
@@ -203,6 +228,7 @@ class DriveTree:
                             if f"{name} {n}".casefold() not in parent.children)
             item = self._new_item(drive_id, name, parent.id)
             parent.children[name.casefold()] = item.id
+            parent.ordered = None
             self.creates[self._key(drive_id, self.path_of(parent), name)] += 1
             self._touch(parent, notify=False)
             self._changed(item)
@@ -265,6 +291,7 @@ class DriveTree:
                             not in parent.children)
             item = self._new_item(drive_id, name, parent.id)
             parent.children[name.casefold()] = item.id
+            parent.ordered = None
             self._store(item, content, content_type)
             self._touch(parent, notify=False)
             self._changed(item)
@@ -305,6 +332,7 @@ class DriveTree:
             self.deletes[f"{drive_id}/{self.path_of(item)}"] += 1
             self._grow(parent.id, -self.size_of(item))
             del parent.children[item.name.casefold()]
+            parent.ordered = None
             for gone in self._subtree(item):
                 del self.items[gone.id]
                 gone.deleted = True

@@ -194,6 +194,8 @@ class Item:
     label: Json | None = None
     fields: Json = field(default_factory=dict)
     children: dict[str, str] = field(default_factory=dict)  # casefolded name -> item id
+    #: The children's ids by name, kept until the children change (a large folder is sorted once, not per page).
+    ordered: list[str] | None = None
     content: bytes | None = None
     mime_type: str | None = None
     #: A folder's size: the bytes of every file below it (kept up to date by the drive tree).

@@ -114,6 +114,30 @@ class GraphState(DriveTree):
                 return group
         raise GraphError(400, "invalidRequest", "One or more users could not be resolved.")
 
+    def drive_named(self, name: Any) -> str:
+        """The drive id of the library named ``name`` (or with that drive id; ``None``: the first library)."""
+        if name is None:
+            return self.site.libraries[0].drive_id
+        found = next((lib.drive_id for lib in self.site.libraries
+                      if isinstance(name, str) and name.casefold() in {lib.drive_id.casefold(), lib.name.casefold()}),
+                     None)
+        if found is None:
+            raise GraphError(404, "itemNotFound", f"drive {name!r} does not exist")
+        return found
+
+    def published_label_names(self) -> frozenset[str] | None:
+        """The retention labels the tenant publishes (``None``: any name is taken)."""
+        return self._labels
+
+    @property
+    def checks_columns(self) -> bool:
+        """Whether a list-item field must be a column of the library."""
+        return self._columns is not None
+
+    def holder(self, item: Item) -> Item:
+        """The item whose permissions ``item`` has: itself, or the nearest ancestor that does not inherit."""
+        return self._holder(item)
+
     def _holder(self, item: Item) -> Item:
         """The item whose permissions ``item`` has: itself, or the nearest ancestor that does not inherit."""
         while item.inherits and item.parent_id is not None:
