@@ -246,6 +246,15 @@ class Http:
         self.breaker.record(ok)
         breaker_state(self.target, self.breaker.state)
 
+    def back_off(self, attempt: int, *, retry_after: float | None) -> bool:
+        """Wait before attempt ``attempt + 1`` as the policy says (the server's ``Retry-After`` when positive, else
+        jittered backoff); False, without waiting, when that wait is too long for a worker thread."""
+        wait = self.retry.wait(attempt, retry_after=retry_after, draw=self._jitter())
+        if wait is None:
+            return False
+        self._sleep(wait)
+        return True
+
     def request(
         self,
         method: str,

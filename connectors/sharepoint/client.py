@@ -38,7 +38,7 @@ import copy
 import re
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote, unquote
@@ -48,6 +48,7 @@ from opentelemetry import trace
 
 from connectors.auth import BearerAuth, entra_auth
 from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
+from connectors.sharepoint.batch import BatchRequest, BatchResponse, run_batches
 from connectors.sharepoint.models import (
     ColumnDefinition,
     DeltaResult,
@@ -69,7 +70,8 @@ from hub.errors import UpstreamRejected, UpstreamUnavailable
 if TYPE_CHECKING:
     from connectors.settings import GraphSettings
 
-__all__ = ["ColumnDefinition", "DeltaResult", "DeltaTokenExpired", "DirectoryGroup", "Drive", "DriveItem", "FileFacet",
+__all__ = ["BatchRequest", "BatchResponse", "ColumnDefinition", "DeltaResult", "DeltaTokenExpired", "DirectoryGroup",
+           "Drive", "DriveItem", "FileFacet",
            "FolderFacet", "GraphClient", "GroupNotFound", "Identity", "IdentitySet", "ItemNotFound", "ItemReference",
            "LabelNotPublished", "Permission", "RetentionLabel", "Site", "Subscription"]
 
@@ -417,6 +419,51 @@ class GraphClient:
         """Every child of the item, across all pages."""
         params = {"$top": page_size} if page_size else None
         return [DriveItem.model_validate(v) for v in self._collect(f"{self._item_url(item_id)}/children", params)]
+
+    def iter_children(self, item_id: str = "root", *, expand: str | Sequence[str] | None = None,
+                      select: str | Sequence[str] | None = None, orderby: str | None = None,
+                      page_size: int | None = None) -> Iterator[DriveItem]:
+        """The item's children page by page (``page_size``: ``$top``, at most 1,000), following
+        ``@odata.nextLink``. ``expand``: ``listItem($expand=fields)`` (:attr:`DriveItem.list_item`) and/or
+        ``retentionLabel`` (:attr:`DriveItem.retention_label`); ``select``: the properties wanted;
+        ``orderby``: ``name`` or ``name desc``."""
+        params: dict[str, Any] = {}
+        for name, value in (("$expand", expand), ("$select", select)):
+            if value:
+                params[name] = value if isinstance(value, str) else ",".join(value)
+        if orderby:
+            params["$orderby"] = orderby
+        if page_size:
+            params["$top"] = page_size
+        next_url: str | None = f"{self._item_url(item_id)}/children"
+        query: Mapping[str, Any] | None = params or None
+        for _ in range(_MAX_PAGES):
+            if next_url is None:
+                return
+            body = self._send("GET", next_url, params=query).json()
+            for value in body.get("value", []):
+                yield DriveItem.model_validate(value)
+            next_url, query = body.get("@odata.nextLink"), None  # the link carries the query
+        raise UpstreamRejected(f"graph: more than {_MAX_PAGES} pages of children of {item_id!r}")
+
+    def item_url(self, item_id: str) -> str:
+        """The item's URL relative to the version root (``drives/{drive-id}/items/{item-id}``), for a batch."""
+        return self._item_url(item_id)
+
+    def batch(self, requests: Sequence[BatchRequest], *, raise_errors: bool = False) -> list[BatchResponse]:
+        """Send ``requests`` as JSON batches of 20 (``POST /$batch``); their answers in request order.
+
+        Sub-requests answered 429 or 503 (and 504, when safe to repeat) are sent again alone, after their
+        ``Retry-After``, as the retry policy allows. ``raise_errors``: a sub-request that still failed raises as a
+        direct call would (:class:`ItemNotFound`, ``UpstreamRejected``, ``UpstreamUnavailable``); otherwise each
+        answer carries its status and body (:attr:`BatchResponse.ok`)."""
+        def post(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            # The batch itself is repeated on a failure only when every request in it may be.
+            safe = all(e["method"] in {"GET", "HEAD", "PUT", "DELETE"} for e in entries)
+            answer = self._send("POST", "$batch", json={"requests": entries}, retry_safe=safe).json()
+            return list(answer.get("responses") or [])
+
+        return run_batches(requests, post=post, http=self.http, raise_errors=raise_errors, not_found=ItemNotFound)
 
     def ensure_folder(self, path: str) -> DriveItem:
         """The folder at ``path``, creating each missing folder on the way; safe to repeat."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["ColumnDefinition", "DeltaResult", "DirectoryGroup", "Drive", "DriveItem", "FileFacet", "FolderFacet",
            "Identity", "IdentitySet", "ItemReference", "Permission", "RetentionLabel", "Site", "Subscription"]
@@ -38,6 +38,14 @@ class FileFacet(_Model):
     mime_type: str | None = Field(default=None, alias="mimeType")
 
 
+class RetentionLabel(_Model):
+    """A Graph ``itemRetentionLabel``."""
+
+    name: str | None = None
+    is_label_applied_explicitly: bool | None = Field(default=None, alias="isLabelAppliedExplicitly")
+    label_applied: datetime | None = Field(default=None, alias="labelAppliedDateTime")
+
+
 class DriveItem(_Model):
     """A Graph ``driveItem`` (the subset the hub reads): a folder, a file, or (in ``delta``) a deletion.
 
@@ -55,6 +63,20 @@ class DriveItem(_Model):
     file: FileFacet | None = None
     size: int | None = None
     deleted: dict[str, Any] | None = None
+    #: The list item's field values, when read with ``$expand=listItem($expand=fields)`` (None otherwise).
+    list_item: dict[str, Any] | None = Field(default=None, alias="listItem")
+    #: The retention label, when read with ``$expand=retentionLabel`` (``name`` None: no label applied).
+    retention_label: RetentionLabel | None = Field(default=None, alias="retentionLabel")
+
+    @field_validator("list_item", mode="before")
+    @classmethod
+    def _fields_of(cls, value: Any) -> Any:
+        """``listItem: {id, fields: {...}}`` as Graph expands it: the fields."""
+        if isinstance(value, dict) and "fields" in value:
+            return value["fields"]
+        if isinstance(value, dict) and ("webUrl" in value or "contentType" in value):
+            return None  # the list item itself, expanded without its fields
+        return value
 
     @property
     def is_folder(self) -> bool:
@@ -157,14 +179,6 @@ class ColumnDefinition(_Model):
     name: str
     display_name: str | None = Field(default=None, alias="displayName")
     read_only: bool | None = Field(default=None, alias="readOnly")
-
-
-class RetentionLabel(_Model):
-    """A Graph ``itemRetentionLabel``."""
-
-    name: str | None = None
-    is_label_applied_explicitly: bool | None = Field(default=None, alias="isLabelAppliedExplicitly")
-    label_applied: datetime | None = Field(default=None, alias="labelAppliedDateTime")
 
 
 class Subscription(_Model):
