@@ -11,7 +11,16 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from actors import document_intake, document_workflow, exceptions, fanout, invoice_readiness, master_data, provisioning
+from actors import (
+    document_intake,
+    document_workflow,
+    exceptions,
+    fanout,
+    invoice_readiness,
+    master_data,
+    provisioning,
+    reconciliation,
+)
 from hub.actor import ActorSpec
 from hub.errors import ConfigurationError
 from hub.policy import Policy, policy_model
@@ -28,7 +37,7 @@ SPECS: tuple[ActorSpec, ...] = (fanout.SPEC, provisioning.SPEC, master_data.SPEC
                                 exceptions.INBOX_SPEC)
 #: The migrations folders of the patterns' stores in the hub's database (Alembic, one branch each).
 MIGRATIONS: tuple[Path, ...] = (master_data.MIGRATIONS, invoice_readiness.MIGRATIONS, fanout.MIGRATIONS,
-                                exceptions.MIGRATIONS)
+                                exceptions.MIGRATIONS, reconciliation.MIGRATIONS)
 
 
 def load_policy(path: Path | None = None) -> Policy:

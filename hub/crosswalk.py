@@ -19,6 +19,7 @@ each in one transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol, cast
@@ -199,6 +200,28 @@ class SqlCrosswalk:
             rows = connection.execute(sa.select(_identities.c.entity, _identities.c.canonical_id).where(
                 _identities.c.system == system, _identities.c.system_id == system_id)).all()
         return {str(entity): str(canonical_id) for entity, canonical_id in rows}
+
+    def iter_links(self, entity: str, system: str, *, to: str | None = None, page_size: int = 1000
+                   ) -> Iterator[tuple[str, str, str | None]]:
+        """Every id of ``entity`` in ``system`` in id order, with its canonical id and (``to``) the entity's primary
+        id in another system or None: read in pages, for a reconciliation of every record."""
+        other = _identities.alias("other")
+        columns = [_identities.c.system_id, _identities.c.canonical_id,
+                   other.c.system_id.label("linked") if to is not None else sa.null().label("linked")]
+        query = sa.select(*columns).where(_identities.c.entity == entity, _identities.c.system == system)
+        if to is not None:
+            query = query.select_from(_identities.outerjoin(other, sa.and_(
+                other.c.canonical_id == _identities.c.canonical_id, other.c.system == to, other.c.is_primary)))
+        after: str | None = None
+        while True:
+            page = query if after is None else query.where(_identities.c.system_id > after)
+            with self._db.begin() as connection:
+                rows = connection.execute(page.order_by(_identities.c.system_id).limit(page_size)).all()
+            for row in rows:
+                yield str(row.system_id), str(row.canonical_id), None if row.linked is None else str(row.linked)
+            if len(rows) < page_size:
+                return
+            after = str(rows[-1].system_id)
 
     def resolve_canonical(self, canonical_id: str) -> str | None:
         """The live canonical id ``canonical_id`` stands for now, following merges (one lookup), or None."""

@@ -19,6 +19,7 @@ import itertools
 import re
 import string
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -37,7 +38,7 @@ EngagementType = Literal["consulting", "legal", "engineering", "managed_services
 DocumentState = Literal["draft", "in_review", "approved", "signed", "rejected", "superseded"]
 DOCUMENT_STATES: tuple[DocumentState, ...] = get_args(DocumentState)
 Region = Literal["NA", "EU", "ME", "APAC"]
-ExceptionOwner = Literal["finance", "pmo", "records_management", "platform_team"]
+ExceptionOwner = Literal["finance", "pmo", "records_management", "platform_team", "risk"]
 Role = Literal["read", "write"]
 WorkflowMode = Literal["queue_and_retry", "hard_stop"]
 #: A workflow's name in the ``workflows`` section (the actors name the one they run).
@@ -190,7 +191,11 @@ class SecurityGroups(_Model):
 
     def is_known(self, group: str) -> bool:
         """Whether the group is in ``known_groups`` (case-insensitive); always true without a list."""
-        return self.known_groups is None or group.casefold() in {g.casefold() for g in self.known_groups}
+        return self.known_groups is None or group.casefold() in self._known_keys
+
+    @cached_property
+    def _known_keys(self) -> frozenset[str]:
+        return frozenset(g.casefold() for g in self.known_groups or ())
 
 
 class LabelSet(_Model):

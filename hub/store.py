@@ -157,6 +157,11 @@ _LOCK_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+#: Push a lease's expiry out, only for the token holding it.
+_LOCK_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 class Locks(Protocol):
@@ -198,6 +203,10 @@ class MemoryLocks:
         """See :meth:`Locks.ttl_ms`."""
         return 1_000 if name in self.held else 0
 
+    def extend(self, name: str, token: str, *, ttl_ms: int) -> bool:
+        """See :meth:`RedisLocks.extend`."""
+        return self.held.get(name) == token
+
 
 class RedisLocks:
     """:class:`Locks` in Redis: ``SET NX PX`` to take, a compare-and-delete script to give back."""
@@ -206,6 +215,7 @@ class RedisLocks:
         self._client = client
         self._prefix = prefix
         self._release = client.register_script(_LOCK_RELEASE)
+        self._extend = client.register_script(_LOCK_EXTEND)
 
     def acquire(self, name: str, *, ttl_ms: int) -> str | None:
         """A token when the lease on ``name`` was free, else None."""
@@ -221,6 +231,10 @@ class RedisLocks:
         """Milliseconds left on the lease (0 when free)."""
         left: Any = guarded(lambda: self._client.pttl(f"{self._prefix}:lock:{name}"))
         return max(int(left), 0)
+
+    def extend(self, name: str, token: str, *, ttl_ms: int) -> bool:
+        """Give the lease ``ttl_ms`` more from now if this token still holds it (a long job's heartbeat)."""
+        return bool(guarded(lambda: self._extend(keys=[f"{self._prefix}:lock:{name}"], args=[token, ttl_ms])))
 
 
 class EntityLocked(errors.EntityLocked, dramatiq.errors.Retry):

@@ -234,10 +234,10 @@ def _desired_grants(project: Project, policy: Policy) -> tuple[dict[str, Role], 
     return desired, unknown
 
 
-def plan_workspace(project: Project, policy: Policy, *, root: str = WORKSPACES_ROOT) -> WorkspacePlan:
-    """The workspace the policy asks for ``project``, below ``root`` of the document library.
+def workspace_path(project: Project, policy: Policy, *, root: str = WORKSPACES_ROOT) -> str:
+    """Where the project's workspace must be (the path of :func:`plan_workspace`'s plan, without the rest of it).
 
-    Raises ``InvalidEvent`` when a project value used in the workspace path is not a safe folder name.
+    Raises ``InvalidEvent`` when a project value used in the path is not a safe folder name.
     """
     if root.strip("/") and not all(valid_segment(part) for part in root.strip("/").split("/")):
         raise ValueError(f"root {root!r} is not a folder path")
@@ -245,7 +245,16 @@ def plan_workspace(project: Project, policy: Policy, *, root: str = WORKSPACES_R
     for name in sorted(placeholders(policy.workspace.path)):
         if not valid_segment(values[name]):
             raise InvalidEvent(f"{name} {values[name]!r} cannot be used as a folder name", field=name)
-    path = policy.workspace_path(values, root=root)
+    return policy.workspace_path(values, root=root)
+
+
+def plan_workspace(project: Project, policy: Policy, *, root: str = WORKSPACES_ROOT) -> WorkspacePlan:
+    """The workspace the policy asks for ``project``, below ``root`` of the document library.
+
+    Raises ``InvalidEvent`` when a project value used in the workspace path is not a safe folder name.
+    """
+    path = workspace_path(project, policy, root=root)
+    values = project.values()
     folders, folder_labels = _folders(project, policy, path)
     desired, unknown = _desired_grants(project, policy)
     walls = walls_for(project, policy)

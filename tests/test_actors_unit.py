@@ -26,7 +26,6 @@ from actors.invoice_readiness.facts import ProjectMeta
 from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryMasterDataStore, load_master_data_mapping
 from actors.provisioning import MemoryProvisioningStore, Provisioning
 from actors.provisioning.actor import execute
-from hub.workspace import GrantAccess, Project, plan_workspace
 from connectors.erp.client import ErpClient, Money
 from connectors.erp.client import Project as ErpProject
 from connectors.settings import ErpSettings, GraphSettings
@@ -40,6 +39,7 @@ from hub.events import make_event
 from hub.registry import SchemaRegistry
 from hub.store import MemoryLocks
 from hub.topics import Delivery, MemoryTopicBus
+from hub.workspace import GrantAccess, Project, plan_workspace
 from tests.support.fakes import FakeDocuSign, FakeErp, FakeGraph
 
 REGISTRY = SchemaRegistry.load()

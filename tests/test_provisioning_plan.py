@@ -12,6 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors import load_policy
+from hub.errors import InvalidEvent
+from hub.policy import Role
+from hub.registry import SchemaRegistry
 from hub.workspace import (
     ApplyLabel,
     EnsureFolder,
@@ -29,9 +32,6 @@ from hub.workspace import (
     supersedes,
     walls_for,
 )
-from hub.errors import InvalidEvent
-from hub.policy import Role
-from hub.registry import SchemaRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = load_policy(ROOT / "actors" / "default_policy.yaml")

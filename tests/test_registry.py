@@ -185,6 +185,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "event_type": None,
         "raised_at": T0,
     },
+    "hub.reconciliation.completed.v1": {
+        "run_id": "5c1f0f9e-0a51-4c1e-93c8-4ad0a93bd6de", "scope": ["workspaces", "crosswalk"], "incremental": False,
+        "since": None, "repair": True, "started_at": T0, "finished_at": T0, "duration_ms": 21_400, "compared": 9_870,
+        "counts": {"RC101": 12, "RC304": 1}, "repaired": 13, "routed": 1,
+    },
+    "hub.reconciliation.repair_requested.v1": {
+        "run_id": "5c1f0f9e-0a51-4c1e-93c8-4ad0a93bd6de", "subject": "LAW-2025-007", "project_code": "LAW-2025-007",
+        "actors": ["provisioning"], "codes": ["RC201", "RC304"], "requested_at": T0,
+    },
 }
 
 NAMES = {
@@ -204,12 +213,14 @@ NAMES = {
     "hub.exception.raised.v1": "hub.hub.ExceptionRaised",
     "hub.invoice.readiness_changed.v1": "hub.hub.InvoiceReadinessChanged",
     "hub.project.changed.v1": "hub.hub.ProjectChanged",
+    "hub.reconciliation.completed.v1": "hub.hub.ReconciliationCompleted",
+    "hub.reconciliation.repair_requested.v1": "hub.hub.RepairRequested",
 }
 
 
 #: Event types whose schema changed (compatibly) since its first release.
 VERSIONS = {"dms.document.state_changed.v1": 3, "erp.invoice.drafted.v1": 2, "esign.envelope.completed.v1": 2,
-            "hub.invoice.readiness_changed.v1": 2}
+            "hub.invoice.readiness_changed.v1": 2, "hub.exception.raised.v1": 2}
 
 
 @pytest.fixture(scope="module")

@@ -143,8 +143,9 @@ def test_hub_jobs_lists_each_job_with_its_schedule_and_last_run(client: redis.Re
     listed = CliRunner().invoke(main, ["jobs", "--output", "json"])
     assert listed.exit_code == 0, listed.output
     jobs = {job["job"]: job for job in json.loads(listed.stdout)}
-    assert sorted(jobs) == ["flight_record_expiry", "graph_subscription", "readiness_rebuild"]
+    assert sorted(jobs) == ["flight_record_expiry", "graph_subscription", "readiness_rebuild", "reconciliation"]
     assert (jobs["readiness_rebuild"]["every_s"], jobs["readiness_rebuild"]["offset_s"]) == (86_400, 7_200)
+    assert (jobs["reconciliation"]["every_s"], jobs["reconciliation"]["offset_s"]) == (86_400, 10_800)
     assert jobs["flight_record_expiry"]["last"]["outcome"] == "ok" and jobs["graph_subscription"]["last"] is None
     table = CliRunner().invoke(main, ["jobs"])
     assert "daily at 02:00 UTC" in table.output and "never" in table.output

@@ -16,13 +16,13 @@ import pytest
 from pydantic import SecretStr
 
 from actors.provisioning.actor import execute, read_state
-from hub.workspace import EnsureFolder, plan_workspace, reconcile
 from connectors.http import CircuitBreaker, RetryPolicy
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound
 from connectors.sharepoint.inbound import check_client_state, parse_notifications
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 from hub.ingress.server import serve_in_thread
+from hub.workspace import EnsureFolder, plan_workspace, reconcile
 from simulators.sharepoint import SimulatorConfig, create_app
 from tests.support.graph_receiver import Receiver
 from tests.support.graph_tenant import BARE

@@ -20,11 +20,11 @@ from pydantic import SecretStr
 
 from actors import load_policy
 from actors.provisioning.actor import execute, read_state
-from hub.workspace import Project, governs, plan_workspace, reconcile, walls_for
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import GraphClient, GroupNotFound, LabelNotPublished
 from hub.errors import UpstreamRejected
 from hub.ingress.server import serve_in_thread
+from hub.workspace import Project, governs, plan_workspace, reconcile, walls_for
 from simulators.sharepoint import SimulatorConfig, create_app
 
 TOKEN = "sites-test-token"

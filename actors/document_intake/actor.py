@@ -21,18 +21,21 @@ from datetime import date
 from typing import Any
 
 from actors.document_intake.store import IntakeStore
+from actors.document_intake.subscription import ensure_subscription
 from connectors.erp.client import ErpClient, ProjectNotFound
 from connectors.sharepoint.client import DeltaTokenExpired, DriveItem, GraphClient
 from connectors.sharepoint.documents import DocumentView, column_text, document_events, view_of
 from hub.actor import ActorContext, ActorSpec
-from hub.errors import InvalidEvent
+from hub.errors import ConfigurationError, InvalidEvent
 from hub.store import Locks
 from observability.logging import get_logger
 
 #: The document platform's change notifications. One worker reads the drive at a time; the others leave a
 #: mark and return, so nothing waits on its lock.
-SPEC = ActorSpec(name="document_intake", triggers=("dms.change.notified.v1",), workflow="document_intake",
-                 lock_ttl_ms=60_000)
+#: Reconciliation found the drive's change subscription missing or about to expire: it is created or renewed.
+REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
+SPEC = ActorSpec(name="document_intake", triggers=("dms.change.notified.v1", REPAIR_REQUESTED),
+                 workflow="document_intake", lock_ttl_ms=60_000)
 STATE_CHANGED = "dms.document.state_changed.v1"
 _NAMESPACE = uuid.UUID("3e1c9a7b-52d4-4c8f-a0b6-7d9e2f4a1c35")
 log = get_logger(__name__)
@@ -48,9 +51,11 @@ class DocumentIntake:
     """Reads what changed on the drive since the last look and emits the documents' events."""
 
     def __init__(self, *, spec: ActorSpec = SPEC, graph: GraphClient, erp: ErpClient, locks: Locks,
-                 store: IntakeStore) -> None:
+                 store: IntakeStore, subscription: tuple[str, str] | None = None) -> None:
         self.spec = spec
         self.graph, self.erp, self.locks, self.store = graph, erp, locks, store
+        #: (notification URL, client state) of the drive's change subscription, when the hub keeps one.
+        self.subscription = subscription
 
     @property
     def drive(self) -> str:
@@ -59,7 +64,11 @@ class DocumentIntake:
 
     def handle(self, context: ActorContext) -> None:
         """Coalesce notifications: each marks the drive as changed; whoever holds the lease reads the
-        changes until no mark is left, and a notification that finds the lease taken leaves its mark."""
+        changes until no mark is left, and a notification that finds the lease taken leaves its mark. A repair
+        request naming this actor creates or renews the drive's change subscription."""
+        if context.event.get_type() == REPAIR_REQUESTED:
+            self._repair_subscription(context)
+            return
         if context.data.get("platform") != "sharepoint":
             return
         self.store.mark_changed(self.drive)
@@ -75,6 +84,16 @@ class DocumentIntake:
                 self.locks.release(f"intake:{self.drive}", lease)
             if not self.store.changed(self.drive):  # marked after the last read, before the release?
                 return
+
+    def _repair_subscription(self, context: ActorContext) -> None:
+        if self.spec.name not in context.data["actors"]:
+            return  # another actor's repair
+        if self.subscription is None:
+            raise ConfigurationError("asked to repair the drive's subscription, but HUB_GRAPH_NOTIFICATION_URL and "
+                                     "HUB_GRAPH_CLIENT_STATE are not set in this worker")
+        url, state = self.subscription
+        renewed = ensure_subscription(self.graph, url, state)
+        log.info("graph subscription repaired", subscription_id=renewed.id, expires=renewed.expiration.isoformat())
 
     def _read_changes(self, context: ActorContext) -> None:
         token = self.store.delta_token(self.drive)

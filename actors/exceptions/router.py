@@ -41,7 +41,7 @@ _AGE = re.compile(r"^(\d{1,6})([mhd])$")
 _OWNER = re.compile(r"^[a-z_]{1,64}$")
 #: The query parameters, checked by the routes (400 invalid-parameter) rather than by FastAPI.
 _OWNER_SCHEMA: Json = {"type": "string", "pattern": _OWNER.pattern,
-                       "description": "Only this owner's cases: finance, pmo, records_management, platform_team."}
+                       "description": "Only this owner's cases: finance, pmo, records_management, platform_team, risk."}
 _STATE_SCHEMA: Json = {"type": "string", "enum": list(STATES), "description": "Only cases in this state (default: "
                        "open and acknowledged)."}
 _AGE_SCHEMA: Json = {"type": "string", "pattern": _AGE.pattern,

@@ -7,26 +7,35 @@ from __future__ import annotations
 from actors.invoice_readiness.facts import ProjectMeta
 from actors.invoice_readiness.gate import LOCK_TTL_MS, ReadinessGate, lock_name
 from actors.invoice_readiness.logic import EVENT_TYPES, event_from_record
+from connectors.sharepoint.client import GraphClient
 from hub.actor import ActorContext, ActorSpec
+from hub.errors import ConfigurationError
 from hub.store import holding
 
 #: A project's engagement type or jurisdiction may change: its checklist and expected labels with them.
 PROJECT_UPDATED = "erp.project.updated.v1"
-#: Drafted invoices, document states, retention labels, completed envelopes and project updates.
-SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDATED), workflow="invoice_readiness",
-                 lock_ttl_ms=LOCK_TTL_MS)
+#: Reconciliation found a project's facts out of date with its documents: rebuilt from the ERP and the workspace.
+REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
+#: Drafted invoices, document states, retention labels, completed envelopes, project updates and repairs.
+SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDATED, REPAIR_REQUESTED),
+                 workflow="invoice_readiness", lock_ttl_ms=LOCK_TTL_MS)
 
 
 class InvoiceReadiness:
     """Folds each event into its project's facts, one project at a time, and publishes the verdicts it changed."""
 
-    def __init__(self, *, spec: ActorSpec = SPEC, gate: ReadinessGate) -> None:
+    def __init__(self, *, spec: ActorSpec = SPEC, gate: ReadinessGate, graph: GraphClient | None = None) -> None:
         self.spec = spec
         self.gate = gate
+        #: Where a repair reads the workspace's documents (None: repairs are not this process's to make).
+        self.graph = graph
 
     def handle(self, context: ActorContext) -> None:
         """Fold the event (or refresh the project's meta) under the project's lease."""
         record = context.data
+        if context.event.get_type() == REPAIR_REQUESTED:
+            self._repair(context)
+            return
         code = str(record["project_code"])
         with holding(self.gate.locks, lock_name(code), ttl_ms=self.spec.lock_ms,
                      busy=f"readiness of project {code} is being updated"):
@@ -38,3 +47,12 @@ class InvoiceReadiness:
             # Publish the verdicts this message saved: now, or on its re-run (which finds nothing changed) if
             # the worker died first. Under the lease, so a project's verdicts usually go out in their order.
             context.flush(self.gate.store.outbox)
+
+    def _repair(self, context: ActorContext) -> None:
+        """Rebuild the project's facts (under its lease, taken by the gate) and publish the verdicts that changed."""
+        code = context.data.get("project_code")
+        if self.spec.name not in context.data["actors"] or not code:
+            return  # another actor's repair
+        if self.graph is None:
+            raise ConfigurationError("the readiness gate was given no document platform to repair from")
+        self.gate.rebuild_project(self.graph, str(code), context)

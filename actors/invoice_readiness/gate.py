@@ -5,12 +5,14 @@ outbox with the facts and the verdict (:mod:`hub.outbox`). Shared by the actor a
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
-from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, fold, verdict
+from actors.invoice_readiness.facts import ProjectFacts, ProjectMeta, Verdict, field_of, fold, verdict
 from actors.invoice_readiness.logic import Billed, Event, InvoiceDrafted, Readiness, event_from_record, transition
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
@@ -164,27 +166,54 @@ class ReadinessGate:
         changes: list[Transition] = []
         codes = sorted({d.project_code for d in drafts})
         for done, code in enumerate(codes, start=1):
-            project = self.erp.get_project(code)
-            events: list[Event] = []
-            for draft in self.erp.list_invoices(project_code=code):
-                milestone = None
-                if draft.milestone_id:
-                    milestone = next((m.name for m in self.erp.milestones(code) if m.id == draft.milestone_id), None)
-                bills = tuple(sorted({Billed(b.document_class, b.reference) for b in draft.bills}))  # type: ignore[arg-type]
-                events.append(InvoiceDrafted(draft.number, code, draft.updated_at, milestone, bills))
-            root = self.policy.workspace_path(project.template_values())
-            for view in workspace_documents(graph, root):
-                events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]
-            lease = self._wait_for_lease(code)
-            try:
-                changes += self.replace(code, events, out)
-                # Outside a message, this publishes whatever the outbox holds pending (these verdicts
-                # among it); what a failed publish leaves there, the workers' relay publishes.
-                out.flush(self.store.outbox)
-            finally:
-                self.locks.release(lock_name(code), lease)
+            events = self.derive(graph, code)
+            changes += self._replace_now(code, events, out)
             if progress is not None:
                 progress(code, done, len(codes), len(events))
+        return changes
+
+    def rebuild_project(self, graph: GraphClient, code: str, out: Emitting) -> list[Transition]:
+        """One project's facts written again from the ERP and its workspace (a reconciliation's repair)."""
+        return self._replace_now(code, self.derive(graph, code), out)
+
+    def derive(self, graph: GraphClient, code: str) -> list[Event]:
+        """The project's facts as the ERP (its invoices) and its workspace's documents state them now."""
+        project = self.erp.get_project(code)
+        events: list[Event] = []
+        for draft in self.erp.list_invoices(project_code=code):
+            milestone = None
+            if draft.milestone_id:
+                milestone = next((m.name for m in self.erp.milestones(code) if m.id == draft.milestone_id), None)
+            bills = tuple(sorted({Billed(b.document_class, b.reference) for b in draft.bills}))  # type: ignore[arg-type]
+            events.append(InvoiceDrafted(draft.number, code, draft.updated_at, milestone, bills))
+        root = self.policy.workspace_path(project.template_values())
+        for view in workspace_documents(graph, root):
+            events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]
+        return events
+
+    def stale(self, graph: GraphClient) -> Iterator[tuple[str, str, str]]:
+        """Each project with a draft invoice whose stored facts differ from those :meth:`derive` reads now:
+        (project code, the facts only the sources state, the facts only the store holds), each a short list of
+        fact names. Envelopes are not compared (only DocuSign's events state them); times are not either (an
+        event's time and the document's modification time name the same change)."""
+        codes = sorted({d.project_code for d in self.erp.list_invoices(status="draft")})
+        for code in codes:
+            derived = ProjectFacts(code)
+            for event in self.derive(graph, code):
+                derived, _ = fold(derived, event)
+            now, held = _comparable(derived), _comparable(self.store.load(code))
+            if now != held:
+                yield code, _names(now, held), _names(held, now)
+
+    def _replace_now(self, code: str, events: list[Event], out: Emitting) -> list[Transition]:
+        lease = self._wait_for_lease(code)
+        try:
+            changes = self.replace(code, events, out)
+            # Outside a message, this publishes whatever the outbox holds pending (these verdicts
+            # among it); what a failed publish leaves there, the workers' relay publishes.
+            out.flush(self.store.outbox)
+        finally:
+            self.locks.release(lock_name(code), lease)
         return changes
 
     def _wait_for_lease(self, code: str, timeout_s: float = 30.0) -> str:
@@ -196,3 +225,18 @@ class ReadinessGate:
             if time.monotonic() > deadline:
                 raise StoreUnavailable(f"readiness of project {code} stayed locked for {timeout_s:.0f} s")
             time.sleep(0.1)
+
+
+def _comparable(facts: ProjectFacts) -> dict[str, str]:
+    """A project's draft, document and label facts by name, without their times."""
+    base = facts.base()
+    kept: list[Event] = [*facts.drafts.values(), *base.documents.values(), *base.retention.values()]
+    return {field_of(event): json.dumps({k: v for k, v in asdict(event).items() if not isinstance(v, datetime)},
+                                        sort_keys=True, default=str) for event in kept}
+
+
+def _names(one: dict[str, str], other: dict[str, str], limit: int = 10) -> str:
+    """The fact names ``one`` states differently from ``other`` (at most ``limit``, then how many more)."""
+    names = sorted(name for name, value in one.items() if other.get(name) != value)
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -23,6 +23,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from actors.provisioning.store import ProvisioningStore
+from connectors.erp.client import ErpClient
+from connectors.erp.client import Project as ErpProject
+from connectors.sharepoint.client import GraphClient, LabelNotPublished
+from hub.actor import ActorContext, ActorSpec
+from hub.crosswalk import CrosswalkStore
+from hub.errors import HardStop
+from hub.idempotency import side_effect_key
+from hub.policy import Policy
+from hub.store import Locks, holding
 from hub.workspace import (
     ApplyLabel,
     EnsureFolder,
@@ -37,24 +47,16 @@ from hub.workspace import (
     plan_workspace,
     reconcile,
 )
-from actors.provisioning.store import ProvisioningStore
-from connectors.erp.client import ErpClient
-from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient, LabelNotPublished, Permission
-from hub.actor import ActorContext, ActorSpec
-from hub.crosswalk import CrosswalkStore
-from hub.errors import HardStop
-from hub.idempotency import side_effect_key
-from hub.policy import Policy
-from hub.store import Locks, holding
 from observability.logging import get_logger
 from observability.metrics import PROVISIONING
 
+#: Reconciliation found the workspace differs from its plan (or is missing): the same run, asked for by name.
+REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
 #: A project created or updated in the ERP: reconcile its workspace, one run per project at a time (a run
 #: usually takes a second or two; the lock's lifetime bounds how long a worker that dies provisioning keeps
 #: the project locked).
-SPEC = ActorSpec(name="provisioning", triggers=("erp.project.created.v1", "erp.project.updated.v1"),
-                 workflow="provisioning", lock_ttl_ms=60_000)
+SPEC = ActorSpec(name="provisioning", triggers=("erp.project.created.v1", "erp.project.updated.v1",
+                                                REPAIR_REQUESTED), workflow="provisioning", lock_ttl_ms=60_000)
 _NAMESPACE = uuid.UUID("0f7c2b9e-3d54-4a8e-b6a1-92c4d0e8f7a3")
 log = get_logger(__name__)
 
@@ -67,19 +69,6 @@ def erp_record(project: ErpProject) -> dict[str, Any]:
         "country": project.country, "partner": project.partner, "status": project.status,
         "conflicted_groups": list(project.conflicted_groups), "updated_at": project.updated_at,
     }
-
-
-def _group_grant(permission: Permission) -> tuple[str, str] | None:
-    """(group, role) of a direct read or write permission of one directory group, else None (inherited, a
-    site group's, a user's, several principals)."""
-    sets = ([permission.granted_to_v2] if permission.granted_to_v2 else []) + permission.granted_to_identities_v2
-    if permission.inherited_from is not None or any(s.site_group or s.user for s in sets):
-        return None
-    principals = permission.principals()
-    if len(principals) != 1 or not permission.roles or permission.roles[0] not in ("read", "write"):
-        return None
-    name = principals[0].display_name or principals[0].email or principals[0].id
-    return (name, permission.roles[0]) if name else None
 
 
 def read_state(graph: GraphClient, plan: WorkspacePlan, governed: Callable[[str], bool] = lambda _: True
@@ -97,7 +86,7 @@ def read_state(graph: GraphClient, plan: WorkspacePlan, governed: Callable[[str]
     metadata: dict[str, str] = {}
     if workspace is not None:
         for permission in graph.grants(workspace):
-            grant = _group_grant(permission)
+            grant = permission.group_grant()
             if grant is not None and governed(grant[0]):
                 grants[grant[0]] = grant[1]
         fields = graph.fields(workspace)
@@ -164,6 +153,9 @@ class Provisioning:
 
     def handle(self, context: ActorContext) -> None:
         """One project at a time: a lock per project code; a held lock is an expected wait (EntityLocked)."""
+        if context.event.get_type() == REPAIR_REQUESTED and (
+                self.spec.name not in context.data["actors"] or not context.data.get("project_code")):
+            return  # another actor's repair
         code = str(context.data["project_code"])
         with holding(self.locks, f"project:{code}", ttl_ms=self.spec.lock_ms,
                      busy=f"project {code} is being provisioned by another worker"):

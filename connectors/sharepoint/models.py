@@ -5,13 +5,29 @@ Only the fields the hub uses; unknown fields are ignored, so Graph adding proper
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ColumnDefinition", "DeltaResult", "DirectoryGroup", "Drive", "DriveItem", "FileFacet", "FolderFacet",
-           "Identity", "IdentitySet", "ItemReference", "Permission", "RetentionLabel", "Site", "Subscription"]
+__all__ = [
+    "ColumnDefinition",
+    "DeltaResult",
+    "DirectoryGroup",
+    "Drive",
+    "DriveItem",
+    "FileFacet",
+    "FolderFacet",
+    "Identity",
+    "IdentitySet",
+    "ItemReference",
+    "Permission",
+    "RetentionLabel",
+    "Site",
+    "Subscription",
+    "group_grant_of",
+]
 
 
 class _Model(BaseModel):
@@ -139,6 +155,11 @@ class Permission(_Model):
                     seen.setdefault((identity.id, identity.display_name, identity.email), identity)
         return list(seen.values())
 
+    def group_grant(self) -> tuple[str, str] | None:
+        """(group, role) of a direct read or write permission of one directory group, else None (inherited, a
+        site group's, a user's, several principals)."""
+        return group_grant_of(self.model_dump(by_alias=True, exclude_none=True))
+
     def grants_only(self, group: str) -> bool:
         """Whether this is a direct permission of ``group`` alone (matched by name, mail or object id)."""
         wanted = group.casefold()
@@ -199,3 +220,24 @@ class DeltaResult(_Model):
 
     items: list[DriveItem]
     token: str
+
+
+def group_grant_of(raw: Mapping[str, Any]) -> tuple[str, str] | None:
+    """:meth:`Permission.group_grant` of a permission as Graph answers it (JSON), without building the model: a
+    reconciliation reads hundreds of thousands."""
+    if raw.get("inheritedFrom"):
+        return None
+    sets = ([raw["grantedToV2"]] if raw.get("grantedToV2") else []) + list(raw.get("grantedToIdentitiesV2") or [])
+    if any(s.get("siteGroup") or s.get("user") for s in sets):
+        return None
+    seen: dict[tuple[Any, Any, Any], Mapping[str, Any]] = {}
+    for identity_set in sets:
+        group = identity_set.get("group")
+        if group:
+            seen.setdefault((group.get("id"), group.get("displayName"), group.get("email")), group)
+    roles = raw.get("roles") or []
+    if len(seen) != 1 or not roles or roles[0] not in ("read", "write"):
+        return None
+    principal = next(iter(seen.values()))
+    name = principal.get("displayName") or principal.get("email") or principal.get("id")
+    return (str(name), str(roles[0])) if name else None

@@ -22,6 +22,7 @@ from hub.cli.events import events
 from hub.cli.exceptions import exceptions
 from hub.cli.jobs import jobs
 from hub.cli.readiness import readiness
+from hub.cli.reconcile import reconcile
 from hub.cli.routes import routes
 from hub.cli.schemas import schemas
 from hub.cli.servers import serve, worker
@@ -86,6 +87,6 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Config.load()  # every command fails at start on an unknown or invalid setting
 
 
-for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, routes, xref, db, consumers,
-                 events, exceptions, jobs):
+for _command in (serve, worker, demo, simulate, trace, schemas, dlq, documents, readiness, reconcile, routes, xref, db,
+                 consumers, events, exceptions, jobs):
     main.add_command(_command)

@@ -84,10 +84,11 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
-def console() -> Console:
-    """A console on stdout, as wide as the terminal (or wide enough when piped)."""
-    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
-    return Console(width=width, highlight=False, soft_wrap=False)
+def console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr: progress), as wide as the terminal (or wide enough when piped)."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = shutil.get_terminal_size((160, 40)).columns if stream.isatty() else 160
+    return Console(width=width, highlight=False, soft_wrap=False, stderr=stderr)
 
 
 def echo_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> None:

@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from actors.exceptions.desk import ExceptionDesk
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
+    from actors.reconciliation import Reconciler
     from hub.actor import Actor
     from hub.policy import Policy
     from hub.redaction import Redactions
     from hub.registry import SchemaRegistry
 
 __all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "exception_desk",
-           "load_sources", "readiness_gate", "redactions_of", "restricted_exchange", "source_model",
+           "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange", "source_model",
            "sources_from_settings"]
 
 
@@ -86,6 +87,8 @@ def build_app(
     )
     from actors.provisioning import Provisioning, RedisProvisioningStore
     from actors.provisioning.labels import LabelCheck
+    from actors.reconciliation import Reconciler, SqlReconciliationStore
+    from actors.reconciliation.metrics import ReconciliationGauges
     from connectors.docusign.client import DocuSignClient
     from connectors.erp.client import ErpClient
     from connectors.sharepoint.client import GraphClient
@@ -117,11 +120,11 @@ def build_app(
                    graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db),
                    cursor=RedisDeltaCursor(client, prefix=prefix)),
         DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
-                       store=RedisIntakeStore(client, prefix=prefix)),
+                       store=RedisIntakeStore(client, prefix=prefix), subscription=subscription_of(connections)),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
                          rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
                          erp=erp, graph=graph, docusign=docusign, locks=locks),
-        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate),
+        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate, graph=graph),
     ]
     inbox = SqlExceptionInbox(infra.db)
     handlers.append(InboxRecorder(inbox, spec=specs["exception_inbox"]))
@@ -129,15 +132,21 @@ def build_app(
         handlers = [handler for handler in handlers if handler.spec.name in only]
     router = ExceptionRouter({spec.name: spec.owner for spec in specs.values()}, inbox=inbox)
     declared = {handler.spec.name for handler in handlers}
+    reconciler = Reconciler(
+        policy=policy, erp=erp, graph=graph, crosswalk=crosswalk, store=SqlReconciliationStore(infra.db), locks=locks,
+        out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=infra.registry, emitter=runtime.dispatcher),
+        readiness=gate, notification_url=str(connections.graph.notification_url or "") or None)
     jobs = scheduled_jobs(
         prefix=prefix, client=client, flight_ttl_s=settings.flight_ttl_s, graph=graph, graph_settings=connections.graph,
         gate=gate if "invoice_readiness" in declared else None,
-        out=lambda: Emitting(spec=specs["invoice_readiness"], registry=infra.registry, emitter=runtime.dispatcher))
+        out=lambda: Emitting(spec=specs["invoice_readiness"], registry=infra.registry, emitter=runtime.dispatcher),
+        reconciler=reconciler if "provisioning" in declared else None)
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
                        closers=(erp.close, graph.close, docusign.close,
                                 *((wall.restricted.close,) if wall and hasattr(wall.restricted, "close") else ())),
                        jobs=jobs,
                        collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox),
+                                   ReconciliationGauges(SqlReconciliationStore(infra.db)),
                                    JobGauges(jobs, JobRecord(client, prefix=prefix)),
                                    SubscriptionGauge(client, prefix=prefix)],
                        at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
@@ -186,6 +195,31 @@ def exception_desk(runtime: Runtime) -> ExceptionDesk:
                                    reasons=runtime.dead_letters)
 
     return ExceptionDesk(SqlExceptionInbox(runtime.db), replay=None if runtime.embedded else replay)
+
+
+def subscription_of(connections: Connections) -> tuple[str, str] | None:
+    """(notification URL, client state) of the drive's change subscription, when both are set."""
+    url, state = connections.graph.notification_url, connections.graph.client_state
+    return None if url is None or state is None else (str(url), state.get_secret_value())
+
+
+def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
+    """Reconciliation over the runtime's database, Redis and broker, for ``hub reconcile`` (the caller closes the
+    clients it holds: ``reconciler.close()``)."""
+    import actors
+    from actors.reconciliation import Reconciler, SqlReconciliationStore
+    from connectors.sharepoint.client import GraphClient
+    from hub.actor import Emitting
+    from hub.crosswalk import SqlCrosswalk
+    from hub.store import RedisLocks
+
+    gate = readiness_gate(runtime, connections)
+    return Reconciler(
+        policy=runtime.policy, erp=gate.erp, graph=GraphClient.from_settings(connections.graph),
+        crosswalk=SqlCrosswalk(runtime.db), store=SqlReconciliationStore(runtime.db),
+        locks=RedisLocks(runtime.redis, prefix=runtime.queue_prefix),
+        out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=runtime.registry, emitter=runtime.dispatcher),
+        readiness=gate, notification_url=str(connections.graph.notification_url or "") or None)
 
 
 def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from actors.invoice_readiness.store import ReadinessStore
 
 #: The owners cases go to (``hub.common.ExceptionOwner``).
-OWNERS = ["finance", "pmo", "records_management", "platform_team"]
+OWNERS = ["finance", "pmo", "records_management", "platform_team", "risk"]
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -157,3 +157,18 @@ class RuntimeConsole:
     def jobs(self) -> list[dict[str, Any]]:
         """See :meth:`hub.console.ConsoleData.jobs`."""
         return describe_jobs(self.runtime.jobs, JobRecord(self.runtime.redis, prefix=self.runtime.queue_prefix))
+
+    def reconciliation(self, run_id: str | None, code: str | None) -> dict[str, Any]:
+        """See :meth:`hub.console.ConsoleData.reconciliation`."""
+        from actors.reconciliation import BY_CODE, SqlReconciliationStore
+
+        store = SqlReconciliationStore(self.runtime.db)
+        runs = [run.as_dict() for run in store.runs(limit=10)]
+        chosen = store.run(run_id) if run_id or runs else None
+        classes = [{"code": c, "name": cls.name, "summary": cls.summary, "owner": cls.owner,
+                    "repair": cls.repairer or "routed", "found": chosen.counts.get(c, 0) if chosen else 0}
+                   for c, cls in BY_CODE.items()]
+        findings = [f.as_dict() for f in store.findings(chosen.run_id, code=code if code in BY_CODE else None,
+                                                        limit=200)] if chosen else []
+        return {"runs": runs, "run": chosen.as_dict() if chosen else None, "classes": classes, "findings": findings,
+                "code": code}

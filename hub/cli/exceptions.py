@@ -45,7 +45,7 @@ def exceptions() -> None:
 
 
 @exceptions.command("list")
-@click.option("--owner", help="Only this owner's cases (finance, pmo, records_management, platform_team).")
+@click.option("--owner", help="Only this owner's cases (finance, pmo, records_management, platform_team, risk).")
 @click.option("--older-than", "older_than", help="Only cases first seen longer ago than this (30m, 6h, 2d).")
 @click.option("--state", "states", multiple=True, type=click.Choice(["open", "acknowledged", "resolved"]),
               help="Only cases in this state (default: open and acknowledged).")

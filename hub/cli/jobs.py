@@ -5,7 +5,9 @@
 - ``readiness_rebuild`` (nightly at 02:00 UTC): the invoice-readiness gate's facts written again from the ERP and
   the workspaces (``hub readiness rebuild --all``), the verdicts that changed emitted: the nightly reconciliation
   of what exists today;
-- ``flight_record_expiry`` (hourly): a flight record left without an expiry is given ``HUB_FLIGHT_TTL_S``.
+- ``flight_record_expiry`` (hourly): a flight record left without an expiry is given ``HUB_FLIGHT_TTL_S``;
+- ``reconciliation`` (nightly at 03:00 UTC): ``hub reconcile --repair`` over every scope: the systems of record
+  compared, the safe differences repaired through the actors, the rest routed to their owners.
 
 A pattern adds its own by giving :func:`scheduled_jobs` one more :class:`hub.scheduler.Job`.
 """
@@ -26,6 +28,7 @@ from observability.metrics import SUBSCRIPTION_EXPIRY
 
 if TYPE_CHECKING:
     from actors.invoice_readiness import ReadinessGate
+    from actors.reconciliation import Reconciler
     from connectors.settings import GraphSettings
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
@@ -36,7 +39,7 @@ SUBSCRIPTION_EXPIRY_KEY = "graph:subscription_expires"
 
 def scheduled_jobs(*, prefix: str, client: redis.Redis, flight_ttl_s: int, graph: GraphClient,
                    graph_settings: GraphSettings, gate: ReadinessGate | None,
-                   out: Callable[[], Emitting] | None) -> list[Job]:
+                   out: Callable[[], Emitting] | None, reconciler: Reconciler | None = None) -> list[Job]:
     """The hub's scheduled jobs over the runtime's clients (see the module docstring)."""
     from actors.document_intake.subscription import ensure_subscription
 
@@ -50,6 +53,15 @@ def scheduled_jobs(*, prefix: str, client: redis.Redis, flight_ttl_s: int, graph
 
         jobs.append(Job("readiness_rebuild", timedelta(days=1), rebuild, offset=timedelta(hours=2),
                         description="nightly: the gate's facts again from the ERP and the workspaces"))
+    if reconciler is not None:
+        def reconcile() -> str:
+            run = reconciler.run(repair=True)
+            found = sum(run.counts.values())
+            return (f"run {run.run_id[:8]}: {found} difference(s), {run.repaired} repair(s) requested, "
+                    f"{run.routed} routed")
+
+        jobs.append(Job("reconciliation", timedelta(days=1), reconcile, offset=timedelta(hours=3),
+                        description="nightly: the systems of record compared, safe differences repaired"))
     url, state = graph_settings.notification_url, graph_settings.client_state
     if url is not None and state is not None:
         def renew() -> str:

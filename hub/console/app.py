@@ -78,6 +78,11 @@ class ConsoleData(Protocol):
         """The scheduled jobs with their last runs."""
         ...
 
+    def reconciliation(self, run_id: str | None, code: str | None) -> dict[str, Any]:
+        """The latest reconciliation runs, one run's counts per class (the newest when ``run_id`` is None) and its
+        differences (only class ``code`` when given)."""
+        ...
+
 
 async def _run(call: Callable[[], T]) -> T:
     return await anyio.to_thread.run_sync(call)
@@ -225,5 +230,13 @@ def console_router(data: ConsoleData, *, operators: Operators, sessions: Session
         if operator is None:
             return signed_out()
         return page("jobs.html", operator, "/console/jobs", title="Jobs", jobs=await _run(data.jobs))
+
+    @router.get("/reconciliation")
+    async def reconciliation(request: Request, run: str | None = None, code: str | None = None) -> Response:
+        operator = session(request)
+        if operator is None:
+            return signed_out()
+        report = await _run(lambda: data.reconciliation(run, code))
+        return page("reconciliation.html", operator, "/console/reconciliation", title="Reconciliation", **report)
 
     return router

@@ -7,17 +7,18 @@ import functools
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 
 from actors.document_intake import ensure_subscription
 from connectors.sharepoint.client import GraphClient
-from hub.cli.compose import build_app, build_ingress
+from hub.cli.compose import Connections, build_app, build_ingress
 from hub.cli.scenario import DemoCredentials, demo_sources, sandbox_connections
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
 from hub.policy import Policy
@@ -41,6 +42,8 @@ class Scenario:
     graph_webhook_url: str = ""
     #: The authority (a PEM file) the TLS terminator's certificate chains to.
     tls_ca: str = ""
+    #: The connectors' settings the hub runs with.
+    connections: Connections | None = None
 
     def readiness(self, number: str) -> httpx.Response:
         """The hard-stop check, asked as the ERP asks it."""
@@ -137,22 +140,26 @@ def running_scenario(
             docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca,
             labels=_labels(settings) if labels is None else sorted(labels), sign_in=sign_in))
         provider, exporter = tracer if tracer else (None, None)
+        terminator = TlsTerminator(sock.getsockname()[:2], tls)
+        stack.callback(terminator.close)
+        webhook = f"{terminator.url}/v1/webhooks/graph/{GRAPH_SOURCE_ID}"
         connections = sandbox_connections(sandbox)
+        if documents:  # the hub keeps the drive's subscription, as a firm's does (reconciliation checks it)
+            graph_settings = connections.graph.model_copy(update={
+                "notification_url": webhook, "client_state": SecretStr(credentials.graph_client_state)})
+            connections = replace(connections, graph=graph_settings)
         runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
                             span_exporter=exporter)
         stack.callback(runtime.close)
         url = stack.enter_context(serve_in_thread(
             build_ingress(runtime, sources=demo_sources(credentials), tracer_provider=provider), sock=sock))
-        terminator = TlsTerminator(sock.getsockname()[:2], tls)
-        stack.callback(terminator.close)
-        webhook = f"{terminator.url}/v1/webhooks/graph/{GRAPH_SOURCE_ID}"
         stack.enter_context(running_worker(runtime, threads=threads))
         if documents:
             graph = GraphClient.from_settings(connections.graph)
             stack.callback(graph.close)
             ensure_subscription(graph, webhook, credentials.graph_client_state)
         yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials,
-                       graph_webhook_url=webhook, tls_ca=tls.ca)
+                       graph_webhook_url=webhook, tls_ca=tls.ca, connections=connections)
 
 
 @functools.cache
