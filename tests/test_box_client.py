@@ -23,6 +23,7 @@ from connectors.box.errors import (
     RetentionPolicyNotFound,
 )
 from connectors.box.inbound import to_event, verify
+from connectors.box.platform import BoxPlatform
 from connectors.http import RetryPolicy
 from connectors.platform import ChangePage, DocumentPlatform
 from connectors.settings import BoxSettings
@@ -330,7 +331,7 @@ def test_a_refused_webhook_is_retried_with_a_new_delivery_id_and_the_same_body(s
 
 
 def test_the_box_client_is_the_hubs_document_platform(box: BoxClient) -> None:
-    platform: DocumentPlatform = box
+    platform: DocumentPlatform = BoxPlatform(box)
     folder = platform.ensure_folder("GLOBEX/Matters")
     platform.grant(folder.id, "Litigation-NA", "write")
     platform.apply_retention(folder.id, "Client-GLOBEX-Matter-25y")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic_settings import BaseSettings
 
-from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
+from connectors.settings import BoxSettings, DocuSignSettings, ErpSettings, GraphSettings
 from hub.ingress.sources import SourceConfig, SourceRegistry
 from hub.runtime import Infrastructure, Runtime, assemble, build_infrastructure
 from hub.settings import Settings, load
@@ -25,34 +25,38 @@ if TYPE_CHECKING:
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from actors.reconciliation import Reconciler
+    from connectors.platform import Platforms
+    from connectors.sharepoint.client import GraphClient
     from hub.actor import Actor
     from hub.policy import Policy
     from hub.redaction import Redactions
     from hub.registry import SchemaRegistry
 
-__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "exception_desk",
-           "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange", "source_model",
-           "sources_from_settings"]
+__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "document_platforms", "events_document",
+           "exception_desk", "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange",
+           "source_model", "sources_from_settings"]
 
 
 @dataclass(frozen=True)
 class Connections:
     """Where each connector's system is and how the hub signs in (``HUB_ERP_*``, ``HUB_GRAPH_*``,
-    ``HUB_DOCUSIGN_*``)."""
+    ``HUB_DOCUSIGN_*``, ``HUB_BOX_*``)."""
 
     erp: ErpSettings = field(default_factory=ErpSettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     docusign: DocuSignSettings = field(default_factory=DocuSignSettings)
+    box: BoxSettings = field(default_factory=BoxSettings)
 
     @classmethod
     def load(cls) -> Connections:
         """Every connector's settings from the environment; a ConfigurationError names a bad variable."""
-        return cls(erp=load(ErpSettings), graph=load(GraphSettings), docusign=load(DocuSignSettings))
+        return cls(erp=load(ErpSettings), graph=load(GraphSettings), docusign=load(DocuSignSettings),
+                   box=load(BoxSettings))
 
     @staticmethod
     def models() -> tuple[type[BaseSettings], ...]:
         """The settings models read from the environment, the hub's own included."""
-        return (Settings, ErpSettings, GraphSettings, DocuSignSettings)
+        return (Settings, ErpSettings, GraphSettings, DocuSignSettings, BoxSettings)
 
 
 def build_app(
@@ -107,6 +111,7 @@ def build_app(
     erp = ErpClient.from_settings(connections.erp)
     graph = GraphClient.from_settings(connections.graph)
     docusign = DocuSignClient.from_settings(connections.docusign)
+    platforms, close_platforms = document_platforms(policy, connections, graph=graph)
     locks = RedisLocks(client, prefix=prefix)
     crosswalk = SqlCrosswalk(infra.db)
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
@@ -114,7 +119,7 @@ def build_app(
     wall = bus_wall(infra, policy)
     handlers: list[Actor] = [
         FanOut(infra.topics, wall=wall),
-        Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
+        Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, platforms=platforms, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
         MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
                    graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db),
@@ -142,18 +147,43 @@ def build_app(
         out=lambda: Emitting(spec=specs["invoice_readiness"], registry=infra.registry, emitter=runtime.dispatcher),
         reconciler=reconciler if "provisioning" in declared else None)
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
-                       closers=(erp.close, graph.close, docusign.close,
+                       closers=(erp.close, graph.close, docusign.close, *close_platforms,
                                 *((wall.restricted.close,) if wall and hasattr(wall.restricted, "close") else ())),
                        jobs=jobs,
                        collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox),
                                    ReconciliationGauges(SqlReconciliationStore(infra.db)),
                                    JobGauges(jobs, JobRecord(client, prefix=prefix)),
                                    SubscriptionGauge(client, prefix=prefix)],
-                       at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
+                       at_worker_start=[LabelCheck(policy=policy, platform=platform, spec=specs["provisioning"])
+                                        for platform in platforms]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
         runtime.upgrade_database()
     return runtime
+
+
+def document_platforms(policy: Policy, connections: Connections, *, graph: GraphClient
+                       ) -> tuple[Platforms, tuple[Callable[[], None], ...]]:
+    """The document platforms the policy's ``platforms`` section can choose (SharePoint through ``graph``; Box
+    from ``HUB_BOX_*`` when a rule or the default names it), the choice per project, and the closers of the
+    clients made here."""
+    from actors import platform_rules
+    from connectors.box.client import BoxClient
+    from connectors.box.platform import BoxPlatform
+    from connectors.platform import DocumentPlatform, Platforms
+    from connectors.sharepoint.platform import GraphPlatform
+
+    rules = platform_rules(policy)
+    state = connections.graph.client_state
+    made: list[DocumentPlatform] = [GraphPlatform(graph, client_state=state.get_secret_value() if state else None)]
+    closers: list[Callable[[], None]] = []
+    if "box" in rules.in_use():
+        box = BoxClient.from_settings(connections.box)
+        made.append(BoxPlatform(box, web=str(connections.box.web_url)))
+        closers.append(box.close)
+    if rules.default == "box":
+        made.reverse()
+    return Platforms(made, choose=rules.platform_for), tuple(closers)
 
 
 def bus_wall(infra: Infrastructure, policy: Policy) -> BusWall | None:
