@@ -1,7 +1,8 @@
 """Provisioning on Box (the Box simulator over real HTTP): a matter the policy puts on Box gets its folder tree,
 the workspace metadata template's instance, group collaborations (viewer for read, editor for write), its
 retention policies and its ethical walls; the ERP learns its Box link and the crosswalk links it under ``box``;
-while the same hub keeps other projects on SharePoint. The ethical-wall property of SharePoint holds on Box."""
+while the same hub keeps other projects on SharePoint; master data pushes the client's name onto the Box
+workspace. The ethical-wall property of SharePoint holds on Box."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import actors
+from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryMasterDataStore, load_master_data_mapping
 from actors.provisioning import MemoryProvisioningStore, Provisioning
 from actors.provisioning.actor import execute, read_state
 from connectors.box.client import BoxClient
@@ -142,6 +144,35 @@ def test_a_conflict_added_later_takes_the_walled_group_off_the_box_matter_and_it
     assert collaborators(sim, MATTER) == {"Corporate-EU": "editor", "Finance-EU": "viewer", "Records-EU": "viewer"}
     removed = [c for c in sim.state()["collaborations"] if c["accessible_by"]["name"] == "Knowledge-EU"]
     assert removed == []
+
+
+def test_master_data_pushes_the_clients_name_onto_the_box_workspace_and_again_when_the_erp_renames_it(
+        sim: BoxSim, box: BoxClient, crosswalk: SqlCrosswalk) -> None:
+    platforms, emitter = hub_platforms(box, FakeGraph()), RecordingEmitter()
+    master = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=FakeGraph(), crosswalk=crosswalk,
+                        locks=MemoryLocks(), store=MemoryMasterDataStore(), platforms=platforms)
+    client = {"client_id": "GLOBEX", "name": "Globex Corp", "country": "FR", "status": "active", "industry": None,
+              "parent_client_id": None, "billing_currency": None, "updated_at": T0}
+    master.handle(context(master.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence=f"{1:020d}"))
+    matter = corporate_matter()
+    master.handle(context(master.spec, "erp.project.created.v1", project_event(matter), emitter, id="p1",
+                          sequence=f"{1:020d}"))
+    actor = provisioning(FakeErp(matter), platforms, crosswalk)
+    actor.handle(context(actor.spec, "erp.project.created.v1", project_event(matter), emitter, id="p1"))
+    [provisioned] = emitter.of_type("dms.workspace.provisioned.v1")
+    master.handle(context(master.spec, "dms.workspace.provisioned.v1",
+                          REGISTRY.decode(provisioned.get_type(), provisioned.get_data()), emitter, id="w1",
+                          source="hub://provisioning"))
+
+    def client_name() -> str:
+        workspace = sim.state()["items"][MATTER]["id"]
+        [instance] = [m for m in sim.state()["metadata"] if m["item"] == workspace]
+        return str(instance.get("ClientName"))
+
+    assert client_name() == "Globex Corp"
+    master.handle(context(master.spec, "erp.client.upserted.v1", {**client, "name": "Globex International"},
+                          emitter, id="c2", sequence=f"{2:020d}"))
+    assert client_name() == "Globex International"
 
 
 # -- the ethical-wall property, as on SharePoint (tests/test_sharepoint_sites.py) ------------------------------

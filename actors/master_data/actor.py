@@ -4,11 +4,13 @@ Source records are mapped by the declarative rules (``actors/master_data/default
 identified through the crosswalk, and merged field by field (:func:`actors.master_data.model.merge`: authority and
 source versions, so out-of-order and duplicate updates never regress a field). Changed fields are
 pushed to the other systems (the client's name onto its workspaces' metadata) and announced as
-``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange.
+``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange. The push goes to each workspace the
+crosswalk links the project to, on its own platform (SharePoint or Box, :class:`connectors.platform.Platforms`).
 
 The document platform's change notifications name no item (Graph's driveItem notifications carry only
 ``resourceData["@odata.type"]``): master data reads the drive's ``delta`` from its own cursor and checks
-every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own.
+every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own
+(SharePoint's changes only: a Box workspace's metadata is pushed, not read back yet).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from actors.master_data.model import (
     to_model,
 )
 from actors.master_data.store import MasterDataStore
+from connectors.platform import Platforms
 from connectors.sharepoint.client import DeltaTokenExpired, GraphClient, ItemNotFound
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.events import CloudEvent, extension
@@ -59,17 +63,25 @@ class MasterData:
 
     def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, graph: GraphClient,
                  crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore,
-                 cursor: DeltaCursor | None = None) -> None:
+                 cursor: DeltaCursor | None = None, platforms: Platforms | None = None) -> None:
+        """``graph``: the SharePoint drive whose changes are read back; ``platforms``: where workspaces are pushed to
+        (default: that drive alone)."""
         self.spec = spec
         self.rules, self.graph, self.crosswalk, self.locks, self.store = rules, graph, crosswalk, locks, store
         self.cursor: DeltaCursor = cursor if cursor is not None else MemoryDeltaCursor()
+        self.platforms = platforms if platforms is not None else Platforms([GraphPlatform(graph)])
 
     def handle(self, context: ActorContext) -> None:
         """Merge one source record into the canonical one; push and announce what changed."""
         event, record = context.event, context.data
         if event.get_type() == "dms.workspace.provisioned.v1":
             project = self.crosswalk.canonical("project", "erp", str(record["project_code"]))
-            self.crosswalk.link(project, "project", "sharepoint", str(record["workspace_id"]))
+            workspace = str(record["workspace_id"])
+            linked = self.crosswalk.identities(project)
+            if workspace not in {linked.get(platform.name) for platform in self.platforms}:
+                # Provisioning links the workspace under its platform first; one announced without it is the
+                # default platform's (the announcements of a hub before Box).
+                self.crosswalk.link(project, "project", self.platforms.default.name, workspace)
             self._push_client_name_to_workspace(project)
             return
         if event.get_type() == "dms.change.notified.v1":
@@ -168,17 +180,20 @@ class MasterData:
 
     def _push_client_name_to_workspace(self, project_id: str, *, client: CanonicalState | None = None,
                                        project: CanonicalState | None = None) -> None:
-        """Put the client's name on the project's workspace; ``client``, ``project``: records merged and not
-        saved yet (else read from the store)."""
-        workspace = self.crosswalk.identities(project_id).get("sharepoint")
+        """Put the client's name on the project's workspace, on each platform the crosswalk links it on; ``client``,
+        ``project``: records merged and not saved yet (else read from the store)."""
+        linked = self.crosswalk.identities(project_id)
+        workspaces = [(platform, linked[platform.name]) for platform in self.platforms if linked.get(platform.name)]
+        if not workspaces:
+            return
         state = project or self.store.load(project_id)
         client_id = state.values().get("client_id") if state else None
         if client is None or client.canonical_id != client_id:
             client = self.store.load(str(client_id)) if client_id else None
         name = client.values().get("name") if client else None
-        if workspace and name:
-            self.graph.ensure_columns(["ClientName"])  # SharePoint refuses a field the library has no column for
-            self.graph.ensure_fields(workspace, {"ClientName": str(name)})
+        if name:
+            for platform, workspace in workspaces:
+                platform.set_metadata(workspace, {"ClientName": str(name)})
 
     def _announcement(self, context: ActorContext, entity: str, state: CanonicalState, changed: tuple[str, ...],
                       system: str, version: str) -> Outgoing | None:

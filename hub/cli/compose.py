@@ -123,7 +123,7 @@ def build_app(
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
         MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
                    graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db),
-                   cursor=RedisDeltaCursor(client, prefix=prefix)),
+                   cursor=RedisDeltaCursor(client, prefix=prefix), platforms=platforms),
         DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
                        store=RedisIntakeStore(client, prefix=prefix), subscription=subscription_of(connections)),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
