@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
+from connectors.settings import BoxSettings, DocuSignSettings, ErpSettings, GraphSettings
 from hub.cli.compose import Connections, source_model
 from hub.duplicates import MemoryWindow
 from hub.events import CloudEvent, make_event
@@ -145,18 +145,22 @@ class DemoCredentials:
     docusign_key: str  # DocuSign Connect HMAC key
     graph_client_state: str  # Graph subscription clientState
     operator_key: str = ""  # the console's operator key
+    box_primary_key: str = ""  # the Box app's webhook signature keys
+    box_secondary_key: str = ""
 
     @classmethod
     def generate(cls) -> DemoCredentials:
         """New random credentials."""
         return cls(erp_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
                    erp_api_key=secrets.token_urlsafe(24), docusign_key=secrets.token_urlsafe(32),
-                   graph_client_state=secrets.token_urlsafe(24), operator_key=secrets.token_urlsafe(18))
+                   graph_client_state=secrets.token_urlsafe(24), operator_key=secrets.token_urlsafe(18),
+                   box_primary_key=secrets.token_urlsafe(24), box_secondary_key=secrets.token_urlsafe(24))
 
 
 def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
     """The demo's sources: the simulated ERP (signed events, and the hard-stop check with its API key),
-    the DocuSign account (Connect HMAC) and the SharePoint tenant (Graph clientState)."""
+    the DocuSign account (Connect HMAC), the SharePoint tenant (Graph clientState) and the Box enterprise (its
+    two webhook signature keys)."""
     model = source_model()
     erp = model.model_validate({
         "id": "erp-sim", "description": "the simulated ERP of the demo", "sources": [DEMO_SOURCE],
@@ -174,7 +178,12 @@ def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
         "event_types": ["dms.*"], "quota": "6000/minute",
         "graph": {"client_states": [credentials.graph_client_state]},
     })
-    return SourceRegistry([erp, docusign, graph], origin="demo")
+    box = model.model_validate({
+        "id": "box-sim", "description": "the simulated Box enterprise", "sources": ["box://box-sim"],
+        "event_types": ["dms.*"], "quota": "6000/minute",
+        "box": {"primary_key": credentials.box_primary_key, "secondary_key": credentials.box_secondary_key},
+    })
+    return SourceRegistry([erp, docusign, graph, box], origin="demo")
 
 
 class SandboxUrls(Protocol):
@@ -200,6 +209,8 @@ class SandboxUrls(Protocol):
     def graph_token(self) -> str: ...
     @property
     def docusign_token(self) -> str: ...
+    @property
+    def box_url(self) -> str: ...
     def graph_sign_in(self) -> dict[str, Any]: ...
     def docusign_sign_in(self) -> dict[str, Any]: ...
 
@@ -212,7 +223,8 @@ def sandbox_connections(sandbox: SandboxUrls) -> Connections:
         graph=GraphSettings(url=sandbox.graph_url, token=SecretStr(sandbox.graph_token), site_url=sandbox.site_url,
                             library=sandbox.library, **sandbox.graph_sign_in()),
         docusign=DocuSignSettings(url=sandbox.docusign_url, token=SecretStr(sandbox.docusign_token),
-                                  account_id=sandbox.docusign_account, **sandbox.docusign_sign_in()))
+                                  account_id=sandbox.docusign_account, **sandbox.docusign_sign_in()),
+        box=BoxSettings(url=sandbox.box_url, upload_url=f"{sandbox.box_url}/api"))
 
 
 def post_signed(url: str, secret: str, document: dict[str, Any]) -> httpx.Response:

@@ -83,6 +83,21 @@ class Scenario:
         found: dict[str, Any] | None = items.get(path)
         return found
 
+    def box_folder(self, path: str) -> dict[str, Any] | None:
+        """The Box simulator's folder at ``path`` below its root, with its own collaborations (group -> role),
+        metadata instance and retention policies; None when there is none."""
+        state = self.sandbox.box_state()
+        item = state["items"].get(path)
+        if item is None:
+            return None
+        folder = item["id"]
+        return {**item,
+                "collaborations": {c["accessible_by"]["name"]: c["role"] for c in state["collaborations"]
+                                   if c["item"]["id"] == folder},
+                "metadata": next((m for m in state["metadata"] if m["item"] == folder), {}),
+                "retention": sorted(a["retention_policy"]["policy_name"] for a in state["assignments"]
+                                    if a["assigned_to"]["id"] == folder)}
+
     def raised(self, receive: Any, kind: str, *, timeout: float = 60.0) -> dict[str, Any]:
         """The first ``hub.exception.raised.v1`` of ``kind`` that ``receive`` (a subscription to that type)
         delivers, decoded; the others are skipped. Fails when none comes within ``timeout`` of the last."""
@@ -138,7 +153,8 @@ def running_scenario(
             webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
             docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca,
-            labels=_labels(settings) if labels is None else sorted(labels), sign_in=sign_in))
+            labels=_labels(settings) if labels is None else sorted(labels), sign_in=sign_in,
+            box_keys=(credentials.box_primary_key, credentials.box_secondary_key)))
         provider, exporter = tracer if tracer else (None, None)
         terminator = TlsTerminator(sock.getsockname()[:2], tls)
         stack.callback(terminator.close)

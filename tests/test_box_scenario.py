@@ -1,0 +1,88 @@
+"""The hub on Box end to end: ERP simulator -> signed webhook -> ingress -> workers -> Box simulator, with the
+link written back to the ERP. The example policy keeps Corporate legal matters on Box and everything else on
+SharePoint: one hub, both platforms. Real RabbitMQ, Redis, PostgreSQL and HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hub.crosswalk import Identity, SqlCrosswalk
+from tests.conftest import hub_settings
+from tests.support.rabbit import wait_until
+from tests.support.scenario import Scenario, acme_project, running_scenario
+from tests.support.signals import erp_events_settled
+
+pytestmark = pytest.mark.integration
+MATTER = "MAT-GLOBEX-0077"
+WORKSPACE = f"Engagements/GLOBEX/{MATTER}"
+
+
+def corporate_matter(**fields: Any) -> dict[str, Any]:
+    """A Corporate legal matter: the example policy puts it on Box."""
+    return acme_project(code=MATTER, client_id="GLOBEX", name="Globex acquisition of Initech",
+                        engagement_type="legal", practice="Corporate", region="NA", country="US",
+                        billing_model="retainer", **fields)
+
+
+def _provisioned(scenario: Scenario, code: str) -> bool:
+    custom = scenario.erp_project(code).get("custom_fields", {})
+    return bool(custom.get("workspace_status") == "provisioned")
+
+
+def _collaborations(scenario: Scenario) -> dict[str, str]:
+    folder = scenario.box_folder(WORKSPACE)
+    return dict(folder["collaborations"]) if folder else {}
+
+
+def test_a_corporate_matter_is_provisioned_on_box_beside_an_engagement_on_sharepoint_and_its_client_name_follows(
+        prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario:
+        scenario.create_client("GLOBEX", "Globex", "US")
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        scenario.create_project(**corporate_matter())
+        scenario.create_project(**acme_project())
+        assert wait_until(lambda: _provisioned(scenario, MATTER) and _provisioned(scenario, "ENG-ACME-0001"),
+                          timeout=60)
+        folder = scenario.box_folder(WORKSPACE)
+        assert folder is not None
+        for name in ("Engagement Letters", "Pleadings", "Pleadings/Drafts", "Pleadings/Filed", "Correspondence",
+                     "Billing"):
+            assert scenario.box_folder(f"{WORKSPACE}/{name}") is not None
+        assert folder["collaborations"] == {"Corporate-NA": "editor", "Finance-NA": "viewer",
+                                            "Knowledge-NA": "viewer", "Records-NA": "viewer"}
+        assert folder["retention"] == ["Client-GLOBEX-Matter-25y"]
+        metadata = folder["metadata"]
+        assert (metadata["ProjectCode"], metadata["ClientId"], metadata["Practice"], metadata["SearchKey"]) == (
+            MATTER, "GLOBEX", "Corporate", f"GLOBEX/{MATTER}")
+        url = f"https://app.box.com/folder/{folder['id']}"
+        assert scenario.erp_project(MATTER)["custom_fields"]["workspace_url"] == url
+        assert scenario.workspace(WORKSPACE) is None  # not on SharePoint
+        assert scenario.box_folder("Engagements/ACME/ENG-ACME-0001") is None  # the engagement is on SharePoint
+        assert scenario.workspace("Engagements/ACME/ENG-ACME-0001") is not None
+        assert wait_until(lambda: (scenario.box_folder(WORKSPACE) or {}).get("metadata", {}).get("ClientName")
+                          == "Globex", timeout=60)
+        with scenario.sandbox.erp() as erp:
+            erp.patch("/clients/GLOBEX", json={"name": "Globex Holdings"}).raise_for_status()
+        assert wait_until(lambda: (scenario.box_folder(WORKSPACE) or {}).get("metadata", {}).get("ClientName")
+                          == "Globex Holdings", timeout=60)
+    crosswalk = SqlCrosswalk(scenario.runtime.db)
+    project = crosswalk.resolve("project", "erp", MATTER)
+    assert project is not None
+    assert crosswalk.all_identities(project) == [Identity("box", folder["id"]), Identity("erp", MATTER)]
+
+
+def test_a_box_matter_never_has_a_walled_group_as_collaborator_even_when_the_wall_comes_later(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix)) as scenario:
+        scenario.create_client("GLOBEX", "Globex", "US")
+        scenario.create_project(**corporate_matter(conflicted_groups=["Litigation-NA"]))
+        assert wait_until(lambda: _provisioned(scenario, MATTER), timeout=60)
+        held = _collaborations(scenario)
+        assert "Corporate-NA" in held and "Litigation-NA" not in held
+        # The ERP later records a conflict with precedents: Knowledge-NA must stop collaborating.
+        scenario.update_project(MATTER, conflicted_groups=["Litigation-NA", "Knowledge-NA"])
+        assert wait_until(lambda: "Knowledge-NA" not in _collaborations(scenario), timeout=60)
+        # Once every event the ERP sent about the matter went through every actor, nothing granted it back.
+        assert wait_until(lambda: erp_events_settled(scenario, MATTER), timeout=60)
+        assert set(_collaborations(scenario)) == {"Corporate-NA", "Finance-NA", "Records-NA"}
