@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,15 +25,13 @@ if TYPE_CHECKING:
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from actors.reconciliation import Reconciler
-    from connectors.platform import Platforms
-    from connectors.sharepoint.client import GraphClient
     from hub.actor import Actor
     from hub.policy import Policy
     from hub.redaction import Redactions
     from hub.registry import SchemaRegistry
 
-__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "document_platforms", "events_document",
-           "exception_desk", "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange",
+__all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "exception_desk",
+           "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange",
            "source_model", "sources_from_settings"]
 
 
@@ -98,6 +96,7 @@ def build_app(
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
     from hub.cli.jobs import SubscriptionGauge, scheduled_jobs
+    from hub.cli.platforms import document_platforms
     from hub.crosswalk import SqlCrosswalk
     from hub.scheduler import JobGauges, JobRecord
     from hub.store import RedisLocks
@@ -160,30 +159,6 @@ def build_app(
     if migrate or embedded:
         runtime.upgrade_database()
     return runtime
-
-
-def document_platforms(policy: Policy, connections: Connections, *, graph: GraphClient
-                       ) -> tuple[Platforms, tuple[Callable[[], None], ...]]:
-    """The document platforms the policy's ``platforms`` section can choose (SharePoint through ``graph``; Box
-    from ``HUB_BOX_*`` when a rule or the default names it), the choice per project, and the closers of the
-    clients made here."""
-    from actors import platform_rules
-    from connectors.box.client import BoxClient
-    from connectors.box.platform import BoxPlatform
-    from connectors.platform import DocumentPlatform, Platforms
-    from connectors.sharepoint.platform import GraphPlatform
-
-    rules = platform_rules(policy)
-    state = connections.graph.client_state
-    made: list[DocumentPlatform] = [GraphPlatform(graph, client_state=state.get_secret_value() if state else None)]
-    closers: list[Callable[[], None]] = []
-    if "box" in rules.in_use():
-        box = BoxClient.from_settings(connections.box)
-        made.append(BoxPlatform(box, web=str(connections.box.web_url)))
-        closers.append(box.close)
-    if rules.default == "box":
-        made.reverse()
-    return Platforms(made, choose=rules.platform_for), tuple(closers)
 
 
 def bus_wall(infra: Infrastructure, policy: Policy) -> BusWall | None:
