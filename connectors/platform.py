@@ -28,6 +28,7 @@ How the two clients provide it (the Graph methods an adapter calls; Box's client
     group_grants(id)          grants(id), each group_grant()                    the folder's group collaborations
     metadata(id)              fields(id)                                        the template's instance
     has_retention(id, name)   retention_label(id).name                          the policy's folder assignments
+    document(id)              fields(id) + retention_label(id)                  the file's instance, its folder's policy
     published_retention()     published_labels()                                the enterprise's retention policies
 
 GraphClient provides it through :class:`connectors.sharepoint.platform.GraphPlatform`, BoxClient through
@@ -42,9 +43,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from hub.errors import ConfigurationError, UpstreamRejected
+
+if TYPE_CHECKING:
+    from connectors.sharepoint.documents import DocumentView
 
 __all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "PlatformItem", "Platforms", "RetentionNotPublished",
            "Role"]
@@ -133,6 +137,11 @@ class DocumentPlatform(Protocol):
     def published_retention(self, *, refresh: bool = False) -> frozenset[str] | None:
         """The retention policies or labels the platform can apply (None: it cannot tell); ``refresh`` reads them
         again."""
+        ...
+
+    def document(self, file_id: str) -> DocumentView | None:
+        """A file as the hub reads a document (its metadata by the document columns' names, its retention), read
+        now; None when it is gone. The view's item is in SharePoint's shape (``DriveItem``), which both fill."""
         ...
 
     def ensure_folder(self, path: str) -> PlatformItem:

@@ -14,6 +14,7 @@ With :class:`~simulators.sign_in.SignIn` the simulated vendors refuse static tok
 from __future__ import annotations
 
 import base64
+import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -102,6 +103,40 @@ class Sandbox:
         token.raise_for_status()
         return httpx.Client(base_url=f"{self.box_url}/2.0", timeout=10,
                             headers={"authorization": f"Bearer {token.json()['access_token']}"})
+
+    def box_put_document(self, folder: str, name: str, *, fields: dict[str, str], content: bytes = b"",
+                         template: str = "hubWorkspace") -> str:
+        """Upload a file into the Box folder at ``folder`` (a path below the root) and give it the workspace
+        template's instance with ``fields`` (the template's missing fields added first), as a user would; returns
+        the file's id."""
+        parent = self.box_state()["items"][folder]["id"]
+        with self.box() as box:
+            response = httpx.post(
+                f"{self.box_url}/api/2.0/files/content", timeout=10, headers=box.headers,
+                data={"attributes": json.dumps({"name": name, "parent": {"id": parent}})},
+                files={"file": (name, content or f"%PDF-1.7 {name}".encode(), "application/pdf")})
+            response.raise_for_status()
+            file_id = str(response.json()["entries"][0]["id"])
+        self.box_set_document(file_id, fields=fields, template=template)
+        return file_id
+
+    def box_set_document(self, file_id: str, *, fields: dict[str, str], template: str = "hubWorkspace") -> None:
+        """Set a Box file's fields in the workspace template's instance (created when missing), as a user would."""
+        with self.box() as box:
+            schema = box.get(f"/metadata_templates/enterprise/{template}/schema")
+            schema.raise_for_status()
+            known = {f["key"] for f in schema.json()["fields"]}
+            missing = [{"op": "addField", "data": {"type": "string", "key": k, "displayName": k}}
+                       for k in fields if k not in known]
+            if missing:
+                box.put(f"/metadata_templates/enterprise/{template}/schema", json=missing).raise_for_status()
+            instance = f"/files/{file_id}/metadata/enterprise/{template}"
+            if box.get(instance).status_code == 404:
+                box.post(instance, json=fields).raise_for_status()
+            else:
+                patch = [{"op": "add", "path": f"/{k}", "value": v} for k, v in fields.items()]
+                box.put(instance, content=json.dumps(patch).encode(),
+                        headers={"content-type": "application/json-patch+json"}).raise_for_status()
 
     def box_state(self) -> dict[str, Any]:
         """The Box simulator's folders by path, collaborations, metadata instances, retention assignments and

@@ -86,3 +86,40 @@ def test_a_box_matter_never_has_a_walled_group_as_collaborator_even_when_the_wal
         # Once every event the ERP sent about the matter went through every actor, nothing granted it back.
         assert wait_until(lambda: erp_events_settled(scenario, MATTER), timeout=60)
         assert set(_collaborations(scenario)) == {"Corporate-NA", "Finance-NA", "Records-NA"}
+
+
+def _status(scenario: Scenario, number: str) -> dict[str, Any]:
+    response = scenario.readiness(number)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _codes(scenario: Scenario, number: str) -> list[tuple[str, str]]:
+    return [(r["code"], r["artefact"]) for r in _status(scenario, number)["hold_reasons"]]
+
+
+def test_an_engagement_letter_signed_in_box_reaches_the_hub_opens_the_matter_and_releases_its_invoice(
+        prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("GLOBEX", "Globex", "US")
+        scenario.create_project(**corporate_matter())
+        assert wait_until(lambda: _provisioned(scenario, MATTER), timeout=60)
+        sandbox = scenario.sandbox
+        sandbox.draft_invoice(MATTER, number="INV-L-1", amount_minor=1_500_000, currency="USD", period="2027-01")
+        assert wait_until(lambda: _codes(scenario, "INV-L-1") == [
+            ("ENGAGEMENT_LETTER_NOT_SIGNED", "engagement_letter")], timeout=30)
+        # A draft letter in Box's Engagement Letters folder, with the document columns as the template's fields.
+        letter = sandbox.box_put_document(f"{WORKSPACE}/Engagement Letters", "Engagement letter.pdf", fields={
+            "DocumentClass": "engagement_letter", "DocumentState": "in_review", "ProjectCode": MATTER})
+        refused = sandbox.finalize_invoice("INV-L-1")
+        assert refused.status_code == 409 and refused.json()["error"] == "invoice_held"
+        assert scenario.erp_project(MATTER)["status"] == "planned"
+        sandbox.box_set_document(letter, fields={"DocumentState": "signed"})  # Box notifies the hub (webhook V2)
+        assert wait_until(lambda: _status(scenario, "INV-L-1")["status"] == "ready", timeout=30)
+        assert sandbox.finalize_invoice("INV-L-1").json()["status"] == "final"
+        assert wait_until(lambda: scenario.erp_project(MATTER)["billing_codes_active"], timeout=30)
+        project = scenario.erp_project(MATTER)
+        assert project["status"] == "active" and project["time_entry_enabled"]
+        hooks = sandbox.box_state()["webhooks"]
+        assert [h["address"].rsplit("/", 2)[-2:] for h in hooks] == [["box", "box-sim"]]

@@ -1,9 +1,15 @@
 """Box as a :class:`connectors.platform.DocumentPlatform`: :class:`BoxClient`'s writes, and the reads the patterns
-need (a folder by path, its group collaborations, its metadata, its retention policies).
+need (a folder by path, its group collaborations, its metadata, its retention policies, a document).
 
 Box has no paths: a folder is found by walking its parent's items name by name (Box compares names ignoring
 case, as the hub does). A folder's retention is read from the policy's own assignments (Box lists assignments
 per policy, not per folder).
+
+A document is a file whose instance of the workspace template names a ``DocumentClass`` (the columns SharePoint
+calls ``DocumentClass``, ``DocumentState``, ``ProjectCode``, ... are the template's fields of those keys). Box
+retains a file under the policies of its folder, so a document's retention label is its folder's policy (the
+class folders of a workspace carry their class's policy from provisioning). The document's version is the file's
+etag and the instance's ``$version``: a metadata change is news, a repeat of the same is not.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.box.client import BoxClient
-from connectors.box.errors import RetentionPolicyNotFound
+from connectors.box.errors import BoxNotFound, RetentionPolicyNotFound
 from connectors.box.models import BoxFile, BoxFolder
 from connectors.platform import ChangePage, PlatformItem, Role
+from connectors.sharepoint.documents import DocumentView
+from connectors.sharepoint.models import DriveItem, RetentionLabel
 
 __all__ = ["BOX_WEB", "BoxPlatform"]
 
@@ -107,6 +115,32 @@ class BoxPlatform:
             self._published = frozenset(p.policy_name for p in self.client.retention_policies()
                                         if p.status in (None, "active"))
         return self._published
+
+    def retention_of(self, folder_id: str) -> list[str]:
+        """The names of the retention policies assigned to the folder (every policy's assignments read)."""
+        return sorted(policy.policy_name for policy in self.client.retention_policies()
+                      if any(a.assigned_to is not None and a.assigned_to.id == folder_id
+                             for a in self.client.retention_assignments(policy.id)))
+
+    def document(self, file_id: str) -> DocumentView | None:
+        """The file's workspace-template instance as the document's fields, its folder's policy as its label."""
+        try:
+            file = self.client.get_file(file_id)
+        except BoxNotFound:
+            return None
+        if file.item_status != "active":
+            return None
+        instance = self.client.get_metadata(file_id, kind="files") or {}
+        fields = {key: value for key, value in instance.items() if not key.startswith("$")}
+        label = None
+        if fields.get("DocumentClass") and file.parent is not None:
+            names = self.retention_of(file.parent.id)
+            label = RetentionLabel(name=names[0]) if names else None
+        item = DriveItem.model_validate({
+            "id": file.id, "name": file.name, "eTag": f"{file.etag}.{instance.get('$version', '-')}",
+            "webUrl": self.web_url(file), "file": {},
+            "lastModifiedDateTime": file.modified_at.isoformat() if file.modified_at else None})
+        return DocumentView(self.name, item, fields, label)
 
     def upload(self, folder_id: str, name: str, content: bytes) -> BoxFile:
         """:meth:`BoxClient.upload`."""

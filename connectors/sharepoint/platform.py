@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.platform import ChangedItem, ChangePage, PlatformItem, Role
-from connectors.sharepoint.client import GraphClient
+from connectors.sharepoint.client import GraphClient, ItemNotFound
+from connectors.sharepoint.documents import DocumentView, view_of
 from connectors.sharepoint.models import DriveItem
 from hub.errors import ConfigurationError
 
@@ -88,6 +89,13 @@ class GraphPlatform:
     def published_retention(self, *, refresh: bool = False) -> frozenset[str] | None:
         """:meth:`GraphClient.published_labels`."""
         return self.graph.published_labels(refresh=refresh)
+
+    def document(self, file_id: str) -> DocumentView | None:
+        """The file's list-item fields and retention label (:func:`connectors.sharepoint.documents.view_of`)."""
+        try:
+            return view_of(self.graph, self.graph.get_item(file_id))
+        except ItemNotFound:
+            return None
 
     def upload(self, folder_id: str, name: str, content: bytes) -> DriveItem:
         """Upload into the folder, addressed by its path (Graph uploads by path)."""
