@@ -50,11 +50,13 @@ from hub.errors import ConfigurationError, UpstreamRejected
 if TYPE_CHECKING:
     from connectors.sharepoint.documents import DocumentView
 
-__all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "PlatformItem", "Platforms", "RetentionNotPublished",
-           "Role"]
+__all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemKind", "PlatformItem", "Platforms",
+           "RetentionNotPublished", "Role"]
 
 #: The hub's roles on a workspace: read, or read and write.
 Role = Literal["read", "write"]
+#: What an item is (Box addresses a folder's and a file's metadata differently; SharePoint does not care).
+ItemKind = Literal["folder", "file"]
 
 
 @runtime_checkable
@@ -126,8 +128,12 @@ class DocumentPlatform(Protocol):
         """The groups granted on the item itself (not inherited), each with its role."""
         ...
 
-    def metadata(self, item_id: str) -> Mapping[str, str]:
-        """The item's metadata values by key (platform keys such as ``@odata.etag`` or ``$id`` may be among them)."""
+    def metadata(self, item_id: str, *, kind: ItemKind = "folder") -> Mapping[str, str]:
+        """The item's metadata values by key (platform keys such as ``@odata.etag`` may be among them)."""
+        ...
+
+    def files(self, folder_id: str) -> Sequence[PlatformItem]:
+        """The files directly in the folder."""
         ...
 
     def has_retention(self, item_id: str, policy: str) -> bool:
@@ -149,7 +155,8 @@ class DocumentPlatform(Protocol):
         missing on the way; safe to repeat."""
         ...
 
-    def set_metadata(self, item_id: str, values: Mapping[str, str]) -> Mapping[str, Any]:
+    def set_metadata(self, item_id: str, values: Mapping[str, str], *, kind: ItemKind = "folder"
+                     ) -> Mapping[str, Any]:
         """Leave the item's metadata with ``values`` (other keys untouched); returns the item's metadata."""
         ...
 

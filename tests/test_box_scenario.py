@@ -123,3 +123,32 @@ def test_an_engagement_letter_signed_in_box_reaches_the_hub_opens_the_matter_and
         assert project["status"] == "active" and project["time_entry_enabled"]
         hooks = sandbox.box_state()["webhooks"]
         assert [h["address"].rsplit("/", 2)[-2:] for h in hooks] == [["box", "box-sim"]]
+
+
+def test_an_engagement_letter_signed_in_docusign_is_filed_in_the_box_matter_and_its_draft_superseded(
+        prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        scenario.create_client("GLOBEX", "Globex", "US")
+        scenario.create_project(**corporate_matter())
+        assert wait_until(lambda: _provisioned(scenario, MATTER), timeout=60)
+        sandbox = scenario.sandbox
+        folder = f"{WORKSPACE}/Engagement Letters"
+        draft = sandbox.box_put_document(folder, "Engagement letter.docx", fields={
+            "DocumentClass": "engagement_letter", "DocumentState": "in_review", "ProjectCode": MATTER})
+        envelope = sandbox.send_for_signature(MATTER, "engagement_letter", "Engagement letter.pdf")
+        sandbox.sign_envelope(envelope)
+        assert wait_until(lambda: scenario.erp_project(MATTER)["billing_codes_active"], timeout=30)
+        assert scenario.erp_project(MATTER)["status"] == "active"
+
+        def filed() -> dict[str, Any] | None:
+            state = sandbox.box_state()
+            item = state["items"].get(f"{folder}/Engagement letter.pdf")
+            return next((m for m in state["metadata"] if item and m["item"] == item["id"]), None)
+
+        assert wait_until(lambda: (filed() or {}).get("EnvelopeId") == envelope, timeout=30)
+        metadata = filed()
+        assert metadata is not None and (metadata["DocumentClass"], metadata["DocumentState"]) == (
+            "engagement_letter", "signed")
+        drafts = [m for m in sandbox.box_state()["metadata"] if m["item"] == draft]
+        assert [(m["DocumentState"], m["SupersededBy"]) for m in drafts] == [("superseded", "Engagement letter.pdf")]
+        assert scenario.workspace(f"{folder}/Engagement letter.pdf") is None  # nothing on SharePoint

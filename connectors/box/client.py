@@ -243,11 +243,20 @@ class BoxClient:
                 raise BoxRejected(f"box: the metadata template {self.template_key!r} cannot be created "
                                   f"({response.status_code})", status=response.status_code)
         missing = [k for k in dict.fromkeys(fields) if k not in template.keys]
+        if missing and self._template is not None:  # the kept copy may be stale: someone may have added them
+            template = self.get_template() or template
+            missing = [k for k in missing if k not in template.keys]
         if missing:
             operations = [{"op": "addField", "data": _string_field(k)} for k in missing]
             response = self.api.send("PUT", f"metadata_templates/enterprise/{self.template_key}/schema",
-                                     json=operations)
-            template = MetadataTemplate.model_validate(response.json())
+                                     json=operations, accept=frozenset({400}))
+            # 400: a field of that key exists (added meanwhile by another process or a person): read it back
+            fresh = self.get_template() if response.status_code == 400 else MetadataTemplate.model_validate(
+                response.json())
+            if fresh is None or not set(missing) <= fresh.keys:
+                raise BoxRejected(f"box: the fields {', '.join(missing)} cannot be added to the metadata template "
+                                  f"{self.template_key!r} ({response.status_code})", status=response.status_code)
+            template = fresh
         self._template = template
         return template
 

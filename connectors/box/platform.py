@@ -19,8 +19,8 @@ from typing import Any
 
 from connectors.box.client import BoxClient
 from connectors.box.errors import BoxNotFound, RetentionPolicyNotFound
-from connectors.box.models import BoxFile, BoxFolder
-from connectors.platform import ChangePage, PlatformItem, Role
+from connectors.box.models import BoxFile, BoxFolder, BoxItem
+from connectors.platform import ChangePage, ItemKind, PlatformItem, Role
 from connectors.sharepoint.documents import DocumentView
 from connectors.sharepoint.models import DriveItem, RetentionLabel
 
@@ -67,14 +67,19 @@ class BoxPlatform:
         kind = "file" if isinstance(item, BoxFile) else "folder"
         return f"{self.web}/{kind}/{item.id}"
 
-    def set_metadata(self, item_id: str, values: Mapping[str, str]) -> Mapping[str, Any]:
-        """:meth:`BoxClient.ensure_metadata` (the workspace template made or extended first)."""
-        return self.client.ensure_metadata(item_id, values)
+    def set_metadata(self, item_id: str, values: Mapping[str, str], *, kind: ItemKind = "folder"
+                     ) -> Mapping[str, Any]:
+        """:meth:`BoxClient.ensure_metadata` on the folder or file (the workspace template made or extended first)."""
+        return self.client.ensure_metadata(item_id, values, kind="files" if kind == "file" else "folders")
 
-    def metadata(self, item_id: str) -> Mapping[str, str]:
-        """The workspace template's instance on the folder, without Box's ``$`` keys (empty when there is none)."""
-        instance = self.client.get_metadata(item_id) or {}
+    def metadata(self, item_id: str, *, kind: ItemKind = "folder") -> Mapping[str, str]:
+        """The workspace template's instance on the folder or file, without Box's ``$`` keys (empty when none)."""
+        instance = self.client.get_metadata(item_id, kind="files" if kind == "file" else "folders") or {}
         return {key: str(value) for key, value in instance.items() if not key.startswith("$") and value is not None}
+
+    def files(self, folder_id: str) -> list[BoxItem]:
+        """The folder's items that are files."""
+        return [item for item in self.client.items(folder_id) if item.type == "file"]
 
     def grant(self, item_id: str, group: str, role: Role) -> None:
         """A group collaboration as ``viewer`` (read) or ``editor`` (write)."""

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.platform import ChangedItem, ChangePage, PlatformItem, Role
+from connectors.platform import ChangedItem, ChangePage, ItemKind, PlatformItem, Role
 from connectors.sharepoint.client import GraphClient, ItemNotFound
 from connectors.sharepoint.documents import DocumentView, view_of
 from connectors.sharepoint.models import DriveItem
@@ -51,14 +51,20 @@ class GraphPlatform:
         known = item.web_url if isinstance(item, DriveItem) else None
         return known or self.graph.get_item(item.id).web_url or ""
 
-    def set_metadata(self, item_id: str, values: Mapping[str, str]) -> Mapping[str, Any]:
-        """The library's columns made when missing (SharePoint refuses a field without one), then the fields."""
+    def set_metadata(self, item_id: str, values: Mapping[str, str], *, kind: ItemKind = "folder"
+                     ) -> Mapping[str, Any]:
+        """The library's columns made when missing (SharePoint refuses a field without one), then the fields (a
+        folder's or a file's alike)."""
         self.graph.ensure_columns(list(values))
         return self.graph.ensure_fields(item_id, dict(values))
 
-    def metadata(self, item_id: str) -> Mapping[str, str]:
+    def metadata(self, item_id: str, *, kind: ItemKind = "folder") -> Mapping[str, str]:
         """The list item's fields, as text."""
         return {key: str(value) for key, value in self.graph.fields(item_id).items() if value is not None}
+
+    def files(self, folder_id: str) -> list[DriveItem]:
+        """The folder's children that are files."""
+        return [child for child in self.graph.children(folder_id) if child.is_file]
 
     def grant(self, item_id: str, group: str, role: Role) -> None:
         """:meth:`GraphClient.ensure_grant`."""

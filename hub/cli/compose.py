@@ -128,7 +128,7 @@ def build_app(
                        platforms=platforms),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
                          rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
-                         erp=erp, graph=graph, docusign=docusign, locks=locks),
+                         erp=erp, graph=graph, docusign=docusign, locks=locks, platforms=platforms),
         InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate, graph=graph),
     ]
     inbox = SqlExceptionInbox(infra.db)
