@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from connectors.sharepoint.documents import DocumentView
 
 __all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemKind", "PlatformItem", "Platforms",
-           "RetentionNotPublished", "Role"]
+           "RetentionNotPublished", "Role", "documents_below"]
 
 #: The hub's roles on a workspace: read, or read and write.
 Role = Literal["read", "write"]
@@ -134,6 +134,10 @@ class DocumentPlatform(Protocol):
 
     def files(self, folder_id: str) -> Sequence[PlatformItem]:
         """The files directly in the folder."""
+        ...
+
+    def folders(self, folder_id: str) -> Sequence[PlatformItem]:
+        """The folders directly in the folder."""
         ...
 
     def has_retention(self, item_id: str, policy: str) -> bool:
@@ -226,3 +230,16 @@ class Platforms:
     def default(self) -> DocumentPlatform:
         """The first platform given (the one used when there is no choice to make)."""
         return self._by_name[self._default]
+
+
+def documents_below(platform: DocumentPlatform, root: str) -> Iterator[DocumentView]:
+    """Every hub document (classified file) below the folder at ``root`` (depth first); none when it is missing."""
+    folder = platform.find_folder(root)
+    pending = [folder.id] if folder is not None else []
+    while pending:
+        current = pending.pop()
+        pending += [child.id for child in platform.folders(current)]
+        for file in platform.files(current):
+            view = platform.document(file.id)
+            if view is not None and view.classified:
+                yield view

@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from actors.invoice_readiness.logic import DocumentStateChanged, RetentionApplied
+from connectors.sharepoint.client import GraphClient
+from hub.cli.compose import readiness_gate
+from hub.cli.platforms import document_platforms
 from hub.crosswalk import Identity, SqlCrosswalk
 from tests.conftest import hub_settings
 from tests.support.rabbit import wait_until
@@ -117,6 +121,22 @@ def test_an_engagement_letter_signed_in_box_reaches_the_hub_opens_the_matter_and
         assert scenario.erp_project(MATTER)["status"] == "planned"
         sandbox.box_set_document(letter, fields={"DocumentState": "signed"})  # Box notifies the hub (webhook V2)
         assert wait_until(lambda: _status(scenario, "INV-L-1")["status"] == "ready", timeout=30)
+        # The gate's rebuild reads the matter's documents from Box: the facts it holds are the ones Box states.
+        assert scenario.connections is not None
+        graph = GraphClient.from_settings(scenario.connections.graph)
+        platforms, closers = document_platforms(scenario.runtime.policy, scenario.connections, graph=graph)
+        gate = readiness_gate(scenario.runtime, scenario.connections, platforms=platforms)
+        try:
+            derived = gate.derive(graph, MATTER)
+            stale = list(gate.stale(graph))
+        finally:
+            for close in (gate.erp.close, graph.close, *closers):
+                close()
+        assert [(e.document_id, e.state) for e in derived if isinstance(e, DocumentStateChanged)] == [
+            (letter, "signed")]
+        assert [(e.document_id, e.retention_label) for e in derived if isinstance(e, RetentionApplied)] == [
+            (letter, "Client-GLOBEX-Matter-25y")]
+        assert stale == []
         assert sandbox.finalize_invoice("INV-L-1").json()["status"] == "final"
         assert wait_until(lambda: scenario.erp_project(MATTER)["billing_codes_active"], timeout=30)
         project = scenario.erp_project(MATTER)

@@ -81,6 +81,10 @@ class BoxPlatform:
         """The folder's items that are files."""
         return [item for item in self.client.items(folder_id) if item.type == "file"]
 
+    def folders(self, folder_id: str) -> list[BoxItem]:
+        """The folder's items that are folders."""
+        return [item for item in self.client.items(folder_id) if item.type == "folder"]
+
     def grant(self, item_id: str, group: str, role: Role) -> None:
         """A group collaboration as ``viewer`` (read) or ``editor`` (write)."""
         self.client.grant(item_id, group, role)

@@ -66,6 +66,10 @@ class GraphPlatform:
         """The folder's children that are files."""
         return [child for child in self.graph.children(folder_id) if child.is_file]
 
+    def folders(self, folder_id: str) -> list[DriveItem]:
+        """The folder's children that are folders."""
+        return [child for child in self.graph.children(folder_id) if child.is_folder]
+
     def grant(self, item_id: str, group: str, role: Role) -> None:
         """:meth:`GraphClient.ensure_grant`."""
         self.graph.ensure_grant(item_id, group, role)

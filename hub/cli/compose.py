@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from actors.reconciliation import Reconciler
+    from connectors.platform import Platforms
     from hub.actor import Actor
     from hub.policy import Policy
     from hub.redaction import Redactions
@@ -114,7 +115,7 @@ def build_app(
     locks = RedisLocks(client, prefix=prefix)
     crosswalk = SqlCrosswalk(infra.db)
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
-                         erp=erp, store=SqlReadinessStore(infra.db), locks=locks)
+                         erp=erp, store=SqlReadinessStore(infra.db), locks=locks, platforms=platforms)
     wall = bus_wall(infra, policy)
     handlers: list[Actor] = [
         FanOut(infra.topics, wall=wall),
@@ -228,9 +229,11 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
         readiness=gate, notification_url=str(connections.graph.notification_url or "") or None)
 
 
-def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
+def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Platforms | None = None
+                   ) -> ReadinessGate:
     """The invoice-readiness gate over the runtime's database, for ``hub readiness`` (the caller closes the
-    ERP client it holds: ``gate.erp.close()``)."""
+    ERP client it holds: ``gate.erp.close()``); ``platforms``: where it reads the documents of projects off
+    SharePoint (:func:`hub.cli.platforms.document_platforms`)."""
     import actors
     from actors.invoice_readiness import ReadinessGate, ReadinessRules, SqlReadinessStore
     from connectors.erp.client import ErpClient
@@ -241,7 +244,7 @@ def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
                          rules=runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
                          erp=ErpClient.from_settings(connections.erp),
                          store=SqlReadinessStore(runtime.db),
-                         locks=RedisLocks(runtime.redis, prefix=prefix))
+                         locks=RedisLocks(runtime.redis, prefix=prefix), platforms=platforms)
 
 
 def build_ingress(
