@@ -50,7 +50,7 @@ from hub.errors import ConfigurationError, UpstreamRejected
 if TYPE_CHECKING:
     from connectors.sharepoint.documents import DocumentView
 
-__all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemKind", "PlatformItem", "Platforms",
+__all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemGone", "ItemKind", "PlatformItem", "Platforms",
            "RetentionNotPublished", "Role", "documents_below"]
 
 #: The hub's roles on a workspace: read, or read and write.
@@ -92,6 +92,10 @@ class ChangePage:
 
     items: Sequence[ChangedItem]
     cursor: str
+
+
+class ItemGone(UpstreamRejected):
+    """The platform has no item of that id (or no longer: deleted since it was named)."""
 
 
 class RetentionNotPublished(UpstreamRejected):

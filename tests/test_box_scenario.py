@@ -4,11 +4,13 @@ SharePoint: one hub, both platforms. Real RabbitMQ, Redis, PostgreSQL and HTTP."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from actors.invoice_readiness.logic import DocumentStateChanged, RetentionApplied
+from actors.master_data import SqlMasterDataStore
 from connectors.sharepoint.client import GraphClient
 from hub.cli.compose import readiness_gate
 from hub.cli.platforms import document_platforms
@@ -172,3 +174,29 @@ def test_an_engagement_letter_signed_in_docusign_is_filed_in_the_box_matter_and_
         drafts = [m for m in sandbox.box_state()["metadata"] if m["item"] == draft]
         assert [(m["DocumentState"], m["SupersededBy"]) for m in drafts] == [("superseded", "Engagement letter.pdf")]
         assert scenario.workspace(f"{folder}/Engagement letter.pdf") is None  # nothing on SharePoint
+
+
+def test_a_box_workspace_edited_by_hand_is_put_back_and_a_region_outside_the_taxonomy_raised(prefix: str) -> None:
+    with running_scenario(hub_settings(prefix), documents=True) as scenario, \
+            scenario.runtime.subscription("hub.exception.raised.v1") as receive:
+        scenario.create_client("GLOBEX", "Globex", "US")
+        scenario.create_project(**corporate_matter())
+        assert wait_until(lambda: _provisioned(scenario, MATTER), timeout=60)
+
+        def client_name() -> Any:
+            return ((scenario.box_folder(WORKSPACE) or {}).get("metadata") or {}).get("ClientName")
+
+        assert wait_until(lambda: client_name() == "Globex", timeout=60)
+        folder = scenario.box_folder(WORKSPACE)
+        assert folder is not None
+        # Someone edits the workspace's metadata in Box: the client's name (the ERP's) and a region outside the
+        # taxonomy. Box's webhook tells the hub; master data reads Box's event stream.
+        with scenario.sandbox.box() as box:
+            box.put(f"/folders/{folder['id']}/metadata/enterprise/hubWorkspace", headers={
+                "content-type": "application/json-patch+json"}, content=json.dumps([
+                    {"op": "replace", "path": "/ClientName", "value": "Globex (typo)"},
+                    {"op": "replace", "path": "/Region", "value": "Amerika"}]).encode()).raise_for_status()
+        raised = scenario.raised(receive, "master_data.taxonomy", timeout=30)
+        assert raised["owner"] == "records_management" and "Amerika" in raised["detail"]
+        assert wait_until(lambda: client_name() == "Globex", timeout=30)
+    assert SqlMasterDataStore(scenario.runtime.db).ignored("box") >= 1

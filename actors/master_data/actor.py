@@ -9,8 +9,10 @@ crosswalk links the project to, on its own platform (SharePoint or Box, :class:`
 
 The document platform's change notifications name no item (Graph's driveItem notifications carry only
 ``resourceData["@odata.type"]``): master data reads the drive's ``delta`` from its own cursor and checks
-every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own
-(SharePoint's changes only: a Box workspace's metadata is pushed, not read back yet).
+every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own.
+Another platform's notification (Box's webhook) is read the same way through the platform of that name: its
+changes since master data's own cursor, each changed folder's metadata (the mapping rules of the system of the
+platform's name).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from actors.master_data.model import (
     to_model,
 )
 from actors.master_data.store import MasterDataStore
-from connectors.platform import Platforms
-from connectors.sharepoint.client import DeltaTokenExpired, GraphClient, ItemNotFound
+from connectors.platform import DocumentPlatform, ItemGone, Platforms
+from connectors.sharepoint.client import DeltaTokenExpired, GraphClient
 from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
@@ -122,7 +124,10 @@ class MasterData:
 
         One reader per drive at a time: a notification that finds the drive being read waits for the lock and
         then reads again from where that read stopped, so no change goes unread."""
-        if context.data.get("platform") != "sharepoint":
+        name = str(context.data.get("platform"))
+        if name != "sharepoint":
+            if name in self.platforms:
+                self._platform_change(self.platforms.named(name), context)
             return
         drive = self.graph.drive_id
         with holding(self.locks, f"mdm-delta:{drive}", ttl_ms=self.spec.lock_ms,
@@ -137,18 +142,29 @@ class MasterData:
                 # Folders only; not the drive's root (delta lists it, with no parent), not a deleted one.
                 below_root = item.parent_reference is not None and item.parent_reference.id is not None
                 if item.is_folder and below_root and not item.is_deleted:
-                    checked += self._workspace_change(item.id, context)
+                    checked += self._workspace_change(self.platforms.named("sharepoint"), item.id, context)
             self.cursor.save(drive, changes.token)
         log.info("workspace changes read", drive_id=drive, items=len(changes.items), workspaces=checked)
 
-    def _workspace_change(self, item: str, context: ActorContext) -> int:
+    def _platform_change(self, platform: DocumentPlatform, context: ActorContext) -> None:
+        """Another platform's changes since master data's cursor: each changed folder checked once."""
+        with holding(self.locks, f"mdm-delta:{platform.name}", ttl_ms=self.spec.lock_ms,
+                     busy=f"the changes of {platform.name} are being read by another worker"):
+            page = platform.changes(self.cursor.token(platform.name))
+            folders = dict.fromkeys(c.id for c in page.items if c.kind == "folder" and not c.deleted)
+            checked = sum(self._workspace_change(platform, folder, context) for folder in folders)
+            self.cursor.save(platform.name, page.cursor)
+        log.info("workspace changes read", platform=platform.name, items=len(page.items), workspaces=checked)
+
+    def _workspace_change(self, platform: DocumentPlatform, item: str, context: ActorContext) -> int:
         """A folder changed: check its taxonomy, merge what it owns, and put back what it does not (the ERP
         owns client and project fields). Returns 1 when the folder is a workspace."""
         event = context.event
+        system = platform.name  # the mapping rules and the crosswalk's system of the platform's workspaces
         try:
-            fields = self.graph.fields(item)
-        except ItemNotFound:
-            return 0  # deleted since the delta was read: the next read reports it
+            fields = platform.metadata(item)
+        except ItemGone:
+            return 0  # deleted since the changes were read: the next read reports it
         if fields.get("DocumentClass"):
             return 0  # a classified document, not a workspace: document intake reads it
         version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
@@ -159,7 +175,7 @@ class MasterData:
             if not all(fields.get(name) for name in needed):
                 continue
             workspace = 1
-            mapped = apply_mapping(self.rules, "sharepoint", event_type, fields, lookup=self.crosswalk.canonical)
+            mapped = apply_mapping(self.rules, system, event_type, fields, lookup=self.crosswalk.canonical)
             violations = taxonomy_violations(mapped.fields, self.rules.taxonomy)
             if violations:
                 context.raise_exception("records_management", kind="master_data.taxonomy",
@@ -167,13 +183,13 @@ class MasterData:
                                         detail="; ".join(v.message for v in violations))
             cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
             if mapped.entity == "project":
-                self.crosswalk.link(cid, "project", "sharepoint", item)
+                self.crosswalk.link(cid, "project", system, item)
             result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version),
                            authority=self.rules.authority)
             if result.ignored:
-                self.store.count_ignored("sharepoint", len(result.ignored))
+                self.store.count_ignored(system, len(result.ignored))
             if result.drift and mapped.entity == "client":
-                project = self.crosswalk.resolve("project", "sharepoint", item)
+                project = self.crosswalk.resolve("project", system, item)
                 if project:
                     self._push_client_name_to_workspace(project)  # the platform's copy drifted: put it back
         return workspace

@@ -48,7 +48,7 @@ from opentelemetry import trace
 
 from connectors.auth import BearerAuth, entra_auth
 from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
-from connectors.platform import RetentionNotPublished
+from connectors.platform import ItemGone, RetentionNotPublished
 from connectors.sharepoint.batch import BatchRequest, BatchResponse, run_batches
 from connectors.sharepoint.models import (
     ColumnDefinition,
@@ -89,7 +89,7 @@ FRAGMENT_UNIT = 320 * 1024
 UPLOAD_FRAGMENT = 10 * FRAGMENT_UNIT
 
 
-class ItemNotFound(UpstreamRejected):
+class ItemNotFound(ItemGone):
     """Graph answered 404 (``itemNotFound``): no such item, permission or drive."""
 
 
