@@ -3,6 +3,7 @@ finished it (see :mod:`actors.reconciliation.run`)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -10,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from actors.reconciliation.box import BoxReader
 from actors.reconciliation.classes import BY_CODE
 from actors.reconciliation.compare import Finding, compare_workspace
 from actors.reconciliation.contract import (
@@ -132,10 +134,13 @@ class Attempt:
         total = self.spill.planned_count()
         reader = PlatformReader(self.r.graph, self.r.policy, root=self.r.root, page_size=self.r.page_size,
                                 on_page=self._page, concurrency=self.r.concurrency)
+        box = [] if self.r.box is None else [BoxReader(self.r.box, self.r.policy, root=self.r.root,
+                                                       on_page=self._page)]
         findings: list[Finding] = []
         flushed = time.monotonic()
         self.spill.begin()
-        for group in reader.groups(skip=self.spill.group_done):
+        for group in itertools.chain(reader.groups(skip=self.spill.group_done),
+                                     *(b.groups(skip=self.spill.group_done) for b in box)):
             for seen in group.workspaces:
                 matched = self.spill.match(seen.path, seen.item_id)
                 if matched is None:
@@ -226,10 +231,12 @@ class Attempt:
         """Incremental: each candidate workspace read where it must be (and where a change was seen)."""
         reader = PlatformReader(self.r.graph, self.r.policy, root=self.r.root, page_size=self.r.page_size,
                                 on_page=self._page)
+        box = [] if self.r.box is None else [BoxReader(self.r.box, self.r.policy, root=self.r.root,
+                                                       on_page=self._page)]
         paths = self.spill.candidate_paths()
         findings: list[Finding] = []
         self.spill.begin()
-        for seen in reader.read_paths(paths):
+        for seen in itertools.chain(reader.read_paths(paths), *(b.read_paths(paths) for b in box)):
             matched = self.spill.match(seen.path, seen.item_id)
             if matched is None:
                 code = seen.metadata.get("ProjectCode")
@@ -249,15 +256,28 @@ class Attempt:
         self._found(findings)
 
     def _compare_crosswalk(self) -> None:
-        self.spill.link(self.r.crosswalk.iter_links("project", "erp", to="sharepoint", page_size=self.r.page_size))
+        on_box: set[str] = set()
+        self.spill.link(self._links(on_box))
         findings = [Finding("RC501", code, "canonical_id", "(minted)", None, "erp", code)
                     for code in self.spill.crosswalk_missing()]
         if self.run.since is None:  # a record the ERP deleted is in no modified-since listing: full runs only
             findings += [Finding("RC502", code, "erp", None, canonical, "erp", code)
                          for code, canonical in self.spill.crosswalk_stale()]
-        findings += [Finding("RC503", code, "sharepoint", item_id, linked, "sharepoint", code)
-                     for code, item_id, linked in self.spill.link_drift()]
+        findings += [Finding("RC503", code, platform, item_id, linked, platform, code)
+                     for code, item_id, linked in self.spill.link_drift()
+                     for platform in ("box" if code in on_box else "sharepoint",)]
         self._found(findings)
+
+    def _links(self, on_box: set[str]) -> Iterator[tuple[str, str, str | None]]:
+        """Each ERP project's canonical id and workspace link: SharePoint's, or Box's when it has none there (its
+        code then added to ``on_box``; one lookup per project without a SharePoint link)."""
+        for code, canonical, linked in self.r.crosswalk.iter_links("project", "erp", to="sharepoint",
+                                                                   page_size=self.r.page_size):
+            if linked is None and self.r.box is not None:
+                linked = self.r.crosswalk.identities(canonical).get("box")
+                if linked is not None:
+                    on_box.add(code)
+            yield code, canonical, linked
 
     def _compare_readiness(self) -> None:
         assert self.r.readiness is not None

@@ -127,9 +127,17 @@ class BoxPlatform:
 
     def retention_of(self, folder_id: str) -> list[str]:
         """The names of the retention policies assigned to the folder (every policy's assignments read)."""
-        return sorted(policy.policy_name for policy in self.client.retention_policies()
-                      if any(a.assigned_to is not None and a.assigned_to.id == folder_id
-                             for a in self.client.retention_assignments(policy.id)))
+        return self.retention_index().get(folder_id, [])
+
+    def retention_index(self) -> dict[str, list[str]]:
+        """Folder id -> the names of the retention policies assigned to it, for every folder with one: each policy's
+        assignments read once (Box lists assignments per policy only)."""
+        index: dict[str, list[str]] = {}
+        for policy in self.client.retention_policies():
+            for assignment in self.client.retention_assignments(policy.id):
+                if assignment.assigned_to is not None and assignment.assigned_to.id:
+                    index.setdefault(assignment.assigned_to.id, []).append(policy.policy_name)
+        return {folder: sorted(names) for folder, names in index.items()}
 
     def document(self, file_id: str) -> DocumentView | None:
         """The file's workspace-template instance as the document's fields, its folder's policy as its label."""

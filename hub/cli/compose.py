@@ -97,7 +97,7 @@ def build_app(
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
     from hub.cli.jobs import SubscriptionGauge, scheduled_jobs
-    from hub.cli.platforms import document_platforms
+    from hub.cli.platforms import box_of, document_platforms
     from hub.crosswalk import SqlCrosswalk
     from hub.scheduler import JobGauges, JobRecord
     from hub.store import RedisLocks
@@ -141,7 +141,8 @@ def build_app(
     reconciler = Reconciler(
         policy=policy, erp=erp, graph=graph, crosswalk=crosswalk, store=SqlReconciliationStore(infra.db), locks=locks,
         out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=infra.registry, emitter=runtime.dispatcher),
-        readiness=gate, notification_url=str(connections.graph.notification_url or "") or None)
+        readiness=gate, notification_url=str(connections.graph.notification_url or "") or None,
+        box=box_of(platforms))
     jobs = scheduled_jobs(
         prefix=prefix, client=client, flight_ttl_s=settings.flight_ttl_s, graph=graph, graph_settings=connections.graph,
         gate=gate if "invoice_readiness" in declared else None,
@@ -217,16 +218,20 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
     from actors.reconciliation import Reconciler, SqlReconciliationStore
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
+    from hub.cli.platforms import box_of, document_platforms
     from hub.crosswalk import SqlCrosswalk
     from hub.store import RedisLocks
 
-    gate = readiness_gate(runtime, connections)
+    graph = GraphClient.from_settings(connections.graph)
+    platforms, _ = document_platforms(runtime.policy, connections, graph=graph)  # closed with the reconciler
+    gate = readiness_gate(runtime, connections, platforms=platforms)
     return Reconciler(
-        policy=runtime.policy, erp=gate.erp, graph=GraphClient.from_settings(connections.graph),
+        policy=runtime.policy, erp=gate.erp, graph=graph,
         crosswalk=SqlCrosswalk(runtime.db), store=SqlReconciliationStore(runtime.db),
         locks=RedisLocks(runtime.redis, prefix=runtime.queue_prefix),
         out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=runtime.registry, emitter=runtime.dispatcher),
-        readiness=gate, notification_url=str(connections.graph.notification_url or "") or None)
+        readiness=gate, notification_url=str(connections.graph.notification_url or "") or None,
+        box=box_of(platforms))
 
 
 def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Platforms | None = None

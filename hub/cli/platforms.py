@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from connectors.box.platform import BoxPlatform
     from connectors.platform import Platforms
     from connectors.sharepoint.client import GraphClient
     from hub.cli.compose import Connections
     from hub.policy import Policy
 
-__all__ = ["document_platforms"]
+__all__ = ["box_of", "document_platforms"]
 
 
 def document_platforms(policy: Policy, connections: Connections, *, graph: GraphClient
@@ -37,3 +38,10 @@ def document_platforms(policy: Policy, connections: Connections, *, graph: Graph
     if rules.default == "box":
         made.reverse()
     return Platforms(made, choose=rules.platform_for), tuple(closers)
+
+
+def box_of(platforms: Platforms) -> BoxPlatform | None:
+    """The Box platform among ``platforms`` (reconciliation reads Box's workspaces with it), or None."""
+    from connectors.box.platform import BoxPlatform
+
+    return next((platform for platform in platforms if isinstance(platform, BoxPlatform)), None)
