@@ -1,7 +1,7 @@
 """``hub demo``'s scenario: the simulated ERP, SharePoint, DocuSign and Box drive the hub through its ingress
 (a consulting engagement provisioned, its SOW signed; the documents half is ``scenario_documents``; a legal
-matter on Box with its wall is ``scenario_box``), and the journey and the trace are printed. At 400 lines on
-purpose: it reads as the demo's story.
+matter on Box with its wall is ``scenario_box``), and the journey and the trace are printed.
+At 400 lines on purpose: it reads as the demo's story.
 """
 
 from __future__ import annotations
