@@ -14,6 +14,8 @@ inserts it and the other reads it back (:func:`hub.db.insert_new`). It is never 
 the merged id (it keeps resolving to the survivor) and a split mints a new one. Links, merges and splits
 decide from what they read, so they run one at a time per entity kind (:meth:`Database.begin_exclusive`),
 each in one transaction.
+
+400 lines on purpose: one store, its three tables and every query on them, merges and splits included, in one place.
 """
 
 from __future__ import annotations
@@ -200,6 +202,17 @@ class SqlCrosswalk:
             rows = connection.execute(sa.select(_identities.c.entity, _identities.c.canonical_id).where(
                 _identities.c.system == system, _identities.c.system_id == system_id)).all()
         return {str(entity): str(canonical_id) for entity, canonical_id in rows}
+
+    def resolve_many(self, entity: str, system: str, system_ids: list[str]) -> dict[str, str]:
+        """The live canonical id of each of ``system_ids`` the crosswalk knows, in one query."""
+        if not system_ids:
+            return {}
+        with self._db.begin() as connection:
+            rows = connection.execute(sa.select(_identities.c.system_id, _ids.c.resolves_to).join(
+                _ids, _ids.c.canonical_id == _identities.c.canonical_id).where(
+                _identities.c.entity == entity, _identities.c.system == system,
+                _identities.c.system_id.in_(system_ids))).all()
+        return {str(system_id): str(canonical) for system_id, canonical in rows}
 
     def iter_links(self, entity: str, system: str, *, to: str | None = None, page_size: int = 1000
                    ) -> Iterator[tuple[str, str, str | None]]:

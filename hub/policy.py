@@ -11,6 +11,8 @@ this file, so country codes such as ``NO`` stay strings.
 Templates (group names, the workspace path, metadata values) use ``{field}`` placeholders naming
 fields of the ERP project event: ``project_code client_id name engagement_type practice region
 country partner status``.
+
+400 lines on purpose: the whole policy file's model, one section after another, validated together.
 """
 
 from __future__ import annotations

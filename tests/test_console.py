@@ -22,6 +22,8 @@ from actors.exceptions.store import Raised
 from actors.invoice_readiness.facts import ProjectMeta, Verdict
 from actors.invoice_readiness.logic import HoldReason, InvoiceDrafted, Readiness
 from actors.invoice_readiness.store import SqlReadinessStore
+from actors.reconciliation import Run, SqlReconciliationStore
+from actors.reconciliation.compare import Finding
 from hub.cli.compose import build_app
 from hub.cli.scenario import project_created
 from hub.dispatch import RoutingTable, declare_actor, event_messages
@@ -83,6 +85,22 @@ def _held_invoice(runtime: Runtime) -> None:
                                     owner="records_management")])
     SqlReadinessStore(runtime.db).store("ENG-ME-0007", [InvoiceDrafted("INV-E-1", "ENG-ME-0007", T, "M1")], meta,
                                         verdicts={"INV-E-1": Verdict(held, 1)})
+
+
+def _reconciled(runtime: Runtime) -> Run:
+    """A finished reconciliation run with two differences, as the console reads it from the database."""
+    store = SqlReconciliationStore(runtime.db)
+    run = Run(run_id="5c1f0f9e-0a51-4c1e-93c8-4ad0a93bd6de", started_at=T, scope=("workspaces",), repair=False)
+    store.start(run)
+    store.record(run.run_id, [
+        (Finding("RC304", "LAW-2025-007", "Knowledge-EU", None, "write", "policy:ethical_walls", "LAW-2025-007"),
+         "repaired_and_routed"),
+        (Finding("RC201", "ENG-2025-001", "ProjectName", "Market entry", "edited", "erp:name", "ENG-2025-001"),
+         "reported")], T)
+    run.status, run.finished_at, run.compared = "completed", T, 2
+    run.counts = {"RC304": 1, "RC201": 1}
+    store.save(run)
+    return run
 
 
 def test_the_console_signs_in_shows_every_page_and_acknowledges_and_replays_end_to_end(
@@ -158,6 +176,18 @@ def test_the_console_signs_in_shows_every_page_and_acknowledges_and_replays_end_
             assert "flaky" in journey.text and "#1 dead" in journey.text and "ok" in journey.text
             assert journey.find_elements(By.CSS_SELECTOR, "a[href^='http://127.0.0.1:16686/trace/']")
             driver.save_screenshot(str(shots / "journey.png"))
+
+            run = _reconciled(runtime)
+            driver.get(f"{url}/console/reconciliation")
+            classes = wait.until(expected_conditions.presence_of_element_located((By.ID, "classes")))
+            assert "RC304 walled_grant" in classes.text and "RC201 metadata_drift" in classes.text
+            assert driver.find_element(By.ID, "differences").text == "2"
+            assert run.run_id[:8] in driver.find_element(By.ID, "runs").text
+            driver.save_screenshot(str(shots / "reconciliation.png"))
+            driver.find_element(By.LINK_TEXT, "RC304").click()
+            wait.until(expected_conditions.url_contains("code=RC304"))
+            findings = driver.find_element(By.ID, "findings").text
+            assert "Knowledge-EU" in findings and "repaired and routed" in findings and "ProjectName" not in findings
 
             driver.get(f"{url}/console/jobs")
             jobs = wait.until(expected_conditions.presence_of_element_located((By.ID, "jobs")))

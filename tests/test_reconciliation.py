@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -338,5 +338,34 @@ def test_stale_readiness_facts_and_a_missing_subscription_are_found_and_repaired
             assert wait_until(repaired, timeout=60, interval=1.0), left
             assert [s.notification_url for s in graph.subscriptions()] == [scenario.graph_webhook_url]
             assert reasons() == before  # its facts are back
+            later = job(scenario)  # a day and a half on, the two-day subscription is about to expire
+            later.clock = lambda: datetime.now(UTC) + timedelta(hours=36)
+            expiring = later.run(scope=("subscriptions",))
+            assert found(scenario, expiring) == {resource: {"RC702"}}
         finally:
             graph.close()
+
+
+def test_canonical_records_behind_the_erp_or_missing_are_found_and_merged_again(prefix: str) -> None:
+    from actors.master_data.store import canonical_records
+
+    with running_scenario(hub_settings(prefix)) as scenario:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = "ENG-RC-0200"
+        scenario.create_project(**acme_project(code=code))
+        provisioned(scenario, code)
+        acme = SqlCrosswalk(scenario.runtime.db).resolve("client", "erp", "ACME")
+        assert acme is not None
+        scenario.sandbox.hold_erp_webhooks()
+        scenario.update_project(code, name="Renamed while its event was lost")
+        scenario.sandbox.export_webhooks("erp")  # the ERP's event never reaches the hub
+        scenario.sandbox.release_erp_webhooks()
+        with scenario.runtime.db.begin() as connection:  # and the client's canonical record is lost
+            connection.execute(canonical_records.delete().where(canonical_records.c.canonical_id == acme))
+        dry = job(scenario).run(scope=("canonical",))
+        assert found(scenario, dry) == {"client:ACME": {"RC504"}, code: {"RC505"}}
+        [name] = [r.finding for r in SqlReconciliationStore(scenario.runtime.db).findings(dry.run_id, code="RC505")]
+        assert (name.field, name.expected, name.authority) == ("name", "Renamed while its event was lost", "erp")
+        job(scenario).run(scope=("canonical",), repair=True)
+        assert wait_until(lambda: found(scenario, job(scenario).run(scope=("canonical",))) == {}, timeout=60,
+                          interval=1.0)

@@ -17,6 +17,7 @@ platform's name).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +32,13 @@ from actors.master_data.model import (
     to_model,
 )
 from actors.master_data.store import MasterDataStore
+from connectors.erp.client import ErpClient, client_record, project_record, sequence_of
 from connectors.platform import DocumentPlatform, ItemGone, Platforms
 from connectors.sharepoint.client import DeltaTokenExpired, GraphClient
 from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
+from hub.errors import ConfigurationError
 from hub.events import CloudEvent, extension
 from hub.outbox import Outgoing
 from hub.store import Locks, holding
@@ -45,9 +48,11 @@ from observability.metrics import SYNC_LAG
 #: Client and project events from the ERP, provisioned workspaces and the document platform's changes; one
 #: merge per canonical record at a time (a merge takes well under a second: the lock's lifetime only bounds
 #: how long a worker that dies merging keeps the record locked).
+#: Reconciliation found a canonical record missing or behind the ERP: merged again from the ERP's record.
+REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
 SPEC = ActorSpec(name="master_data", triggers=(
     "erp.client.upserted.v1", "erp.project.created.v1", "erp.project.updated.v1", "dms.workspace.provisioned.v1",
-    "dms.change.notified.v1"), workflow="master_data_sync", lock_ttl_ms=30_000)
+    "dms.change.notified.v1", REPAIR_REQUESTED), workflow="master_data_sync", lock_ttl_ms=30_000)
 log = get_logger(__name__)
 
 
@@ -65,10 +70,13 @@ class MasterData:
 
     def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, graph: GraphClient,
                  crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore,
-                 cursor: DeltaCursor | None = None, platforms: Platforms | None = None) -> None:
+                 cursor: DeltaCursor | None = None, platforms: Platforms | None = None,
+                 erp: ErpClient | None = None) -> None:
         """``graph``: the SharePoint drive whose changes are read back; ``platforms``: where workspaces are pushed to
-        (default: that drive alone)."""
+        (default: that drive alone); ``erp``: where a repair reads the ERP's record now."""
         self.spec = spec
+        #: Where a repair reads the ERP's record now (None: repairs are not this process's to make).
+        self.erp = erp
         self.rules, self.graph, self.crosswalk, self.locks, self.store = rules, graph, crosswalk, locks, store
         self.cursor: DeltaCursor = cursor if cursor is not None else MemoryDeltaCursor()
         self.platforms = platforms if platforms is not None else Platforms([GraphPlatform(graph)])
@@ -89,14 +97,40 @@ class MasterData:
         if event.get_type() == "dms.change.notified.v1":
             self._document_platform_change(context)
             return
+        if event.get_type() == REPAIR_REQUESTED:
+            self._repair(context)
+            return
         system = self.rules.system_for(event.get_source())
         if system is None:
             raise MappingFailed(f"no mapping rules for source {event.get_source()!r}", field="source")
-        mapped = apply_mapping(self.rules, system, event.get_type(), record, lookup=self.crosswalk.canonical)
+        self._merge(context, system, event.get_type(), record, version_of(event), event.get_time())
+
+    def _repair(self, context: ActorContext) -> None:
+        """Reconciliation found a canonical record missing or behind the ERP: merge the ERP's record as it is now,
+        at its version (an older one changes nothing)."""
+        data = context.data
+        if self.spec.name not in data["actors"]:
+            return  # another actor's repair
+        if self.erp is None:
+            raise ConfigurationError("master data was given no ERP client to repair from")
+        subject = str(data["subject"])
+        if subject.startswith("client:"):
+            client = self.erp.get_client(subject.removeprefix("client:"))
+            self._merge(context, "erp", "erp.client.upserted.v1", client_record(client), sequence_of(client.version),
+                        None)
+        elif data.get("project_code"):
+            project = self.erp.get_project(str(data["project_code"]))
+            self._merge(context, "erp", "erp.project.updated.v1", project_record(project),
+                        sequence_of(project.version), None)
+
+    def _merge(self, context: ActorContext, system: str, event_type: str, record: Mapping[str, Any], version: str,
+               changed_at: datetime | None) -> None:
+        """Merge one source record into the canonical one; push and announce what changed."""
+        mapped = apply_mapping(self.rules, system, event_type, record, lookup=self.crosswalk.canonical)
         cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
         with holding(self.locks, f"mdm:{cid}", ttl_ms=self.spec.lock_ms,
                      busy=f"{cid} is being merged by another worker"):
-            result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version_of(event)),
+            result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version),
                            authority=self.rules.authority)
             # The pushes come before the save: one that fails leaves the change unsaved, so the retry
             # merges it again and pushes again (they only write what differs). After the save, a re-run
@@ -107,10 +141,9 @@ class MasterData:
             if mapped.entity == "project" and "client_id" in result.changed:
                 self._push_client_name_to_workspace(cid, project=result.state)
             announcement = self._announcement(context, mapped.entity, result.state, result.changed, system,
-                                              version_of(event)) if result.changed else None
+                                              version) if result.changed else None
             # The record and its announcement in one transaction (the outbox): no change goes unannounced.
             self.store.save(result.state, announce=[announcement] if announcement else [])
-            changed_at = event.get_time()
             if result.changed and changed_at is not None:
                 SYNC_LAG.labels(mapped.entity).observe(max((context.now() - changed_at).total_seconds(), 0.0))
         if result.ignored:

@@ -50,6 +50,10 @@ class MasterDataStore(Protocol):
         """The canonical record, if any."""
         ...
 
+    def load_many(self, canonical_ids: Sequence[str]) -> dict[str, CanonicalState]:
+        """The canonical records of these ids that exist (a reconciliation reads them a page at a time)."""
+        ...
+
     def save(self, state: CanonicalState, *, announce: Sequence[Outgoing] = ()) -> None:
         """Store the canonical record and add ``announce`` to the outbox, in one transaction."""
         ...
@@ -90,6 +94,15 @@ class SqlMasterDataStore:
             raw = connection.execute(sa.select(canonical_records.c.state)
                                      .where(canonical_records.c.canonical_id == canonical_id)).scalar()
         return None if raw is None else CanonicalState.model_validate(raw)
+
+    def load_many(self, canonical_ids: Sequence[str]) -> dict[str, CanonicalState]:
+        """See :meth:`MasterDataStore.load_many`."""
+        if not canonical_ids:
+            return {}
+        with self._db.begin() as connection:
+            rows = connection.execute(sa.select(canonical_records.c.canonical_id, canonical_records.c.state)
+                                      .where(canonical_records.c.canonical_id.in_(list(canonical_ids)))).all()
+        return {str(cid): CanonicalState.model_validate(raw) for cid, raw in rows}
 
     def save(self, state: CanonicalState, *, announce: Sequence[Outgoing] = ()) -> None:
         """See :meth:`MasterDataStore.save`."""
@@ -137,6 +150,10 @@ class MemoryMasterDataStore:
     def load(self, canonical_id: str) -> CanonicalState | None:
         """See :meth:`MasterDataStore.load`."""
         return self.states.get(canonical_id)
+
+    def load_many(self, canonical_ids: Sequence[str]) -> dict[str, CanonicalState]:
+        """See :meth:`MasterDataStore.load_many`."""
+        return {cid: self.states[cid] for cid in canonical_ids if cid in self.states}
 
     def save(self, state: CanonicalState, *, announce: Sequence[Outgoing] = ()) -> None:
         """See :meth:`MasterDataStore.save`."""

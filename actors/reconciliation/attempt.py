@@ -28,7 +28,7 @@ from actors.reconciliation.platform import PlatformReader
 from actors.reconciliation.spill import Spill
 from actors.reconciliation.store import Action, Run, counts_of
 from connectors.erp.client import Project as ErpProject
-from connectors.erp.client import ProjectNotFound
+from connectors.erp.client import ProjectNotFound, client_record, project_record
 from connectors.sharepoint.client import DeltaTokenExpired, ItemNotFound
 from connectors.sharepoint.models import DriveItem
 from hub.errors import InvalidEvent
@@ -74,6 +74,8 @@ class Attempt:
                 self._phase("missing", self._missing_workspaces)
             if "crosswalk" in self.run.scope:
                 self._phase("crosswalk", self._compare_crosswalk)
+            if "canonical" in self.run.scope and self.r.canonical is not None:
+                self._phase("canonical", self._compare_canonical)
             if "readiness" in self.run.scope and self.r.readiness is not None:
                 self._phase("readiness", self._compare_readiness)
             if "subscriptions" in self.run.scope and self.r.notification_url:
@@ -161,6 +163,7 @@ class Attempt:
             self._check_lock()
         self._found(findings)
         self.spill.commit()
+        self.progress("platform", self.run.compared, self.run.compared)  # the rest are missing: the next phase
 
     def _plan_changed_projects(self) -> None:
         """Incremental: the projects the ERP changed since then, and those whose workspace changed on the platform
@@ -279,6 +282,26 @@ class Attempt:
                     on_box.add(code)
             yield code, canonical, linked
 
+    def _compare_canonical(self) -> None:
+        """Every ERP client and project against its canonical record, a page at a time."""
+        assert self.r.canonical is not None
+        for entity, pages in (("client", _pages(client_record(c) for c in self.r.erp.iter_clients(
+                page_size=self.r.page_size))), ("project", _pages(project_record(p) for p in self.r.erp.iter_projects(
+                order="code", page_size=self.r.page_size)))):
+            for page in pages(self.r.page_size):
+                self._page()
+                findings: list[Finding] = []
+                for key, differs in self.r.canonical.drift(entity, page):  # type: ignore[arg-type]
+                    subject = key if entity == "project" else f"client:{key}"
+                    project = key if entity == "project" else None
+                    if differs is None:
+                        findings.append(Finding("RC504", subject, "canonical_id", "(a record)", None, "erp", project))
+                    else:
+                        findings += [Finding("RC505", subject, name, expected, actual, "erp", project)
+                                     for name, expected, actual in differs]
+                self._found(findings)
+                self._check_lock()
+
     def _compare_readiness(self) -> None:
         assert self.r.readiness is not None
         findings = [Finding("RC601", code, "facts", derived, stored, "erp+sharepoint", code)
@@ -355,6 +378,20 @@ class Attempt:
                 "finished_at": run.finished_at, "duration_ms": run.duration_ms, "compared": run.compared,
                 "counts": dict(run.counts), "repaired": run.repaired, "routed": run.routed}
         self.out.emit(COMPLETED, data, id=run.run_id, subject=run.run_id)
+
+
+def _pages(records: Iterator[dict[str, Any]]) -> Callable[[int], Iterator[list[dict[str, Any]]]]:
+    """``records`` cut into lists of ``size``."""
+    def cut(size: int) -> Iterator[list[dict[str, Any]]]:
+        page: list[dict[str, Any]] = []
+        for record in records:
+            page.append(record)
+            if len(page) == size:
+                yield page
+                page = []
+        if page:
+            yield page
+    return cut
 
 
 def _path_of(item: DriveItem) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 #: Who repairs a class automatically (the actor handling the repair request), or None: it is routed.
-Repairer = Literal["provisioning", "invoice_readiness", "document_intake"]
+Repairer = Literal["provisioning", "invoice_readiness", "document_intake", "master_data"]
 Owner = Literal["finance", "pmo", "records_management", "platform_team", "risk"]
 Severity = Literal["low", "medium", "high", "critical"]
 
@@ -59,6 +59,10 @@ CLASSES: tuple[DriftClass, ...] = (
                "platform_team"),
     DriftClass("RC503", "crosswalk_link_drift", "the crosswalk links a project to another workspace", "medium",
                "provisioning", "platform_team"),
+    DriftClass("RC504", "canonical_missing", "an ERP record known to the crosswalk has no canonical record", "medium",
+               "master_data", "platform_team"),
+    DriftClass("RC505", "canonical_drift", "a canonical record differs from the ERP, which owns the field", "medium",
+               "master_data", "platform_team"),
     DriftClass("RC601", "readiness_stale", "readiness facts differ from the documents they come from", "high",
                "invoice_readiness", "finance"),
     DriftClass("RC701", "subscription_missing", "the document platform's change subscription is missing", "high",

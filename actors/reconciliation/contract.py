@@ -4,8 +4,8 @@ sends, and the Protocols of the stores and checks it is given."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from actors.reconciliation.compare import Finding
 from connectors.erp.client import Project as ErpProject
@@ -18,7 +18,7 @@ SPEC = ActorSpec(name="reconciliation", owner="platform_team")
 REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
 COMPLETED = "hub.reconciliation.completed.v1"
 #: What a run can compare.
-SCOPES = ("workspaces", "crosswalk", "readiness", "subscriptions")
+SCOPES = ("workspaces", "crosswalk", "canonical", "readiness", "subscriptions")
 LOCK = "reconciliation"
 #: The platform's change cursor, kept between runs for the incremental ones.
 CURSOR = "platform_cursor"
@@ -57,6 +57,14 @@ class ProjectLinks(Protocol):
 
     def identities(self, canonical_id: str) -> dict[str, str]:
         """System to primary id."""
+
+
+class CanonicalCheck(Protocol):
+    """Master data's canonical records against the ERP's records (wired by the composition root)."""
+
+    def drift(self, entity: Literal["client", "project"], records: Sequence[Mapping[str, Any]]
+              ) -> Iterator[tuple[str, list[tuple[str, str | None, str | None]] | None]]:
+        """(ERP id, fields that differ as (field, ERP's value, canonical value)), or (ERP id, None): no record."""
 
 
 class ReadinessCheck(Protocol):

@@ -29,6 +29,7 @@ from actors.reconciliation.attempt import Attempt
 from actors.reconciliation.contract import (
     LOCK,
     SCOPES,
+    CanonicalCheck,
     Progress,
     ProjectLinks,
     ReadinessCheck,
@@ -60,6 +61,8 @@ class Reconciler:
     #: A new :class:`Emitting` as this pattern (repair requests, exceptions, the completion event).
     out: Callable[[], Emitting]
     readiness: ReadinessCheck | None = None
+    #: Master data's records against the ERP's; None: not compared.
+    canonical: CanonicalCheck | None = None
     #: The ingress's Graph webhook URL; None: the hub keeps no subscription, none is checked.
     notification_url: str | None = None
     spill_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "hub-reconcile")

@@ -28,6 +28,9 @@ The :class:`connectors.platform.DocumentPlatform` methods (``ensure_folder``, ``
 correspond to GraphClient's ``ensure_folder``, ``ensure_columns`` + ``ensure_fields``, ``ensure_grant``,
 ``revoke_grant``, ``ensure_retention_label``, ``upload``, ``download``, ``delta``, ``create_subscription`` and
 ``delete_subscription`` (the table is in :mod:`connectors.platform`).
+
+400 lines on purpose: one client of Box's API; its models, errors, sign-in, files and events are already
+modules of their own.
 """
 
 from __future__ import annotations

@@ -156,6 +156,31 @@ class TimeEntry(_Record):
     person: str
 
 
+def project_record(project: Project) -> dict[str, Any]:
+    """The project as the ERP's ``erp.project.updated.v1`` carries it (the decoded Avro record): what master data
+    merges, read from the API rather than announced."""
+    return {"project_code": project.code, "client_id": project.client_id, "name": project.name,
+            "engagement_type": project.engagement_type, "practice": project.practice, "region": project.region,
+            "country": project.country, "partner": project.partner, "billing_model": project.billing_model,
+            "status": project.status,
+            "value": None if project.value is None else {"amount_minor": project.value.amount_minor,
+                                                          "currency": project.value.currency},
+            "start_date": project.start_date, "end_date": project.end_date,
+            "conflicted_groups": list(project.conflicted_groups), "updated_at": project.updated_at}
+
+
+def client_record(client: Client) -> dict[str, Any]:
+    """The client as the ERP's ``erp.client.upserted.v1`` carries it (the decoded Avro record)."""
+    return {"client_id": client.id, "name": client.name, "country": client.country, "status": client.status,
+            "industry": client.industry, "parent_client_id": client.parent_client_id,
+            "billing_currency": client.billing_currency, "updated_at": client.updated_at}
+
+
+def sequence_of(version: int) -> str:
+    """A record version as the ERP's events carry it in their ``sequence`` extension."""
+    return f"{version:020d}"
+
+
 def _parse(model: type[_Model], payload: Any, target: str) -> _Model:
     try:
         return model.model_validate(payload)

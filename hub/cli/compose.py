@@ -88,6 +88,7 @@ def build_app(
         SqlMasterDataStore,
         load_master_data_mapping,
     )
+    from actors.master_data.check import CanonicalCheck
     from actors.provisioning import Provisioning, RedisProvisioningStore
     from actors.provisioning.labels import LabelCheck
     from actors.reconciliation import Reconciler, SqlReconciliationStore
@@ -117,13 +118,14 @@ def build_app(
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
                          erp=erp, store=SqlReadinessStore(infra.db), locks=locks, platforms=platforms)
     wall = bus_wall(infra, policy)
+    rules = load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING)
     handlers: list[Actor] = [
         FanOut(infra.topics, wall=wall),
         Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, platforms=platforms, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
-        MasterData(spec=specs["master_data"], rules=load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING),
-                   graph=graph, crosswalk=crosswalk, locks=locks, store=SqlMasterDataStore(infra.db),
-                   cursor=RedisDeltaCursor(client, prefix=prefix), platforms=platforms),
+        MasterData(spec=specs["master_data"], rules=rules, graph=graph, crosswalk=crosswalk, locks=locks,
+                   store=SqlMasterDataStore(infra.db), cursor=RedisDeltaCursor(client, prefix=prefix),
+                   platforms=platforms, erp=erp),
         DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
                        store=RedisIntakeStore(client, prefix=prefix), subscription=subscription_of(connections),
                        platforms=platforms),
@@ -142,7 +144,7 @@ def build_app(
         policy=policy, erp=erp, graph=graph, crosswalk=crosswalk, store=SqlReconciliationStore(infra.db), locks=locks,
         out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=infra.registry, emitter=runtime.dispatcher),
         readiness=gate, notification_url=str(connections.graph.notification_url or "") or None,
-        box=box_of(platforms))
+        box=box_of(platforms), canonical=CanonicalCheck(rules, crosswalk, SqlMasterDataStore(infra.db)))
     jobs = scheduled_jobs(
         prefix=prefix, client=client, flight_ttl_s=settings.flight_ttl_s, graph=graph, graph_settings=connections.graph,
         gate=gate if "invoice_readiness" in declared else None,
@@ -215,6 +217,8 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
     """Reconciliation over the runtime's database, Redis and broker, for ``hub reconcile`` (the caller closes the
     clients it holds: ``reconciler.close()``)."""
     import actors
+    from actors.master_data import DEFAULT_MAPPING, SqlMasterDataStore, load_master_data_mapping
+    from actors.master_data.check import CanonicalCheck
     from actors.reconciliation import Reconciler, SqlReconciliationStore
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
@@ -225,13 +229,14 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
     graph = GraphClient.from_settings(connections.graph)
     platforms, _ = document_platforms(runtime.policy, connections, graph=graph)  # closed with the reconciler
     gate = readiness_gate(runtime, connections, platforms=platforms)
+    crosswalk = SqlCrosswalk(runtime.db)
+    rules = load_master_data_mapping(runtime.settings.mapping_file or DEFAULT_MAPPING)
     return Reconciler(
-        policy=runtime.policy, erp=gate.erp, graph=graph,
-        crosswalk=SqlCrosswalk(runtime.db), store=SqlReconciliationStore(runtime.db),
+        policy=runtime.policy, erp=gate.erp, graph=graph, crosswalk=crosswalk, store=SqlReconciliationStore(runtime.db),
         locks=RedisLocks(runtime.redis, prefix=runtime.queue_prefix),
         out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=runtime.registry, emitter=runtime.dispatcher),
         readiness=gate, notification_url=str(connections.graph.notification_url or "") or None,
-        box=box_of(platforms))
+        box=box_of(platforms), canonical=CanonicalCheck(rules, crosswalk, SqlMasterDataStore(runtime.db)))
 
 
 def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Platforms | None = None

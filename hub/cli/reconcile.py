@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 #: What the phases are called on the progress bar.
 _PHASES = {"erp": "ERP projects planned", "platform": "workspaces compared", "missing": "missing workspaces",
-           "crosswalk": "crosswalk", "readiness": "readiness facts", "subscriptions": "subscriptions"}
+           "crosswalk": "crosswalk", "canonical": "canonical records", "readiness": "readiness facts",
+           "subscriptions": "subscriptions"}
 _RELATIVE = re.compile(r"^(\d+)([dhm])$")
 
 
@@ -39,8 +40,8 @@ def _since(value: str | None) -> datetime | None:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--scope", "scopes", multiple=True, type=click.Choice(["workspaces", "crosswalk", "readiness",
-                                                                      "subscriptions"]),
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(["workspaces", "crosswalk", "canonical",
+                                                                      "readiness", "subscriptions"]),
               help="Compare only this (repeatable; default: everything).")
 @click.option("--since", help="Only what changed since then (RFC 3339 time, or an age: 12h, 2d): the ERP's "
                               "modified-since listing and the platform's changes since the last run.")
@@ -51,7 +52,8 @@ def _since(value: str | None) -> datetime | None:
 @click.pass_context
 def reconcile(ctx: click.Context, scopes: tuple[str, ...], since: str | None, repair: bool, fresh: bool,
               output: str) -> None:
-    """Compare the ERP, the crosswalk, the document platform and the readiness facts; report every difference by
+    """Compare the ERP, the crosswalk, the canonical records, the document platform and the readiness facts; report
+    every difference by
     class, repair the safe ones (--repair) and route the rest to their owners. A walled group found on a workspace
     is removed at once, dry run or not. One run at a time; a run that died is resumed."""
     if ctx.invoked_subcommand is not None:
@@ -134,7 +136,8 @@ def _report(run: Run, output: str, *, findings: list[dict[str, Any]] | None = No
                title="Differences")
     if findings:
         echo_table(("code", "subject", "field", "expected", "found", "authority", "action"),
-                   ((f["code"], f["subject"], f["field"], f["expected"], f["actual"], f["authority"], f["action"])
+                   ((f["code"], f["subject"], f["field"], f["expected"], f["actual"], f["authority"],
+                     f["action"].replace("_", " "))
                     for f in findings), title="Each difference")
     note(f"{sum(run.counts.values())} difference(s); {run.repaired} repair(s) requested, {run.routed} routed"
          + ("" if run.repair else "; run with --repair to repair the safe ones"))

@@ -5,6 +5,8 @@ record.
 Records are kept as JSON-ready dicts (snake_case, ISO dates, ``updated_at`` in UTC with
 milliseconds, strictly increasing). Failures are :class:`~simulators.kit.errors.SimError` with the HTTP
 status and error code the API answers.
+
+400 lines on purpose: the simulated ERP's records, their indexes and invariants under one lock.
 """
 
 from __future__ import annotations

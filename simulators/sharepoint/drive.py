@@ -18,6 +18,8 @@ reset, so any token from before a reset (or of another drive, or made up) is ans
 Deliberate simplifications: no version history (only the current content), a file's ``mimeType``
 comes from the upload's ``Content-Type`` (from the extension when that is missing or
 ``application/octet-stream``), and deleting a folder deletes its subtree at once.
+
+400 lines on purpose: one drive's items, their tree, versions and change log under one lock.
 """
 
 from __future__ import annotations

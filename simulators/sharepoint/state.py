@@ -12,6 +12,8 @@ inherits its parent's permissions, shown with ``inheritedFrom`` naming the item 
 become direct ones (new ids), then the invited one is added. Inherited permissions cannot be deleted.
 Deliberate simplification: every ``invite`` records a new permission even for a group that already holds
 one (SharePoint would merge them), so a client that grants twice leaves a visible duplicate.
+
+400 lines on purpose: the simulated tenant's state (site, drives, directory, labels, subscriptions) under one lock.
 """
 
 from __future__ import annotations
