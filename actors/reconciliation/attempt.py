@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from actors.reconciliation.box import BoxReader
 from actors.reconciliation.classes import BY_CODE
@@ -25,6 +24,7 @@ from actors.reconciliation.contract import (
     repair_id,
 )
 from actors.reconciliation.platform import PlatformReader
+from actors.reconciliation.reading import pages, path_of
 from actors.reconciliation.spill import Spill
 from actors.reconciliation.store import Action, Run, counts_of
 from connectors.erp.client import Project as ErpProject
@@ -205,7 +205,7 @@ class Attempt:
                     full = self.r.graph.get_item(item.id)
                 except ItemNotFound:
                     continue
-                parts = _path_of(full)
+                parts = path_of(full)
                 if parts[:len(root)] != root or len(parts) < len(root) + depth:
                     continue
                 workspace = "/".join(parts[:len(root) + depth])
@@ -285,10 +285,10 @@ class Attempt:
     def _compare_canonical(self) -> None:
         """Every ERP client and project against its canonical record, a page at a time."""
         assert self.r.canonical is not None
-        for entity, pages in (("client", _pages(client_record(c) for c in self.r.erp.iter_clients(
-                page_size=self.r.page_size))), ("project", _pages(project_record(p) for p in self.r.erp.iter_projects(
-                order="code", page_size=self.r.page_size)))):
-            for page in pages(self.r.page_size):
+        clients = pages(client_record(c) for c in self.r.erp.iter_clients(page_size=self.r.page_size))
+        projects = pages(project_record(p) for p in self.r.erp.iter_projects(order="code", page_size=self.r.page_size))
+        for entity, cut in (("client", clients), ("project", projects)):
+            for page in cut(self.r.page_size):
                 self._page()
                 findings: list[Finding] = []
                 for key, differs in self.r.canonical.drift(entity, page):  # type: ignore[arg-type]
@@ -378,27 +378,6 @@ class Attempt:
                 "finished_at": run.finished_at, "duration_ms": run.duration_ms, "compared": run.compared,
                 "counts": dict(run.counts), "repaired": run.repaired, "routed": run.routed}
         self.out.emit(COMPLETED, data, id=run.run_id, subject=run.run_id)
-
-
-def _pages(records: Iterator[dict[str, Any]]) -> Callable[[int], Iterator[list[dict[str, Any]]]]:
-    """``records`` cut into lists of ``size``."""
-    def cut(size: int) -> Iterator[list[dict[str, Any]]]:
-        page: list[dict[str, Any]] = []
-        for record in records:
-            page.append(record)
-            if len(page) == size:
-                yield page
-                page = []
-        if page:
-            yield page
-    return cut
-
-
-def _path_of(item: DriveItem) -> list[str]:
-    """The item's path below the drive's root, as segments (``parentReference.path`` is ``/drives/ID/root:/A/B``)."""
-    parent = item.parent_reference.path if item.parent_reference and item.parent_reference.path else ""
-    below = unquote(parent.split("root:", 1)[1]) if "root:" in parent else ""
-    return [part for part in below.split("/") if part] + [item.name]
 
 
 def _evidence(f: Finding, summary: str, *, repaired: bool) -> str:
