@@ -21,6 +21,7 @@ from actors import (
     provisioning,
     reconciliation,
 )
+from hub import platforms
 from hub.actor import ActorSpec
 from hub.errors import ConfigurationError
 from hub.policy import Policy, policy_model
@@ -29,7 +30,8 @@ from hub.policy import load_policy as _load_policy
 #: The policy used when ``HUB_POLICY_FILE`` is unset.
 DEFAULT_POLICY = Path(str(files("actors") / "default_policy.yaml"))
 #: The policy file's model: the shared sections and the patterns' own.
-POLICY_MODEL = policy_model({document_workflow.SECTION: document_workflow.DocumentPolicy,
+POLICY_MODEL = policy_model({platforms.SECTION: platforms.PlatformRules,
+                             document_workflow.SECTION: document_workflow.DocumentPolicy,
                              invoice_readiness.SECTION: invoice_readiness.ReadinessRules})
 #: Every actor's declaration, as written in its package (before the policy's workflow settings).
 SPECS: tuple[ActorSpec, ...] = (fanout.SPEC, provisioning.SPEC, master_data.SPEC, document_intake.SPEC,
@@ -51,6 +53,11 @@ def load_policy(path: Path | None = None) -> Policy:
     if missing:
         raise ConfigurationError(f"{chosen}: workflows must list {', '.join(missing)}")
     return policy
+
+
+def platform_rules(policy: Policy) -> platforms.PlatformRules:
+    """The policy's ``platforms`` section: which document platform holds each project's workspace."""
+    return policy.section(platforms.SECTION, platforms.PlatformRules)
 
 
 def with_workflows(policy: Policy) -> dict[str, ActorSpec]:

@@ -374,7 +374,8 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Result:
                "HUB_DATABASE_URL": servers.postgres.url, "HUB_ERP_URL": sandbox.erp_url,
                "HUB_ERP_TOKEN": canaries.erp_token, "HUB_GRAPH_URL": sandbox.graph_url,
                "HUB_GRAPH_TOKEN": canaries.graph_token, "HUB_GRAPH_DRIVE_ID": sandbox.drive_id,
-               "HUB_DOCUSIGN_TOKEN": canaries.docusign_token}
+               "HUB_DOCUSIGN_TOKEN": canaries.docusign_token, "HUB_BOX_URL": sandbox.box_url,
+               "HUB_BOX_UPLOAD_URL": f"{sandbox.box_url}/api"}
         hub = Hub(prefix, work_dir, env, amqp_url=servers.rabbit.url, threads=options.threads)
         hubs.append(hub)
         stack.callback(hub.stop)

@@ -22,6 +22,18 @@ How the two clients provide it (the Graph methods an adapter calls; Box's client
     changes(cursor)           delta(token)                                      the event stream (changes)
     subscribe(folder, url)    create_subscription(drive root, url, ...)         a webhook V2 on the folder
     unsubscribe(id)           delete_subscription(id)                           the webhook deleted
+    find_folder(path)         get_by_path(path)                                 the path walked name by name
+    ensure_subfolder(p, n)    ensure_child_folder(parent, name, path)           create_folder(parent, name)
+    web_url(item)             the item's webUrl                                 https://app.box.com/folder/<id>
+    group_grants(id)          grants(id), each group_grant()                    the folder's group collaborations
+    metadata(id)              fields(id)                                        the template's instance
+    has_retention(id, name)   retention_label(id).name                          the policy's folder assignments
+    document(id)              fields(id) + retention_label(id)                  the file's instance, its folder's policy
+    published_retention()     published_labels()                                the enterprise's retention policies
+
+GraphClient provides it through :class:`connectors.sharepoint.platform.GraphPlatform`, BoxClient through
+:class:`connectors.box.platform.BoxPlatform`; :class:`Platforms` holds them by name and gives an actor the one
+the policy chooses for a project.
 
 Failures follow the hub's error tree: ``UpstreamUnavailable`` (retryable) and ``UpstreamRejected`` (permanent)
 and their platform subclasses.
@@ -29,14 +41,22 @@ and their platform subclasses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "PlatformItem", "Role"]
+from hub.errors import ConfigurationError, UpstreamRejected
+
+if TYPE_CHECKING:
+    from connectors.sharepoint.documents import DocumentView
+
+__all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemGone", "ItemKind", "PlatformItem", "Platforms",
+           "RetentionNotPublished", "Role", "documents_below"]
 
 #: The hub's roles on a workspace: read, or read and write.
 Role = Literal["read", "write"]
+#: What an item is (Box addresses a folder's and a file's metadata differently; SharePoint does not care).
+ItemKind = Literal["folder", "file"]
 
 
 @runtime_checkable
@@ -74,15 +94,77 @@ class ChangePage:
     cursor: str
 
 
+class ItemGone(UpstreamRejected):
+    """The platform has no item of that id (or no longer: deleted since it was named)."""
+
+
+class RetentionNotPublished(UpstreamRejected):
+    """The platform has no retention label or policy of that name for the hub to apply (SharePoint: the tenant
+    does not publish the label; Box: the enterprise has no such policy)."""
+
+
 class DocumentPlatform(Protocol):
     """A document platform holding the workspaces (SharePoint through Graph, or Box)."""
+
+    @property
+    def name(self) -> str:
+        """The platform's name (``sharepoint``, ``box``): the crosswalk's system of its workspace ids."""
+        ...
+
+    @property
+    def location(self) -> str | None:
+        """Where on the platform the workspaces are (SharePoint: the library's drive id; Box: None)."""
+        ...
+
+    def find_folder(self, path: str) -> PlatformItem | None:
+        """The folder at ``path`` below the workspaces' root, or None when it does not exist."""
+        ...
+
+    def ensure_subfolder(self, parent_id: str, name: str, path: str) -> PlatformItem:
+        """The folder ``name`` in the folder ``parent_id`` (whose full path ``path`` names it), made when missing."""
+        ...
+
+    def web_url(self, item: PlatformItem) -> str:
+        """The address a person opens the item at."""
+        ...
+
+    def group_grants(self, item_id: str) -> Mapping[str, Role]:
+        """The groups granted on the item itself (not inherited), each with its role."""
+        ...
+
+    def metadata(self, item_id: str, *, kind: ItemKind = "folder") -> Mapping[str, str]:
+        """The item's metadata values by key (platform keys such as ``@odata.etag`` may be among them)."""
+        ...
+
+    def files(self, folder_id: str) -> Sequence[PlatformItem]:
+        """The files directly in the folder."""
+        ...
+
+    def folders(self, folder_id: str) -> Sequence[PlatformItem]:
+        """The folders directly in the folder."""
+        ...
+
+    def has_retention(self, item_id: str, policy: str) -> bool:
+        """Whether the item is under the retention policy or label named ``policy``."""
+        ...
+
+    def published_retention(self, *, refresh: bool = False) -> frozenset[str] | None:
+        """The retention policies or labels the platform can apply (None: it cannot tell); ``refresh`` reads them
+        again."""
+        ...
+
+    def document(self, file_id: str) -> DocumentView | None:
+        """A file as the hub reads a document (its metadata by the document columns' names, its retention), read
+        now; None when it is gone. The view's item is in SharePoint's shape (``DriveItem``), which both fill."""
+        ...
 
     def ensure_folder(self, path: str) -> PlatformItem:
         """The folder at ``path`` below the workspaces' root (``ACME/Contracts``), made with any folder
         missing on the way; safe to repeat."""
         ...
 
-    def set_metadata(self, item_id: str, values: Mapping[str, str]) -> Mapping[str, Any]:
+    def set_metadata(self, item_id: str, values: Mapping[str, str], *, kind: ItemKind = "folder"
+                     ) -> Mapping[str, Any]:
         """Leave the item's metadata with ``values`` (other keys untouched); returns the item's metadata."""
         ...
 
@@ -117,3 +199,51 @@ class DocumentPlatform(Protocol):
     def unsubscribe(self, subscription_id: str) -> None:
         """Stop a subscription (one already gone is fine)."""
         ...
+
+
+class Platforms:
+    """The document platforms of the hub, by name, and the choice of one for a project (the policy's)."""
+
+    def __init__(self, platforms: Sequence[DocumentPlatform],
+                 choose: Callable[[Mapping[str, str]], str] | None = None) -> None:
+        if not platforms:
+            raise ConfigurationError("at least one document platform is needed")
+        self._by_name = {platform.name: platform for platform in platforms}
+        self._default = platforms[0].name
+        self._choose = choose
+
+    def for_project(self, values: Mapping[str, str]) -> DocumentPlatform:
+        """The platform the policy chooses for a project (``values``: its fields by name)."""
+        return self.named(self._choose(values) if self._choose is not None else self._default)
+
+    def named(self, name: str) -> DocumentPlatform:
+        """The platform called ``name``; ConfigurationError when the hub has none of that name."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ConfigurationError(f"no document platform {name!r} is configured "
+                                     f"(configured: {', '.join(sorted(self._by_name))})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[DocumentPlatform]:
+        return iter(self._by_name.values())
+
+    @property
+    def default(self) -> DocumentPlatform:
+        """The first platform given (the one used when there is no choice to make)."""
+        return self._by_name[self._default]
+
+
+def documents_below(platform: DocumentPlatform, root: str) -> Iterator[DocumentView]:
+    """Every hub document (classified file) below the folder at ``root`` (depth first); none when it is missing."""
+    folder = platform.find_folder(root)
+    pending = [folder.id] if folder is not None else []
+    while pending:
+        current = pending.pop()
+        pending += [child.id for child in platform.folders(current)]
+        for file in platform.files(current):
+            view = platform.document(file.id)
+            if view is not None and view.classified:
+                yield view

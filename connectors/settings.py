@@ -174,6 +174,8 @@ class BoxSettings(BaseSettings):
                                      description="The Platform app's client secret.")
     client_secret_file: Path | None = Field(default=None,
                                             description="A file holding the client secret (read instead of it).")
+    web_url: HttpUrl = Field(default="https://app.box.com",
+                             description="Where people open Box: a workspace's link is <it>/folder/<id>.")
     root_folder_id: str = Field(default="0", pattern=r"^[0-9]+$",
                                 description="The folder the workspaces are made in (0: the service account's root).")
     metadata_template: str = Field(default="hubWorkspace", pattern=r"^[a-zA-Z_][-a-zA-Z0-9_]{0,63}$",

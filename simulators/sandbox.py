@@ -1,7 +1,8 @@
 """The simulated systems side by side, for the demo and the integration tests: the ERP simulator
 (posting signed CloudEvents to the hub's ingress, and asking the hub's hard-stop check before it
-finalises an invoice), the SharePoint/Graph simulator and the DocuSign simulator (Connect
-notifications to the hub's DocuSign webhook), each on its own loopback port.
+finalises an invoice), the SharePoint/Graph simulator, the DocuSign simulator (Connect
+notifications to the hub's DocuSign webhook) and the Box simulator (webhooks V2 signed with both keys, to the
+address the hub subscribes: the ingress's Box route), each on its own loopback port.
 
 The caller says how an app is served (``serve``: e.g. an ASGI server in a background thread, yielding its
 base URL), and maps the :class:`Sandbox`'s URLs onto its own settings: nothing here knows the hub.
@@ -13,6 +14,7 @@ With :class:`~simulators.sign_in.SignIn` the simulated vendors refuse static tok
 from __future__ import annotations
 
 import base64
+import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -23,6 +25,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from simulators.box import DEFAULT_GROUPS as BOX_GROUPS
+from simulators.box import BoxSimConfig
+from simulators.box import create_app as box_app
 from simulators.docusign import ConnectConfig, DocuSignSimConfig
 from simulators.docusign import create_app as docusign_app
 from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
@@ -35,8 +40,8 @@ from simulators.sharepoint import create_app as graph_app
 from simulators.sharepoint.login import create_login_app
 from simulators.sign_in import SignIn, SignInCredentials, SignInParts, tool_tokens
 
-__all__ = ["DOCUSIGN_SOURCE_ID", "ERP_SOURCE", "GRAPH_SOURCE_ID", "WEBHOOK_SYSTEMS", "Sandbox", "SignIn",
-           "SignInCredentials", "running_sandbox"]
+__all__ = ["BOX_SOURCE_ID", "DOCUSIGN_SOURCE_ID", "ERP_SOURCE", "GRAPH_SOURCE_ID", "WEBHOOK_SYSTEMS", "Sandbox",
+           "SignIn", "SignInCredentials", "running_sandbox"]
 
 #: Serves an app while the block runs and yields its base URL (``http://host:port``).
 Serve = Callable[[FastAPI], AbstractContextManager[str]]
@@ -46,6 +51,8 @@ ERP_SOURCE = "erp-sim://acme-psa/prod"
 #: The ingress source ids of the simulated DocuSign account and SharePoint tenant.
 DOCUSIGN_SOURCE_ID = "docusign-sim"
 GRAPH_SOURCE_ID = "sharepoint-sim"
+#: The ingress source id of the simulated Box enterprise (its webhooks go to /v1/webhooks/box/<it>).
+BOX_SOURCE_ID = "box-sim"
 #: Hosts the simulated Graph may notify over plain http (the sandbox's ingress), as a test exception.
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 #: The DocuSign account of the simulator.
@@ -58,8 +65,8 @@ DOCUMENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-#: The simulated systems that send webhooks: the ERP, DocuSign Connect and Graph's change notifications.
-WEBHOOK_SYSTEMS = ("erp", "docusign", "graph")
+#: The simulated systems that send webhooks: the ERP, DocuSign Connect, Graph's change notifications and Box's.
+WEBHOOK_SYSTEMS = ("erp", "docusign", "graph", "box")
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -80,6 +87,62 @@ class Sandbox:
     sign_in: SignInCredentials | None = None
     #: With sign-in: a token for the sandbox's own tools, per system (``graph``, ``docusign``).
     tool_token: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+    #: The Box simulator (API at /2.0, uploads at /api/2.0, sign-in at /oauth2/token) and its app's credentials.
+    box_url: str = ""
+    box_client_id: str = BoxSimConfig.client_id
+    box_client_secret: str = field(default=BoxSimConfig.client_secret, repr=False)
+    box_enterprise_id: str = BoxSimConfig.enterprise_id
+
+    def box(self) -> httpx.Client:
+        """An HTTP client on the Box simulator's API, signed in with the app's client credentials (as a tool of
+        the firm's Box admin would be)."""
+        token = httpx.post(f"{self.box_url}/oauth2/token", timeout=10, data={
+            "grant_type": "client_credentials", "client_id": self.box_client_id,
+            "client_secret": self.box_client_secret, "box_subject_type": "enterprise",
+            "box_subject_id": self.box_enterprise_id})
+        token.raise_for_status()
+        return httpx.Client(base_url=f"{self.box_url}/2.0", timeout=10,
+                            headers={"authorization": f"Bearer {token.json()['access_token']}"})
+
+    def box_put_document(self, folder: str, name: str, *, fields: dict[str, str], content: bytes = b"",
+                         template: str = "hubWorkspace") -> str:
+        """Upload a file into the Box folder at ``folder`` (a path below the root) and give it the workspace
+        template's instance with ``fields`` (the template's missing fields added first), as a user would; returns
+        the file's id."""
+        parent = self.box_state()["items"][folder]["id"]
+        with self.box() as box:
+            response = httpx.post(
+                f"{self.box_url}/api/2.0/files/content", timeout=10, headers=box.headers,
+                data={"attributes": json.dumps({"name": name, "parent": {"id": parent}})},
+                files={"file": (name, content or f"%PDF-1.7 {name}".encode(), "application/pdf")})
+            response.raise_for_status()
+            file_id = str(response.json()["entries"][0]["id"])
+        self.box_set_document(file_id, fields=fields, template=template)
+        return file_id
+
+    def box_set_document(self, file_id: str, *, fields: dict[str, str], template: str = "hubWorkspace") -> None:
+        """Set a Box file's fields in the workspace template's instance (created when missing), as a user would."""
+        with self.box() as box:
+            schema = box.get(f"/metadata_templates/enterprise/{template}/schema")
+            schema.raise_for_status()
+            known = {f["key"] for f in schema.json()["fields"]}
+            missing = [{"op": "addField", "data": {"type": "string", "key": k, "displayName": k}}
+                       for k in fields if k not in known]
+            if missing:
+                box.put(f"/metadata_templates/enterprise/{template}/schema", json=missing).raise_for_status()
+            instance = f"/files/{file_id}/metadata/enterprise/{template}"
+            if box.get(instance).status_code == 404:
+                box.post(instance, json=fields).raise_for_status()
+            else:
+                patch = [{"op": "add", "path": f"/{k}", "value": v} for k, v in fields.items()]
+                box.put(instance, content=json.dumps(patch).encode(),
+                        headers={"content-type": "application/json-patch+json"}).raise_for_status()
+
+    def box_state(self) -> dict[str, Any]:
+        """The Box simulator's folders by path, collaborations, metadata instances, retention assignments and
+        webhooks."""
+        state: dict[str, Any] = httpx.get(f"{self.box_url}/_sim/state", timeout=10).json()
+        return state
 
     def graph_sign_in(self) -> dict[str, Any]:
         """The Graph connector's sign-in settings; empty with static tokens."""
@@ -250,7 +313,8 @@ class Sandbox:
         return taken
 
     def _admin(self, system: str) -> str:
-        bases = {"erp": self.erp_url, "docusign": self.docusign_url, "graph": self.graph_url.removesuffix("/v1.0")}
+        bases = {"erp": self.erp_url, "docusign": self.docusign_url, "graph": self.graph_url.removesuffix("/v1.0"),
+                 "box": self.box_url}
         return f"{bases[system]}/_sim"
 
     def erp(self) -> httpx.Client:
@@ -277,6 +341,7 @@ def running_sandbox(
     labels: Sequence[str] | None = None,
     columns: Sequence[str] = DOCUMENT_COLUMNS,
     sign_in: SignIn | None = None,
+    box_keys: tuple[str, str | None] = (BoxSimConfig.primary_key, BoxSimConfig.secondary_key),
 ) -> Iterator[Sandbox]:
     """Serve the simulators with ``serve`` while the block runs; the ERP posts to ``ingress_events_url`` (with
     ``None`` it posts nothing: the caller publishes the events itself).
@@ -288,6 +353,9 @@ def running_sandbox(
     site has one library, ``library``, with SharePoint's own columns and ``columns``; the tenant publishes
     the retention ``labels`` (``None``: any label applies, and the label list is refused);
     with ``sign_in`` Graph and DocuSign take only the tokens their sign-in issued (see the module's docstring).
+    Box's enterprise has the directory's groups and the retention policies named as the ``labels`` (every default
+    one without them); its webhooks are signed with ``box_keys`` (primary, secondary) and, as the one exception to
+    Box's https rule, go to loopback over plain http.
     """
     base = (ingress_events_url or "").removesuffix("/v1/events")
     webhook = None if ingress_events_url is None else WebhookConfig(
@@ -309,10 +377,15 @@ def running_sandbox(
             http_notification_hosts=LOOPBACK if graph_notify_ca is None else frozenset(),
             sign_in=made.tenant if made else None)
         graph = graph_app(graph_config)
+        box_config = BoxSimConfig(groups=tuple(dict.fromkeys([*directory, *BOX_GROUPS])), primary_key=box_keys[0],
+                                  secondary_key=box_keys[1], http_webhook_hosts=LOOPBACK,
+                                  retention_policies=BoxSimConfig.retention_policies if labels is None
+                                  else tuple(labels))
         site = graph.state.graph.site
         erp_url = stack.enter_context(serve(erp))
         graph_url = stack.enter_context(serve(graph))
         docusign_url = stack.enter_context(serve(docusign))
+        box_url = stack.enter_context(serve(box_app(box_config)))
         credentials, tool_token = None, None
         if made is not None:
             login = create_login_app(tenant_id=graph_config.tenant_id, tenant=made.tenant, tokens=graph.state.tokens)
@@ -322,4 +395,5 @@ def running_sandbox(
             tool_token = tool_tokens(graph.state.tokens, docusign.state.tokens)
         yield Sandbox(erp_url=erp_url, graph_url=f"{graph_url}/v1.0", erp_token=erp_token,
                       graph_token=graph_token, drive_id=site.libraries[0].drive_id, site_url=site.web_url,
-                      library=library, docusign_url=docusign_url, sign_in=credentials, tool_token=tool_token)
+                      library=library, docusign_url=docusign_url, sign_in=credentials, tool_token=tool_token,
+                      box_url=box_url)

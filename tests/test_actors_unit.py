@@ -28,8 +28,10 @@ from actors.provisioning import MemoryProvisioningStore, Provisioning
 from actors.provisioning.actor import execute
 from connectors.erp.client import ErpClient, Money
 from connectors.erp.client import Project as ErpProject
+from connectors.platform import Platforms
 from connectors.settings import ErpSettings, GraphSettings
 from connectors.sharepoint.client import GraphClient
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import ALL_TYPES, ActorSpec, DeadLetter, Emitting, RecordingEmitter, unit_context
 from hub.crosswalk import SqlCrosswalk
 from hub.db import connect_database, upgrade
@@ -248,7 +250,7 @@ def test_granting_a_walled_group_is_a_hard_stop_whatever_the_plan_says() -> None
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500, json={}))))
     with pytest.raises(HardStop, match="ethical wall"):
-        execute(graph, plan, GrantAccess(group="Litigation-EU", role="write"), {plan.path: "01WS"})
+        execute(GraphPlatform(graph), plan, GrantAccess(group="Litigation-EU", role="write"), {plan.path: "01WS"})
     assert json.dumps(sorted(plan.grants)).count("Litigation-EU") == 0
 
 
@@ -275,7 +277,8 @@ def project_event(project: ErpProject) -> dict[str, Any]:
 def provisioning(erp: FakeErp, graph: FakeGraph, crosswalk: SqlCrosswalk, *, locks: MemoryLocks | None = None,
                  store: MemoryProvisioningStore | None = None) -> Provisioning:
     """The provisioning actor as the policy declares it, on fakes."""
-    return Provisioning(spec=SPECS["provisioning"], policy=POLICY, erp=erp, graph=graph, crosswalk=crosswalk,
+    return Provisioning(spec=SPECS["provisioning"], policy=POLICY, erp=erp, platforms=Platforms([GraphPlatform(graph)]),
+                        crosswalk=crosswalk,
                         locks=locks or MemoryLocks(), store=store or MemoryProvisioningStore())
 
 

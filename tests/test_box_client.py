@@ -23,6 +23,7 @@ from connectors.box.errors import (
     RetentionPolicyNotFound,
 )
 from connectors.box.inbound import to_event, verify
+from connectors.box.platform import BoxPlatform
 from connectors.http import RetryPolicy
 from connectors.platform import ChangePage, DocumentPlatform
 from connectors.settings import BoxSettings
@@ -330,7 +331,7 @@ def test_a_refused_webhook_is_retried_with_a_new_delivery_id_and_the_same_body(s
 
 
 def test_the_box_client_is_the_hubs_document_platform(box: BoxClient) -> None:
-    platform: DocumentPlatform = box
+    platform: DocumentPlatform = BoxPlatform(box)
     folder = platform.ensure_folder("GLOBEX/Matters")
     platform.grant(folder.id, "Litigation-NA", "write")
     platform.apply_retention(folder.id, "Client-GLOBEX-Matter-25y")
@@ -340,3 +341,17 @@ def test_the_box_client_is_the_hubs_document_platform(box: BoxClient) -> None:
     assert [c.name for c in platform.changes(None).items][-1] == "letter.pdf"
     with pytest.raises(ValueError):
         platform.grant(folder.id, "Litigation-NA", "owner")  # type: ignore[arg-type]
+
+
+def test_a_template_field_another_process_added_meanwhile_is_not_added_twice(sim: BoxSim, box: BoxClient) -> None:
+    folder = box.ensure_folder("GLOBEX/Matters")
+    box.ensure_metadata(folder.id, {"ClientId": "GLOBEX"})  # this client now keeps the template
+    other = BoxClient.from_settings(settings_for(sim))
+    try:
+        other.ensure_template(["DocumentClass"])  # another worker, or a person, adds a field
+    finally:
+        other.close()
+    assert box.ensure_metadata(folder.id, {"DocumentClass": "engagement_letter"})["DocumentClass"] == \
+        "engagement_letter"
+    template = box.get_template()
+    assert template is not None and [f.key for f in template.fields].count("DocumentClass") == 1

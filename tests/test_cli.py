@@ -37,8 +37,14 @@ def test_the_demo_runs_embedded_when_no_server_answers(prefix: str) -> None:
     assert "embedded mode: the flight record of ENG-ACME-0001:v1 goes with this process" in result.stdout
     assert "workspace provisioned in" in result.stdout
     assert "retention label DE-Engagement-10y" in result.stdout
+    # One matter on Box beside the SharePoint engagements, with its wall.
+    assert re.search(r"10\. legal matter MAT-GLOBEX-0042 .* on Box; the ERP shows https://app\.box\.com/folder/\d+",
+                     result.stdout)
+    assert "Box: collaborations Corporate-NA (editor), Finance-NA (viewer), Records-NA (viewer); retention policy " \
+           "Client-GLOBEX-Matter-25y" in result.stdout
+    assert "its Box collaboration was removed at once" in result.stdout
     assert "demo OK" in result.stdout
-    assert re.search(r"10\. the operator console: http://127\.0\.0\.1:\d+/console", result.stdout)
+    assert re.search(r"11\. the operator console: http://127\.0\.0\.1:\d+/console", result.stdout)
 
 
 @pytest.mark.integration
@@ -49,7 +55,7 @@ def test_the_demo_uses_the_real_servers_when_they_answer(prefix: str) -> None:
     assert "provisioning  erp.project.created.v1" in result.stdout and "demo OK" in result.stdout
     assert "a forged copy was refused: HTTP 401" in result.stdout
     # It ends with the console's address and the metrics the run produced.
-    assert re.search(r"10\. the operator console: http://127\.0\.0\.1:\d+/console", result.stdout)
+    assert re.search(r"11\. the operator console: http://127\.0\.0\.1:\d+/console", result.stdout)
     assert 'hub_messages_total{actor="provisioning",outcome="ok"}' in result.stdout
     assert re.search(r"hub_provisioning_seconds_count \d+ \(mean", result.stdout)
     assert 'problem="unauthenticated",route="/v1/events",status="401"} 1' in result.stdout

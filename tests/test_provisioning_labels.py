@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from actors.provisioning import Provisioning
 from actors.provisioning.labels import LabelCheck
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import RecordingEmitter
 from hub.crosswalk import SqlCrosswalk
 from hub.errors import UpstreamUnavailable
@@ -75,7 +76,8 @@ class UnreachableGraph(FakeGraph):
 
 def test_at_start_each_unpublished_label_is_named_once_and_raised_to_records_management_as_the_same_case() -> None:
     graph = FakeGraph(labels=POLICY.retention.all_labels() - {"DE-Engagement-10y", "Client-GLOBEX-Matter-25y"})
-    check, emitter = LabelCheck(policy=POLICY, graph=graph, spec=SPECS["provisioning"]), RecordingEmitter()
+    check = LabelCheck(policy=POLICY, platform=GraphPlatform(graph), spec=SPECS["provisioning"])
+    emitter = RecordingEmitter()
     with capture_logs() as logs:
         assert check(emitter, REGISTRY) == ["Client-GLOBEX-Matter-25y", "DE-Engagement-10y"]
     [warning] = [line for line in logs if line["log_level"] == "warning"]
@@ -94,7 +96,8 @@ def test_at_start_a_tenant_publishing_every_label_or_hiding_them_or_away_raises_
     emitter = RecordingEmitter()
     with capture_logs() as logs:
         for graph in (FakeGraph(labels=POLICY.retention.all_labels()), FakeGraph(labels=None), UnreachableGraph()):
-            assert LabelCheck(policy=POLICY, graph=graph, spec=SPECS["provisioning"])(emitter, REGISTRY) == []
+            assert LabelCheck(policy=POLICY, platform=GraphPlatform(graph),
+                              spec=SPECS["provisioning"])(emitter, REGISTRY) == []
     assert emitter.events == []
     said = [(line["log_level"], line["event"]) for line in logs]
     assert said == [

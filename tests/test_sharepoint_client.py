@@ -20,6 +20,7 @@ from connectors.http import CircuitBreaker, RetryPolicy
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import DeltaResult, DeltaTokenExpired, DriveItem, GraphClient, ItemNotFound
 from connectors.sharepoint.inbound import check_client_state, parse_notifications
+from connectors.sharepoint.platform import GraphPlatform
 from hub.errors import UpstreamRejected, UpstreamUnavailable
 from hub.ingress.server import serve_in_thread
 from hub.workspace import EnsureFolder, plan_workspace, reconcile
@@ -144,12 +145,12 @@ def test_provisioning_creates_each_missing_folder_of_a_plan_in_one_request_below
     again segment by segment (at 10,000 projects those lookups were most of the hub's calls)."""
     plan = plan_workspace(project(project_code="ACME-1001"), POLICY)
     graph.ensure_folder(plan.path.rpartition("/")[0])  # the client's folder, from an earlier engagement
-    state, ids = read_state(graph, plan)
+    state, ids = read_state(GraphPlatform(graph), plan)
     sent: list[httpx.Request] = []
     client = recording(sent)
     steps = [step for step in reconcile(state, plan) if isinstance(step, EnsureFolder)]
     for step in steps:
-        execute(client, plan, step, ids)
+        execute(GraphPlatform(client), plan, step, ids)
     assert [step.path for step in steps] == [plan.path, *plan.folders]
     assert [r.method for r in sent] == ["POST"] * len(steps)
     assert {path: ids[path] for path in plan.folders} == {path: items(sim)[path]["id"] for path in plan.folders}

@@ -22,6 +22,7 @@ from actors import load_policy
 from actors.provisioning.actor import execute, read_state
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import GraphClient, GroupNotFound, LabelNotPublished
+from connectors.sharepoint.platform import GraphPlatform
 from hub.errors import UpstreamRejected
 from hub.ingress.server import serve_in_thread
 from hub.workspace import Project, governs, plan_workspace, reconcile, walls_for
@@ -192,9 +193,9 @@ def test_provisioning_on_inherited_permissions_changes_only_the_governed_grants_
         for n, (conflicted, practice) in enumerate(history):
             project = matter(n, conflicted, practice)
             plan = plan_workspace(project, POLICY)
-            state, ids = read_state(graph, plan, lambda group, p=plan: governs(POLICY, p.walls, group))
+            state, ids = read_state(GraphPlatform(graph), plan, lambda group, p=plan: governs(POLICY, p.walls, group))
             for step in reconcile(state, plan):
-                execute(graph, plan, step, ids)
+                execute(GraphPlatform(graph), plan, step, ids)
             held = principals(graph, workspace)
             walls = walls_for(project, POLICY)
             assert not any(walls.blocks(group) for group in held), held
@@ -203,7 +204,7 @@ def test_provisioning_on_inherited_permissions_changes_only_the_governed_grants_
             assert held["Engagements Owners"] == (["owner"], False)  # the site's own groups stay
             assert held["Engagements Members"] == (["write"], False)
             assert {g for g in OTHERS if g in held} == {g for g in OTHERS if g in by_hand}  # not ours: kept
-            again, _ = read_state(graph, plan, lambda group, p=plan: governs(POLICY, p.walls, group))
+            again, _ = read_state(GraphPlatform(graph), plan, lambda group, p=plan: governs(POLICY, p.walls, group))
             assert reconcile(again, plan) == []
     finally:
         graph.close()

@@ -1,17 +1,20 @@
 """``hub worker`` at start: the policy's retention labels checked against the ones the simulated tenant
-publishes, raised to records management over the real broker; a tenant that hides its labels or a Graph that
-does not answer leaves the worker consuming. Real RabbitMQ, Redis, PostgreSQL and HTTP."""
+publishes (and Box's enterprise, when the policy keeps projects there), raised to records management over the real
+broker; a tenant that hides its labels or a Graph that does not answer leaves the worker consuming. Real RabbitMQ,
+Redis, PostgreSQL and HTTP."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from actors import load_policy
+from actors import DEFAULT_POLICY, load_policy
 from hub.cli.compose import build_app
 from hub.cli.scenario import sandbox_connections
 from hub.ingress.server import serve_in_thread
@@ -61,9 +64,18 @@ def unpublished(logs: list[dict[str, object]]) -> list[dict[str, object]]:
     return [line for line in logs if line["event"] == "the tenant does not publish retention labels the policy applies"]
 
 
+def sharepoint_only(folder: Path) -> Path:
+    """The default policy without its Box rule: every workspace on SharePoint."""
+    text, rules = re.subn(r"  rules:\n    - \{platform: box[^\n]*\n", "  rules: []\n",
+                          DEFAULT_POLICY.read_text(encoding="utf-8"))
+    assert rules == 1
+    (folder / "policy.yaml").write_text(text, encoding="utf-8")
+    return folder / "policy.yaml"
+
+
 def test_a_starting_worker_raises_each_label_the_tenant_does_not_publish_as_the_same_case_at_every_start(
-        prefix: str) -> None:
-    settings = hub_settings(prefix)
+        prefix: str, tmp_path: Path) -> None:
+    settings = hub_settings(prefix, policy_file=sharepoint_only(tmp_path))
     with sandbox([label for label in LABELS if label != "DE-Engagement-10y"]) as systems, capture_logs() as logs:
         runtime = runtime_on(systems, settings)
         with runtime.subscription("hub.exception.raised.v1") as receive, hub_worker(runtime):
@@ -86,6 +98,24 @@ def test_a_starting_worker_raises_each_label_the_tenant_does_not_publish_as_the_
     [warning, again] = unpublished(logs)
     assert warning["labels"] == again["labels"] == ["DE-Engagement-10y"]
     assert systems.graph_token not in str(warning)
+
+
+def test_with_matters_on_box_each_platform_missing_a_label_raises_its_own_case(prefix: str) -> None:
+    """The default policy keeps Corporate matters on Box: SharePoint's tenant and Box's enterprise are each
+    checked, and each one lacking the label is its own case."""
+    with sandbox([label for label in LABELS if label != "DE-Engagement-10y"]) as systems, capture_logs() as logs:
+        runtime = runtime_on(systems, hub_settings(prefix))
+        cases: dict[str, str] = {}
+        with runtime.subscription("hub.exception.raised.v1") as receive, hub_worker(runtime):
+            while len(cases) < 2:
+                alert = receive(30.0)
+                assert alert is not None
+                data = runtime.registry.decode("hub.exception.raised.v1", alert.body)
+                assert (data["kind"], data["subject"]) == ("provisioning.retention_label_unpublished",
+                                                           "DE-Engagement-10y")
+                cases[data["exception_id"]] = data["detail"]
+    assert sorted("(box)" in detail for detail in cases.values()) == [False, True]
+    assert sorted(str(line["platform"]) for line in unpublished(logs)) == ["box", "sharepoint"]
 
 
 @pytest.mark.parametrize(("labels", "faults", "said"), [

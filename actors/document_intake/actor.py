@@ -6,6 +6,10 @@ file's list-item fields and retention label, and emits ``dms.document.state_chan
 classified document's class, state, links or terms changed and ``dms.document.retention_applied.v1``
 when its label did (:mod:`connectors.sharepoint.documents` reads the columns).
 
+Another platform's notification (Box: a webhook V2 naming a file) is read the same way through the
+:class:`connectors.platform.DocumentPlatform` the hub holds of that name: its changes since the intake's cursor
+(Box's event stream), each changed file read as a document (:meth:`~connectors.platform.DocumentPlatform.document`).
+
 A deleted hub document is withdrawn: its last state event is emitted again as ``superseded``, so it
 no longer satisfies (or holds) any checklist. Event ids derive from the item and its version, so a
 replayed notification or a lost delta token re-emits the same ids, which the consumers drop; the
@@ -23,6 +27,7 @@ from typing import Any
 from actors.document_intake.store import IntakeStore
 from actors.document_intake.subscription import ensure_subscription
 from connectors.erp.client import ErpClient, ProjectNotFound
+from connectors.platform import DocumentPlatform, Platforms
 from connectors.sharepoint.client import DeltaTokenExpired, DriveItem, GraphClient
 from connectors.sharepoint.documents import DocumentView, column_text, document_events, view_of
 from hub.actor import ActorContext, ActorSpec
@@ -51,11 +56,14 @@ class DocumentIntake:
     """Reads what changed on the drive since the last look and emits the documents' events."""
 
     def __init__(self, *, spec: ActorSpec = SPEC, graph: GraphClient, erp: ErpClient, locks: Locks,
-                 store: IntakeStore, subscription: tuple[str, str] | None = None) -> None:
+                 store: IntakeStore, subscription: tuple[str, str] | None = None,
+                 platforms: Platforms | None = None) -> None:
+        """``graph``: the SharePoint drive read on SharePoint's notifications; ``platforms``: the others, by name."""
         self.spec = spec
         self.graph, self.erp, self.locks, self.store = graph, erp, locks, store
         #: (notification URL, client state) of the drive's change subscription, when the hub keeps one.
         self.subscription = subscription
+        self.platforms = platforms
 
     @property
     def drive(self) -> str:
@@ -69,20 +77,29 @@ class DocumentIntake:
         if context.event.get_type() == REPAIR_REQUESTED:
             self._repair_subscription(context)
             return
-        if context.data.get("platform") != "sharepoint":
+        name = str(context.data.get("platform"))
+        if name == "sharepoint":
+            key, read = self.drive, self._read_changes
+        elif self.platforms is not None and name in self.platforms:
+            platform = self.platforms.named(name)
+            key = platform.name
+
+            def read(context: ActorContext) -> None:
+                self._read_platform_changes(platform, context)
+        else:
             return
-        self.store.mark_changed(self.drive)
+        self.store.mark_changed(key)
         while True:
-            lease = self.locks.acquire(f"intake:{self.drive}", ttl_ms=self.spec.lock_ms)
+            lease = self.locks.acquire(f"intake:{key}", ttl_ms=self.spec.lock_ms)
             if lease is None:
-                log.debug("the drive is being read by another worker; it will see this change")
+                log.debug("the platform's changes are being read by another worker; it will see this change")
                 return
             try:
-                while self.store.take_changed(self.drive):
-                    self._read_changes(context)
+                while self.store.take_changed(key):
+                    read(context)
             finally:
-                self.locks.release(f"intake:{self.drive}", lease)
-            if not self.store.changed(self.drive):  # marked after the last read, before the release?
+                self.locks.release(f"intake:{key}", lease)
+            if not self.store.changed(key):  # marked after the last read, before the release?
                 return
 
     def _repair_subscription(self, context: ActorContext) -> None:
@@ -106,7 +123,7 @@ class DocumentIntake:
         emitted = 0
         for item in changes.items:
             if item.is_deleted:
-                emitted += self._withdraw(item, context)
+                emitted += self._withdraw(self.drive, item, context)
                 continue
             if not item.is_file:
                 continue
@@ -116,6 +133,23 @@ class DocumentIntake:
             emitted += self._emit_document(view, regions, context)
         self.store.save_delta_token(self.drive, changes.token)
         log.info("document changes read", drive_id=self.drive, items=len(changes.items), emitted=emitted)
+
+    def _read_platform_changes(self, platform: DocumentPlatform, context: ActorContext) -> None:
+        """Another platform's changes since the intake's cursor: each changed file read once, as a document."""
+        page = platform.changes(self.store.delta_token(platform.name))
+        regions: dict[str, str | None] = {}
+        emitted, seen = 0, set()
+        for changed in page.items:
+            if changed.kind != "file" or changed.id in seen:
+                continue
+            seen.add(changed.id)
+            view = None if changed.deleted else platform.document(changed.id)
+            if view is None:  # deleted, or gone since
+                emitted += self._withdraw(platform.name, DriveItem.model_validate({"id": changed.id}), context)
+            elif view.classified:
+                emitted += self._emit_document(view, regions, context)
+        self.store.save_delta_token(platform.name, page.cursor)
+        log.info("document changes read", platform=platform.name, items=len(page.items), emitted=emitted)
 
     def _region(self, code: str, regions: dict[str, str | None]) -> str | None:
         if code not in regions:
@@ -132,12 +166,14 @@ class DocumentIntake:
         except InvalidEvent as error:
             self._unreadable(view, str(error), context)
             return 0
-        return sum(self._emit(view.item, event_type, data, context) for event_type, data in events)
+        return sum(self._emit(view.drive_id, view.item, event_type, data, context) for event_type, data in events)
 
-    def _emit(self, item: DriveItem, event_type: str, data: dict[str, Any], context: ActorContext) -> int:
-        """Publish one document event unless it is the news last published for the item."""
+    def _emit(self, scope: str, item: DriveItem, event_type: str, data: dict[str, Any], context: ActorContext
+              ) -> int:
+        """Publish one document event unless it is the news last published for the item (in ``scope``: the
+        drive, or the platform)."""
         news = signature(event_type, data)
-        if self.store.last_news(self.drive, item.id, event_type) == news:
+        if self.store.last_news(scope, item.id, event_type) == news:
             return 0
         moment = data.get("changed_at") or data.get("applied_at")
         # The id names this version of the item: a replay of it is a duplicate, while the same state
@@ -145,13 +181,13 @@ class DocumentIntake:
         version = item.e_tag or (item.modified.isoformat() if item.modified else "")
         context.emit(event_type, data, id=str(uuid.uuid5(_NAMESPACE, f"{version}|{news}")), subject=item.id,
                      time=moment, partitionkey=f"project:{data['project_code']}")
-        self.store.remember_news(self.drive, item.id, event_type, news)
+        self.store.remember_news(scope, item.id, event_type, news)
         return 1
 
-    def _withdraw(self, item: DriveItem, context: ActorContext) -> int:
+    def _withdraw(self, scope: str, item: DriveItem, context: ActorContext) -> int:
         """A deleted hub document leaves the picture: its last state again, as ``superseded`` (which
         neither satisfies nor holds a checklist)."""
-        last = self.store.last_news(self.drive, item.id, STATE_CHANGED)
+        last = self.store.last_news(scope, item.id, STATE_CHANGED)
         if last is None:
             return 0  # never a hub document
         data = json.loads(last.removeprefix(STATE_CHANGED))
@@ -162,7 +198,7 @@ class DocumentIntake:
         withdrawn = {**data, "state": "superseded", "previous_state": data["state"], "name": None, "url": None,
                      "milestones": milestones, "changed_at": item.modified or context.now()}
         log.info("hub document deleted on the platform", item_id=item.id, project_code=data["project_code"])
-        return self._emit(item, STATE_CHANGED, withdrawn, context)
+        return self._emit(scope, item, STATE_CHANGED, withdrawn, context)
 
     def _unreadable(self, view: DocumentView, detail: str, context: ActorContext) -> None:
         """A classified file whose columns the hub cannot read goes to its owner, once per version."""

@@ -18,6 +18,11 @@ refuses the upload, is a failure.
 
 A retention label the tenant does not publish (SharePoint refuses it) leaves the filed document without it:
 records management gets an exception naming the label and the document's class, and the other actions go on.
+
+A project the policy keeps on another platform (Box) has its signed documents filed there through the
+:class:`connectors.platform.DocumentPlatform`: uploaded into the class's folder, the document columns set as
+the file's metadata, drafts marked superseded; the file is retained under its folder's policy (provisioning gave
+the class folder its class's policy), and a folder without it is raised to records management as above.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
 from connectors.erp.client import ErpClient, Money, ProjectNotFound
 from connectors.erp.client import Project as ErpProject
+from connectors.platform import DocumentPlatform, PlatformItem, Platforms
 from connectors.sharepoint.client import DriveItem, GraphClient, ItemNotFound, LabelNotPublished
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import ActorContext, ActorSpec
 from hub.errors import NotYet
 from hub.idempotency import side_effect_key
@@ -51,10 +58,14 @@ class DocumentWorkflow:
     """Applies the policy's document rules to the document an event is about."""
 
     def __init__(self, *, spec: ActorSpec = SPEC, policy: Policy, rules: DocumentPolicy, erp: ErpClient,
-                 graph: GraphClient, docusign: DocuSignClient, locks: Locks) -> None:
+                 graph: GraphClient, docusign: DocuSignClient, locks: Locks,
+                 platforms: Platforms | None = None) -> None:
+        """``graph``: the SharePoint drive documents are filed in by path; ``platforms``: the policy's choice of
+        platform per project (default: that drive alone)."""
         self.spec = spec
         self.policy, self.rules = policy, rules
         self.erp, self.graph, self.docusign, self.locks = erp, graph, docusign, locks
+        self.platforms = platforms if platforms is not None else Platforms([GraphPlatform(graph)])
 
     def handle(self, context: ActorContext) -> None:
         """Apply the rules that match the document's class, state and the project's engagement type."""
@@ -136,12 +147,15 @@ class DocumentWorkflow:
         folder = next((f.path for f in self.policy.folders_for(project.engagement_type)
                        if f.document_class == doc.document_class), None)
         target = f"{workspace}/{folder}" if folder else workspace
-        destination = self.graph.get_by_path(target) if documents else None
-        if documents and destination is None:
-            raise self._no_folder(project, target)
         label = self.policy.retention.label_for(region=project.region, country=project.country,
                                                 client_id=project.client_id, engagement_type=project.engagement_type,
                                                 document_class=doc.document_class)  # type: ignore[arg-type]
+        platform = self.platforms.for_project(project.template_values())
+        if platform.name != "sharepoint":  # SharePoint's filing (below) uploads by path and labels each file
+            return self._file_on(platform, context, doc, project, documents, target, label)
+        destination = self.graph.get_by_path(target) if documents else None
+        if documents and destination is None:
+            raise self._no_folder(project, target)
         unpublished = False
         for document in documents:
             content = self.docusign.download_document(doc.ref, str(document["documentId"]))
@@ -167,6 +181,41 @@ class DocumentWorkflow:
         if unpublished:
             self._raise_missing_label(context, doc, project, label, target)
         return ["file_document"] if documents else []
+
+    def _file_on(self, platform: DocumentPlatform, context: ActorContext, doc: SignedDocument, project: ErpProject,
+                 documents: list[dict[str, object]], target: str, label: str) -> list[str]:
+        """File the signed documents on ``platform`` (see the module's docstring)."""
+        destination = platform.find_folder(target) if documents else None
+        if destination is None:
+            if documents:
+                raise self._no_folder(project, target)
+            return []
+        for document in documents:
+            content = self.docusign.download_document(doc.ref, str(document["documentId"]))
+            name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
+            item = platform.upload(destination.id, name, content)
+            platform.set_metadata(item.id, {
+                "DocumentClass": doc.document_class, "DocumentState": "signed", "ProjectCode": project.code,
+                "EnvelopeId": doc.ref, "SignedAt": doc.at.astimezone(UTC).isoformat()}, kind="file")
+            self._supersede_drafts_on(platform, destination, item, doc)
+        if not platform.has_retention(destination.id, label):
+            self._raise_missing_label(context, doc, project, label, target)
+        return ["file_document"]
+
+    def _supersede_drafts_on(self, platform: DocumentPlatform, folder: PlatformItem, signed: PlatformItem,
+                             doc: SignedDocument) -> None:
+        """:meth:`_supersede_drafts` through the platform: the drafts are marked superseded (either policy)."""
+        name = file_stem(signed.name).casefold()
+        for child in platform.files(folder.id):
+            if child.id == signed.id or file_stem(child.name).casefold() != name:
+                continue
+            fields = platform.metadata(child.id, kind="file")
+            if fields.get("DocumentClass") != doc.document_class or \
+                    fields.get("DocumentState") in ("signed", "superseded"):
+                continue
+            platform.set_metadata(child.id, {"DocumentState": "superseded", "SupersededBy": signed.name}, kind="file")
+            log.info("draft superseded by its signed copy", draft=child.id, how="mark", document=doc.ref,
+                     document_class=doc.document_class)
 
     def _supersede_drafts(self, folder: DriveItem, signed: DriveItem, doc: SignedDocument) -> None:
         """The drafts the signed copy supersedes (beside it, of its class, of its name but for the extension, not

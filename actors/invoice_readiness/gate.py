@@ -17,6 +17,7 @@ from actors.invoice_readiness.logic import Billed, Event, InvoiceDrafted, Readin
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
 from connectors.erp.client import ErpClient, ProjectNotFound
+from connectors.platform import Platforms, documents_below
 from connectors.sharepoint.client import GraphClient
 from connectors.sharepoint.documents import document_events, workspace_documents
 from hub.actor import Emitting
@@ -50,8 +51,11 @@ class ReadinessGate:
     """The gate's state and its transitions."""
 
     def __init__(self, *, policy: Policy, rules: ReadinessRules, erp: ErpClient, store: ReadinessStore,
-                 locks: Locks) -> None:
+                 locks: Locks, platforms: Platforms | None = None) -> None:
+        """``platforms``: where the projects the policy keeps off SharePoint have their documents (the rebuild
+        reads SharePoint's through the Graph client it is given)."""
         self.policy, self.rules, self.erp, self.store, self.locks = policy, rules, erp, store, locks
+        self.platforms = platforms
 
     # -- facts ------------------------------------------------------------------------------------
 
@@ -187,7 +191,10 @@ class ReadinessGate:
             bills = tuple(sorted({Billed(b.document_class, b.reference) for b in draft.bills}))  # type: ignore[arg-type]
             events.append(InvoiceDrafted(draft.number, code, draft.updated_at, milestone, bills))
         root = self.policy.workspace_path(project.template_values())
-        for view in workspace_documents(graph, root):
+        platform = self.platforms.for_project(project.template_values()) if self.platforms is not None else None
+        views = documents_below(platform, root) if platform is not None and platform.name != "sharepoint" \
+            else workspace_documents(graph, root)
+        for view in views:
             events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]
         return events
 

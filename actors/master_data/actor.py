@@ -4,11 +4,15 @@ Source records are mapped by the declarative rules (``actors/master_data/default
 identified through the crosswalk, and merged field by field (:func:`actors.master_data.model.merge`: authority and
 source versions, so out-of-order and duplicate updates never regress a field). Changed fields are
 pushed to the other systems (the client's name onto its workspaces' metadata) and announced as
-``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange.
+``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange. The push goes to each workspace the
+crosswalk links the project to, on its own platform (SharePoint or Box, :class:`connectors.platform.Platforms`).
 
 The document platform's change notifications name no item (Graph's driveItem notifications carry only
 ``resourceData["@odata.type"]``): master data reads the drive's ``delta`` from its own cursor and checks
 every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own.
+Another platform's notification (Box's webhook) is read the same way through the platform of that name: its
+changes since master data's own cursor, each changed folder's metadata (the mapping rules of the system of the
+platform's name).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from actors.master_data.model import (
 )
 from actors.master_data.store import MasterDataStore
 from connectors.erp.client import ErpClient, client_record, project_record, sequence_of
-from connectors.sharepoint.client import DeltaTokenExpired, GraphClient, ItemNotFound
+from connectors.platform import DocumentPlatform, ItemGone, Platforms
+from connectors.sharepoint.client import DeltaTokenExpired, GraphClient
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.errors import ConfigurationError
@@ -64,19 +70,28 @@ class MasterData:
 
     def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, graph: GraphClient,
                  crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore,
-                 cursor: DeltaCursor | None = None, erp: ErpClient | None = None) -> None:
+                 cursor: DeltaCursor | None = None, platforms: Platforms | None = None,
+                 erp: ErpClient | None = None) -> None:
+        """``graph``: the SharePoint drive whose changes are read back; ``platforms``: where workspaces are pushed to
+        (default: that drive alone); ``erp``: where a repair reads the ERP's record now."""
         self.spec = spec
         #: Where a repair reads the ERP's record now (None: repairs are not this process's to make).
         self.erp = erp
         self.rules, self.graph, self.crosswalk, self.locks, self.store = rules, graph, crosswalk, locks, store
         self.cursor: DeltaCursor = cursor if cursor is not None else MemoryDeltaCursor()
+        self.platforms = platforms if platforms is not None else Platforms([GraphPlatform(graph)])
 
     def handle(self, context: ActorContext) -> None:
         """Merge one source record into the canonical one; push and announce what changed."""
         event, record = context.event, context.data
         if event.get_type() == "dms.workspace.provisioned.v1":
             project = self.crosswalk.canonical("project", "erp", str(record["project_code"]))
-            self.crosswalk.link(project, "project", "sharepoint", str(record["workspace_id"]))
+            workspace = str(record["workspace_id"])
+            linked = self.crosswalk.identities(project)
+            if workspace not in {linked.get(platform.name) for platform in self.platforms}:
+                # Provisioning links the workspace under its platform first; one announced without it is the
+                # default platform's (the announcements of a hub before Box).
+                self.crosswalk.link(project, "project", self.platforms.default.name, workspace)
             self._push_client_name_to_workspace(project)
             return
         if event.get_type() == "dms.change.notified.v1":
@@ -142,7 +157,10 @@ class MasterData:
 
         One reader per drive at a time: a notification that finds the drive being read waits for the lock and
         then reads again from where that read stopped, so no change goes unread."""
-        if context.data.get("platform") != "sharepoint":
+        name = str(context.data.get("platform"))
+        if name != "sharepoint":
+            if name in self.platforms:
+                self._platform_change(self.platforms.named(name), context)
             return
         drive = self.graph.drive_id
         with holding(self.locks, f"mdm-delta:{drive}", ttl_ms=self.spec.lock_ms,
@@ -157,18 +175,29 @@ class MasterData:
                 # Folders only; not the drive's root (delta lists it, with no parent), not a deleted one.
                 below_root = item.parent_reference is not None and item.parent_reference.id is not None
                 if item.is_folder and below_root and not item.is_deleted:
-                    checked += self._workspace_change(item.id, context)
+                    checked += self._workspace_change(self.platforms.named("sharepoint"), item.id, context)
             self.cursor.save(drive, changes.token)
         log.info("workspace changes read", drive_id=drive, items=len(changes.items), workspaces=checked)
 
-    def _workspace_change(self, item: str, context: ActorContext) -> int:
+    def _platform_change(self, platform: DocumentPlatform, context: ActorContext) -> None:
+        """Another platform's changes since master data's cursor: each changed folder checked once."""
+        with holding(self.locks, f"mdm-delta:{platform.name}", ttl_ms=self.spec.lock_ms,
+                     busy=f"the changes of {platform.name} are being read by another worker"):
+            page = platform.changes(self.cursor.token(platform.name))
+            folders = dict.fromkeys(c.id for c in page.items if c.kind == "folder" and not c.deleted)
+            checked = sum(self._workspace_change(platform, folder, context) for folder in folders)
+            self.cursor.save(platform.name, page.cursor)
+        log.info("workspace changes read", platform=platform.name, items=len(page.items), workspaces=checked)
+
+    def _workspace_change(self, platform: DocumentPlatform, item: str, context: ActorContext) -> int:
         """A folder changed: check its taxonomy, merge what it owns, and put back what it does not (the ERP
         owns client and project fields). Returns 1 when the folder is a workspace."""
         event = context.event
+        system = platform.name  # the mapping rules and the crosswalk's system of the platform's workspaces
         try:
-            fields = self.graph.fields(item)
-        except ItemNotFound:
-            return 0  # deleted since the delta was read: the next read reports it
+            fields = platform.metadata(item)
+        except ItemGone:
+            return 0  # deleted since the changes were read: the next read reports it
         if fields.get("DocumentClass"):
             return 0  # a classified document, not a workspace: document intake reads it
         version = etag_version(str(fields.get("@odata.etag") or "")) if fields.get("@odata.etag") else \
@@ -179,7 +208,7 @@ class MasterData:
             if not all(fields.get(name) for name in needed):
                 continue
             workspace = 1
-            mapped = apply_mapping(self.rules, "sharepoint", event_type, fields, lookup=self.crosswalk.canonical)
+            mapped = apply_mapping(self.rules, system, event_type, fields, lookup=self.crosswalk.canonical)
             violations = taxonomy_violations(mapped.fields, self.rules.taxonomy)
             if violations:
                 context.raise_exception("records_management", kind="master_data.taxonomy",
@@ -187,30 +216,33 @@ class MasterData:
                                         detail="; ".join(v.message for v in violations))
             cid = self.crosswalk.canonical(mapped.entity, mapped.key_system, mapped.key)
             if mapped.entity == "project":
-                self.crosswalk.link(cid, "project", "sharepoint", item)
+                self.crosswalk.link(cid, "project", system, item)
             result = merge(self.store.load(cid), SourceUpdate.of(mapped, canonical_id=cid, version=version),
                            authority=self.rules.authority)
             if result.ignored:
-                self.store.count_ignored("sharepoint", len(result.ignored))
+                self.store.count_ignored(system, len(result.ignored))
             if result.drift and mapped.entity == "client":
-                project = self.crosswalk.resolve("project", "sharepoint", item)
+                project = self.crosswalk.resolve("project", system, item)
                 if project:
                     self._push_client_name_to_workspace(project)  # the platform's copy drifted: put it back
         return workspace
 
     def _push_client_name_to_workspace(self, project_id: str, *, client: CanonicalState | None = None,
                                        project: CanonicalState | None = None) -> None:
-        """Put the client's name on the project's workspace; ``client``, ``project``: records merged and not
-        saved yet (else read from the store)."""
-        workspace = self.crosswalk.identities(project_id).get("sharepoint")
+        """Put the client's name on the project's workspace, on each platform the crosswalk links it on; ``client``,
+        ``project``: records merged and not saved yet (else read from the store)."""
+        linked = self.crosswalk.identities(project_id)
+        workspaces = [(platform, linked[platform.name]) for platform in self.platforms if linked.get(platform.name)]
+        if not workspaces:
+            return
         state = project or self.store.load(project_id)
         client_id = state.values().get("client_id") if state else None
         if client is None or client.canonical_id != client_id:
             client = self.store.load(str(client_id)) if client_id else None
         name = client.values().get("name") if client else None
-        if workspace and name:
-            self.graph.ensure_columns(["ClientName"])  # SharePoint refuses a field the library has no column for
-            self.graph.ensure_fields(workspace, {"ClientName": str(name)})
+        if name:
+            for platform, workspace in workspaces:
+                platform.set_metadata(workspace, {"ClientName": str(name)})
 
     def _announcement(self, context: ActorContext, entity: str, state: CanonicalState, changed: tuple[str, ...],
                       system: str, version: str) -> Outgoing | None:

@@ -1,5 +1,7 @@
 """ERP-triggered provisioning: a project, engagement or matter in the ERP gets its workspace on the
-document platform, exactly as the policy says, and the ERP learns where it is.
+document platform the policy chooses for it (SharePoint or Box: :class:`connectors.platform.Platforms`), exactly
+as the policy says, and the ERP learns where it is; the crosswalk links the project to the workspace under the
+platform's name.
 
 Every run reconciles the workspace to the ERP's *current* record (read, not taken from the event),
 one project at a time (a Redis lease per project code), so event order, duplicates, replays and
@@ -8,11 +10,11 @@ revokes what an earlier version granted. The decision is the pure :mod:`hub.work
 
 Only the grants the policy governs are read and changed (:func:`~hub.workspace.governs`): a
 new workspace inherits the site's owners, members and visitors, SharePoint turns them into direct grants
-at the first invite, and they (like any group someone added by hand) stay. The library's metadata columns
-are created before the first fields are written. Retention labels are checked against the ones the tenant
-publishes (when a worker process starts, see :mod:`actors.provisioning.labels`; once per process when it
-first provisions; and again before applying one): a workspace whose
-label is not published is provisioned without it, and records management gets an exception.
+at the first invite, and they (like any group someone added by hand) stay. Retention labels (Box: retention
+policies) are checked against the ones the platform publishes (when a worker process starts, see
+:mod:`actors.provisioning.labels`; once per process and platform when it first provisions; and again before
+applying one): a workspace whose label is not published is provisioned without it, and records management gets
+an exception.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from actors.provisioning.store import ProvisioningStore
 from connectors.erp.client import ErpClient
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient, LabelNotPublished
+from connectors.platform import DocumentPlatform, Platforms, RetentionNotPublished
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.errors import HardStop
@@ -71,13 +73,13 @@ def erp_record(project: ErpProject) -> dict[str, Any]:
     }
 
 
-def read_state(graph: GraphClient, plan: WorkspacePlan, governed: Callable[[str], bool] = lambda _: True
-               ) -> tuple[WorkspaceState, dict[str, str]]:
+def read_state(platform: DocumentPlatform, plan: WorkspacePlan,
+               governed: Callable[[str], bool] = lambda _: True) -> tuple[WorkspaceState, dict[str, str]]:
     """What the platform holds now for the plan's folders, grants (of the ``governed`` groups only), labels
     and metadata."""
     ids: dict[str, str] = {}
     for path in plan.all_folders:
-        item = graph.get_by_path(path)
+        item = platform.find_folder(path)
         if item is not None:
             ids[path] = item.id
     workspace = ids.get(plan.path)
@@ -85,42 +87,35 @@ def read_state(graph: GraphClient, plan: WorkspacePlan, governed: Callable[[str]
     labels: dict[str, str] = {}
     metadata: dict[str, str] = {}
     if workspace is not None:
-        for permission in graph.grants(workspace):
-            grant = permission.group_grant()
-            if grant is not None and governed(grant[0]):
-                grants[grant[0]] = grant[1]
-        fields = graph.fields(workspace)
-        metadata = {k: str(v) for k, v in fields.items() if k in plan.metadata}
-    for path in plan.labels:
-        if path in ids:
-            name = graph.retention_label(ids[path]).name
-            if name:
-                labels[path] = name
+        grants = {group: role for group, role in platform.group_grants(workspace).items() if governed(group)}
+        metadata = {k: v for k, v in platform.metadata(workspace).items() if k in plan.metadata}
+    for path, label in plan.labels.items():
+        if path in ids and platform.has_retention(ids[path], label):
+            labels[path] = label
     return WorkspaceState(folders=frozenset(ids), grants=grants, labels=labels, metadata=metadata), ids
 
 
-def execute(graph: GraphClient, plan: WorkspacePlan, step: Step, ids: dict[str, str]) -> None:
+def execute(platform: DocumentPlatform, plan: WorkspacePlan, step: Step, ids: dict[str, str]) -> None:
     """Carry out one idempotent step (each one is safe to repeat after any partial failure)."""
     if isinstance(step, EnsureFolder):
         parent, _, name = step.path.rpartition("/")
         # A sub-folder of a folder known to exist: created in it at once, not looked up segment by segment.
         known = ids.get(parent)
-        ids[step.path] = (graph.ensure_child_folder(known, name, step.path) if known
-                          else graph.ensure_folder(step.path)).id
+        ids[step.path] = (platform.ensure_subfolder(known, name, step.path) if known
+                          else platform.ensure_folder(step.path)).id
         return
-    workspace = ids.get(plan.path) or graph.ensure_folder(plan.path).id
+    workspace = ids.get(plan.path) or platform.ensure_folder(plan.path).id
     if isinstance(step, RevokeGrant):
-        graph.revoke_grant(workspace, step.group)
+        platform.revoke(workspace, step.group)
     elif isinstance(step, GrantAccess):
         if plan.walls.blocks(step.group):  # the plan cannot hold one; this guard makes it impossible here too
             raise HardStop(f"refusing to grant walled group {step.group!r}: an ethical wall forbids it")
-        graph.ensure_grant(workspace, step.group, step.role)
+        platform.grant(workspace, step.group, step.role)
     elif isinstance(step, ApplyLabel):
-        target = ids.get(step.path) or graph.ensure_folder(step.path).id
-        graph.ensure_retention_label(target, step.label)
+        target = ids.get(step.path) or platform.ensure_folder(step.path).id
+        platform.apply_retention(target, step.label)
     elif isinstance(step, SetFields):
-        graph.ensure_columns([name for name, _ in step.fields])  # SharePoint refuses a field without its column
-        graph.ensure_fields(workspace, dict(step.fields))
+        platform.set_metadata(workspace, dict(step.fields))
 
 
 def plan_digest(plan: WorkspacePlan) -> str:
@@ -131,7 +126,7 @@ def plan_digest(plan: WorkspacePlan) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def provisioned_record(plan: WorkspacePlan, project: Project, *, workspace_id: str, url: str, drive_id: str,
+def provisioned_record(plan: WorkspacePlan, project: Project, *, workspace_id: str, url: str, drive_id: str | None,
                        provisioning_ms: int, now: datetime) -> dict[str, Any]:
     """The ``dms.workspace.provisioned.v1`` data."""
     return {
@@ -144,12 +139,12 @@ def provisioned_record(plan: WorkspacePlan, project: Project, *, workspace_id: s
 class Provisioning:
     """Reconciles a project's workspace with the policy and the ERP's current record."""
 
-    def __init__(self, *, spec: ActorSpec = SPEC, policy: Policy, erp: ErpClient, graph: GraphClient,
+    def __init__(self, *, spec: ActorSpec = SPEC, policy: Policy, erp: ErpClient, platforms: Platforms,
                  crosswalk: CrosswalkStore, locks: Locks, store: ProvisioningStore) -> None:
         self.spec = spec
-        self.policy, self.erp, self.graph, self.crosswalk = policy, erp, graph, crosswalk
+        self.policy, self.erp, self.platforms, self.crosswalk = policy, erp, platforms, crosswalk
         self.locks, self.store = locks, store
-        self._labels_checked = False
+        self._labels_checked: set[str] = set()
 
     def handle(self, context: ActorContext) -> None:
         """One project at a time: a lock per project code; a held lock is an expected wait (EntityLocked)."""
@@ -173,26 +168,27 @@ class Provisioning:
         if not current.workspace_url:
             self.erp.update_project(code, {"custom_fields": {"workspace_status": "provisioning"}},
                                     idempotency_key=side_effect_key(event.get_id(), self.spec.name, "erp-status"))
-        self._check_labels()
-        state, ids = read_state(self.graph, plan, lambda group: governs(self.policy, plan.walls, group))
+        platform = self.platforms.for_project(project.values())
+        self._check_labels(platform)
+        state, ids = read_state(platform, plan, lambda group: governs(self.policy, plan.walls, group))
         steps = reconcile(state, plan)
         missing: set[str] = set()
         for step in steps:
-            if isinstance(step, ApplyLabel) and (step.label in missing or not self._published(step.label)):
+            if isinstance(step, ApplyLabel) and (step.label in missing or not self._published(platform, step.label)):
                 missing.add(step.label)
                 continue
             try:
-                execute(self.graph, plan, step, ids)
-            except LabelNotPublished:
+                execute(platform, plan, step, ids)
+            except RetentionNotPublished:
                 if not isinstance(step, ApplyLabel):
                     raise
                 missing.add(step.label)
         for label in sorted(missing):
             self._raise_missing_label(code, label, plan, context)
-        workspace = self.graph.ensure_folder(plan.path)
-        url = workspace.web_url or ""
+        workspace = platform.ensure_folder(plan.path)
+        url = platform.web_url(workspace)
         canonical = self.crosswalk.canonical("project", "erp", code)
-        self.crosswalk.link(canonical, "project", "sharepoint", workspace.id)
+        self.crosswalk.link(canonical, "project", platform.name, workspace.id)
         if current.workspace_url != url or current.custom_fields.get("workspace_status") != "provisioned":
             self.erp.update_project(code, {"custom_fields": {"workspace_url": url, "workspace_status": "provisioned"}},
                                     idempotency_key=side_effect_key(event.get_id(), self.spec.name, "erp-link"))
@@ -200,34 +196,37 @@ class Provisioning:
         if self.store.announced(code) == digest and not steps:
             return
         now = context.now()
-        data = provisioned_record(plan, project, workspace_id=workspace.id, url=url, drive_id=self.graph.drive_id,
+        data = provisioned_record(plan, project, workspace_id=workspace.id, url=url, drive_id=platform.location,
                                   provisioning_ms=max(int(now.timestamp() * 1000) - started_ms, 0), now=now)
         context.emit("dms.workspace.provisioned.v1", data, id=str(uuid.uuid5(_NAMESPACE, f"{code}:{digest}")),
                      subject=code, partitionkey=f"project:{canonical}")
         self.store.mark_announced(code, digest)
         PROVISIONING.observe(data["provisioning_ms"] / 1000)
-        log.info("workspace provisioned", project_code=code, steps=len(steps), provisioning_ms=data["provisioning_ms"])
+        log.info("workspace provisioned", project_code=code, platform=platform.name, steps=len(steps),
+                 provisioning_ms=data["provisioning_ms"])
 
-    def _check_labels(self) -> None:
-        """Once per process: say which of the policy's labels the tenant does not publish (when it can tell)."""
-        if self._labels_checked:
+    def _check_labels(self, platform: DocumentPlatform) -> None:
+        """Once per process and platform: say which of the policy's labels it does not publish (when it can tell)."""
+        if platform.name in self._labels_checked:
             return
-        published = self.graph.published_labels()
-        self._labels_checked = True
+        published = platform.published_retention()
+        self._labels_checked.add(platform.name)
         if published is None:
-            log.info("the tenant's retention labels cannot be listed; a label is checked when it is applied")
+            log.info("the tenant's retention labels cannot be listed; a label is checked when it is applied",
+                     platform=platform.name)
             return
         missing = sorted(self.policy.retention.all_labels() - published)
         if missing:
-            log.warning("the tenant does not publish retention labels the policy applies", labels=missing)
+            log.warning("the tenant does not publish retention labels the policy applies", platform=platform.name,
+                        labels=missing)
 
-    def _published(self, label: str) -> bool:
-        """Whether the tenant publishes ``label`` (read again on a miss: it may have been published since);
-        true when the labels cannot be listed (the label PATCH then says)."""
-        published = self.graph.published_labels()
+    def _published(self, platform: DocumentPlatform, label: str) -> bool:
+        """Whether the platform publishes ``label`` (read again on a miss: it may have been published since);
+        true when the labels cannot be listed (applying it then says)."""
+        published = platform.published_retention()
         if published is None or label in published:
             return True
-        published = self.graph.published_labels(refresh=True)
+        published = platform.published_retention(refresh=True)
         return published is None or label in published
 
     def _raise_missing_label(self, code: str, label: str, plan: WorkspacePlan, context: ActorContext) -> None:

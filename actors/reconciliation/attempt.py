@@ -3,13 +3,14 @@ finished it (see :mod:`actors.reconciliation.run`)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
+from actors.reconciliation.box import BoxReader
 from actors.reconciliation.classes import BY_CODE
 from actors.reconciliation.compare import Finding, compare_workspace
 from actors.reconciliation.contract import (
@@ -23,6 +24,7 @@ from actors.reconciliation.contract import (
     repair_id,
 )
 from actors.reconciliation.platform import PlatformReader
+from actors.reconciliation.reading import pages, path_of
 from actors.reconciliation.spill import Spill
 from actors.reconciliation.store import Action, Run, counts_of
 from connectors.erp.client import Project as ErpProject
@@ -134,10 +136,13 @@ class Attempt:
         total = self.spill.planned_count()
         reader = PlatformReader(self.r.graph, self.r.policy, root=self.r.root, page_size=self.r.page_size,
                                 on_page=self._page, concurrency=self.r.concurrency)
+        box = [] if self.r.box is None else [BoxReader(self.r.box, self.r.policy, root=self.r.root,
+                                                       on_page=self._page)]
         findings: list[Finding] = []
         flushed = time.monotonic()
         self.spill.begin()
-        for group in reader.groups(skip=self.spill.group_done):
+        for group in itertools.chain(reader.groups(skip=self.spill.group_done),
+                                     *(b.groups(skip=self.spill.group_done) for b in box)):
             for seen in group.workspaces:
                 matched = self.spill.match(seen.path, seen.item_id)
                 if matched is None:
@@ -200,7 +205,7 @@ class Attempt:
                     full = self.r.graph.get_item(item.id)
                 except ItemNotFound:
                     continue
-                parts = _path_of(full)
+                parts = path_of(full)
                 if parts[:len(root)] != root or len(parts) < len(root) + depth:
                     continue
                 workspace = "/".join(parts[:len(root) + depth])
@@ -229,10 +234,12 @@ class Attempt:
         """Incremental: each candidate workspace read where it must be (and where a change was seen)."""
         reader = PlatformReader(self.r.graph, self.r.policy, root=self.r.root, page_size=self.r.page_size,
                                 on_page=self._page)
+        box = [] if self.r.box is None else [BoxReader(self.r.box, self.r.policy, root=self.r.root,
+                                                       on_page=self._page)]
         paths = self.spill.candidate_paths()
         findings: list[Finding] = []
         self.spill.begin()
-        for seen in reader.read_paths(paths):
+        for seen in itertools.chain(reader.read_paths(paths), *(b.read_paths(paths) for b in box)):
             matched = self.spill.match(seen.path, seen.item_id)
             if matched is None:
                 code = seen.metadata.get("ProjectCode")
@@ -252,23 +259,36 @@ class Attempt:
         self._found(findings)
 
     def _compare_crosswalk(self) -> None:
-        self.spill.link(self.r.crosswalk.iter_links("project", "erp", to="sharepoint", page_size=self.r.page_size))
+        on_box: set[str] = set()
+        self.spill.link(self._links(on_box))
         findings = [Finding("RC501", code, "canonical_id", "(minted)", None, "erp", code)
                     for code in self.spill.crosswalk_missing()]
         if self.run.since is None:  # a record the ERP deleted is in no modified-since listing: full runs only
             findings += [Finding("RC502", code, "erp", None, canonical, "erp", code)
                          for code, canonical in self.spill.crosswalk_stale()]
-        findings += [Finding("RC503", code, "sharepoint", item_id, linked, "sharepoint", code)
-                     for code, item_id, linked in self.spill.link_drift()]
+        findings += [Finding("RC503", code, platform, item_id, linked, platform, code)
+                     for code, item_id, linked in self.spill.link_drift()
+                     for platform in ("box" if code in on_box else "sharepoint",)]
         self._found(findings)
+
+    def _links(self, on_box: set[str]) -> Iterator[tuple[str, str, str | None]]:
+        """Each ERP project's canonical id and workspace link: SharePoint's, or Box's when it has none there (its
+        code then added to ``on_box``; one lookup per project without a SharePoint link)."""
+        for code, canonical, linked in self.r.crosswalk.iter_links("project", "erp", to="sharepoint",
+                                                                   page_size=self.r.page_size):
+            if linked is None and self.r.box is not None:
+                linked = self.r.crosswalk.identities(canonical).get("box")
+                if linked is not None:
+                    on_box.add(code)
+            yield code, canonical, linked
 
     def _compare_canonical(self) -> None:
         """Every ERP client and project against its canonical record, a page at a time."""
         assert self.r.canonical is not None
-        for entity, pages in (("client", _pages(client_record(c) for c in self.r.erp.iter_clients(
-                page_size=self.r.page_size))), ("project", _pages(project_record(p) for p in self.r.erp.iter_projects(
-                order="code", page_size=self.r.page_size)))):
-            for page in pages(self.r.page_size):
+        clients = pages(client_record(c) for c in self.r.erp.iter_clients(page_size=self.r.page_size))
+        projects = pages(project_record(p) for p in self.r.erp.iter_projects(order="code", page_size=self.r.page_size))
+        for entity, cut in (("client", clients), ("project", projects)):
+            for page in cut(self.r.page_size):
                 self._page()
                 findings: list[Finding] = []
                 for key, differs in self.r.canonical.drift(entity, page):  # type: ignore[arg-type]
@@ -358,27 +378,6 @@ class Attempt:
                 "finished_at": run.finished_at, "duration_ms": run.duration_ms, "compared": run.compared,
                 "counts": dict(run.counts), "repaired": run.repaired, "routed": run.routed}
         self.out.emit(COMPLETED, data, id=run.run_id, subject=run.run_id)
-
-
-def _pages(records: Iterator[dict[str, Any]]) -> Callable[[int], Iterator[list[dict[str, Any]]]]:
-    """``records`` cut into lists of ``size``."""
-    def cut(size: int) -> Iterator[list[dict[str, Any]]]:
-        page: list[dict[str, Any]] = []
-        for record in records:
-            page.append(record)
-            if len(page) == size:
-                yield page
-                page = []
-        if page:
-            yield page
-    return cut
-
-
-def _path_of(item: DriveItem) -> list[str]:
-    """The item's path below the drive's root, as segments (``parentReference.path`` is ``/drives/ID/root:/A/B``)."""
-    parent = item.parent_reference.path if item.parent_reference and item.parent_reference.path else ""
-    below = unquote(parent.split("root:", 1)[1]) if "root:" in parent else ""
-    return [part for part in below.split("/") if part] + [item.name]
 
 
 def _evidence(f: Finding, summary: str, *, repaired: bool) -> str:

@@ -2,7 +2,8 @@
 the actors, route the rest to its owner, and keep the report.
 
 Phases, each resumable: the ERP's projects planned into a local spill (:mod:`actors.reconciliation.spill`); every
-workspace read from the platform and compared with its plan, a top-level folder at a time; projects left without
+workspace read from the platform (SharePoint's, then Box's when the policy keeps projects there:
+:mod:`actors.reconciliation.box`) and compared with its plan, a top-level folder at a time; projects left without
 a workspace; the crosswalk against both; the readiness facts; the platform's change subscription. A run holds a
 Redis lock (one run at a time, renewed while it works) and checkpoints in the hub's database; a run that dies is
 resumed by the next one, which skips what was compared and requests no repair twice (each finding is recorded once
@@ -36,6 +37,7 @@ from actors.reconciliation.contract import (
     RenewableLocks,
 )
 from actors.reconciliation.store import ReconciliationStore, Run
+from connectors.box.platform import BoxPlatform
 from connectors.erp.client import ErpClient
 from connectors.sharepoint.client import GraphClient
 from hub.actor import Emitting
@@ -72,11 +74,15 @@ class Reconciler:
     #: Findings acted on and recorded together (or every two seconds, whichever comes first).
     flush_every: int = 500
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: The workspaces the policy keeps on Box, read beside SharePoint's (None: the policy keeps none there).
+    box: BoxPlatform | None = None
 
     def close(self) -> None:
         """Close the connectors' clients it was given."""
         self.erp.close()
         self.graph.close()
+        if self.box is not None:
+            self.box.client.close()
 
     def run(self, *, scope: Sequence[str] = SCOPES, since: datetime | None = None, repair: bool = False,
             fresh: bool = False, progress: Progress | None = None) -> Run:

@@ -76,6 +76,8 @@ from hub.errors import UpstreamRejected
 __all__ = ["WORKSPACE_TRIGGERS", "BoxClient", "BoxRole"]
 
 BoxRole = Literal["viewer", "editor"]
+#: Where a metadata instance is: on a folder or a file.
+ItemKind = Literal["folders", "files"]
 #: The triggers a workspace subscription asks for.
 WORKSPACE_TRIGGERS: tuple[str, ...] = ("FILE.UPLOADED", "METADATA_INSTANCE.CREATED", "METADATA_INSTANCE.UPDATED")
 _ROLES: dict[str, BoxRole] = {"read": "viewer", "write": "editor"}
@@ -244,41 +246,51 @@ class BoxClient:
                 raise BoxRejected(f"box: the metadata template {self.template_key!r} cannot be created "
                                   f"({response.status_code})", status=response.status_code)
         missing = [k for k in dict.fromkeys(fields) if k not in template.keys]
+        if missing and self._template is not None:  # the kept copy may be stale: someone may have added them
+            template = self.get_template() or template
+            missing = [k for k in missing if k not in template.keys]
         if missing:
             operations = [{"op": "addField", "data": _string_field(k)} for k in missing]
             response = self.api.send("PUT", f"metadata_templates/enterprise/{self.template_key}/schema",
-                                     json=operations)
-            template = MetadataTemplate.model_validate(response.json())
+                                     json=operations, accept=frozenset({400}))
+            # 400: a field of that key exists (added meanwhile by another process or a person): read it back
+            fresh = self.get_template() if response.status_code == 400 else MetadataTemplate.model_validate(
+                response.json())
+            if fresh is None or not set(missing) <= fresh.keys:
+                raise BoxRejected(f"box: the fields {', '.join(missing)} cannot be added to the metadata template "
+                                  f"{self.template_key!r} ({response.status_code})", status=response.status_code)
+            template = fresh
         self._template = template
         return template
 
-    def get_metadata(self, folder_id: str) -> dict[str, Any] | None:
-        """The workspace template's instance on the folder (with Box's ``$`` keys), or None."""
-        response = self.api.send("GET", self._instance(folder_id), accept=frozenset({404}))
+    def get_metadata(self, folder_id: str, *, kind: ItemKind = "folders") -> dict[str, Any] | None:
+        """The workspace template's instance on the folder (or file) (with Box's ``$`` keys), or None."""
+        response = self.api.send("GET", self._instance(folder_id, kind), accept=frozenset({404}))
         return None if response.status_code == 404 else dict(response.json())
 
-    def ensure_metadata(self, folder_id: str, values: Mapping[str, str]) -> dict[str, Any]:
-        """Leave the folder's workspace metadata with ``values``: the instance created, or patched where it
-        differs (JSON Patch ``add``/``replace``); returns the instance."""
+    def ensure_metadata(self, folder_id: str, values: Mapping[str, str], *, kind: ItemKind = "folders"
+                        ) -> dict[str, Any]:
+        """Leave the folder's (or file's) workspace metadata with ``values``: the instance created, or patched
+        where it differs (JSON Patch ``add``/``replace``); returns the instance."""
         if self._template is None or not set(values) <= self._template.keys:
             self.ensure_template(values)
-        current = self.get_metadata(folder_id)
+        current = self.get_metadata(folder_id, kind=kind)
         if current is None:
-            response = self.api.send("POST", self._instance(folder_id), json=dict(values), retry_safe=True,
+            response = self.api.send("POST", self._instance(folder_id, kind), json=dict(values), retry_safe=True,
                                      accept=frozenset({409}))
             if response.is_success:
                 return dict(response.json())
-            current = self.get_metadata(folder_id) or {}  # 409 tuple_already_exists: made meanwhile
+            current = self.get_metadata(folder_id, kind=kind) or {}  # 409 tuple_already_exists: made meanwhile
         patch = [{"op": "replace" if k in current else "add", "path": f"/{k}", "value": v}
                  for k, v in values.items() if current.get(k) != v]
         if not patch:
             return current
-        response = self.api.send("PUT", self._instance(folder_id), content=json.dumps(patch).encode(),
+        response = self.api.send("PUT", self._instance(folder_id, kind), content=json.dumps(patch).encode(),
                                  headers={"content-type": "application/json-patch+json"})
         return dict(response.json())
 
-    def _instance(self, folder_id: str) -> str:
-        return f"folders/{folder_id}/metadata/enterprise/{self.template_key}"
+    def _instance(self, item_id: str, kind: ItemKind) -> str:
+        return f"{kind}/{item_id}/metadata/enterprise/{self.template_key}"
 
     # -- retention ----------------------------------------------------------------------------
 

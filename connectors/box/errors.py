@@ -9,11 +9,13 @@ support), never a token or a secret::
 
     UpstreamRejected
      └── BoxRejected                  any other 4xx
-          ├── BoxNotFound             404 not_found, instance_not_found, ...: no such item or record
+          ├── BoxNotFound             404 not_found, instance_not_found, ...: no such item or record (also a
+          │                           connectors.platform.ItemGone)
           ├── ItemNameInUse           409 item_name_in_use (``conflicts``: the existing items)
           ├── AlreadyCollaborator     400 user_already_collaborator
           ├── GroupNotFound           no enterprise group has the name a grant names
-          ├── RetentionPolicyNotFound no retention policy has the name a rule names
+          ├── RetentionPolicyNotFound no retention policy has the name a rule names (also a
+          │                           connectors.platform.RetentionNotPublished)
           └── RetentionConflict       409: a policy at least as long is already assigned to the folder
 
 5xx, 429 (with ``Retry-After``) and timeouts are ``UpstreamUnavailable`` (retryable) from
@@ -27,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from connectors.platform import ItemGone, RetentionNotPublished
 from hub.errors import UpstreamRejected
 
 __all__ = ["AlreadyCollaborator", "BoxNotFound", "BoxRejected", "GroupNotFound", "ItemNameInUse",
@@ -45,7 +48,7 @@ class BoxRejected(UpstreamRejected):
         self.context_info: dict[str, Any] = dict(context_info or {})
 
 
-class BoxNotFound(BoxRejected):
+class BoxNotFound(BoxRejected, ItemGone):
     """Box answered 404: no such folder, file, collaboration, template, instance or webhook (or no access)."""
 
 
@@ -69,7 +72,7 @@ class GroupNotFound(BoxRejected):
     """No enterprise group has the name a grant names (or several do): it cannot be granted."""
 
 
-class RetentionPolicyNotFound(BoxRejected):
+class RetentionPolicyNotFound(BoxRejected, RetentionNotPublished):
     """No retention policy of the enterprise has the name asked for (or several do)."""
 
 

@@ -57,6 +57,7 @@ class BoxFile(_Model):
     size: int | None = None
     item_status: Literal["active", "trashed", "deleted"] = "active"
     parent: BoxItem | None = None
+    modified_at: datetime | None = None
 
 
 class BoxGroup(_Model):

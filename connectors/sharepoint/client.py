@@ -48,6 +48,7 @@ from opentelemetry import trace
 
 from connectors.auth import BearerAuth, entra_auth
 from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
+from connectors.platform import ItemGone, RetentionNotPublished
 from connectors.sharepoint.batch import BatchRequest, BatchResponse, run_batches
 from connectors.sharepoint.models import (
     ColumnDefinition,
@@ -88,7 +89,7 @@ FRAGMENT_UNIT = 320 * 1024
 UPLOAD_FRAGMENT = 10 * FRAGMENT_UNIT
 
 
-class ItemNotFound(UpstreamRejected):
+class ItemNotFound(ItemGone):
     """Graph answered 404 (``itemNotFound``): no such item, permission or drive."""
 
 
@@ -96,7 +97,7 @@ class GroupNotFound(UpstreamRejected):
     """No directory group has the name (or mail address) a grant names: it cannot be granted."""
 
 
-class LabelNotPublished(UpstreamRejected):
+class LabelNotPublished(RetentionNotPublished):
     """SharePoint refused a retention label (400): the tenant does not publish it to the site."""
 
 

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic_settings import BaseSettings
 
-from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
+from connectors.settings import BoxSettings, DocuSignSettings, ErpSettings, GraphSettings
 from hub.ingress.sources import SourceConfig, SourceRegistry
 from hub.runtime import Infrastructure, Runtime, assemble, build_infrastructure
 from hub.settings import Settings, load
@@ -25,34 +25,37 @@ if TYPE_CHECKING:
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from actors.reconciliation import Reconciler
+    from connectors.platform import Platforms
     from hub.actor import Actor
     from hub.policy import Policy
     from hub.redaction import Redactions
     from hub.registry import SchemaRegistry
 
 __all__ = ["Connections", "build_app", "build_ingress", "bus_wall", "events_document", "exception_desk",
-           "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange", "source_model",
-           "sources_from_settings"]
+           "load_sources", "readiness_gate", "reconciler", "redactions_of", "restricted_exchange",
+           "source_model", "sources_from_settings"]
 
 
 @dataclass(frozen=True)
 class Connections:
     """Where each connector's system is and how the hub signs in (``HUB_ERP_*``, ``HUB_GRAPH_*``,
-    ``HUB_DOCUSIGN_*``)."""
+    ``HUB_DOCUSIGN_*``, ``HUB_BOX_*``)."""
 
     erp: ErpSettings = field(default_factory=ErpSettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     docusign: DocuSignSettings = field(default_factory=DocuSignSettings)
+    box: BoxSettings = field(default_factory=BoxSettings)
 
     @classmethod
     def load(cls) -> Connections:
         """Every connector's settings from the environment; a ConfigurationError names a bad variable."""
-        return cls(erp=load(ErpSettings), graph=load(GraphSettings), docusign=load(DocuSignSettings))
+        return cls(erp=load(ErpSettings), graph=load(GraphSettings), docusign=load(DocuSignSettings),
+                   box=load(BoxSettings))
 
     @staticmethod
     def models() -> tuple[type[BaseSettings], ...]:
         """The settings models read from the environment, the hub's own included."""
-        return (Settings, ErpSettings, GraphSettings, DocuSignSettings)
+        return (Settings, ErpSettings, GraphSettings, DocuSignSettings, BoxSettings)
 
 
 def build_app(
@@ -95,6 +98,7 @@ def build_app(
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
     from hub.cli.jobs import SubscriptionGauge, scheduled_jobs
+    from hub.cli.platforms import box_of, document_platforms
     from hub.crosswalk import SqlCrosswalk
     from hub.scheduler import JobGauges, JobRecord
     from hub.store import RedisLocks
@@ -108,23 +112,26 @@ def build_app(
     erp = ErpClient.from_settings(connections.erp)
     graph = GraphClient.from_settings(connections.graph)
     docusign = DocuSignClient.from_settings(connections.docusign)
+    platforms, close_platforms = document_platforms(policy, connections, graph=graph)
     locks = RedisLocks(client, prefix=prefix)
     crosswalk = SqlCrosswalk(infra.db)
     gate = ReadinessGate(policy=policy, rules=policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
-                         erp=erp, store=SqlReadinessStore(infra.db), locks=locks)
+                         erp=erp, store=SqlReadinessStore(infra.db), locks=locks, platforms=platforms)
     wall = bus_wall(infra, policy)
     rules = load_master_data_mapping(settings.mapping_file or DEFAULT_MAPPING)
     handlers: list[Actor] = [
         FanOut(infra.topics, wall=wall),
-        Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, graph=graph, crosswalk=crosswalk,
+        Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, platforms=platforms, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
         MasterData(spec=specs["master_data"], rules=rules, graph=graph, crosswalk=crosswalk, locks=locks,
-                   store=SqlMasterDataStore(infra.db), cursor=RedisDeltaCursor(client, prefix=prefix), erp=erp),
+                   store=SqlMasterDataStore(infra.db), cursor=RedisDeltaCursor(client, prefix=prefix),
+                   platforms=platforms, erp=erp),
         DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
-                       store=RedisIntakeStore(client, prefix=prefix), subscription=subscription_of(connections)),
+                       store=RedisIntakeStore(client, prefix=prefix), subscription=subscription_of(connections),
+                       platforms=platforms),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
                          rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
-                         erp=erp, graph=graph, docusign=docusign, locks=locks),
+                         erp=erp, graph=graph, docusign=docusign, locks=locks, platforms=platforms),
         InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate, graph=graph),
     ]
     inbox = SqlExceptionInbox(infra.db)
@@ -137,21 +144,22 @@ def build_app(
         policy=policy, erp=erp, graph=graph, crosswalk=crosswalk, store=SqlReconciliationStore(infra.db), locks=locks,
         out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=infra.registry, emitter=runtime.dispatcher),
         readiness=gate, notification_url=str(connections.graph.notification_url or "") or None,
-        canonical=CanonicalCheck(rules, crosswalk, SqlMasterDataStore(infra.db)))
+        box=box_of(platforms), canonical=CanonicalCheck(rules, crosswalk, SqlMasterDataStore(infra.db)))
     jobs = scheduled_jobs(
         prefix=prefix, client=client, flight_ttl_s=settings.flight_ttl_s, graph=graph, graph_settings=connections.graph,
         gate=gate if "invoice_readiness" in declared else None,
         out=lambda: Emitting(spec=specs["invoice_readiness"], registry=infra.registry, emitter=runtime.dispatcher),
         reconciler=reconciler if "provisioning" in declared else None)
     runtime = assemble(infra, handlers, dead_letters=router, policy=policy, migrations=actors.MIGRATIONS,
-                       closers=(erp.close, graph.close, docusign.close,
+                       closers=(erp.close, graph.close, docusign.close, *close_platforms,
                                 *((wall.restricted.close,) if wall and hasattr(wall.restricted, "close") else ())),
                        jobs=jobs,
                        collectors=[ReadinessGauges(SqlReadinessStore(infra.db)), ExceptionGauges(inbox),
                                    ReconciliationGauges(SqlReconciliationStore(infra.db)),
                                    JobGauges(jobs, JobRecord(client, prefix=prefix)),
                                    SubscriptionGauge(client, prefix=prefix)],
-                       at_worker_start=[LabelCheck(policy=policy, graph=graph, spec=specs["provisioning"])]
+                       at_worker_start=[LabelCheck(policy=policy, platform=platform, spec=specs["provisioning"])
+                                        for platform in platforms]
                        if any(handler.spec.name == "provisioning" for handler in handlers) else [])
     if migrate or embedded:
         runtime.upgrade_database()
@@ -214,24 +222,28 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
     from actors.reconciliation import Reconciler, SqlReconciliationStore
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
+    from hub.cli.platforms import box_of, document_platforms
     from hub.crosswalk import SqlCrosswalk
     from hub.store import RedisLocks
 
-    gate = readiness_gate(runtime, connections)
+    graph = GraphClient.from_settings(connections.graph)
+    platforms, _ = document_platforms(runtime.policy, connections, graph=graph)  # closed with the reconciler
+    gate = readiness_gate(runtime, connections, platforms=platforms)
     crosswalk = SqlCrosswalk(runtime.db)
     rules = load_master_data_mapping(runtime.settings.mapping_file or DEFAULT_MAPPING)
     return Reconciler(
-        policy=runtime.policy, erp=gate.erp, graph=GraphClient.from_settings(connections.graph),
-        crosswalk=crosswalk, store=SqlReconciliationStore(runtime.db),
+        policy=runtime.policy, erp=gate.erp, graph=graph, crosswalk=crosswalk, store=SqlReconciliationStore(runtime.db),
         locks=RedisLocks(runtime.redis, prefix=runtime.queue_prefix),
         out=lambda: Emitting(spec=actors.reconciliation.SPEC, registry=runtime.registry, emitter=runtime.dispatcher),
         readiness=gate, notification_url=str(connections.graph.notification_url or "") or None,
-        canonical=CanonicalCheck(rules, crosswalk, SqlMasterDataStore(runtime.db)))
+        box=box_of(platforms), canonical=CanonicalCheck(rules, crosswalk, SqlMasterDataStore(runtime.db)))
 
 
-def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
+def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Platforms | None = None
+                   ) -> ReadinessGate:
     """The invoice-readiness gate over the runtime's database, for ``hub readiness`` (the caller closes the
-    ERP client it holds: ``gate.erp.close()``)."""
+    ERP client it holds: ``gate.erp.close()``); ``platforms``: where it reads the documents of projects off
+    SharePoint (:func:`hub.cli.platforms.document_platforms`)."""
     import actors
     from actors.invoice_readiness import ReadinessGate, ReadinessRules, SqlReadinessStore
     from connectors.erp.client import ErpClient
@@ -242,7 +254,7 @@ def readiness_gate(runtime: Runtime, connections: Connections) -> ReadinessGate:
                          rules=runtime.policy.section(actors.invoice_readiness.SECTION, ReadinessRules),
                          erp=ErpClient.from_settings(connections.erp),
                          store=SqlReadinessStore(runtime.db),
-                         locks=RedisLocks(runtime.redis, prefix=prefix))
+                         locks=RedisLocks(runtime.redis, prefix=prefix), platforms=platforms)
 
 
 def build_ingress(

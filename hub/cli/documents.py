@@ -1,4 +1,5 @@
-"""``hub documents``: document intake's subscription to the document library's change notifications."""
+"""``hub documents``: document intake's subscriptions to the document platforms' change notifications (Graph's
+on the workspaces drive, Box's webhook on the workspaces' folder)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,28 @@ from hub.cli.common import Config, log_for_operator, log_for_server, pass_config
 
 @click.group()
 def documents() -> None:
-    """Document intake: the document library's change notifications."""
+    """Document intake: the document platforms' change notifications."""
+
+
+@documents.command("subscribe-box")
+@click.argument("address")
+@pass_config
+def documents_subscribe_box(config: Config, address: str) -> None:
+    """Have Box notify ADDRESS (the ingress's https /v1/webhooks/box/<source id>) of uploads and metadata changes
+    below the workspaces' folder (a webhook V2, kept when it exists; Box's do not expire). The ingress source
+    lists the app's two signature keys under box."""
+    from connectors.box.client import BoxClient
+    from connectors.box.platform import BoxPlatform
+    from hub.policy import WORKSPACES_ROOT
+
+    log_for_operator(config.settings)
+    box = BoxPlatform(BoxClient.from_settings(config.connections.box))
+    try:
+        folder = box.ensure_folder(WORKSPACES_ROOT)
+        webhook = box.subscribe(folder.id, address)
+    finally:
+        box.client.close()
+    click.echo(f"webhook {webhook} on folder {folder.id} ({WORKSPACES_ROOT})")
 
 
 @documents.command("subscribe")

@@ -87,13 +87,15 @@ def readiness_rebuild(config: Config, invoice: str | None, rebuild_all: bool, ou
     import actors
     from connectors.sharepoint.client import GraphClient
     from hub.actor import Emitting
+    from hub.cli.platforms import document_platforms
 
     if (invoice is None) == (not rebuild_all):
         raise click.UsageError("name one INVOICE or give --all")
     log_for_operator(config.settings)
     runtime = build_app(config.settings, embedded=False, connections=config.connections)
-    gate = readiness_gate(runtime, config.connections)
     graph = GraphClient.from_settings(config.connections.graph)
+    platforms, closers = document_platforms(runtime.policy, config.connections, graph=graph)
+    gate = readiness_gate(runtime, config.connections, platforms=platforms)
     out = Emitting(spec=runtime.specs[actors.invoice_readiness.SPEC.name], registry=runtime.registry,
                    emitter=runtime.dispatcher)
     try:
@@ -102,6 +104,8 @@ def readiness_rebuild(config: Config, invoice: str | None, rebuild_all: bool, ou
     finally:
         gate.erp.close()
         graph.close()
+        for close in closers:
+            close()
         runtime.close()
     if output == "json":
         echo_json([{"invoice_number": c.invoice_number, "project_code": c.project_code,

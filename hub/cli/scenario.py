@@ -1,6 +1,7 @@
-"""``hub demo``'s scenario: the simulated ERP, SharePoint and DocuSign drive the hub through its ingress
-(a consulting engagement provisioned, its SOW signed; the documents half is ``scenario_documents``),
-and the journey and the trace are printed. At 400 lines on purpose: it reads as the demo's story.
+"""``hub demo``'s scenario: the simulated ERP, SharePoint, DocuSign and Box drive the hub through its ingress
+(a consulting engagement provisioned, its SOW signed; the documents half is ``scenario_documents``; a legal
+matter on Box with its wall is ``scenario_box``), and the journey and the trace are printed.
+At 400 lines on purpose: it reads as the demo's story.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from connectors.settings import DocuSignSettings, ErpSettings, GraphSettings
+from connectors.settings import BoxSettings, DocuSignSettings, ErpSettings, GraphSettings
 from hub.cli.compose import Connections, source_model
 from hub.duplicates import MemoryWindow
 from hub.events import CloudEvent, make_event
@@ -145,18 +146,22 @@ class DemoCredentials:
     docusign_key: str  # DocuSign Connect HMAC key
     graph_client_state: str  # Graph subscription clientState
     operator_key: str = ""  # the console's operator key
+    box_primary_key: str = ""  # the Box app's webhook signature keys
+    box_secondary_key: str = ""
 
     @classmethod
     def generate(cls) -> DemoCredentials:
         """New random credentials."""
         return cls(erp_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
                    erp_api_key=secrets.token_urlsafe(24), docusign_key=secrets.token_urlsafe(32),
-                   graph_client_state=secrets.token_urlsafe(24), operator_key=secrets.token_urlsafe(18))
+                   graph_client_state=secrets.token_urlsafe(24), operator_key=secrets.token_urlsafe(18),
+                   box_primary_key=secrets.token_urlsafe(24), box_secondary_key=secrets.token_urlsafe(24))
 
 
 def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
     """The demo's sources: the simulated ERP (signed events, and the hard-stop check with its API key),
-    the DocuSign account (Connect HMAC) and the SharePoint tenant (Graph clientState)."""
+    the DocuSign account (Connect HMAC), the SharePoint tenant (Graph clientState) and the Box enterprise (its
+    two webhook signature keys)."""
     model = source_model()
     erp = model.model_validate({
         "id": "erp-sim", "description": "the simulated ERP of the demo", "sources": [DEMO_SOURCE],
@@ -174,7 +179,12 @@ def demo_sources(credentials: DemoCredentials) -> SourceRegistry:
         "event_types": ["dms.*"], "quota": "6000/minute",
         "graph": {"client_states": [credentials.graph_client_state]},
     })
-    return SourceRegistry([erp, docusign, graph], origin="demo")
+    box = model.model_validate({
+        "id": "box-sim", "description": "the simulated Box enterprise", "sources": ["box://box-sim"],
+        "event_types": ["dms.*"], "quota": "6000/minute",
+        "box": {"primary_key": credentials.box_primary_key, "secondary_key": credentials.box_secondary_key},
+    })
+    return SourceRegistry([erp, docusign, graph, box], origin="demo")
 
 
 class SandboxUrls(Protocol):
@@ -200,6 +210,8 @@ class SandboxUrls(Protocol):
     def graph_token(self) -> str: ...
     @property
     def docusign_token(self) -> str: ...
+    @property
+    def box_url(self) -> str: ...
     def graph_sign_in(self) -> dict[str, Any]: ...
     def docusign_sign_in(self) -> dict[str, Any]: ...
 
@@ -212,7 +224,8 @@ def sandbox_connections(sandbox: SandboxUrls) -> Connections:
         graph=GraphSettings(url=sandbox.graph_url, token=SecretStr(sandbox.graph_token), site_url=sandbox.site_url,
                             library=sandbox.library, **sandbox.graph_sign_in()),
         docusign=DocuSignSettings(url=sandbox.docusign_url, token=SecretStr(sandbox.docusign_token),
-                                  account_id=sandbox.docusign_account, **sandbox.docusign_sign_in()))
+                                  account_id=sandbox.docusign_account, **sandbox.docusign_sign_in()),
+        box=BoxSettings(url=sandbox.box_url, upload_url=f"{sandbox.box_url}/api"))
 
 
 def post_signed(url: str, secret: str, document: dict[str, Any]) -> httpx.Response:
@@ -270,7 +283,8 @@ def run_demo(
     with bound_socket() as sock, running_sandbox(
             serve=serve_in_thread, ingress_events_url=f"{socket_url(sock)}/v1/events",
             webhook_secret=credentials.erp_secret, groups=directory_groups, erp_api_key=credentials.erp_api_key,
-            docusign_hmac_key=credentials.docusign_key) as sandbox:
+            docusign_hmac_key=credentials.docusign_key,
+            box_keys=(credentials.box_primary_key, credentials.box_secondary_key)) as sandbox:
         connections = sandbox_connections(sandbox)
         runtime = build_app(settings, connections=connections, embedded=embedded, tracer_provider=provider,
                             span_exporter=spans)
@@ -315,7 +329,7 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
             _subscriber(runtime, "hub.invoice.readiness_changed.v1", echo) as readiness, \
             running_worker(runtime, threads=4), serve_in_thread(ingress, sock=sock) as url:
         echo(f"0. ERP simulator {sandbox.erp_url}, SharePoint simulator {sandbox.graph_url}, "
-             f"hub ingress {url}, workers running")
+             f"Box simulator {sandbox.box_url}, hub ingress {url}, workers running")
         if sandbox.sign_in is not None:
             echo("   the hub signs in to Entra ID (client credentials) for Graph and with the JWT grant for DocuSign")
         with sandbox.erp() as erp:
@@ -357,7 +371,7 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
         subscribe(graph, f"{url}/v1/webhooks/graph/sharepoint-sim", credentials.graph_client_state)
         echo("   the hub subscribed to the document library's change notifications (Graph, with a clientState)")
         ok = _documents(runtime, sandbox, readiness, echo=echo)
-        echo(f"10. the operator console: {url}/console"
+        echo(f"11. the operator console: {url}/console"
              + (f" (operator key {credentials.operator_key}, this run only; Ctrl-C ends it)" if linger is not None
                 else " while the demo runs (hub demo --keep keeps it up and gives a sign-in key)"))
         echo(f"    metrics this run produced (GET {url}/metrics):")
@@ -373,7 +387,8 @@ def _scenario(runtime: Runtime, sandbox: Any, ingress: Any, *, sock: socket.sock
              f"HUB_QUEUE_PREFIX={runtime.queue_prefix} hub trace {event_id}")
     if sandbox.sign_in is not None:
         ok = _sign_ins(sandbox, echo=echo) and ok
-    echo("demo OK" if ok else "FAILED: the document workflow, the invoice-readiness gate or a sign-in")
+    echo("demo OK" if ok else "FAILED: the document workflow, the invoice-readiness gate, the matter on Box or a "
+                              "sign-in")
     return 0 if ok else 1
 
 
@@ -394,6 +409,7 @@ def _sign_ins(sandbox: Any, *, echo: Callable[[str], None]) -> bool:
 def _documents(runtime: Runtime, sandbox: Any, receive: Receive, *,
                echo: Callable[[str], None]) -> bool:
     """The second half: DocuSign and SharePoint documents drive the ERP and the invoice-readiness gate."""
+    from hub.cli import scenario_box as demo_box
     from hub.cli import scenario_documents as demo_documents
 
     def create_project(**fields: Any) -> str:
@@ -404,10 +420,15 @@ def _documents(runtime: Runtime, sandbox: Any, receive: Receive, *,
             raise RuntimeError(f"workspace of {code} not provisioned within 60 s")
         return code
 
+    def update_project(code: str, **changes: Any) -> None:
+        with sandbox.erp() as erp:
+            erp.patch(f"/projects/{code}", json=changes).raise_for_status()
+
     transitions = demo_documents.Transitions(receive, runtime.registry, echo)
     return (demo_documents.consulting(sandbox, "ENG-ACME-0001", echo)
             and demo_documents.engineering(sandbox, transitions, echo, create_project)
-            and demo_documents.managed_services(sandbox, transitions, echo, create_project))
+            and demo_documents.managed_services(sandbox, transitions, echo, create_project)
+            and demo_box.legal_matter_on_box(sandbox, echo, create_project, update_project))
 
 
 def _acme_erp_project() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``hub simulate``: a simulated ERP, SharePoint (Microsoft Graph subset) or DocuSign account for local use."""
+"""``hub simulate``: a simulated ERP, SharePoint (Microsoft Graph subset), DocuSign account or Box enterprise for
+local use."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ def _secret(name: str, what: str) -> str:
 
 
 @click.command()
-@click.argument("system", type=click.Choice(["erp", "sharepoint", "docusign"]))
+@click.argument("system", type=click.Choice(["erp", "sharepoint", "docusign", "box"]))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (keep it on loopback).")
-@click.option("--port", type=int, help="Port (default: erp 8091, sharepoint 8092, docusign 8093).")
+@click.option("--port", type=int, help="Port (default: erp 8091, sharepoint 8092, docusign 8093, box 8094).")
 @click.option("--webhook-url", help="erp: the hub ingress events URL to post signed CloudEvents to; "
                                     "docusign: the ingress's /v1/webhooks/docusign/<source id> for Connect.")
 @click.option("--webhook-secret-env", default=None,
@@ -31,10 +32,13 @@ def _secret(name: str, what: str) -> str:
 @pass_config
 def simulate(config: Config, system: str, host: str, port: int | None, webhook_url: str | None,
              webhook_secret_env: str | None, readiness_url: str | None) -> None:
-    """Run a simulated ERP, SharePoint (Microsoft Graph subset) or DocuSign account as an HTTP service."""
+    """Run a simulated ERP, SharePoint (Microsoft Graph subset), DocuSign account or Box enterprise as an HTTP
+    service."""
     settings, connections = config.settings, config.connections
     log_for_server(settings)
-    if system == "docusign":
+    if system == "box":
+        _simulate_box(config, host, port or 8094)
+    elif system == "docusign":
         from simulators.docusign import ConnectConfig, DocuSignSimConfig
         from simulators.docusign import run as run_docusign
 
@@ -77,3 +81,22 @@ def simulate(config: Config, system: str, host: str, port: int | None, webhook_u
             # For local use beside `hub serve` on plain http: notifications may go to loopback over http (Graph
             # itself notifies https URLs only).
             http_notification_hosts=frozenset({"127.0.0.1", "::1", "localhost"})))
+
+
+def _simulate_box(config: Config, host: str, port: int) -> None:
+    """The Box enterprise of ``HUB_BOX_*`` (app, enterprise), with the policy's groups and retention policies; its
+    webhooks signed with $BOX_SIM_PRIMARY_KEY and $BOX_SIM_SECONDARY_KEY (the simulator's defaults when unset)."""
+    from actors import load_policy
+    from simulators.box import DEFAULT_GROUPS, BoxSimConfig
+    from simulators.box import run as run_box
+
+    policy = load_policy(config.settings.policy_file)
+    box, env = config.connections.box, environ()
+    run_box(host, port, BoxSimConfig(
+        client_id=box.client_id, client_secret=box.client_secret.get_secret_value(), enterprise_id=box.enterprise_id,
+        groups=tuple(dict.fromkeys([*(policy.security_groups.known_groups or []), *DEFAULT_GROUPS])),
+        retention_policies=tuple(sorted(policy.retention.all_labels())),
+        primary_key=env.get("BOX_SIM_PRIMARY_KEY") or BoxSimConfig.primary_key,
+        secondary_key=env.get("BOX_SIM_SECONDARY_KEY") or BoxSimConfig.secondary_key,
+        # For local use beside `hub serve` on plain http: webhooks may go to loopback over http (Box's go to https).
+        http_webhook_hosts=frozenset({"127.0.0.1", "::1", "localhost"})))

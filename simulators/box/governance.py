@@ -7,6 +7,7 @@
     POST   /2.0/folders/{id}/metadata/{scope}/{template_key}         201; 409 tuple_already_exists;
                                                                      400 schema_validation_failed
     PUT    /2.0/folders/{id}/metadata/{scope}/{template_key}         JSON Patch: add, replace, remove, test
+    (the same three under /2.0/files/{id}/metadata/...: a file's instance)
     GET    /2.0/retention_policies?policy_name=                      a case-sensitive name prefix (marker paging)
     POST   /2.0/retention_policy_assignments                         to a folder: 201; 409 when a policy at least
                                                                      as long is assigned to it already
@@ -129,11 +130,14 @@ def governance_routes(state: BoxState) -> APIRouter:
                 found["fields"].append(new_field(spec, {f["key"] for f in found["fields"]}))
             return found
 
-    def instance_key(folder_id: str, scope: str, template_key: str) -> tuple[str, str]:
-        if folder_id == ROOT_ID:
+    def instance_key(item_id: str, scope: str, template_key: str, request: Request) -> tuple[str, str]:
+        if item_id == ROOT_ID:
             raise BoxError(405, "method_not_allowed", "Method Not Allowed")
-        state.item(folder_id, "folder")
-        return folder_id, template(scope, template_key)["templateKey"]
+        state.item(item_id, kind_of(request))
+        return item_id, template(scope, template_key)["templateKey"]
+
+    def kind_of(request: Request) -> Literal["folder", "file"]:
+        return "file" if request.url.path.split("/")[2:3] == ["files"] else "folder"
 
     def check_values(template_key: str, values: dict[str, Any]) -> None:
         fields = {f["key"]: f for f in state.templates[template_key]["fields"]}
@@ -150,22 +154,25 @@ def governance_routes(state: BoxState) -> APIRouter:
                                context_info={"errors": [{"name": key, "message": "Invalid value"}]})
 
     @routes.get("/folders/{folder_id}/metadata/{scope}/{template_key}")
-    def get_instance(folder_id: str, scope: str, template_key: str) -> Json:
+    @routes.get("/files/{folder_id}/metadata/{scope}/{template_key}")
+    def get_instance(folder_id: str, scope: str, template_key: str, request: Request) -> Json:
         with state.lock:
-            found = state.instances.get(instance_key(folder_id, scope, template_key))
+            found = state.instances.get(instance_key(folder_id, scope, template_key, request))
             if found is None:
                 raise BoxError(404, "instance_not_found", "Instance not found")
             return found
 
     @routes.post("/folders/{folder_id}/metadata/{scope}/{template_key}", status_code=201)
-    def create_instance(folder_id: str, scope: str, template_key: str, values: dict[str, Any]) -> Json:
+    @routes.post("/files/{folder_id}/metadata/{scope}/{template_key}", status_code=201)
+    def create_instance(folder_id: str, scope: str, template_key: str, values: dict[str, Any],
+                        request: Request) -> Json:
         with state.lock:
-            key = instance_key(folder_id, scope, template_key)
+            key = instance_key(folder_id, scope, template_key, request)
             if key in state.instances:
                 raise BoxError(409, "tuple_already_exists", "Instance already exists")
             check_values(key[1], values)
             found = {"$id": str(uuid.uuid4()), "$type": f"{key[1]}-{state.templates[key[1]]['id'][:8]}",
-                     "$parent": f"folder_{folder_id}", "$scope": enterprise_scope, "$template": key[1],
+                     "$parent": f"{kind_of(request)}_{folder_id}", "$scope": enterprise_scope, "$template": key[1],
                      "$version": 0, "$typeVersion": len(state.templates[key[1]]["fields"]), "$canEdit": True,
                      **values}
             state.instances[key] = found
@@ -174,6 +181,7 @@ def governance_routes(state: BoxState) -> APIRouter:
             return found
 
     @routes.put("/folders/{folder_id}/metadata/{scope}/{template_key}")
+    @routes.put("/files/{folder_id}/metadata/{scope}/{template_key}")
     async def update_instance(folder_id: str, scope: str, template_key: str, request: Request) -> Json:
         try:
             operations = await request.json()
@@ -182,7 +190,7 @@ def governance_routes(state: BoxState) -> APIRouter:
         if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
             raise bad_request("The body is not a JSON Patch array")
         with state.lock:
-            key = instance_key(folder_id, scope, template_key)
+            key = instance_key(folder_id, scope, template_key, request)
             found = state.instances.get(key)
             if found is None:
                 raise BoxError(404, "instance_not_found", "Instance not found")

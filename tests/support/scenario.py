@@ -17,16 +17,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 
 from actors.document_intake import ensure_subscription
+from connectors.box.client import BoxClient
+from connectors.box.platform import BoxPlatform
 from connectors.sharepoint.client import GraphClient
 from hub.cli.compose import Connections, build_app, build_ingress
 from hub.cli.scenario import DemoCredentials, demo_sources, sandbox_connections
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
-from hub.policy import Policy
+from hub.policy import WORKSPACES_ROOT, Policy
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
 from simulators.kit.faults import FaultPlan
-from simulators.sandbox import GRAPH_SOURCE_ID, Sandbox, SignIn, running_sandbox
+from simulators.sandbox import BOX_SOURCE_ID, GRAPH_SOURCE_ID, Sandbox, SignIn, running_sandbox
 from tests.support.tls import TlsTerminator, loopback_tls
 
 
@@ -83,6 +85,21 @@ class Scenario:
         found: dict[str, Any] | None = items.get(path)
         return found
 
+    def box_folder(self, path: str) -> dict[str, Any] | None:
+        """The Box simulator's folder at ``path`` below its root, with its own collaborations (group -> role),
+        metadata instance and retention policies; None when there is none."""
+        state = self.sandbox.box_state()
+        item = state["items"].get(path)
+        if item is None:
+            return None
+        folder = item["id"]
+        return {**item,
+                "collaborations": {c["accessible_by"]["name"]: c["role"] for c in state["collaborations"]
+                                   if c["item"]["id"] == folder},
+                "metadata": next((m for m in state["metadata"] if m["item"] == folder), {}),
+                "retention": sorted(a["retention_policy"]["policy_name"] for a in state["assignments"]
+                                    if a["assigned_to"]["id"] == folder)}
+
     def raised(self, receive: Any, kind: str, *, timeout: float = 60.0) -> dict[str, Any]:
         """The first ``hub.exception.raised.v1`` of ``kind`` that ``receive`` (a subscription to that type)
         delivers, decoded; the others are skipped. Fails when none comes within ``timeout`` of the last."""
@@ -121,7 +138,8 @@ def running_scenario(
 ) -> Iterator[Scenario]:
     """Start simulators, ingress and workers; stop them all afterwards.
 
-    ``documents``: the hub also subscribes to the drive's change notifications (document intake). Graph reaches
+    ``documents``: the hub also subscribes to the drive's change notifications and to Box's webhooks on the
+    workspaces' root folder (document intake). Graph reaches
     the ingress over https only (``Scenario.graph_webhook_url``), through a TLS terminator in front of it as in
     production, whose certificate the simulator trusts. ``sign_in``: the hub signs in to Graph and DocuSign,
     whose tokens expire (see :class:`simulators.sandbox.SignIn`); by default as a firm's hub does, with tokens
@@ -138,7 +156,8 @@ def running_scenario(
             webhook_secret=credentials.erp_secret,
             groups=_known_groups(settings), graph_faults=graph_faults, erp_api_key=credentials.erp_api_key,
             docusign_hmac_key=credentials.docusign_key, graph_notify_ca=tls.ca,
-            labels=_labels(settings) if labels is None else sorted(labels), sign_in=sign_in))
+            labels=_labels(settings) if labels is None else sorted(labels), sign_in=sign_in,
+            box_keys=(credentials.box_primary_key, credentials.box_secondary_key)))
         provider, exporter = tracer if tracer else (None, None)
         terminator = TlsTerminator(sock.getsockname()[:2], tls)
         stack.callback(terminator.close)
@@ -158,6 +177,9 @@ def running_scenario(
             graph = GraphClient.from_settings(connections.graph)
             stack.callback(graph.close)
             ensure_subscription(graph, webhook, credentials.graph_client_state)
+            box = BoxPlatform(BoxClient.from_settings(connections.box))
+            stack.callback(box.client.close)  # the workspaces' root folder notifies the ingress's Box route
+            box.subscribe(box.ensure_folder(WORKSPACES_ROOT).id, f"{url}/v1/webhooks/box/{BOX_SOURCE_ID}")
         yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials,
                        graph_webhook_url=webhook, tls_ca=tls.ca, connections=connections)
 

@@ -1,0 +1,138 @@
+"""SharePoint as a :class:`connectors.platform.DocumentPlatform`: an adapter over :class:`GraphClient`, whose own
+methods speak Graph (paths, list-item fields, retention labels, permissions) and stay what the SharePoint-only
+parts of the hub (document intake's columns, the bulk reads of reconciliation) use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.platform import ChangedItem, ChangePage, ItemKind, PlatformItem, Role
+from connectors.sharepoint.client import GraphClient, ItemNotFound
+from connectors.sharepoint.documents import DocumentView, view_of
+from connectors.sharepoint.models import DriveItem
+from hub.errors import ConfigurationError
+
+__all__ = ["GraphPlatform"]
+
+
+class GraphPlatform:
+    """The workspaces library of a SharePoint site, through Graph."""
+
+    name = "sharepoint"
+
+    def __init__(self, graph: GraphClient, *, client_state: str | None = None,
+                 subscription_lifetime: timedelta = timedelta(days=2)) -> None:
+        self.graph = graph
+        self.client_state = client_state
+        self.subscription_lifetime = subscription_lifetime
+
+    @property
+    def location(self) -> str | None:
+        """The library's drive id."""
+        return self.graph.drive_id
+
+    def ensure_folder(self, path: str) -> DriveItem:
+        """:meth:`GraphClient.ensure_folder`."""
+        return self.graph.ensure_folder(path)
+
+    def find_folder(self, path: str) -> DriveItem | None:
+        """:meth:`GraphClient.get_by_path`."""
+        return self.graph.get_by_path(path)
+
+    def ensure_subfolder(self, parent_id: str, name: str, path: str) -> DriveItem:
+        """:meth:`GraphClient.ensure_child_folder`."""
+        return self.graph.ensure_child_folder(parent_id, name, path)
+
+    def web_url(self, item: PlatformItem) -> str:
+        """The item's ``webUrl`` (read when the item at hand lacks it)."""
+        known = item.web_url if isinstance(item, DriveItem) else None
+        return known or self.graph.get_item(item.id).web_url or ""
+
+    def set_metadata(self, item_id: str, values: Mapping[str, str], *, kind: ItemKind = "folder"
+                     ) -> Mapping[str, Any]:
+        """The library's columns made when missing (SharePoint refuses a field without one), then the fields (a
+        folder's or a file's alike)."""
+        self.graph.ensure_columns(list(values))
+        return self.graph.ensure_fields(item_id, dict(values))
+
+    def metadata(self, item_id: str, *, kind: ItemKind = "folder") -> Mapping[str, str]:
+        """The list item's fields, as text."""
+        return {key: str(value) for key, value in self.graph.fields(item_id).items() if value is not None}
+
+    def files(self, folder_id: str) -> list[DriveItem]:
+        """The folder's children that are files."""
+        return [child for child in self.graph.children(folder_id) if child.is_file]
+
+    def folders(self, folder_id: str) -> list[DriveItem]:
+        """The folder's children that are folders."""
+        return [child for child in self.graph.children(folder_id) if child.is_folder]
+
+    def grant(self, item_id: str, group: str, role: Role) -> None:
+        """:meth:`GraphClient.ensure_grant`."""
+        self.graph.ensure_grant(item_id, group, role)
+
+    def revoke(self, item_id: str, group: str) -> int:
+        """:meth:`GraphClient.revoke_grant`."""
+        return self.graph.revoke_grant(item_id, group)
+
+    def group_grants(self, item_id: str) -> Mapping[str, Role]:
+        """Each group's direct grant on the item."""
+        grants: dict[str, Role] = {}
+        for permission in self.graph.grants(item_id):
+            grant = permission.group_grant()
+            if grant is not None:
+                group, role = grant
+                grants[group] = "write" if role == "write" else "read"
+        return grants
+
+    def apply_retention(self, item_id: str, policy: str) -> None:
+        """:meth:`GraphClient.ensure_retention_label` (``LabelNotPublished`` when the tenant does not publish it)."""
+        self.graph.ensure_retention_label(item_id, policy)
+
+    def has_retention(self, item_id: str, policy: str) -> bool:
+        """Whether the item carries the retention label ``policy``."""
+        return self.graph.retention_label(item_id).name == policy
+
+    def published_retention(self, *, refresh: bool = False) -> frozenset[str] | None:
+        """:meth:`GraphClient.published_labels`."""
+        return self.graph.published_labels(refresh=refresh)
+
+    def document(self, file_id: str) -> DocumentView | None:
+        """The file's list-item fields and retention label (:func:`connectors.sharepoint.documents.view_of`)."""
+        try:
+            return view_of(self.graph, self.graph.get_item(file_id))
+        except ItemNotFound:
+            return None
+
+    def upload(self, folder_id: str, name: str, content: bytes) -> DriveItem:
+        """Upload into the folder, addressed by its path (Graph uploads by path)."""
+        folder = self.graph.get_item(folder_id)
+        return self.graph.upload(folder.path or "", name, content)
+
+    def download(self, file_id: str) -> bytes:
+        """:meth:`GraphClient.download`."""
+        return self.graph.download(file_id)
+
+    def changes(self, cursor: str | None) -> ChangePage:
+        """The drive's ``delta`` since ``cursor``."""
+        result = self.graph.delta(cursor)
+        items = [ChangedItem(id=item.id, kind="folder" if item.is_folder else "file", name=item.name,
+                             change="deleted" if item.is_deleted else "updated", deleted=item.is_deleted)
+                 for item in result.items]
+        return ChangePage(items=items, cursor=result.token)
+
+    def subscribe(self, folder_id: str, address: str) -> str:
+        """A subscription on the drive's root (the only driveItem resource SharePoint takes, whatever
+        ``folder_id``), with the hub's clientState."""
+        if self.client_state is None:
+            raise ConfigurationError("a Graph subscription needs HUB_GRAPH_CLIENT_STATE")
+        expiration = datetime.now(UTC) + self.subscription_lifetime
+        return self.graph.create_subscription(f"drives/{self.graph.drive_id}/root", address, self.client_state,
+                                              expiration).id
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        """:meth:`GraphClient.delete_subscription`."""
+        self.graph.delete_subscription(subscription_id)
