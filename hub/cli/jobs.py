@@ -3,8 +3,8 @@
 - ``graph_subscription`` (every 6 hours, when ``HUB_GRAPH_NOTIFICATION_URL`` and ``HUB_GRAPH_CLIENT_STATE`` are
   set): the drive's change-notification subscription created or renewed for two days;
 - ``readiness_rebuild`` (nightly at 02:00 UTC): the invoice-readiness gate's facts written again from the ERP and
-  the workspaces (``hub readiness rebuild --all``), the verdicts that changed emitted: the nightly reconciliation
-  of what exists today;
+  the workspaces (``hub readiness rebuild --all``), the verdicts that changed emitted, an hour before the
+  reconciliation compares them;
 - ``flight_record_expiry`` (hourly): a flight record left without an expiry is given ``HUB_FLIGHT_TTL_S``;
 - ``reconciliation`` (nightly at 03:00 UTC): ``hub reconcile --repair`` over every scope: the systems of record
   compared, the safe differences repaired through the actors, the rest routed to their owners.
