@@ -351,6 +351,10 @@ class BoxClient:
         """A file's content."""
         return self.files.download(file_id)
 
+    def delete_file(self, file_id: str) -> None:
+        """Move the file to the trash (a file already gone is fine)."""
+        self.files.delete(file_id)
+
     # -- events and webhooks ------------------------------------------------------------------
 
     def events(self, stream_position: str | None, *, stream_type: str = "changes", limit: int = 500) -> EventPage:

@@ -182,6 +182,14 @@ class BoxState:
             self.record("ITEM_UPLOAD", "UPLOAD", "FILE.UPLOADED", item)
             return item
 
+    def trash(self, file_id: str) -> None:
+        """Move a file to the trash (``ITEM_TRASH``, webhook trigger ``FILE.TRASHED``); 404 when there is none."""
+        with self.lock:
+            item = self.item(file_id, "file")
+            item.item_status = "trashed"
+            item.touch()
+            self.record("ITEM_TRASH", "DELETE", "FILE.TRASHED", item)
+
     # -- groups and collaborations ------------------------------------------------------------
 
     def collaboration(self, collaboration_id: str) -> Json:
