@@ -25,7 +25,7 @@ from connectors.box.errors import (
 from connectors.box.inbound import to_event, verify
 from connectors.box.platform import BoxPlatform
 from connectors.http import RetryPolicy
-from connectors.platform import ChangePage, DocumentPlatform
+from connectors.platform import ChangePage, DocumentPlatform, RetentionNotPublished
 from connectors.settings import BoxSettings
 from hub.errors import AuthenticationFailed, SignInRefused, UpstreamRejected, UpstreamUnavailable
 from hub.registry import SchemaRegistry
@@ -341,6 +341,30 @@ def test_the_box_client_is_the_hubs_document_platform(box: BoxClient) -> None:
     assert [c.name for c in platform.changes(None).items][-1] == "letter.pdf"
     with pytest.raises(ValueError):
         platform.grant(folder.id, "Litigation-NA", "owner")  # type: ignore[arg-type]
+
+
+def test_a_file_deleted_through_the_platform_goes_to_the_trash_and_the_changes_say_so(box: BoxClient) -> None:
+    platform = BoxPlatform(box)
+    folder = platform.ensure_folder("ACME/SOWs")
+    draft = platform.upload(folder.id, "SOW.docx", b"draft")
+    head = box.events("now").next_stream_position
+    platform.delete(draft.id)
+    platform.delete(draft.id)  # already gone: fine
+    assert platform.files(folder.id) == [] and platform.document(draft.id) is None
+    [trashed] = platform.changes(head).items
+    assert (trashed.id, trashed.kind, trashed.change, trashed.deleted) == (draft.id, "file", "ITEM_TRASH", True)
+
+
+def test_a_file_is_retained_under_its_folders_policy_and_a_folder_without_it_is_refused(box: BoxClient) -> None:
+    platform = BoxPlatform(box)
+    kept, bare = platform.ensure_folder("ACME/SOWs"), platform.ensure_folder("ACME/Notes")
+    platform.apply_retention(kept.id, "EU-Contract-10y")
+    assignments = len(box.retention_assignments(box.find_retention_policy("EU-Contract-10y").id))
+    platform.apply_retention(platform.upload(kept.id, "SOW.pdf", b"%PDF").id, "EU-Contract-10y", kind="file")
+    with pytest.raises(RetentionNotPublished, match="not under the retention policy 'EU-Contract-10y'"):
+        platform.apply_retention(platform.upload(bare.id, "note.pdf", b"%PDF").id, "EU-Contract-10y", kind="file")
+    assert len(box.retention_assignments(box.find_retention_policy("EU-Contract-10y").id)) == assignments  # none made
+    assert not platform.has_retention(bare.id, "EU-Contract-10y")
 
 
 def test_a_template_field_another_process_added_meanwhile_is_not_added_twice(sim: BoxSim, box: BoxClient) -> None:

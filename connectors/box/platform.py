@@ -10,17 +10,20 @@ calls ``DocumentClass``, ``DocumentState``, ``ProjectCode``, ... are the templat
 retains a file under the policies of its folder, so a document's retention label is its folder's policy (the
 class folders of a workspace carry their class's policy from provisioning). The document's version is the file's
 etag and the instance's ``$version``: a metadata change is news, a repeat of the same is not.
+
+Box assigns no retention policy to a file: :meth:`BoxPlatform.apply_retention` of a file checks that its folder is
+under the policy (provisioning gives each class folder its class's policy) and assigns nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.box.client import BoxClient
 from connectors.box.errors import BoxNotFound, RetentionPolicyNotFound
 from connectors.box.models import BoxFile, BoxFolder, BoxItem
-from connectors.platform import ChangePage, ItemKind, PlatformItem, Role
+from connectors.platform import ChangePage, ItemKind, PlatformItem, RetentionNotPublished, Role, documents_below
 from connectors.sharepoint.documents import DocumentView
 from connectors.sharepoint.models import DriveItem, RetentionLabel
 
@@ -104,10 +107,17 @@ class BoxPlatform:
             grants[grantee.name] = "write" if grants.get(grantee.name) == "write" else role
         return grants
 
-    def apply_retention(self, item_id: str, policy: str) -> None:
-        """The policy assigned to the folder (``RetentionPolicyNotFound`` when the enterprise has none by that
-        name)."""
-        self.client.apply_retention(item_id, policy)
+    def apply_retention(self, item_id: str, policy: str, *, kind: ItemKind = "folder") -> None:
+        """The policy assigned to the folder (``RetentionPolicyNotFound``, a ``RetentionNotPublished``, when the
+        enterprise has none by that name). A file is retained under its folder's policies: its folder must be under
+        ``policy`` already (``RetentionNotPublished`` when it is not; nothing is assigned)."""
+        if kind == "folder":
+            self.client.apply_retention(item_id, policy)
+            return
+        file = self.client.get_file(item_id)
+        if file.parent is None or not self.has_retention(file.parent.id, policy):
+            raise RetentionNotPublished(f"box: the folder of file {item_id} is not under the retention policy "
+                                        f"{policy!r}")
 
     def has_retention(self, item_id: str, policy: str) -> bool:
         """Whether the policy called ``policy`` is assigned to the folder (False when there is no such policy)."""
@@ -159,6 +169,10 @@ class BoxPlatform:
             "lastModifiedDateTime": file.modified_at.isoformat() if file.modified_at else None})
         return DocumentView(self.name, item, fields, label)
 
+    def documents(self, root: str) -> Iterator[DocumentView]:
+        """:func:`connectors.platform.documents_below`."""
+        return documents_below(self, root)
+
     def upload(self, folder_id: str, name: str, content: bytes) -> BoxFile:
         """:meth:`BoxClient.upload`."""
         return self.client.upload(folder_id, name, content)
@@ -166,6 +180,10 @@ class BoxPlatform:
     def download(self, file_id: str) -> bytes:
         """:meth:`BoxClient.download`."""
         return self.client.download(file_id)
+
+    def delete(self, file_id: str) -> None:
+        """:meth:`BoxClient.delete_file` (to the trash)."""
+        self.client.delete_file(file_id)
 
     def changes(self, cursor: str | None) -> ChangePage:
         """:meth:`BoxClient.changes`."""
