@@ -167,7 +167,7 @@ def test_master_data_mints_a_canonical_client_and_announces_it_on_fakes(crosswal
     store, emitter = MemoryMasterDataStore(), RecordingEmitter()
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500))))
-    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
+    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), platforms=Platforms([GraphPlatform(graph)]),
                        crosswalk=crosswalk, locks=MemoryLocks(), store=store)
     client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T}
@@ -200,7 +200,7 @@ def test_master_data_announces_a_saved_change_on_the_re_run_when_the_first_publi
     store, emitter = MemoryMasterDataStore(), FailingOnce()
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500))))
-    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
+    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), platforms=Platforms([GraphPlatform(graph)]),
                        crosswalk=crosswalk, locks=MemoryLocks(), store=store)
     client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T}
