@@ -581,7 +581,7 @@ SOWS = f"{WS}/SOWs"
 def intake(graph: FakeGraph, store: MemoryIntakeStore, locks: MemoryLocks | None = None) -> DocumentIntake:
     """The intake actor reading ``graph``'s drive; the ERP knows ENG-1, in the EU."""
     erp = FakeErp(erp_project("ENG-1", engagement_type="consulting", region="EU", country="DE"))
-    return DocumentIntake(spec=SPECS["document_intake"], graph=graph, erp=erp,
+    return DocumentIntake(spec=SPECS["document_intake"], platforms=Platforms([GraphPlatform(graph)]), erp=erp,
                           locks=locks or MemoryLocks(), store=store)
 
 
