@@ -416,7 +416,8 @@ def document_workflow(erp: FakeErp, graph: FakeGraph, docusign: FakeDocuSign,
     """The document-workflow actor with the policy's document rules, on fakes."""
     return DocumentWorkflow(spec=SPECS["document_workflow"], policy=POLICY,
                             rules=POLICY.section(actors.document_workflow.SECTION, DocumentPolicy),
-                            erp=erp, graph=graph, docusign=docusign, locks=locks or MemoryLocks())
+                            erp=erp, platforms=Platforms([GraphPlatform(graph)]), docusign=docusign,
+                            locks=locks or MemoryLocks())
 
 
 def planned_matter() -> ErpProject:

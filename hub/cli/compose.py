@@ -132,7 +132,7 @@ def build_app(
                        subscription=subscription_of(connections, graph)),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
                          rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
-                         erp=erp, graph=graph, docusign=docusign, locks=locks, platforms=platforms),
+                         erp=erp, platforms=platforms, docusign=docusign, locks=locks),
         InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate, graph=graph),
     ]
     inbox = SqlExceptionInbox(infra.db)
