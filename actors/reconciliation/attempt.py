@@ -305,7 +305,7 @@ class Attempt:
     def _compare_readiness(self) -> None:
         assert self.r.readiness is not None
         findings = [Finding("RC601", code, "facts", derived, stored, "erp+sharepoint", code)
-                    for code, derived, stored in self.r.readiness.stale(self.r.graph)]
+                    for code, derived, stored in self.r.readiness.stale()]
         self._found(findings)
 
     def _compare_subscriptions(self) -> None:

@@ -9,7 +9,6 @@ from typing import Any, Literal, Protocol
 
 from actors.reconciliation.compare import Finding
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient
 from hub.actor import ActorSpec
 from hub.errors import HubError
 
@@ -70,7 +69,7 @@ class CanonicalCheck(Protocol):
 class ReadinessCheck(Protocol):
     """The readiness gate's facts compared with the documents they come from (wired by the composition root)."""
 
-    def stale(self, graph: GraphClient) -> Iterator[tuple[str, str, str]]:
+    def stale(self) -> Iterator[tuple[str, str, str]]:
         """(project code, facts derived now, facts stored) for each project whose stored facts are out of date."""
 
 

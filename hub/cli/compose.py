@@ -133,7 +133,7 @@ def build_app(
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
                          rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
                          erp=erp, platforms=platforms, docusign=docusign, locks=locks),
-        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate, graph=graph),
+        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate),
     ]
     inbox = SqlExceptionInbox(infra.db)
     handlers.append(InboxRecorder(inbox, spec=specs["exception_inbox"]))
@@ -246,8 +246,8 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
 def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Platforms | None = None
                    ) -> ReadinessGate:
     """The invoice-readiness gate over the runtime's database, for ``hub readiness`` (the caller closes the
-    ERP client it holds: ``gate.erp.close()``); ``platforms``: where it reads the documents of projects off
-    SharePoint (:func:`hub.cli.platforms.document_platforms`)."""
+    ERP client it holds: ``gate.erp.close()``); ``platforms``: where it reads the projects' documents, for a
+    rebuild (:func:`hub.cli.platforms.document_platforms`)."""
     import actors
     from actors.invoice_readiness import ReadinessGate, ReadinessRules, SqlReadinessStore
     from connectors.erp.client import ErpClient
