@@ -1,13 +1,12 @@
 """Master-data sync end to end: the ERP simulator's changes reach the canonical record, the
-SharePoint simulator's workspace metadata and the topic exchange; a Redis that lost its data costs no
-canonical id. Real RabbitMQ, Redis, PostgreSQL and HTTP."""
+workspace metadata on SharePoint and on Box (each scenario on each platform) and the topic exchange; a
+Redis that lost its data costs no canonical id. Real RabbitMQ, Redis, PostgreSQL and HTTP."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 import redis
 import sqlalchemy as sa
@@ -16,9 +15,11 @@ from actors.master_data import SqlMasterDataStore
 from actors.master_data.store import canonical_records
 from hub.crosswalk import SqlCrosswalk
 from hub.events import make_event
+from hub.platforms import PlatformName
 from hub.runtime import Runtime
 from simulators.sandbox import ERP_SOURCE
 from tests.conftest import hub_settings
+from tests.support.platforms import on_each_platform
 from tests.support.rabbit import wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario
 from tests.support.signals import journeys, settled
@@ -33,12 +34,13 @@ def _attempts_ended(runtime: Runtime, event_id: str, actor: str) -> bool:
 
 
 def _client_name_on_workspace(scenario: Scenario) -> Any:
-    item = scenario.workspace(WORKSPACE)
-    return (item or {}).get("fields", {}).get("ClientName")
+    folder = scenario.folder(WORKSPACE)
+    return folder.fields.get("ClientName") if folder else None
 
 
-def test_renaming_a_client_in_the_erp_renames_the_workspace_metadata(prefix: str) -> None:
-    with running_scenario(hub_settings(prefix)) as scenario, \
+@on_each_platform
+def test_renaming_a_client_in_the_erp_renames_the_workspace_metadata(prefix: str, platform: PlatformName) -> None:
+    with running_scenario(hub_settings(prefix), platform=platform) as scenario, \
             scenario.runtime.subscription("hub.client.changed.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
@@ -59,8 +61,10 @@ def test_renaming_a_client_in_the_erp_renames_the_workspace_metadata(prefix: str
     assert canonical_id is not None and canonical_id.startswith("client_")
 
 
-def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(prefix: str) -> None:
-    with running_scenario(hub_settings(prefix)) as scenario:
+@on_each_platform
+def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(
+        prefix: str, platform: PlatformName) -> None:
+    with running_scenario(hub_settings(prefix), platform=platform) as scenario:
         scenario.create_client("ACME", "ACME Corp", "DE")
         with scenario.sandbox.erp() as erp:
             erp.patch("/clients/ACME", json={"name": "ACME Group"}).raise_for_status()
@@ -83,8 +87,10 @@ def test_a_replayed_older_client_version_does_not_regress_the_canonical_name(pre
         assert state is not None and state.values()["name"] == "ACME Group"
 
 
-def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_put_back(prefix: str) -> None:
-    with running_scenario(hub_settings(prefix)) as scenario, \
+@on_each_platform
+def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_put_back(
+        prefix: str, platform: PlatformName) -> None:
+    with running_scenario(hub_settings(prefix), platform=platform, documents=True) as scenario, \
             scenario.runtime.subscription("hub.exception.raised.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
         scenario.create_project(**acme_project())
@@ -93,30 +99,14 @@ def test_workspace_metadata_outside_the_taxonomy_is_an_exception_and_drift_is_pu
         # put back the edit below before master data reads it.
         flight = scenario.runtime.flight
         assert wait_until(lambda: all(settled(flight, root) for root in journeys(scenario.runtime)), timeout=60)
-        workspace = scenario.workspace(WORKSPACE)
-        assert workspace is not None
         # Someone edits the workspace's metadata on the platform: a region outside the taxonomy, and the
-        # client's name, which the ERP owns.
-        graph_base = scenario.sandbox.graph_url
-        with httpx.Client(headers={"authorization": f"Bearer {scenario.sandbox.graph_token}"}) as graph:
-            graph.patch(f"{graph_base}/drives/{scenario.sandbox.drive_id}/items/{workspace['id']}/listItem/fields",
-                        json={"Region": "Europa", "ClientName": "Acme (typo)"}).raise_for_status()
-        runtime = scenario.runtime
-        assert runtime.dispatcher is not None
-        notified = make_event(runtime.registry, type="dms.change.notified.v1", source="graph://sharepoint",
-                              subject=workspace["id"],
-                              data={"platform": "sharepoint", "change_type": "updated",
-                                    "resource": f"drives/{scenario.sandbox.drive_id}/root",
-                                    "resource_id": workspace["id"], "subscription_id": None, "tenant_id": None,
-                                    "notified_at": datetime.now(UTC)})
-        runtime.dispatcher.dispatch(notified)
-        alert = receive(30.0)
-        assert alert is not None
-        data = runtime.registry.decode("hub.exception.raised.v1", alert.body)
-        assert data["owner"] == "records_management" and data["kind"] == "master_data.taxonomy"
-        assert "Europa" in data["detail"]
+        # client's name, which the ERP owns. The platform notifies the hub (a Graph change notification, a Box
+        # webhook); master data reads what changed since its cursor.
+        scenario.edit_metadata(WORKSPACE, {"Region": "Europa", "ClientName": "Acme (typo)"})
+        data = scenario.raised(receive, "master_data.taxonomy", timeout=30)
+        assert data["owner"] == "records_management" and "Europa" in data["detail"]
         assert wait_until(lambda: _client_name_on_workspace(scenario) == "ACME Corp", timeout=30)
-        assert SqlMasterDataStore(runtime.db).ignored("sharepoint") >= 1
+        assert SqlMasterDataStore(scenario.runtime.db).ignored(platform) >= 1
 
 
 def test_a_client_left_locked_by_a_worker_that_died_is_merged_once_the_lock_runs_out(prefix: str) -> None:

@@ -1,9 +1,15 @@
 """The whole hub with its simulated systems, as the demo runs it: ERP simulator -> signed webhook ->
-ingress -> RabbitMQ -> workers -> SharePoint simulator and ERP write-back."""
+ingress -> RabbitMQ -> workers -> SharePoint and Box simulators and ERP write-back.
+
+``running_scenario(..., platform="box")`` keeps every workspace on one document platform (the policy's
+``platforms`` section), and the scenario's platform methods (``folder``, ``put_document``, ``set_document``, ...)
+act on that platform's simulator: one test, run on each platform (:data:`tests.support.platforms.on_each_platform`).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from actors import DEFAULT_POLICY
 from actors.document_intake import ensure_subscription
 from connectors.box.client import BoxClient
 from connectors.box.platform import BoxPlatform
@@ -23,12 +30,14 @@ from connectors.sharepoint.client import GraphClient
 from hub.cli.compose import Connections, build_app, build_ingress
 from hub.cli.scenario import DemoCredentials, demo_sources, sandbox_connections
 from hub.ingress.server import bound_socket, serve_in_thread, socket_url
+from hub.platforms import PlatformName
 from hub.policy import WORKSPACES_ROOT, Policy
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
 from simulators.kit.faults import FaultPlan
 from simulators.sandbox import BOX_SOURCE_ID, GRAPH_SOURCE_ID, Sandbox, SignIn, running_sandbox
+from tests.support.platforms import Folder, box_folder, policy_on, sharepoint_folder
 from tests.support.tls import TlsTerminator, loopback_tls
 
 
@@ -46,6 +55,9 @@ class Scenario:
     tls_ca: str = ""
     #: The connectors' settings the hub runs with.
     connections: Connections | None = None
+    #: The document platform the scenario's workspaces are on (with ``platform=`` given; else the policy's choice,
+    #: and the platform methods below act on SharePoint).
+    platform: PlatformName = "sharepoint"
 
     def readiness(self, number: str) -> httpx.Response:
         """The hard-stop check, asked as the ERP asks it."""
@@ -100,6 +112,57 @@ class Scenario:
                 "retention": sorted(a["retention_policy"]["policy_name"] for a in state["assignments"]
                                     if a["assigned_to"]["id"] == folder)}
 
+    def folder(self, path: str) -> Folder | None:
+        """The folder or file at ``path`` (below the workspaces' root) on the scenario's platform; None when none."""
+        if self.platform == "sharepoint":
+            return sharepoint_folder(self.workspace(path))
+        assert self.connections is not None
+        box = self.connections.box
+        return box_folder(self.sandbox.box_state(), path, web=str(box.web_url), template=box.metadata_template)
+
+    def put_document(self, folder: str, name: str, *, fields: dict[str, str]) -> str:
+        """Upload a file into ``folder`` with the document fields (list-item columns, or the template's instance),
+        as a user would on the scenario's platform; returns its id."""
+        if self.platform == "sharepoint":
+            return self.sandbox.put_document(folder, name, fields=fields)
+        return self.sandbox.box_put_document(folder, name, fields=fields)
+
+    def set_document(self, item_id: str, *, fields: dict[str, str]) -> None:
+        """Change a file's document fields on the scenario's platform, as a user would."""
+        if self.platform == "sharepoint":
+            self.sandbox.set_document(item_id, fields=fields)
+        else:
+            self.sandbox.box_set_document(item_id, fields=fields)
+
+    def edit_metadata(self, path: str, fields: dict[str, str]) -> None:
+        """Someone edits the folder's canonical fields by hand on the scenario's platform."""
+        folder = self.folder(path)
+        assert folder is not None, path
+        if self.platform == "sharepoint":
+            with self.sandbox.graph() as graph:
+                graph.patch(f"/drives/{self.sandbox.drive_id}/items/{folder.id}/listItem/fields",
+                            json=fields).raise_for_status()
+            return
+        assert self.connections is not None
+        patch = [{"op": "replace", "path": f"/{key}", "value": value} for key, value in fields.items()]
+        with self.sandbox.box() as box:
+            box.put(f"/folders/{folder.id}/metadata/enterprise/{self.connections.box.metadata_template}",
+                    headers={"content-type": "application/json-patch+json"},
+                    content=json.dumps(patch).encode()).raise_for_status()
+
+    def set_platform_faults(self, plan: FaultPlan) -> None:
+        """Change the faults of the scenario's platform's simulator mid-run."""
+        if self.platform == "sharepoint":
+            self.sandbox.set_graph_faults(plan)
+        else:
+            httpx.put(f"{self.sandbox.box_url}/_sim/faults", json=plan.to_json(), timeout=10).raise_for_status()
+
+    def platform_faults_injected(self) -> dict[str, int]:
+        """The faults the scenario's platform's simulator injected so far, by kind."""
+        state = self.sandbox.graph_state() if self.platform == "sharepoint" else self.sandbox.box_state()
+        injected: dict[str, int] = state["faults"]["injected"]
+        return injected
+
     def raised(self, receive: Any, kind: str, *, timeout: float = 60.0) -> dict[str, Any]:
         """The first ``hub.exception.raised.v1`` of ``kind`` that ``receive`` (a subscription to that type)
         delivers, decoded; the others are skipped. Fails when none comes within ``timeout`` of the last."""
@@ -135,6 +198,7 @@ def running_scenario(
     documents: bool = False,
     sign_in: SignIn | None = None,
     labels: Collection[str] | None = None,
+    platform: PlatformName | None = None,
 ) -> Iterator[Scenario]:
     """Start simulators, ingress and workers; stop them all afterwards.
 
@@ -145,8 +209,12 @@ def running_scenario(
     whose tokens expire (see :class:`simulators.sandbox.SignIn`); by default as a firm's hub does, with tokens
     living :data:`SCENARIO_SIGN_IN`'s few seconds, so every scenario runs across token expiries. ``None``: the
     simulators take their static tokens. ``labels``: the retention labels the tenant
-    publishes (default: every label the policy applies).
+    publishes (default: every label the policy applies). ``platform``: every workspace on that document platform
+    (the policy's ``platforms`` section replaced; the scenario's platform methods act on it).
     """
+    if platform is not None:
+        settings = settings.model_copy(update={"policy_file": policy_on(settings.policy_file or DEFAULT_POLICY,
+                                                                        platform)})
     credentials = DemoCredentials.generate()
     with ExitStack() as stack:
         sock = stack.enter_context(bound_socket())  # the simulators must know the ingress URL first
@@ -181,7 +249,8 @@ def running_scenario(
             stack.callback(box.client.close)  # the workspaces' root folder notifies the ingress's Box route
             box.subscribe(box.ensure_folder(WORKSPACES_ROOT).id, f"{url}/v1/webhooks/box/{BOX_SOURCE_ID}")
         yield Scenario(runtime=runtime, sandbox=sandbox, ingress_url=url, credentials=credentials,
-                       graph_webhook_url=webhook, tls_ca=tls.ca, connections=connections)
+                       graph_webhook_url=webhook, tls_ca=tls.ca, connections=connections,
+                       platform=platform or "sharepoint")
 
 
 @functools.cache
