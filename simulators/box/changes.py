@@ -23,8 +23,9 @@ from simulators.box.state import BoxState, Webhook
 
 _STREAMS = {"all", "changes", "sync", "admin_logs", "admin_logs_streaming"}
 #: The V2 triggers this simulator fires.
-TRIGGERS = frozenset({"FILE.UPLOADED", "FOLDER.CREATED", "METADATA_INSTANCE.CREATED", "METADATA_INSTANCE.UPDATED",
-                      "COLLABORATION.CREATED", "COLLABORATION.UPDATED", "COLLABORATION.REMOVED"})
+TRIGGERS = frozenset({"FILE.UPLOADED", "FOLDER.CREATED", "FOLDER.TRASHED", "METADATA_INSTANCE.CREATED",
+                      "METADATA_INSTANCE.UPDATED", "COLLABORATION.CREATED", "COLLABORATION.UPDATED",
+                      "COLLABORATION.REMOVED"})
 
 
 class _Target(BaseModel):
