@@ -84,6 +84,11 @@ class ChangedItem:
     #: The platform's name for the change (``ITEM_UPLOAD``, or ``updated`` for Graph).
     change: str = ""
     deleted: bool = False
+    #: The folders above it, top first (Box: from its All Files folder ``0``), as (id, name), when the change
+    #: says where it is; None when it does not (a trashed item: Box shows its path as the trash).
+    parents: tuple[tuple[str, str], ...] | None = None
+    #: The id of the folder it is in (or was in, before the trash), when the change says.
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
