@@ -90,6 +90,11 @@ class ChangedItem:
     deleted: bool = False
     #: When the item last changed, as the platform tells it with the change (None: it does not).
     modified: datetime | None = None
+    #: The folders above it, top first (Box: from its All Files folder ``0``), as (id, name), when the change
+    #: says where it is; None when it does not (a trashed item: Box shows its path as the trash).
+    parents: tuple[tuple[str, str], ...] | None = None
+    #: The id of the folder it is in (or was in, before the trash), when the change says.
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from connectors.box.errors import (
     RetentionPolicyNotFound,
 )
 from connectors.box.inbound import to_event, verify
+from connectors.box.models import BoxEvent
 from connectors.box.platform import BoxPlatform
 from connectors.http import RetryPolicy
 from connectors.platform import ChangePage, DocumentPlatform, RetentionNotPublished
@@ -277,6 +278,30 @@ def test_the_event_stream_reads_the_changes_since_a_cursor(box: BoxClient) -> No
     assert box.changes(page.cursor).items == []
     admin, _ = box.read_events(head, stream_type="admin_logs_streaming")
     assert [e.event_type for e in admin] == ["UPLOAD", "UPLOAD"]
+
+
+def test_a_change_says_where_its_item_is_and_a_trashed_one_the_folder_it_was_in(box: BoxClient) -> None:
+    acme = box.ensure_folder("ACME")
+    matters = box.ensure_folder("ACME/Matters")
+    head = box.events("now").next_stream_position
+    file = box.upload(matters.id, "a.txt", b"a")
+    above = (("0", "All Files"), (acme.id, "ACME"), (matters.id, "Matters"))
+    assert box.path_of(file.id, "file") == (*above, (file.id, "a.txt")) and box.path_of(matters.id) == above
+    box.api.send("DELETE", f"folders/{matters.id}", params={"recursive": "true"})
+    uploaded, trashed = box.changes(head).items
+    assert (uploaded.id, uploaded.parents, uploaded.parent_id) == (file.id, above, matters.id)
+    assert (trashed.id, trashed.deleted, trashed.parents, trashed.parent_id) == (matters.id, True, None, acme.id)
+    assert box.path_of(matters.id) is None and box.path_of(file.id, "file") is None and box.path_of("404") is None
+
+
+def test_an_event_names_its_folder_whatever_the_shape_of_its_source() -> None:
+    shapes = [{"type": "folder", "id": "11", "name": "A"},  # the user streams: the folder itself
+              {"item_type": "folder", "item_id": "11", "item_name": "A"},  # the enterprise stream
+              {"folder_id": "11", "folder_name": "A", "group_id": "7", "parent": {"type": "folder", "id": "0"}}]
+    for source in shapes:
+        item = BoxEvent(event_id="1", event_type="COLLABORATION_INVITE", source=source).item
+        assert item is not None and (item.type, item.id, item.name) == ("folder", "11", "A")
+    assert BoxEvent(event_id="1", event_type="GROUP_ADD_USER", source={"type": "group", "id": "7"}).item is None
 
 
 def test_webhooks_are_created_once_listed_and_deleted(sim: BoxSim, box: BoxClient) -> None:

@@ -21,6 +21,8 @@ SCOPES = ("workspaces", "crosswalk", "canonical", "readiness", "subscriptions")
 LOCK = "reconciliation"
 #: The platform's change cursor, kept between runs for the incremental ones.
 CURSOR = "platform_cursor"
+#: Box's: the position in its event stream.
+BOX_CURSOR = "box_cursor"
 _NAMESPACE = uuid.UUID("2c9d4f0e-71b3-4a5e-9c8d-0e6f1a2b3c4d")
 
 

@@ -48,6 +48,7 @@ from connectors.box.api import BoxApi
 from connectors.box.auth import box_auth
 from connectors.box.errors import (
     AlreadyCollaborator,
+    BoxNotFound,
     BoxRejected,
     GroupNotFound,
     ItemNameInUse,
@@ -428,12 +429,25 @@ class BoxClient:
         events, position = self.read_events(cursor)
         items = []
         for event in events:
-            item = event.item
+            item, parents = event.item, event.parents
             if item is not None and item.type in ("folder", "file"):
+                deleted = event.event_type in _DELETIONS
                 items.append(ChangedItem(id=item.id, kind="folder" if item.type == "folder" else "file",
-                                         name=item.name, change=event.event_type,
-                                         deleted=event.event_type in _DELETIONS))
+                                         name=item.name, change=event.event_type, deleted=deleted,
+                                         parents=None if deleted or parents is None else _pairs(parents),
+                                         parent_id=event.parent_id))
         return ChangePage(items=items, cursor=position)
+
+    def path_of(self, item_id: str, kind: Literal["folder", "file"] = "folder") -> tuple[tuple[str, str], ...] | None:
+        """The folders from the enterprise's top (``0``) down to the item, itself last, as (id, name); None when
+        there is no such item or it is in the trash."""
+        try:
+            found: BoxFolder | BoxFile = self.get_folder(item_id) if kind == "folder" else self.get_file(item_id)
+        except BoxNotFound:
+            return None
+        if found.item_status != "active" or found.path_collection is None:
+            return None
+        return (*_pairs(found.path_collection.entries), (found.id, found.name))
 
     def subscribe(self, folder_id: str, address: str) -> str:
         """A webhook V2 on the folder for uploads and metadata changes (GraphClient: ``create_subscription``)."""
@@ -442,6 +456,10 @@ class BoxClient:
     def unsubscribe(self, subscription_id: str) -> None:
         """:meth:`delete_webhook` (GraphClient: ``delete_subscription``)."""
         self.delete_webhook(subscription_id)
+
+
+def _pairs(folders: Sequence[BoxItem]) -> tuple[tuple[str, str], ...]:
+    return tuple((folder.id, folder.name) for folder in folders)
 
 
 def _string_field(key: str) -> dict[str, str]:

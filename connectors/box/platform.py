@@ -189,6 +189,10 @@ class BoxPlatform:
         """:meth:`BoxClient.changes`."""
         return self.client.changes(cursor)
 
+    def path_of(self, item_id: str, kind: ItemKind = "folder") -> tuple[tuple[str, str], ...] | None:
+        """:meth:`BoxClient.path_of`."""
+        return self.client.path_of(item_id, kind)
+
     def subscribe(self, folder_id: str, address: str) -> str:
         """:meth:`BoxClient.subscribe`."""
         return self.client.subscribe(folder_id, address)

@@ -23,7 +23,8 @@ from simulators.box.state import BoxState, Webhook
 
 _STREAMS = {"all", "changes", "sync", "admin_logs", "admin_logs_streaming"}
 #: The V2 triggers this simulator fires.
-TRIGGERS = frozenset({"FILE.UPLOADED", "FILE.TRASHED", "FOLDER.CREATED", "METADATA_INSTANCE.CREATED",
+TRIGGERS = frozenset({"FILE.UPLOADED", "FILE.TRASHED", "FOLDER.CREATED", "FOLDER.TRASHED",
+                      "METADATA_INSTANCE.CREATED",
                       "METADATA_INSTANCE.UPDATED", "COLLABORATION.CREATED", "COLLABORATION.UPDATED",
                       "COLLABORATION.REMOVED"})
 
