@@ -318,6 +318,16 @@ def test_webhooks_are_created_once_listed_and_deleted(sim: BoxSim, box: BoxClien
     assert box.webhooks() == []
 
 
+def test_a_webhook_an_earlier_hub_made_with_fewer_triggers_is_given_the_ones_it_lacks(
+        sim: BoxSim, box: BoxClient) -> None:
+    folder = box.ensure_folder("ACME")
+    older = box.create_webhook(folder.id, sim.receiver_url, ["FILE.UPLOADED", "FOLDER.CREATED"])
+    assert box.subscribe(folder.id, sim.receiver_url) == older.id  # the same webhook, not a second one
+    assert box.get_webhook(older.id).triggers == ("FILE.UPLOADED", "FOLDER.CREATED", *(
+        t for t in WORKSPACE_TRIGGERS if t != "FILE.UPLOADED"))
+    assert [w.id for w in box.webhooks()] == [older.id]
+
+
 def test_the_simulators_webhooks_pass_the_hubs_box_verifier_with_either_key(sim: BoxSim, box: BoxClient) -> None:
     folder = box.ensure_folder("ACME")
     box.subscribe(folder.id, sim.receiver_url)

@@ -46,6 +46,7 @@ from box_sdk_gen import (
     UpdateMetadataTemplateRequestBody,
     UpdateMetadataTemplateRequestBodyOpField,
     UpdateMetadataTemplateScope,
+    UpdateWebhookByIdTriggers,
     UploadFileAttributes,
     UploadFileAttributesParentField,
     UploadFileVersionAttributes,
@@ -266,6 +267,9 @@ def test_the_sdk_manages_webhooks_and_verifies_the_simulators_signed_deliveries(
     assert twice.value.response_info.status_code == 409
     assert [w.id for w in sdk.webhooks.get_webhooks().entries] == [hook.id]
     assert sdk.webhooks.get_webhook_by_id(hook.id).address == sim.receiver_url
+    updated = sdk.webhooks.update_webhook_by_id(hook.id, triggers=[UpdateWebhookByIdTriggers.FILE_UPLOADED,
+                                                                    UpdateWebhookByIdTriggers.FILE_TRASHED])
+    assert [getattr(t, "value", t) for t in updated.triggers or []] == ["FILE.UPLOADED", "FILE.TRASHED"]
     sdk.uploads.upload_file(UploadFileAttributes(name="a.txt", parent=UploadFileAttributesParentField(id=acme)),
                             io.BytesIO(b"a"))
     sim.flush()

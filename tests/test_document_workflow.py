@@ -378,8 +378,10 @@ def test_the_subscribe_command_creates_the_graph_subscription_once_and_then_rene
         assert missing.exit_code != 0
 
 
-def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each_time(prefix: str) -> None:
-    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+@on_each_platform
+def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each_time(
+        prefix: str, platform: PlatformName) -> None:
+    with running_scenario(hub_settings(prefix), documents=True, platform=platform) as scenario:
         scenario.create_client("ACME", "ACME Corp", "DE")
         code = _project(scenario, code="MS-BACK-1", engagement_type="managed_services", practice="CloudOps",
                         billing_model="subscription")
@@ -388,17 +390,17 @@ def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each
         link = {"ProjectCode": code, "InvoiceNumber": "INV-BF-1"}
         sandbox.draft_invoice(code, number="INV-BF-1", amount_minor=100_000, currency="EUR", period="2027-02")
         for folder, cls in (("Service Reports", "service_report"), ("Customer Approvals", "customer_approval")):
-            sandbox.put_document(f"{base}/{folder}", f"{cls}.pdf",
-                                 fields={"DocumentClass": cls, "DocumentState": "approved", **link})
-        change = sandbox.put_document(f"{base}/Change Records", "CHG-1.pdf",
-                                      fields={"DocumentClass": "change_record", "DocumentState": "approved", **link})
+            scenario.put_document(f"{base}/{folder}", f"{cls}.pdf",
+                                  fields={"DocumentClass": cls, "DocumentState": "approved", **link})
+        change = scenario.put_document(f"{base}/Change Records", "CHG-1.pdf",
+                                       fields={"DocumentClass": "change_record", "DocumentState": "approved", **link})
         assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
-        sandbox.set_document(change, fields={"DocumentState": "in_review"})  # reopened...
+        scenario.set_document(change, fields={"DocumentState": "in_review"})  # reopened...
         assert wait_until(lambda: _codes(_status(scenario, "INV-BF-1")) == [("CHANGE_RECORD_MISSING", change)],
                           timeout=30)
-        sandbox.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
+        scenario.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
         assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
-        sandbox.delete_document(change)  # deleted from the billing package: withdrawn
+        scenario.delete_document(change)  # deleted from the billing package: withdrawn
         assert wait_until(lambda: _codes(_status(scenario, "INV-BF-1")) == [("CHANGE_RECORD_MISSING", "change_record")],
                           timeout=30)
 

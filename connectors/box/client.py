@@ -80,7 +80,8 @@ BoxRole = Literal["viewer", "editor"]
 #: Where a metadata instance is: on a folder or a file.
 ItemKind = Literal["folders", "files"]
 #: The triggers a workspace subscription asks for.
-WORKSPACE_TRIGGERS: tuple[str, ...] = ("FILE.UPLOADED", "METADATA_INSTANCE.CREATED", "METADATA_INSTANCE.UPDATED")
+WORKSPACE_TRIGGERS: tuple[str, ...] = ("FILE.UPLOADED", "FILE.TRASHED", "METADATA_INSTANCE.CREATED",
+                                      "METADATA_INSTANCE.UPDATED")
 _ROLES: dict[str, BoxRole] = {"read": "viewer", "write": "editor"}
 _DELETIONS = frozenset({"ITEM_TRASH", "DELETE"})
 
@@ -378,7 +379,8 @@ class BoxClient:
 
     def create_webhook(self, target_id: str, address: str, triggers: Sequence[str], *,
                        target_type: Literal["folder", "file"] = "folder") -> BoxWebhook:
-        """A webhook V2 on the target; when one for that target and address exists (409), that one."""
+        """A webhook V2 on the target; when one for that target and address exists (409), that one, given the
+        triggers it lacks (``PUT /webhooks/{id}``: a hub that asks for more than an earlier version did)."""
         body = {"target": {"type": target_type, "id": target_id}, "address": address, "triggers": list(triggers)}
         response = self.api.send("POST", "webhooks", json=body, retry_safe=True, accept=frozenset({409}))
         if response.status_code != 409:
@@ -386,8 +388,13 @@ class BoxClient:
         for hook in self.webhooks():
             if hook.target.get("id") == target_id:
                 full = self.get_webhook(hook.id)
-                if full.address == address:
+                if full.address != address:
+                    continue
+                if set(triggers) <= set(full.triggers):
                     return full
+                wanted = list(dict.fromkeys([*full.triggers, *triggers]))
+                return BoxWebhook.model_validate(self.api.send("PUT", f"webhooks/{hook.id}", json={
+                    "triggers": wanted}, retry_safe=True).json())
         raise BoxRejected(f"box: a webhook on {target_type} {target_id} conflicts but cannot be found",
                           status=409, code="conflict")
 
@@ -450,7 +457,8 @@ class BoxClient:
         return (*_pairs(found.path_collection.entries), (found.id, found.name))
 
     def subscribe(self, folder_id: str, address: str) -> str:
-        """A webhook V2 on the folder for uploads and metadata changes (GraphClient: ``create_subscription``)."""
+        """A webhook V2 on the folder for uploads, files put in the trash and metadata changes (GraphClient:
+        ``create_subscription``)."""
         return self.create_webhook(folder_id, address, WORKSPACE_TRIGGERS).id
 
     def unsubscribe(self, subscription_id: str) -> None:

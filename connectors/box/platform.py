@@ -18,6 +18,7 @@ under the policy (provisioning gives each class folder its class's policy) and a
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.box.client import BoxClient
@@ -150,7 +151,12 @@ class BoxPlatform:
         return {folder: sorted(names) for folder, names in index.items()}
 
     def document(self, file_id: str) -> DocumentView | None:
-        """The file's workspace-template instance as the document's fields, its folder's policy as its label."""
+        """The file's workspace-template instance as the document's fields, its folder's policy as its label.
+
+        The document is dated when it is read: Box does not move a file's ``modified_at`` when its metadata changes
+        (and gives its times to the second), so the file's time cannot order a state set after another one (in
+        review again after approved); the state read now is the state as of now. What is news stays the file's
+        etag with the instance's ``$version``."""
         try:
             file = self.client.get_file(file_id)
         except BoxNotFound:
@@ -166,7 +172,7 @@ class BoxPlatform:
         item = DriveItem.model_validate({
             "id": file.id, "name": file.name, "eTag": f"{file.etag}.{instance.get('$version', '-')}",
             "webUrl": self.web_url(file), "file": {},
-            "lastModifiedDateTime": file.modified_at.isoformat() if file.modified_at else None})
+            "lastModifiedDateTime": datetime.now(UTC).isoformat()})
         return DocumentView(self.name, item, fields, label)
 
     def documents(self, root: str) -> Iterator[DocumentView]:
