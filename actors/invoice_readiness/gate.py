@@ -197,6 +197,12 @@ class ReadinessGate:
             events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]
         return events
 
+    def platform_of(self, code: str) -> str:
+        """The name of the document platform the policy keeps the project's workspace on."""
+        if self.platforms is None:
+            raise ConfigurationError("the readiness gate was given no document platform to read workspaces from")
+        return self.platforms.for_project(self.erp.get_project(code).template_values()).name
+
     def stale(self) -> Iterator[tuple[str, str, str]]:
         """Each project with a draft invoice whose stored facts differ from those :meth:`derive` reads now:
         (project code, the facts only the sources state, the facts only the store holds), each a short list of

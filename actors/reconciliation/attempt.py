@@ -302,8 +302,9 @@ class Attempt:
 
     def _compare_readiness(self) -> None:
         assert self.r.readiness is not None
-        findings = [Finding("RC601", code, "facts", derived, stored, "erp+sharepoint", code)
-                    for code, derived, stored in self.r.readiness.stale()]
+        readiness = self.r.readiness
+        findings = [Finding("RC601", code, "facts", derived, stored, f"erp+{readiness.platform_of(code)}", code)
+                    for code, derived, stored in readiness.stale()]
         self._found(findings)
 
     def _compare_subscriptions(self) -> None:

@@ -74,6 +74,9 @@ class ReadinessCheck(Protocol):
     def stale(self) -> Iterator[tuple[str, str, str]]:
         """(project code, facts derived now, facts stored) for each project whose stored facts are out of date."""
 
+    def platform_of(self, code: str) -> str:
+        """The document platform holding the project's workspace (the source of its documents' facts)."""
+
 
 #: progress(phase, done, total): total None while unknown.
 Progress = Callable[[str, int, int | None], None]
