@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from connectors.sharepoint.documents import DocumentView
 
 __all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemGone", "ItemKind", "PlatformItem", "Platforms",
-           "RetentionNotPublished", "Role", "changes_key", "documents_below"]
+           "RetentionNotPublished", "RetentionRefused", "Role", "changes_key", "documents_below"]
 
 #: The hub's roles on a workspace: read, or read and write.
 Role = Literal["read", "write"]
@@ -112,6 +112,11 @@ class ItemGone(UpstreamRejected):
 class RetentionNotPublished(UpstreamRejected):
     """The platform cannot put the item under a retention label or policy of that name (SharePoint: the tenant
     does not publish the label; Box: the enterprise has no such policy, or a file's folder is not under it)."""
+
+
+class RetentionRefused(UpstreamRejected):
+    """The platform keeps the item under a retention it will not let the hub replace with the one asked for (Box:
+    a policy at least as long is assigned to the folder; retention is never shortened there by a new policy)."""
 
 
 class DocumentPlatform(Protocol):
