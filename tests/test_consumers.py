@@ -289,7 +289,7 @@ def test_a_consumer_user_with_the_printed_permissions_reads_its_queue_and_nothin
     runtime, _ = served
     added = hub(prefix, "consumers", "add", "bi", "--bind", "erp.#", "-o", "json")
     permissions = json.loads(added.output)["permissions"]
-    user, password = f"{prefix}-bi", secrets.token_urlsafe(16)
+    user, password = f"{prefix}-bi", secrets.token_hex(16)  # no leading "-", which rabbitmqctl reads as an option
     subprocess.run(["rabbitmqctl", "-q", "add_user", user, password], check=True, capture_output=True, timeout=60)
     try:
         subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", "/", user, permissions["configure"],
