@@ -16,10 +16,12 @@ How the two clients provide it (the Graph methods an adapter calls; Box's client
                                                                                 (JSON Patch of what differs)
     grant(id, group, role)    ensure_grant(id, group, role)                     a group collaboration (viewer/editor)
     revoke(id, group)         revoke_grant(id, group)                           its collaborations removed
-    apply_retention(id, name) ensure_retention_label(id, name)                  a retention policy assignment
-    upload(folder, name, b)   upload(folder_path, name, b) (path of the id)     upload, chunked above the threshold
+    apply_retention(id, name) ensure_retention_label(id, name)                  a retention policy assignment (a
+                                                                                file: its folder's policy checked)
+    upload(folder, name, b)   upload_into(folder_id, name, b)                   upload, chunked above the threshold
     download(id)              download(id)                                      download (302 followed)
-    changes(cursor)           delta(token)                                      the event stream (changes)
+    delete(id)                delete_item(id)                                   the file trashed
+    changes(cursor)           delta(token) (an expired token: from the start)   the event stream (changes)
     subscribe(folder, url)    create_subscription(drive root, url, ...)         a webhook V2 on the folder
     unsubscribe(id)           delete_subscription(id)                           the webhook deleted
     find_folder(path)         get_by_path(path)                                 the path walked name by name
@@ -29,6 +31,7 @@ How the two clients provide it (the Graph methods an adapter calls; Box's client
     metadata(id)              fields(id)                                        the template's instance
     has_retention(id, name)   retention_label(id).name                          the policy's folder assignments
     document(id)              fields(id) + retention_label(id)                  the file's instance, its folder's policy
+    documents(root)           children(id) walked, each file's document         find_folder, folders, files, document
     published_retention()     published_labels()                                the enterprise's retention policies
 
 GraphClient provides it through :class:`connectors.sharepoint.platform.GraphPlatform`, BoxClient through
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from hub.errors import ConfigurationError, UpstreamRejected
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
     from connectors.sharepoint.documents import DocumentView
 
 __all__ = ["ChangePage", "ChangedItem", "DocumentPlatform", "ItemGone", "ItemKind", "PlatformItem", "Platforms",
-           "RetentionNotPublished", "Role", "documents_below"]
+           "RetentionNotPublished", "RetentionRefused", "Role", "changes_key", "documents_below"]
 
 #: The hub's roles on a workspace: read, or read and write.
 Role = Literal["read", "write"]
@@ -84,6 +88,13 @@ class ChangedItem:
     #: The platform's name for the change (``ITEM_UPLOAD``, or ``updated`` for Graph).
     change: str = ""
     deleted: bool = False
+    #: When the item last changed, as the platform tells it with the change (None: it does not).
+    modified: datetime | None = None
+    #: The folders above it, top first (Box: from its All Files folder ``0``), as (id, name), when the change
+    #: says where it is; None when it does not (a trashed item: Box shows its path as the trash).
+    parents: tuple[tuple[str, str], ...] | None = None
+    #: The id of the folder it is in (or was in, before the trash), when the change says.
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,13 @@ class ItemGone(UpstreamRejected):
 
 
 class RetentionNotPublished(UpstreamRejected):
-    """The platform has no retention label or policy of that name for the hub to apply (SharePoint: the tenant
-    does not publish the label; Box: the enterprise has no such policy)."""
+    """The platform cannot put the item under a retention label or policy of that name (SharePoint: the tenant
+    does not publish the label; Box: the enterprise has no such policy, or a file's folder is not under it)."""
+
+
+class RetentionRefused(UpstreamRejected):
+    """The platform keeps the item under a retention it will not let the hub replace with the one asked for (Box:
+    a policy at least as long is assigned to the folder; retention is never shortened there by a new policy)."""
 
 
 class DocumentPlatform(Protocol):
@@ -158,6 +174,10 @@ class DocumentPlatform(Protocol):
         now; None when it is gone. The view's item is in SharePoint's shape (``DriveItem``), which both fill."""
         ...
 
+    def documents(self, root: str) -> Iterator[DocumentView]:
+        """Every hub document (classified file) below the folder at ``root``; none when it is missing."""
+        ...
+
     def ensure_folder(self, path: str) -> PlatformItem:
         """The folder at ``path`` below the workspaces' root (``ACME/Contracts``), made with any folder
         missing on the way; safe to repeat."""
@@ -176,8 +196,9 @@ class DocumentPlatform(Protocol):
         """Take every direct grant of the group on the item away; returns how many there were."""
         ...
 
-    def apply_retention(self, item_id: str, policy: str) -> None:
-        """Leave the item under the retention policy or label named ``policy``."""
+    def apply_retention(self, item_id: str, policy: str, *, kind: ItemKind = "folder") -> None:
+        """Leave the item under the retention policy or label named ``policy``; :class:`RetentionNotPublished` when
+        the platform cannot."""
         ...
 
     def upload(self, folder_id: str, name: str, content: bytes) -> PlatformItem:
@@ -188,8 +209,13 @@ class DocumentPlatform(Protocol):
         """A file's content."""
         ...
 
+    def delete(self, file_id: str) -> None:
+        """Delete a file (one already gone is fine)."""
+        ...
+
     def changes(self, cursor: str | None) -> ChangePage:
-        """What changed since ``cursor`` (None: from the start), with the next cursor."""
+        """What changed since ``cursor`` (None: from the start; a cursor the platform no longer takes: from the
+        start too), with the next cursor."""
         ...
 
     def subscribe(self, folder_id: str, address: str) -> str:
@@ -236,8 +262,15 @@ class Platforms:
         return self._by_name[self._default]
 
 
+def changes_key(platform: DocumentPlatform) -> str:
+    """What a reader of the platform's changes keys its cursor and its lock by: the platform's location when it has
+    one (SharePoint: the drive, whose delta tokens are its own), else its name."""
+    return platform.location or platform.name
+
+
 def documents_below(platform: DocumentPlatform, root: str) -> Iterator[DocumentView]:
-    """Every hub document (classified file) below the folder at ``root`` (depth first); none when it is missing."""
+    """Every hub document (classified file) below the folder at ``root`` (depth first); none when it is missing:
+    :meth:`DocumentPlatform.documents` through the Protocol's reads, for a platform with no cheaper walk."""
     folder = platform.find_folder(root)
     pending = [folder.id] if folder is not None else []
     while pending:

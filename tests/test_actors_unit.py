@@ -167,7 +167,7 @@ def test_master_data_mints_a_canonical_client_and_announces_it_on_fakes(crosswal
     store, emitter = MemoryMasterDataStore(), RecordingEmitter()
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500))))
-    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
+    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), platforms=Platforms([GraphPlatform(graph)]),
                        crosswalk=crosswalk, locks=MemoryLocks(), store=store)
     client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T}
@@ -200,7 +200,7 @@ def test_master_data_announces_a_saved_change_on_the_re_run_when_the_first_publi
     store, emitter = MemoryMasterDataStore(), FailingOnce()
     graph = GraphClient.from_settings(GraphSettings(), client=httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(500))))
-    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=graph,
+    actor = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), platforms=Platforms([GraphPlatform(graph)]),
                        crosswalk=crosswalk, locks=MemoryLocks(), store=store)
     client = {"client_id": "ACME", "name": "ACME Corp", "country": "DE", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T}
@@ -416,7 +416,8 @@ def document_workflow(erp: FakeErp, graph: FakeGraph, docusign: FakeDocuSign,
     """The document-workflow actor with the policy's document rules, on fakes."""
     return DocumentWorkflow(spec=SPECS["document_workflow"], policy=POLICY,
                             rules=POLICY.section(actors.document_workflow.SECTION, DocumentPolicy),
-                            erp=erp, graph=graph, docusign=docusign, locks=locks or MemoryLocks())
+                            erp=erp, platforms=Platforms([GraphPlatform(graph)]), docusign=docusign,
+                            locks=locks or MemoryLocks())
 
 
 def planned_matter() -> ErpProject:
@@ -581,7 +582,7 @@ SOWS = f"{WS}/SOWs"
 def intake(graph: FakeGraph, store: MemoryIntakeStore, locks: MemoryLocks | None = None) -> DocumentIntake:
     """The intake actor reading ``graph``'s drive; the ERP knows ENG-1, in the EU."""
     erp = FakeErp(erp_project("ENG-1", engagement_type="consulting", region="EU", country="DE"))
-    return DocumentIntake(spec=SPECS["document_intake"], graph=graph, erp=erp,
+    return DocumentIntake(spec=SPECS["document_intake"], platforms=Platforms([GraphPlatform(graph)]), erp=erp,
                           locks=locks or MemoryLocks(), store=store)
 
 

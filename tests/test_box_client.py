@@ -1,6 +1,8 @@
 """The Box client against the Box simulator over real HTTP: sign-in and renewal, folders, collaborations,
 metadata, retention, uploads (whole and in parts), downloads, events, webhooks, and Box's errors; and the
-simulator's signed webhooks accepted by the hub's own verifier (:mod:`connectors.box.inbound`)."""
+simulator's signed webhooks accepted by the hub's own verifier (:mod:`connectors.box.inbound`).
+
+Past 400 lines on purpose: every call the client makes, against the one simulator the tests share."""
 
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from connectors.box.errors import (
     RetentionPolicyNotFound,
 )
 from connectors.box.inbound import to_event, verify
+from connectors.box.models import BoxEvent
 from connectors.box.platform import BoxPlatform
 from connectors.http import RetryPolicy
-from connectors.platform import ChangePage, DocumentPlatform
+from connectors.platform import ChangePage, DocumentPlatform, RetentionNotPublished
 from connectors.settings import BoxSettings
 from hub.errors import AuthenticationFailed, SignInRefused, UpstreamRejected, UpstreamUnavailable
 from hub.registry import SchemaRegistry
@@ -279,6 +282,30 @@ def test_the_event_stream_reads_the_changes_since_a_cursor(box: BoxClient) -> No
     assert [e.event_type for e in admin] == ["UPLOAD", "UPLOAD"]
 
 
+def test_a_change_says_where_its_item_is_and_a_trashed_one_the_folder_it_was_in(box: BoxClient) -> None:
+    acme = box.ensure_folder("ACME")
+    matters = box.ensure_folder("ACME/Matters")
+    head = box.events("now").next_stream_position
+    file = box.upload(matters.id, "a.txt", b"a")
+    above = (("0", "All Files"), (acme.id, "ACME"), (matters.id, "Matters"))
+    assert box.path_of(file.id, "file") == (*above, (file.id, "a.txt")) and box.path_of(matters.id) == above
+    box.api.send("DELETE", f"folders/{matters.id}", params={"recursive": "true"})
+    uploaded, trashed = box.changes(head).items
+    assert (uploaded.id, uploaded.parents, uploaded.parent_id) == (file.id, above, matters.id)
+    assert (trashed.id, trashed.deleted, trashed.parents, trashed.parent_id) == (matters.id, True, None, acme.id)
+    assert box.path_of(matters.id) is None and box.path_of(file.id, "file") is None and box.path_of("404") is None
+
+
+def test_an_event_names_its_folder_whatever_the_shape_of_its_source() -> None:
+    shapes = [{"type": "folder", "id": "11", "name": "A"},  # the user streams: the folder itself
+              {"item_type": "folder", "item_id": "11", "item_name": "A"},  # the enterprise stream
+              {"folder_id": "11", "folder_name": "A", "group_id": "7", "parent": {"type": "folder", "id": "0"}}]
+    for source in shapes:
+        item = BoxEvent(event_id="1", event_type="COLLABORATION_INVITE", source=source).item
+        assert item is not None and (item.type, item.id, item.name) == ("folder", "11", "A")
+    assert BoxEvent(event_id="1", event_type="GROUP_ADD_USER", source={"type": "group", "id": "7"}).item is None
+
+
 def test_webhooks_are_created_once_listed_and_deleted(sim: BoxSim, box: BoxClient) -> None:
     folder = box.ensure_folder("ACME")
     hook_id = box.subscribe(folder.id, sim.receiver_url)
@@ -289,6 +316,16 @@ def test_webhooks_are_created_once_listed_and_deleted(sim: BoxSim, box: BoxClien
     box.unsubscribe(hook_id)
     box.unsubscribe(hook_id)
     assert box.webhooks() == []
+
+
+def test_a_webhook_an_earlier_hub_made_with_fewer_triggers_is_given_the_ones_it_lacks(
+        sim: BoxSim, box: BoxClient) -> None:
+    folder = box.ensure_folder("ACME")
+    older = box.create_webhook(folder.id, sim.receiver_url, ["FILE.UPLOADED", "FOLDER.CREATED"])
+    assert box.subscribe(folder.id, sim.receiver_url) == older.id  # the same webhook, not a second one
+    assert box.get_webhook(older.id).triggers == ("FILE.UPLOADED", "FOLDER.CREATED", *(
+        t for t in WORKSPACE_TRIGGERS if t != "FILE.UPLOADED"))
+    assert [w.id for w in box.webhooks()] == [older.id]
 
 
 def test_the_simulators_webhooks_pass_the_hubs_box_verifier_with_either_key(sim: BoxSim, box: BoxClient) -> None:
@@ -341,6 +378,30 @@ def test_the_box_client_is_the_hubs_document_platform(box: BoxClient) -> None:
     assert [c.name for c in platform.changes(None).items][-1] == "letter.pdf"
     with pytest.raises(ValueError):
         platform.grant(folder.id, "Litigation-NA", "owner")  # type: ignore[arg-type]
+
+
+def test_a_file_deleted_through_the_platform_goes_to_the_trash_and_the_changes_say_so(box: BoxClient) -> None:
+    platform = BoxPlatform(box)
+    folder = platform.ensure_folder("ACME/SOWs")
+    draft = platform.upload(folder.id, "SOW.docx", b"draft")
+    head = box.events("now").next_stream_position
+    platform.delete(draft.id)
+    platform.delete(draft.id)  # already gone: fine
+    assert platform.files(folder.id) == [] and platform.document(draft.id) is None
+    [trashed] = platform.changes(head).items
+    assert (trashed.id, trashed.kind, trashed.change, trashed.deleted) == (draft.id, "file", "ITEM_TRASH", True)
+
+
+def test_a_file_is_retained_under_its_folders_policy_and_a_folder_without_it_is_refused(box: BoxClient) -> None:
+    platform = BoxPlatform(box)
+    kept, bare = platform.ensure_folder("ACME/SOWs"), platform.ensure_folder("ACME/Notes")
+    platform.apply_retention(kept.id, "EU-Contract-10y")
+    assignments = len(box.retention_assignments(box.find_retention_policy("EU-Contract-10y").id))
+    platform.apply_retention(platform.upload(kept.id, "SOW.pdf", b"%PDF").id, "EU-Contract-10y", kind="file")
+    with pytest.raises(RetentionNotPublished, match="not under the retention policy 'EU-Contract-10y'"):
+        platform.apply_retention(platform.upload(bare.id, "note.pdf", b"%PDF").id, "EU-Contract-10y", kind="file")
+    assert len(box.retention_assignments(box.find_retention_policy("EU-Contract-10y").id)) == assignments  # none made
+    assert not platform.has_retention(bare.id, "EU-Contract-10y")
 
 
 def test_a_template_field_another_process_added_meanwhile_is_not_added_twice(sim: BoxSim, box: BoxClient) -> None:

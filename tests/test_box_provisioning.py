@@ -149,8 +149,8 @@ def test_a_conflict_added_later_takes_the_walled_group_off_the_box_matter_and_it
 def test_master_data_pushes_the_clients_name_onto_the_box_workspace_and_again_when_the_erp_renames_it(
         sim: BoxSim, box: BoxClient, crosswalk: SqlCrosswalk) -> None:
     platforms, emitter = hub_platforms(box, FakeGraph()), RecordingEmitter()
-    master = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), graph=FakeGraph(), crosswalk=crosswalk,
-                        locks=MemoryLocks(), store=MemoryMasterDataStore(), platforms=platforms)
+    master = MasterData(rules=load_master_data_mapping(DEFAULT_MAPPING), platforms=platforms, crosswalk=crosswalk,
+                        locks=MemoryLocks(), store=MemoryMasterDataStore())
     client = {"client_id": "GLOBEX", "name": "Globex Corp", "country": "FR", "status": "active", "industry": None,
               "parent_client_id": None, "billing_currency": None, "updated_at": T0}
     master.handle(context(master.spec, "erp.client.upserted.v1", client, emitter, id="c1", sequence=f"{1:020d}"))

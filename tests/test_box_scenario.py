@@ -129,8 +129,8 @@ def test_an_engagement_letter_signed_in_box_reaches_the_hub_opens_the_matter_and
         platforms, closers = document_platforms(scenario.runtime.policy, scenario.connections, graph=graph)
         gate = readiness_gate(scenario.runtime, scenario.connections, platforms=platforms)
         try:
-            derived = gate.derive(graph, MATTER)
-            stale = list(gate.stale(graph))
+            derived = gate.derive(MATTER)
+            stale = list(gate.stale())
         finally:
             for close in (gate.erp.close, graph.close, *closers):
                 close()

@@ -1,7 +1,8 @@
 """The Box simulator driven by Box's own SDK (``boxsdk`` 10.x, the generated ``box_sdk_gen``), unchanged but for
 its base URLs: every call the hub's client (:mod:`connectors.box.client`) makes, sent as the SDK sends it and read
 as the SDK reads Box's answers, including its Client Credentials sign-in, its refresh on a 401, its wait on a
-429's ``Retry-After``, Box's error body in ``BoxAPIError``, its chunked upload and its webhook signature check.
+429's ``Retry-After``, Box's error body in ``BoxAPIError``, its chunked upload and its webhook signature check;
+and the trash the tests put a folder in by hand.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from box_sdk_gen import (
     UpdateMetadataTemplateRequestBody,
     UpdateMetadataTemplateRequestBodyOpField,
     UpdateMetadataTemplateScope,
+    UpdateWebhookByIdTriggers,
     UploadFileAttributes,
     UploadFileAttributesParentField,
     UploadFileVersionAttributes,
@@ -239,6 +241,22 @@ def test_the_sdk_reads_the_event_streams(sdk: BoxClient) -> None:
     assert isinstance(admin.next_stream_position, str)
 
 
+def test_the_sdk_puts_a_folder_in_the_trash_and_reads_its_event(sdk: BoxClient) -> None:
+    acme = folder(sdk, "ACME")
+    folder(sdk, "Matters", acme)
+    head = sdk.events.get_events(stream_type=GetEventsStreamType.CHANGES, stream_position="now")
+    with pytest.raises(BoxAPIError) as not_empty:
+        sdk.folders.delete_folder_by_id(acme)
+    assert (not_empty.value.response_info.status_code, not_empty.value.response_info.code) == (400, "folder_not_empty")
+    sdk.folders.delete_folder_by_id(acme, recursive=True)
+    with pytest.raises(BoxAPIError) as gone:
+        sdk.folders.get_folder_by_id(acme)
+    assert gone.value.response_info.status_code == 404
+    changes = sdk.events.get_events(stream_type=GetEventsStreamType.CHANGES, stream_position=str(
+        head.next_stream_position))
+    assert [(e.event_type.value, e.source.id) for e in changes.entries] == [("ITEM_TRASH", acme)]
+
+
 def test_the_sdk_manages_webhooks_and_verifies_the_simulators_signed_deliveries(sim: BoxSim, sdk: BoxClient) -> None:
     acme = folder(sdk, "ACME")
     hook = sdk.webhooks.create_webhook(CreateWebhookTarget(id=acme, type=CreateWebhookTargetTypeField.FOLDER),
@@ -249,6 +267,9 @@ def test_the_sdk_manages_webhooks_and_verifies_the_simulators_signed_deliveries(
     assert twice.value.response_info.status_code == 409
     assert [w.id for w in sdk.webhooks.get_webhooks().entries] == [hook.id]
     assert sdk.webhooks.get_webhook_by_id(hook.id).address == sim.receiver_url
+    updated = sdk.webhooks.update_webhook_by_id(hook.id, triggers=[UpdateWebhookByIdTriggers.FILE_UPLOADED,
+                                                                    UpdateWebhookByIdTriggers.FILE_TRASHED])
+    assert [getattr(t, "value", t) for t in updated.triggers or []] == ["FILE.UPLOADED", "FILE.TRASHED"]
     sdk.uploads.upload_file(UploadFileAttributes(name="a.txt", parent=UploadFileAttributesParentField(id=acme)),
                             io.BytesIO(b"a"))
     sim.flush()

@@ -1,12 +1,15 @@
 """The Box simulator's own fidelity where neither the hub's client nor the SDK goes on its own: an expired or
-missing token, Box's upload rules, its error body on faults and unknown routes, and the admin reset."""
+missing token, Box's upload rules, its error body on faults and unknown routes, a folder put in the trash, the
+changes stream naming the folder of each change reconciliation reads, the request log and the admin reset."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -95,4 +98,70 @@ def test_reset_brings_back_an_empty_enterprise_and_forgets_its_tokens(sim: BoxSi
     assert list(sim.state()["items"]) == ["ACME"]
     assert sim.admin.post("/reset").json() == {"reset": True}
     assert sim.state()["items"] == {} and sim.admin.get("/tokens").json()["issued"] == {}
+    assert sim.admin.get("/requests").json()["calls"] == {}
     assert api.get("/2.0/folders/0").status_code == 401
+
+
+def changes(api: httpx.Client, since: int, stream_type: str = "changes") -> list[dict[str, Any]]:
+    """The events after ``since`` on a stream."""
+    page = api.get("/2.0/events", params={"stream_type": stream_type, "stream_position": str(since)})
+    entries: list[dict[str, Any]] = page.json()["entries"]
+    return entries
+
+
+def test_a_folder_goes_to_the_trash_with_its_items_and_the_event_stream_shows_it_as_box_does(
+        api: httpx.Client) -> None:
+    acme = api.post("/2.0/folders", json={"name": "ACME", "parent": {"id": "0"}}).json()
+    inner = api.post("/2.0/folders", json={"name": "Matters", "parent": {"id": acme["id"]}}).json()
+    head = api.get("/2.0/events", params={"stream_type": "changes", "stream_position": "now"}).json()
+    assert_box_error(api.delete(f"/2.0/folders/{acme['id']}"), 400, "folder_not_empty")
+    assert_box_error(api.delete(f"/2.0/folders/{acme['id']}", params={"recursive": "true"},
+                                headers={"if-match": "7"}), 412, "precondition_failed")
+    assert_box_error(api.delete("/2.0/folders/0", params={"recursive": "true"}), 403,
+                     "access_denied_insufficient_permissions")
+    trashed = api.delete(f"/2.0/folders/{acme['id']}", params={"recursive": "true"}, headers={"if-match": "0"})
+    assert trashed.status_code == 204
+    for gone in (acme, inner):
+        assert_box_error(api.get(f"/2.0/folders/{gone['id']}"), 404, "not_found")
+    assert api.get("/2.0/folders/0/items").json()["entries"] == []
+    [event] = changes(api, head["next_stream_position"])
+    source = event["source"]
+    assert (event["event_type"], source["id"], source["item_status"]) == ("ITEM_TRASH", acme["id"], "trashed")
+    # Box renders a trashed item from the trash: its path is the trash, its parent the folder it was in.
+    assert source["path_collection"] == {"total_count": 1, "entries": [
+        {"type": "folder", "id": "1", "sequence_id": None, "etag": None, "name": "Trash"}]}
+    assert source["parent"]["id"] == "0" and source["trashed_at"] and source["purged_at"]
+    assert [e["event_type"] for e in changes(api, head["next_stream_position"], "admin_logs_streaming")] == \
+        ["DELETE"]
+
+
+def test_the_changes_stream_names_the_folder_of_a_collaboration_and_of_its_metadata(api: httpx.Client) -> None:
+    acme = api.post("/2.0/folders", json={"name": "ACME", "parent": {"id": "0"}}).json()
+    group = api.get("/2.0/groups").json()["entries"][0]
+    assert api.post("/2.0/metadata_templates/schema", json={
+        "scope": "enterprise", "templateKey": "hubWorkspace", "displayName": "Hub workspace",
+        "fields": [{"type": "string", "key": "ProjectName", "displayName": "ProjectName"}]}).status_code == 201
+    head = api.get("/2.0/events", params={"stream_type": "changes", "stream_position": "now"}).json()
+    instance = f"/2.0/folders/{acme['id']}/metadata/enterprise/hubWorkspace"
+    assert api.post(instance, json={"ProjectName": "Atlas"}).status_code == 201
+    patch = json.dumps([{"op": "replace", "path": "/ProjectName", "value": "by hand"}]).encode()
+    assert api.put(instance, content=patch, headers={"content-type": "application/json-patch+json"}).is_success
+    added = api.post("/2.0/collaborations", json={"item": {"type": "folder", "id": acme["id"]},
+                                                  "accessible_by": {"type": "group", "id": group["id"]},
+                                                  "role": "editor"}).json()
+    assert api.delete(f"/2.0/collaborations/{added['id']}").status_code == 204
+    seen = [(e["event_type"], e["source"]["type"], e["source"]["id"])
+            for e in changes(api, head["next_stream_position"])]
+    kinds = ("METADATA_INSTANCE_CREATE", "METADATA_INSTANCE_UPDATE", "COLLAB_ADD_COLLABORATOR",
+             "COLLAB_REMOVE_COLLABORATOR")
+    assert seen == [(kind, "folder", acme["id"]) for kind in kinds]
+    assert [e["event_type"] for e in changes(api, head["next_stream_position"], "admin_logs_streaming")] == [
+        "METADATA_INSTANCE_CREATE", "METADATA_INSTANCE_UPDATE", "COLLABORATION_INVITE", "COLLABORATION_REMOVE"]
+
+
+def test_the_request_log_counts_each_authorised_call_by_method_and_path(sim: BoxSim, api: httpx.Client) -> None:
+    api.get("/2.0/folders/0")
+    api.get("/2.0/folders/0")
+    api.get("/2.0/folders/0/items", params={"limit": 5})
+    assert httpx.get(f"{sim.url}/2.0/folders/0").status_code == 401  # refused: not counted
+    assert sim.admin.get("/requests").json()["calls"] == {"GET /2.0/folders/0": 2, "GET /2.0/folders/0/items": 1}

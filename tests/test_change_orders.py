@@ -10,6 +10,8 @@ import pytest
 
 import actors.document_workflow
 from actors.document_workflow import DocumentPolicy, DocumentWorkflow
+from connectors.platform import Platforms
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import RecordingEmitter
 from hub.store import MemoryLocks
 from tests.conftest import hub_settings
@@ -30,7 +32,7 @@ def _workflow(graph: FakeGraph, supersede: str = "mark") -> DocumentWorkflow:
     docusign = FakeDocuSign()
     docusign.add_envelope("env-7", [("1", "CO-7 Scope change.docx", b"%PDF signed change order")])
     return DocumentWorkflow(spec=SPECS["document_workflow"], policy=POLICY, rules=rules, erp=FakeErp(PROJECT),
-                            graph=graph, docusign=docusign, locks=MemoryLocks())
+                            platforms=Platforms([GraphPlatform(graph)]), docusign=docusign, locks=MemoryLocks())
 
 
 def _signed(actor: DocumentWorkflow) -> None:

@@ -21,7 +21,7 @@ from hub.platforms import PlatformName
 from hub.redaction import Redactions
 from tests.conftest import hub_settings
 from tests.support.platforms import on_each_platform
-from tests.support.rabbit import wait_until
+from tests.support.rabbit import queue_depth, wait_until
 from tests.support.scenario import Scenario, acme_project, running_scenario
 from tests.support.signals import published, settled
 
@@ -54,6 +54,19 @@ def _gate_documents(scenario: Scenario, code: str) -> set[str]:
 
 def _codes(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [(r["code"], r["artefact"]) for r in body["hold_reasons"]]
+
+
+def _box_policies(scenario: Scenario, path: str) -> list[str]:
+    """The retention policies assigned to the Box folder at ``path``."""
+    state = scenario.sandbox.box_state()
+    folder = state["items"].get(path, {}).get("id")
+    return sorted(a["retention_policy"]["policy_name"] for a in state["assignments"]
+                  if a["assigned_to"]["id"] == folder)
+
+
+def _box_file(scenario: Scenario, path: str) -> str:
+    """The id of the Box file at ``path``."""
+    return str(scenario.sandbox.box_state()["items"][path]["id"])
 
 
 def _filed(scenario: Scenario, path: str, envelope: str) -> bool:
@@ -378,8 +391,10 @@ def test_the_subscribe_command_creates_the_graph_subscription_once_and_then_rene
         assert missing.exit_code != 0
 
 
-def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each_time(prefix: str) -> None:
-    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+@on_each_platform
+def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each_time(
+        prefix: str, platform: PlatformName) -> None:
+    with running_scenario(hub_settings(prefix), documents=True, platform=platform) as scenario:
         scenario.create_client("ACME", "ACME Corp", "DE")
         code = _project(scenario, code="MS-BACK-1", engagement_type="managed_services", practice="CloudOps",
                         billing_model="subscription")
@@ -388,17 +403,17 @@ def test_a_document_that_goes_back_and_forth_holds_and_releases_the_invoice_each
         link = {"ProjectCode": code, "InvoiceNumber": "INV-BF-1"}
         sandbox.draft_invoice(code, number="INV-BF-1", amount_minor=100_000, currency="EUR", period="2027-02")
         for folder, cls in (("Service Reports", "service_report"), ("Customer Approvals", "customer_approval")):
-            sandbox.put_document(f"{base}/{folder}", f"{cls}.pdf",
-                                 fields={"DocumentClass": cls, "DocumentState": "approved", **link})
-        change = sandbox.put_document(f"{base}/Change Records", "CHG-1.pdf",
-                                      fields={"DocumentClass": "change_record", "DocumentState": "approved", **link})
+            scenario.put_document(f"{base}/{folder}", f"{cls}.pdf",
+                                  fields={"DocumentClass": cls, "DocumentState": "approved", **link})
+        change = scenario.put_document(f"{base}/Change Records", "CHG-1.pdf",
+                                       fields={"DocumentClass": "change_record", "DocumentState": "approved", **link})
         assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
-        sandbox.set_document(change, fields={"DocumentState": "in_review"})  # reopened...
+        scenario.set_document(change, fields={"DocumentState": "in_review"})  # reopened...
         assert wait_until(lambda: _codes(_status(scenario, "INV-BF-1")) == [("CHANGE_RECORD_MISSING", change)],
                           timeout=30)
-        sandbox.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
+        scenario.set_document(change, fields={"DocumentState": "approved"})  # ...and approved again: new news
         assert wait_until(lambda: _status(scenario, "INV-BF-1")["status"] == "ready", timeout=30)
-        sandbox.delete_document(change)  # deleted from the billing package: withdrawn
+        scenario.delete_document(change)  # deleted from the billing package: withdrawn
         assert wait_until(lambda: _codes(_status(scenario, "INV-BF-1")) == [("CHANGE_RECORD_MISSING", "change_record")],
                           timeout=30)
 
@@ -449,3 +464,32 @@ def test_a_project_moved_to_another_jurisdiction_needs_that_jurisdictions_label(
         assert "APAC-Deliverable-7y" in _status(scenario, "INV-MV-1")["hold_reasons"][0]["detail"]
         sandbox.set_document(doc, label="APAC-Deliverable-7y")
         assert wait_until(lambda: _status(scenario, "INV-MV-1")["status"] == "ready", timeout=30)
+
+
+def test_a_box_project_moved_to_a_jurisdiction_with_shorter_retention_keeps_its_policy_and_records_management_decides(
+        prefix: str) -> None:
+    """On Box a file is kept under its folder's policies, and Box never lets a new policy shorten a folder's
+    retention: moving from the Middle East (10 years) to Singapore (7) leaves the Deliverables folder under the
+    Middle East's policy. Provisioning does the rest and tells records management, and the invoice that needs the
+    Singapore label stays held until it decides."""
+    with running_scenario(hub_settings(prefix), documents=True, platform="box") as scenario, \
+            scenario.runtime.subscription("hub.exception.raised.v1") as receive:
+        scenario.create_client("ACME", "ACME Corp", "DE")
+        code = _project(scenario, code="ENG-MOVE-2", engagement_type="engineering", practice="Infrastructure",
+                        region="ME", country="SA", billing_model="milestone")
+        folder = f"Engagements/ACME/{code}/Deliverables"
+        scenario.put_document(folder, "Design.pdf", fields={
+            "DocumentClass": "deliverable", "DocumentState": "approved", "ProjectCode": code,
+            "InvoiceNumber": "INV-MV-2"})
+        scenario.sandbox.draft_invoice(code, number="INV-MV-2", amount_minor=100_000, currency="EUR",
+                                       period="2027-05")
+        assert wait_until(lambda: _status(scenario, "INV-MV-2")["status"] == "ready", timeout=30)
+        scenario.update_project(code, region="APAC", country="SG")  # delivery moves to Singapore
+        refused = scenario.raised(receive, "provisioning.retention_refused", timeout=30)
+        assert refused["owner"] == "records_management" and refused["subject"] == code
+        assert wait_until(lambda: _codes(_status(scenario, "INV-MV-2")) == [
+            ("RETENTION_LABEL_MISSING", _box_file(scenario, f"{folder}/Design.pdf"))], timeout=30)
+        assert _box_policies(scenario, folder) == ["ME-Deliverable-10y"]
+        assert wait_until(lambda: _provisioned(scenario, code), timeout=30)  # not dead-lettered: provisioned
+        queue = scenario.runtime.actors["provisioning"].queue_name
+        assert queue_depth(f"{queue}.XQ") == 0

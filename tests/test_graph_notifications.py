@@ -19,9 +19,11 @@ from pydantic import SecretStr
 from actors.document_intake import SubscriptionKeeper
 from actors.master_data import DEFAULT_MAPPING, MasterData, MemoryDeltaCursor, MemoryMasterDataStore
 from actors.master_data import load_master_data_mapping as load_mapping
+from connectors.platform import Platforms
 from connectors.settings import GraphSettings
 from connectors.sharepoint.client import GraphClient, Subscription
 from connectors.sharepoint.inbound import parse_notifications
+from connectors.sharepoint.platform import GraphPlatform
 from hub.actor import RecordingEmitter, unit_context
 from hub.crosswalk import SqlCrosswalk
 from hub.db import connect_database, upgrade
@@ -119,8 +121,8 @@ def test_master_data_finds_the_changed_workspace_through_delta_when_the_notifica
         raw = httpx.Client(base_url=f"{sim}/v1.0", headers={"Authorization": f"Bearer {TOKEN}"})
         try:
             cursor, emitter = MemoryDeltaCursor(), RecordingEmitter()
-            actor = MasterData(rules=load_mapping(DEFAULT_MAPPING), graph=graph, crosswalk=crosswalk,
-                               locks=MemoryLocks(), store=MemoryMasterDataStore(), cursor=cursor)
+            actor = MasterData(rules=load_mapping(DEFAULT_MAPPING), platforms=Platforms([GraphPlatform(graph)]),
+                               crosswalk=crosswalk, locks=MemoryLocks(), store=MemoryMasterDataStore(), cursor=cursor)
 
             def notify() -> None:
                 event = make_event(REGISTRY, type="dms.change.notified.v1", source="graph://sharepoint",
@@ -215,8 +217,8 @@ def test_master_data_skips_the_drives_root_and_an_item_deleted_since_the_delta(c
     graph = GraphClient.from_settings(GraphSettings(url="https://graph.example/v1.0", drive_id="workspaces"),
                                       client=httpx.Client(transport=httpx.MockTransport(graph_api)))
     cursor, emitter = MemoryDeltaCursor(), RecordingEmitter()
-    actor = MasterData(rules=load_mapping(DEFAULT_MAPPING), graph=graph, crosswalk=crosswalk, locks=MemoryLocks(),
-                       store=MemoryMasterDataStore(), cursor=cursor)
+    actor = MasterData(rules=load_mapping(DEFAULT_MAPPING), platforms=Platforms([GraphPlatform(graph)]),
+                       crosswalk=crosswalk, locks=MemoryLocks(), store=MemoryMasterDataStore(), cursor=cursor)
     event = make_event(REGISTRY, type="dms.change.notified.v1", source="graph://sharepoint", data=notified())
     actor.handle(unit_context(actor.spec, REGISTRY, event, REGISTRY.decode(event.get_type(), event.get_data()),
                               emitter=emitter))

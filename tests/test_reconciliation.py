@@ -326,6 +326,8 @@ def test_stale_readiness_facts_and_a_missing_subscription_are_found_and_repaired
             dry = job(scenario).run(scope=checked)
             resource = f"drives/{graph.drive_id}/root"
             assert found(scenario, dry) == {code: {"RC601"}, resource: {"RC701"}}
+            assert [r.finding.authority for r in SqlReconciliationStore(scenario.runtime.db).findings(dry.run_id)
+                    if r.finding.code == "RC601"] == ["erp+sharepoint"]  # the documents' platform, named
             job(scenario).run(scope=checked, repair=True)
             left: list[Any] = []
 

@@ -392,6 +392,25 @@ def test_an_upload_creates_the_file_once_and_a_repeat_replaces_its_content(sim: 
     assert root_file.path == "readme.txt" and graph.get_by_path("readme.txt").id == root_file.id  # type: ignore[union-attr]
 
 
+def test_an_upload_below_a_folders_id_needs_no_path_and_goes_through_a_session_past_the_limit(
+        sim: str, graph: GraphClient) -> None:
+    folder = graph.ensure_folder("ACME/ENG-1/SOWs")
+    small = graph.upload_into(folder.id, "SOW signed.pdf", b"%PDF v1", content_type="application/pdf")
+    again = graph.upload("ACME/ENG-1/SOWs", "SOW signed.pdf", b"%PDF v2", content_type="application/pdf")
+    large = bytes(range(256)) * (4 * 1024 * 1024 // 256) + b"!"  # past the 4 MB simple-upload limit
+    big = graph.upload_into(folder.id, "drawings.zip", large)
+    assert small.id == again.id and small.file is not None and small.file.mime_type == "application/pdf"
+    assert graph.download(big.id) == large and sorted(c.name for c in graph.children(folder.id)) == [
+        "SOW signed.pdf", "drawings.zip"]
+    calls = sim_json(sim, "requests")["calls"]
+    assert calls["POST /drives/{drive_id}/items/{reference:path}/createUploadSession"] == 1  # below the folder's id
+    assert calls["PUT /drives/{drive_id}/items/{reference:path}"] == 1  # the small file, in one PUT
+    with pytest.raises(ItemNotFound):
+        graph.upload_into("01NOSUCHFOLDER", "sow.pdf", b"x")
+    with pytest.raises(UpstreamRejected, match="invalid SharePoint file name"):
+        graph.upload_into(folder.id, "a:b.pdf", b"x")
+
+
 def test_an_upload_into_a_missing_folder_or_onto_a_folder_is_rejected(sim: str, graph: GraphClient) -> None:
     graph.ensure_folder("ACME/Contracts")
     with pytest.raises(ItemNotFound, match="itemNotFound"):

@@ -2,7 +2,7 @@
 
 from actors.document_intake.actor import SPEC, DocumentIntake
 from actors.document_intake.store import IntakeStore, MemoryIntakeStore, RedisIntakeStore
-from actors.document_intake.subscription import SubscriptionKeeper, ensure_subscription
+from actors.document_intake.subscription import DriveSubscription, SubscriptionKeeper, ensure_subscription
 
-__all__ = ["SPEC", "DocumentIntake", "IntakeStore", "MemoryIntakeStore", "RedisIntakeStore", "SubscriptionKeeper",
-           "ensure_subscription"]
+__all__ = ["SPEC", "DocumentIntake", "DriveSubscription", "IntakeStore", "MemoryIntakeStore", "RedisIntakeStore",
+           "SubscriptionKeeper", "ensure_subscription"]

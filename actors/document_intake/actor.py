@@ -1,14 +1,12 @@
 """Document intake: a document platform's change notification becomes the documents' state events.
 
-A Graph notification says only that something in the drive changed. The intake actor asks the drive
-what changed since it last looked (``delta`` with the token kept in its store), reads each changed
-file's list-item fields and retention label, and emits ``dms.document.state_changed.v1`` when a
-classified document's class, state, links or terms changed and ``dms.document.retention_applied.v1``
-when its label did (:mod:`connectors.sharepoint.documents` reads the columns).
-
-Another platform's notification (Box: a webhook V2 naming a file) is read the same way through the
-:class:`connectors.platform.DocumentPlatform` the hub holds of that name: its changes since the intake's cursor
-(Box's event stream), each changed file read as a document (:meth:`~connectors.platform.DocumentPlatform.document`).
+A Graph notification says only that something in the drive changed (a Box webhook names a file, but the intake
+reads the same way). The intake actor asks the :class:`connectors.platform.DocumentPlatform` of the notification's
+name what changed since it last looked (:meth:`~connectors.platform.DocumentPlatform.changes`: SharePoint's drive
+``delta``, Box's event stream, from the cursor kept in its store), reads each changed file as a document (its
+columns and retention label, :meth:`~connectors.platform.DocumentPlatform.document`), and emits
+``dms.document.state_changed.v1`` when a classified document's class, state, links or terms changed and
+``dms.document.retention_applied.v1`` when its label did (:mod:`connectors.sharepoint.documents` reads the columns).
 
 A deleted hub document is withdrawn: its last state event is emitted again as ``superseded``, so it
 no longer satisfies (or holds) any checklist. Event ids derive from the item and its version, so a
@@ -25,18 +23,18 @@ from datetime import date
 from typing import Any
 
 from actors.document_intake.store import IntakeStore
-from actors.document_intake.subscription import ensure_subscription
+from actors.document_intake.subscription import DriveSubscription
 from connectors.erp.client import ErpClient, ProjectNotFound
-from connectors.platform import DocumentPlatform, Platforms
-from connectors.sharepoint.client import DeltaTokenExpired, DriveItem, GraphClient
-from connectors.sharepoint.documents import DocumentView, column_text, document_events, view_of
+from connectors.platform import ChangedItem, DocumentPlatform, Platforms, changes_key
+from connectors.sharepoint.documents import DocumentView, column_text, document_events
+from connectors.sharepoint.models import DriveItem
 from hub.actor import ActorContext, ActorSpec
 from hub.errors import ConfigurationError, InvalidEvent
 from hub.store import Locks
 from observability.logging import get_logger
 
-#: The document platform's change notifications. One worker reads the drive at a time; the others leave a
-#: mark and return, so nothing waits on its lock.
+#: The document platform's change notifications. One worker reads a platform's changes (SharePoint: a drive's) at
+#: a time; the others leave a mark and return, so nothing waits on its lock.
 #: Reconciliation found the drive's change subscription missing or about to expire: it is created or renewed.
 REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
 SPEC = ActorSpec(name="document_intake", triggers=("dms.change.notified.v1", REPAIR_REQUESTED),
@@ -53,41 +51,28 @@ def signature(event_type: str, data: Mapping[str, Any]) -> str:
 
 
 class DocumentIntake:
-    """Reads what changed on the drive since the last look and emits the documents' events."""
+    """Reads what changed on a document platform since the last look and emits the documents' events."""
 
-    def __init__(self, *, spec: ActorSpec = SPEC, graph: GraphClient, erp: ErpClient, locks: Locks,
-                 store: IntakeStore, subscription: tuple[str, str] | None = None,
-                 platforms: Platforms | None = None) -> None:
-        """``graph``: the SharePoint drive read on SharePoint's notifications; ``platforms``: the others, by name."""
+    def __init__(self, *, spec: ActorSpec = SPEC, platforms: Platforms, erp: ErpClient, locks: Locks,
+                 store: IntakeStore, subscription: DriveSubscription | None = None) -> None:
+        """``platforms``: the document platforms whose changes are read, by name; ``subscription``: the SharePoint
+        drive's change subscription, when the hub keeps one (a repair creates or renews it)."""
         self.spec = spec
-        self.graph, self.erp, self.locks, self.store = graph, erp, locks, store
-        #: (notification URL, client state) of the drive's change subscription, when the hub keeps one.
+        self.platforms, self.erp, self.locks, self.store = platforms, erp, locks, store
         self.subscription = subscription
-        self.platforms = platforms
-
-    @property
-    def drive(self) -> str:
-        """The drive this intake reads."""
-        return self.graph.drive_id
 
     def handle(self, context: ActorContext) -> None:
-        """Coalesce notifications: each marks the drive as changed; whoever holds the lease reads the
+        """Coalesce notifications: each marks the platform's changes as unread; whoever holds the lease reads the
         changes until no mark is left, and a notification that finds the lease taken leaves its mark. A repair
         request naming this actor creates or renews the drive's change subscription."""
         if context.event.get_type() == REPAIR_REQUESTED:
             self._repair_subscription(context)
             return
         name = str(context.data.get("platform"))
-        if name == "sharepoint":
-            key, read = self.drive, self._read_changes
-        elif self.platforms is not None and name in self.platforms:
-            platform = self.platforms.named(name)
-            key = platform.name
-
-            def read(context: ActorContext) -> None:
-                self._read_platform_changes(platform, context)
-        else:
+        if name not in self.platforms:
             return
+        platform = self.platforms.named(name)
+        key = changes_key(platform)
         self.store.mark_changed(key)
         while True:
             lease = self.locks.acquire(f"intake:{key}", ttl_ms=self.spec.lock_ms)
@@ -96,47 +81,26 @@ class DocumentIntake:
                 return
             try:
                 while self.store.take_changed(key):
-                    read(context)
+                    self._read_changes(platform, key, context)
             finally:
                 self.locks.release(f"intake:{key}", lease)
             if not self.store.changed(key):  # marked after the last read, before the release?
                 return
 
     def _repair_subscription(self, context: ActorContext) -> None:
+        """Graph's subscription lifecycle, not the platform's: the drive's subscription created or renewed."""
         if self.spec.name not in context.data["actors"]:
             return  # another actor's repair
         if self.subscription is None:
             raise ConfigurationError("asked to repair the drive's subscription, but HUB_GRAPH_NOTIFICATION_URL and "
                                      "HUB_GRAPH_CLIENT_STATE are not set in this worker")
-        url, state = self.subscription
-        renewed = ensure_subscription(self.graph, url, state)
+        renewed = self.subscription.ensure()
         log.info("graph subscription repaired", subscription_id=renewed.id, expires=renewed.expiration.isoformat())
 
-    def _read_changes(self, context: ActorContext) -> None:
-        token = self.store.delta_token(self.drive)
-        try:
-            changes = self.graph.delta(token)
-        except DeltaTokenExpired:
-            log.warning("delta token expired: reading the whole drive again", drive_id=self.drive)
-            changes = self.graph.delta(None)
-        regions: dict[str, str | None] = {}
-        emitted = 0
-        for item in changes.items:
-            if item.is_deleted:
-                emitted += self._withdraw(self.drive, item, context)
-                continue
-            if not item.is_file:
-                continue
-            view = view_of(self.graph, item)
-            if not view.classified:
-                continue
-            emitted += self._emit_document(view, regions, context)
-        self.store.save_delta_token(self.drive, changes.token)
-        log.info("document changes read", drive_id=self.drive, items=len(changes.items), emitted=emitted)
-
-    def _read_platform_changes(self, platform: DocumentPlatform, context: ActorContext) -> None:
-        """Another platform's changes since the intake's cursor: each changed file read once, as a document."""
-        page = platform.changes(self.store.delta_token(platform.name))
+    def _read_changes(self, platform: DocumentPlatform, key: str, context: ActorContext) -> None:
+        """The platform's changes since the intake's cursor (kept under ``key``): each changed file read once, as a
+        document; a deleted one (or one gone since) withdrawn."""
+        page = platform.changes(self.store.delta_token(key))
         regions: dict[str, str | None] = {}
         emitted, seen = 0, set()
         for changed in page.items:
@@ -145,11 +109,12 @@ class DocumentIntake:
             seen.add(changed.id)
             view = None if changed.deleted else platform.document(changed.id)
             if view is None:  # deleted, or gone since
-                emitted += self._withdraw(platform.name, DriveItem.model_validate({"id": changed.id}), context)
+                emitted += self._withdraw(key, changed, context)
             elif view.classified:
-                emitted += self._emit_document(view, regions, context)
-        self.store.save_delta_token(platform.name, page.cursor)
-        log.info("document changes read", platform=platform.name, items=len(page.items), emitted=emitted)
+                emitted += self._emit_document(key, view, regions, context)
+        self.store.save_delta_token(key, page.cursor)
+        log.info("document changes read", platform=platform.name, stream=key, items=len(page.items),
+                 emitted=emitted)
 
     def _region(self, code: str, regions: dict[str, str | None]) -> str | None:
         if code not in regions:
@@ -159,19 +124,20 @@ class DocumentIntake:
                 regions[code] = None
         return regions[code]
 
-    def _emit_document(self, view: DocumentView, regions: dict[str, str | None], context: ActorContext) -> int:
+    def _emit_document(self, scope: str, view: DocumentView, regions: dict[str, str | None],
+                       context: ActorContext) -> int:
         project = column_text(view.fields, "ProjectCode")
         try:
             events = document_events(view, region=self._region(project, regions) if project else None)
         except InvalidEvent as error:
             self._unreadable(view, str(error), context)
             return 0
-        return sum(self._emit(view.drive_id, view.item, event_type, data, context) for event_type, data in events)
+        return sum(self._emit(scope, view.item, event_type, data, context) for event_type, data in events)
 
     def _emit(self, scope: str, item: DriveItem, event_type: str, data: dict[str, Any], context: ActorContext
               ) -> int:
         """Publish one document event unless it is the news last published for the item (in ``scope``: the
-        drive, or the platform)."""
+        platform's change stream, :func:`~connectors.platform.changes_key`)."""
         news = signature(event_type, data)
         if self.store.last_news(scope, item.id, event_type) == news:
             return 0
@@ -184,9 +150,10 @@ class DocumentIntake:
         self.store.remember_news(scope, item.id, event_type, news)
         return 1
 
-    def _withdraw(self, scope: str, item: DriveItem, context: ActorContext) -> int:
+    def _withdraw(self, scope: str, changed: ChangedItem, context: ActorContext) -> int:
         """A deleted hub document leaves the picture: its last state again, as ``superseded`` (which
         neither satisfies nor holds a checklist)."""
+        item = DriveItem.model_validate({"id": changed.id, "lastModifiedDateTime": changed.modified})
         last = self.store.last_news(scope, item.id, STATE_CHANGED)
         if last is None:
             return 0  # never a hub document

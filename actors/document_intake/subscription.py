@@ -3,7 +3,13 @@
 A Graph subscription on a drive expires (at most 42,300 minutes, about 29 days; the hub asks for two days) and
 Graph then stops notifying without a word. :func:`ensure_subscription` creates it or renews the one the hub has;
 :class:`SubscriptionKeeper` runs it again before each expiry (``hub documents subscribe --keep``), with the
-clock and the wait injected so a test can run the schedule in seconds.
+clock and the wait injected so a test can run the schedule in seconds; :class:`DriveSubscription` is what the
+intake actor holds to repair it.
+
+This stays SharePoint's, on the :class:`~connectors.sharepoint.client.GraphClient`, not the
+:class:`~connectors.platform.DocumentPlatform`: finding the hub's subscription among the drive's and renewing it
+before Graph lets it lapse is Graph's subscription lifecycle, which Box's webhooks (they do not expire) do not
+have. The intake reads the changes themselves through the platform.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from connectors.sharepoint.client import GraphClient, Subscription
 from hub.errors import HubError
 from observability.logging import get_logger
 
-__all__ = ["SubscriptionKeeper", "ensure_subscription"]
+__all__ = ["DriveSubscription", "SubscriptionKeeper", "ensure_subscription"]
 log = get_logger(__name__)
 
 
@@ -32,6 +38,20 @@ def ensure_subscription(graph: GraphClient, notification_url: str, client_state:
         if subscription.resource == resource and subscription.notification_url == notification_url:
             return graph.renew_subscription(subscription.id, expiration)
     return graph.create_subscription(resource, notification_url, client_state, expiration)
+
+
+@dataclass(frozen=True)
+class DriveSubscription:
+    """The workspaces drive's change subscription as a worker keeps it: the Graph client, where Graph notifies and
+    the client state it sends."""
+
+    graph: GraphClient
+    notification_url: str
+    client_state: str
+
+    def ensure(self) -> Subscription:
+        """:func:`ensure_subscription`: created, or renewed for two days from now."""
+        return ensure_subscription(self.graph, self.notification_url, self.client_state)
 
 
 @dataclass

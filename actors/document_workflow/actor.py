@@ -16,13 +16,13 @@ horizon and then raised to the workflow's owner, not a failure: the ERP actions 
 and the signed document is filed once its folder exists. A document the envelope no longer has, or a drive that
 refuses the upload, is a failure.
 
-A retention label the tenant does not publish (SharePoint refuses it) leaves the filed document without it:
-records management gets an exception naming the label and the document's class, and the other actions go on.
-
-A project the policy keeps on another platform (Box) has its signed documents filed there through the
-:class:`connectors.platform.DocumentPlatform`: uploaded into the class's folder, the document columns set as
-the file's metadata, drafts marked superseded; the file is retained under its folder's policy (provisioning gave
-the class folder its class's policy), and a folder without it is raised to records management as above.
+Signed documents are filed on the platform the policy keeps the project's workspace on, through the
+:class:`connectors.platform.DocumentPlatform` (SharePoint or Box alike): uploaded into the class's folder, the
+document columns set as the file's metadata, the drafts it supersedes marked or deleted as the policy says, and
+the file put under its retention label (Box retains it under its folder's policy, which provisioning gave the
+class folder). A label the platform cannot apply (the tenant does not publish it; on Box, the folder is not under
+the policy) leaves the filed document without it: records management gets an exception naming the label and the
+document's class, and the other actions go on.
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from actors.document_workflow.rules import DocumentAction, DocumentPolicy
 from connectors.docusign.client import DocuSignClient
 from connectors.erp.client import ErpClient, Money, ProjectNotFound
 from connectors.erp.client import Project as ErpProject
-from connectors.platform import DocumentPlatform, PlatformItem, Platforms
-from connectors.sharepoint.client import DriveItem, GraphClient, ItemNotFound, LabelNotPublished
-from connectors.sharepoint.platform import GraphPlatform
+from connectors.platform import DocumentPlatform, ItemGone, PlatformItem, Platforms, RetentionNotPublished
 from hub.actor import ActorContext, ActorSpec
 from hub.errors import NotYet
 from hub.idempotency import side_effect_key
@@ -58,14 +56,11 @@ class DocumentWorkflow:
     """Applies the policy's document rules to the document an event is about."""
 
     def __init__(self, *, spec: ActorSpec = SPEC, policy: Policy, rules: DocumentPolicy, erp: ErpClient,
-                 graph: GraphClient, docusign: DocuSignClient, locks: Locks,
-                 platforms: Platforms | None = None) -> None:
-        """``graph``: the SharePoint drive documents are filed in by path; ``platforms``: the policy's choice of
-        platform per project (default: that drive alone)."""
+                 platforms: Platforms, docusign: DocuSignClient, locks: Locks) -> None:
+        """``platforms``: where signed documents are filed, the policy's choice of platform per project."""
         self.spec = spec
         self.policy, self.rules = policy, rules
-        self.erp, self.graph, self.docusign, self.locks = erp, graph, docusign, locks
-        self.platforms = platforms if platforms is not None else Platforms([GraphPlatform(graph)])
+        self.erp, self.platforms, self.docusign, self.locks = erp, platforms, docusign, locks
 
     def handle(self, context: ActorContext) -> None:
         """Apply the rules that match the document's class, state and the project's engagement type."""
@@ -139,10 +134,12 @@ class DocumentWorkflow:
                  document_class=doc.document_class, state=doc.state, changed=done)
 
     def _file(self, context: ActorContext, doc: SignedDocument, project: ErpProject) -> list[str]:
-        """File the envelope's signed documents into the class's folder, with metadata and label (a label the
-        tenant does not publish is left off, and raised to records management)."""
+        """File the envelope's signed documents into the class's folder on the project's platform, with metadata and
+        label (a label the platform cannot apply is left off, and raised to records management)."""
         envelope = self.docusign.get_envelope(doc.ref, include=("documents",))
         documents = [d for d in envelope.get("envelopeDocuments") or [] if d.get("type", "content") == "content"]
+        if not documents:
+            return []
         workspace = self.policy.workspace_path(project.template_values())
         folder = next((f.path for f in self.policy.folders_for(project.engagement_type)
                        if f.document_class == doc.document_class), None)
@@ -151,60 +148,37 @@ class DocumentWorkflow:
                                                 client_id=project.client_id, engagement_type=project.engagement_type,
                                                 document_class=doc.document_class)  # type: ignore[arg-type]
         platform = self.platforms.for_project(project.template_values())
-        if platform.name != "sharepoint":  # SharePoint's filing (below) uploads by path and labels each file
-            return self._file_on(platform, context, doc, project, documents, target, label)
-        destination = self.graph.get_by_path(target) if documents else None
-        if documents and destination is None:
+        destination = platform.find_folder(target)
+        if destination is None:
             raise self._no_folder(project, target)
         unpublished = False
         for document in documents:
             content = self.docusign.download_document(doc.ref, str(document["documentId"]))
             name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
             try:
-                item = self.graph.upload(target, name, content, content_type="application/pdf")
-            except ItemNotFound:  # removed since it was found: provisioning puts it back
+                item = platform.upload(destination.id, name, content)
+            except ItemGone:  # removed since it was found: provisioning puts it back
                 raise self._no_folder(project, target) from None
-            fields = {
-                "DocumentClass": doc.document_class, "DocumentState": "signed", "ProjectCode": project.code,
-                "EnvelopeId": doc.ref, "SignedAt": doc.at.astimezone(UTC).isoformat(),
-            }
-            self.graph.ensure_columns(list(fields))  # SharePoint refuses a field the library has no column for
-            self.graph.ensure_fields(item.id, fields)
-            assert destination is not None  # found above
-            self._supersede_drafts(destination, item, doc)
-            if unpublished:
-                continue
-            try:
-                self.graph.ensure_retention_label(item.id, label)
-            except LabelNotPublished:
-                unpublished = True
-        if unpublished:
-            self._raise_missing_label(context, doc, project, label, target)
-        return ["file_document"] if documents else []
-
-    def _file_on(self, platform: DocumentPlatform, context: ActorContext, doc: SignedDocument, project: ErpProject,
-                 documents: list[dict[str, object]], target: str, label: str) -> list[str]:
-        """File the signed documents on ``platform`` (see the module's docstring)."""
-        destination = platform.find_folder(target) if documents else None
-        if destination is None:
-            if documents:
-                raise self._no_folder(project, target)
-            return []
-        for document in documents:
-            content = self.docusign.download_document(doc.ref, str(document["documentId"]))
-            name = filed_name(str(document.get("name") or doc.name or ""), doc.ref)
-            item = platform.upload(destination.id, name, content)
             platform.set_metadata(item.id, {
                 "DocumentClass": doc.document_class, "DocumentState": "signed", "ProjectCode": project.code,
                 "EnvelopeId": doc.ref, "SignedAt": doc.at.astimezone(UTC).isoformat()}, kind="file")
-            self._supersede_drafts_on(platform, destination, item, doc)
-        if not platform.has_retention(destination.id, label):
+            self._supersede_drafts(platform, destination, item, doc)
+            if unpublished:
+                continue
+            try:
+                platform.apply_retention(item.id, label, kind="file")
+            except RetentionNotPublished:
+                unpublished = True
+        if unpublished:
             self._raise_missing_label(context, doc, project, label, target)
         return ["file_document"]
 
-    def _supersede_drafts_on(self, platform: DocumentPlatform, folder: PlatformItem, signed: PlatformItem,
-                             doc: SignedDocument) -> None:
-        """:meth:`_supersede_drafts` through the platform: the drafts are marked superseded (either policy)."""
+    def _supersede_drafts(self, platform: DocumentPlatform, folder: PlatformItem, signed: PlatformItem,
+                          doc: SignedDocument) -> None:
+        """The drafts the signed copy supersedes (beside it, of its class, of its name but for the extension, not
+        signed yet) are marked superseded or deleted, as the policy says: the readiness gate stops holding the
+        invoice for them without anyone touching the workspace. A draft of the signed copy's own name was replaced
+        by the upload itself (the same item)."""
         name = file_stem(signed.name).casefold()
         for child in platform.files(folder.id):
             if child.id == signed.id or file_stem(child.name).casefold() != name:
@@ -213,28 +187,11 @@ class DocumentWorkflow:
             if fields.get("DocumentClass") != doc.document_class or \
                     fields.get("DocumentState") in ("signed", "superseded"):
                 continue
-            platform.set_metadata(child.id, {"DocumentState": "superseded", "SupersededBy": signed.name}, kind="file")
-            log.info("draft superseded by its signed copy", draft=child.id, how="mark", document=doc.ref,
-                     document_class=doc.document_class)
-
-    def _supersede_drafts(self, folder: DriveItem, signed: DriveItem, doc: SignedDocument) -> None:
-        """The drafts the signed copy supersedes (beside it, of its class, of its name but for the extension, not
-        signed yet) are marked superseded or deleted, as the policy says: the readiness gate stops holding the
-        invoice for them without anyone touching the workspace. A draft of the signed copy's own name was replaced
-        by the upload itself (the same item)."""
-        name = file_stem(signed.name).casefold()
-        for child in self.graph.children(folder.id):
-            if child.id == signed.id or not child.is_file or file_stem(child.name).casefold() != name:
-                continue
-            fields = self.graph.fields(child.id)
-            if fields.get("DocumentClass") != doc.document_class or \
-                    fields.get("DocumentState") in ("signed", "superseded"):
-                continue
             if self.rules.supersede_drafts == "replace":
-                self.graph.delete_item(child.id)
+                platform.delete(child.id)
             else:
-                self.graph.ensure_columns(["SupersededBy"])
-                self.graph.ensure_fields(child.id, {"DocumentState": "superseded", "SupersededBy": signed.name})
+                platform.set_metadata(child.id, {"DocumentState": "superseded", "SupersededBy": signed.name},
+                                      kind="file")
             log.info("draft superseded by its signed copy", draft=child.id, how=self.rules.supersede_drafts,
                      document=doc.ref, document_class=doc.document_class)
 
@@ -245,9 +202,9 @@ class DocumentWorkflow:
 
     def _raise_missing_label(self, context: ActorContext, doc: SignedDocument, project: ErpProject, label: str,
                              folder: str) -> None:
-        """SharePoint refused the label: the document stays filed without it, and records management is told
+        """The platform refused the label: the document stays filed without it, and records management is told
         (one case per envelope and label, whatever the redeliveries)."""
-        log.warning("retention label not published by the tenant; document filed without it", label=label,
+        log.warning("retention label not applicable on the platform; document filed without it", label=label,
                     document=doc.ref, document_class=doc.document_class)
         context.raise_exception(
             "records_management", kind="document_workflow.retention_label_missing",

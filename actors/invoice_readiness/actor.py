@@ -7,9 +7,7 @@ from __future__ import annotations
 from actors.invoice_readiness.facts import ProjectMeta
 from actors.invoice_readiness.gate import LOCK_TTL_MS, ReadinessGate, lock_name
 from actors.invoice_readiness.logic import EVENT_TYPES, event_from_record
-from connectors.sharepoint.client import GraphClient
 from hub.actor import ActorContext, ActorSpec
-from hub.errors import ConfigurationError
 from hub.store import holding
 
 #: A project's engagement type or jurisdiction may change: its checklist and expected labels with them.
@@ -24,11 +22,10 @@ SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDAT
 class InvoiceReadiness:
     """Folds each event into its project's facts, one project at a time, and publishes the verdicts it changed."""
 
-    def __init__(self, *, spec: ActorSpec = SPEC, gate: ReadinessGate, graph: GraphClient | None = None) -> None:
+    def __init__(self, *, spec: ActorSpec = SPEC, gate: ReadinessGate) -> None:
+        """``gate``: the gate's state; a repair reads the workspaces through its platforms."""
         self.spec = spec
         self.gate = gate
-        #: Where a repair reads the workspace's documents (None: repairs are not this process's to make).
-        self.graph = graph
 
     def handle(self, context: ActorContext) -> None:
         """Fold the event (or refresh the project's meta) under the project's lease."""
@@ -53,6 +50,4 @@ class InvoiceReadiness:
         code = context.data.get("project_code")
         if self.spec.name not in context.data["actors"] or not code:
             return  # another actor's repair
-        if self.graph is None:
-            raise ConfigurationError("the readiness gate was given no document platform to repair from")
-        self.gate.rebuild_project(self.graph, str(code), context)
+        self.gate.rebuild_project(str(code), context)

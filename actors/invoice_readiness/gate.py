@@ -17,11 +17,10 @@ from actors.invoice_readiness.logic import Billed, Event, InvoiceDrafted, Readin
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
 from connectors.erp.client import ErpClient, ProjectNotFound
-from connectors.platform import Platforms, documents_below
-from connectors.sharepoint.client import GraphClient
-from connectors.sharepoint.documents import document_events, workspace_documents
+from connectors.platform import Platforms
+from connectors.sharepoint.documents import document_events
 from hub.actor import Emitting
-from hub.errors import NotYet, StoreUnavailable
+from hub.errors import ConfigurationError, NotYet, StoreUnavailable
 from hub.outbox import Outgoing
 from hub.policy import Policy
 from hub.store import Locks
@@ -52,8 +51,8 @@ class ReadinessGate:
 
     def __init__(self, *, policy: Policy, rules: ReadinessRules, erp: ErpClient, store: ReadinessStore,
                  locks: Locks, platforms: Platforms | None = None) -> None:
-        """``platforms``: where the projects the policy keeps off SharePoint have their documents (the rebuild
-        reads SharePoint's through the Graph client it is given)."""
+        """``platforms``: where the projects have their documents, the policy's choice of platform per project (a
+        rebuild reads them there; None: rebuilds are not this process's to make)."""
         self.policy, self.rules, self.erp, self.store, self.locks = policy, rules, erp, store, locks
         self.platforms = platforms
 
@@ -158,7 +157,7 @@ class ReadinessGate:
 
     # -- rebuild ----------------------------------------------------------------------------------
 
-    def rebuild(self, graph: GraphClient, out: Emitting, *, invoice: str | None = None,
+    def rebuild(self, out: Emitting, *, invoice: str | None = None,
                 progress: Callable[[str, int, int, int], None] | None = None) -> list[Transition]:
         """Write the facts again from the ERP (draft invoices) and the workspace's documents, and publish the
         verdicts that changed (project by project, each from the outbox once its facts are saved).
@@ -170,18 +169,21 @@ class ReadinessGate:
         changes: list[Transition] = []
         codes = sorted({d.project_code for d in drafts})
         for done, code in enumerate(codes, start=1):
-            events = self.derive(graph, code)
+            events = self.derive(code)
             changes += self._replace_now(code, events, out)
             if progress is not None:
                 progress(code, done, len(codes), len(events))
         return changes
 
-    def rebuild_project(self, graph: GraphClient, code: str, out: Emitting) -> list[Transition]:
+    def rebuild_project(self, code: str, out: Emitting) -> list[Transition]:
         """One project's facts written again from the ERP and its workspace (a reconciliation's repair)."""
-        return self._replace_now(code, self.derive(graph, code), out)
+        return self._replace_now(code, self.derive(code), out)
 
-    def derive(self, graph: GraphClient, code: str) -> list[Event]:
-        """The project's facts as the ERP (its invoices) and its workspace's documents state them now."""
+    def derive(self, code: str) -> list[Event]:
+        """The project's facts as the ERP (its invoices) and its workspace's documents, on the platform the policy
+        keeps it on, state them now."""
+        if self.platforms is None:
+            raise ConfigurationError("the readiness gate was given no document platform to read workspaces from")
         project = self.erp.get_project(code)
         events: list[Event] = []
         for draft in self.erp.list_invoices(project_code=code):
@@ -190,15 +192,18 @@ class ReadinessGate:
                 milestone = next((m.name for m in self.erp.milestones(code) if m.id == draft.milestone_id), None)
             bills = tuple(sorted({Billed(b.document_class, b.reference) for b in draft.bills}))  # type: ignore[arg-type]
             events.append(InvoiceDrafted(draft.number, code, draft.updated_at, milestone, bills))
-        root = self.policy.workspace_path(project.template_values())
-        platform = self.platforms.for_project(project.template_values()) if self.platforms is not None else None
-        views = documents_below(platform, root) if platform is not None and platform.name != "sharepoint" \
-            else workspace_documents(graph, root)
-        for view in views:
+        values = project.template_values()
+        for view in self.platforms.for_project(values).documents(self.policy.workspace_path(values)):
             events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]
         return events
 
-    def stale(self, graph: GraphClient) -> Iterator[tuple[str, str, str]]:
+    def platform_of(self, code: str) -> str:
+        """The name of the document platform the policy keeps the project's workspace on."""
+        if self.platforms is None:
+            raise ConfigurationError("the readiness gate was given no document platform to read workspaces from")
+        return self.platforms.for_project(self.erp.get_project(code).template_values()).name
+
+    def stale(self) -> Iterator[tuple[str, str, str]]:
         """Each project with a draft invoice whose stored facts differ from those :meth:`derive` reads now:
         (project code, the facts only the sources state, the facts only the store holds), each a short list of
         fact names. Envelopes are not compared (only DocuSign's events state them); times are not either (an
@@ -206,7 +211,7 @@ class ReadinessGate:
         codes = sorted({d.project_code for d in self.erp.list_invoices(status="draft")})
         for code in codes:
             derived = ProjectFacts(code)
-            for event in self.derive(graph, code):
+            for event in self.derive(code):
                 derived, _ = fold(derived, event)
             now, held = _comparable(derived), _comparable(self.store.load(code))
             if now != held:

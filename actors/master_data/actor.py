@@ -7,12 +7,11 @@ pushed to the other systems (the client's name onto its workspaces' metadata) an
 ``hub.client.changed.v1`` / ``hub.project.changed.v1`` on the topic exchange. The push goes to each workspace the
 crosswalk links the project to, on its own platform (SharePoint or Box, :class:`connectors.platform.Platforms`).
 
-The document platform's change notifications name no item (Graph's driveItem notifications carry only
-``resourceData["@odata.type"]``): master data reads the drive's ``delta`` from its own cursor and checks
-every changed workspace folder's metadata against the taxonomy, putting back what the platform does not own.
-Another platform's notification (Box's webhook) is read the same way through the platform of that name: its
-changes since master data's own cursor, each changed folder's metadata (the mapping rules of the system of the
-platform's name).
+A document platform's change notification is not trusted to name the item (Graph's driveItem notifications carry
+only ``resourceData["@odata.type"]``): master data reads the changes of the platform of that name since its own
+cursor (:meth:`connectors.platform.DocumentPlatform.changes`: SharePoint's drive ``delta``, Box's event stream) and
+checks every changed workspace folder's metadata against the taxonomy (the mapping rules of the system of the
+platform's name), putting back what the platform does not own.
 """
 
 from __future__ import annotations
@@ -33,9 +32,7 @@ from actors.master_data.model import (
 )
 from actors.master_data.store import MasterDataStore
 from connectors.erp.client import ErpClient, client_record, project_record, sequence_of
-from connectors.platform import DocumentPlatform, ItemGone, Platforms
-from connectors.sharepoint.client import DeltaTokenExpired, GraphClient
-from connectors.sharepoint.platform import GraphPlatform
+from connectors.platform import DocumentPlatform, ItemGone, Platforms, changes_key
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.errors import ConfigurationError
@@ -68,18 +65,16 @@ def version_of(event: CloudEvent) -> str:
 class MasterData:
     """Merges source records into canonical ones; pushes and announces what changed."""
 
-    def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, graph: GraphClient,
+    def __init__(self, *, spec: ActorSpec = SPEC, rules: MappingRules, platforms: Platforms,
                  crosswalk: CrosswalkStore, locks: Locks, store: MasterDataStore,
-                 cursor: DeltaCursor | None = None, platforms: Platforms | None = None,
-                 erp: ErpClient | None = None) -> None:
-        """``graph``: the SharePoint drive whose changes are read back; ``platforms``: where workspaces are pushed to
-        (default: that drive alone); ``erp``: where a repair reads the ERP's record now."""
+                 cursor: DeltaCursor | None = None, erp: ErpClient | None = None) -> None:
+        """``platforms``: where workspaces are pushed to and their changes read back; ``erp``: where a repair reads
+        the ERP's record now."""
         self.spec = spec
         #: Where a repair reads the ERP's record now (None: repairs are not this process's to make).
         self.erp = erp
-        self.rules, self.graph, self.crosswalk, self.locks, self.store = rules, graph, crosswalk, locks, store
+        self.rules, self.platforms, self.crosswalk, self.locks, self.store = rules, platforms, crosswalk, locks, store
         self.cursor: DeltaCursor = cursor if cursor is not None else MemoryDeltaCursor()
-        self.platforms = platforms if platforms is not None else Platforms([GraphPlatform(graph)])
 
     def handle(self, context: ActorContext) -> None:
         """Merge one source record into the canonical one; push and announce what changed."""
@@ -152,42 +147,24 @@ class MasterData:
         context.flush(self.store.outbox)
 
     def _document_platform_change(self, context: ActorContext) -> None:
-        """Something changed on the document platform: a Graph notification names no item, so read what changed
-        since the last read (the drive's ``delta``), and check each changed workspace folder's metadata.
+        """Something changed on the document platform the notification names: read what changed there since the
+        last read, and check each changed folder once (a workspace's metadata).
 
-        One reader per drive at a time: a notification that finds the drive being read waits for the lock and
-        then reads again from where that read stopped, so no change goes unread."""
+        One reader per change stream (SharePoint: per drive) at a time: a notification that finds it being read
+        waits for the lock and then reads again from where that read stopped, so no change goes unread."""
         name = str(context.data.get("platform"))
-        if name != "sharepoint":
-            if name in self.platforms:
-                self._platform_change(self.platforms.named(name), context)
+        if name not in self.platforms:
             return
-        drive = self.graph.drive_id
-        with holding(self.locks, f"mdm-delta:{drive}", ttl_ms=self.spec.lock_ms,
-                     busy=f"the changes of drive {drive} are being read by another worker"):
-            try:
-                changes = self.graph.delta(self.cursor.token(drive))
-            except DeltaTokenExpired:
-                log.warning("delta token expired: checking every workspace again", drive_id=drive)
-                changes = self.graph.delta(None)
-            checked = 0
-            for item in changes.items:
-                # Folders only; not the drive's root (delta lists it, with no parent), not a deleted one.
-                below_root = item.parent_reference is not None and item.parent_reference.id is not None
-                if item.is_folder and below_root and not item.is_deleted:
-                    checked += self._workspace_change(self.platforms.named("sharepoint"), item.id, context)
-            self.cursor.save(drive, changes.token)
-        log.info("workspace changes read", drive_id=drive, items=len(changes.items), workspaces=checked)
-
-    def _platform_change(self, platform: DocumentPlatform, context: ActorContext) -> None:
-        """Another platform's changes since master data's cursor: each changed folder checked once."""
-        with holding(self.locks, f"mdm-delta:{platform.name}", ttl_ms=self.spec.lock_ms,
-                     busy=f"the changes of {platform.name} are being read by another worker"):
-            page = platform.changes(self.cursor.token(platform.name))
+        platform = self.platforms.named(name)
+        key = changes_key(platform)
+        with holding(self.locks, f"mdm-delta:{key}", ttl_ms=self.spec.lock_ms,
+                     busy=f"the changes of {key} are being read by another worker"):
+            page = platform.changes(self.cursor.token(key))
             folders = dict.fromkeys(c.id for c in page.items if c.kind == "folder" and not c.deleted)
             checked = sum(self._workspace_change(platform, folder, context) for folder in folders)
-            self.cursor.save(platform.name, page.cursor)
-        log.info("workspace changes read", platform=platform.name, items=len(page.items), workspaces=checked)
+            self.cursor.save(key, page.cursor)
+        log.info("workspace changes read", platform=platform.name, stream=key, items=len(page.items),
+                 workspaces=checked)
 
     def _workspace_change(self, platform: DocumentPlatform, item: str, context: ActorContext) -> int:
         """A folder changed: check its taxonomy, merge what it owns, and put back what it does not (the ERP

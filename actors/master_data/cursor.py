@@ -1,4 +1,5 @@
-"""Where master data's last read of a drive's changes stopped: the drive's delta token.
+"""Where master data's last read of a document platform's changes stopped: the drive's delta token (SharePoint),
+the event stream's position (Box), keyed by :func:`connectors.platform.changes_key`.
 
 A Graph change notification names no item, so master data asks the drive what changed since its last read
 (``delta``) and keeps the token for the next one. The token is a cursor, not a record: losing it costs one

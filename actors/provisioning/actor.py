@@ -28,7 +28,7 @@ from typing import Any
 from actors.provisioning.store import ProvisioningStore
 from connectors.erp.client import ErpClient
 from connectors.erp.client import Project as ErpProject
-from connectors.platform import DocumentPlatform, Platforms, RetentionNotPublished
+from connectors.platform import DocumentPlatform, Platforms, RetentionNotPublished, RetentionRefused
 from hub.actor import ActorContext, ActorSpec
 from hub.crosswalk import CrosswalkStore
 from hub.errors import HardStop
@@ -173,6 +173,7 @@ class Provisioning:
         state, ids = read_state(platform, plan, lambda group: governs(self.policy, plan.walls, group))
         steps = reconcile(state, plan)
         missing: set[str] = set()
+        refused: dict[str, str] = {}  # folder -> the label the platform would not put it under
         for step in steps:
             if isinstance(step, ApplyLabel) and (step.label in missing or not self._published(platform, step.label)):
                 missing.add(step.label)
@@ -183,8 +184,14 @@ class Provisioning:
                 if not isinstance(step, ApplyLabel):
                     raise
                 missing.add(step.label)
+            except RetentionRefused:
+                if not isinstance(step, ApplyLabel):
+                    raise
+                refused[step.path] = step.label
         for label in sorted(missing):
             self._raise_missing_label(code, label, plan, context)
+        for path, label in sorted(refused.items()):
+            self._raise_refused_label(code, path, label, platform.name, context)
         workspace = platform.ensure_folder(plan.path)
         url = platform.web_url(workspace)
         canonical = self.crosswalk.canonical("project", "erp", code)
@@ -237,6 +244,18 @@ class Provisioning:
             id=str(uuid.uuid5(_NAMESPACE, f"label-missing:{code}:{label}")), subject=code,
             detail=f"retention label {label!r} is not published by the tenant; {plan.path} is provisioned without "
                    "it until it is published", project_code=code)
+
+    def _raise_refused_label(self, code: str, path: str, label: str, platform: str, context: ActorContext) -> None:
+        """The platform keeps a folder under a retention it will not replace (Box: one at least as long, as when a
+        project moves to a jurisdiction keeping records for less time): the rest is provisioned, and records
+        management decides (lift the old assignment, or keep it)."""
+        log.warning("the platform refused a retention label; the folder keeps the one it has", label=label,
+                    platform=platform)
+        context.raise_exception(
+            "records_management", kind="provisioning.retention_refused",
+            id=str(uuid.uuid5(_NAMESPACE, f"label-refused:{code}:{path}:{label}")), subject=code,
+            detail=f"{platform} keeps {path} under a retention it will not replace with {label!r} (one at least as "
+                   "long is assigned); the rest of the workspace is provisioned", project_code=code)
 
     def _raise_unknown_groups(self, code: str, groups: list[str], context: ActorContext) -> None:
         """The policy derives groups ``known_groups`` does not list: provisioned without them, and said."""

@@ -11,9 +11,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from actors.reconciliation.box import BoxReader
+from actors.reconciliation.changes import BoxChanges, SharePointChanges, retention_moved
 from actors.reconciliation.classes import BY_CODE
 from actors.reconciliation.compare import Finding, compare_workspace
 from actors.reconciliation.contract import (
+    BOX_CURSOR,
     COMPLETED,
     CURSOR,
     REPAIR_REQUESTED,
@@ -24,13 +26,13 @@ from actors.reconciliation.contract import (
     repair_id,
 )
 from actors.reconciliation.platform import PlatformReader
-from actors.reconciliation.reading import pages, path_of
+from actors.reconciliation.reading import pages
 from actors.reconciliation.spill import Spill
 from actors.reconciliation.store import Action, Run, counts_of
+from connectors.box.platform import BoxPlatform
 from connectors.erp.client import Project as ErpProject
 from connectors.erp.client import ProjectNotFound, client_record, project_record
-from connectors.sharepoint.client import DeltaTokenExpired, ItemNotFound
-from connectors.sharepoint.models import DriveItem
+from connectors.sharepoint.client import DeltaTokenExpired
 from hub.errors import InvalidEvent
 from hub.workspace import Project, plan_workspace, workspace_path
 from observability.logging import get_logger
@@ -59,13 +61,18 @@ class Attempt:
     def execute(self) -> None:
         try:
             incremental = self.run.since is not None
-            if incremental and self.r.store.get_state(CURSOR) is None:
-                log.warning("no full reconciliation has run yet: this one compares everything")
+            if incremental and (self.r.store.get_state(CURSOR) is None
+                                or (self.r.box is not None and self.r.store.get_state(BOX_CURSOR) is None)):
+                log.warning("no full reconciliation has kept the platforms' change cursors yet: this one compares "
+                            "everything")
                 self.run.since, incremental = None, False
             if "workspaces" in self.run.scope and not incremental and not self.spill.done("cursor"):
                 # Changes from here on are the next incremental run's: taken before reading, so none is missed.
                 self.cursor = self.r.graph.delta("latest").token
                 self.spill.set("cursor", self.cursor)
+                if self.r.box is not None:  # likewise Box's stream head and its retention assignments
+                    self.spill.set("box_cursor", self.r.box.changes("now").cursor)
+                    self.spill.keep_retention(self.r.box.retention_index())
                 self.spill.finish("cursor")
             if "workspaces" in self.run.scope or "crosswalk" in self.run.scope:
                 self._phase("erp", self._plan_changed_projects if incremental else self._plan_projects)
@@ -85,9 +92,12 @@ class Attempt:
             self.r.store.save(self.run)  # still running: the next run resumes it
             self.spill.close()
             raise
-        cursor = self.cursor or self.spill.get("cursor")
+        cursor, box_cursor = self.cursor or self.spill.get("cursor"), self.spill.get("box_cursor")
         if cursor:
             self.r.store.set_state(CURSOR, cursor)
+        if box_cursor is not None:  # the assignments first: a Box cursor kept means they were kept with it
+            self.r.store.keep_box_retention(self.spill.retention() or {})
+            self.r.store.set_state(BOX_CURSOR, box_cursor)
         self.run.status, self.run.finished_at = "completed", self.r.clock()
         self.run.detail = None
         self.run.checkpoint = {"phase": "done"}
@@ -137,7 +147,7 @@ class Attempt:
         reader = PlatformReader(self.r.graph, self.r.policy, root=self.r.root, page_size=self.r.page_size,
                                 on_page=self._page, concurrency=self.r.concurrency)
         box = [] if self.r.box is None else [BoxReader(self.r.box, self.r.policy, root=self.r.root,
-                                                       on_page=self._page)]
+                                                       on_page=self._page, retention=self.spill.retention())]
         findings: list[Finding] = []
         flushed = time.monotonic()
         self.spill.begin()
@@ -166,61 +176,49 @@ class Attempt:
         self.progress("platform", self.run.compared, self.run.compared)  # the rest are missing: the next phase
 
     def _plan_changed_projects(self) -> None:
-        """Incremental: the projects the ERP changed since then, and those whose workspace changed on the platform
-        (read from the change cursor the last run left)."""
+        """Incremental: the projects the ERP changed since then, and those whose workspace changed on a platform
+        (read from the change cursors the last run left)."""
         assert self.run.since is not None
         projects = {p.code: p for p in self.r.erp.iter_projects(updated_since=self.run.since,
                                                                  page_size=self.r.page_size)}
         self._page()
+        codes = self._sharepoint_changes() + ([] if self.r.box is None else self._box_changes(self.r.box))
+        for code in codes:
+            if code not in projects:
+                try:
+                    projects[code] = self.r.erp.get_project(code)
+                except ProjectNotFound:
+                    continue  # a workspace without a project: the workspace's comparison says orphan
+        self.spill.plan(self._planned_row(project) for project in projects.values())
+        self.progress("erp", len(projects), len(projects))
+
+    def _sharepoint_changes(self) -> list[str]:
         token = self.r.store.get_state(CURSOR)
         try:
             changes = self.r.graph.delta(str(token))
         except DeltaTokenExpired:
             log.warning("the platform's change cursor expired: only the ERP's changes are compared; the next full "
                         "run compares everything")
-            changes = None
-        self._page()
-        if changes is not None:
-            self.cursor = changes.token
-            self.spill.set("cursor", changes.token)
-            for code in self._codes_of_changed(changes.items):
-                if code not in projects:
-                    try:
-                        projects[code] = self.r.erp.get_project(code)
-                    except ProjectNotFound:
-                        continue  # a workspace without a project: the workspace's comparison says orphan
-        self.spill.plan(self._planned_row(project) for project in projects.values())
-        self.progress("erp", len(projects), len(projects))
-
-    def _codes_of_changed(self, items: Sequence[DriveItem]) -> Iterator[str]:
-        """The ERP codes of the workspaces the changed items belong to (or were, for deleted ones)."""
+            return []
+        finally:
+            self._page()
+        self.cursor = changes.token
+        self.spill.set("cursor", changes.token)
         depth = len(self.r.policy.workspace.path.split("/"))
-        root = self.r.root.strip("/").split("/")
-        seen: set[str] = set()
-        for item in items:
-            if item.is_deleted or item.parent_reference is None:
-                workspace = item.id  # only its id is left: the crosswalk says whose workspace it was
-            else:
-                try:
-                    full = self.r.graph.get_item(item.id)
-                except ItemNotFound:
-                    continue
-                parts = path_of(full)
-                if parts[:len(root)] != root or len(parts) < len(root) + depth:
-                    continue
-                workspace = "/".join(parts[:len(root) + depth])
-                if workspace in seen:
-                    continue
-                seen.add(workspace)
-                found = self.r.graph.get_by_path(workspace)
-                if found is None:
-                    continue
-                self.spill.touch(workspace)
-                workspace = found.id
-            canonical = self.r.crosswalk.resolve("project", "sharepoint", workspace)
-            code = self.r.crosswalk.identities(canonical).get("erp") if canonical else None
-            if code:
-                yield code
+        return list(SharePointChanges(self.r.graph, self.r.crosswalk, self.spill, root=self.r.root,
+                                      depth=depth).codes(changes.items))
+
+    def _box_changes(self, box: BoxPlatform) -> list[str]:
+        """Box's events since its cursor, and its retention assignments against those the last run read."""
+        page = box.changes(str(self.r.store.get_state(BOX_CURSOR)))
+        retention = box.retention_index()
+        self._page()
+        moved = retention_moved(self.r.store.box_retention(), retention)
+        self.spill.set("box_cursor", page.cursor)
+        self.spill.keep_retention(retention)
+        depth = len(self.r.policy.workspace.path.split("/"))
+        return list(BoxChanges(box, self.r.crosswalk, self.spill, root=self.r.root, depth=depth,
+                               on_page=self._page).codes(page.items, moved))
 
     def _planned_row(self, project: ErpProject) -> tuple[str, str, dict[str, Any]]:
         record = erp_record(project)
@@ -235,7 +233,7 @@ class Attempt:
         reader = PlatformReader(self.r.graph, self.r.policy, root=self.r.root, page_size=self.r.page_size,
                                 on_page=self._page)
         box = [] if self.r.box is None else [BoxReader(self.r.box, self.r.policy, root=self.r.root,
-                                                       on_page=self._page)]
+                                                       on_page=self._page, retention=self.spill.retention())]
         paths = self.spill.candidate_paths()
         findings: list[Finding] = []
         self.spill.begin()
@@ -304,8 +302,9 @@ class Attempt:
 
     def _compare_readiness(self) -> None:
         assert self.r.readiness is not None
-        findings = [Finding("RC601", code, "facts", derived, stored, "erp+sharepoint", code)
-                    for code, derived, stored in self.r.readiness.stale(self.r.graph)]
+        readiness = self.r.readiness
+        findings = [Finding("RC601", code, "facts", derived, stored, f"erp+{readiness.platform_of(code)}", code)
+                    for code, derived, stored in readiness.stale()]
         self._found(findings)
 
     def _compare_subscriptions(self) -> None:

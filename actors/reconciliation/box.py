@@ -3,14 +3,14 @@ tree below the workspaces' folder walked level by level, each workspace's group 
 template's instance, the policy's folders inside it and the retention policies assigned to them.
 
 Box has no batch API and lists retention assignments per policy: the policies' assignments are read once per
-reader (an index of folder -> policies), then each workspace costs a few requests (its collaborations, its
-instance, one listing per folder level). Its top-level folders are the run's checkpoint groups, named ``box:<name>``
-so that they never collide with SharePoint's of the same name.
+run (an index of folder -> policies, kept for the next incremental run), then each workspace costs a few requests
+(its collaborations, its instance, one listing per folder level). Its top-level folders are the run's checkpoint
+groups, named ``box:<name>`` so that they never collide with SharePoint's of the same name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from actors.reconciliation.compare import WorkspaceSeen, key
 from actors.reconciliation.platform import Group, _folder_depths
@@ -27,12 +27,15 @@ class BoxReader:
     """Every workspace below the root on Box, as :class:`WorkspaceSeen`, one top-level folder at a time."""
 
     def __init__(self, box: BoxPlatform, policy: Policy, *, root: str = WORKSPACES_ROOT,
-                 on_page: Callable[[], None] | None = None) -> None:
+                 on_page: Callable[[], None] | None = None,
+                 retention: Mapping[str, Sequence[str]] | None = None) -> None:
+        """``retention``: the policies' assignments as the run read them (folder id -> policy names); None: read
+        them at the first workspace."""
         self.box, self.policy, self.root = box, policy, root.strip("/")
         self.depth = len(policy.workspace.path.split("/"))
         self.folders = _folder_depths(policy)
         self.on_page = on_page or (lambda: None)
-        self._retention: dict[str, list[str]] | None = None
+        self._retention = None if retention is None else {k: list(v) for k, v in retention.items()}
 
     def groups(self, skip: Callable[[str], bool] = lambda _: False) -> Iterator[Group]:
         """The workspaces, grouped by top-level folder (``box:<name>``), in name order; ``skip(name)``: a group

@@ -9,7 +9,6 @@ from typing import Any, Literal, Protocol
 
 from actors.reconciliation.compare import Finding
 from connectors.erp.client import Project as ErpProject
-from connectors.sharepoint.client import GraphClient
 from hub.actor import ActorSpec
 from hub.errors import HubError
 
@@ -22,6 +21,8 @@ SCOPES = ("workspaces", "crosswalk", "canonical", "readiness", "subscriptions")
 LOCK = "reconciliation"
 #: The platform's change cursor, kept between runs for the incremental ones.
 CURSOR = "platform_cursor"
+#: Box's: the position in its event stream.
+BOX_CURSOR = "box_cursor"
 _NAMESPACE = uuid.UUID("2c9d4f0e-71b3-4a5e-9c8d-0e6f1a2b3c4d")
 
 
@@ -70,8 +71,11 @@ class CanonicalCheck(Protocol):
 class ReadinessCheck(Protocol):
     """The readiness gate's facts compared with the documents they come from (wired by the composition root)."""
 
-    def stale(self, graph: GraphClient) -> Iterator[tuple[str, str, str]]:
+    def stale(self) -> Iterator[tuple[str, str, str]]:
         """(project code, facts derived now, facts stored) for each project whose stored facts are out of date."""
+
+    def platform_of(self, code: str) -> str:
+        """The document platform holding the project's workspace (the source of its documents' facts)."""
 
 
 #: progress(phase, done, total): total None while unknown.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS crosswalk (code TEXT PRIMARY KEY, canonical TEXT NOT 
 CREATE TABLE IF NOT EXISTS phases (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS touched (path TEXT PRIMARY KEY, shown TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS notes (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS retention (folder TEXT PRIMARY KEY, policies TEXT NOT NULL);
 """
 
 
@@ -60,6 +61,21 @@ class Spill:
         """A value kept for this run."""
         row = self.db.execute("SELECT value FROM notes WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
+
+    def keep_retention(self, index: Mapping[str, Sequence[str]]) -> None:
+        """Keep Box's retention assignments as this run read them (folder id -> policy names)."""
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM retention")
+        self.db.executemany("INSERT INTO retention VALUES (?, ?)",
+                            ((folder, json.dumps(sorted(names))) for folder, names in index.items()))
+        self.db.execute("INSERT OR REPLACE INTO notes VALUES ('retention', 'kept')")
+        self.db.execute("COMMIT")
+
+    def retention(self) -> dict[str, list[str]] | None:
+        """Box's retention assignments as this run read them; None: not read."""
+        if self.get("retention") is None:
+            return None
+        return {str(folder): json.loads(names) for folder, names in self.db.execute("SELECT * FROM retention")}
 
     def touch(self, path: str) -> None:
         """A workspace path the platform reported a change in (an incremental run compares it)."""

@@ -59,6 +59,11 @@ state_table = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.JSON(), nullable=False),
 )
+box_retention_table = sa.Table(
+    "reconciliation_box_retention", metadata,
+    sa.Column("folder_id", sa.String(64), primary_key=True),
+    sa.Column("policies", sa.JSON(), nullable=False),
+)
 
 
 @dataclass
@@ -139,10 +144,16 @@ class ReconciliationStore(Protocol):
         """A run's findings, by class then subject."""
 
     def get_state(self, name: str) -> Any:
-        """A value kept between runs (the platform's change cursor), or None."""
+        """A value kept between runs (the platforms' change cursors), or None."""
 
     def set_state(self, name: str, value: Any) -> None:
         """Keep a value between runs."""
+
+    def box_retention(self) -> dict[str, list[str]]:
+        """Box's retention assignments as the last completed run read them: folder id -> policy names."""
+
+    def keep_box_retention(self, index: Mapping[str, Sequence[str]]) -> None:
+        """Keep Box's retention assignments as this run read them."""
 
 
 def _run_of(row: Any) -> Run:
@@ -257,6 +268,26 @@ class SqlReconciliationStore:
         """Keep a value between runs."""
         with self.db.begin() as connection:
             upsert(connection, state_table, {"name": name, "value": value}, keys=["name"])
+
+    def box_retention(self) -> dict[str, list[str]]:
+        """Box's retention assignments as the last completed run read them: folder id -> policy names."""
+        with self.db.begin() as connection:
+            rows = connection.execute(sa.select(box_retention_table)).all()
+        return {row.folder_id: list(row.policies) for row in rows}
+
+    def keep_box_retention(self, index: Mapping[str, Sequence[str]]) -> None:
+        """Keep Box's retention assignments as this run read them, in one transaction: only the folders whose
+        policies changed are written."""
+        kept = self.box_retention()
+        changed = [{"folder_id": folder, "policies": sorted(names)} for folder, names in index.items()
+                   if kept.get(folder) != sorted(names)]
+        stale = [folder for folder in kept if folder not in index] + [row["folder_id"] for row in changed]
+        with self.db.begin() as connection:
+            for start in range(0, len(stale), 500):
+                connection.execute(box_retention_table.delete().where(
+                    box_retention_table.c.folder_id.in_(stale[start:start + 500])))
+            if changed:
+                connection.execute(box_retention_table.insert(), changed)
 
 
 def counts_of(findings: Iterable[Finding], into: Mapping[str, int] | None = None) -> dict[str, int]:

@@ -48,6 +48,7 @@ from connectors.box.api import BoxApi
 from connectors.box.auth import box_auth
 from connectors.box.errors import (
     AlreadyCollaborator,
+    BoxNotFound,
     BoxRejected,
     GroupNotFound,
     ItemNameInUse,
@@ -79,7 +80,8 @@ BoxRole = Literal["viewer", "editor"]
 #: Where a metadata instance is: on a folder or a file.
 ItemKind = Literal["folders", "files"]
 #: The triggers a workspace subscription asks for.
-WORKSPACE_TRIGGERS: tuple[str, ...] = ("FILE.UPLOADED", "METADATA_INSTANCE.CREATED", "METADATA_INSTANCE.UPDATED")
+WORKSPACE_TRIGGERS: tuple[str, ...] = ("FILE.UPLOADED", "FILE.TRASHED", "METADATA_INSTANCE.CREATED",
+                                      "METADATA_INSTANCE.UPDATED")
 _ROLES: dict[str, BoxRole] = {"read": "viewer", "write": "editor"}
 _DELETIONS = frozenset({"ITEM_TRASH", "DELETE"})
 
@@ -351,6 +353,10 @@ class BoxClient:
         """A file's content."""
         return self.files.download(file_id)
 
+    def delete_file(self, file_id: str) -> None:
+        """Move the file to the trash (a file already gone is fine)."""
+        self.files.delete(file_id)
+
     # -- events and webhooks ------------------------------------------------------------------
 
     def events(self, stream_position: str | None, *, stream_type: str = "changes", limit: int = 500) -> EventPage:
@@ -373,7 +379,8 @@ class BoxClient:
 
     def create_webhook(self, target_id: str, address: str, triggers: Sequence[str], *,
                        target_type: Literal["folder", "file"] = "folder") -> BoxWebhook:
-        """A webhook V2 on the target; when one for that target and address exists (409), that one."""
+        """A webhook V2 on the target; when one for that target and address exists (409), that one, given the
+        triggers it lacks (``PUT /webhooks/{id}``: a hub that asks for more than an earlier version did)."""
         body = {"target": {"type": target_type, "id": target_id}, "address": address, "triggers": list(triggers)}
         response = self.api.send("POST", "webhooks", json=body, retry_safe=True, accept=frozenset({409}))
         if response.status_code != 409:
@@ -381,8 +388,13 @@ class BoxClient:
         for hook in self.webhooks():
             if hook.target.get("id") == target_id:
                 full = self.get_webhook(hook.id)
-                if full.address == address:
+                if full.address != address:
+                    continue
+                if set(triggers) <= set(full.triggers):
                     return full
+                wanted = list(dict.fromkeys([*full.triggers, *triggers]))
+                return BoxWebhook.model_validate(self.api.send("PUT", f"webhooks/{hook.id}", json={
+                    "triggers": wanted}, retry_safe=True).json())
         raise BoxRejected(f"box: a webhook on {target_type} {target_id} conflicts but cannot be found",
                           status=409, code="conflict")
 
@@ -424,20 +436,38 @@ class BoxClient:
         events, position = self.read_events(cursor)
         items = []
         for event in events:
-            item = event.item
+            item, parents = event.item, event.parents
             if item is not None and item.type in ("folder", "file"):
+                deleted = event.event_type in _DELETIONS
                 items.append(ChangedItem(id=item.id, kind="folder" if item.type == "folder" else "file",
-                                         name=item.name, change=event.event_type,
-                                         deleted=event.event_type in _DELETIONS))
+                                         name=item.name, change=event.event_type, deleted=deleted,
+                                         parents=None if deleted or parents is None else _pairs(parents),
+                                         parent_id=event.parent_id))
         return ChangePage(items=items, cursor=position)
 
+    def path_of(self, item_id: str, kind: Literal["folder", "file"] = "folder") -> tuple[tuple[str, str], ...] | None:
+        """The folders from the enterprise's top (``0``) down to the item, itself last, as (id, name); None when
+        there is no such item or it is in the trash."""
+        try:
+            found: BoxFolder | BoxFile = self.get_folder(item_id) if kind == "folder" else self.get_file(item_id)
+        except BoxNotFound:
+            return None
+        if found.item_status != "active" or found.path_collection is None:
+            return None
+        return (*_pairs(found.path_collection.entries), (found.id, found.name))
+
     def subscribe(self, folder_id: str, address: str) -> str:
-        """A webhook V2 on the folder for uploads and metadata changes (GraphClient: ``create_subscription``)."""
+        """A webhook V2 on the folder for uploads, files put in the trash and metadata changes (GraphClient:
+        ``create_subscription``)."""
         return self.create_webhook(folder_id, address, WORKSPACE_TRIGGERS).id
 
     def unsubscribe(self, subscription_id: str) -> None:
         """:meth:`delete_webhook` (GraphClient: ``delete_subscription``)."""
         self.delete_webhook(subscription_id)
+
+
+def _pairs(folders: Sequence[BoxItem]) -> tuple[tuple[str, str], ...]:
+    return tuple((folder.id, folder.name) for folder in folders)
 
 
 def _string_field(key: str) -> dict[str, str]:

@@ -16,7 +16,8 @@ support), never a token or a secret::
           ├── GroupNotFound           no enterprise group has the name a grant names
           ├── RetentionPolicyNotFound no retention policy has the name a rule names (also a
           │                           connectors.platform.RetentionNotPublished)
-          └── RetentionConflict       409: a policy at least as long is already assigned to the folder
+          └── RetentionConflict       409: a policy at least as long is already assigned to the folder (also a
+                                      connectors.platform.RetentionRefused)
 
 5xx, 429 (with ``Retry-After``) and timeouts are ``UpstreamUnavailable`` (retryable) from
 :class:`connectors.http.Http`; 401 after one fresh sign-in is a :class:`BoxRejected` with code ``unauthorized``.
@@ -29,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from connectors.platform import ItemGone, RetentionNotPublished
+from connectors.platform import ItemGone, RetentionNotPublished, RetentionRefused
 from hub.errors import UpstreamRejected
 
 __all__ = ["AlreadyCollaborator", "BoxNotFound", "BoxRejected", "GroupNotFound", "ItemNameInUse",
@@ -76,7 +77,7 @@ class RetentionPolicyNotFound(BoxRejected, RetentionNotPublished):
     """No retention policy of the enterprise has the name asked for (or several do)."""
 
 
-class RetentionConflict(BoxRejected):
+class RetentionConflict(BoxRejected, RetentionRefused):
     """Box refused a retention assignment (409): a policy at least as long is assigned to the folder already."""
 
 

@@ -92,6 +92,10 @@ class BoxFiles:
             session = self._session(f"files/{file_id}/upload_sessions", {"file_size": len(content)})
         return self._send_parts(session, content, repr(name))
 
+    def delete(self, file_id: str) -> None:
+        """Move the file to the trash (a file already gone is fine)."""
+        self.api.send("DELETE", f"files/{file_id}", accept=frozenset({404}))
+
     def download(self, file_id: str) -> bytes:
         """A file's content, following Box's 302 to its pre-authenticated URL without the token; a 202 (the file
         was uploaded a moment ago and is not ready) is asked again after its ``Retry-After``."""

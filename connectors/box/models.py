@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["BoxCollaboration", "BoxEvent", "BoxFile", "BoxFolder", "BoxGroup", "BoxItem", "BoxWebhook", "EventPage",
-           "MetadataField", "MetadataTemplate", "RetentionAssignment", "RetentionPolicy", "UploadPart",
-           "UploadSession"]
+           "MetadataField", "MetadataTemplate", "PathCollection", "RetentionAssignment", "RetentionPolicy",
+           "UploadPart", "UploadSession"]
 
 
 class _Model(BaseModel):
@@ -31,6 +31,12 @@ class BoxItem(_Model):
     sha1: str | None = None
 
 
+class PathCollection(_Model):
+    """The folders above an item, from the enterprise's top (``0``, All Files) down to its parent."""
+
+    entries: tuple[BoxItem, ...] = ()
+
+
 class BoxFolder(_Model):
     """A folder (``GET /folders/{id}``, or the mini form where only ``id`` and ``name`` are known)."""
 
@@ -41,6 +47,7 @@ class BoxFolder(_Model):
     sequence_id: str | None = None
     item_status: Literal["active", "trashed", "deleted"] = "active"
     parent: BoxItem | None = None
+    path_collection: PathCollection | None = None
     created_at: datetime | None = None
     modified_at: datetime | None = None
 
@@ -57,6 +64,7 @@ class BoxFile(_Model):
     size: int | None = None
     item_status: Literal["active", "trashed", "deleted"] = "active"
     parent: BoxItem | None = None
+    path_collection: PathCollection | None = None
     modified_at: datetime | None = None
 
 
@@ -166,11 +174,31 @@ class BoxEvent(_Model):
 
     @property
     def item(self) -> BoxItem | None:
-        """The folder or file the event is about, when its source is one."""
+        """The folder or file the event is about: its source when that is one (the user streams), else the item an
+        enterprise event's source names (``item_type``, ``item_id``), else the folder (or file) a collaboration
+        event's source names (``folder_id``, ``file_id``)."""
         source = self.source or {}
         if source.get("type") in {"folder", "file"} and source.get("id"):
             return BoxItem.model_validate(source)
+        if source.get("item_type") in {"folder", "file"} and source.get("item_id"):
+            return BoxItem(type=source["item_type"], id=str(source["item_id"]), name=str(source.get("item_name") or ""))
+        for kind in ("folder", "file"):
+            if source.get(f"{kind}_id"):
+                return BoxItem(type=kind, id=str(source[f"{kind}_id"]), name=str(source.get(f"{kind}_name") or ""))
         return None
+
+    @property
+    def parents(self) -> tuple[BoxItem, ...] | None:
+        """The folders above the item, top first, when the source gives its ``path_collection`` (a trashed
+        item's is the trash)."""
+        found = (self.source or {}).get("path_collection")
+        return PathCollection.model_validate(found).entries if isinstance(found, dict) else None
+
+    @property
+    def parent_id(self) -> str | None:
+        """The folder the item is in (or was in, before the trash), when the source says."""
+        parent = (self.source or {}).get("parent")
+        return str(parent["id"]) if isinstance(parent, dict) and parent.get("id") else None
 
 
 class EventPage(_Model):

@@ -10,17 +10,21 @@ calls ``DocumentClass``, ``DocumentState``, ``ProjectCode``, ... are the templat
 retains a file under the policies of its folder, so a document's retention label is its folder's policy (the
 class folders of a workspace carry their class's policy from provisioning). The document's version is the file's
 etag and the instance's ``$version``: a metadata change is news, a repeat of the same is not.
+
+Box assigns no retention policy to a file: :meth:`BoxPlatform.apply_retention` of a file checks that its folder is
+under the policy (provisioning gives each class folder its class's policy) and assigns nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.box.client import BoxClient
 from connectors.box.errors import BoxNotFound, RetentionPolicyNotFound
 from connectors.box.models import BoxFile, BoxFolder, BoxItem
-from connectors.platform import ChangePage, ItemKind, PlatformItem, Role
+from connectors.platform import ChangePage, ItemKind, PlatformItem, RetentionNotPublished, Role, documents_below
 from connectors.sharepoint.documents import DocumentView
 from connectors.sharepoint.models import DriveItem, RetentionLabel
 
@@ -104,10 +108,17 @@ class BoxPlatform:
             grants[grantee.name] = "write" if grants.get(grantee.name) == "write" else role
         return grants
 
-    def apply_retention(self, item_id: str, policy: str) -> None:
-        """The policy assigned to the folder (``RetentionPolicyNotFound`` when the enterprise has none by that
-        name)."""
-        self.client.apply_retention(item_id, policy)
+    def apply_retention(self, item_id: str, policy: str, *, kind: ItemKind = "folder") -> None:
+        """The policy assigned to the folder (``RetentionPolicyNotFound``, a ``RetentionNotPublished``, when the
+        enterprise has none by that name). A file is retained under its folder's policies: its folder must be under
+        ``policy`` already (``RetentionNotPublished`` when it is not; nothing is assigned)."""
+        if kind == "folder":
+            self.client.apply_retention(item_id, policy)
+            return
+        file = self.client.get_file(item_id)
+        if file.parent is None or not self.has_retention(file.parent.id, policy):
+            raise RetentionNotPublished(f"box: the folder of file {item_id} is not under the retention policy "
+                                        f"{policy!r}")
 
     def has_retention(self, item_id: str, policy: str) -> bool:
         """Whether the policy called ``policy`` is assigned to the folder (False when there is no such policy)."""
@@ -140,7 +151,12 @@ class BoxPlatform:
         return {folder: sorted(names) for folder, names in index.items()}
 
     def document(self, file_id: str) -> DocumentView | None:
-        """The file's workspace-template instance as the document's fields, its folder's policy as its label."""
+        """The file's workspace-template instance as the document's fields, its folder's policy as its label.
+
+        The document is dated when it is read: Box does not move a file's ``modified_at`` when its metadata changes
+        (and gives its times to the second), so the file's time cannot order a state set after another one (in
+        review again after approved); the state read now is the state as of now. What is news stays the file's
+        etag with the instance's ``$version``."""
         try:
             file = self.client.get_file(file_id)
         except BoxNotFound:
@@ -156,8 +172,12 @@ class BoxPlatform:
         item = DriveItem.model_validate({
             "id": file.id, "name": file.name, "eTag": f"{file.etag}.{instance.get('$version', '-')}",
             "webUrl": self.web_url(file), "file": {},
-            "lastModifiedDateTime": file.modified_at.isoformat() if file.modified_at else None})
+            "lastModifiedDateTime": datetime.now(UTC).isoformat()})
         return DocumentView(self.name, item, fields, label)
+
+    def documents(self, root: str) -> Iterator[DocumentView]:
+        """:func:`connectors.platform.documents_below`."""
+        return documents_below(self, root)
 
     def upload(self, folder_id: str, name: str, content: bytes) -> BoxFile:
         """:meth:`BoxClient.upload`."""
@@ -167,9 +187,17 @@ class BoxPlatform:
         """:meth:`BoxClient.download`."""
         return self.client.download(file_id)
 
+    def delete(self, file_id: str) -> None:
+        """:meth:`BoxClient.delete_file` (to the trash)."""
+        self.client.delete_file(file_id)
+
     def changes(self, cursor: str | None) -> ChangePage:
         """:meth:`BoxClient.changes`."""
         return self.client.changes(cursor)
+
+    def path_of(self, item_id: str, kind: ItemKind = "folder") -> tuple[tuple[str, str], ...] | None:
+        """:meth:`BoxClient.path_of`."""
+        return self.client.path_of(item_id, kind)
 
     def subscribe(self, folder_id: str, address: str) -> str:
         """:meth:`BoxClient.subscribe`."""

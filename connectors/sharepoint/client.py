@@ -19,7 +19,8 @@ before writing:
 - :meth:`GraphClient.ensure_grant` lists the item's permissions and invites only when the group lacks
   the role; :meth:`GraphClient.ensure_retention_label` and :meth:`GraphClient.ensure_fields` read
   before they PATCH, and PATCH only what differs.
-- :meth:`GraphClient.upload` PUTs by path, replacing a file of that name: a repeat leaves the same item.
+- :meth:`GraphClient.upload` PUTs by path (:meth:`GraphClient.upload_into` below the folder's id), replacing a
+  file of that name: a repeat leaves the same item.
   Above 4 MB it opens an upload session and PUTs 320 KiB-multiple fragments to its pre-authenticated URL.
 
 :meth:`GraphClient.delta` reads changes across all pages; a 410 is :class:`DeltaTokenExpired` (start
@@ -131,6 +132,13 @@ def _segments(path: str) -> list[str]:
         if not _valid_name(name):
             raise UpstreamRejected(f"graph: invalid SharePoint folder name {name!r} in {path!r}")
     return names
+
+
+def _file_name(name: str) -> str:
+    """``name`` when SharePoint takes it as a file's name; refused (a permanent error) otherwise."""
+    if not _valid_name(name):
+        raise UpstreamRejected(f"graph: invalid SharePoint file name {name!r}")
+    return name
 
 
 def _valid_name(name: str) -> bool:
@@ -519,13 +527,22 @@ class GraphClient:
 
         Past Graph's simple-upload limit (4 MB) the bytes go through an upload session
         (:meth:`upload_large`)."""
-        if not _valid_name(name):
-            raise UpstreamRejected(f"graph: invalid SharePoint file name {name!r}")
+        file_name = _file_name(name)
+        return self._upload(self._path_url([*_segments(folder_path), file_name]), name, content, content_type)
+
+    def upload_into(self, folder_id: str, name: str, content: bytes, *,
+                    content_type: str = "application/octet-stream") -> DriveItem:
+        """:meth:`upload` into the folder of id ``folder_id`` (``items/{parent-id}:/{name}:``), with no path to
+        look up; ``ItemNotFound`` when the folder is missing."""
+        return self._upload(f"{self._item_url(folder_id)}:/{quote(_file_name(name), safe='')}", name, content,
+                            content_type)
+
+    def _upload(self, target: str, name: str, content: bytes, content_type: str) -> DriveItem:
+        """PUT the bytes to ``target:/content``, or through an upload session past the simple-upload limit."""
         if len(content) > SIMPLE_UPLOAD_LIMIT:
-            return self.upload_large(folder_path, name, content)
-        url = self._path_url([*_segments(folder_path), name]) + ":/content"
+            return self._upload_session(target, name, content, UPLOAD_FRAGMENT)
         # A PUT of the same bytes to the same path is the same as one: retried in the call as any PUT.
-        response = self._send("PUT", url, content=content, headers={"Content-Type": content_type},
+        response = self._send("PUT", f"{target}:/content", content=content, headers={"Content-Type": content_type},
                               params={"@microsoft.graph.conflictBehavior": "replace"}, retry_safe=True)
         return DriveItem.model_validate(response.json())
 
@@ -537,11 +554,15 @@ class GraphClient:
 
         A fragment whose answer was lost is not sent twice blindly: the session says which bytes it expects
         next (``nextExpectedRanges``), and the upload goes on from there."""
+        return self._upload_session(self._path_url([*_segments(folder_path), name]), name, content, fragment_size)
+
+    def _upload_session(self, target: str, name: str, content: bytes, fragment_size: int) -> DriveItem:
+        """:meth:`upload_large` to ``target`` (the new item's path, or its parent's id and its name)."""
         if fragment_size <= 0 or fragment_size % FRAGMENT_UNIT:
             raise ValueError(f"fragment_size must be a positive multiple of {FRAGMENT_UNIT} bytes")
         if not content:
             raise ValueError("an upload session needs at least one byte; upload an empty file with upload()")
-        url = self._path_url([*_segments(folder_path), name]) + ":/createUploadSession"
+        url = f"{target}:/createUploadSession"
         session = self._send("POST", url, json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
                              retry_safe=True).json()  # a second session left unused expires on its own
         upload_url = str(session.get("uploadUrl") or "")

@@ -1,21 +1,35 @@
 """SharePoint as a :class:`connectors.platform.DocumentPlatform`: an adapter over :class:`GraphClient`, whose own
 methods speak Graph (paths, list-item fields, retention labels, permissions) and stay what the SharePoint-only
-parts of the hub (document intake's columns, the bulk reads of reconciliation) use.
+parts of the hub (the bulk reads of reconciliation, the drive's change subscription) use.
+
+What SharePoint asks of the patterns is kept here, so an actor holding the platform does not know it is
+SharePoint: a field needs its library column first (:meth:`GraphPlatform.set_metadata` makes it); a file is
+uploaded below its folder's id; the changes are the drive's ``delta``, the drive's root left out and a delta token
+Graph no longer takes (410, :class:`~connectors.sharepoint.client.DeltaTokenExpired`) read again from the start;
+a label the tenant does not publish is :class:`~connectors.platform.RetentionNotPublished`
+(:class:`~connectors.sharepoint.client.LabelNotPublished`).
+
+The drive's change subscription (created on the drive's root, renewed before Graph lets it expire) is Graph's own
+lifecycle, kept by :mod:`actors.document_intake.subscription` on the :class:`GraphClient`; :meth:`subscribe` and
+:meth:`unsubscribe` only make and end one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import mimetypes
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.platform import ChangedItem, ChangePage, ItemKind, PlatformItem, Role
-from connectors.sharepoint.client import GraphClient, ItemNotFound
-from connectors.sharepoint.documents import DocumentView, view_of
+from connectors.sharepoint.client import DeltaTokenExpired, GraphClient, ItemNotFound
+from connectors.sharepoint.documents import DocumentView, view_of, workspace_documents
 from connectors.sharepoint.models import DriveItem
 from hub.errors import ConfigurationError
+from observability.logging import get_logger
 
 __all__ = ["GraphPlatform"]
+log = get_logger(__name__)
 
 
 class GraphPlatform:
@@ -88,8 +102,9 @@ class GraphPlatform:
                 grants[group] = "write" if role == "write" else "read"
         return grants
 
-    def apply_retention(self, item_id: str, policy: str) -> None:
-        """:meth:`GraphClient.ensure_retention_label` (``LabelNotPublished`` when the tenant does not publish it)."""
+    def apply_retention(self, item_id: str, policy: str, *, kind: ItemKind = "folder") -> None:
+        """:meth:`GraphClient.ensure_retention_label` on the folder or file alike (``LabelNotPublished``, a
+        ``RetentionNotPublished``, when the tenant does not publish it)."""
         self.graph.ensure_retention_label(item_id, policy)
 
     def has_retention(self, item_id: str, policy: str) -> bool:
@@ -107,21 +122,37 @@ class GraphPlatform:
         except ItemNotFound:
             return None
 
+    def documents(self, root: str) -> Iterator[DocumentView]:
+        """:func:`connectors.sharepoint.documents.workspace_documents`: one listing per folder, each file read from
+        the listing's item."""
+        return workspace_documents(self.graph, root)
+
     def upload(self, folder_id: str, name: str, content: bytes) -> DriveItem:
-        """Upload into the folder, addressed by its path (Graph uploads by path)."""
-        folder = self.graph.get_item(folder_id)
-        return self.graph.upload(folder.path or "", name, content)
+        """:meth:`GraphClient.upload_into` the folder, with the content type the name implies."""
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return self.graph.upload_into(folder_id, name, content, content_type=content_type)
 
     def download(self, file_id: str) -> bytes:
         """:meth:`GraphClient.download`."""
         return self.graph.download(file_id)
 
+    def delete(self, file_id: str) -> None:
+        """:meth:`GraphClient.delete_item`."""
+        self.graph.delete_item(file_id)
+
     def changes(self, cursor: str | None) -> ChangePage:
-        """The drive's ``delta`` since ``cursor``."""
-        result = self.graph.delta(cursor)
+        """The drive's ``delta`` since ``cursor``; a token Graph no longer takes is read again from the start (every
+        item there is), said once as a warning. The drive's root (which delta lists, with no parent) is left out;
+        a deleted item is a file unless Graph says it was a folder."""
+        try:
+            result = self.graph.delta(cursor)
+        except DeltaTokenExpired:
+            log.warning("delta token expired: reading the whole drive again", drive_id=self.graph.drive_id)
+            result = self.graph.delta(None)
         items = [ChangedItem(id=item.id, kind="folder" if item.is_folder else "file", name=item.name,
-                             change="deleted" if item.is_deleted else "updated", deleted=item.is_deleted)
-                 for item in result.items]
+                             change="deleted" if item.is_deleted else "updated", deleted=item.is_deleted,
+                             modified=item.modified)
+                 for item in result.items if item.is_deleted or _below_root(item)]
         return ChangePage(items=items, cursor=result.token)
 
     def subscribe(self, folder_id: str, address: str) -> str:
@@ -136,3 +167,8 @@ class GraphPlatform:
     def unsubscribe(self, subscription_id: str) -> None:
         """:meth:`GraphClient.delete_subscription`."""
         self.graph.delete_subscription(subscription_id)
+
+
+def _below_root(item: DriveItem) -> bool:
+    """Whether the item has a parent (the drive's root has none)."""
+    return item.parent_reference is not None and item.parent_reference.id is not None

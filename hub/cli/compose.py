@@ -21,11 +21,13 @@ from hub.runtime import Infrastructure, Runtime, assemble, build_infrastructure
 from hub.settings import Settings, load
 
 if TYPE_CHECKING:
+    from actors.document_intake import DriveSubscription
     from actors.exceptions.desk import ExceptionDesk
     from actors.fanout.actor import BusWall
     from actors.invoice_readiness import ReadinessGate
     from actors.reconciliation import Reconciler
     from connectors.platform import Platforms
+    from connectors.sharepoint.client import GraphClient
     from hub.actor import Actor
     from hub.policy import Policy
     from hub.redaction import Redactions
@@ -123,16 +125,15 @@ def build_app(
         FanOut(infra.topics, wall=wall),
         Provisioning(spec=specs["provisioning"], policy=policy, erp=erp, platforms=platforms, crosswalk=crosswalk,
                      locks=locks, store=RedisProvisioningStore(client, prefix=prefix)),
-        MasterData(spec=specs["master_data"], rules=rules, graph=graph, crosswalk=crosswalk, locks=locks,
-                   store=SqlMasterDataStore(infra.db), cursor=RedisDeltaCursor(client, prefix=prefix),
-                   platforms=platforms, erp=erp),
-        DocumentIntake(spec=specs["document_intake"], graph=graph, erp=erp, locks=locks,
-                       store=RedisIntakeStore(client, prefix=prefix), subscription=subscription_of(connections),
-                       platforms=platforms),
+        MasterData(spec=specs["master_data"], rules=rules, platforms=platforms, crosswalk=crosswalk, locks=locks,
+                   store=SqlMasterDataStore(infra.db), cursor=RedisDeltaCursor(client, prefix=prefix), erp=erp),
+        DocumentIntake(spec=specs["document_intake"], platforms=platforms, erp=erp, locks=locks,
+                       store=RedisIntakeStore(client, prefix=prefix),
+                       subscription=subscription_of(connections, graph)),
         DocumentWorkflow(spec=specs["document_workflow"], policy=policy,
                          rules=policy.section(actors.document_workflow.SECTION, DocumentPolicy),
-                         erp=erp, graph=graph, docusign=docusign, locks=locks, platforms=platforms),
-        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate, graph=graph),
+                         erp=erp, platforms=platforms, docusign=docusign, locks=locks),
+        InvoiceReadiness(spec=specs["invoice_readiness"], gate=gate),
     ]
     inbox = SqlExceptionInbox(infra.db)
     handlers.append(InboxRecorder(inbox, spec=specs["exception_inbox"]))
@@ -207,10 +208,13 @@ def exception_desk(runtime: Runtime) -> ExceptionDesk:
     return ExceptionDesk(SqlExceptionInbox(runtime.db), replay=None if runtime.embedded else replay)
 
 
-def subscription_of(connections: Connections) -> tuple[str, str] | None:
-    """(notification URL, client state) of the drive's change subscription, when both are set."""
+def subscription_of(connections: Connections, graph: GraphClient) -> DriveSubscription | None:
+    """The drive's change subscription through ``graph`` (its notification URL and client state), when both are
+    set."""
+    from actors.document_intake import DriveSubscription
+
     url, state = connections.graph.notification_url, connections.graph.client_state
-    return None if url is None or state is None else (str(url), state.get_secret_value())
+    return None if url is None or state is None else DriveSubscription(graph, str(url), state.get_secret_value())
 
 
 def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
@@ -242,8 +246,8 @@ def reconciler(runtime: Runtime, connections: Connections) -> Reconciler:
 def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Platforms | None = None
                    ) -> ReadinessGate:
     """The invoice-readiness gate over the runtime's database, for ``hub readiness`` (the caller closes the
-    ERP client it holds: ``gate.erp.close()``); ``platforms``: where it reads the documents of projects off
-    SharePoint (:func:`hub.cli.platforms.document_platforms`)."""
+    ERP client it holds: ``gate.erp.close()``); ``platforms``: where it reads the projects' documents, for a
+    rebuild (:func:`hub.cli.platforms.document_platforms`)."""
     import actors
     from actors.invoice_readiness import ReadinessGate, ReadinessRules, SqlReadinessStore
     from connectors.erp.client import ErpClient

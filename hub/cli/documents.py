@@ -21,9 +21,9 @@ def documents() -> None:
 @click.argument("address")
 @pass_config
 def documents_subscribe_box(config: Config, address: str) -> None:
-    """Have Box notify ADDRESS (the ingress's https /v1/webhooks/box/<source id>) of uploads and metadata changes
-    below the workspaces' folder (a webhook V2, kept when it exists; Box's do not expire). The ingress source
-    lists the app's two signature keys under box."""
+    """Have Box notify ADDRESS (the ingress's https /v1/webhooks/box/<source id>) of uploads, files put in the
+    trash and metadata changes below the workspaces' folder (a webhook V2, kept when it exists and given the
+    triggers it lacks; Box's do not expire). The ingress source lists the app's two signature keys under box."""
     from connectors.box.client import BoxClient
     from connectors.box.platform import BoxPlatform
     from hub.policy import WORKSPACES_ROOT

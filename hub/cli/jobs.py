@@ -48,7 +48,7 @@ def scheduled_jobs(*, prefix: str, client: redis.Redis, flight_ttl_s: int, graph
                 description="give a flight record left without an expiry its HUB_FLIGHT_TTL_S")]
     if gate is not None and out is not None:
         def rebuild() -> str:
-            changes = gate.rebuild(graph, out())
+            changes = gate.rebuild(out())
             return f"{len(changes)} verdict(s) changed"
 
         jobs.append(Job("readiness_rebuild", timedelta(days=1), rebuild, offset=timedelta(hours=2),

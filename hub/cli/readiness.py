@@ -99,7 +99,7 @@ def readiness_rebuild(config: Config, invoice: str | None, rebuild_all: bool, ou
     out = Emitting(spec=runtime.specs[actors.invoice_readiness.SPEC.name], registry=runtime.registry,
                    emitter=runtime.dispatcher)
     try:
-        changes = gate.rebuild(graph, out, invoice=invoice, progress=lambda code, done, total, facts: note(
+        changes = gate.rebuild(out, invoice=invoice, progress=lambda code, done, total, facts: note(
             f"[{done}/{total}] {code}: {facts} fact(s) from the ERP and the workspace"))
     finally:
         gate.erp.close()

@@ -14,8 +14,10 @@
   refusal, malformed request, unknown route and injected fault (429 ``rate_limit_exceeded`` with
   ``Retry-After``, 500 ``internal_server_error``, 503 ``unavailable``).
 - Webhooks V2 signed with both keys (:mod:`.webhooks`).
-- Admin, loopback only: ``GET /_sim/state``, ``GET /_sim/tokens``, ``POST /_sim/tokens/revoke?client_id=``
-  (the client's tokens then answer 401), ``POST /_sim/reset``, ``GET|PUT /_sim/faults``, ``/_sim/deliveries``.
+- Admin, loopback only: ``GET /_sim/state``, ``GET /_sim/requests`` (the authorised API requests counted by
+  method and path: ``{"calls": {"GET /2.0/folders/123/collaborations": 1}}``), ``GET /_sim/tokens``,
+  ``POST /_sim/tokens/revoke?client_id=`` (the client's tokens then answer 401), ``POST /_sim/reset``,
+  ``GET|PUT /_sim/faults``, ``/_sim/deliveries``.
 """
 
 from __future__ import annotations
@@ -89,11 +91,12 @@ BOX_ERRORS = ErrorDialect(render=_render, invalid=_invalid, http_error=_http_err
 _CHALLENGE = 'Bearer realm="Service", error="invalid_token", error_description="The access token provided is invalid."'
 
 
-def _bearer(tokens: TokenIssuer) -> Callable[..., None]:
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+def _bearer(tokens: TokenIssuer, count: Callable[[str], None]) -> Callable[..., None]:
+    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or tokens.check(given.strip()) != "valid":
             raise BoxError(401, "unauthorized", "Unauthorized", headers={"WWW-Authenticate": _CHALLENGE})
+        count(f"{request.method} {request.url.path}")
     return check
 
 
@@ -152,6 +155,11 @@ def create_app(config: BoxSimConfig | None = None) -> FastAPI:
         return {**state.snapshot(), "faults": {"plan": faults.plan.to_json(), "injected": dict(faults.injected)},
                 "upload_sessions": len(transfers.sessions)}
 
+    @admin.get("/requests")
+    def get_requests() -> Json:
+        with state.lock:
+            return {"calls": dict(state.calls)}
+
     @admin.get("/tokens")
     def get_tokens() -> Json:
         return tokens.stats()
@@ -160,7 +168,7 @@ def create_app(config: BoxSimConfig | None = None) -> FastAPI:
     def revoke_tokens(client_id: str) -> Json:
         return {"revoked": tokens.revoke(client_id)}
 
-    guarded = [Depends(_bearer(tokens))]
+    guarded = [Depends(_bearer(tokens, state.count_call))]
     api = APIRouter(prefix="/2.0", dependencies=guarded)
     for routes in (folder_routes(state), governance_routes(state), file_routes(state, transfers),
                    change_routes(state)):

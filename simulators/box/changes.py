@@ -7,6 +7,7 @@
                                 and address; 400 for an address that is not https (test hosts excepted)
     GET    /2.0/webhooks        marker paging (limit, marker)
     GET|DELETE /2.0/webhooks/{id}
+    PUT    /2.0/webhooks/{id}   {target?, address?, triggers?}: the webhook with what is given replaced
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from simulators.box.state import BoxState, Webhook
 
 _STREAMS = {"all", "changes", "sync", "admin_logs", "admin_logs_streaming"}
 #: The V2 triggers this simulator fires.
-TRIGGERS = frozenset({"FILE.UPLOADED", "FOLDER.CREATED", "METADATA_INSTANCE.CREATED", "METADATA_INSTANCE.UPDATED",
-                      "COLLABORATION.CREATED", "COLLABORATION.UPDATED", "COLLABORATION.REMOVED"})
+TRIGGERS = frozenset({"FILE.UPLOADED", "FILE.TRASHED", "FOLDER.CREATED", "FOLDER.TRASHED",
+                      "METADATA_INSTANCE.CREATED",
+                      "METADATA_INSTANCE.UPDATED", "COLLABORATION.CREATED", "COLLABORATION.UPDATED",
+                      "COLLABORATION.REMOVED"})
 
 
 class _Target(BaseModel):
@@ -36,6 +39,12 @@ class _NewWebhook(BaseModel):
     target: _Target
     address: str
     triggers: list[str]
+
+
+class _WebhookUpdate(BaseModel):
+    target: _Target | None = None
+    address: str | None = None
+    triggers: list[str] | None = None
 
 
 def change_routes(state: BoxState) -> APIRouter:
@@ -53,14 +62,17 @@ def change_routes(state: BoxState) -> APIRouter:
         return {"chunk_size": len(chunk), "next_stream_position": position,
                 "entries": [event.to_json(stream_type) for event in chunk]}
 
+    def check(address: str, triggers: list[str]) -> None:
+        url = httpx.URL(address)
+        if url.scheme != "https" and not (url.scheme == "http" and url.host in config.http_webhook_hosts):
+            raise bad_request("The address must be an https URL", address=address)
+        unknown = sorted(set(triggers) - TRIGGERS)
+        if not triggers or unknown:
+            raise bad_request(f"Invalid triggers: {', '.join(unknown) or 'none given'}")
+
     @routes.post("/webhooks", status_code=201)
     def create_webhook(body: _NewWebhook) -> Json:
-        url = httpx.URL(body.address)
-        if url.scheme != "https" and not (url.scheme == "http" and url.host in config.http_webhook_hosts):
-            raise bad_request("The address must be an https URL", address=body.address)
-        unknown = sorted(set(body.triggers) - TRIGGERS)
-        if not body.triggers or unknown:
-            raise bad_request(f"Invalid triggers: {', '.join(unknown) or 'none given'}")
+        check(body.address, body.triggers)
         with state.lock:
             state.item(body.target.id, body.target.type)
             if any(w.target_id == body.target.id and w.address == body.address for w in state.webhooks.values()):
@@ -84,6 +96,20 @@ def change_routes(state: BoxState) -> APIRouter:
         if hook is None:
             raise not_found()
         return hook.to_json()
+
+    @routes.put("/webhooks/{webhook_id}")
+    def update_webhook(webhook_id: str, body: _WebhookUpdate) -> Json:
+        with state.lock:
+            hook = state.webhooks.get(webhook_id)
+            if hook is None:
+                raise not_found()
+            address, triggers = body.address or hook.address, body.triggers or hook.triggers
+            check(address, triggers)
+            if body.target is not None:
+                state.item(body.target.id, body.target.type)
+                hook.target_type, hook.target_id = body.target.type, body.target.id
+            hook.address, hook.triggers = address, list(dict.fromkeys(triggers))
+            return hook.to_json()
 
     @routes.delete("/webhooks/{webhook_id}", status_code=204)
     def delete_webhook(webhook_id: str) -> Response:

@@ -11,6 +11,7 @@
     POST   /api/2.0/files/upload_sessions/{id}/commit  {parts}, ``digest`` of the whole file: 201 the file
     DELETE /api/2.0/files/upload_sessions/{id}         abort
     GET    /2.0/files/{id}                             the file
+    DELETE /2.0/files/{id}                             204: the file moved to the trash (404 when there is none)
     GET    /2.0/files/{id}/content                     302 to a pre-authenticated URL (``/_dl/...``, no token);
                                                        202 with Retry-After while not ready (``downloads_not_ready``)
 
@@ -285,6 +286,11 @@ def file_routes(state: BoxState, transfers: Transfers) -> APIRouter:
     def get_file(file_id: str) -> Json:
         with state.lock:
             return state.render(state.item(file_id, "file"))
+
+    @routes.delete("/files/{file_id}", status_code=204)
+    def trash_file(file_id: str) -> Response:
+        state.trash(file_id)
+        return Response(status_code=204)
 
     @routes.get("/files/{file_id}/content", response_model=None)
     def download(file_id: str, request: Request) -> Response:

@@ -20,6 +20,8 @@ from simulators.kit.errors import SimError
 Json = dict[str, Any]
 #: The id of every enterprise's root folder ("All Files").
 ROOT_ID = "0"
+#: The trash, as a trashed item's ``path_collection`` names it (no ``sequence_id`` or ``etag``, as in Box).
+TRASH: Json = {"type": "folder", "id": "1", "sequence_id": None, "etag": None, "name": "Trash"}
 #: Box stamps times in the enterprise's zone; the simulated enterprise keeps Pacific standard time.
 PACIFIC = timezone(timedelta(hours=-8))
 HELP_URL = "https://developer.box.com/guides/api-calls/permissions-and-errors/common-errors/"
@@ -102,6 +104,8 @@ class Item:
     content: bytes = b""
     version_id: str = ""
     item_status: Literal["active", "trashed", "deleted"] = "active"
+    #: When it went to the trash (itself, or a folder above it).
+    trashed_at: datetime | None = None
 
     @property
     def sha1(self) -> str:
@@ -127,19 +131,24 @@ class Item:
 
 def full(item: Item, items: Mapping[str, Item], *, size: int | None = None) -> Json:
     """The item's standard fields, as ``GET /folders/{id}`` or ``GET /files/{id}`` answer them (without a
-    folder's ``item_collection``)."""
+    folder's ``item_collection``); a trashed item as Box renders it from the trash: its path the trash folder, its
+    ``parent`` the folder it was in, ``trashed_at`` and ``purged_at`` (the trash keeps it 30 days) set."""
     path: list[Json] = []
     parent_id = item.parent_id
     while parent_id is not None:
         parent = items[parent_id]
         path.insert(0, parent.mini())
         parent_id = parent.parent_id
+    if item.trashed_at is not None:
+        path = [dict(TRASH)]
     body = item.mini()
     when = {key: box_time(moment) for key, moment in (("created_at", item.created_at),
                                                         ("modified_at", item.modified_at))}
     body.update(description=item.description, size=len(item.content) if size is None else size,
                 path_collection={"total_count": len(path), "entries": path}, **when,
-                trashed_at=None, purged_at=None, content_created_at=when["created_at"],
+                trashed_at=box_time(item.trashed_at) if item.trashed_at else None,
+                purged_at=box_time(item.trashed_at + timedelta(days=30)) if item.trashed_at else None,
+                content_created_at=when["created_at"],
                 content_modified_at=when["modified_at"], created_by=item.owner.mini(), modified_by=item.owner.mini(),
                 owned_by=item.owner.mini(), shared_link=None,
                 parent=items[item.parent_id].mini() if item.parent_id is not None else None,

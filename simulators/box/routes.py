@@ -3,6 +3,8 @@
     GET    /2.0/folders/{id}                      a folder (``0``: the root), with its first items
     GET    /2.0/folders/{id}/items                offset paging (offset, limit) or marker paging (usemarker=true)
     POST   /2.0/folders                           create: 201; 409 item_name_in_use with context_info.conflicts
+    DELETE /2.0/folders/{id}?recursive=           to the trash, with its items: 204; 400 folder_not_empty without
+                                                  recursive=true; 412 precondition_failed for a stale If-Match
     GET    /2.0/folders/{id}/collaborations       marker paging (limit, marker)
     GET    /2.0/groups?filter_term=               groups whose name starts with the term (offset paging)
     POST   /2.0/collaborations                    a group as viewer or editor: 201; 400 user_already_collaborator
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel
 
 from simulators.box.model import Json, bad_request
@@ -106,6 +108,12 @@ def folder_routes(state: BoxState) -> APIRouter:
     def create_folder(body: _NewFolder) -> Json:
         with state.lock:
             return state.render(state.create_folder(body.parent.id, body.name))
+
+    @routes.delete("/folders/{folder_id}", status_code=204)
+    def trash_folder(folder_id: str, recursive: bool = False,
+                     if_match: Annotated[str | None, Header()] = None) -> Response:
+        state.trash_folder(folder_id, recursive=recursive, etag=if_match)
+        return Response(status_code=204)
 
     @routes.get("/folders/{folder_id}/collaborations")
     def folder_collaborations(folder_id: str, limit: Annotated[int | None, Query(ge=1, le=1000)] = None,

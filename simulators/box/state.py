@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from simulators.box.config import BoxSimConfig
 from simulators.box.model import ROOT_ID, BoxError, Ids, Item, Json, User, bad_request, box_time, full, not_found
@@ -96,6 +98,8 @@ class BoxState:
             self.assignments: dict[str, Json] = {}
             self.webhooks: dict[str, Webhook] = {}
             self.events: list[Event] = []
+            #: Authorised API requests by method and path (``GET /2.0/folders/123/collaborations``).
+            self.calls: Counter[str] = Counter()
 
     @contextmanager
     def locked(self) -> Iterator[BoxState]:
@@ -182,6 +186,35 @@ class BoxState:
             self.record("ITEM_UPLOAD", "UPLOAD", "FILE.UPLOADED", item)
             return item
 
+    def trash(self, file_id: str) -> None:
+        """Move a file to the trash (``ITEM_TRASH``, webhook trigger ``FILE.TRASHED``); 404 when there is none."""
+        with self.lock:
+            item = self.item(file_id, "file")
+            item.item_status, item.trashed_at = "trashed", datetime.now(UTC)
+            item.touch()
+            self.record("ITEM_TRASH", "DELETE", "FILE.TRASHED", item)
+
+    def trash_folder(self, folder_id: str, *, recursive: bool, etag: str | None = None) -> None:
+        """Move a folder to the trash with everything in it, as ``DELETE /folders/{id}`` does: 412
+        ``precondition_failed`` when ``etag`` (``If-Match``) is not its own, 400 ``folder_not_empty`` when it
+        holds items and ``recursive`` is not set. Its collaborations, metadata and retention stay with it (Box
+        restores them with it)."""
+        with self.lock:
+            if folder_id == ROOT_ID:
+                raise BoxError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+            folder = self.item(folder_id, "folder")
+            if etag is not None and etag != str(folder.sequence):
+                raise BoxError(412, "precondition_failed", "The resource has been modified. Please retrieve the "
+                                                           "resource again and retry")
+            if self.children(folder_id) and not recursive:
+                raise BoxError(400, "folder_not_empty", "Cannot delete - folder not empty")
+            now, below = datetime.now(UTC), [folder]
+            while below:
+                current = below.pop()
+                below += self.children(current.id) if current.type == "folder" else []
+                current.item_status, current.trashed_at = "trashed", now
+            self.record("ITEM_TRASH", "DELETE", "FOLDER.TRASHED", folder)
+
     # -- groups and collaborations ------------------------------------------------------------
 
     def collaboration(self, collaboration_id: str) -> Json:
@@ -232,6 +265,11 @@ class BoxState:
             self.record("COLLAB_REMOVE_COLLABORATOR", "COLLABORATION_REMOVE", "COLLABORATION.REMOVED", item)
 
     # -- events and webhooks ------------------------------------------------------------------
+
+    def count_call(self, key: str) -> None:
+        """Count one authorised API request (``METHOD /path``)."""
+        with self.lock:
+            self.calls[key] += 1
 
     def record(self, change_type: str, admin_type: str, trigger: str | None, item: Item) -> None:
         """Append an event, and offer ``trigger`` to the webhooks on the item or a folder above it."""

@@ -45,7 +45,8 @@ class FakeGraph:
 
     ``writes`` holds, in order: ``("create_folder", path)`` for each folder ``ensure_folder`` creates (ensuring
     one that exists is a lookup), and one entry per call of ``ensure_grant``, ``revoke_grant``,
-    ``ensure_retention_label``, ``ensure_fields`` and ``upload``, naming the item by its path.
+    ``ensure_retention_label``, ``ensure_fields``, ``delete_item`` and ``upload`` (``upload_into`` too), naming the
+    item by its path.
     """
 
     def __init__(self, *, drive_id: str = "workspaces", labels: frozenset[str] | None = None) -> None:
@@ -152,6 +153,16 @@ class FakeGraph:
         item_id = self._paths.get(_key(path)) or self._create(path, {"file": {"mimeType": content_type}})
         self._items[item_id]["size"] = len(content)
         self._touch(item_id)
+        return self._item(item_id)
+
+    def upload_into(self, folder_id: str, name: str, content: bytes, *,
+                    content_type: str = "application/octet-stream") -> DriveItem:
+        """See :meth:`GraphClient.upload_into`: :meth:`upload` into the folder of that id."""
+        return self.upload(self.path_of(folder_id), name, content, content_type=content_type)
+
+    def get_item(self, item_id: str) -> DriveItem:
+        """See :meth:`GraphClient.get_item`."""
+        self._known(item_id)
         return self._item(item_id)
 
     def children(self, item_id: str = "root", *, page_size: int | None = None) -> list[DriveItem]:

@@ -134,6 +134,14 @@ class Scenario:
         else:
             self.sandbox.box_set_document(item_id, fields=fields)
 
+    def delete_document(self, item_id: str) -> None:
+        """Delete a file on the scenario's platform, as a user would (Box moves it to the trash)."""
+        if self.platform == "sharepoint":
+            self.sandbox.delete_document(item_id)
+        else:
+            with self.sandbox.box() as box:
+                box.delete(f"/files/{item_id}").raise_for_status()
+
     def edit_metadata(self, path: str, fields: dict[str, str]) -> None:
         """Someone edits the folder's canonical fields by hand on the scenario's platform."""
         folder = self.folder(path)
