@@ -132,6 +132,12 @@ class DocumentPlatform(Protocol):
         """Where on the platform the workspaces are (SharePoint: the library's drive id; Box: None)."""
         ...
 
+    @property
+    def retention_by_folder(self) -> bool:
+        """Whether a file is kept under its folder's retention (Box: policies are assigned to folders) rather than a
+        label of its own (SharePoint): a folder's new retention then changes its files' without a file event."""
+        ...
+
     def find_folder(self, path: str) -> PlatformItem | None:
         """The folder at ``path`` below the workspaces' root, or None when it does not exist."""
         ...

@@ -471,7 +471,8 @@ def test_a_box_project_moved_to_a_jurisdiction_with_shorter_retention_keeps_its_
     """On Box a file is kept under its folder's policies, and Box never lets a new policy shorten a folder's
     retention: moving from the Middle East (10 years) to Singapore (7) leaves the Deliverables folder under the
     Middle East's policy. Provisioning does the rest and tells records management, and the invoice that needs the
-    Singapore label stays held until it decides."""
+    Singapore label stays held until it decides. Once it lifts the old assignment, the next run assigns the new
+    policy, and the gate reads the folder's files again (Box sends no file event for it): the invoice is ready."""
     with running_scenario(hub_settings(prefix), documents=True, platform="box") as scenario, \
             scenario.runtime.subscription("hub.exception.raised.v1") as receive:
         scenario.create_client("ACME", "ACME Corp", "DE")
@@ -493,3 +494,14 @@ def test_a_box_project_moved_to_a_jurisdiction_with_shorter_retention_keeps_its_
         assert wait_until(lambda: _provisioned(scenario, code), timeout=30)  # not dead-lettered: provisioned
         queue = scenario.runtime.actors["provisioning"].queue_name
         assert queue_depth(f"{queue}.XQ") == 0
+        # Records management lifts the Middle East's assignment in Box's admin console; the project's next update
+        # provisions the folder again.
+        state = scenario.sandbox.box_state()
+        held = state["items"][folder]["id"]
+        with scenario.sandbox.box() as box:
+            for assignment in state["assignments"]:
+                if assignment["assigned_to"]["id"] == held:
+                    box.delete(f"/retention_policy_assignments/{assignment['id']}").raise_for_status()
+        scenario.update_project(code, partner="s.tan@example-firm.com")
+        assert wait_until(lambda: _box_policies(scenario, folder) == ["APAC-Deliverable-7y"], timeout=30)
+        assert wait_until(lambda: _status(scenario, "INV-MV-2")["status"] == "ready", timeout=30)

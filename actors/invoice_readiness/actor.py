@@ -1,6 +1,8 @@
 """The invoice-readiness gate's actor: every drafted invoice, document state, retention label and
-completed envelope re-evaluates the invoices of its project (:mod:`actors.invoice_readiness.gate`), and
-a project update that states another engagement type or jurisdiction re-reads it from the ERP."""
+completed envelope re-evaluates the invoices of its project (:mod:`actors.invoice_readiness.gate`), a
+project update that states another engagement type or jurisdiction re-reads it from the ERP, and a workspace
+provisioned again on a platform whose files are kept under their folder's retention (Box) has its documents read
+again (their labels changed with their folders', and the platform sends no file event for it)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ from hub.store import holding
 PROJECT_UPDATED = "erp.project.updated.v1"
 #: Reconciliation found a project's facts out of date with its documents: rebuilt from the ERP and the workspace.
 REPAIR_REQUESTED = "hub.reconciliation.repair_requested.v1"
-#: Drafted invoices, document states, retention labels, completed envelopes, project updates and repairs.
-SPEC = ActorSpec(name="invoice_readiness", triggers=(*EVENT_TYPES, PROJECT_UPDATED, REPAIR_REQUESTED),
+#: A workspace's folders may be under another retention now: on Box, their files with them.
+WORKSPACE_PROVISIONED = "dms.workspace.provisioned.v1"
+#: Drafted invoices, document states, retention labels, completed envelopes, project updates, provisioned
+#: workspaces and repairs.
+SPEC = ActorSpec(name="invoice_readiness",
+                 triggers=(*EVENT_TYPES, PROJECT_UPDATED, WORKSPACE_PROVISIONED, REPAIR_REQUESTED),
                  workflow="invoice_readiness", lock_ttl_ms=LOCK_TTL_MS)
 
 
@@ -32,6 +38,9 @@ class InvoiceReadiness:
         record = context.data
         if context.event.get_type() == REPAIR_REQUESTED:
             self._repair(context)
+            return
+        if context.event.get_type() == WORKSPACE_PROVISIONED:
+            self._provisioned(context)
             return
         code = str(record["project_code"])
         with holding(self.gate.locks, lock_name(code), ttl_ms=self.spec.lock_ms,
@@ -51,3 +60,10 @@ class InvoiceReadiness:
         if self.spec.name not in context.data["actors"] or not code:
             return  # another actor's repair
         self.gate.rebuild_project(str(code), context)
+
+    def _provisioned(self, context: ActorContext) -> None:
+        """A workspace provisioned (again): where its files are kept under their folder's retention, its documents
+        are read again, so labels that came with a folder's new policy reach the gate."""
+        code = str(context.data["project_code"])
+        if self.gate.platforms is not None and self.gate.platform_for(code).retention_by_folder:
+            self.gate.rebuild_project(code, context)

@@ -17,7 +17,7 @@ from actors.invoice_readiness.logic import Billed, Event, InvoiceDrafted, Readin
 from actors.invoice_readiness.rules import ReadinessRules
 from actors.invoice_readiness.store import ReadinessStore
 from connectors.erp.client import ErpClient, ProjectNotFound
-from connectors.platform import Platforms
+from connectors.platform import DocumentPlatform, Platforms
 from connectors.sharepoint.documents import document_events
 from hub.actor import Emitting
 from hub.errors import ConfigurationError, NotYet, StoreUnavailable
@@ -197,11 +197,15 @@ class ReadinessGate:
             events += [event_from_record(t, r) for t, r in document_events(view, region=project.region)]
         return events
 
-    def platform_of(self, code: str) -> str:
-        """The name of the document platform the policy keeps the project's workspace on."""
+    def platform_for(self, code: str) -> DocumentPlatform:
+        """The document platform the policy keeps the project's workspace on."""
         if self.platforms is None:
             raise ConfigurationError("the readiness gate was given no document platform to read workspaces from")
-        return self.platforms.for_project(self.erp.get_project(code).template_values()).name
+        return self.platforms.for_project(self.erp.get_project(code).template_values())
+
+    def platform_of(self, code: str) -> str:
+        """The name of the document platform the policy keeps the project's workspace on."""
+        return self.platform_for(code).name
 
     def stale(self) -> Iterator[tuple[str, str, str]]:
         """Each project with a draft invoice whose stored facts differ from those :meth:`derive` reads now:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -118,11 +118,12 @@ def execute(platform: DocumentPlatform, plan: WorkspacePlan, step: Step, ids: di
         platform.set_metadata(workspace, dict(step.fields))
 
 
-def plan_digest(plan: WorkspacePlan) -> str:
-    """A stable fingerprint of what the workspace must hold."""
+def plan_digest(plan: WorkspacePlan, refused: Mapping[str, str] | None = None) -> str:
+    """A stable fingerprint of what the workspace must hold (and of the labels the platform refused it)."""
     parts = [plan.path, *plan.folders, *sorted(f"{g}={r}" for g, r in plan.grants.items()),
              *sorted(f"{p}={label}" for p, label in plan.labels.items()),
-             *sorted(f"{k}={v}" for k, v in plan.metadata.items())]
+             *sorted(f"{k}={v}" for k, v in plan.metadata.items()),
+             *sorted(f"refused:{p}={label}" for p, label in (refused or {}).items())]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -199,7 +200,9 @@ class Provisioning:
         if current.workspace_url != url or current.custom_fields.get("workspace_status") != "provisioned":
             self.erp.update_project(code, {"custom_fields": {"workspace_url": url, "workspace_status": "provisioned"}},
                                     idempotency_key=side_effect_key(event.get_id(), self.spec.name, "erp-link"))
-        digest = plan_digest(plan)
+        # A label the platform refused leaves the workspace short of its plan: announced apart from the finished
+        # one, so the run that applies it later announces again (the readiness gate reads Box's files again then).
+        digest = plan_digest(plan, refused)
         if self.store.announced(code) == digest and not steps:
             return
         now = context.now()

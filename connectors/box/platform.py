@@ -40,6 +40,8 @@ class BoxPlatform:
 
     name = "box"
     location = None
+    #: A file is retained under its folder's policies.
+    retention_by_folder = True
 
     def __init__(self, client: BoxClient, *, web: str = BOX_WEB) -> None:
         self.client = client

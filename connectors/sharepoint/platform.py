@@ -36,6 +36,8 @@ class GraphPlatform:
     """The workspaces library of a SharePoint site, through Graph."""
 
     name = "sharepoint"
+    #: A document carries its own retention label.
+    retention_by_folder = False
 
     def __init__(self, graph: GraphClient, *, client_state: str | None = None,
                  subscription_lifetime: timedelta = timedelta(days=2)) -> None:
