@@ -22,7 +22,7 @@ from dramatiq.middleware import CurrentMessage
 from opentelemetry import trace
 
 from hub.actor import ALL_TYPES, Actor, ActorContext, ActorSpec, DeadLetter, DeadLetterHandler, Emitter, Emitting
-from hub.errors import NEVER_RETRIED, BrokerUnavailable, ConfigurationError, UnknownEventType
+from hub.errors import NEVER_RETRIED, BrokerUnavailable, ConfigurationError, NotYet, UnknownEventType
 from hub.events import CloudEvent, SchemaLookup, event_summary, from_message_body, to_message_body, validate_event
 from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
@@ -159,11 +159,19 @@ def _options(spec: ActorSpec) -> dict[str, Any]:
 def declare_actor(broker: dramatiq.Broker, actor: Actor, *, prefix: str, registry: SchemaLookup,
                   emitter: Emitter) -> dramatiq.Actor[Any, Any]:
     """Declare ``actor`` on ``broker`` from its spec: the message's event decoded and validated, handed to
-    ``actor.handle`` with a context that emits through ``emitter`` in the message's journey and trace."""
+    ``actor.handle`` with a context that emits through ``emitter`` in the message's journey and trace.
+
+    A message of a type the actor does not take here is a newer hub's (a rolling upgrade: a new worker routes a
+    type it added to the actor's queue, which older workers still consume): it waits for a worker that takes it
+    (:class:`NotYet`, up to ``HUB_PREREQUISITE_WAIT_S``), instead of being dead-lettered by this one."""
     spec = actor.spec
 
     def run(event_body: dict[str, Any]) -> None:
         event = from_message_body(event_body)
+        triggers = actor.spec.triggers
+        if triggers and ALL_TYPES not in triggers and event.get_type() not in triggers:
+            raise NotYet(f"{spec.name} in this worker does not take {event.get_type()}: a newer hub routed it here; "
+                         "waiting for a worker that takes it", prerequisite="worker")
         data = validate_event(event, registry)
         actor.handle(ActorContext(spec=spec, registry=registry, emitter=emitter,
                                   parent=CurrentMessage.get_current_message(), event=event, data=data))
