@@ -58,7 +58,7 @@ profile: $(VENV_STAMP)
 
 # The fault suite (docs/reliability.md): private servers on their own ports, 10,000 events per scenario (hours).
 chaos: $(VENV_STAMP)
-	$(PY) -m chaos --events 10000
+	$(PY) -m chaos --events 10000 --rate 6
 
 # Its short version: every scenario of tests/test_chaos.py, the ones marked chaos too (a few minutes).
 chaos-short: $(VENV_STAMP)
