@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -105,7 +106,7 @@ def _step(raw: Any, index: int) -> Step:
 def parse_batch(raw: bytes) -> list[Step]:
     """The requests of a batch body in an order that runs each after what it depends on, else 400."""
     try:
-        payload = json.loads(raw or b"null")
+        payload = orjson.loads(raw or b"null")
     except ValueError:
         raise _bad("Invalid batch payload format: the body is not JSON.") from None
     requests = payload.get("requests") if isinstance(payload, dict) else None
@@ -173,7 +174,7 @@ def _answered(request_id: str, status: int, headers: Iterable[tuple[bytes, bytes
     entry: Json = {"id": request_id, "status": status, "headers": response_headers}
     if content:
         media = response_headers.get("Content-Type", "")
-        entry["body"] = json.loads(content) if "json" in media else base64.b64encode(content).decode()
+        entry["body"] = orjson.loads(content) if "json" in media else base64.b64encode(content).decode()
     return entry
 
 
@@ -309,7 +310,7 @@ def batch_routes(shortcuts: Shortcuts | None = None) -> APIRouter:
             entries = await asyncio.gather(*(_run(request, s, answered, shortcuts) for s in wave))
             for step, entry in zip(wave, entries, strict=True):
                 answered[step.id.casefold()] = entry
-        body = json.dumps({"responses": list(answered.values())}, separators=(",", ":")).encode()
+        body = orjson.dumps({"responses": list(answered.values())}, option=orjson.OPT_NON_STR_KEYS)
         return Response(body, media_type="application/json")
 
     return router
