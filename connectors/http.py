@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+import orjson
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -199,6 +200,13 @@ def breakers() -> list[BreakerSnapshot]:
     """Every live circuit breaker of this process, by target (one per target and client, so one per
     target in a worker): what an operator view shows and a metrics exporter exports."""
     return _BREAKERS.snapshot()
+
+
+def json_of(response: httpx.Response) -> Any:
+    """The answer's body as JSON, decoded by orjson: the bulk reads (a reconciliation's hundred thousand batch
+    answers) spend more time decoding than anything else on the client's side; the values are the same as
+    ``response.json()``'s."""
+    return orjson.loads(response.content)
 
 
 def retry_after_s(response: httpx.Response, *, now: datetime | None = None) -> float | None:

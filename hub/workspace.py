@@ -224,8 +224,9 @@ def _desired_grants(project: Project, policy: Policy) -> tuple[dict[str, Role], 
     """The groups the policy derives for the project (the stronger role wins), and unknown ones."""
     desired: dict[str, Role] = {}
     unknown: set[str] = set()
+    values = project.values()
     for rule in policy.group_rules_for(project.engagement_type):
-        group = fill(rule.group, project.values())
+        group = fill(rule.group, values)
         if not policy.security_groups.is_known(group):
             unknown.add(group)
             continue

@@ -153,8 +153,8 @@ class Attempt:
         self.spill.begin()
         for group in itertools.chain(reader.groups(skip=self.spill.group_done),
                                      *(b.groups(skip=self.spill.group_done) for b in box)):
-            for seen in group.workspaces:
-                matched = self.spill.match(seen.path, seen.item_id)
+            matches = self.spill.match_all([(seen.path, seen.item_id) for seen in group.workspaces])
+            for seen, matched in zip(group.workspaces, matches, strict=True):
                 if matched is None:
                     code = seen.metadata.get("ProjectCode")
                     findings.append(Finding("RC102", seen.path, "", None, seen.item_id, "erp", code or None))

@@ -71,6 +71,8 @@ class PlatformReader:
         self.depth = len(policy.workspace.path.split("/"))
         self.folders = _folder_depths(policy)
         self.max_folder_depth = max(self.folders.values(), default=0)
+        #: The policy's folders that hold more of its folders (read a level deeper).
+        self.parents = frozenset(name.rsplit("/", 1)[0] for name in self.folders if "/" in name)
         self.on_page = on_page or (lambda: None)
         self.concurrency = concurrency
 
@@ -149,44 +151,55 @@ class PlatformReader:
             yield from self._read(chunk)
 
     def _read(self, workspaces: Sequence[tuple[DriveItem, str]]) -> Iterator[WorkspaceSeen]:
-        """Grants and folders of up to ten workspaces in one batch (two requests each), deeper folders in more."""
+        """Grants and folders of up to ten workspaces in one batch (two requests each), their deeper folders in
+        more, level by level, the requests of all ten sent together."""
         requests = []
         for item, _ in workspaces:
             requests.append(f"/drives/{self.graph.drive_id}/items/{item.id}/permissions")
             requests.append(self._children_url(item.id))
         answers = self._get(requests)
         self.on_page()
+        folders: list[set[str]] = [set() for _ in workspaces]
+        labels: list[dict[str, str]] = []
+        level: list[tuple[int, _Child]] = []
+        for index, (item, path) in enumerate(workspaces):
+            own = item.retention_label.name if item.retention_label else None
+            labels.append({path: own} if own else {})
+            level += [(index, _child(v, path)) for v in (answers[2 * index + 1] or {}).get("value", [])]
+        depth = 1
+        while level:
+            wanted = [(index, child) for index, child in level
+                      if child.folder and self._relative(child, workspaces[index][1]) in self.folders]
+            for index, child in wanted:
+                folders[index].add(child.path)
+                if child.label:
+                    labels[index][child.path] = child.label
+            depth += 1
+            if depth > self.max_folder_depth:
+                break
+            level = self._next_level([(index, child) for index, child in wanted
+                                      if self._relative(child, workspaces[index][1]) in self.parents])
         for index, (item, path) in enumerate(workspaces):
             permissions = (answers[2 * index] or {}).get("value", [])
             grants = dict(g for g in (group_grant_of(p) for p in permissions) if g is not None)
-            labels = {path: item.retention_label.name} if item.retention_label and item.retention_label.name else {}
-            folders: set[str] = set()
-            level = [_child(v, path) for v in (answers[2 * index + 1] or {}).get("value", [])]
-            depth = 1
-            while level:
-                wanted = [child for child in level if child.folder and key(child.path[len(path) + 1:]) in self.folders]
-                for child in wanted:
-                    folders.add(child.path)
-                    if child.label:
-                        labels[child.path] = child.label
-                depth += 1
-                if depth > self.max_folder_depth:
-                    break
-                deeper = [child for child in wanted
-                          if any(name.startswith(key(child.path[len(path) + 1:]) + "/") for name in self.folders)]
-                level = self._next_level(deeper)
             metadata = {k: str(v) for k, v in (item.list_item or {}).items() if k in self.policy.metadata}
-            yield WorkspaceSeen(path=path, item_id=item.id, folders=frozenset(folders), grants=grants,
-                                labels=labels, metadata=metadata)
+            yield WorkspaceSeen(path=path, item_id=item.id, folders=frozenset(folders[index]), grants=grants,
+                                labels=labels[index], metadata=metadata)
 
-    def _next_level(self, parents: Sequence[_Child]) -> list[_Child]:
-        found: list[_Child] = []
+    @staticmethod
+    def _relative(child: _Child, workspace: str) -> str:
+        """The child's path below its workspace, as the policy's folders are keyed."""
+        return key(child.path[len(workspace) + 1:])
+
+    def _next_level(self, parents: Sequence[tuple[int, _Child]]) -> list[tuple[int, _Child]]:
+        """The children of each parent folder, each tagged with its parent's workspace."""
+        found: list[tuple[int, _Child]] = []
         for start in range(0, len(parents), BATCH):
             chunk = parents[start:start + BATCH]
-            answers = self._get([self._children_url(parent.id) for parent in chunk])
+            answers = self._get([self._children_url(parent.id) for _, parent in chunk])
             self.on_page()
-            for parent, answer in zip(chunk, answers, strict=True):
-                found += [_child(v, parent.path) for v in (answer or {}).get("value", [])]
+            for (index, parent), answer in zip(chunk, answers, strict=True):
+                found += [(index, _child(v, parent.path)) for v in (answer or {}).get("value", [])]
         return found
 
     def _children_url(self, item_id: str) -> str:

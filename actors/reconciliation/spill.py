@@ -93,11 +93,15 @@ class Spill:
     def plan(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
         """Keep (workspace path, project code, ERP record) rows; returns how many."""
         count = 0
+
+        def values() -> Iterator[tuple[str, str, str]]:
+            nonlocal count
+            for path, code, record in rows:
+                count += 1
+                yield key(path), code, json.dumps(record, default=str)
+
         self.db.execute("BEGIN")
-        for path, code, record in rows:
-            self.db.execute("INSERT OR REPLACE INTO planned (path, code, record) VALUES (?, ?, ?)",
-                            (key(path), code, json.dumps(record, default=str)))
-            count += 1
+        self.db.executemany("INSERT OR REPLACE INTO planned (path, code, record) VALUES (?, ?, ?)", values())
         self.db.execute("COMMIT")
         return count
 
@@ -107,11 +111,17 @@ class Spill:
 
     def match(self, path: str, item_id: str) -> tuple[str, dict[str, Any]] | None:
         """The project whose workspace is at ``path`` (code, ERP record), marked as found; None: an orphan."""
-        row = self.db.execute("SELECT code, record FROM planned WHERE path = ?", (key(path),)).fetchone()
-        if row is None:
-            return None
-        self.db.execute("UPDATE planned SET matched = 1, item_id = ? WHERE path = ?", (item_id, key(path)))
-        return str(row[0]), json.loads(row[1])
+        return self.match_all([(path, item_id)])[0]
+
+    def match_all(self, found: Sequence[tuple[str, str]]) -> list[tuple[str, dict[str, Any]] | None]:
+        """Each (workspace path, item id) matched as :meth:`match` matches it: one lookup, one update, for all."""
+        keys = [key(path) for path, _ in found]
+        rows = {str(path): (str(code), str(record)) for path, code, record in self.db.execute(
+            "SELECT path, code, record FROM planned WHERE path IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),))}
+        self.db.executemany("UPDATE planned SET matched = 1, item_id = ? WHERE path = ?",
+                            [(item_id, k) for (_, item_id), k in zip(found, keys, strict=True) if k in rows])
+        return [(rows[k][0], json.loads(rows[k][1])) if k in rows else None for k in keys]
 
     def begin(self) -> None:
         """Start a unit of work (a top-level folder's matches and its mark)."""

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.http import Http
+from connectors.http import Http, json_of
 from connectors.settings import ErpSettings
 from hub.errors import UpstreamRejected
 
@@ -251,7 +251,7 @@ class ErpClient:
         """The items of a keyset-paged list, page after page."""
         params = dict(params)
         while True:
-            page = self._call("GET", path, params=params).json()
+            page = json_of(self._call("GET", path, params=params))
             yield from page.get("items", [])
             cursor = page.get("next_cursor")
             if not cursor:

@@ -48,7 +48,7 @@ import httpx
 from opentelemetry import trace
 
 from connectors.auth import BearerAuth, entra_auth
-from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy
+from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy, json_of
 from connectors.platform import ItemGone, RetentionNotPublished
 from connectors.sharepoint.batch import BatchRequest, BatchResponse, run_batches
 from connectors.sharepoint.models import (
@@ -296,7 +296,7 @@ class GraphClient:
         for _ in range(_MAX_PAGES):
             if next_url is None:
                 return values
-            body = self._send("GET", next_url, params=params).json()
+            body = json_of(self._send("GET", next_url, params=params))
             values.extend(body.get("value", []))
             next_url, params = body.get("@odata.nextLink"), None  # the link carries the query
         raise UpstreamRejected(f"graph: more than {_MAX_PAGES} pages at {url}")
@@ -449,7 +449,7 @@ class GraphClient:
         for _ in range(_MAX_PAGES):
             if next_url is None:
                 return
-            body = self._send("GET", next_url, params=query).json()
+            body = json_of(self._send("GET", next_url, params=query))
             for value in body.get("value", []):
                 yield DriveItem.model_validate(value)
             next_url, query = body.get("@odata.nextLink"), None  # the link carries the query
@@ -469,7 +469,7 @@ class GraphClient:
         def post(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             # The batch itself is repeated on a failure only when every request in it may be.
             safe = all(e["method"] in {"GET", "HEAD", "PUT", "DELETE"} for e in entries)
-            answer = self._send("POST", "$batch", json={"requests": entries}, retry_safe=safe).json()
+            answer = json_of(self._send("POST", "$batch", json={"requests": entries}, retry_safe=safe))
             return list(answer.get("responses") or [])
 
         return run_batches(requests, post=post, http=self.http, raise_errors=raise_errors, not_found=ItemNotFound)

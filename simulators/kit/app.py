@@ -40,7 +40,7 @@ from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultMiddleware, FaultPlan
 from simulators.kit.outbox import Outbox, delivery_routes
 
-__all__ = ["ErrorDialect", "bearer_guard", "bearer_matches", "serve", "simulator_app"]
+__all__ = ["ErrorDialect", "bearer_guard", "bearer_matches", "fault_answer", "serve", "simulator_app"]
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,12 @@ def simulator_app(
     if deliveries:
         admin_routes.include_router(delivery_routes(outbox))
     app.include_router(admin_routes)
-    app.add_middleware(FaultMiddleware, injector=faults, refusal=_fault_answer(dialect))
+    app.add_middleware(FaultMiddleware, injector=faults, refusal=fault_answer(dialect))
     _answer_errors(app, dialect)
     return app
 
 
-def _fault_answer(dialect: ErrorDialect) -> Callable[[str, FaultPlan], Response] | None:
+def fault_answer(dialect: ErrorDialect) -> Callable[[str, FaultPlan], Response] | None:
     """An injected fault in the vendor's shape, marked ``x-sim-fault`` (None: the kit's generic body)."""
     fault = dialect.fault
     if fault is None:

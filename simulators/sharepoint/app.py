@@ -67,16 +67,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from simulators.kit.app import ErrorDialect, bearer_matches, serve, simulator_app
+from simulators.kit.app import ErrorDialect, bearer_matches, fault_answer, serve, simulator_app
 from simulators.kit.errors import SimError
 from simulators.kit.faults import FaultInjector, FaultPlan
 from simulators.kit.tokens import TokenIssuer
-from simulators.sharepoint.batch import batch_routes
+from simulators.sharepoint.batch import Shortcuts, batch_routes
 from simulators.sharepoint.changes import change_routes
 from simulators.sharepoint.config import DEFAULT_GROUPS, SimulatorConfig
 from simulators.sharepoint.model import GraphError, Group, Json, Site, iso
 from simulators.sharepoint.notify import Notifier
-from simulators.sharepoint.routes import drive_routes, hot_read_routes, subscription_routes
+from simulators.sharepoint.routes import drive_routes, hot_read_routes, hot_reads, subscription_routes
 from simulators.sharepoint.seed import seed
 from simulators.sharepoint.sites import site_routes
 from simulators.sharepoint.state import GraphState
@@ -147,8 +147,8 @@ def _bearer(config: SimulatorConfig, state: GraphState, tokens: TokenIssuer | No
                 raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
         elif not bearer_matches(authorization, config.token):
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
-        route = request.scope.get("route")
-        state.count_call(f"{request.method} {getattr(route, 'path', request.url.path)}")
+        # The request's URL only without a route: building it costs more than the rest of the check.
+        state.count_call(f"{request.method} {getattr(request.scope.get('route'), 'path', None) or request.url.path}")
     return check
 
 
@@ -197,9 +197,14 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     async def seed_folders(request: Request) -> Json:
         return {"seeded": seed(state, await request.body())}
 
-    api = APIRouter(prefix="/v1.0", dependencies=[Depends(_bearer(config, state, tokens))])
-    api.include_router(batch_routes())
-    api.include_router(hot_read_routes(state, config))
+    guard = _bearer(config, state, tokens)
+    reads = hot_reads(state, config)
+    refusal = fault_answer(GRAPH_ERRORS)
+    assert refusal is not None  # the dialect says how Graph answers an injected fault
+    shortcuts = Shortcuts(routes=reads, guard=guard, faults=faults, refusal=refusal, render=GRAPH_ERRORS.render)
+    api = APIRouter(prefix="/v1.0", dependencies=[Depends(guard)])
+    api.include_router(batch_routes(shortcuts))
+    api.include_router(hot_read_routes(reads))
     api.include_router(change_routes(state, config))  # before the drive routes' catch-all paths
     api.include_router(graph_transfer_routes(state, config, transfers))
     api.include_router(drive_routes(state, config))

@@ -5,6 +5,7 @@ Every route is a thin translation onto :class:`~simulators.sharepoint.state.Grap
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from simulators.sharepoint.batch import Handler, Shortcut
 from simulators.sharepoint.config import SimulatorConfig
 from simulators.sharepoint.model import GraphError, Json, Subscription, iso
 from simulators.sharepoint.notify import validate_endpoint
@@ -49,27 +51,39 @@ def _children(state: GraphState, config: SimulatorConfig, request: Request, driv
     return body
 
 
-def hot_read_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
-    """The reads a reconciliation makes by the hundred thousand (an item's children, its permissions), mounted
-    before every other route: a request is matched against the routes in order, and these would otherwise be
-    tried after fifty others."""
-    router = APIRouter()
+def hot_reads(state: GraphState, config: SimulatorConfig) -> tuple[Shortcut, ...]:
+    """The reads a reconciliation makes by the hundred thousand (a folder's children, an item's permissions): the
+    routes :func:`hot_read_routes` serves and the shortcuts a ``$batch`` answers them by."""
 
-    @router.get("/drives/{drive_id}/root/children")
-    @router.get("/drives/{drive_id}/items/{item_id}/children")
-    async def list_children(request: Request, drive_id: str, item_id: str = "root") -> Json:
+    def list_children(request: Request, params: dict[str, str]) -> Json:
         # The query options read here rather than declared: FastAPI's parameter machinery costs more than the read.
-        params = request.query_params
-        query = ItemQuery.parse(select=params.get("$select"), expand=params.get("$expand"),
-                                orderby=params.get("$orderby"))
-        return _children(state, config, request, drive_id, item_id, _top(params.get("$top")),
-                         params.get("$skiptoken"), query)
+        query_params = request.query_params
+        query = ItemQuery.parse(select=query_params.get("$select"), expand=query_params.get("$expand"),
+                                orderby=query_params.get("$orderby"))
+        return _children(state, config, request, params["drive_id"], params.get("item_id", "root"),
+                         _top(query_params.get("$top")), query_params.get("$skiptoken"), query)
 
-    @router.get("/drives/{drive_id}/items/{item_id}/permissions")
-    async def list_permissions(drive_id: str, item_id: str) -> Json:
-        return {"value": state.permissions(drive_id, item_id)}
+    def list_permissions(_: Request, params: dict[str, str]) -> Json:
+        return {"value": state.permissions(params["drive_id"], params["item_id"])}
 
+    return (Shortcut("/drives/{drive_id}/root/children", list_children),
+            Shortcut("/drives/{drive_id}/items/{item_id}/children", list_children),
+            Shortcut("/drives/{drive_id}/items/{item_id}/permissions", list_permissions))
+
+
+def hot_read_routes(reads: tuple[Shortcut, ...]) -> APIRouter:
+    """The hot reads' routes (mount under ``/v1.0``), before every other route: a request is matched against the
+    routes in order, and these would otherwise be tried after fifty others."""
+    router = APIRouter()
+    for read in reads:
+        router.add_api_route(read.path, _endpoint(read.handler), methods=["GET"])
     return router
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Json]]:
+    async def read(request: Request) -> Json:
+        return handler(request, request.path_params)
+    return read
 
 
 def drive_routes(state: GraphState, config: SimulatorConfig) -> APIRouter:
