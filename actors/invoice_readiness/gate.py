@@ -5,7 +5,6 @@ outbox with the facts and the verdict (:mod:`hub.outbox`). Shared by the actor a
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import uuid
@@ -170,19 +169,15 @@ class ReadinessGate:
         changes: list[Transition] = []
         codes = sorted({d.project_code for d in drafts})
         for done, code in enumerate(codes, start=1):
-            derived: list[Event] = []
-            changes += self._replace_now(code, functools.partial(self._derive_into, code, derived), out)
+            replaced, facts = self._replace_now(code, out)
+            changes += replaced
             if progress is not None:
-                progress(code, done, len(codes), len(derived))
+                progress(code, done, len(codes), facts)
         return changes
-
-    def _derive_into(self, code: str, events: list[Event]) -> list[Event]:
-        events.extend(self.derive(code))
-        return events
 
     def rebuild_project(self, code: str, out: Emitting) -> list[Transition]:
         """One project's facts written again from the ERP and its workspace (a reconciliation's repair)."""
-        return self._replace_now(code, lambda: self.derive(code), out)
+        return self._replace_now(code, out)[0]
 
     def derive(self, code: str) -> list[Event]:
         """The project's facts as the ERP (its invoices) and its workspace's documents, on the platform the policy
@@ -226,18 +221,20 @@ class ReadinessGate:
             if now != held:
                 yield code, _names(now, held), _names(held, now)
 
-    def _replace_now(self, code: str, derive: Callable[[], list[Event]], out: Emitting) -> list[Transition]:
-        """The project's facts replaced by what ``derive`` reads, read under the project's lease: a reading made
-        before it and saved after an event folded meanwhile would put back the state that event replaced."""
+    def _replace_now(self, code: str, out: Emitting) -> tuple[list[Transition], int]:
+        """The project's facts replaced by what :meth:`derive` reads, read under the project's lease (a reading
+        made before it and saved after an event folded meanwhile would put back the state that event replaced);
+        the verdicts that changed, and how many facts were read."""
         lease = self._wait_for_lease(code)
         try:
-            changes = self.replace(code, derive(), out)
+            events = self.derive(code)
+            changes = self.replace(code, events, out)
             # Outside a message, this publishes whatever the outbox holds pending (these verdicts
             # among it); what a failed publish leaves there, the workers' relay publishes.
             out.flush(self.store.outbox)
         finally:
             self.locks.release(lock_name(code), lease)
-        return changes
+        return changes, len(events)
 
     def _wait_for_lease(self, code: str, timeout_s: float = 30.0) -> str:
         deadline = time.monotonic() + timeout_s
