@@ -18,7 +18,8 @@ demo: $(VENV_STAMP)
 test: $(VENV_STAMP)
 	.venv/bin/pytest
 
-# A private 3-node RabbitMQ cluster and Redis with 3 sentinels (chaos/cluster.py); cluster-up prints the HUB_* to use.
+# A private 3-node RabbitMQ cluster, Redis with 3 sentinels and PostgreSQL (chaos/cluster.py); cluster-up prints the
+# HUB_* to use.
 cluster-up: $(VENV_STAMP)
 	$(PY) -m chaos.cluster up
 
@@ -56,13 +57,16 @@ bench-reconcile: $(VENV_STAMP)
 profile: $(VENV_STAMP)
 	$(PY) -m bench.profile
 
-# The fault suite (docs/reliability.md): private servers on their own ports, 10,000 events per scenario (hours).
+# The fault suite (docs/reliability.md): private servers on their own ports, 10,000 events per scenario (hours),
+# then the failovers on a private cluster; fails when either missed a target, after both ran.
 chaos: $(VENV_STAMP)
-	$(PY) -m chaos --events 10000 --rate 6
+	$(PY) -m chaos --events 10000 --rate 6; single=$$?; \
+	$(PY) -m chaos.cluster run --events 10000 --rate 20; cluster=$$?; \
+	exit $$(( single || cluster ))
 
-# Its short version: every scenario of tests/test_chaos.py, the ones marked chaos too (a few minutes).
+# Its short version: every scenario of tests/test_chaos.py (the ones marked chaos too) and of tests/test_cluster.py.
 chaos-short: $(VENV_STAMP)
-	.venv/bin/pytest -m "" tests/test_chaos.py
+	.venv/bin/pytest -m "" tests/test_chaos.py tests/test_cluster.py
 
 # The convergence property at length: 50 delivery orders per scenario, drawn at random (tests/test_convergence.py).
 converge: $(VENV_STAMP)

@@ -1,13 +1,15 @@
-"""A three-node RabbitMQ cluster and a Redis primary, replica and three sentinels on this machine, private to
-the caller: ``python -m chaos.cluster up|down|status`` (``make cluster-up``, ``make cluster-down``), and the
-failover scenarios ``python -m chaos.cluster scenario rabbit-leader|redis-primary`` (:mod:`chaos.cluster_scenarios`).
+"""A three-node RabbitMQ cluster, a Redis primary, replica and three sentinels, and a PostgreSQL server on this
+machine, private to the caller: ``python -m chaos.cluster up|down|status`` (``make cluster-up``, ``make
+cluster-down``), the failover scenarios ``python -m chaos.cluster scenario rabbit-leader|redis-primary`` on a
+cluster that is up, and ``python -m chaos.cluster run`` (part of ``make chaos``): a cluster of its own, each
+scenario, the table, the cluster down (:mod:`chaos.cluster_scenarios`).
 
 Every server listens on 127.0.0.1 on a port free when it starts and keeps its data and logs in one temporary
 directory; the RabbitMQ nodes have their own names, distribution ports and Erlang cookie. The machine's own
-RabbitMQ and Redis are left alone (the nodes only register with its epmd, as every Erlang node does). ``up``
-writes a state file (``--state``, by default ``<tmp>/hub-cluster/state.json``) with the ports, the process
-groups and the URLs, and prints the ``HUB_AMQP_URL`` and ``HUB_REDIS_URL`` to use; ``down`` stops what the file
-names and removes the directory.
+RabbitMQ, Redis and PostgreSQL are left alone (the nodes only register with its epmd, as every Erlang node
+does). ``up`` writes a state file (``--state``, by default ``<tmp>/hub-cluster/state.json``) with the ports, the
+process groups and the URLs, and prints the ``HUB_AMQP_URL``, ``HUB_REDIS_URL`` and ``HUB_DATABASE_URL`` to use;
+``down`` stops what the file names and removes the directory.
 
 Past 400 lines on purpose: a cluster's life (ports, configuration, boot, join, sentinels, teardown) reads as one
 story; its failover scenarios are apart, in :mod:`chaos.cluster_scenarios`.
@@ -35,8 +37,12 @@ from typing import Any
 
 import redis
 
+from chaos.servers import PrivatePostgres
+
 #: Where RabbitMQ's scripts are (Debian's package).
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+#: The failover scenarios of :mod:`chaos.cluster_scenarios`.
+SCENARIOS = ("rabbit-leader", "redis-primary")
 #: The state file ``up`` writes and ``down`` reads, unless told another.
 DEFAULT_STATE = Path(tempfile.gettempdir()) / "hub-cluster" / "state.json"
 #: The name the sentinels know the Redis primary by.
@@ -81,6 +87,8 @@ class Cluster:
     sentinel_ports: list[int]
     #: Process id of each Redis server and sentinel, by port.
     pids: dict[str, int] = field(default_factory=dict)
+    #: The private PostgreSQL's port (0 while it is not started).
+    postgres_port: int = 0
 
     @property
     def amqp_url(self) -> str:
@@ -92,9 +100,20 @@ class Cluster:
         """``HUB_REDIS_URL``: the primary through the sentinels."""
         return f"redis+sentinel://{','.join(f'127.0.0.1:{p}' for p in self.sentinel_ports)}/{SERVICE}/0"
 
+    @property
+    def database_url(self) -> str:
+        """``HUB_DATABASE_URL``: the private PostgreSQL's ``hub`` database."""
+        return self.postgres().url
+
+    def postgres(self) -> PrivatePostgres:
+        """The private PostgreSQL server (its data in the cluster's directory)."""
+        server = PrivatePostgres(Path(self.directory) / "postgres")
+        server.port = self.postgres_port
+        return server
+
     def env(self) -> dict[str, str]:
         """The hub's variables for this cluster."""
-        return {"HUB_AMQP_URL": self.amqp_url, "HUB_REDIS_URL": self.redis_url}
+        return {"HUB_AMQP_URL": self.amqp_url, "HUB_REDIS_URL": self.redis_url, "HUB_DATABASE_URL": self.database_url}
 
     def save(self, path: Path) -> None:
         """Write the state file."""
@@ -377,6 +396,7 @@ def up(state: Path = DEFAULT_STATE) -> Cluster:
     if state.exists():
         raise ClusterError(f"a cluster is already up ({state}); `python -m chaos.cluster down` first")
     directory = Path(tempfile.mkdtemp(prefix="hub-cluster-"))
+    directory.chmod(0o711)  # the postgres user reaches its own subdirectory
     tag = secrets.token_hex(3)
     cluster = Cluster(
         directory=str(directory),
@@ -388,6 +408,9 @@ def up(state: Path = DEFAULT_STATE) -> Cluster:
     try:
         _start_rabbit(cluster)
         _start_redis_group(cluster)
+        database = cluster.postgres()
+        database.boot()
+        cluster.postgres_port = database.port
     except BaseException:
         down(cluster, state)
         raise
@@ -412,6 +435,8 @@ def down(cluster: Cluster, state: Path | None = None) -> None:
     for pid in cluster.pids.values():
         _await_gone(pid, timeout=10)
         kill_pid(pid)
+    if cluster.postgres_port:
+        cluster.postgres().stop(mode="immediate")
     shutil.rmtree(cluster.directory, ignore_errors=True)
     if state is not None:
         state.unlink(missing_ok=True)
@@ -425,6 +450,8 @@ def status(cluster: Cluster) -> str:
     primary = primary_port(cluster)
     lines.append(f"redis primary 127.0.0.1:{primary}  servers {cluster.redis_ports}  "
                  f"sentinels {cluster.sentinel_ports}" if primary else "redis: no sentinel answers")
+    if cluster.postgres_port:
+        lines.append(f"postgres 127.0.0.1:{cluster.postgres_port}")
     return "\n".join(lines)
 
 
@@ -433,8 +460,38 @@ def exports(cluster: Cluster) -> str:
     return "\n".join(f"export {name}='{value}'" for name, value in cluster.env().items())
 
 
+def _quiet_counter() -> None:
+    # The counter's client reconnects on its own when a node dies; aiormq's tracebacks for it are noise.
+    for noisy in ("aiormq", "aio_pika"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def _run(names: list[str], *, events: int, rate: float) -> int:
+    """A cluster of its own for the scenarios, one after the other; the table; 1 when one missed its target."""
+    from chaos.cluster_scenarios import ScenarioResult, run_scenario
+
+    _quiet_counter()
+    state = Path(tempfile.mkdtemp(prefix="hub-cluster-run-")) / "state.json"
+    started = time.monotonic()
+    print("starting a cluster of three RabbitMQ nodes, Redis with three sentinels and PostgreSQL ...", flush=True)
+    cluster = up(state)
+    results = []
+    try:
+        print(f"cluster up in {time.monotonic() - started:.0f} s", flush=True)
+        for name in names:
+            results.append(run_scenario(name, cluster, state=state, events=events, rate=rate))
+    finally:
+        down(Cluster.load(state) if state.exists() else cluster, state)
+        state.parent.rmdir()
+    print()
+    print(ScenarioResult.HEADER)
+    for result in results:
+        print(result.row())
+    return 0 if all(result.passed for result in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m chaos.cluster up|down|status|scenario``."""
+    """``python -m chaos.cluster up|down|status|scenario|run``."""
     parser = argparse.ArgumentParser(prog="python -m chaos.cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help=f"state file (default {DEFAULT_STATE})")
@@ -443,9 +500,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop the cluster and remove its files")
     commands.add_parser("status", help="what runs, and the variables to use")
     scenario = commands.add_parser("scenario", help="a failover under load (the cluster must be up)")
-    scenario.add_argument("name", choices=("rabbit-leader", "redis-primary"))
+    scenario.add_argument("name", choices=SCENARIOS)
     scenario.add_argument("--events", type=int, default=600, help="events to send (default 600)")
     scenario.add_argument("--rate", type=float, default=20.0, help="events per second (default 20)")
+    run = commands.add_parser("run", help="start a cluster of its own, run the scenarios, print the table, stop it")
+    run.add_argument("--scenario", action="append", choices=SCENARIOS, metavar="NAME",
+                     help=f"run only this one (repeatable): {', '.join(SCENARIOS)}")
+    run.add_argument("--events", type=int, default=600, help="events to send in each (default 600)")
+    run.add_argument("--rate", type=float, default=20.0, help="events per second (default 20)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -457,16 +519,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             cluster = Cluster.load(args.state)
             print(f"{status(cluster)}\n{exports(cluster)}")
-        else:
+        elif args.command == "scenario":
             from chaos.cluster_scenarios import run_scenario
 
-            # The counter's client reconnects on its own when a node dies; aiormq's tracebacks for it are noise.
-            for noisy in ("aiormq", "aio_pika"):
-                logging.getLogger(noisy).setLevel(logging.CRITICAL)
-
+            _quiet_counter()
             result = run_scenario(args.name, Cluster.load(args.state), state=args.state, events=args.events,
                                   rate=args.rate)
-            return 0 if result.lost == 0 else 1
+            return 0 if result.passed else 1
+        else:
+            return _run(args.scenario or list(SCENARIOS), events=args.events, rate=args.rate)
     except ClusterError as exc:
         print(f"chaos.cluster: {exc}", file=sys.stderr)
         return 2

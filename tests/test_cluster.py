@@ -1,6 +1,6 @@
-"""On a cluster: three RabbitMQ nodes and Redis behind three sentinels (chaos.cluster), the ingress and two
-workers under load, and a node leading the busiest queues, then the Redis primary, killed: no accepted event is
-lost. Boots its own cluster (``make test-cluster``); the default run leaves it out."""
+"""On a cluster: three RabbitMQ nodes, Redis behind three sentinels and a PostgreSQL of its own (chaos.cluster),
+the ingress and two workers under load, and a node leading the busiest queues, then the Redis primary, killed: no
+accepted event is lost. Boots its own clusters (``make test-cluster``); the default run leaves it out."""
 
 from __future__ import annotations
 
@@ -10,13 +10,28 @@ from pathlib import Path
 
 import pika
 import pytest
+import sqlalchemy
 
-from chaos.cluster import Cluster, down, queue_leaders, running_nodes, up
+from chaos.cluster import Cluster, down, main, queue_leaders, running_nodes, up
 from chaos.cluster_scenarios import run_scenario
 from hub.broker import queue_declarations
 from hub.endpoints import amqp_parameters
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+
+def test_run_boots_a_cluster_of_its_own_reports_each_scenario_and_takes_it_down(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # First in the module: it runs before the module's cluster is up.
+    assert main(["run", "--scenario", "redis-primary", "--events", "100", "--rate", "15"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| redis-primary | 100 |")]
+    assert len(rows) == 2, out  # the scenario's own row, then the table's
+    lost = rows[-1].split("|")[5].strip()
+    assert lost == "0", out
+    logs = next(line for line in out.splitlines() if "logs in " in line).rsplit("logs in ", 1)[1]
+    assert not Path(logs).exists()  # the cluster's directory, with the run's, is gone
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +43,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         yield running, state
     finally:
         down(running, state)
+
+
+def test_the_cluster_has_a_postgresql_of_its_own(cluster: tuple[Cluster, Path]) -> None:
+    running, _ = cluster
+    url = running.env()["HUB_DATABASE_URL"]
+    assert f"127.0.0.1:{running.postgres_port}/" in url
+    assert running.postgres_port != 5432
+    engine = sqlalchemy.create_engine(url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        with engine.connect() as connection:
+            directory = connection.execute(sqlalchemy.text("SHOW data_directory")).scalar_one()
+    finally:
+        engine.dispose()
+    assert str(directory).startswith(running.directory)
 
 
 def test_the_hubs_quorum_queues_are_led_from_every_node(cluster: tuple[Cluster, Path]) -> None:
