@@ -23,6 +23,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from actors.master_data import SqlMasterDataStore
+from hub.batching import ClosingWrites
 from hub.cli.compose import build_app
 from hub.errors import NEVER_RETRIED, UpstreamUnavailable
 from hub.events import from_message_body
@@ -40,7 +41,8 @@ def _die_if(client: redis.Redis, key: str) -> None:
 
 
 class CrashAfterDone(Middleware):  # type: ignore[misc]
-    """Runs its after-hook after the idempotency middleware's (after-hooks run in reverse order)."""
+    """Runs its after-hook after the closing writes', which send the done mark (after-hooks run in reverse
+    order)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
@@ -105,8 +107,7 @@ def main(argv: list[str]) -> None:
     stop."""
     settings = load_settings()
     runtime = build_app(settings, embedded=False)
-    runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix),
-                                  before=IdempotencyMiddleware)
+    runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix), before=ClosingWrites)
     runtime.broker.add_middleware(CrashBeforeDone(runtime.redis, settings.queue_prefix),
                                   after=IdempotencyMiddleware)
     declare_effect_actor(runtime)
