@@ -228,3 +228,18 @@ def test_two_hubs_on_one_broker_keep_their_topics_apart(registry: SchemaRegistry
 
 def test_the_runtime_publishes_on_its_prefixs_exchange(app: Runtime) -> None:
     assert app.topics.exchange == f"{app.queue_prefix}.events"
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"specversion": "0.3"}, "specversion"),
+    ({"data": {"code": "P-1"}}, "data_base64"),
+    ({"data_base64": "not base64!"}, "JSON document"),
+    ({"time": "2026-12-07 10:00:00"}, "RFC 3339"),
+    ({"id": None}, "id missing"),  # the SDK would make one up: each delivery would be another event
+    ({"source": ""}, "source missing"),
+])
+def test_a_message_body_that_is_no_event_of_ours_is_refused(registry: SchemaRegistry, change: dict[str, Any],
+                                                             why: str) -> None:
+    body = {k: v for k, v in (to_message_body(project_created(registry)) | change).items() if v is not None}
+    with pytest.raises(InvalidEvent, match=why):
+        from_message_body(body)
