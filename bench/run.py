@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", choices=("raw", "httpx"), help="load generator HTTP client (default raw)")
     parser.add_argument("--dispatch", action="store_true", help="also run the direct-versus-router comparison")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--flows-only", action="store_true",
+                        help="only the flows with the simulators (the docs untouched)")
     args = parser.parse_args(argv)
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     cfg = QUICK if args.quick else Config()
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, repeats=args.repeats)
     if args.client:
         cfg = dataclasses.replace(cfg, http_client=args.client)
+    if args.flows_only:
+        cfg = dataclasses.replace(cfg, flows_only=True)
     exit_on_sigterm()
     started = time.perf_counter()
     machine = machine_info()
@@ -125,12 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if dispatch is not None:
         report["dispatch"] = dispatch
-    path = write_report("bench-quick" if args.quick else "bench", report)
+    path = write_report("bench-quick" if args.quick else ("bench-flows" if args.flows_only else "bench"), report)
     print()
     print(markdown_tables(report))
     print()
     print(target_lines(report))
-    if not args.quick and not args.no_doc:
+    if not args.quick and not args.no_doc and not args.flows_only:
         write_doc(report)
         print(f"\ntables written to {DOC.relative_to(ROOT)}")
     print(f"done in {report['duration_s']:.0f} s; report: {path.relative_to(ROOT)}")
