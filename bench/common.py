@@ -26,6 +26,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 #: Default servers, the same as the hub's settings defaults.
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub"
 #: A wait fails when the counter it watches has not moved for this long.
 STALL_S = 30.0
 
@@ -223,9 +224,22 @@ def delete_keys(prefix: str, *, redis_url: str = REDIS_URL) -> int:
         client.close()
 
 
+def drop_run_schema(prefix: str, *, database_url: str = DATABASE_URL) -> int:
+    """Drop the run's schema in the hub's PostgreSQL database (the actors' stores: crosswalk, master data, outbox,
+    the fan-out's matter verdicts); returns 1."""
+    from hub.db import connect_database, drop_schema
+
+    database = connect_database(database_url, prefix=prefix, embedded=False)
+    try:
+        drop_schema(database)
+    finally:
+        database.close()
+    return 1
+
+
 def cleanup(prefix: str) -> None:
-    """Remove the run's queues and Redis keys, reporting (not raising) what could not be removed."""
-    for what, action in (("queues", delete_queues), ("redis keys", delete_keys)):
+    """Remove the run's queues, Redis keys and database schema, reporting (not raising) what could not be removed."""
+    for what, action in (("queues", delete_queues), ("redis keys", delete_keys), ("database schema", drop_run_schema)):
         try:
             count = action(prefix)
             print(f"cleanup: deleted {count} {what} of {prefix}")
