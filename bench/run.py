@@ -1,12 +1,14 @@
 """``make bench``: the hub benchmark on the real RabbitMQ and Redis (``python -m bench.run``).
 
 Runs ``bench.suite`` (ingress, end to end, scaling and cost per event against the baselines (a) and
-(b) measured in the same run; see its docstring), writes ``bench/results/bench.json`` and refreshes the
-generated part of ``docs/benchmarks.md`` (between its ``bench:begin``/``bench:end`` markers) with the
-tables and the machine. The whole run stays under 10 minutes on the 2-core bench machine (about 6).
+(b) measured in the same run, then every flow with the simulators; see its docstring), writes
+``bench/results/bench.json`` and refreshes the generated part of ``docs/benchmarks.md`` (between its
+``bench:begin``/``bench:end`` markers) with the tables and the machine. The whole run stays under 10 minutes on
+the 2-core bench machine (about 6 before the flows, which add about 3).
 
 ``--quick`` runs small sizes to check that everything works (``bench/results/bench-quick.json``, the
-docs untouched). ``--dispatch`` adds the direct-versus-router dispatch comparison (``bench.dispatch``,
+docs untouched); ``--flows-only`` runs only the flows (``bench/results/bench-flows.json`` unless quick).
+``--dispatch`` adds the direct-versus-router dispatch comparison (``bench.dispatch``,
 about 2.5 minutes more; ``make bench-dispatch`` runs it alone).
 """
 

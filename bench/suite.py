@@ -10,6 +10,7 @@ Processes (all on this machine, with the real RabbitMQ and Redis):
   also goes to flows that need simulators), a generated sources file (``HUB_SOURCES_FILE``, the webhook
   secret in an environment variable) and a free port;
 - hub workers: ``python -m hub worker --threads 8`` (1 or 2 processes), ``HUB_QUEUE_PREFIX`` = the run's prefix;
+- for the flows: one more ingress per flow (``$BENCH_FLOW``) and the ERP and Graph simulators (``bench.sims``);
 - bare workers for baseline (b): ``python -m bench.noop_worker`` (Dramatiq, no hub middleware, no-op actor);
 - this process: the load generator (HTTP/1.1 keep-alive client on asyncio, requests signed before each
   phase), the ``hub.events`` subscriber, the raw publishers of the baselines, and the CPU accounting
@@ -34,7 +35,12 @@ both alike; every ratio divides two figures of this run:
    subscriber's receipt of its fan-out publish;
 5. cost per event: CPU ms per business event of each process during the end-to-end phases, and the
    share of tracing (the same phases with ``OTEL_SDK_DISABLED=true`` in the ingress and the workers);
-   peak RSS (``VmHWM``) of the ingress and of a worker.
+   peak RSS (``VmHWM``) of the ingress and of a worker;
+6. flows: each flow of ``bench.common.FLOWS`` (the fan-out, provisioning, master data and all three: the
+   hub's own routing) on an ingress of its own, with the ERP and Graph simulators at zero latency in processes
+   of their own (``bench.sims``), from the first POST until the last event's last side effects reached
+   ``hub.events``, against baseline (b), with CPU ms per event of every component (PostgreSQL and the
+   simulators too). ``--flows-only`` runs this section alone.
 """
 
 from __future__ import annotations
@@ -135,8 +141,8 @@ class Config:
     flows: tuple[str, ...] = ("fanout", "provisioning", "master_data", "all")
     flow_processes: int = 1
     flow_drive: tuple[int, int] = (10, 8)
-    flow_events: tuple[tuple[str, int], ...] = (("fanout", 1000), ("provisioning", 120), ("master_data", 300),
-                                                ("all", 120))
+    flow_events: tuple[tuple[str, int], ...] = (("fanout", 600), ("provisioning", 100), ("master_data", 200),
+                                                ("all", 80))
     flow_warmup_events: int = 40
     #: Only the flows section (``--flows-only``): no ingress, end-to-end, latency or tracing section.
     flows_only: bool = False
