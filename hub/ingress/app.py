@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,12 +33,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.epoch import redis_data_note
 from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress import openapi
+from hub.ingress.access import AccessLog
 from hub.ingress.admission import Admission
 from hub.ingress.auth import (
     AuthenticatedSource,
@@ -58,14 +57,9 @@ from hub.ingress.sources import SourceRegistry
 from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
 from hub.registry import SchemaRegistry
 from observability.logging import get_logger
-from observability.metrics import CONTENT_TYPE, HTTP_DURATION, HTTP_REQUESTS, exposition
+from observability.metrics import CONTENT_TYPE, exposition
 
 log = get_logger(__name__)
-access_log = get_logger("hub.ingress.access")
-#: Request methods a metric label names (any other is ``other``: a label set stays bounded).
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: Event types named on one line at most (a batch may hold 500 events of a few types).
-MAX_TYPES = 5
 
 
 class EventPublisher(Protocol):
@@ -384,59 +378,3 @@ async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
 async def _ping(client: redis.asyncio.Redis) -> bool:
     answer: Any = client.ping()  # a coroutine on the asyncio client
     return bool(await answer)
-
-
-class AccessLog:
-    """Pure ASGI middleware writing ``request`` lines on the ``hub.ingress.access`` logger."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve the request and log it."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            self._write(scope, status, (time.perf_counter() - started) * 1000)
-
-    @staticmethod
-    def _write(scope: Scope, status: int, duration_ms: float) -> None:
-        state: dict[str, Any] = scope.get("state") or {}
-        route = scope.get("route")
-        types = sorted(state.get("hub_event_types") or ())
-        fields: dict[str, Any] = {
-            "method": scope.get("method"),
-            "route": getattr(route, "path", None) or "(no route)",
-            "status": status,
-            "duration_ms": round(duration_ms, 2),
-        }
-        for name, value in (("source_id", state.get("hub_source_id")), ("problem", state.get("hub_problem")),
-                            ("trace_id", state.get("hub_trace_id"))):
-            if value:
-                fields[name] = value
-        if types:
-            fields["event_types"] = types[:MAX_TYPES] + ([f"+{len(types) - MAX_TYPES} more"]
-                                                       if len(types) > MAX_TYPES else [])
-        (access_log.warning if status >= 500 else access_log.info)("request", **fields)
-        method = str(fields["method"]) if fields["method"] in _METHODS else "other"
-        path = str(fields["route"])
-        HTTP_REQUESTS.labels(method, path, str(status), _problem_label(state.get("hub_problem"))).inc()
-        HTTP_DURATION.labels(method, path).observe(duration_ms / 1000)
-
-
-def _problem_label(problem: object) -> str:
-    """The problem type of an answer as a metric label: the last part of its URN (``unauthenticated``), or
-    ``none``."""
-    return str(problem).rpartition(":")[2] if problem else "none"
