@@ -15,6 +15,7 @@ broker, no Redis.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -178,7 +179,14 @@ class ActorContext(Emitting):
     """One message being handled: its event, the event's decoded data, and publishing."""
 
     event: CloudEvent
-    data: dict[str, Any]
+    #: How the event's data is decoded: called once, when :attr:`data` is first read.
+    decode: Callable[[], dict[str, Any]]
+
+    @functools.cached_property
+    def data(self) -> dict[str, Any]:
+        """The event's data, decoded from Avro when first read (an actor that only passes the event on, as the
+        fan-out does, never pays for it); raises ``SchemaViolation`` when the bytes are no Avro of its type."""
+        return self.decode()
 
     def raise_exception(self, owner: str, *, kind: str, subject: str, detail: str, id: str,
                         severity: str = "medium", project_code: str | None = None,
@@ -243,4 +251,4 @@ def unit_context(spec: ActorSpec, registry: SchemaLookup, event: CloudEvent, dat
                  emitter: Emitter | None = None, clock: Callable[[], datetime] | None = None) -> ActorContext:
     """A context for calling ``actor.handle`` directly in a unit test (events go to ``emitter``)."""
     return ActorContext(spec=spec, registry=registry, emitter=emitter or RecordingEmitter(), parent=None,
-                        clock=clock or (lambda: datetime.now(UTC)), event=event, data=dict(data))
+                        clock=clock or (lambda: datetime.now(UTC)), event=event, decode=lambda: dict(data))

@@ -23,7 +23,7 @@ from opentelemetry import trace
 
 from hub.actor import ALL_TYPES, Actor, ActorContext, ActorSpec, DeadLetter, DeadLetterHandler, Emitter, Emitting
 from hub.errors import NEVER_RETRIED, BrokerUnavailable, ConfigurationError, NotYet, UnknownEventType
-from hub.events import CloudEvent, SchemaLookup, event_summary, from_message_body, to_message_body, validate_event
+from hub.events import CloudEvent, SchemaLookup, check_event, event_summary, from_message_body, to_message_body
 from observability.flight import FlightRecord, Hop
 from observability.logging import get_logger
 from observability.metrics import PUBLISH_DURATION
@@ -172,9 +172,10 @@ def declare_actor(broker: dramatiq.Broker, actor: Actor, *, prefix: str, registr
         if triggers and ALL_TYPES not in triggers and event.get_type() not in triggers:
             raise NotYet(f"{spec.name} in this worker does not take {event.get_type()}: a newer hub routed it here; "
                          "waiting for a worker that takes it", prerequisite="worker")
-        data = validate_event(event, registry)
+        data = check_event(event, registry)
         actor.handle(ActorContext(spec=spec, registry=registry, emitter=emitter,
-                                  parent=CurrentMessage.get_current_message(), event=event, data=data))
+                                  parent=CurrentMessage.get_current_message(), event=event,
+                                  decode=lambda: registry.decode(event.get_type(), data)))
 
     run.__doc__ = type(actor).__doc__
     declared: dramatiq.Actor[Any, Any] = dramatiq.actor(

@@ -13,6 +13,8 @@ reach topic subscribers as ``ce-<name>`` headers: a name of 1 to 20 lower-case l
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from hub import rfc3339
 from hub.errors import InvalidEvent
 
 __all__ = [
@@ -191,6 +194,12 @@ def _extensions(extensions: Mapping[str, str]) -> dict[str, str]:
 
 def validate_event(event: CloudEvent, registry: SchemaLookup) -> dict[str, Any]:
     """Check an event against the contract and return its decoded data."""
+    return registry.decode(event.get_type(), check_event(event, registry))
+
+
+def check_event(event: CloudEvent, registry: SchemaLookup) -> bytes:
+    """The contract's checks of an event but its data's decoding (type, content type, dataschema, data as
+    bytes); returns the data. :func:`validate_event` decodes it too."""
     event_type = event.get_type()
     if not TYPE_PATTERN.match(event_type):
         raise InvalidEvent(f"type {event_type!r} is not <system>.<entity>.<event>.v<major>", field="type")
@@ -208,33 +217,73 @@ def validate_event(event: CloudEvent, registry: SchemaLookup) -> dict[str, Any]:
     data = event.get_data()
     if not isinstance(data, bytes):
         raise InvalidEvent("data must be Avro bytes", field="data")
-    return registry.decode(event_type, data)
+    return data
 
 
 def to_message_body(event: CloudEvent) -> dict[str, Any]:
-    """The event in CloudEvents JSON structured form (``data_base64``), as a Dramatiq argument."""
+    """The event in CloudEvents JSON structured form (``data_base64``), as a Dramatiq argument.
+
+    The mapping the SDK's JSON format writes (``JSONFormat.write``: times in RFC 3339 with ``Z`` for UTC, binary
+    data in ``data_base64``), built directly rather than written to JSON and parsed back; an attribute of another
+    kind than text or time, or data that is not bytes, takes the SDK's own way.
+    """
+    body: dict[str, Any] = {}
+    for name, value in event.get_attributes().items():
+        if isinstance(value, datetime):
+            text = value.isoformat()
+            body[name] = text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+        elif isinstance(value, str):
+            body[name] = value
+        else:
+            return _sdk_body(event)
+    data = event.get_data()
+    if isinstance(data, bytes | bytearray):
+        body["data_base64"] = base64.b64encode(data).decode("ascii")
+    elif data is not None:
+        return _sdk_body(event)
+    return body
+
+
+def _sdk_body(event: CloudEvent) -> dict[str, Any]:
     import json
 
     body: dict[str, Any] = json.loads(_FORMAT.write(event))
     return body
 
 
-def from_message_body(body: Mapping[str, Any]) -> CloudEvent:
-    """Inverse of :func:`to_message_body`; the data comes back as bytes."""
-    import json
+#: The attributes every CloudEvent carries.
+_REQUIRED = ("specversion", "id", "source", "type")
 
+
+def from_message_body(body: Mapping[str, Any]) -> CloudEvent:
+    """Inverse of :func:`to_message_body`; the data comes back as bytes.
+
+    Read from the mapping Dramatiq already decoded, as the SDK's JSON format reads a document once parsed
+    (``JSONFormat.read``: ``time`` parsed, here as RFC 3339; ``data_base64`` decoded), without writing it back to
+    JSON first.
+    """
+    attributes = dict(body)
+    missing = [name for name in _REQUIRED if not attributes.get(name)]
+    if missing:
+        # The SDK would make up an id (and a time): a redelivery would then be another event.
+        raise InvalidEvent(f"not a valid CloudEvent: {', '.join(missing)} missing", field=missing[0])
     try:
-        event = _FORMAT.read(None, json.dumps(dict(body)))
+        specversion = attributes.get("specversion")
+        if specversion != "1.0":
+            raise InvalidEvent(f"unsupported specversion {specversion!r}", field="specversion")
+        if "time" in attributes:
+            attributes["time"] = rfc3339.parse(attributes["time"])
+        data = attributes.pop("data", None)
+        if data is not None:
+            raise InvalidEvent("data must be carried as data_base64", field="data")
+        encoded = attributes.pop("data_base64", None)
+        if encoded is not None:
+            data = base64.b64decode(encoded, validate=True)
+        return CloudEvent(attributes, data)
     except BaseCloudEventException as exc:
         raise InvalidEvent(f"not a valid CloudEvent: {exc}") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidEvent(f"not a CloudEvents JSON document: {exc}") from None
-    if not isinstance(event, CloudEvent):
-        raise InvalidEvent(f"unsupported specversion {event.get_specversion()!r}", field="specversion")
-    data = event.get_data()
-    if data is not None and not isinstance(data, bytes):
-        raise InvalidEvent("data must be carried as data_base64", field="data")
-    return event
 
 
 def to_amqp(event: CloudEvent) -> ce_rabbitmq.RabbitMQMessage:

@@ -23,6 +23,7 @@ import enum
 import hashlib
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
@@ -31,6 +32,7 @@ import redis
 from dramatiq.errors import Retry
 from dramatiq.middleware import Middleware, MiddlewareError, SkipMessage
 
+from hub.batching import ClosingWrites, run_script
 from hub.errors import LeaseHeld, PermanentError, RetryableError, StoreUnavailable
 from hub.store import guarded
 from observability.logging import get_logger
@@ -74,6 +76,13 @@ class IdempotencyStore(Protocol):
         """Extend a lease still held by this token."""
         ...
 
+    def mark_done(self, key: str, token: int, *, done_ttl_s: int,
+                  answer: Callable[[bool | StoreUnavailable], None]) -> None:
+        """:meth:`complete` once the actor has run, possibly sent later with the message's other closing writes
+        (:mod:`hub.batching`); ``answer`` is told what :meth:`complete` would return, or the
+        :class:`StoreUnavailable` met."""
+        ...
+
 
 # KEYS[1] claim key, KEYS[2] fencing counter; ARGV[1] lease ms.
 _CLAIM = """
@@ -109,10 +118,12 @@ return 0
 
 
 class RedisIdempotencyStore:
-    """:class:`IdempotencyStore` on Redis, each step one atomic Lua script."""
+    """:class:`IdempotencyStore` on Redis, each step one atomic Lua script. ``writes``: the worker's
+    :class:`~hub.batching.ClosingWrites`, which :meth:`mark_done` goes through."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "hub") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "hub", writes: ClosingWrites | None = None) -> None:
         self._client = client
+        self._writes = writes or ClosingWrites(client)
         self._fence = f"{prefix}:idem:fence"
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
@@ -136,6 +147,18 @@ class RedisIdempotencyStore:
     def renew(self, key: str, token: int, *, lease_ms: int) -> bool:
         """Extend a lease still held by this token."""
         return bool(guarded(lambda: self._renew(keys=[key], args=[token, lease_ms])))
+
+    def mark_done(self, key: str, token: int, *, done_ttl_s: int,
+                  answer: Callable[[bool | StoreUnavailable], None]) -> None:
+        """See :meth:`IdempotencyStore.mark_done`."""
+
+        def told(reply: Any) -> None:
+            if isinstance(reply, redis.RedisError):
+                answer(StoreUnavailable(f"redis unavailable: {type(reply).__name__}"))
+            else:
+                answer(bool(reply))
+
+        self._writes.write(lambda target: run_script(self._complete, target, [key], [token, done_ttl_s]), told)
 
 
 class RetryLater(MiddlewareError, Retry):
@@ -257,17 +280,24 @@ class IdempotencyMiddleware(Middleware):
             held = self._held.pop(message.message_id, None)
         if held is None:
             return
-        try:
-            if exception is None:
-                if not self.store.complete(held.key, held.token, done_ttl_s=self.done_ttl_s):
-                    log.warning("lease lost before completion; another worker holds it",
-                                idempotency_key=held.key)
-            else:
-                self.store.release(held.key, held.token)
-        except StoreUnavailable as exc:
-            # The actor already ran: the lease expires by itself and side-effect keys keep a re-run
-            # harmless, so this is logged, not retried.
-            log.error("could not record idempotency outcome", error=str(exc), idempotency_key=held.key)
+        key = held.key
+        if exception is not None:
+            # At once, not with the closing writes: the retry the next middleware enqueues must find it free.
+            try:
+                self.store.release(key, held.token)
+            except StoreUnavailable as exc:
+                log.error("could not record idempotency outcome", error=str(exc), idempotency_key=key)
+            return
+
+        def told(answer: bool | StoreUnavailable) -> None:
+            if isinstance(answer, StoreUnavailable):
+                # The actor already ran: the lease expires by itself and side-effect keys keep a re-run
+                # harmless, so this is logged, not retried.
+                log.error("could not record idempotency outcome", error=str(answer), idempotency_key=key)
+            elif not answer:
+                log.warning("lease lost before completion; another worker holds it", idempotency_key=key)
+
+        self.store.mark_done(key, held.token, done_ttl_s=self.done_ttl_s, answer=told)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """A later middleware skipped the message: give the lease back."""

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.registry import Collector
 
 from hub.actor import Actor, ActorSpec, DeadLetterHandler, Emitter
+from hub.batching import ClosingWrites
 from hub.broker import build_broker
 from hub.connectivity import ServerLink
 from hub.db import Database, connect_database, ensure_database, upgrade
@@ -196,13 +197,17 @@ def build_infrastructure(
     db = connect_database(settings.database_url, prefix=settings.queue_prefix, embedded=is_embedded)
     registry = SchemaRegistry.load(schema_base_url=f"{settings.public_url}/v1/schemas")
     prefix = settings.queue_prefix
-    flight = RedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s)
+    # A message's done mark and hops (its own, those of what it published) go to Redis in one round trip.
+    writes = ClosingWrites(client)
+    flight = RedisFlightRecord(client, prefix=prefix, ttl_s=settings.flight_ttl_s, writes=writes)
     dead_letters = DeadLetterReasons(client, prefix=prefix)
     # Order matters: after-hooks run in reverse. Tracing and log context wrap everything; the flight
-    # recorder and the metrics sit before HubRetries so they see the retry-or-dead decision (``message.failed``).
+    # recorder and the metrics sit before HubRetries so they see the retry-or-dead decision (``message.failed``);
+    # the closing writes before all that write through them, so they are sent once all of those have run.
     middleware = [
         TracingMiddleware(tracer_provider=tracer_provider),
         LogContextMiddleware(),
+        writes,
         FlightRecorderMiddleware(flight),
         MetricsMiddleware(),
         HubRetries(
@@ -213,7 +218,7 @@ def build_infrastructure(
             prerequisite_wait_s=settings.prerequisite_wait_s,
         ),
         IdempotencyMiddleware(
-            RedisIdempotencyStore(client, prefix=prefix),
+            RedisIdempotencyStore(client, prefix=prefix, writes=writes),
             prefix=prefix,
             lease_ms=settings.lease_ttl_ms,
             done_ttl_s=settings.done_ttl_s,

@@ -149,26 +149,50 @@ class _RedisHops:
             log.warning("flight record written again", dropped=self.dropped)
 
 
+class Writes(Protocol):
+    """Where a worker's writes can wait to be sent with the message's other closing writes, in one round trip
+    (the hub's ``hub.batching.ClosingWrites``)."""
+
+    def write(self, write: Callable[[Any], Any], answer: Callable[[Any], None]) -> None:
+        """Have ``write`` queue its commands on a client or a pipeline, now or with the others; ``answer`` is
+        told its reply or the ``redis.RedisError`` met."""
+
+
 class RedisFlightRecord(_RedisHops):
-    """Flight record in Redis: one list per root id, expiring ``ttl_s`` after its last hop."""
+    """Flight record in Redis: one list per root id, expiring ``ttl_s`` after its last hop. ``writes``: a hop
+    recorded while a message is processed is sent with that message's closing writes."""
 
     def __init__(
         self, client: redis.Redis, *, prefix: str = "hub", ttl_s: int, outage_backoff_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, writes: Writes | None = None,
     ) -> None:
         super().__init__(prefix=prefix, ttl_s=ttl_s, outage_backoff_s=outage_backoff_s, clock=clock)
         self.client = client
+        self.writes = writes
 
     def record(self, hop: Hop) -> None:
         """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
         if self._skipping():
             return
+        if self.writes is None:
+            self._told(hop, self._append(self.client, hop))
+        else:
+            self.writes.write(lambda target: self._append(target, hop), lambda reply: self._told(hop, reply))
+
+    def _append(self, target: Any, hop: Hop) -> Any:
+        """The hop's commands, on a pipeline being filled, or in a transaction of their own on a client."""
+        if isinstance(target, redis.client.Pipeline):
+            return self._appending(target, hop)
         try:
-            self._appending(self.client.pipeline(transaction=True), hop).execute()
+            return self._appending(target.pipeline(transaction=True), hop).execute()
         except redis.RedisError as exc:
-            self._failed(hop, exc)
-            return
-        self._written()
+            return exc
+
+    def _told(self, hop: Hop, reply: Any) -> None:
+        if isinstance(reply, redis.RedisError):
+            self._failed(hop, reply)
+        else:
+            self._written()
 
     def hops(self, root_id: str) -> list[Hop]:
         """Every hop of the business event; entries that do not parse are logged and left out."""

@@ -133,6 +133,10 @@ class _RedisDown:
     def renew(self, key: str, token: int, *, lease_ms: int) -> bool:
         raise StoreUnavailable("redis unavailable: ConnectionError")
 
+    def mark_done(self, key: str, token: int, *, done_ttl_s: int,
+                  answer: Callable[[bool | StoreUnavailable], None]) -> None:
+        answer(StoreUnavailable("redis unavailable: ConnectionError"))
+
 
 def test_a_message_that_finds_redis_down_backs_off_on_its_own_retries_and_says_so_at_debug(
     reasons: DeadLetterReasons,

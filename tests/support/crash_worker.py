@@ -6,7 +6,7 @@ done), ``after_done`` (done written, message not yet acked), ``after_save`` (mas
 outbox committed, the announcement not yet published), ``fanout_before_done`` (the hub's fan-out
 published its event, confirmed, and has no done mark yet). ``<prefix>:poison`` kills the worker on
 every delivery while set; ``<prefix>:effect:fail`` makes the actor fail (retryable) while set, and
-``<prefix>:effect:broker_away`` once, after telling the process's link that RabbitMQ stopped answering.
+``<prefix>:effect:hold`` once, after it pushed to ``<prefix>:effect:reached`` and popped ``<prefix>:effect:go``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from actors.master_data import SqlMasterDataStore
+from hub.batching import ClosingWrites
 from hub.cli.compose import build_app
 from hub.errors import NEVER_RETRIED, UpstreamUnavailable
 from hub.events import from_message_body
@@ -40,7 +41,8 @@ def _die_if(client: redis.Redis, key: str) -> None:
 
 
 class CrashAfterDone(Middleware):  # type: ignore[misc]
-    """Runs its after-hook after the idempotency middleware's (after-hooks run in reverse order)."""
+    """Runs its after-hook after the closing writes', which send the done mark (after-hooks run in reverse
+    order)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
@@ -73,9 +75,11 @@ def declare_effect_actor(runtime: Runtime) -> Any:
         if client.get(f"{prefix}:poison"):
             os.kill(os.getpid(), signal.SIGKILL)
         _die_if(client, f"{prefix}:crash:after_claim")
-        if client.getdel(f"{prefix}:effect:broker_away"):
-            # RabbitMQ stops answering now, as the publisher would tell the link of a failed publish.
-            runtime.broker.link.failed(ConnectionError("RabbitMQ stopped answering (staged)"))
+        if client.getdel(f"{prefix}:effect:hold"):
+            # Says it got here, waits for the test's go (the test cuts RabbitMQ off meanwhile), then fails.
+            client.rpush(f"{prefix}:effect:reached", "1")
+            if client.blpop([f"{prefix}:effect:go"], timeout=60) is None:
+                raise RuntimeError("the test never said go")
             raise UpstreamUnavailable("document platform answered 503")
         if client.get(f"{prefix}:effect:fail"):
             raise UpstreamUnavailable("document platform answered 503")
@@ -105,8 +109,7 @@ def main(argv: list[str]) -> None:
     stop."""
     settings = load_settings()
     runtime = build_app(settings, embedded=False)
-    runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix),
-                                  before=IdempotencyMiddleware)
+    runtime.broker.add_middleware(CrashAfterDone(runtime.redis, settings.queue_prefix), before=ClosingWrites)
     runtime.broker.add_middleware(CrashBeforeDone(runtime.redis, settings.queue_prefix),
                                   after=IdempotencyMiddleware)
     declare_effect_actor(runtime)

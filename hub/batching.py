@@ -1,0 +1,143 @@
+"""One Redis round trip for the writes a message leaves behind once its actor has run.
+
+After an actor runs, a worker writes to Redis what needs no answer before the message is acknowledged: the
+idempotency ``done`` mark (or the lease's release), the attempt's flight-record hop, and the hops of the
+messages the actor published. Each was a round trip of its own; :class:`ClosingWrites` sends them together.
+
+:class:`ClosingWrites` is a middleware placed before every middleware that writes through it (Dramatiq runs
+after-hooks in the reverse order of the list, so its own after-hook runs last): its before-hook starts holding
+this thread's writes, its after-hook sends them in one pipeline and tells each writer what its write answered.
+The pipeline is a transaction (``MULTI``/``EXEC``): the writes are applied together or, when the connection
+fails before ``EXEC``, not at all. A write asked for outside a held message (another thread, a middleware that
+runs before the holding starts) is sent at once, so nothing depends on the middleware being there; without it
+every write is its own round trip, as before.
+
+The acknowledgement comes after every after-hook, so the ``done`` mark is still written before the message is
+acknowledged: a worker killed between the two leaves a message redelivered and skipped as a duplicate.
+
+Scripts are sent with ``EVALSHA`` without asking Redis whether it knows them (redis-py's pipelines ask with a
+``SCRIPT EXISTS`` round trip each time); a write answered ``NOSCRIPT`` (Redis restarted empty) is sent again
+alone, which loads the script.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+from redis.commands.core import Script
+
+from observability.logging import get_logger
+
+__all__ = ["ClosingWrites", "Write", "run_script"]
+
+log = get_logger(__name__)
+
+#: A write: queues its commands on the target it is given (the client, or the pipeline being filled).
+Write = Callable[[Any], Any]
+#: Told what the write answered: its last command's reply, or the ``redis.RedisError`` it met.
+Answer = Callable[[Any], None]
+
+
+def run_script(script: Script, target: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """Call ``script`` on ``target``: a pipeline gets a bare ``EVALSHA`` (no ``SCRIPT EXISTS`` first), a
+    client the script itself (which loads it when Redis does not know it)."""
+    if isinstance(target, redis.client.Pipeline):
+        return target.evalsha(script.sha, len(keys), *keys, *args)
+    return script(keys=list(keys), args=list(args), client=target)
+
+
+@dataclass
+class _Pending:
+    write: Write
+    answer: Answer
+    commands: int = 0
+
+
+class ClosingWrites(dramatiq.Middleware):
+    """Holds a message's closing Redis writes and sends them in one round trip (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._local = threading.local()
+
+    # -- for the writers ---------------------------------------------------------------------------------
+    def write(self, write: Write, answer: Answer) -> None:
+        """Send ``write`` with this message's other closing writes, or at once when none are being held.
+
+        ``answer`` gets the reply of the write's last command, or the ``redis.RedisError`` it met; it is
+        never raised here.
+        """
+        pending: list[_Pending] | None = getattr(self._local, "pending", None)
+        if pending is not None:
+            pending.append(_Pending(write, answer))
+            return
+        try:
+            reply = write(self.client)
+        except redis.RedisError as exc:
+            answer(exc)
+            return
+        answer(reply)
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Start holding this thread's writes."""
+        self._local.pending = []
+
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
+                              exception: Any = None) -> None:
+        """Send what was held, in one round trip."""
+        self.flush()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Send what was held, in one round trip."""
+        self.flush()
+
+    def flush(self) -> None:
+        """Send the writes held on this thread and stop holding; each writer is told its answer."""
+        pending: list[_Pending] | None = getattr(self._local, "pending", None)
+        self._local.pending = None
+        if not pending:
+            return
+        if len(pending) == 1:  # nothing to batch: the plain call (scripts loaded as needed)
+            self.write(pending[0].write, pending[0].answer)
+            return
+        pipe = self.client.pipeline(transaction=True)
+        for item in pending:
+            before = len(pipe.command_stack)
+            item.write(pipe)
+            item.commands = len(pipe.command_stack) - before
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            _report(self.client, exc)
+            for item in pending:
+                item.answer(exc)
+            return
+        _report(self.client, None)
+        at = 0
+        for item in pending:
+            own = replies[at:at + item.commands]
+            at += item.commands
+            failed = [reply for reply in own if isinstance(reply, redis.RedisError)]
+            reply = failed[0] if failed else (own[-1] if own else None)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                self.write(item.write, item.answer)  # alone, on the client: the script is loaded
+            else:
+                item.answer(reply)
+
+
+def _report(client: redis.Redis, error: redis.RedisError | None) -> None:
+    """Tell the process's link to Redis (a :class:`~hub.store.ReportingRedis`'s) of the pipeline's outcome:
+    pipelines do not go through the client's ``execute_command``."""
+    link = getattr(client, "link", None)
+    if link is None:
+        return
+    if error is None:
+        link.succeeded()
+    elif isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        link.lost(error)
