@@ -164,7 +164,7 @@ INGRESS_RULES: list[Rule] = [
 #: Where a sample goes when no rule above matches its stack (innermost match again).
 INGRESS_FALLBACK: list[Rule] = [
     ("idle: event loop waiting for I/O", _fn("select", "epoll.poll", "KqueueSelector.select", "EpollSelector.select")),
-    ("HTTP server (uvicorn, h11)", _file("uvicorn/", "h11/")),
+    ("HTTP server (uvicorn, h11)", _file("uvicorn/", "h11/", "httptools/", "uvloop/")),
     ("web framework (Starlette, FastAPI, anyio)", _file("starlette/", "fastapi/", "anyio/")),
     ("AMQP client I/O outside a publish (aiormq, pamqp: frames, confirms)", _file("aiormq/", "pamqp/", "aio_pika/")),
     ("Redis client I/O outside a hub call (redis.asyncio)", _file("redis/")),

@@ -64,7 +64,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
-_UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_CONNECTION_ERRORS)
+# aiormq 6 raises StopAsyncIteration from its frame reader when the server closed the connection before the
+# first frame was read (a port that accepts, then closes): on uvloop the end of the stream is often seen first.
+_UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, StopAsyncIteration, *_CONNECTION_ERRORS)
 
 
 def _blocked_by_broker(connection: AbstractConnection) -> bool:
