@@ -153,17 +153,18 @@ def _file(*parts: str) -> Callable[[str, str], bool]:
 
 INGRESS_RULES: list[Rule] = [
     ("request handler, other (body read, response)", _fn("publish_events", "read_body", "_accept")),
-    ("authentication: HMAC signature, replay guard (Redis SET)", _fn("authenticate")),
+    ("authentication: HMAC signature", _fn("verify", "authenticate")),
     ("CloudEvents binding, schema validation, Avro encoding", _fn("read_events")),
-    ("quota: moving window (Redis, 2 Lua calls)", _fn("QuotaGate.hit")),
-    ("accepted-outcome store (Redis SET NX GET, settle script)", _fn("OutcomeStore.claim", "OutcomeStore.settle")),
+    ("admission: replay guard, quota, claims (Redis, one Lua script)", _fn("Admission.admit")),
+    ("accepted-outcome store: settle or release (Redis, one script), a held claim retried",
+     _fn("OutcomeStore.claim", "OutcomeStore.settle", "OutcomeStore.release")),
     ("confirmed publish (aio-pika)", _fn("AsyncEventPublisher.publish", "AsyncEventPublisher._confirmed")),
     ("tracing (spans, context)", _fn("publish_span", "_server_span", "inject_message_context")),
 ]
 #: Where a sample goes when no rule above matches its stack (innermost match again).
 INGRESS_FALLBACK: list[Rule] = [
     ("idle: event loop waiting for I/O", _fn("select", "epoll.poll", "KqueueSelector.select", "EpollSelector.select")),
-    ("HTTP server (uvicorn, h11)", _file("uvicorn/", "h11/")),
+    ("HTTP server (uvicorn, h11)", _file("uvicorn/", "h11/", "httptools/", "uvloop/")),
     ("web framework (Starlette, FastAPI, anyio)", _file("starlette/", "fastapi/", "anyio/")),
     ("AMQP client I/O outside a publish (aiormq, pamqp: frames, confirms)", _file("aiormq/", "pamqp/", "aio_pika/")),
     ("Redis client I/O outside a hub call (redis.asyncio)", _file("redis/")),
@@ -189,14 +190,11 @@ GROUPS: dict[str, str] = {
     "HTTP server (uvicorn, h11)": "HTTP stack (uvicorn/h11, Starlette/FastAPI, handler)",
     "web framework (Starlette, FastAPI, anyio)": "HTTP stack (uvicorn/h11, Starlette/FastAPI, handler)",
     "request handler, other (body read, response)": "HTTP stack (uvicorn/h11, Starlette/FastAPI, handler)",
-    "authentication: HMAC signature, replay guard (Redis SET)":
-        "Redis round trips (replay guard SET, quota 2 Lua calls, outcome GET + SET)",
-    "quota: moving window (Redis, 2 Lua calls)":
-        "Redis round trips (replay guard SET, quota 2 Lua calls, outcome GET + SET)",
-    "accepted-outcome store (Redis GET, SET)":
-        "Redis round trips (replay guard SET, quota 2 Lua calls, outcome GET + SET)",
-    "Redis client I/O outside a hub call (redis.asyncio)":
-        "Redis round trips (replay guard SET, quota 2 Lua calls, outcome GET + SET)",
+    "admission: replay guard, quota, claims (Redis, one Lua script)":
+        "Redis round trips (admission script, settle script)",
+    "accepted-outcome store: settle or release (Redis, one script), a held claim retried":
+        "Redis round trips (admission script, settle script)",
+    "Redis client I/O outside a hub call (redis.asyncio)": "Redis round trips (admission script, settle script)",
     "AMQP client I/O outside a publish (aiormq, pamqp: frames, confirms)":
         "confirmed publish and its confirm frames (aio-pika, aiormq)",
     "confirmed publish (aio-pika)": "confirmed publish and its confirm frames (aio-pika, aiormq)",

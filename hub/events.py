@@ -221,7 +221,30 @@ def check_event(event: CloudEvent, registry: SchemaLookup) -> bytes:
 
 
 def to_message_body(event: CloudEvent) -> dict[str, Any]:
-    """The event in CloudEvents JSON structured form (``data_base64``), as a Dramatiq argument."""
+    """The event in CloudEvents JSON structured form (``data_base64``), as a Dramatiq argument.
+
+    The mapping the SDK's JSON format writes (``JSONFormat.write``: times in RFC 3339 with ``Z`` for UTC, binary
+    data in ``data_base64``), built directly rather than written to JSON and parsed back; an attribute of another
+    kind than text or time, or data that is not bytes, takes the SDK's own way.
+    """
+    body: dict[str, Any] = {}
+    for name, value in event.get_attributes().items():
+        if isinstance(value, datetime):
+            text = value.isoformat()
+            body[name] = text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+        elif isinstance(value, str):
+            body[name] = value
+        else:
+            return _sdk_body(event)
+    data = event.get_data()
+    if isinstance(data, bytes | bytearray):
+        body["data_base64"] = base64.b64encode(data).decode("ascii")
+    elif data is not None:
+        return _sdk_body(event)
+    return body
+
+
+def _sdk_body(event: CloudEvent) -> dict[str, Any]:
     import json
 
     body: dict[str, Any] = json.loads(_FORMAT.write(event))

@@ -7,18 +7,22 @@ import json
 import dramatiq
 import pytest
 from click.testing import CliRunner
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import capture_logs
 
 from hub.cli import main
+from hub.cli.compose import build_app
 from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
 from hub.dlq import list_dead_letters
 from hub.events import to_message_body
 from hub.idempotency import side_effect_key
 from hub.runtime import Runtime
-from tests.conftest import start_crash_worker, worker_env
+from tests.conftest import hub_settings, start_crash_worker, worker_env
 from tests.support.crash_worker import ACTOR, declare_effect_actor
-from tests.support.rabbit import clear_policy, consumer_counts, queue_depth, set_policy, wait_until
+from tests.support.netproxy import TcpProxy
+from tests.support.rabbit import clear_policy, queue_depth, set_policy, wait_until
 from tests.support.signals import done
 
 pytestmark = pytest.mark.integration
@@ -62,32 +66,42 @@ def test_a_retry_whose_re_enqueue_fails_is_dead_lettered_not_lost(app: Runtime, 
 
 
 def test_a_retry_that_cannot_be_enqueued_while_rabbitmq_does_not_answer_is_held_until_it_does(
-    app: Runtime, prefix: str
+    prefix: str, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    """The actor fails as RabbitMQ stops answering: the link is in its backoff, so the retry's enqueue fails at
-    once. It used to be dead-lettered, and a broker shutting down gracefully still carried the reject: the
-    message was parked for an operator though only the broker had been away."""
-    dispatcher = _dispatcher(app)
-    queue = f"{prefix}.{ACTOR}"
-    app.redis.set(f"{prefix}:effect:broker_away", "1")
-    event = project_created(app.registry)
-    worker = dramatiq.Worker(app.broker, worker_threads=1, worker_timeout=100)
-    worker.start()
+    """The actor fails while RabbitMQ does not answer (the worker reaches it through a proxy the test cuts), so its
+    retry cannot be enqueued. It used to be dead-lettered, and a broker shutting down gracefully still carried the
+    reject: the message was parked for an operator though only the broker had been away."""
+    proxy = TcpProxy(("127.0.0.1", 5672))
+    app = build_app(hub_settings(prefix, amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"),
+                    embedded=False, tracer_provider=spans[0], span_exporter=spans[1])
     try:
-        # Both consumers connected first: a connection made later would tell the link RabbitMQ answers.
-        assert wait_until(lambda: consumer_counts([queue, f"{queue}.DQ"]) == [1, 1], timeout=30)
-        with capture_logs() as logs:
-            dispatcher.dispatch(event)
-            finished = lambda: done(app.redis, prefix, ACTOR, event.get_source(), event.get_id())  # noqa: E731
-            assert wait_until(lambda: finished() or queue_depth(f"{queue}.XQ") > 0, timeout=60)
+        dispatcher = _dispatcher(app)
+        queue = f"{prefix}.{ACTOR}"
+        app.redis.set(f"{prefix}:effect:hold", "1")
+        event = project_created(app.registry)
+        worker = dramatiq.Worker(app.broker, worker_threads=1, worker_timeout=100)
+        worker.start()
+        try:
+            with capture_logs() as logs:
+                dispatcher.dispatch(event)
+                assert app.redis.blpop([f"{prefix}:effect:reached"], timeout=60) is not None
+                proxy.cut()  # RabbitMQ stops answering while the actor runs
+                app.redis.rpush(f"{prefix}:effect:go", "1")
+                said = lambda: [entry["event"] for entry in logs]  # noqa: E731
+                assert wait_until(lambda: "holding a retry until RabbitMQ answers" in said(), timeout=60)
+                proxy.restore()
+                finished = lambda: done(app.redis, prefix, ACTOR, event.get_source(), event.get_id())  # noqa: E731
+                assert wait_until(lambda: finished() or queue_depth(f"{queue}.XQ") > 0, timeout=90)
+        finally:
+            worker.stop(timeout=10_000)
+        assert finished() and queue_depth(f"{queue}.XQ") == 0
+        assert app.redis.smembers(f"{prefix}:effect:applied") == {
+            side_effect_key(event.get_id(), ACTOR, "apply").encode()}
+        assert "held retry enqueued" in said()
+        assert "message dead-lettered" not in said()
     finally:
-        worker.stop(timeout=10_000)
-    assert finished() and queue_depth(f"{queue}.XQ") == 0
-    assert app.redis.smembers(f"{prefix}:effect:applied") == {
-        side_effect_key(event.get_id(), ACTOR, "apply").encode()}
-    said = [entry["event"] for entry in logs]
-    assert "holding a retry until RabbitMQ answers" in said and "held retry enqueued" in said
-    assert "message dead-lettered" not in said
+        app.close()
+        proxy.close()
 
 
 def test_a_poison_message_is_parked_after_the_delivery_limit_and_replayed_once(

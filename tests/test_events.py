@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pika
 import pytest
+from cloudevents.core.formats.json import JSONFormat
 
 from hub.cli.scenario import acme_engagement, project_created
 from hub.errors import InvalidEvent, SchemaViolation, UnknownEventType
@@ -243,3 +245,18 @@ def test_a_message_body_that_is_no_event_of_ours_is_refused(registry: SchemaRegi
     body = {k: v for k, v in (to_message_body(project_created(registry)) | change).items() if v is not None}
     with pytest.raises(InvalidEvent, match=why):
         from_message_body(body)
+
+
+@pytest.mark.parametrize("shape", ["plain", "extensions", "offset time", "no data"])
+def test_the_message_body_is_what_the_sdks_json_format_writes(registry: SchemaRegistry, shape: str) -> None:
+    event = project_created(registry)
+    if shape == "extensions":
+        event = make_event(registry, type="erp.project.created.v1", source="erp", data=acme_engagement(),
+                           subject="P-1", partitionkey="project:P-1", traceparent=f"00-{'a' * 32}-{'b' * 16}-01")
+    elif shape == "offset time":
+        event = CloudEvent(event.get_attributes() | {"time": datetime(2026, 12, 7, 10, 0, 0, 5,
+                                                                      tzinfo=timezone(timedelta(hours=-5)))},
+                           event.get_data())
+    elif shape == "no data":
+        event = CloudEvent(event.get_attributes(), None)
+    assert to_message_body(event) == json.loads(JSONFormat().write(event))

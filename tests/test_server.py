@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import errno
 import importlib.util
@@ -20,9 +21,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from hub.ingress.protocol import H11ProblemProtocol
-from hub.ingress.server import bound_socket, serve_in_thread, socket_url
+from hub.ingress.protocol import H11ProblemProtocol, HttpToolsProblemProtocol, Parser
+from hub.ingress.server import Loop, bound_socket, serve_in_thread, server_config, socket_url
 from tests.conftest import ROOT, worker_env
 from tests.support.ingress import write_sources
 
@@ -112,7 +114,7 @@ def test_hub_serve_answers_what_the_http_parser_refuses_as_problem_json(tmp_path
 
 def _send_400_calls(module: str) -> list[str | None]:
     """Each ``self.send_400_response(...)`` call in a uvicorn module: the exception its ``except`` clause catches
-    (``None``: not inside an ``except`` clause). Read from the source, so httptools need not be installed."""
+    (``None``: not inside an ``except`` clause). Read from the source."""
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin is not None
     found: list[str | None] = []
@@ -151,9 +153,48 @@ def test_uvicorn_answers_every_parser_refusal_through_send_400_response_inside_i
     assert _send_400_calls(module) == [parser_error]
 
 
-def test_the_h11_protocol_overrides_the_method_uvicorn_answers_refusals_with() -> None:
-    assert list(inspect.signature(H11Protocol.send_400_response).parameters) == ["self", "msg"]
-    assert "send_400_response" in vars(H11ProblemProtocol)
+@pytest.mark.parametrize(("uvicorn_class", "ours"), [(H11Protocol, H11ProblemProtocol),
+                                                     (HttpToolsProtocol, HttpToolsProblemProtocol)])
+def test_the_protocols_override_the_method_uvicorn_answers_refusals_with(uvicorn_class: type, ours: type) -> None:
+    assert list(inspect.signature(uvicorn_class.send_400_response).parameters) == ["self", "msg"]
+    assert "send_400_response" in vars(ours)
+
+
+def test_the_httptools_protocol_overrides_the_parser_callbacks_uvicorn_defines() -> None:
+    # HttpToolsProblemProtocol counts the head's bytes per read and checks Host and Transfer-Encoding once the
+    # headers are complete (hub.ingress.protocol, point 3); uvicorn keeps the message's headers in self.headers.
+    for name, parameters in {"data_received": ["self", "data"], "on_headers_complete": ["self"],
+                             "on_message_complete": ["self"]}.items():
+        assert list(inspect.signature(getattr(HttpToolsProtocol, name)).parameters) == parameters
+        assert name in vars(HttpToolsProtocol) and name in vars(HttpToolsProblemProtocol)
+    assert "self.headers.append((name, value))" in inspect.getsource(HttpToolsProtocol.on_header)
+    assert "self.headers = []" in inspect.getsource(HttpToolsProtocol.on_message_begin)
+
+
+def loop_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/loop")
+    async def loop() -> dict[str, str]:
+        return {"loop": type(asyncio.get_running_loop()).__module__.split(".")[0]}
+
+    return app
+
+
+def test_the_ingress_runs_httptools_on_uvloop_by_default() -> None:
+    config = server_config(loop_app())
+    assert config.http is HttpToolsProblemProtocol and config.loop == "uvloop"
+    with serve_in_thread(loop_app()) as url:
+        assert httpx.get(f"{url}/loop").json() == {"loop": "uvloop"}
+
+
+@pytest.mark.parametrize(("parser", "loop", "module"), [("h11", "asyncio", "asyncio"), ("h11", "uvloop", "uvloop"),
+                                                        ("httptools", "asyncio", "asyncio")])
+def test_h11_and_the_asyncio_loop_stay_selectable(parser: Parser, loop: Loop, module: str) -> None:
+    expected = H11ProblemProtocol if parser == "h11" else HttpToolsProblemProtocol
+    assert server_config(loop_app(), parser=parser, loop=loop).http is expected
+    with serve_in_thread(loop_app(), parser=parser, loop=loop) as url:
+        assert httpx.get(f"{url}/loop").json() == {"loop": module}
 
 
 def test_a_bound_socket_is_tcp_so_asyncio_turns_off_nagle_on_every_connection() -> None:

@@ -7,16 +7,22 @@ Order of checks for an event request: body size (while reading), authentication,
 binding and schema, authorisation of each event, quota, then one confirmed publish per subscriber.
 202 is answered only after RabbitMQ confirmed every publish of every event in the request. Every
 request leaves one line in the access log (:class:`AccessLog`).
+
+Redis is asked once before the publish and once after (:mod:`hub.ingress.admission`): one script checks
+a signed webhook's replay, charges the quota and claims every event; one settles them (or releases them
+when the publish fails). The replay check belongs to authentication: a request refused after the
+signature verified and before that script (binding, schema, authorisation, broker not ready) asks the
+replay guard alone first, so a reused webhook id with another body is a 401 whatever else is wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Protocol
 
 import redis.asyncio
@@ -27,13 +33,22 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.epoch import redis_data_note
 from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress import openapi
-from hub.ingress.auth import AuthenticatedSource, QuotaDecision, QuotaGate, ReplayGuard, authenticate
+from hub.ingress.access import AccessLog
+from hub.ingress.admission import Admission
+from hub.ingress.auth import (
+    AuthenticatedSource,
+    QuotaDecision,
+    QuotaGate,
+    RedisReplayGuard,
+    authenticate,
+    check_replay,
+    verify,
+)
 from hub.ingress.binding import read_events
 from hub.ingress.openapi_schemas import EVENTS_REQUEST, SOURCE_ID
 from hub.ingress.outcomes import Claim, OutcomeStore
@@ -42,14 +57,9 @@ from hub.ingress.sources import SourceRegistry
 from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
 from hub.registry import SchemaRegistry
 from observability.logging import get_logger
-from observability.metrics import CONTENT_TYPE, HTTP_DURATION, HTTP_REQUESTS, exposition
+from observability.metrics import CONTENT_TYPE, exposition
 
 log = get_logger(__name__)
-access_log = get_logger("hub.ingress.access")
-#: Request methods a metric label names (any other is ``other``: a label set stays bounded).
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: Event types named on one line at most (a batch may hold 500 events of a few types).
-MAX_TYPES = 5
 
 
 class EventPublisher(Protocol):
@@ -72,8 +82,11 @@ class Ingress:
     registry: SchemaRegistry
     sources: SourceRegistry
     publisher: EventPublisher
+    #: Charges the queries; its keys are the event requests' quota too.
     quotas: QuotaGate
-    replay_guard: ReplayGuard
+    #: Asked alone by the queries and by refused event requests; its keys are the admission's replay check.
+    replay_guard: RedisReplayGuard
+    #: Settles and releases claims; its keys are the admission's claims.
     outcomes: OutcomeStore
     redis: redis.asyncio.Redis
     adapters: Mapping[str, WebhookAdapter]
@@ -82,6 +95,11 @@ class Ingress:
     unavailable_retry_after_s: int = 5
     #: The hub's Redis key prefix (``HUB_QUEUE_PREFIX``), for the epoch ``/readyz`` reports.
     key_prefix: str = "hub"
+
+    @cached_property
+    def admission(self) -> Admission:
+        """The one script call admitting an event request, on the keys of the three parts above."""
+        return Admission(self.redis, quotas=self.quotas, replay_guard=self.replay_guard, outcomes=self.outcomes)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -180,13 +198,15 @@ def create_app(ingress: Ingress, *, routers: Iterable[APIRouter] = (), lifespan:
     async def publish_events(request: Request) -> JSONResponse:
         with server_span(ingress, request, "POST /v1/events") as span:
             body = await read_body(request, ingress.max_body_bytes)
-            caller = await authenticate_request(ingress, request, body)
+            caller = verify_request(ingress, request, body)
             span.set_attribute("hub.source_id", caller.id)
             request.state.hub_source_id = caller.id
-            mode, events = read_events(list(request.scope["headers"]), request.headers.get("content-type"),
-                                       body, ingress.registry)
-            request.state.hub_event_types = {event.get_type() for event in events}
-            span.set_attribute("cloudevents.mode", mode)
+            async with replay_checked_when_refused(ingress, caller):
+                mode, events = read_events(list(request.scope["headers"]), request.headers.get("content-type"),
+                                           body, ingress.registry)
+                request.state.hub_event_types = {event.get_type() for event in events}
+                span.set_attribute("cloudevents.mode", mode)
+                may_accept(ingress, caller, events)
             accepted, quota = await _accept(ingress, caller, events)
             return JSONResponse({"accepted": accepted}, status_code=202, headers=rate_limit_headers(quota))
 
@@ -216,6 +236,7 @@ def create_app(ingress: Ingress, *, routers: Iterable[APIRouter] = (), lifespan:
             request.state.hub_event_types = {event.get_type() for event in reply.events}
             if not reply.events:
                 return JSONResponse({"accepted": []}, status_code=202)
+            may_accept(ingress, caller, reply.events)
             accepted, quota = await _accept(ingress, caller, reply.events, contents=reply.contents or None)
             return JSONResponse({"accepted": accepted}, status_code=202, headers=rate_limit_headers(quota))
 
@@ -257,6 +278,42 @@ async def authenticate_request(ingress: Ingress, request: Request, body: bytes) 
         raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
 
 
+def verify_request(ingress: Ingress, request: Request, body: bytes) -> AuthenticatedSource:
+    """The source whose credentials the request carries (401), its replay check left to the admission."""
+    try:
+        return verify(dict(request.headers), body, sources=ingress.sources, source_hint=None)
+    except HubError as error:
+        raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+
+
+@contextlib.asynccontextmanager
+async def replay_checked_when_refused(ingress: Ingress, caller: AuthenticatedSource) -> AsyncIterator[None]:
+    """Ask the replay guard alone when the block refuses a signed webhook before its admission: a reused
+    webhook id with another body is a 401 (authentication comes first), and the id is remembered as the
+    admission would have."""
+    try:
+        yield
+    except (Problem, HubError):
+        if caller.webhook_id is not None:
+            try:
+                await check_replay(caller, ingress.replay_guard)
+            except HubError as error:
+                raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+        raise
+
+
+def may_accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent]) -> None:
+    """What is checked before Redis is asked: the caller may publish each event (403) and the broker is ready
+    (503)."""
+    try:
+        for event in events:
+            ingress.sources.may_publish(caller.source, event.get_type(), event.get_source())
+        if not ingress.publisher.ready:
+            raise BrokerUnavailable("not connected to RabbitMQ, blocked, or confirms stalled")
+    except HubError as error:
+        raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
+
+
 def rate_limit_headers(quota: QuotaDecision) -> dict[str, str]:
     """What is left of the source's quota, so a sender can pace itself before it meets a 429."""
     return {"RateLimit-Limit": str(quota.limit), "RateLimit-Remaining": str(quota.remaining)}
@@ -264,24 +321,21 @@ def rate_limit_headers(quota: QuotaDecision) -> dict[str, str]:
 
 async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent],
                   contents: list[str] | None = None) -> tuple[list[dict[str, Any]], QuotaDecision]:
-    """Authorise, apply the quota, claim each (source, id), publish what is new; all or nothing.
+    """Admit the request (replay check, quota, claim of each (source, id): one Redis script), publish what is
+    new, settle it (one more); all or nothing. :func:`may_accept` was asked before.
 
-    The claim is one atomic step per event, so of identical deliveries arriving at once only one
-    publishes; the others answer its outcome as a re-send once it is confirmed. ``contents``: per event, the
-    digest of the vendor's content it came from (see :class:`~hub.ingress.webhooks.WebhookReply`).
+    The claim is atomic per event, so of identical deliveries arriving at once only one publishes; the
+    others answer its outcome as a re-send once it is confirmed. ``contents``: per event, the digest of the
+    vendor's content it came from (see :class:`~hub.ingress.webhooks.WebhookReply`).
     """
     claims: list[Claim] = []
     try:
-        for event in events:
-            ingress.sources.may_publish(caller.source, event.get_type(), event.get_source())
-        if not ingress.publisher.ready:
-            raise BrokerUnavailable("not connected to RabbitMQ, blocked, or confirms stalled")
-        decision = await ingress.quotas.hit(caller, cost=len(events))
+        admitted = await ingress.admission.admit(caller, events, contents)
+        decision = admitted.quota
         if not decision.allowed:
             raise Problem(Kind.RATE_LIMITED, f"source {caller.id!r} is over its quota of {decision.limit} events",
                           retry_after_s=max(1, decision.retry_after_s))
-        for n, event in enumerate(events):
-            claims.append(await ingress.outcomes.claim(event, content=contents[n] if contents else None))
+        claims = admitted.claims
         conflicts = [event.get_id() for event, c in zip(events, claims, strict=True) if c.verdict == "conflict"]
         if conflicts:
             raise Problem(Kind.ID_CONFLICT, f"event id(s) {', '.join(conflicts)} were accepted before with "
@@ -289,33 +343,30 @@ async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[Cl
         fresh = [event for event, c in zip(events, claims, strict=True) if c.verdict == "new"]
         await asyncio.gather(*(ingress.publisher.publish(event) for event in fresh))
     except BaseException as error:
-        await _release(ingress, events, claims)
+        await ingress.outcomes.release(list(zip(events, claims, strict=False)))
         if isinstance(error, HubError):
             if isinstance(error, StoreUnavailable):
                 log.warning("ingress store unavailable", error=str(error))
             raise from_error(error, retry_after_s=ingress.unavailable_retry_after_s) from None
         raise
     results: list[dict[str, Any]] = []
+    settled: list[tuple[CloudEvent, Claim, dict[str, Any]]] = []
     for event, claim in zip(events, claims, strict=True):
         if claim.verdict == "new":
             outcome = {"id": event.get_id(), "source": event.get_source(), "type": event.get_type(),
                        "status": "accepted"}
-            try:
-                await ingress.outcomes.settle(event, claim, outcome)
-            except StoreUnavailable as error:
-                # Published and confirmed: the answer is 202 all the same. The claim expires, and a re-send
-                # after that is published again, which the consumers' idempotency absorbs.
-                log.warning("accepted event's outcome not recorded", event_id=event.get_id(), error=str(error))
+            settled.append((event, claim, outcome))
             results.append(outcome)
         else:
             results.append({**(claim.outcome or {}), "status": "accepted", "resent": True})
+    try:
+        await ingress.outcomes.settle(settled)
+    except StoreUnavailable as error:
+        # Published and confirmed: the answer is 202 all the same. The claims expire, and a re-send after that
+        # is published again, which the consumers' idempotency absorbs.
+        log.warning("accepted events' outcomes not recorded", event_ids=[e.get_id() for e, _, _ in settled],
+                    error=str(error))
     return results, decision
-
-
-async def _release(ingress: Ingress, events: list[CloudEvent], claims: list[Claim]) -> None:
-    for event, claim in zip(events, claims, strict=False):
-        if claim.verdict == "new":
-            await ingress.outcomes.release(event, claim)
 
 
 @contextlib.asynccontextmanager
@@ -327,59 +378,3 @@ async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
 async def _ping(client: redis.asyncio.Redis) -> bool:
     answer: Any = client.ping()  # a coroutine on the asyncio client
     return bool(await answer)
-
-
-class AccessLog:
-    """Pure ASGI middleware writing ``request`` lines on the ``hub.ingress.access`` logger."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve the request and log it."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            self._write(scope, status, (time.perf_counter() - started) * 1000)
-
-    @staticmethod
-    def _write(scope: Scope, status: int, duration_ms: float) -> None:
-        state: dict[str, Any] = scope.get("state") or {}
-        route = scope.get("route")
-        types = sorted(state.get("hub_event_types") or ())
-        fields: dict[str, Any] = {
-            "method": scope.get("method"),
-            "route": getattr(route, "path", None) or "(no route)",
-            "status": status,
-            "duration_ms": round(duration_ms, 2),
-        }
-        for name, value in (("source_id", state.get("hub_source_id")), ("problem", state.get("hub_problem")),
-                            ("trace_id", state.get("hub_trace_id"))):
-            if value:
-                fields[name] = value
-        if types:
-            fields["event_types"] = types[:MAX_TYPES] + ([f"+{len(types) - MAX_TYPES} more"]
-                                                       if len(types) > MAX_TYPES else [])
-        (access_log.warning if status >= 500 else access_log.info)("request", **fields)
-        method = str(fields["method"]) if fields["method"] in _METHODS else "other"
-        path = str(fields["route"])
-        HTTP_REQUESTS.labels(method, path, str(status), _problem_label(state.get("hub_problem"))).inc()
-        HTTP_DURATION.labels(method, path).observe(duration_ms / 1000)
-
-
-def _problem_label(problem: object) -> str:
-    """The problem type of an answer as a metric label: the last part of its URN (``unauthenticated``), or
-    ``none``."""
-    return str(problem).rpartition(":")[2] if problem else "none"

@@ -17,11 +17,17 @@ deployment with many sources or large bodies should route webhooks with a hint.
 
 Failure messages say what kind of check failed, never which secret was tried nor what was expected.
 
+:func:`verify` checks the credentials alone (no Redis); :func:`authenticate` adds the replay check. The
+event routes use :func:`verify` and fold the replay check into their one admission script
+(:mod:`hub.ingress.admission`), which uses the same keys as :class:`RedisReplayGuard`.
+
 Once known, a caller is held to its source's ``quota`` (``"100/minute"``) by :class:`QuotaGate`: one
-moving window per source in Redis (the ``limits`` library), so N ingress processes together admit at
-most the quota, not N times it. The moving window is exact (no burst at window edges) and keeps one
-timestamp per admitted event, up to the quota's amount, in one Redis list per source. Window
-arithmetic uses each process's clock: keep the ingress hosts NTP-synchronised.
+moving window per source in Redis, so N ingress processes together admit at most the quota, not N times
+it. The moving window is exact (no burst at window edges) and keeps one timestamp per admitted event, up
+to the quota's amount, in one Redis list per source: the key layout and algorithm of the ``limits``
+library's moving window (``{prefix}:quota:LIMITER/{source}/{amount}/{multiples}/{unit}``, newest first),
+in the hub's own Lua (:data:`MOVING_WINDOW_LUA`) so the admission script can run it in the same round trip.
+The window's clock is Redis's (``TIME`` inside the script): one clock for every ingress process.
 """
 
 from __future__ import annotations
@@ -30,16 +36,13 @@ import hashlib
 import hmac
 import math
 import re
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import redis.asyncio
 import redis.exceptions
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -49,8 +52,9 @@ from hub.ingress.sources import SourceConfig, SourceRegistry
 from observability.logging import get_logger
 
 __all__ = [
-    "REPLAY_TTL_S", "TOLERANCE", "AuthenticatedSource", "QuotaDecision", "QuotaGate", "RedisReplayGuard", "ReplayGuard",
-    "ReplayVerdict", "authenticate",
+    "MOVING_WINDOW_LUA", "REPLAY_TTL_S", "TOLERANCE", "AuthenticatedSource", "QuotaDecision", "QuotaGate",
+    "RedisReplayGuard", "ReplayGuard", "ReplayVerdict", "authenticate", "check_replay", "replay_verdict",
+    "verify",
 ]
 
 log = get_logger(__name__)
@@ -80,6 +84,8 @@ class AuthenticatedSource:
     #: True when this webhook id and body passed authentication before: the sender is retrying. Only
     #: informational: that attempt may have been refused afterwards (quota), so never skip on it alone.
     resend: bool = False
+    #: The SHA-256 (hex) of a signed webhook's body: what its replay check compares.
+    body_sha256: str | None = None
 
     @property
     def id(self) -> str:
@@ -108,15 +114,19 @@ class RedisReplayGuard:
     def __init__(self, client: redis.asyncio.Redis, *, key_prefix: str = "hub", ttl_s: int = REPLAY_TTL_S) -> None:
         self._client = client
         self._prefix = f"{key_prefix}:ingress:webhook-id"
-        self._ttl_s = ttl_s
+        self.ttl_s = ttl_s
+
+    def key(self, source_id: str, webhook_id: str) -> str:
+        """The Redis key remembering one webhook id of one source."""
+        # Hashing the id bounds the key length whatever the sender put in the header.
+        return f"{self._prefix}:{source_id}:{hashlib.sha256(webhook_id.encode()).hexdigest()}"
 
     async def check(self, source_id: str, webhook_id: str, body_sha256: str) -> ReplayVerdict:
         """See :meth:`ReplayGuard.check`."""
-        # Hashing the id bounds the key length whatever the sender put in the header.
-        key = f"{self._prefix}:{source_id}:{hashlib.sha256(webhook_id.encode()).hexdigest()}"
+        key = self.key(source_id, webhook_id)
         try:
             # NX with GET (Redis 7): sets when absent and returns the previous value, in one step.
-            previous = await self._client.set(key, body_sha256, nx=True, get=True, ex=self._ttl_s)
+            previous = await self._client.set(key, body_sha256, nx=True, get=True, ex=self.ttl_s)
         except redis.exceptions.RedisError as exc:
             raise StoreUnavailable(f"replay guard: Redis did not answer ({type(exc).__name__})") from exc
         if previous is None:
@@ -178,18 +188,12 @@ def _verify_signature(headers: Mapping[str, str], body: bytes, *, sources: Sourc
     raise AuthenticationFailed("signature does not verify")
 
 
-async def authenticate(
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    sources: SourceRegistry,
-    replay_guard: ReplayGuard,
-    source_hint: str | None = None,
-) -> AuthenticatedSource:
-    """Identify the caller from its headers (any case) and the raw body, or raise ``AuthenticationFailed``.
+def verify(headers: Mapping[str, str], body: bytes, *, sources: SourceRegistry,
+           source_hint: str | None = None) -> AuthenticatedSource:
+    """Identify the caller from its headers (any case) and the raw body, or raise ``AuthenticationFailed``;
+    a signed webhook's replay check is left to the caller (its ``body_sha256`` is set).
 
-    ``source_hint`` (or a ``webhook-source`` header) restricts a signed webhook to one source's
-    secrets. Raises ``StoreUnavailable`` when the replay guard cannot answer.
+    ``source_hint`` (or a ``webhook-source`` header) restricts a signed webhook to one source's secrets.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     webhook = [name for name in _WEBHOOK_HEADERS if lowered.get(name)]
@@ -206,15 +210,83 @@ async def authenticate(
     if source_hint is not None and header_hint is not None and header_hint != source_hint:
         raise AuthenticationFailed("webhook-source does not match the addressed source")
     source = _verify_signature(lowered, body, sources=sources, hint=source_hint or header_hint)
-    verdict = await replay_guard.check(source.id, lowered["webhook-id"], hashlib.sha256(body).hexdigest())
+    return AuthenticatedSource(source=source, scheme="standard_webhooks", webhook_id=lowered["webhook-id"],
+                               body_sha256=hashlib.sha256(body).hexdigest())
+
+
+def replay_verdict(caller: AuthenticatedSource, verdict: ReplayVerdict) -> AuthenticatedSource:
+    """``caller`` once its replay check answered ``verdict``: ``AuthenticationFailed`` for a conflict."""
     if verdict == "conflict":
-        log.warning("webhook id replayed with a different body", source_id=source.id)
+        log.warning("webhook id replayed with a different body", source_id=caller.id)
         raise AuthenticationFailed("webhook-id already used with a different body")
-    return AuthenticatedSource(source=source, scheme="standard_webhooks",
-                               webhook_id=lowered["webhook-id"], resend=verdict == "resend")
+    return AuthenticatedSource(source=caller.source, scheme=caller.scheme, webhook_id=caller.webhook_id,
+                               resend=verdict == "resend", body_sha256=caller.body_sha256)
+
+
+async def check_replay(caller: AuthenticatedSource, replay_guard: ReplayGuard) -> AuthenticatedSource:
+    """Ask ``replay_guard`` about a signed webhook (an API key caller is returned as it is)."""
+    if caller.webhook_id is None or caller.body_sha256 is None:
+        return caller
+    return replay_verdict(caller, await replay_guard.check(caller.id, caller.webhook_id, caller.body_sha256))
+
+
+async def authenticate(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    sources: SourceRegistry,
+    replay_guard: ReplayGuard,
+    source_hint: str | None = None,
+) -> AuthenticatedSource:
+    """:func:`verify`, then the replay check of a signed webhook (``AuthenticationFailed`` when its id came
+    with another body). Raises ``StoreUnavailable`` when the replay guard cannot answer.
+    """
+    return await check_replay(verify(headers, body, sources=sources, source_hint=source_hint), replay_guard)
 
 
 # -- quotas
+
+#: The moving window in Lua, for scripts that include it: ``moving_window(key, amount, window_s, cost)``
+#: answers ``{allowed (1/0), remaining, retry_after_ms}`` and, when allowed, records ``cost`` timestamps.
+#: The key holds the admitted events' timestamps, newest first, at most ``amount`` of them (``limits``'
+#: layout); an event may pass when the entry ``amount - cost`` places back is older than the window. The
+#: clock is Redis's ``TIME`` (scripts are replicated by their effects on Redis 5 and later).
+MOVING_WINDOW_LUA = """
+local function window_count(key, start)
+  -- entries within the window: the list is newest first, so binary-search the last one at or after start
+  local low, high, found = 0, redis.call('LLEN', key) - 1, -1
+  while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('LINDEX', key, mid))
+    if value and value >= start then found = mid; low = mid + 1 else high = mid - 1 end
+  end
+  return found + 1
+end
+
+local function moving_window(key, amount, window, cost)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+  local start = now - window
+  if cost > amount then
+    return {0, amount - window_count(key, start), window * 1000}
+  end
+  local blocking = redis.call('LINDEX', key, amount - cost)
+  if blocking and tonumber(blocking) >= start then
+    return {0, amount - window_count(key, start), math.ceil((tonumber(blocking) - start) * 1000)}
+  end
+  local stamps, stamp = {}, string.format('%.6f', now)
+  for i = 1, cost do stamps[i] = stamp end
+  redis.call('LPUSH', key, unpack(stamps))
+  redis.call('LTRIM', key, 0, amount - 1)
+  redis.call('EXPIRE', key, window)
+  return {1, amount - window_count(key, start), 0}
+end
+"""
+
+# KEYS[1] the source's window; ARGV[1] the quota's amount, ARGV[2] its window in seconds, ARGV[3] the cost.
+_HIT = MOVING_WINDOW_LUA + """
+return moving_window(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
 
 
 @dataclass(frozen=True)
@@ -222,28 +294,32 @@ class QuotaDecision:
     """Whether a request fits its source's quota, with what the app puts in ``Retry-After`` and ``RateLimit``."""
 
     allowed: bool
-    #: Seconds until a slot frees (0 when allowed). For ``cost`` > 1 a lower bound: the first slot.
+    #: Seconds until the request would fit (0 when allowed): for a batch, until ``cost`` slots are free.
     retry_after_s: int
     #: Events still admitted in the current window after this request.
     remaining: int
     #: The quota's amount per window.
     limit: int
 
+    @classmethod
+    def of(cls, answer: Sequence[int], limit: int) -> QuotaDecision:
+        """The decision :data:`MOVING_WINDOW_LUA` answered (``allowed, remaining, retry_after_ms``)."""
+        allowed, remaining, retry_after_ms = (int(value) for value in answer)
+        return cls(allowed=bool(allowed), retry_after_s=0 if allowed else max(1, math.ceil(retry_after_ms / 1000)),
+                   remaining=max(0, remaining), limit=limit)
+
 
 class QuotaGate:
-    """Admits or refuses requests against per-source quotas kept in Redis.
+    """Admits or refuses requests against per-source quotas kept in Redis: one script call per request.
 
-    Takes a ``redis.asyncio.Redis`` whose connection pool ``limits`` shares (the embedded mode can
-    pass ``fakeredis.FakeAsyncRedis``); :meth:`from_url` builds and owns one instead.
+    Takes a ``redis.asyncio.Redis`` (the embedded mode can pass ``fakeredis.FakeAsyncRedis``);
+    :meth:`from_url` builds and owns one instead.
     """
 
     def __init__(self, client: redis.asyncio.Redis, *, key_prefix: str = "hub") -> None:
-        # limits builds its own client on the given pool; the uri is then parsed for nothing else.
-        options: dict[str, Any] = {"connection_pool": client.connection_pool}
-        storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=f"{key_prefix}:quota",
-                               **options)
-        self._limiter = MovingWindowRateLimiter(storage)
         self._client = client
+        self._prefix = f"{key_prefix}:quota"
+        self._hit = client.register_script(_HIT)
         self._owned = False
 
     @classmethod
@@ -267,6 +343,10 @@ class QuotaGate:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def key(self, source: AuthenticatedSource) -> str:
+        """The Redis list holding the source's window (the ``limits`` library's key for the same quota)."""
+        return f"{self._prefix}:{source.source.rate_limit.key_for(source.id)}"
+
     async def hit(self, source: AuthenticatedSource, cost: int = 1) -> QuotaDecision:
         """Count ``cost`` events (one per event of a batch) against the source's quota, all or none.
 
@@ -278,12 +358,7 @@ class QuotaGate:
             raise ValueError("cost must be at least 1")
         item = source.source.rate_limit
         try:
-            allowed = await self._limiter.hit(item, source.id, cost=cost)
-            stats = await self._limiter.get_window_stats(item, source.id)
+            answer = await self._hit(keys=[self.key(source)], args=[item.amount, item.get_expiry(), cost])
         except redis.exceptions.RedisError as exc:
             raise StoreUnavailable(f"quota: Redis did not answer ({type(exc).__name__})") from exc
-        remaining = max(0, stats.remaining)
-        if allowed:
-            return QuotaDecision(allowed=True, retry_after_s=0, remaining=remaining, limit=item.amount)
-        wait = item.get_expiry() if cost > item.amount else max(1, math.ceil(stats.reset_time - time.time()))
-        return QuotaDecision(allowed=False, retry_after_s=wait, remaining=remaining, limit=item.amount)
+        return QuotaDecision.of(answer, item.amount)

@@ -1,10 +1,15 @@
 """Accepted (source, id) pairs: a re-send gets the first outcome back and is not published again.
 
 Accepting an event takes one atomic step before anything is published: a *claim* on its (source, id)
-(``SET NX GET``). Of several identical deliveries arriving at the same instant exactly one claims and
-publishes; the others wait for its outcome and answer it as a re-send, so ``202`` still means durable
-for each of them. A publish that fails releases the claim (the sender's retry, or a waiting copy,
+(``SET NX GET`` semantics). Of several identical deliveries arriving at the same instant exactly one
+claims and publishes; the others wait for its outcome and answer it as a re-send, so ``202`` still means
+durable for each of them. A publish that fails releases the claim (the sender's retry, or a waiting copy,
 claims again); a claim left by a crashed ingress expires after :data:`CLAIM_TTL_MS`.
+
+The ingress claims all the events of a request in its one admission script
+(:mod:`hub.ingress.admission`, with :meth:`OutcomeStore.claim_value` and :meth:`OutcomeStore.answer`);
+:meth:`OutcomeStore.claim` claims one event alone, and is what an event held by another request is
+retried with while it waits. Settling and releasing take one script call for all the events of a request.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,18 +38,24 @@ WAIT_FOR_CLAIM_S = 10.0
 
 Verdict = Literal["new", "resend", "conflict"]
 
-# KEYS[1] the event's key; ARGV[1] the claim's value, ARGV[2] the settled value, ARGV[3] ttl s.
+# KEYS the events' keys; ARGV[1] ttl s, then per event the claim's value and the settled value.
 _SETTLE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
+local settled = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2 * i] then
+    redis.call('SET', key, ARGV[2 * i + 1], 'EX', ARGV[1])
+    settled = settled + 1
+  end
 end
-return 0
+return settled
 """
-# KEYS[1] the event's key; ARGV[1] the claim's value.
+# KEYS the events' keys; ARGV per event the claim's value.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then released = released + redis.call('DEL', key) end
+end
+return released
 """
 
 
@@ -86,14 +98,35 @@ class OutcomeStore:
         self._client = client
         self._prefix = prefix
         self._ttl_s = ttl_s
-        self._claim_ttl_ms = claim_ttl_ms
+        self.claim_ttl_ms = claim_ttl_ms
         self._wait_s = wait_s
         self._settle = client.register_script(_SETTLE)
         self._release = client.register_script(_RELEASE)
 
-    def _key(self, event: CloudEvent) -> str:
+    def key(self, event: CloudEvent) -> str:
+        """The Redis key of the event's (source, id)."""
         ident = hashlib.sha256(f"{event.get_source()}\x00{event.get_id()}".encode()).hexdigest()[:40]
         return f"{self._prefix}:ingress:accepted:{ident}"
+
+    @staticmethod
+    def claim_value(event: CloudEvent, content: str | None = None) -> tuple[str, str]:
+        """``(digest, value)``: what sends of the event are compared by, and a claim of it unique to this
+        request (the value stored while it publishes). ``content``: see :meth:`claim`."""
+        same = content or digest(event)
+        return same, json.dumps({"digest": same, "claim": secrets.token_hex(8)})
+
+    @staticmethod
+    def answer(previous: str | bytes | None, same: str, mine: str) -> Claim | None:
+        """The claim a ``SET NX GET`` of ``mine`` made when it returned ``previous``; ``None`` when another
+        request holds the claim of the same content (wait for its outcome)."""
+        if previous is None:
+            return Claim("new", held=mine, digest=same)
+        stored = json.loads(previous)
+        if stored.get("digest") != same:
+            return Claim("conflict", stored.get("outcome"), digest=same)
+        if "outcome" in stored:
+            return Claim("resend", stored["outcome"], digest=same)
+        return None
 
     async def claim(self, event: CloudEvent, *, content: str | None = None) -> Claim:
         """Claim the event for publishing, or say it was accepted before (same or other content).
@@ -105,40 +138,43 @@ class OutcomeStore:
         outcome: accepted (a re-send), or released (claim again). Raises ``StoreUnavailable`` when
         Redis does not answer and :class:`ResendInFlight` when the other request does not settle.
         """
-        same = content or digest(event)
-        mine = json.dumps({"digest": same, "claim": secrets.token_hex(8)})
-        key = self._key(event)
+        same, mine = self.claim_value(event, content)
+        key = self.key(event)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
         pause = 0.005
         while True:
             try:
-                previous = await self._client.set(key, mine, nx=True, get=True, px=self._claim_ttl_ms)
+                previous = await self._client.set(key, mine, nx=True, get=True, px=self.claim_ttl_ms)
             except redis.RedisError as exc:
                 raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
-            if previous is None:
-                return Claim("new", held=mine, digest=same)
-            stored = json.loads(previous)
-            if stored.get("digest") != same:
-                return Claim("conflict", stored.get("outcome"), digest=same)
-            if "outcome" in stored:
-                return Claim("resend", stored["outcome"], digest=same)
+            claim = self.answer(previous, same, mine)
+            if claim is not None:
+                return claim
             if loop.time() >= deadline:
                 raise ResendInFlight("the same event is being accepted by another request; send it again",
                                      retry_after=1)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
-    async def settle(self, event: CloudEvent, claim: Claim, outcome: dict[str, Any]) -> None:
-        """Record the outcome of a published event whose claim this request holds."""
-        accepted = json.dumps({"digest": claim.digest or digest(event), "outcome": outcome})
+    async def settle(self, accepted: Sequence[tuple[CloudEvent, Claim, dict[str, Any]]]) -> None:
+        """Record the outcomes of published events whose claims this request holds, in one script call."""
+        if not accepted:
+            return
+        args: list[str | int] = [self._ttl_s]
+        for event, claim, outcome in accepted:
+            args += [claim.held or "", json.dumps({"digest": claim.digest or digest(event), "outcome": outcome})]
         try:
-            await self._settle(keys=[self._key(event)], args=[claim.held or "", accepted, self._ttl_s])
+            await self._settle(keys=[self.key(event) for event, _, _ in accepted], args=args)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
 
-    async def release(self, event: CloudEvent, claim: Claim) -> None:
-        """Give a claim back after its publish failed, so the next delivery publishes again."""
-        # On a Redis error the claim expires after claim_ttl_ms: the sender's retry then publishes.
+    async def release(self, claimed: Sequence[tuple[CloudEvent, Claim]]) -> None:
+        """Give claims back after their publish failed (or the request was refused), in one script call, so
+        the next delivery publishes again. Claims this request does not hold (``new``) are left alone."""
+        held = [(event, claim) for event, claim in claimed if claim.verdict == "new"]
+        if not held:
+            return
+        # On a Redis error the claims expire after claim_ttl_ms: the sender's retry then publishes.
         with contextlib.suppress(redis.RedisError):
-            await self._release(keys=[self._key(event)], args=[claim.held or ""])
+            await self._release(keys=[self.key(event) for event, _ in held], args=[c.held or "" for _, c in held])

@@ -64,7 +64,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
-_UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_CONNECTION_ERRORS)
+# aiormq 6 raises StopAsyncIteration from its frame reader when the server closed the connection before the
+# first frame was read (a port that accepts, then closes): on uvloop the end of the stream is often seen first.
+_UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, StopAsyncIteration, *_CONNECTION_ERRORS)
 
 
 def _blocked_by_broker(connection: AbstractConnection) -> bool:
@@ -441,6 +443,11 @@ class AsyncEventPublisher:
                     await self._connect()
                 except BrokerUnavailable:
                     continue  # told to the link, which logs each change of state once
+                except (aiormq.exceptions.AMQPError, RuntimeError, StopAsyncIteration) as exc:
+                    # A failure the client raises in a form not listed as unreachable (aiormq has several): the
+                    # supervisor must outlive it, or the ingress never reconnects. Told to the link like the rest.
+                    self._retry_in_s = self._link.failed(exc)
+                    continue
                 except ConfigurationError as exc:
                     # Not an outage: a queue declared elsewhere with other arguments. Said once per cause.
                     if str(exc) != last_problem:

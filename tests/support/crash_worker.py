@@ -6,7 +6,7 @@ done), ``after_done`` (done written, message not yet acked), ``after_save`` (mas
 outbox committed, the announcement not yet published), ``fanout_before_done`` (the hub's fan-out
 published its event, confirmed, and has no done mark yet). ``<prefix>:poison`` kills the worker on
 every delivery while set; ``<prefix>:effect:fail`` makes the actor fail (retryable) while set, and
-``<prefix>:effect:broker_away`` once, after telling the process's link that RabbitMQ stopped answering.
+``<prefix>:effect:hold`` once, after it pushed to ``<prefix>:effect:reached`` and popped ``<prefix>:effect:go``.
 """
 
 from __future__ import annotations
@@ -75,9 +75,11 @@ def declare_effect_actor(runtime: Runtime) -> Any:
         if client.get(f"{prefix}:poison"):
             os.kill(os.getpid(), signal.SIGKILL)
         _die_if(client, f"{prefix}:crash:after_claim")
-        if client.getdel(f"{prefix}:effect:broker_away"):
-            # RabbitMQ stops answering now, as the publisher would tell the link of a failed publish.
-            runtime.broker.link.failed(ConnectionError("RabbitMQ stopped answering (staged)"))
+        if client.getdel(f"{prefix}:effect:hold"):
+            # Says it got here, waits for the test's go (the test cuts RabbitMQ off meanwhile), then fails.
+            client.rpush(f"{prefix}:effect:reached", "1")
+            if client.blpop([f"{prefix}:effect:go"], timeout=60) is None:
+                raise RuntimeError("the test never said go")
             raise UpstreamUnavailable("document platform answered 503")
         if client.get(f"{prefix}:effect:fail"):
             raise UpstreamUnavailable("document platform answered 503")
