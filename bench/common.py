@@ -26,6 +26,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 #: Default servers, the same as the hub's settings defaults.
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub"
 #: A wait fails when the counter it watches has not moved for this long.
 STALL_S = 30.0
 
@@ -33,8 +34,41 @@ STALL_S = 30.0
 class BenchError(RuntimeError):
     """A benchmark could not complete (a stalled worker, a missing server)."""
 
-#: The actors of the measured flow: the fan-out, the only flow of the benchmark so far.
-FLOW_ACTORS = ("fanout",)
+@dataclass(frozen=True)
+class Flow:
+    """A measured flow: the actors the benchmark ingress routes the load's ``erp.project.created.v1`` to (the
+    workers route what those actors emit as the hub does), and the last side effects waited for per event, all on
+    ``hub.events`` (the fan-out publishes every event the hub emits): ``EVENT`` is the fan-out's publish of the
+    posted event itself, any other name the fan-out's publish of an event of that type about the event's
+    project."""
+
+    name: str
+    actors: tuple[str, ...]
+    effects: tuple[str, ...]
+    #: Whether it writes to the simulated ERP and Graph (started at zero latency, the ERP seeded first).
+    simulators: bool = False
+
+
+#: The last side effect "the fan-out published the posted event itself".
+EVENT = "event"
+PROVISIONED = "dms.workspace.provisioned.v1"
+PROJECT_CHANGED = "hub.project.changed.v1"
+#: Every flow the benchmark measures, by name. ``all`` is the hub's own routing of the load's type.
+FLOWS: dict[str, Flow] = {flow.name: flow for flow in (
+    Flow("fanout", ("fanout",), (EVENT,)),
+    Flow("provisioning", ("provisioning",), (PROVISIONED,), simulators=True),
+    # With the policy's ethical walls on the bus, the fan-out publishes hub.project.changed.v1 only once it learnt
+    # the matter's verdict from the project's own event: master data is measured with the fan-out (its own cost is
+    # this flow's less the fan-out's).
+    Flow("master_data", ("master_data", "fanout"), (EVENT, PROJECT_CHANGED)),
+    Flow("all", ("fanout", "provisioning", "master_data"), (EVENT, PROVISIONED, PROJECT_CHANGED), simulators=True),
+)}
+#: The flow of the ingress and end-to-end sections: the fan-out.
+FANOUT = FLOWS["fanout"]
+#: The actors of the fan-out flow (the ingress and end-to-end sections).
+FLOW_ACTORS = FANOUT.actors
+#: The environment variable naming the flow whose routes ``bench.hubproc ingress`` keeps (default ``fanout``).
+FLOW_ENV = "BENCH_FLOW"
 
 
 def flag_key(prefix: str) -> str:
@@ -190,9 +224,22 @@ def delete_keys(prefix: str, *, redis_url: str = REDIS_URL) -> int:
         client.close()
 
 
+def drop_run_schema(prefix: str, *, database_url: str = DATABASE_URL) -> int:
+    """Drop the run's schema in the hub's PostgreSQL database (the actors' stores: crosswalk, master data, outbox,
+    the fan-out's matter verdicts); returns 1."""
+    from hub.db import connect_database, drop_schema
+
+    database = connect_database(database_url, prefix=prefix, embedded=False)
+    try:
+        drop_schema(database)
+    finally:
+        database.close()
+    return 1
+
+
 def cleanup(prefix: str) -> None:
-    """Remove the run's queues and Redis keys, reporting (not raising) what could not be removed."""
-    for what, action in (("queues", delete_queues), ("redis keys", delete_keys)):
+    """Remove the run's queues, Redis keys and database schema, reporting (not raising) what could not be removed."""
+    for what, action in (("queues", delete_queues), ("redis keys", delete_keys), ("database schema", drop_run_schema)):
         try:
             count = action(prefix)
             print(f"cleanup: deleted {count} {what} of {prefix}")
@@ -322,6 +369,25 @@ def server_pids() -> dict[str, list[int]]:
     beams = find_pids("beam.smp")
     return {"rabbitmq": [pid for pid in beams if _is_rabbit_server(pid)] or beams,
             "redis": find_pids("redis-server")}
+
+
+def postgres_cpu_s() -> float | None:
+    """User + system CPU seconds of the PostgreSQL server on this machine: every ``postgres`` process (the
+    postmaster, its background processes, one backend per connection: they come and go, so the set is read
+    anew each time) plus what the postmaster's children used before they exited (its ``cutime`` + ``cstime``:
+    a backend's CPU moves there when it is reaped). ``None`` without a server."""
+    total, found = 0.0, False
+    pids = set(find_pids("postgres"))
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile: its CPU is in the postmaster's children's time
+        total += int(fields[11]) + int(fields[12])
+        if int(fields[1]) not in pids:  # the postmaster (its parent is not a postgres process)
+            total += int(fields[13]) + int(fields[14])
+            found = True
+    return total / _CLK_TCK if found else None
 
 
 def machine_busy_s() -> float | None:

@@ -3,8 +3,9 @@
 ``ingress [--profile-out FILE]`` runs exactly what ``hub serve`` runs (settings from ``HUB_*``, sources
 from ``HUB_SOURCES_FILE``, ``hub.cli.compose.build_app`` + ``build_ingress``, uvicorn in the main thread, no
 access log) with one difference: the routing table is the hub's own (derived from ``actors.SPECS``) cut down to
-the actors of the measured flow (:data:`FLOW_ACTORS`: the fan-out), so that the benchmark keeps measuring
-the same flow while other flows are added to the table. Every actor queue is still declared. With
+the actors of the measured flow (``$BENCH_FLOW``, a name of :data:`bench.common.FLOWS`; the fan-out by default),
+so that the benchmark measures each flow alone (and ``all``, the hub's own routing of the load's type) whatever
+else the hub routes there. The workers still run every actor and route what they emit as the hub does. With
 ``--profile-out`` it adds ``POST /_bench/profile/start`` and ``/_bench/profile/stop``: a pyinstrument
 profiler of the event loop's thread (every request's handling and the AMQP and Redis client work; waits
 show as the loop's ``select``), saved to FILE on stop.
@@ -18,11 +19,12 @@ session is saved to FILE. The benchmark itself runs ``python -m hub worker``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from pathlib import Path
 
-from bench.common import FLOW_ACTORS, flag_key
+from bench.common import FANOUT, FLOW_ENV, FLOWS, flag_key
 from hub.runtime import Runtime
 from hub.settings import environ, load_settings
 from observability.logging import configure_logging
@@ -31,13 +33,21 @@ from observability.logging import configure_logging
 FLAG_POLL_S = 0.02
 
 
+def flow_actors() -> tuple[str, ...]:
+    """The actors of the flow ``$BENCH_FLOW`` names (the fan-out when unset)."""
+    name = os.environ.get(FLOW_ENV) or FANOUT.name
+    if name not in FLOWS:
+        raise SystemExit(f"{FLOW_ENV}={name!r}: not a flow of the benchmark ({', '.join(FLOWS)})")
+    return FLOWS[name].actors
+
+
 def flow_runtime() -> Runtime:
     """``hub.cli.compose.build_app`` from the ``HUB_*`` settings, its routing table restricted to the measured flow."""
     from hub.cli.compose import build_app
 
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return build_app(settings, embedded=False, only=FLOW_ACTORS)
+    return build_app(settings, embedded=False, only=flow_actors())
 
 
 def run_ingress(profile_out: Path | None, interval: float) -> None:

@@ -11,9 +11,10 @@ part of the load generator is only HTTP. Two drivers, both bounded in count and 
   offered load; latencies count from the scheduled send time, so a stalled server is not hidden by a
   load generator that waits for it).
 
-:class:`Subscriber` binds a private queue to ``hub.events`` and records when each expected fan-out
-publish arrives (recognised by its message id, the fan-out's side-effect key, so other traffic on the
-shared exchange is ignored).
+:class:`Subscriber` binds a private queue to ``hub.events`` and records when each posted event's last side
+effects arrived: the fan-out's publish of the event itself (recognised by its message id, the fan-out's
+side-effect key) and/or the fan-out's publish of what provisioning or master data emitted about its project
+(recognised by type and project code); other traffic on the shared exchange is ignored.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import AMQP_URL, FLOW_ACTORS, STALL_S, BenchError
+from bench.common import AMQP_URL, EVENT, FANOUT, PROJECT_CHANGED, PROVISIONED, STALL_S, BenchError, Flow
 from bench.procs import BENCH_SOURCE
 from hub.cli.scenario import erp_payload
 from hub.dispatch import RoutingTable
@@ -59,18 +60,24 @@ class Request:
     event_ids: tuple[str, ...]
     #: The whole HTTP/1.1 request, for :class:`RawHttpClient`.
     wire: bytes = b""
+    #: The project code of each event (its ``subject``).
+    codes: tuple[str, ...] = ()
 
 
-def check_routes(routes: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    """Fail unless the hub routes the benchmark's event type to the measured flow's actors; returns the other
-    actors it goes to in the hub (not measured: ``bench.hubproc`` cuts them from the ingress's table)."""
-
-    subscribers = RoutingTable(routes).subscribers(EVENT_TYPE)
-    missing = [a for a in FLOW_ACTORS if a not in subscribers]
+def check_routes(routes: Mapping[str, Sequence[str]], flows: Iterable[Flow] = (FANOUT,)) -> tuple[str, ...]:
+    """Fail unless the hub routes the benchmark's event type to every actor of ``flows``, and what they emit to
+    the fan-out (their last side effects); returns the other actors the event type goes to in the hub (not
+    measured)."""
+    table = RoutingTable(routes)
+    subscribers = table.subscribers(EVENT_TYPE)
+    measured = {actor for flow in flows for actor in flow.actors}
+    missing = [a for a in sorted(measured) if a not in subscribers]
+    missing += [f"{kind} -> fanout" for flow in flows for kind in flow.effects
+                if kind != EVENT and "fanout" not in table.subscribers(kind)]
     if missing:
-        raise BenchError(f"{EVENT_TYPE} is no longer routed to {', '.join(missing)}: the benchmark's flow is gone; "
-                         "update bench/hubproc.py and bench/loadgen.py")
-    return tuple(a for a in subscribers if a not in FLOW_ACTORS)
+        raise BenchError(f"{EVENT_TYPE} is no longer routed to {', '.join(missing)}: a benchmark flow is gone; "
+                         "update bench/common.py (FLOWS)")
+    return tuple(a for a in subscribers if a not in measured)
 
 
 def fanout_message_id(event_id: str) -> str:
@@ -115,7 +122,8 @@ class RequestFactory:
             content_type = BATCH
         body = json.dumps(document, separators=(",", ":")).encode()
         headers = {"content-type": content_type, **self.sign(body)}
-        return Request(body, headers, ids, client.wire("/v1/events", body, headers))
+        codes = tuple(e["subject"] for e in (document if batch != 1 else [document]))
+        return Request(body, headers, ids, client.wire("/v1/events", body, headers), codes)
 
     def requests(self, events: int, batch: int, client: Client) -> list[Request]:
         """Enough requests of ``batch`` events to carry ``events`` events (rounded up), for ``client``."""
@@ -365,19 +373,29 @@ async def open_loop(client: Client, requests: Sequence[Request], *, rate: float,
     return result
 
 
+#: The types whose fan-out publishes are recognised by project code: (type, how its code is read).
+_BY_PROJECT = {PROVISIONED: "subject", PROJECT_CHANGED: "data"}  # hub.project.changed.v1's subject: canonical id
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
 class Subscriber:
     """A private queue ``<prefix>.sub`` bound to the prefix's topic exchange (``<prefix>.events``) for the event
-    type; records arrival times."""
+    type and the types the flows emit; records when each expected event's last side effect arrived."""
 
     def __init__(self, prefix: str, *, amqp_url: str = AMQP_URL) -> None:
         self._queue_name = f"{prefix}.sub"
         self._exchange = exchange_name(prefix)
         self._url = amqp_url
         self._connection: aio_pika.abc.AbstractConnection | None = None
-        self._expected: dict[str, str] = {}  # fan-out message id -> event id
-        self.arrived: dict[str, float] = {}  # event id -> monotonic time
+        self._expected: dict[str, str] = {}  # side-effect key -> event id
+        self._keys: dict[str, list[str]] = {}  # event id -> its side-effect keys not arrived yet
+        self.arrived: dict[str, float] = {}  # event id -> monotonic time its last side effect arrived
         self.foreign = 0
         self._changed = asyncio.Event()
+        self._registry: Any = None
 
     async def __aenter__(self) -> Subscriber:
         self._connection = await aio_pika.connect(self._url, timeout=30)
@@ -385,7 +403,8 @@ class Subscriber:
         await channel.set_qos(prefetch_count=1000)
         exchange = await channel.declare_exchange(self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         queue = await channel.declare_queue(self._queue_name, exclusive=True, auto_delete=True)
-        await queue.bind(exchange, routing_key=EVENT_TYPE)
+        for routing_key in (EVENT_TYPE, *_BY_PROJECT):
+            await queue.bind(exchange, routing_key=routing_key)
         await queue.consume(self._on_message, no_ack=True)
         return self
 
@@ -393,24 +412,57 @@ class Subscriber:
         if self._connection is not None:
             await self._connection.close()
 
+    def _key(self, message: AbstractIncomingMessage) -> str:
+        """The side-effect key of a message: its message id, or for an emitted type, the type and project code."""
+        if message.message_id in self._expected or message.routing_key not in _BY_PROJECT:
+            return message.message_id or ""
+        kind = message.routing_key
+        if _BY_PROJECT[kind] == "subject":
+            code = _text((message.headers or {}).get("ce-subject"))
+        else:  # the project code is in the (Avro) data: decoded only for a type awaited by code
+            if self._registry is None:
+                from hub.registry import SchemaRegistry
+
+                self._registry = SchemaRegistry.load()
+            try:
+                code = str(self._registry.decode(kind, message.body).get("project_code"))
+            except Exception:  # not ours to judge: counted as foreign
+                return ""
+        return project_effect(kind, code)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         now = time.monotonic()
-        event_id = self._expected.pop(message.message_id or "", None)
+        key = self._key(message)
+        event_id = self._expected.pop(key, None)
         if event_id is None:
             self.foreign += 1
             return
+        keys = self._keys[event_id]
+        keys.remove(key)
+        if keys:
+            return
+        del self._keys[event_id]
         self.arrived[event_id] = now
         if not self._expected:
             self._changed.set()
 
-    def expect(self, event_ids: Iterable[str]) -> None:
-        """Start watching for the fan-out publishes of ``event_ids``."""
-        for event_id in event_ids:
-            self._expected[fanout_message_id(event_id)] = event_id
+    def expect(self, event_ids: Iterable[str], codes: Iterable[str] | None = None,
+               effects: Sequence[str] = (EVENT,)) -> None:
+        """Start watching for the last side effects (``effects``: :data:`bench.common.EVENT` and/or emitted types)
+        of ``event_ids``, whose project codes are ``codes`` (needed for any effect but ``EVENT``)."""
+        ids = list(event_ids)
+        projects = list(codes) if codes is not None else [""] * len(ids)
+        if len(projects) != len(ids):
+            raise ValueError("one project code per event")
+        for event_id, code in zip(ids, projects, strict=True):
+            keys = [fanout_message_id(event_id) if kind == EVENT else project_effect(kind, code) for kind in effects]
+            self._keys[event_id] = keys
+            for key in keys:
+                self._expected[key] = event_id
 
     async def wait_all(self, event_ids: Sequence[str], *, what: str, stall_s: float = STALL_S,
                        deadline_s: float = 300.0) -> float:
-        """Wait until every expected publish arrived; returns the latest arrival time among ``event_ids``.
+        """Wait until every expected side effect arrived; returns the latest arrival time among ``event_ids``.
 
         Fails when nothing arrives for ``stall_s`` or the whole wait exceeds ``deadline_s``.
         """
@@ -424,14 +476,25 @@ class Subscriber:
             if len(self._expected) < left:
                 left, last_change = len(self._expected), now
             if self._expected and now - last_change > stall_s:
-                raise BenchError(f"{what}: no fan-out publish for {stall_s:.0f} s, {left}/{len(event_ids)} missing")
+                raise BenchError(f"{what}: no side effect for {stall_s:.0f} s, {self._missing()} of "
+                                 f"{len(event_ids)} events")
             if self._expected and now - start > deadline_s:
-                raise BenchError(f"{what}: {left}/{len(event_ids)} fan-out publishes missing after "
+                raise BenchError(f"{what}: {self._missing()} of {len(event_ids)} events unfinished after "
                                  f"{deadline_s:.0f} s")
         return max(self.arrived[e] for e in event_ids)
+
+    def _missing(self) -> str:
+        kinds = {key.split(" ", 1)[0] if " " in key else EVENT for key in self._expected}
+        return f"{len(self._keys)} events missing side effects ({', '.join(sorted(kinds))})"
 
     def forget(self, event_ids: Iterable[str]) -> None:
         """Drop the arrival records of ``event_ids`` (and stop expecting those not arrived)."""
         for event_id in event_ids:
             self.arrived.pop(event_id, None)
-            self._expected.pop(fanout_message_id(event_id), None)
+            for key in self._keys.pop(event_id, []):
+                self._expected.pop(key, None)
+
+
+def project_effect(kind: str, code: str) -> str:
+    """The side-effect key of the fan-out's publish of an event of type ``kind`` about the project ``code``."""
+    return f"{kind} {code}"

@@ -1,12 +1,14 @@
 """``make bench``: the hub benchmark on the real RabbitMQ and Redis (``python -m bench.run``).
 
 Runs ``bench.suite`` (ingress, end to end, scaling and cost per event against the baselines (a) and
-(b) measured in the same run; see its docstring), writes ``bench/results/bench.json`` and refreshes the
-generated part of ``docs/benchmarks.md`` (between its ``bench:begin``/``bench:end`` markers) with the
-tables and the machine. The whole run stays under 10 minutes on the 2-core bench machine (about 6).
+(b) measured in the same run, then every flow with the simulators; see its docstring), writes
+``bench/results/bench.json`` and refreshes the generated part of ``docs/benchmarks.md`` (between its
+``bench:begin``/``bench:end`` markers) with the tables and the machine. The whole run stays under 10 minutes on
+the 2-core bench machine (about 6 before the flows, which add about 3).
 
 ``--quick`` runs small sizes to check that everything works (``bench/results/bench-quick.json``, the
-docs untouched). ``--dispatch`` adds the direct-versus-router dispatch comparison (``bench.dispatch``,
+docs untouched); ``--flows-only`` runs only the flows (``bench/results/bench-flows.json`` unless quick).
+``--dispatch`` adds the direct-versus-router dispatch comparison (``bench.dispatch``,
 about 2.5 minutes more; ``make bench-dispatch`` runs it alone).
 """
 
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", choices=("raw", "httpx"), help="load generator HTTP client (default raw)")
     parser.add_argument("--dispatch", action="store_true", help="also run the direct-versus-router comparison")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--flows-only", action="store_true",
+                        help="only the flows with the simulators (the docs untouched)")
     args = parser.parse_args(argv)
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     cfg = QUICK if args.quick else Config()
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, repeats=args.repeats)
     if args.client:
         cfg = dataclasses.replace(cfg, http_client=args.client)
+    if args.flows_only:
+        cfg = dataclasses.replace(cfg, flows_only=True)
     exit_on_sigterm()
     started = time.perf_counter()
     machine = machine_info()
@@ -125,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if dispatch is not None:
         report["dispatch"] = dispatch
-    path = write_report("bench-quick" if args.quick else "bench", report)
+    path = write_report("bench-quick" if args.quick else ("bench-flows" if args.flows_only else "bench"), report)
     print()
     print(markdown_tables(report))
     print()
     print(target_lines(report))
-    if not args.quick and not args.no_doc:
+    if not args.quick and not args.no_doc and not args.flows_only:
         write_doc(report)
         print(f"\ntables written to {DOC.relative_to(ROOT)}")
     print(f"done in {report['duration_s']:.0f} s; report: {path.relative_to(ROOT)}")

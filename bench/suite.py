@@ -10,6 +10,7 @@ Processes (all on this machine, with the real RabbitMQ and Redis):
   also goes to flows that need simulators), a generated sources file (``HUB_SOURCES_FILE``, the webhook
   secret in an environment variable) and a free port;
 - hub workers: ``python -m hub worker --threads 8`` (1 or 2 processes), ``HUB_QUEUE_PREFIX`` = the run's prefix;
+- for the flows: one more ingress per flow (``$BENCH_FLOW``) and the ERP and Graph simulators (``bench.sims``);
 - bare workers for baseline (b): ``python -m bench.noop_worker`` (Dramatiq, no hub middleware, no-op actor);
 - this process: the load generator (HTTP/1.1 keep-alive client on asyncio, requests signed before each
   phase), the ``hub.events`` subscriber, the raw publishers of the baselines, and the CPU accounting
@@ -34,7 +35,12 @@ both alike; every ratio divides two figures of this run:
    subscriber's receipt of its fan-out publish;
 5. cost per event: CPU ms per business event of each process during the end-to-end phases, and the
    share of tracing (the same phases with ``OTEL_SDK_DISABLED=true`` in the ingress and the workers);
-   peak RSS (``VmHWM``) of the ingress and of a worker.
+   peak RSS (``VmHWM``) of the ingress and of a worker;
+6. flows: each flow of ``bench.common.FLOWS`` (the fan-out, provisioning, master data and all three: the
+   hub's own routing) on an ingress of its own, with the ERP and Graph simulators at zero latency in processes
+   of their own (``bench.sims``), from the first POST until the last event's last side effects reached
+   ``hub.events``, against baseline (b), with CPU ms per event of every component (PostgreSQL and the
+   simulators too). ``--flows-only`` runs this section alone.
 """
 
 from __future__ import annotations
@@ -54,16 +60,20 @@ import redis
 from bench import loadgen
 from bench.baseline import AsyncRawPublisher, measure_raw_publish
 from bench.common import (
-    FLOW_ACTORS,
+    FANOUT,
+    FLOW_ENV,
+    FLOWS,
     REDIS_URL,
     STALL_S,
     BenchError,
+    Flow,
     Stats,
     cleanup,
     cpu_of,
     machine_busy_s,
     new_prefix,
     percentile,
+    postgres_cpu_s,
     server_pids,
 )
 from bench.noop_worker import ACTOR as NOOP_ACTOR
@@ -80,6 +90,7 @@ from bench.procs import (
     stop_all,
     write_sources_file,
 )
+from bench.sims import Simulators, start_simulators
 
 #: The targets (reported, not asserted).
 TARGET_INGRESS_RATIO = 0.50
@@ -123,25 +134,44 @@ class Config:
     latency_s: float = 4.0
     tracing_repeats: int = 3
     http_client: str = "raw"
+    #: The flows measured end to end with the simulators (names of ``bench.common.FLOWS``), each posted to an
+    #: ingress of its own routing the load's type to the flow's actors only, with ``flow_processes`` hub worker
+    #: processes, driven by ``flow_drive``, with ``flow_events`` events a repetition (per flow: provisioning
+    #: costs about ten times what the fan-out does, so it gets fewer).
+    flows: tuple[str, ...] = ("fanout", "provisioning", "master_data", "all")
+    flow_processes: int = 1
+    flow_drive: tuple[int, int] = (10, 8)
+    flow_events: tuple[tuple[str, int], ...] = (("fanout", 600), ("provisioning", 100), ("master_data", 200),
+                                                ("all", 80))
+    flow_warmup_events: int = 40
+    #: Only the flows section (``--flows-only``): no ingress, end-to-end, latency or tracing section.
+    flows_only: bool = False
 
 
 QUICK = Config(repeats=2, ingress_points=((1, 1), (1, 8), (10, 8), (50, 8)), httpx_points=((1, 8),),
                ingress_events=600,
                ingress_max_s=1.0, raw_count=1000, raw_max_s=0.5, pika_count=300, e2e_events=400,
-               warmup_events=100, noop_messages=800, latency_repeats=1, latency_s=2.0, tracing_repeats=1)
+               warmup_events=100, noop_messages=800, latency_repeats=1, latency_s=2.0, tracing_repeats=1,
+               flow_events=(("fanout", 100), ("provisioning", 30), ("master_data", 50), ("all", 30)),
+               flow_warmup_events=20)
 
 
 # -- CPU accounting -----------------------------------------------------------------------------------
+#: A group of processes measured: their pids, or a function reading the group's CPU seconds (a server whose
+#: processes come and go: PostgreSQL).
+Group = Sequence[int] | Callable[[], float | None]
+
+
 class CpuMeter:
     """CPU seconds of named process groups, read from ``/proc`` at the start and end of a phase."""
 
-    def __init__(self, groups: dict[str, Sequence[int]]) -> None:
-        self.groups = {name: list(pids) for name, pids in groups.items()}
+    def __init__(self, groups: dict[str, Group]) -> None:
+        self.groups = {name: pids if callable(pids) else list(pids) for name, pids in groups.items()}
 
     def read(self) -> dict[str, float | None]:
         """The groups' CPU seconds so far, with the whole machine's busy CPU seconds (``_machine``) and the time."""
-        return {**{name: cpu_of(pids) for name, pids in self.groups.items()}, "_machine": machine_busy_s(),
-                "_wall": time.monotonic()}
+        return {**{name: pids() if callable(pids) else cpu_of(pids) for name, pids in self.groups.items()},
+                "_machine": machine_busy_s(), "_wall": time.monotonic()}
 
     @staticmethod
     def per_event_ms(before: dict[str, float | None], after: dict[str, float | None], events: int
@@ -243,6 +273,8 @@ class Run:
     untraced: dict[tuple[int, int, int], list[E2eRep]] = field(default_factory=dict)
     peak_rss_mb: dict[str, float | None] = field(default_factory=dict)
     server_background_cpu_ms_per_s: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    flows: dict[str, list[E2eRep]] = field(default_factory=dict)  # flow name -> repetitions
+    flow_noop: list[NoopRep] = field(default_factory=list)  # baseline (b) of the flows section
 
 
 class Bench:
@@ -259,6 +291,7 @@ class Bench:
         self.servers = server_pids()
         self.redis: redis.Redis[bytes] = redis.Redis.from_url(REDIS_URL)
         self.ingress: Ingress | None = None
+        self.sims: Simulators | None = None
         self.procs: list[Proc] = []  # every child still to stop
         self.run = Run()
         self.hub_body = b""
@@ -284,14 +317,19 @@ class Bench:
         self.stop(list(self.procs))
         self.redis.close()
 
-    def _client(self, concurrency: int, kind: str | None = None) -> loadgen.Client:
-        assert self.ingress is not None
-        return loadgen.CLIENTS[kind or self.cfg.http_client](self.ingress.url, concurrency)
+    def _client(self, concurrency: int, kind: str | None = None, ingress: Ingress | None = None) -> loadgen.Client:
+        ingress = ingress or self.ingress
+        assert ingress is not None
+        return loadgen.CLIENTS[kind or self.cfg.http_client](ingress.url, concurrency)
 
-    def _meter(self, **groups: Sequence[int]) -> CpuMeter:
-        assert self.ingress is not None
-        return CpuMeter({"ingress": [self.ingress.proc.pid], **groups, "rabbitmq": self.servers["rabbitmq"],
-                         "redis": self.servers["redis"], "loadgen": [os.getpid()]})
+    def _meter(self, ingress: Ingress | None = None, **groups: Group) -> CpuMeter:
+        ingress = ingress or self.ingress
+        assert ingress is not None
+        sims: dict[str, Group] = {} if self.sims is None else {"erp_sim": [self.sims.erp.pid],
+                                                                "graph_sim": [self.sims.graph.pid]}
+        return CpuMeter({"ingress": [ingress.proc.pid], **groups, "rabbitmq": self.servers["rabbitmq"],
+                         "redis": self.servers["redis"], "postgres": postgres_cpu_s, **sims,
+                         "loadgen": [os.getpid()]})
 
     # -- bodies ---------------------------------------------------------------------------------
     def build_bodies(self) -> None:
@@ -406,17 +444,22 @@ class Bench:
                        other_cores=CpuMeter.other_cores(before, after))
 
     async def e2e_phase(self, sub: loadgen.Subscriber, workers: Sequence[Proc], events: int, drive: tuple[int, int],
-                        *, what: str) -> E2eRep:
-        """Post ``events`` through the ingress as fast as it accepts them; until every fan-out publish arrived."""
+                        *, what: str, flow: Flow = FANOUT, ingress: Ingress | None = None) -> E2eRep:
+        """Post ``events`` through the ingress (of ``flow``) as fast as it accepts them; until every last side effect
+        of the flow arrived (the fan-out's publish of each event, by default). The ERP's projects of the events are
+        seeded first when the flow reads them."""
         cfg = self.cfg
         batch, concurrency = drive
-        client = self._client(concurrency)
+        client = self._client(concurrency, ingress=ingress)
         try:
             requests = self.factory.requests(events, batch, client)
             ids = [e for r in requests for e in r.event_ids]
+            if flow.simulators:
+                assert self.sims is not None
+                self.sims.seed_projects([c for r in requests for c in r.codes])
             await client.warm()
-            sub.expect(ids)
-            meter = self._meter(workers=[p.pid for p in workers])
+            sub.expect(ids, [c for r in requests for c in r.codes], flow.effects)
+            meter = self._meter(ingress, workers=[p.pid for p in workers])
             before = meter.read()
             result = await loadgen.closed_loop(client, requests, concurrency=concurrency,
                                                max_duration_s=cfg.e2e_max_s)
@@ -476,8 +519,9 @@ class Bench:
             other_cores=CpuMeter.other_cores(before, after))
 
     def _background(self) -> dict[str, float | None]:
-        """CPU ms per second the RabbitMQ and Redis servers use with this run idle (other users' load)."""
-        meter = CpuMeter({"rabbitmq": self.servers["rabbitmq"], "redis": self.servers["redis"]})
+        """CPU ms per second the RabbitMQ, Redis and PostgreSQL servers use with this run idle (other users' load)."""
+        meter = CpuMeter({"rabbitmq": self.servers["rabbitmq"], "redis": self.servers["redis"],
+                          "postgres": postgres_cpu_s})
         before = meter.read()
         time.sleep(1.0)
         after = meter.read()
@@ -542,19 +586,71 @@ class Bench:
                      f"{e.events_per_s:.0f} events/s (other load {_num(e.other_cores)})")
         self.stop(hub)
 
+    async def flows_section(self, raw: AsyncRawPublisher, sub: loadgen.Subscriber) -> None:
+        """Each flow end to end with the simulators at zero latency, interleaved with baseline (b).
+
+        One ingress per flow (``bench.hubproc ingress`` with ``$BENCH_FLOW``: the load's type routed to the flow's
+        actors only), all running side by side (an idle one costs nothing); one set of hub workers, which run
+        every actor and route what the actors emit as the hub does."""
+        cfg = self.cfg
+        flows = [FLOWS[name] for name in cfg.flows]
+        processes = cfg.flow_processes
+        self.run.server_background_cpu_ms_per_s["before the flows"] = self._background()
+        if any(flow.simulators for flow in flows):
+            self.sims = start_simulators(self.prefix, self.work_dir)
+            self.procs += self.sims.procs
+        ingresses: dict[str, Ingress] = {}
+        for flow in flows:
+            ingresses[flow.name] = start_ingress(self.prefix, self.work_dir, secret=self.secret,
+                                                 sources_file=self.sources_file, extra_env={FLOW_ENV: flow.name})
+            self.procs.append(ingresses[flow.name].proc)
+        noop = start_noop_workers(self.prefix, self.work_dir, processes, threads=cfg.worker_threads)
+        self.procs += noop
+        hub = start_hub_workers(self.prefix, self.work_dir, processes, threads=cfg.worker_threads, tag="flows",
+                                extra_env=self.sims.env() if self.sims else None)
+        self.procs += hub
+        self.log(f"  flows {', '.join(cfg.flows)}: {processes} hub worker process(es)"
+                 + (", ERP and Graph simulators" if self.sims else "") + f", {_drive(cfg.flow_drive)}")
+        await self.noop_phase(raw, noop, max(200, cfg.noop_messages // 4))
+        for flow in flows:
+            await self.e2e_phase(sub, hub, cfg.flow_warmup_events, cfg.flow_drive, what=f"warm-up, {flow.name}",
+                                 flow=flow, ingress=ingresses[flow.name])
+        kinds: list[Flow | None] = [None, *flows]  # None: baseline (b)
+        for rep in range(cfg.repeats):
+            figures = []
+            for kind in kinds if rep % 2 == 0 else kinds[::-1]:
+                if kind is None:
+                    n = await self.noop_phase(raw, noop, cfg.noop_messages)
+                    self.run.flow_noop.append(n)
+                    figures.append(f"baseline (b) {n.msgs_per_s:.0f} msgs/s")
+                else:
+                    e = await self.e2e_phase(sub, hub, dict(cfg.flow_events).get(kind.name, 100), cfg.flow_drive,
+                                             what=f"flow {kind.name}", flow=kind, ingress=ingresses[kind.name])
+                    self.run.flows.setdefault(kind.name, []).append(e)
+                    total = sum(v for v in e.cpu_ms_per_event.values() if v is not None)
+                    figures.append(f"{kind.name} {e.events_per_s:.0f} events/s ({total:.1f} CPU ms/event, other "
+                                   f"load {_num(e.other_cores)})")
+            self.log(f"  flows rep {rep + 1}/{cfg.repeats}: " + ", ".join(figures))
+        self.stop([*noop, *hub, *(i.proc for i in ingresses.values()), *(self.sims.procs if self.sims else [])])
+        self.sims = None
+
     async def measure(self) -> None:
         """Every section, in order, on one event loop."""
         cfg = self.cfg
         async with AsyncRawPublisher() as raw:
-            self.log("ingress and baseline (a)")
-            await self.ingress_section(raw)
+            if not cfg.flows_only:
+                self.log("ingress and baseline (a)")
+                await self.ingress_section(raw)
             async with loadgen.Subscriber(self.prefix) as sub:
-                for processes in cfg.worker_counts:
+                for processes in () if cfg.flows_only else cfg.worker_counts:
                     self.log(f"end to end and baseline (b), {processes} worker process(es)")
                     await self.e2e_section(raw, sub, processes)
-                if cfg.tracing_repeats:
+                if cfg.tracing_repeats and not cfg.flows_only:
                     self.log(f"tracing share: OTEL_SDK_DISABLED=true, {max(cfg.worker_counts)} worker process(es)")
                     await self.tracing_section(sub, max(cfg.worker_counts))
+                if cfg.flows:
+                    self.log("flows end to end with the simulators at zero latency, and baseline (b)")
+                    await self.flows_section(raw, sub)
 
 
 def _mode(batch: int) -> str:
@@ -577,21 +673,28 @@ def run_suite(cfg: Config, log: Callable[[str], None] = print) -> tuple[Run, dic
         from hub.dispatch import RoutingTable
 
         ROUTES = RoutingTable.of(actors.SPECS).as_dict()
+        loadgen.check_routes(ROUTES, [FLOWS[name] for name in cfg.flows])
         not_measured = loadgen.check_routes(ROUTES)
         if not_measured:
-            log(f"flow measured: {loadgen.EVENT_TYPE} -> {', '.join(FLOW_ACTORS)}; the hub also routes it to "
-                f"{', '.join(not_measured)}, cut from the benchmark ingress's routing table (not measured)")
+            log(f"flow of the ingress and end-to-end sections: {loadgen.EVENT_TYPE} -> {', '.join(FANOUT.actors)}; "
+                f"the hub also routes it to {', '.join(not_measured)}, cut from that ingress's routing table (measured "
+                "in the flows section)")
         bench.build_bodies()
-        log("baseline: pika, one confirmed publish at a time")
-        bench.run.pika = measure_raw_publish(prefix, body=bench.hub_body, count=cfg.pika_count, repeats=cfg.repeats)
-        bench.start_ingress()
+        if not cfg.flows_only:
+            log("baseline: pika, one confirmed publish at a time")
+            bench.run.pika = measure_raw_publish(prefix, body=bench.hub_body, count=cfg.pika_count,
+                                                 repeats=cfg.repeats)
+            bench.start_ingress()
         asyncio.run(bench.measure())
     finally:
         bench.close()
         cleanup(prefix)
         shutil.rmtree(work_dir, ignore_errors=True)
     params = {**asdict(cfg), "prefix": prefix, "http_client": cfg.http_client, "event_type": loadgen.EVENT_TYPE,
-              "flow_actors": list(FLOW_ACTORS), "also_routed_to_not_measured": list(not_measured),
+              "flow_actors": list(FANOUT.actors), "also_routed_to_not_measured": list(not_measured),
+              "flows": {name: {"actors": list(FLOWS[name].actors), "last_side_effects": list(FLOWS[name].effects)}
+                        for name in cfg.flows},
+              "flow_drive": list(cfg.flow_drive),
               "ingress_points": [list(p) for p in cfg.ingress_points],
               "httpx_points": [list(p) for p in cfg.httpx_points]}
     return bench.run, params
@@ -694,8 +797,29 @@ def build_report(run: Run, cfg: Config) -> dict[str, Any]:
                    "not exported); untraced = the same phases with OTEL_SDK_DISABLED=true in the ingress and the "
                    "workers (no-op spans), run afterwards; tracing = difference of the CPU medians",
         }
+    flow_rows = []
+    noop_reps = run.flow_noop
+    for name, reps in run.flows.items():
+        eps = Stats.of([r.events_per_s for r in reps])
+        noop = Stats.of([r.msgs_per_s for r in noop_reps]) if noop_reps else None
+        ratio = _ratio(eps, noop)
+        flow = FLOWS[name]
+        flow_rows.append({
+            "flow": name, "actors": list(flow.actors), "last_side_effects": list(flow.effects),
+            "worker_processes": cfg.flow_processes, "drive": _drive(cfg.flow_drive),
+            "events_per_s": eps.as_dict(1),
+            "baseline_b_msgs_per_s": _dict(noop, 1),
+            "ratio_to_b": None if ratio is None else round(ratio, 3),
+            "ratio_to_b_per_rep": Stats.of([e.events_per_s / n.msgs_per_s
+                                            for e, n in zip(reps, noop_reps, strict=False)]).as_dict(3)
+            if noop_reps else None,
+            "cpu_ms_per_event": {k: _dict(v) for k, v in _cpu_summary(reps).items()},
+            "baseline_b_cpu_ms_per_message": {k: _dict(v) for k, v in
+                                              _cpu_summary(noop_reps, "cpu_ms_per_message").items()},
+            "other_cores": _dict(_stats(r.other_cores for r in reps), 2),
+        })
     report = {"ingress": ingress_rows, "end_to_end": e2e_rows, "latency_at_half_max": latency_rows,
-              "tracing": tracing,
+              "flows": flow_rows, "tracing": tracing,
               "peak_rss_mb": {k: None if v is None else round(v, 1) for k, v in run.peak_rss_mb.items()},
               "server_background_cpu_ms_per_s": {
                   k: {name: None if v is None else round(v, 1) for name, v in values.items()}
@@ -786,22 +910,23 @@ def markdown_tables(report: dict[str, Any]) -> str:
                      f"{_cell(lat['ingress_p99_ms'], 1)} | {lat['overloaded_reps']} | "
                      f"{_cell(lat.get('other_cores'), 2)} |")
     lines += ["", "### CPU ms per business event (median of the end-to-end repetitions)", "",
-              "| worker processes | drive | ingress | workers | RabbitMQ* | Redis* | load gen + subscriber | total | "
-              "bare no-op worker, per msg |",
-              "|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
+              "| worker processes | drive | ingress | workers | RabbitMQ* | Redis* | PostgreSQL* "
+              "| load gen + subscriber | total | bare no-op worker, per msg |",
+              "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in report["end_to_end"]:
         cpu = {k: _median(v) for k, v in row["cpu_ms_per_event"].items()}
         total = sum(v for v in cpu.values() if v is not None)
         noop = _median(row["baseline_b_cpu_ms_per_message"].get("workers"))
         lines.append(f"| {row['worker_processes']} | {row['drive']} | {_num(cpu.get('ingress'))} | "
                      f"{_num(cpu.get('workers'))} | {_num(cpu.get('rabbitmq'))} | {_num(cpu.get('redis'))} | "
-                     f"{_num(cpu.get('loadgen'))} | {_num(total)} | {_num(noop)} |")
+                     f"{_num(cpu.get('postgres'))} | {_num(cpu.get('loadgen'))} | {_num(total)} | {_num(noop)} |")
+    lines += _flow_tables(report.get("flows") or [])
     background = report.get("server_background_cpu_ms_per_s") or {}
     if background:
         lines += ["", "\\* whole server processes, shared with other users of this machine; with this run idle they "
                   "used (CPU ms per second): " + "; ".join(
-                      f"{when}: RabbitMQ {_num(v.get('rabbitmq'), 0)}, Redis {_num(v.get('redis'), 0)}"
-                      for when, v in background.items()) + "."]
+                      f"{when}: RabbitMQ {_num(v.get('rabbitmq'), 0)}, Redis {_num(v.get('redis'), 0)}, "
+                      f"PostgreSQL {_num(v.get('postgres'), 0)}" for when, v in background.items()) + "."]
     tracing = report.get("tracing")
     if tracing:
         share = tracing["tracing_cpu_ms_per_event"]
@@ -822,6 +947,49 @@ def markdown_tables(report: dict[str, Any]) -> str:
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {_num(t['value'], 2)} | **{t['verdict']}** | {t['detail']} |")
     return "\n".join(lines)
+
+
+#: How the flows' last side effects are named in the tables.
+_EFFECTS = {"event": "the event's fan-out publish", "dms.workspace.provisioned.v1": "`dms.workspace.provisioned.v1`",
+            "hub.project.changed.v1": "`hub.project.changed.v1`"}
+
+
+def _flow_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The flows' end-to-end and cost tables (nothing when the run measured no flow)."""
+    if not rows:
+        return []
+    first = rows[0]
+    lines = ["", f"### Flows end to end ({first['worker_processes']} worker process(es), {first['drive']}; ERP and "
+             "Graph simulators at zero latency; first POST -> last side effect on `hub.events`)", "",
+             "| flow | routed to | last side effects | events/s | baseline (b) msgs/s | ratio to (b) "
+             "| other load, cores |",
+             "|---|---|---|--:|--:|--:|--:|"]
+    for row in rows:
+        lines.append(f"| {row['flow']} | {', '.join(row['actors'])} | "
+                     f"{', '.join(_EFFECTS.get(e, e) for e in row['last_side_effects'])} | "
+                     f"{_cell(row['events_per_s'])} | {_cell(row['baseline_b_msgs_per_s'])} | "
+                     f"{_num(row['ratio_to_b'], 2)} | {_cell(row.get('other_cores'), 2)} |")
+    lines += ["", "### CPU ms per business event by flow (median of the repetitions)", "",
+              "| flow | ingress | workers | RabbitMQ* | Redis* | PostgreSQL* | ERP sim | Graph sim "
+              "| load gen + subscriber | total | bare no-op worker, per msg |",
+              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for row in rows:
+        cpu = {k: _median(v) for k, v in row["cpu_ms_per_event"].items()}
+        total = sum(v for v in cpu.values() if v is not None)
+        noop = _median(row["baseline_b_cpu_ms_per_message"].get("workers"))
+        lines.append(f"| {row['flow']} | " + " | ".join(_num(cpu.get(k)) for k in (
+            "ingress", "workers", "rabbitmq", "redis", "postgres", "erp_sim", "graph_sim", "loadgen"))
+            + f" | {_num(total)} | {_num(noop)} |")
+    by_flow = {row["flow"]: {k: _median(v) for k, v in row["cpu_ms_per_event"].items()} for row in rows}
+    if "master_data" in by_flow and "fanout" in by_flow:
+        own = {k: None if v is None or by_flow["fanout"].get(k) is None else v - by_flow["fanout"][k]
+               for k, v in by_flow["master_data"].items()}
+        lines += ["", "The fan-out publishes `hub.project.changed.v1` only once it has the matter's ethical-wall "
+                  "verdict from the project's own event, so master data runs with the fan-out; its own cost, the "
+                  f"master_data row less the fanout row: {_num(sum(v for v in own.values() if v is not None))} ms/event"
+                  " "
+                  f"(workers {_num(own.get('workers'))}, PostgreSQL {_num(own.get('postgres'))})."]
+    return lines
 
 
 def target_lines(report: dict[str, Any]) -> str:
