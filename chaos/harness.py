@@ -389,6 +389,9 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Result:
             seed_erp(erp, codes)
         run = Run(name, options, servers=servers, hub=hub, sandbox=sandbox, canaries=canaries,
                   ingress_url=ingress_url, topic=topic, codes=codes)
+        # A run cut short (Ctrl-C, SIGTERM) stops posting first: the posting threads would go on posting to an
+        # ingress that is gone, and the process would wait for them forever.
+        stack.callback(lambda: run.publisher.stop() if run.publisher is not None else None)
         scenario(run)
         result = run.finish(finder)
     result.leaks = list(finder.hits)

@@ -85,6 +85,7 @@ class Publisher:
         self._next = itertools.count()
         self._start = 0.0
         self.result = Published()
+        self._stopped = threading.Event()
         self._runner = threading.Thread(target=self._run, name="chaos-publisher", daemon=True)
 
     def start(self) -> Publisher:
@@ -97,6 +98,10 @@ class Publisher:
         """Wait until every event was accepted or given up."""
         self._runner.join()
         return self.result
+
+    def stop(self) -> None:
+        """Stop posting (a run cut short): every lane returns at its next post or wait."""
+        self._stopped.set()
 
     def accepted_count(self) -> int:
         """Events accepted so far."""
@@ -111,14 +116,14 @@ class Publisher:
 
     def _lane(self) -> None:
         with httpx.Client(base_url=self._url, timeout=30.0) as client:
-            while True:
+            while not self._stopped.is_set():
                 with self._lock:
                     index = next(self._next)
                 if index >= len(self._codes):
                     return
                 delay = self._start + index / self._rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and self._stopped.wait(delay):
+                    return
                 self._post(client, self._codes[index])
 
     def _post(self, client: httpx.Client, code: str) -> None:
@@ -139,4 +144,5 @@ class Publisher:
                 if (400 <= status < 500 and status not in (408, 429)) or time.monotonic() > self._deadline:
                     self.result.refused[document["id"]] = outcome
                     return
-            time.sleep(RETRY_WAITS_S[min(attempt, len(RETRY_WAITS_S) - 1)])
+            if self._stopped.wait(RETRY_WAITS_S[min(attempt, len(RETRY_WAITS_S) - 1)]):
+                return
