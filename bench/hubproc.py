@@ -3,7 +3,7 @@
 ``ingress [--profile-out FILE]`` runs exactly what ``hub serve`` runs (settings from ``HUB_*``, sources
 from ``HUB_SOURCES_FILE``, ``hub.cli.compose.build_app`` + ``build_ingress``, uvicorn in the main thread, no
 access log) with one difference: the routing table is the hub's own (derived from ``actors.SPECS``) cut down to
-the actors of the measured flow (``$BENCH_FLOW``, a name of :data:`bench.common.FLOWS`; the fan-out by default),
+the actors of the measured flow (``$BENCH_FLOW``, a name of :data:`bench.flows.FLOWS`; the fan-out by default),
 so that the benchmark measures each flow alone (and ``all``, the hub's own routing of the load's type) whatever
 else the hub routes there. The workers still run every actor and route what they emit as the hub does. With
 ``--profile-out`` it adds ``POST /_bench/profile/start`` and ``/_bench/profile/stop``: a pyinstrument
@@ -24,7 +24,8 @@ import signal
 import threading
 from pathlib import Path
 
-from bench.common import FANOUT, FLOW_ENV, FLOWS, flag_key
+from bench.common import flag_key
+from bench.flows import FANOUT, FLOW_ENV, FLOWS
 from hub.runtime import Runtime
 from hub.settings import environ, load_settings
 from observability.logging import configure_logging

@@ -35,7 +35,8 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import AMQP_URL, EVENT, FANOUT, PROJECT_CHANGED, PROVISIONED, STALL_S, BenchError, Flow
+from bench.common import AMQP_URL, STALL_S, BenchError
+from bench.flows import EVENT, FANOUT, PROJECT_CHANGED, PROVISIONED, Flow
 from bench.procs import BENCH_SOURCE
 from hub.cli.scenario import erp_payload
 from hub.dispatch import RoutingTable
@@ -448,7 +449,7 @@ class Subscriber:
 
     def expect(self, event_ids: Iterable[str], codes: Iterable[str] | None = None,
                effects: Sequence[str] = (EVENT,)) -> None:
-        """Start watching for the last side effects (``effects``: :data:`bench.common.EVENT` and/or emitted types)
+        """Start watching for the last side effects (``effects``: :data:`bench.flows.EVENT` and/or emitted types)
         of ``event_ids``, whose project codes are ``codes`` (needed for any effect but ``EVENT``)."""
         ids = list(event_ids)
         projects = list(codes) if codes is not None else [""] * len(ids)

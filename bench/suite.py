@@ -36,7 +36,7 @@ both alike; every ratio divides two figures of this run:
 5. cost per event: CPU ms per business event of each process during the end-to-end phases, and the
    share of tracing (the same phases with ``OTEL_SDK_DISABLED=true`` in the ingress and the workers);
    peak RSS (``VmHWM``) of the ingress and of a worker;
-6. flows: each flow of ``bench.common.FLOWS`` (the fan-out, provisioning, master data and all three: the
+6. flows: each flow of ``bench.flows.FLOWS`` (the fan-out, provisioning, master data and all three: the
    hub's own routing) on an ingress of its own, with the ERP and Graph simulators at zero latency in processes
    of their own (``bench.sims``), from the first POST until the last event's last side effects reached
    ``hub.events``, against baseline (b), with CPU ms per event of every component (PostgreSQL and the
@@ -60,13 +60,9 @@ import redis
 from bench import loadgen
 from bench.baseline import AsyncRawPublisher, measure_raw_publish
 from bench.common import (
-    FANOUT,
-    FLOW_ENV,
-    FLOWS,
     REDIS_URL,
     STALL_S,
     BenchError,
-    Flow,
     Stats,
     cleanup,
     cpu_of,
@@ -76,6 +72,7 @@ from bench.common import (
     postgres_cpu_s,
     server_pids,
 )
+from bench.flows import FANOUT, FLOW_ENV, FLOWS, Flow
 from bench.noop_worker import ACTOR as NOOP_ACTOR
 from bench.noop_worker import queue_name as noop_queue
 from bench.noop_worker import stats_key as noop_stats_key
@@ -134,7 +131,7 @@ class Config:
     latency_s: float = 4.0
     tracing_repeats: int = 3
     http_client: str = "raw"
-    #: The flows measured end to end with the simulators (names of ``bench.common.FLOWS``), each posted to an
+    #: The flows measured end to end with the simulators (names of ``bench.flows.FLOWS``), each posted to an
     #: ingress of its own routing the load's type to the flow's actors only, with ``flow_processes`` hub worker
     #: processes, driven by ``flow_drive``, with ``flow_events`` events a repetition (per flow: provisioning
     #: costs about ten times what the fan-out does, so it gets fewer).

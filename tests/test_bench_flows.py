@@ -11,7 +11,7 @@ import pytest
 
 import actors
 from bench import loadgen
-from bench.common import EVENT, FLOWS, PROJECT_CHANGED, PROVISIONED
+from bench.flows import EVENT, FLOWS, PROJECT_CHANGED, PROVISIONED
 from bench.suite import QUICK, build_report, markdown_tables, run_suite
 from hub.dispatch import RoutingTable
 

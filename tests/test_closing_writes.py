@@ -14,6 +14,8 @@ import fakeredis
 import pytest
 import redis
 from dramatiq.brokers.stub import StubBroker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from hub.batching import ClosingWrites
 from hub.idempotency import IdempotencyMiddleware, RedisIdempotencyStore, idempotency_key
@@ -120,7 +122,8 @@ def test_what_a_batched_message_wrote_is_all_there(client: redis.Redis) -> None:
 
 
 def test_a_round_trip_that_fails_tells_each_writer_and_nothing_is_raised() -> None:
-    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # nothing listens on port 1
+    # Nothing listens on port 1; one attempt per call (redis-py's default retries take seconds).
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     writes = ClosingWrites(down)
     answers: list[Any] = []
     writes.before_process_message(None, None)  # type: ignore[arg-type]
