@@ -252,14 +252,20 @@ def drop_schema(db: Database) -> None:
 
 
 def upsert(connection: Connection, table: sa.Table, values: Mapping[str, Any], *, keys: Sequence[str],
-           update: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
+           update: Callable[[Any], Mapping[str, Any]] | None = None, returning: Any = None) -> Any:
     """Insert ``values`` into ``table``, or, when a row with the same ``keys`` exists, update it: with
-    ``update(excluded)`` (``excluded``: the row that was refused), else every non-key column of ``values``."""
+    ``update(excluded)`` (``excluded``: the row that was refused), else every non-key column of ``values``.
+    ``returning``: a column whose value in the row as it now stands is returned (``RETURNING``, in the same
+    statement)."""
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = insert(table).values(**values)
     changes = update(statement.excluded) if update is not None else \
         {column: statement.excluded[column] for column in values if column not in keys}
-    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=dict(changes)))
+    upserting = statement.on_conflict_do_update(index_elements=list(keys), set_=dict(changes))
+    if returning is None:
+        connection.execute(upserting)
+        return None
+    return connection.execute(upserting.returning(returning)).scalar_one()
 
 
 def insert_new(connection: Connection, table: sa.Table, values: Mapping[str, Any], *, keys: Sequence[str]) -> bool:

@@ -91,13 +91,16 @@ class SqlMatterWalls:
         if matter in self._seen_walled:
             return True  # already walled for good: nothing this verdict could change
         with self._db.begin() as connection:
-            upsert(connection, matter_walls, {"matter": matter, "walled": walled, "learnt_at": datetime.now(UTC)},
-                   keys=["matter"], update=lambda refused: {
-                       "walled": sa.or_(matter_walls.c.walled, refused.walled),
-                       "learnt_at": sa.case((sa.and_(refused.walled, sa.not_(matter_walls.c.walled)),
-                                             refused.learnt_at), else_=matter_walls.c.learnt_at)})
-            found = _verdict(connection, matter)
-        return bool(self._remember(matter, found))
+            # One statement: the verdict stored, read back with RETURNING (a second SELECT was a round trip more
+            # on every project event the fan-out took).
+            found = upsert(connection, matter_walls,
+                           {"matter": matter, "walled": walled, "learnt_at": datetime.now(UTC)},
+                           keys=["matter"], update=lambda refused: {
+                               "walled": sa.or_(matter_walls.c.walled, refused.walled),
+                               "learnt_at": sa.case((sa.and_(refused.walled, sa.not_(matter_walls.c.walled)),
+                                                     refused.learnt_at), else_=matter_walls.c.learnt_at)},
+                           returning=matter_walls.c.walled)
+        return bool(self._remember(matter, bool(found)))
 
     def _remember(self, matter: str, found: bool | None) -> bool | None:
         if found:
