@@ -339,9 +339,10 @@ async def closed_loop(client: Client, requests: Sequence[Request], *, concurrenc
     return result
 
 
-async def open_loop(client: Client, requests: Sequence[Request], *, rate: float,
+async def open_loop(client: Client, requests: Iterable[Request], *, rate: float,
                     max_duration_s: float, max_outstanding: int = 256) -> LoadResult:
     """Send one request every ``1/rate`` s (scheduled times, not waiting for answers); bounded in time.
+    ``requests`` may be made as they are sent (a generator): signatures then stay fresh over a long run.
 
     More than ``max_outstanding`` unanswered requests means the server fell behind: the phase stops there.
     """
