@@ -28,9 +28,12 @@ def _forget_the_gates_state(runtime: Runtime) -> int:
         readiness_verdicts,
     )
 
+    tables = (readiness_verdicts, readiness_invoices, readiness_facts, readiness_projects)
     with runtime.db.begin() as connection:
+        if connection.dialect.name == "postgresql":  # workers still running add no fact between two deletes
+            connection.execute(sa.text(f"LOCK TABLE {', '.join(t.name for t in tables)} IN ACCESS EXCLUSIVE MODE"))
         facts = connection.execute(sa.select(sa.func.count()).select_from(readiness_facts)).scalar_one()
-        for table in (readiness_verdicts, readiness_invoices, readiness_facts, readiness_projects):
+        for table in tables:
             connection.execute(table.delete())
     return int(facts)
 
