@@ -180,6 +180,7 @@ class EntraClientCredentials(TokenSource):
         self._timeout_s = timeout_s
         self._cache = msal.TokenCache()
         self._app: msal.ConfidentialClientApplication | None = None
+        self._session: _Session | None = None
 
     @property
     def provider(self) -> str:
@@ -202,12 +203,13 @@ class EntraClientCredentials(TokenSource):
     def _application(self) -> msal.ConfidentialClientApplication:
         if self._app is None:
             s = self.settings
+            self.close()
+            self._session = _Session(timeout_s=self._timeout_s, ca_file=s.sign_in_ca_file)
             try:
                 self._app = msal.ConfidentialClientApplication(
                     self.client_id, client_credential=self._credential(),
                     authority=f"{s.authority_url}/{self.tenant_id}", token_cache=self._cache,
-                    instance_discovery=False,
-                    http_client=_Session(timeout_s=self._timeout_s, ca_file=s.sign_in_ca_file))
+                    instance_discovery=False, http_client=self._session)
             except requests.RequestException as exc:
                 raise UpstreamUnavailable(f"Entra ID: {s.authority_url} did not answer the OpenID configuration "
                                           f"of {self.who} ({type(exc).__name__})") from None
@@ -216,6 +218,12 @@ class EntraClientCredentials(TokenSource):
                                     f"configuration at {s.authority_url}/{self.tenant_id})", who=self.tenant_id,
                                     code="invalid_tenant") from None
         return self._app
+
+    def close(self) -> None:
+        """Close msal's HTTP client (its kept-alive connections to Entra ID)."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def _fetch(self) -> tuple[str, float]:
         app = self._application()

@@ -151,6 +151,25 @@ def test_the_hub_signs_in_with_a_certificate() -> None:
         assert _issued(sandbox, "graph", sandbox.sign_in.graph_client_id) == 1
 
 
+def _established_to(port: int) -> int:
+    """Connections of this machine's loopback in state ESTABLISHED towards ``port`` (from /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:] + Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    return sum(1 for line in lines
+               if line.split()[3] == "01" and int(line.split()[2].rsplit(":", 1)[1], 16) == port)
+
+
+def test_a_closed_graph_client_leaves_no_connection_open_to_entra_id(sandbox: Sandbox) -> None:
+    assert sandbox.sign_in is not None
+    login_port = int(sandbox.sign_in.login_url.rsplit(":", 1)[1])
+    graph = GraphClient.from_settings(sandbox_connections(sandbox).graph)
+    try:
+        graph.children("root")
+        assert _established_to(login_port) >= 1  # msal's session keeps its connection alive between sign-ins
+    finally:
+        graph.close()
+    assert wait_until(lambda: _established_to(login_port) == 0, timeout=10)
+
+
 def test_a_refused_sign_in_names_the_tenant_and_never_the_secret(sandbox: Sandbox) -> None:
     assert sandbox.sign_in is not None
     wrong = "not-the-secret-0123456789"
