@@ -15,8 +15,10 @@ install: $(VENV_STAMP)
 demo: $(VENV_STAMP)
 	.venv/bin/hub demo
 
+# Three test processes (pytest-xdist), tests handed out as processes free up: most tests wait on RabbitMQ, Redis,
+# PostgreSQL or a subprocess, and each has its own queue, key and schema prefix.
 test: $(VENV_STAMP)
-	.venv/bin/pytest
+	.venv/bin/pytest -n 3 --dist worksteal
 
 # A private 3-node RabbitMQ cluster, Redis with 3 sentinels and PostgreSQL (chaos/cluster.py); cluster-up prints the
 # HUB_* to use.
@@ -70,7 +72,7 @@ chaos-short: $(VENV_STAMP)
 
 # The convergence property at length: 50 delivery orders per scenario, drawn at random (tests/test_convergence.py).
 converge: $(VENV_STAMP)
-	.venv/bin/pytest tests/test_convergence.py --convergence-examples=50 --timeout=7200
+	.venv/bin/pytest -n 3 --dist worksteal tests/test_convergence.py --convergence-examples=50 --timeout=7200
 
 clean:
 	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub_test"
 
 
-#: Permutations tried per scenario by tests/test_convergence.py in this session, for the summary.
-CONVERGENCE_TRIED = pytest.StashKey[dict[str, int]]()
+#: The user property in which each test of tests/test_convergence.py reports the delivery orders it tried (a report
+#: reaches the main process under pytest-xdist too), and their count per scenario in this session, for the summary.
+ORDERS_TRIED = "convergence_orders_tried"
+_TRIED: dict[str, int] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,11 +42,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "sequence; more are drawn at random, as `make converge` does)")
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call":
+        return
+    for name, value in report.user_properties:
+        if name == ORDERS_TRIED:
+            scenario = report.nodeid.rsplit("[", 1)[-1].rstrip("]")
+            _TRIED[scenario] = _TRIED.get(scenario, 0) + int(str(value))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    tried = config.stash.get(CONVERGENCE_TRIED, {})
-    if tried:
-        each = ", ".join(f"{name} {count}" for name, count in sorted(tried.items()))
-        terminalreporter.write_line(f"convergence: {sum(tried.values())} delivery orders tried besides the "
+    if _TRIED:
+        each = ", ".join(f"{name} {count}" for name, count in sorted(_TRIED.items()))
+        terminalreporter.write_line(f"convergence: {sum(_TRIED.values())} delivery orders tried besides the "
                                     f"in-order runs ({each})")
 
 

@@ -1,7 +1,7 @@
 """The fault suite's short version (``chaos/``): each scenario on private RabbitMQ, Redis and PostgreSQL servers,
 the hub's own ``hub serve`` and ``hub worker`` processes and the simulated systems, with a small load.
 
-The two cheapest scenarios run in the default suite; the others are marked ``chaos`` (left out by default,
+The cheapest scenario runs in the default suite; the others are marked ``chaos`` (left out by default,
 ``make chaos-short`` runs them all). ``make chaos`` is the full run with the figures of docs/reliability.md.
 """
 
@@ -20,8 +20,8 @@ from chaos.servers import POSTGRES_BIN, RABBIT_BIN
 EVENTS = 300
 DEFAULT_EVENTS = 100
 RATE = 10.0
-#: The scenarios of the default suite: the two that settle quickest.
-DEFAULT = ("poison", "redis-empty")
+#: The scenarios of the default suite: the one that settles quickest (redis-empty, next, takes twice as long).
+DEFAULT = ("poison",)
 
 pytestmark = [
     pytest.mark.integration,

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CONVERGENCE_TRIED
+from tests.conftest import ORDERS_TRIED
 from tests.support.convergence import Outcome, Plan, repeated, run
 from tests.support.convergence_scenarios import SCENARIOS
 
@@ -67,8 +67,7 @@ def test_any_delivery_order_with_duplicates_and_concurrent_reposts_ends_in_the_s
     assert_sound(reference)
     assert set(reference.verdicts) == set(reference.state["verdicts"])  # each invoice's verdict was published
     examples: int = request.config.getoption("convergence_examples")
-    tried = request.config.stash.setdefault(CONVERGENCE_TRIED, {})
-    tried.setdefault(name, 0)
+    tried = {name: 0}
 
     @settings(max_examples=examples, deadline=None, derandomize=examples <= DEFAULT_EXAMPLES, database=None,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
@@ -82,6 +81,7 @@ def test_any_delivery_order_with_duplicates_and_concurrent_reposts_ends_in_the_s
         assert _diff(outcome.state, reference.state) == {}
 
     delivered()
+    request.node.user_properties.append((ORDERS_TRIED, tried[name]))
 
 
 def _diff(state: Any, reference: Any, path: str = "") -> dict[str, Any]:

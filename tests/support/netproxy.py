@@ -39,7 +39,11 @@ class TcpProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
-            with self._lock:
+            with self._lock:  # a cut (or close) since the check above: this pair is dropped too, never left open
+                if not self._up.is_set() or self._closed:
+                    client.close()
+                    upstream.close()
+                    continue
                 self._conns += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
