@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +58,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         each = ", ".join(f"{name} {count}" for name, count in sorted(_TRIED.items()))
         terminalreporter.write_line(f"convergence: {sum(_TRIED.values())} delivery orders tried besides the "
                                     f"in-order runs ({each})")
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(autouse=True)
+def sigterm_unwinds_the_test() -> None:
+    """SIGTERM (a CI timeout, ``kill``) unwinds the running test as Ctrl-C does, so its ``finally`` blocks and
+    fixtures stop what it started: by default the process ends at once and leaves the test's subprocesses and
+    private servers running. Set again before each test: a command run in-process may have set its own."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 @pytest.fixture(scope="session", autouse=True)
