@@ -194,15 +194,13 @@ class Run:
         while not publisher.result.done.wait(self.options.progress_s):
             self._say(f"{publisher.accepted_count()} of {self.options.events} events accepted, {self._backlog()}")
 
-    def wait_accepted(self, count: int, *, timeout_s: float = 600.0) -> None:
-        """Wait until ``count`` events were accepted (or the load is over)."""
+    def wait_accepted(self, count: int) -> None:
+        """Wait until ``count`` events were accepted (or the load is over); see :meth:`Publisher.wait_accepted`."""
         assert self.publisher is not None, "start the load first"
-        deadline = time.monotonic() + timeout_s
-        while self.publisher.accepted_count() < count and not self.publisher.result.done.is_set():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {self.publisher.accepted_count()} of {count} events accepted "
-                                   f"after {timeout_s:.0f} s")
-            time.sleep(0.05)
+        try:
+            self.publisher.wait_accepted(count)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{self.name}: {exc}") from None
 
     def fault_over(self) -> None:
         """The fault is over: recovery is timed from now."""

@@ -107,6 +107,18 @@ class Publisher:
         """Events accepted so far."""
         return len(self.result.accepted)
 
+    def wait_accepted(self, count: int, *, stall_s: float = 600.0) -> None:
+        """Wait until ``count`` events were accepted (or the load is over). TimeoutError when none was accepted for
+        ``stall_s``: the wait lasts as long as the load takes to offer them at its rate (4,000 events at 6 a second
+        take 667 s), and an ingress that accepts nothing more is still found."""
+        seen, since = self.accepted_count(), time.monotonic()
+        while (accepted := self.accepted_count()) < count and not self.result.done.is_set():
+            if accepted != seen:
+                seen, since = accepted, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                raise TimeoutError(f"{accepted} of {count} events accepted, none in the last {stall_s:g} s")
+            time.sleep(0.05)
+
     def _run(self) -> None:
         try:
             with ThreadPoolExecutor(self._threads, thread_name_prefix="chaos-post") as pool:
