@@ -42,5 +42,5 @@ def test_waiting_for_a_point_of_the_load_lasts_while_events_are_accepted_and_end
     publisher.wait_accepted(20, stall_s=stall_s)
     feeder.join()
     assert publisher.accepted_count() == 20
-    with pytest.raises(TimeoutError, match="20 of 21 events accepted, none in the last 0.5 s"):
+    with pytest.raises(TimeoutError, match=r"20 of 21 events accepted, none in the last 0\.5 s"):
         publisher.wait_accepted(21, stall_s=stall_s)
