@@ -34,7 +34,7 @@ import msal.exceptions
 import requests
 from pydantic import SecretStr
 
-from connectors.http import RETRYABLE_STATUS
+from connectors.http import RETRYABLE_STATUS, outbound_client
 from connectors.settings import DocuSignJwtSignIn, EntraSignIn
 from hub.errors import ConfigurationError, SignInRefused, UpstreamUnavailable
 from observability.logging import get_logger
@@ -280,7 +280,7 @@ class DocuSignJwtGrant(TokenSource):
         self.account_id = account_id
         self.integration_key: str = settings.integration_key
         self.user_id: str = settings.user_id
-        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
+        self._client = client or outbound_client(timeout=httpx.Timeout(10.0, connect=3.0))
         self._wall_clock = wall_clock
 
     @property

@@ -23,6 +23,10 @@ random source global (``stamina.set_testing``), so a unit test could no longer s
 client; tenacity injects ``sleep`` but needs a custom wait, a stop that recomputes the wait, and result
 predicates: more adapter code than the loop itself. The sleep and the jitter draw are injected instead.
 
+Every client trusts the same certificate authorities through one TLS context per process
+(:func:`outbound_client`): httpx would otherwise read the CA bundle again for each client it makes, about 80 ms of
+CPU each.
+
 The breakers are visible: :attr:`CircuitBreaker.state` (``closed``, ``open``, ``half_open``) and its
 counters, and :func:`breakers` lists every live breaker by target, for an operator view or a metrics
 exporter.
@@ -31,7 +35,10 @@ exporter.
 from __future__ import annotations
 
 import email.utils
+import functools
+import os
 import random
+import ssl
 import threading
 import time
 import weakref
@@ -200,6 +207,24 @@ def breakers() -> list[BreakerSnapshot]:
     """Every live circuit breaker of this process, by target (one per target and client, so one per
     target in a worker): what an operator view shows and a metrics exporter exports."""
     return _BREAKERS.snapshot()
+
+
+@functools.cache
+def _trusted_authorities() -> ssl.SSLContext:
+    """The certificate authorities httpx trusts by default (``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else
+    certifi's bundle), read once per process; one context serves every client and thread."""
+    import certifi
+
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def outbound_client(**options: Any) -> httpx.Client:
+    """An ``httpx.Client`` with ``options``, verifying servers against the process's shared TLS context."""
+    return httpx.Client(verify=_trusted_authorities(), **options)
 
 
 def json_of(response: httpx.Response) -> Any:

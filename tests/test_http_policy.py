@@ -1,11 +1,14 @@
 """The shared HTTP policy on its own: full-jitter waits, ``Retry-After``, the circuit breaker's states and
-counters on an injected clock, and the registry an operator view reads. ``httpx.MockTransport``, no sockets."""
+counters on an injected clock, and the registry an operator view reads (``httpx.MockTransport``, no sockets);
+and the TLS context every outbound client shares."""
 
 from __future__ import annotations
 
 import gc
+import ssl
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -146,3 +149,39 @@ def test_breakers_lists_every_live_breaker_by_target_for_an_operator_view() -> N
     del down, up
     gc.collect()
     assert not [s for s in breakers() if s.target.startswith(target)]  # a dropped client's breaker goes with it
+
+
+def test_outbound_clients_read_the_trusted_authorities_once_and_verify_servers_with_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every connector's client shares one TLS context: the CA bundle is read once per process, not per client
+    (about 80 ms of CPU each), and ``SSL_CERT_FILE`` still names the authorities trusted, as httpx's default."""
+    from fastapi import FastAPI
+
+    from connectors import http
+    from hub.ingress.server import serve_in_thread
+    from tests.support.tls import loopback_tls
+
+    files = loopback_tls(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", files.ca)
+    read: list[object] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: read.append(k) or real(*a, **k))
+    http._trusted_authorities.cache_clear()
+    app = FastAPI()
+    app.get("/ping")(lambda: {"ok": True})
+    try:
+        with serve_in_thread(app, tls=files.server) as url:
+            clients = [http.outbound_client(timeout=5.0) for _ in range(3)]
+            try:
+                assert [c.get(f"{url}/ping").json() for c in clients] == [{"ok": True}] * 3
+            finally:
+                for client in clients:
+                    client.close()
+        assert read == [{"cafile": files.ca}]
+        monkeypatch.delenv("SSL_CERT_FILE")
+        http._trusted_authorities.cache_clear()
+        with (serve_in_thread(app, tls=files.server) as url, http.outbound_client(timeout=5.0) as stranger,
+              pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED")):
+            stranger.get(f"{url}/ping")  # the test authority is not in certifi's bundle
+    finally:
+        http._trusted_authorities.cache_clear()

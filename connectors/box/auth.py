@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from connectors.auth import BearerAuth, TokenSource, read_secret
-from connectors.http import RETRYABLE_STATUS
+from connectors.http import RETRYABLE_STATUS, outbound_client
 from connectors.settings import BoxSettings
 from hub.errors import SignInRefused, UpstreamUnavailable
 
@@ -37,7 +37,7 @@ class BoxClientCredentials(TokenSource):
         super().__init__(margin_s=settings.token_margin_s, clock=clock)
         self.settings = settings
         self._own_client = client is None
-        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
+        self._client = client or outbound_client(timeout=httpx.Timeout(10.0, connect=3.0))
 
     @property
     def provider(self) -> str:

@@ -69,7 +69,7 @@ from connectors.box.models import (
     RetentionAssignment,
     RetentionPolicy,
 )
-from connectors.http import CircuitBreaker, Http, RetryPolicy
+from connectors.http import CircuitBreaker, Http, RetryPolicy, outbound_client
 from connectors.platform import ChangedItem, ChangePage, Role
 from connectors.settings import BoxSettings
 from hub.errors import UpstreamRejected
@@ -111,7 +111,7 @@ class BoxClient:
         transport and timeouts and gets the base URL and the sign-in."""
         auth = box_auth(settings, client=sign_in_client)
         if client is None:
-            client = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
+            client = outbound_client(timeout=httpx.Timeout(10.0, connect=2.0))
         client.base_url = httpx.URL(settings.url)
         client.auth = auth
         http = Http(client, target="box", retry=retry, breaker=breaker, sleep=sleep, tracer_provider=tracer_provider)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors.auth import BearerAuth, docusign_auth
-from connectors.http import Http
+from connectors.http import Http, outbound_client
 from connectors.settings import DocuSignSettings
 from hub.errors import UpstreamRejected
 
@@ -49,7 +49,7 @@ class DocuSignClient:
         A given ``client`` keeps its transport and timeouts but gets the base URL and token.
         """
         if client is None:
-            client = httpx.Client(timeout=DEFAULT_TIMEOUT)
+            client = outbound_client(timeout=DEFAULT_TIMEOUT)
         client.base_url = httpx.URL(base_url)
         client.headers["authorization"] = f"Bearer {token}"
         return cls(Http(client, target="docusign"), account_id=account_id)
@@ -63,7 +63,7 @@ class DocuSignClient:
             return cls.create(settings.url, settings.token.get_secret_value(), account_id=settings.account_id,
                               client=client)
         if client is None:
-            client = httpx.Client(timeout=DEFAULT_TIMEOUT)
+            client = outbound_client(timeout=DEFAULT_TIMEOUT)
         client.base_url = httpx.URL(settings.url)
         client.auth = auth
         return cls(Http(client, target="docusign"), account_id=settings.account_id)

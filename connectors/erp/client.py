@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.http import Http, json_of
+from connectors.http import Http, json_of, outbound_client
 from connectors.settings import ErpSettings
 from hub.errors import UpstreamRejected
 
@@ -208,7 +208,7 @@ class ErpClient:
         A given ``client`` keeps its transport and timeouts but gets the base URL and bearer token.
         """
         if client is None:
-            client = httpx.Client(timeout=DEFAULT_TIMEOUT)
+            client = outbound_client(timeout=DEFAULT_TIMEOUT)
         client.base_url = httpx.URL(settings.url)
         client.headers["authorization"] = f"Bearer {settings.token.get_secret_value()}"
         return cls(Http(client, target="erp"))

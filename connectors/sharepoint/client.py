@@ -48,7 +48,7 @@ import httpx
 from opentelemetry import trace
 
 from connectors.auth import BearerAuth, entra_auth
-from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy, json_of
+from connectors.http import RETRYABLE_STATUS, CircuitBreaker, Http, RetryPolicy, json_of, outbound_client
 from connectors.platform import ItemGone, RetentionNotPublished
 from connectors.sharepoint.batch import BatchRequest, BatchResponse, run_batches
 from connectors.sharepoint.models import (
@@ -240,7 +240,7 @@ class GraphClient:
         auth = entra_auth(settings)  # signing in to Entra ID, or None: the static token
         headers = {} if auth else {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
         if client is None:
-            client = httpx.Client(base_url=settings.url, headers=headers, auth=auth,
+            client = outbound_client(base_url=settings.url, headers=headers, auth=auth,
                                   timeout=httpx.Timeout(5.0, connect=2.0))
         else:
             if not str(client.base_url).strip("/"):
