@@ -7,6 +7,13 @@ and do nothing, so one run per slot happens whatever the number of worker proces
 still going when the next slot starts is not started again beside itself (a second key, held while it runs).
 A worker that dies mid-run loses that slot's run; the next slot runs it.
 
+A job with a ``grace`` (the nightly reconciliation and readiness rebuild: an hour) starts only within that long of
+its slot's start, as cron's jobs do; later in the slot, the slot is marked missed and the job waits for the next
+one. Without it, a worker started in the afternoon (a deployment, or Redis restarted empty, which forgets which
+slots ran) would start the night's full comparison with repairs at once, under the day's load. A job without a
+grace (the subscription's renewal, the flight records' expiry: cheap, and late is worse than early) catches up
+whenever a worker finds its slot unclaimed.
+
 Each job's last run (start, end, outcome ``ok`` or ``failed``, what it said or the error's type and text) is
 kept in ``<prefix>:jobs:<name>``, for ``hub jobs``, the console and ``/metrics``.
 
@@ -51,6 +58,8 @@ class Job:
     offset: timedelta = timedelta(0)
     #: What the console and ``hub jobs`` say it is for.
     description: str = ""
+    #: How long after its slot's start a run may still start (None: any time within the slot).
+    grace: timedelta | None = None
 
     def slot(self, now: datetime) -> int:
         """The number of the slot ``now`` falls in."""
@@ -152,10 +161,16 @@ class Scheduler:
         return ran
 
     def _claim(self, job: Job) -> bool:
-        slot = job.slot(self.clock())
+        now = self.clock()
+        slot = job.slot(now)
         ttl_ms = max(int(job.every.total_seconds() * 1000), 1000)
         claimed = self.client.set(f"{self.prefix}:jobs:{job.name}:slot:{slot}", self._who, nx=True, px=ttl_ms)
         if not claimed:
+            return False
+        if job.grace is not None and now - job.slot_start(slot) > job.grace:
+            log.info("scheduled job's slot started too long ago; it runs at the next one", job=job.name,
+                     slot_start=job.slot_start(slot).isoformat(), next_start=job.slot_start(slot + 1).isoformat())
+            JOB_RUNS.labels(job.name, "missed").inc()
             return False
         running = self.client.set(f"{self.prefix}:jobs:{job.name}:running", self._who, nx=True, px=ttl_ms)
         if not running:

@@ -1,6 +1,7 @@
 """Scheduled jobs: each slot's run claimed once across every worker process (Redis), the last run and its outcome
-recorded, a run still going not started beside itself, the hub's own jobs (flight-record expiry) against the real
-Redis, and ``hub jobs``. Real Redis; a clock handed in where a test moves time."""
+recorded, a run still going not started beside itself, a nightly job not started late in its slot, the hub's own
+jobs (flight-record expiry) against the real Redis, and ``hub jobs``. Real Redis; a clock handed in where a test
+moves time."""
 
 from __future__ import annotations
 
@@ -68,6 +69,34 @@ def test_a_slots_run_is_claimed_once_across_processes_and_its_outcome_recorded(c
     assert job.slot_start(job.slot(clock.now)) == datetime(2027, 3, 2, 2, 0, tzinfo=UTC)
     text = exposition([JobGauges([job], JobRecord(client, prefix=prefix))]).decode()
     assert 'hub_scheduled_job_last_run_timestamp_seconds{job="nightly",outcome="ok"}' in text
+
+
+def test_a_nightly_job_found_unclaimed_past_its_grace_waits_for_the_next_night_even_after_redis_lost_its_keys(
+        client: redis.Redis, prefix: str) -> None:
+    """A worker started in the afternoon, or Redis restarted empty (which forgets the night's claim), does not start
+    the night's reconciliation under the day's load; a job without a grace still catches up."""
+    runs: list[str] = []
+    clock = Clock(NIGHT)
+    nightly = Job("nightly", timedelta(days=1), lambda: runs.append("nightly") or "compared",
+                  offset=timedelta(hours=2), grace=timedelta(hours=1))
+    renewal = Job("renewal", timedelta(days=1), lambda: runs.append("renewal") or "renewed", offset=timedelta(hours=2))
+    assert Scheduler([nightly, renewal], client, prefix=prefix, clock=clock).run_due() == ["nightly", "renewal"]
+    for key in client.scan_iter(f"{prefix}:*"):  # Redis restarted empty in the afternoon
+        client.delete(key)
+    clock.now = NIGHT + timedelta(hours=12)
+    first, second = (Scheduler([nightly, renewal], client, prefix=prefix, clock=clock) for _ in range(2))
+    missed_before = _missed(nightly.name)
+    assert first.run_due() == ["renewal"] and second.run_due() == [] and first.run_due() == []
+    assert runs == ["nightly", "renewal", "renewal"]
+    assert _missed(nightly.name) == missed_before + 1  # counted once, not at each look
+    clock.now = datetime(2027, 3, 2, 2, 59, tzinfo=UTC)  # the next night, 59 minutes late: within the grace
+    assert second.run_due() == ["nightly", "renewal"]
+
+
+def _missed(job: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("hub_scheduled_job_runs_total", {"job": job, "outcome": "missed"}) or 0.0
 
 
 def test_a_failed_run_is_recorded_with_its_error_and_the_next_slot_runs_again(client: redis.Redis,

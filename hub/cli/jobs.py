@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 SUBSCRIPTION_EXPIRY_KEY = "graph:subscription_expires"
 
 
+#: The nightly jobs start only within this long of their hour (a worker started later waits for the next night).
+NIGHTLY_GRACE = timedelta(hours=1)
+
+
 def scheduled_jobs(*, prefix: str, client: redis.Redis, flight_ttl_s: int, graph: GraphClient,
                    graph_settings: GraphSettings, gate: ReadinessGate | None,
                    out: Callable[[], Emitting] | None, reconciler: Reconciler | None = None) -> list[Job]:
@@ -52,7 +56,8 @@ def scheduled_jobs(*, prefix: str, client: redis.Redis, flight_ttl_s: int, graph
             return f"{len(changes)} verdict(s) changed"
 
         jobs.append(Job("readiness_rebuild", timedelta(days=1), rebuild, offset=timedelta(hours=2),
-                        description="nightly: the gate's facts again from the ERP and the workspaces"))
+                        description="nightly: the gate's facts again from the ERP and the workspaces",
+                        grace=NIGHTLY_GRACE))
     if reconciler is not None:
         def reconcile() -> str:
             run = reconciler.run(repair=True)
@@ -61,7 +66,8 @@ def scheduled_jobs(*, prefix: str, client: redis.Redis, flight_ttl_s: int, graph
                     f"{run.routed} routed")
 
         jobs.append(Job("reconciliation", timedelta(days=1), reconcile, offset=timedelta(hours=3),
-                        description="nightly: the systems of record compared, safe differences repaired"))
+                        description="nightly: the systems of record compared, safe differences repaired",
+                        grace=NIGHTLY_GRACE))
     url, state = graph_settings.notification_url, graph_settings.client_state
     if url is not None and state is not None:
         def renew() -> str:
