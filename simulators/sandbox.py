@@ -32,6 +32,7 @@ from simulators.docusign import ConnectConfig, DocuSignSimConfig
 from simulators.docusign import create_app as docusign_app
 from simulators.erp import ErpSimConfig, ReadinessGate, WebhookConfig
 from simulators.erp import create_app as erp_app
+from simulators.kit import http
 from simulators.kit.faults import FaultPlan
 from simulators.kit.outbox import OutboundRequest
 from simulators.kit.tls import serving_tls
@@ -96,12 +97,12 @@ class Sandbox:
     def box(self) -> httpx.Client:
         """An HTTP client on the Box simulator's API, signed in with the app's client credentials (as a tool of
         the firm's Box admin would be)."""
-        token = httpx.post(f"{self.box_url}/oauth2/token", timeout=10, data={
+        token = http.post(f"{self.box_url}/oauth2/token", timeout=10, data={
             "grant_type": "client_credentials", "client_id": self.box_client_id,
             "client_secret": self.box_client_secret, "box_subject_type": "enterprise",
             "box_subject_id": self.box_enterprise_id})
         token.raise_for_status()
-        return httpx.Client(base_url=f"{self.box_url}/2.0", timeout=10,
+        return http.client(base_url=f"{self.box_url}/2.0", timeout=10,
                             headers={"authorization": f"Bearer {token.json()['access_token']}"})
 
     def box_put_document(self, folder: str, name: str, *, fields: dict[str, str], content: bytes = b"",
@@ -111,7 +112,7 @@ class Sandbox:
         the file's id."""
         parent = self.box_state()["items"][folder]["id"]
         with self.box() as box:
-            response = httpx.post(
+            response = http.post(
                 f"{self.box_url}/api/2.0/files/content", timeout=10, headers=box.headers,
                 data={"attributes": json.dumps({"name": name, "parent": {"id": parent}})},
                 files={"file": (name, content or f"%PDF-1.7 {name}".encode(), "application/pdf")})
@@ -141,7 +142,7 @@ class Sandbox:
     def box_state(self) -> dict[str, Any]:
         """The Box simulator's folders by path, collaborations, metadata instances, retention assignments and
         webhooks."""
-        state: dict[str, Any] = httpx.get(f"{self.box_url}/_sim/state", timeout=10).json()
+        state: dict[str, Any] = http.get(f"{self.box_url}/_sim/state", timeout=10).json()
         return state
 
     def graph_sign_in(self) -> dict[str, Any]:
@@ -155,19 +156,19 @@ class Sandbox:
     def token_requests(self) -> dict[str, dict[str, Any]]:
         """Tokens each simulated identity provider issued (per client) and refused (per error): ``graph``,
         ``docusign``."""
-        graph = httpx.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/tokens", timeout=10).json()
-        docusign = httpx.get(f"{self.docusign_url}/_sim/tokens", timeout=10).json()
+        graph = http.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/tokens", timeout=10).json()
+        docusign = http.get(f"{self.docusign_url}/_sim/tokens", timeout=10).json()
         return {"graph": graph, "docusign": docusign}
 
     def docusign(self) -> httpx.Client:
         """An HTTP client on the DocuSign simulator's account API (as a sender's tool would be)."""
         token = self.tool_token("docusign") if self.tool_token else self.docusign_token
-        return httpx.Client(base_url=f"{self.docusign_url}/restapi/v2.1/accounts/{self.docusign_account}",
+        return http.client(base_url=f"{self.docusign_url}/restapi/v2.1/accounts/{self.docusign_account}",
                             timeout=10, headers={"authorization": f"Bearer {token}"})
 
     def sign_envelope(self, envelope_id: str) -> dict[str, Any]:
         """Every signer signs (the simulator's admin route); Connect then notifies the hub."""
-        response = httpx.post(f"{self.docusign_url}/_sim/envelopes/{envelope_id}/sign", timeout=10)
+        response = http.post(f"{self.docusign_url}/_sim/envelopes/{envelope_id}/sign", timeout=10)
         response.raise_for_status()
         envelope: dict[str, Any] = response.json()
         return envelope
@@ -193,7 +194,7 @@ class Sandbox:
     def graph(self) -> httpx.Client:
         """An HTTP client on the SharePoint simulator's Graph API (as a user's tool would be)."""
         token = self.tool_token("graph") if self.tool_token else self.graph_token
-        return httpx.Client(base_url=self.graph_url, timeout=10, headers={"authorization": f"Bearer {token}"})
+        return http.client(base_url=self.graph_url, timeout=10, headers={"authorization": f"Bearer {token}"})
 
     def make_folders(self, path: str) -> None:
         """Create the folder ``path`` of the drive and any missing parent, as a user would (existing ones stay)."""
@@ -252,37 +253,37 @@ class Sandbox:
 
     def erp_state(self) -> dict[str, Any]:
         """The ERP simulator's records."""
-        state: dict[str, Any] = httpx.get(f"{self.erp_url}/_sim/state", timeout=10).json()
+        state: dict[str, Any] = http.get(f"{self.erp_url}/_sim/state", timeout=10).json()
         return state
 
     def erp_writes(self) -> dict[str, dict[str, int]]:
         """The ERP simulator's write requests carried out per record (``writes``) and those that changed it
         (``changes``)."""
-        counts: dict[str, dict[str, int]] = httpx.get(f"{self.erp_url}/_sim/writes", timeout=10).json()
+        counts: dict[str, dict[str, int]] = http.get(f"{self.erp_url}/_sim/writes", timeout=10).json()
         return counts
 
     def graph_state(self) -> dict[str, Any]:
         """The SharePoint simulator's drives, items, permissions, labels and fields."""
-        state: dict[str, Any] = httpx.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/state", timeout=10).json()
+        state: dict[str, Any] = http.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/state", timeout=10).json()
         return state
 
     def graph_requests(self) -> dict[str, Any]:
         """Counts of committed creates, invites and calls (no duplicates is provable from these)."""
-        counts: dict[str, Any] = httpx.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/requests",
+        counts: dict[str, Any] = http.get(f"{self.graph_url.removesuffix('/v1.0')}/_sim/requests",
                                            timeout=10).json()
         return counts
 
     def set_graph_faults(self, plan: FaultPlan) -> None:
         """Change the SharePoint simulator's faults mid-run."""
-        httpx.put(f"{self.graph_url.removesuffix('/v1.0')}/_sim/faults", json=plan.to_json(), timeout=10)
+        http.put(f"{self.graph_url.removesuffix('/v1.0')}/_sim/faults", json=plan.to_json(), timeout=10)
 
     def set_erp_faults(self, plan: FaultPlan) -> None:
         """Change the ERP simulator's faults mid-run."""
-        httpx.put(f"{self.erp_url}/_sim/faults", json=plan.to_json(), timeout=10).raise_for_status()
+        http.put(f"{self.erp_url}/_sim/faults", json=plan.to_json(), timeout=10).raise_for_status()
 
     def flush_erp_webhooks(self, timeout_s: float = 20.0) -> None:
         """Wait until the ERP simulator delivered every webhook."""
-        httpx.post(f"{self.erp_url}/_sim/deliveries/flush", params={"timeout_s": timeout_s}, timeout=timeout_s + 5)
+        http.post(f"{self.erp_url}/_sim/deliveries/flush", params={"timeout_s": timeout_s}, timeout=timeout_s + 5)
 
     def hold_erp_webhooks(self) -> None:
         """The ERP simulator posts no webhook until :meth:`release_erp_webhooks` (its records change meanwhile)."""
@@ -295,19 +296,19 @@ class Sandbox:
     def hold_webhooks(self, *systems: str) -> None:
         """The named systems (of :data:`WEBHOOK_SYSTEMS`; all by default) hold their webhooks until released."""
         for system in systems or WEBHOOK_SYSTEMS:
-            httpx.post(f"{self._admin(system)}/deliveries/hold", timeout=10).raise_for_status()
+            http.post(f"{self._admin(system)}/deliveries/hold", timeout=10).raise_for_status()
 
     def release_webhooks(self, *systems: str) -> None:
         """The named systems (all by default) send the webhooks they held, in their order."""
         for system in systems or WEBHOOK_SYSTEMS:
-            httpx.post(f"{self._admin(system)}/deliveries/release", timeout=10).raise_for_status()
+            http.post(f"{self._admin(system)}/deliveries/release", timeout=10).raise_for_status()
 
     def export_webhooks(self, *systems: str) -> list[tuple[str, OutboundRequest]]:
         """The webhooks the named systems (all by default) hold, taken out unsent as the signed requests they
         would send (system by system, each in its order): a test delivers them itself."""
         taken: list[tuple[str, OutboundRequest]] = []
         for system in systems or WEBHOOK_SYSTEMS:
-            response = httpx.post(f"{self._admin(system)}/deliveries/export", timeout=10)
+            response = http.post(f"{self._admin(system)}/deliveries/export", timeout=10)
             response.raise_for_status()
             taken += [(system, OutboundRequest.from_json(r)) for r in response.json()["requests"]]
         return taken
@@ -319,7 +320,7 @@ class Sandbox:
 
     def erp(self) -> httpx.Client:
         """An HTTP client on the ERP simulator's API (as an ERP user's tool would be)."""
-        return httpx.Client(base_url=f"{self.erp_url}/api/v1", timeout=10,
+        return http.client(base_url=f"{self.erp_url}/api/v1", timeout=10,
                             headers={"authorization": f"Bearer {self.erp_token}"})
 
 

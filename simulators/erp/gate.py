@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
+from simulators.kit import http
+
 __all__ = ["GateAnswer", "ReadinessGate", "ask"]
 
 GateOutcome = Literal["ready", "held", "unavailable"]
@@ -77,7 +79,7 @@ async def ask(gate: ReadinessGate, number: str, *, transport: httpx.AsyncBaseTra
     """Ask the gate about invoice ``number``; never raises for a failed call (it is ``unavailable``)."""
     headers = {"authorization": f"Bearer {gate.api_key}", "accept": "application/json"}
     try:
-        async with asyncio.timeout(gate.timeout_s), httpx.AsyncClient(
+        async with asyncio.timeout(gate.timeout_s), http.async_client(
                 timeout=gate.timeout_s, transport=transport, follow_redirects=False) as client:
             response = await client.get(gate.url(number), headers=headers)
     except TimeoutError:

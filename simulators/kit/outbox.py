@@ -33,6 +33,7 @@ import httpx
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from simulators.kit import http
 from simulators.kit.clock import Clock, SystemClock
 
 #: An hour and a day, in seconds.
@@ -289,7 +290,7 @@ class Outbox:
             self._log.pop(0)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self._delivery.timeout_s, transport=self._transport,
+        with http.client(timeout=self._delivery.timeout_s, transport=self._transport,
                           trust_env=self._trust_env) as client:
             while (job := self._next()) is not None:
                 self._attempt(client, job)

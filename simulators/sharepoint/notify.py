@@ -18,13 +18,14 @@ from typing import Any
 
 import httpx
 
+from simulators.kit import http
 from simulators.kit.clock import Clock
 from simulators.kit.outbox import HOUR_S, DeliveryConfig, OutboundRequest, Outbox
 
 
-def _trust(ca_file: str | None) -> ssl.SSLContext | bool:
-    """What https endpoints' certificates are checked against: ``ca_file``, else the system's authorities."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+def _trust(ca_file: str | None) -> ssl.SSLContext:
+    """What https endpoints' certificates are checked against: ``ca_file``, else certifi's authorities."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else http.trusted_authorities(trust_env=False)
 
 
 def validate_endpoint(url: str, *, timeout_s: float, verify: str | None = None) -> str | None:

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from hub.ingress.server import serve_in_thread
 from simulators.box import BoxSimConfig, create_app
+from simulators.kit import http
 
 #: Small upload parts, so that a test uploads a few kilobytes in several parts.
 PART_SIZE = 1024
@@ -48,7 +49,7 @@ class BoxSim:
     admin: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admin = httpx.Client(base_url=f"{self.url}/_sim", timeout=30.0)
+        self.admin = http.client(base_url=f"{self.url}/_sim", timeout=30.0)
 
     def state(self) -> dict[str, Any]:
         """``GET /_sim/state``."""

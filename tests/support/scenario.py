@@ -35,6 +35,7 @@ from hub.policy import WORKSPACES_ROOT, Policy
 from hub.runtime import Runtime
 from hub.settings import Settings
 from hub.workers import running_worker
+from simulators.kit import http
 from simulators.kit.faults import FaultPlan
 from simulators.sandbox import BOX_SOURCE_ID, GRAPH_SOURCE_ID, Sandbox, SignIn, running_sandbox
 from tests.support.platforms import Folder, box_folder, policy_on, sharepoint_folder
@@ -61,7 +62,7 @@ class Scenario:
 
     def readiness(self, number: str) -> httpx.Response:
         """The hard-stop check, asked as the ERP asks it."""
-        return httpx.get(f"{self.ingress_url}/v1/invoices/{number}/readiness", timeout=10,
+        return http.get(f"{self.ingress_url}/v1/invoices/{number}/readiness", timeout=10,
                          headers={"authorization": f"Bearer {self.credentials.erp_api_key}"})
 
     def create_client(self, client_id: str, name: str, country: str) -> None:
@@ -163,7 +164,7 @@ class Scenario:
         if self.platform == "sharepoint":
             self.sandbox.set_graph_faults(plan)
         else:
-            httpx.put(f"{self.sandbox.box_url}/_sim/faults", json=plan.to_json(), timeout=10).raise_for_status()
+            http.put(f"{self.sandbox.box_url}/_sim/faults", json=plan.to_json(), timeout=10).raise_for_status()
 
     def platform_faults_injected(self) -> dict[str, int]:
         """The faults the scenario's platform's simulator injected so far, by kind."""

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-import httpx
 import redis
 
 from hub.idempotency import idempotency_key
 from hub.runtime import Runtime
 from observability.flight import FlightRecord, Hop
+from simulators.kit import http
 
 if TYPE_CHECKING:
     from tests.support.scenario import Scenario
@@ -80,7 +80,7 @@ def published(runtime: Runtime, event_type: str, *, actor: str | None = None) ->
 
 def erp_events(scenario: Scenario, subject: str) -> list[tuple[str, str]]:
     """(event id, type) of every event the ERP simulator delivered about ``subject``, oldest first."""
-    items = httpx.get(f"{scenario.sandbox.erp_url}/_sim/deliveries", timeout=10).json()["items"]
+    items = http.get(f"{scenario.sandbox.erp_url}/_sim/deliveries", timeout=10).json()["items"]
     return [(item["event_id"], item["type"]) for item in items
             if item["subject"] == subject and item["state"] == "delivered"]
 
