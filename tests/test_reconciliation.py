@@ -154,8 +154,8 @@ def _inject(scenario: Scenario, graph: GraphClient) -> None:
     crosswalk.canonical("project", "erp", "ENG-RC-GONE")  # an ERP project that no longer exists
 
 
-def test_each_difference_is_found_alone_with_its_code_and_the_walled_grant_goes_at_once(
-        drifted: tuple[Scenario, GraphClient]) -> None:
+def test_each_difference_is_found_alone_with_its_code_shown_and_measured_and_the_walled_grant_goes_at_once(
+        drifted: tuple[Scenario, GraphClient], prefix: str) -> None:
     scenario, graph = drifted
     counting = Counting(scenario.runtime.dispatcher)
     run = job(scenario, emitter=counting).run(scope=("workspaces", "crosswalk"))
@@ -177,6 +177,18 @@ def test_each_difference_is_found_alone_with_its_code_and_the_walled_grant_goes_
     assert graph.fields(graph.get_by_path(plan_of(scenario, FIELD).path).id)["ProjectName"] == \
         "renamed by hand"  # type: ignore[union-attr]  # not repaired: a dry run
     assert ("hub.reconciliation.completed.v1", run.run_id) in counting.sent
+    # The report, shown by the command line, and the metrics give each class.
+    shown = CliRunner().invoke(main, ["reconcile", "show", run.run_id[:8], "--class", "walled_grant"],
+                               env=worker_env(prefix))
+    assert shown.exit_code == 0, shown.output
+    assert "RC304" in shown.output and "Knowledge-EU" in shown.output and MATTER in shown.output
+    gauges = {(m.name, tuple(sorted(sample.labels.items()))): sample.value
+              for m in ReconciliationGauges(SqlReconciliationStore(scenario.runtime.db)).collect()
+              for sample in m.samples}
+    assert gauges[("hub_reconciliation_differences", (("class", "walled_grant"), ("code", "RC304")))] == 1
+    assert gauges[("hub_reconciliation_differences", (("class", "workspace_missing"), ("code", "RC101")))] == 1
+    assert gauges[("hub_reconciliation_differences", (("class", "readiness_stale"), ("code", "RC601")))] == 0
+    assert ("hub_reconciliation_last_run_timestamp_seconds", ()) in gauges
 
 
 def test_repairs_through_the_actors_converge_and_unsafe_differences_go_to_their_owners(
@@ -196,8 +208,15 @@ def test_repairs_through_the_actors_converge_and_unsafe_differences_go_to_their_
     assert ("platform_team", "reconciliation.crosswalk_stale", "ENG-RC-GONE") in kinds
 
 
-def test_one_run_at_a_time_and_the_cli_says_so(drifted: tuple[Scenario, GraphClient], prefix: str) -> None:
-    scenario, _ = drifted
+@pytest.fixture
+def bare(prefix: str) -> Iterator[Scenario]:
+    """A hub with nothing provisioned yet (a run still has its phases to go through)."""
+    with running_scenario(hub_settings(prefix), documents=True) as scenario:
+        yield scenario
+
+
+def test_one_run_at_a_time_and_the_cli_says_so(bare: Scenario, prefix: str) -> None:
+    scenario = bare
     locks = RedisLocks(scenario.runtime.redis, prefix=scenario.runtime.queue_prefix)
     started, release = threading.Event(), threading.Event()
     outcome: list[Any] = []
@@ -277,23 +296,6 @@ def test_an_incremental_run_compares_only_what_changed_since(drifted: tuple[Scen
         scenario.sandbox.release_erp_webhooks()
     assert incremental.since == since and incremental.compared == 3  # CLEAN, LABEL and the repaired MATTER
     assert found(scenario, incremental) == {CLEAN: {"RC201"}, LABEL: {"RC401", "RC201"}}
-
-
-def test_the_report_is_shown_and_the_metrics_give_each_class(drifted: tuple[Scenario, GraphClient],
-                                                             prefix: str) -> None:
-    scenario, _ = drifted
-    run = job(scenario).run(scope=("workspaces",))
-    env = worker_env(prefix)
-    shown = CliRunner().invoke(main, ["reconcile", "show", run.run_id[:8], "--class", "walled_grant"], env=env)
-    assert shown.exit_code == 0, shown.output
-    assert "RC304" in shown.output and "Knowledge-EU" in shown.output and MATTER in shown.output
-    gauges = {(m.name, tuple(sorted(sample.labels.items()))): sample.value
-              for m in ReconciliationGauges(SqlReconciliationStore(scenario.runtime.db)).collect()
-              for sample in m.samples}
-    assert gauges[("hub_reconciliation_differences", (("class", "walled_grant"), ("code", "RC304")))] == 1
-    assert gauges[("hub_reconciliation_differences", (("class", "workspace_missing"), ("code", "RC101")))] == 1
-    assert gauges[("hub_reconciliation_differences", (("class", "readiness_stale"), ("code", "RC601")))] == 0
-    assert ("hub_reconciliation_last_run_timestamp_seconds", ()) in gauges
 
 
 def test_stale_readiness_facts_and_a_missing_subscription_are_found_and_repaired(prefix: str) -> None:
