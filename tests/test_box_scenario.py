@@ -171,8 +171,12 @@ def test_an_engagement_letter_signed_in_docusign_is_filed_in_the_box_matter_and_
         metadata = filed()
         assert metadata is not None and (metadata["DocumentClass"], metadata["DocumentState"]) == (
             "engagement_letter", "signed")
-        drafts = [m for m in sandbox.box_state()["metadata"] if m["item"] == draft]
-        assert [(m["DocumentState"], m["SupersededBy"]) for m in drafts] == [("superseded", "Engagement letter.pdf")]
+
+        def drafts() -> list[tuple[Any, Any]]:  # the draft is marked once the signed copy is filed
+            return [(m.get("DocumentState"), m.get("SupersededBy")) for m in sandbox.box_state()["metadata"]
+                    if m["item"] == draft]
+
+        assert wait_until(lambda: drafts() == [("superseded", "Engagement letter.pdf")], timeout=30), drafts()
         assert scenario.workspace(f"{folder}/Engagement letter.pdf") is None  # nothing on SharePoint
 
 

@@ -67,7 +67,9 @@ def test_a_sow_signed_before_its_project_is_provisioned_is_filed_once_the_worksp
         assert wait_until(lambda: scenario.erp_project(CODE)["billing_codes_active"], timeout=30)
         assert scenario.workspace(SOW) is None and scenario.workspace("Engagements/ACME/ENG-ACME-0001") is None
         scenario.sandbox.release_erp_webhooks()
-        assert wait_until(lambda: scenario.workspace(SOW) is not None, timeout=60)
+        # Uploaded, then given its fields: wait for both.
+        assert wait_until(lambda: (scenario.workspace(SOW) or {}).get("fields", {}).get("DocumentState"),
+                          timeout=60)
         filed = scenario.workspace(SOW)
         assert filed is not None and filed["fields"]["DocumentState"] == "signed"
         queue = scenario.runtime.broker.get_actor("document_workflow").queue_name
