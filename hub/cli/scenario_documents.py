@@ -96,19 +96,18 @@ def consulting(sandbox: Any, code: str, echo: Echo) -> bool:
         project = erp.get(f"/projects/{code}").json()
         codes = [b["code"] for b in erp.get(f"/projects/{code}/billing-codes").json()["items"] if b["active"]]
         accepted = erp.post(f"/projects/{code}/time-entries", json=entry)
-    items: dict[str, Any] = {}
 
-    def filed_path() -> str | None:  # billing does not wait for the platform: the SOW may be filed a moment later
-        items.update(sandbox.graph_state()["drives"][sandbox.drive_id]["items"])
-        return next((path for path in items if path.endswith("/SOWs/ACME SOW 2027.pdf")), None)
+    def filed_sow() -> tuple[str, dict[str, Any]] | None:  # billing does not wait for the platform: filed later
+        items = sandbox.graph_state()["drives"][sandbox.drive_id]["items"]
+        return next(((path, item) for path, item in items.items() if path.endswith("/SOWs/ACME SOW 2027.pdf")), None)
 
-    _wait(lambda: filed_path() is not None)
-    filed = filed_path()
+    _wait(lambda: filed_sow() is not None)
+    filed = filed_sow()
     value = project["value"]
     echo(f"   ERP: value {value['amount_minor'] / 100:,.2f} {value['currency']}, {project['start_date']} to "
          f"{project['end_date']}, time entry enabled, billing codes {', '.join(sorted(codes))}")
     if filed:
-        echo(f"   SharePoint: {filed} (label {items[filed]['retentionLabel']})")
+        echo(f"   SharePoint: {filed[0]} (label {filed[1]['retentionLabel']})")
     else:
         echo("FAILED: the signed SOW was not filed in the workspace within 30 s")
     echo(f"   billing enabled {took_ms:.0f} ms after the signature; time entry now accepted: "

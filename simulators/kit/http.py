@@ -3,6 +3,8 @@
 httpx reads the whole CA bundle again for every client it makes (about 80 ms of CPU), and so for every
 ``httpx.get``; the simulators make one per webhook run and per gate call, the sandbox one per admin request. These
 clients verify with a context made once (the same authorities httpx would trust) and cost about 2 ms each.
+The connectors do the same (``connectors.http.outbound_client``); a simulator stands for another company's service
+and imports nothing of the hub's, so the few lines are its own.
 """
 
 from __future__ import annotations
