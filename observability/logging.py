@@ -109,6 +109,21 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is written, as ``logging.lastResort`` does.
+
+    A handler holding the stream it found at configuration would keep writing to a stream since replaced and closed
+    (a test runner's capture, a CLI runner's), while a thread started earlier still logs.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: TextIO | None = None) -> None:
     """Configure structlog and the stdlib root logger so that every log line is rendered alike."""
     if fmt not in ("json", "console"):
@@ -116,13 +131,13 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         raise ValueError(f"unknown log level {level!r}")
-    out = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(stream) if stream is not None else _StandardError()
 
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=True)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=handler.stream.isatty())
 
     structlog.configure(
         processors=[
@@ -147,7 +162,6 @@ def configure_logging(*, fmt: Literal["json", "console"], level: str, stream: Te
             renderer,
         ],
     )
-    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     # In this order: DuplicateSkips reads the message that MessageSummaries replaces by its summary.
     handler.addFilter(DuplicateSkips())

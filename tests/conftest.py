@@ -24,6 +24,7 @@ from hub.cli.compose import build_app
 from hub.db import Database, connect_database, ensure_database, schema_name, upgrade
 from hub.runtime import Runtime
 from hub.settings import Settings, load_settings
+from observability.logging import configure_logging
 from observability.tracing import configure_tracing
 from tests.support.rabbit import delete_queues
 
@@ -42,6 +43,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--convergence-examples", type=int, default=2, metavar="N",
                      help="delivery orders tried per scenario by tests/test_convergence.py (default 2, a fixed "
                           "sequence; more are drawn at random, as `make converge` does)")
+
+
+def configure_test_logging() -> None:
+    """Every test process logs as a server does, to whatever stderr is at the time (never to stdout: a worker's thread
+    logging while a test reads a command's JSON output would be read as that output)."""
+    configure_logging(fmt="console", level="INFO")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_test_logging()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

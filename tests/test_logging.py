@@ -24,6 +24,7 @@ from observability.logging import (
     warn_unless_before_retries,
 )
 from observability.tracing import TracingMiddleware
+from tests.conftest import configure_test_logging
 
 ROUTED = ("dramatiq", "pika", "aiormq", "aio_pika", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "httpx",
           "httpcore")
@@ -42,7 +43,7 @@ def output() -> Iterator[io.StringIO]:
     root.setLevel(saved_level)
     for name, level in saved.items():
         logging.getLogger(name).setLevel(level)
-    structlog.reset_defaults()
+    configure_test_logging()
     structlog.contextvars.clear_contextvars()
 
 
@@ -340,3 +341,18 @@ def test_a_duplicate_is_skipped_with_one_info_line_of_ids_and_none_of_its_payloa
     assert "was skipped" not in text  # Dramatiq's WARNING for the skip is not written
     assert "data_base64" not in text and base64.b64encode(event.get_data()).decode()[:40] not in text
     assert payload["name"] not in text and payload["partner"] not in text
+
+
+def test_without_a_stream_lines_go_to_the_standard_error_of_the_moment_never_to_stdout(
+        output, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure_logging(fmt="json", level="INFO")
+    log = get_logger("tests.stderr")
+    stdout, first, second = io.StringIO(), io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", stdout)
+    monkeypatch.setattr("sys.stderr", first)
+    log.info("before the swap")
+    monkeypatch.setattr("sys.stderr", second)  # a CLI runner's capture, while another thread still logs
+    log.info("after the swap")
+    assert [entry["event"] for entry in lines(first)] == ["before the swap"]
+    assert [entry["event"] for entry in lines(second)] == ["after the swap"]
+    assert stdout.getvalue() == ""
