@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,16 +64,16 @@ class Database:
     def begin(self) -> Iterator[Connection]:
         """One transaction: committed when the block ends, rolled back if it raises. A database that
         does not answer is :class:`StoreUnavailable` (retryable), like a Redis outage."""
-        try:
-            with self._transaction() as connection:
-                yield connection
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE:
-                raise StoreUnavailable("database unavailable: its tables are not created yet (hub db upgrade; "
-                                       "a worker does it at start)") from None
-            if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
-                raise
-            raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+        with _unavailable_as_retryable(), self._transaction() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which each statement commits by itself, for a change that is one statement (an upsert
+        that returns the row as it now stands): one round trip to the server instead of three (``BEGIN``, the
+        statement, ``COMMIT``). Errors as :meth:`begin`'s."""
+        with _unavailable_as_retryable(), self._connection() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def begin_exclusive(self, name: str) -> Iterator[Connection]:
@@ -93,13 +94,17 @@ class Database:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        """One transaction on a pooled connection, which goes back to the pool afterwards, or is closed when
-        :meth:`close` ran before it ended (a worker thread finishing its message while the process shuts down, a
-        read after the runtime closed): a disposed pool would keep it open until the garbage collector finds it."""
+        with self._connection() as connection, connection.begin():
+            yield connection
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled connection, which goes back to the pool afterwards, or is closed when :meth:`close` ran before
+        it was given back (a worker thread finishing its message while the process shuts down, a read after the
+        runtime closed): a disposed pool would keep it open until the garbage collector finds it."""
         connection = self.engine.connect()
         try:
-            with connection.begin():
-                yield connection
+            yield connection
         finally:
             with self._closing:
                 if self._closed:
@@ -116,7 +121,51 @@ class Database:
             self._scratch.cleanup()
 
 
-def connect_database(url: str, *, prefix: str, embedded: bool) -> Database:
+@contextlib.contextmanager
+def _unavailable_as_retryable() -> Iterator[None]:
+    """A database that does not answer (or whose tables are not there yet) as :class:`StoreUnavailable`."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+            raise StoreUnavailable("database unavailable: its tables are not created yet (hub db upgrade; "
+                                   "a worker does it at start)") from None
+        if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+            raise
+        raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+
+
+#: A pooled connection given back longer ago than this is pinged before it is used again (one round trip): one
+#: that was in use a moment ago is not, and if the server went away meanwhile its first statement fails, the pool
+#: replaces every connection it holds, and the work is retried (StoreUnavailable), as work under way then is.
+PING_IDLE_S = 2.0
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Pessimistic disconnect handling for connections that sat in the pool, not for those in steady use:
+    SQLAlchemy's ``pool_pre_ping`` would cost a round trip on every transaction."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["returned_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("returned_at", 0.0) < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping does: SELECT 1 outside a transaction
+        except Exception as exc:
+            # The pool discards this connection and checks out another (a new one if need be), up to three times.
+            raise sa.exc.DisconnectionError(f"a pooled connection no longer answers: {type(exc).__name__}") from exc
+
+
+def connect_database(url: str, *, prefix: str, embedded: bool, ping_idle_s: float = PING_IDLE_S) -> Database:
     """A :class:`Database` for ``url``, or (``embedded``) a SQLite file in a scratch folder. Nothing
     connects here; tables exist once :func:`upgrade` ran."""
     if embedded:
@@ -130,9 +179,10 @@ def connect_database(url: str, *, prefix: str, embedded: bool) -> Database:
         raise ConfigurationError("HUB_DATABASE_URL: must be postgresql+psycopg://... or sqlite:///...")
     schema = schema_name(prefix)
     engine = sa.create_engine(
-        parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=5, max_overflow=10,
+        parsed.set(drivername="postgresql+psycopg"), pool_size=5, max_overflow=10,
         connect_args={"options": f"-c search_path={schema}", "connect_timeout": 3},
     )
+    _ping_when_idle(engine, ping_idle_s)
     return Database(engine, schema, url)
 
 
@@ -257,15 +307,24 @@ def upsert(connection: Connection, table: sa.Table, values: Mapping[str, Any], *
     ``update(excluded)`` (``excluded``: the row that was refused), else every non-key column of ``values``.
     ``returning``: a column whose value in the row as it now stands is returned (``RETURNING``, in the same
     statement)."""
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = upsert_statement(connection.dialect.name, table, values, keys=keys, update=update,
+                                 returning=returning)
+    if returning is None:
+        connection.execute(statement)
+        return None
+    return connection.execute(statement).scalar_one()
+
+
+def upsert_statement(dialect: str, table: sa.Table, values: Mapping[str, Any], *, keys: Sequence[str],
+                     update: Callable[[Any], Mapping[str, Any]] | None = None, returning: Any = None) -> Any:
+    """:func:`upsert`'s statement, to build once and run many times when ``values`` are ``sa.bindparam`` s (a
+    store on a hot path: the statement's construction costs more than its execution's Python side)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).values(**values)
     changes = update(statement.excluded) if update is not None else \
         {column: statement.excluded[column] for column in values if column not in keys}
     upserting = statement.on_conflict_do_update(index_elements=list(keys), set_=dict(changes))
-    if returning is None:
-        connection.execute(upserting)
-        return None
-    return connection.execute(upserting.returning(returning)).scalar_one()
+    return upserting if returning is None else upserting.returning(returning)
 
 
 def insert_new(connection: Connection, table: sa.Table, values: Mapping[str, Any], *, keys: Sequence[str]) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from hub.db import Database, metadata, upsert
+from hub.db import Database, metadata, upsert_statement
 from hub.policy import EthicalWalls
 
 __all__ = ["MIGRATIONS", "MatterWalls", "MemoryMatterWalls", "SqlMatterWalls", "matter_of", "verdict"]
@@ -77,12 +77,22 @@ class SqlMatterWalls:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._seen_walled: set[str] = set()
+        # Built once: the fan-out learns a verdict from every project event it takes.
+        self._learning = upsert_statement(
+            db.dialect, matter_walls,
+            {"matter": sa.bindparam("matter"), "walled": sa.bindparam("walled"),
+             "learnt_at": sa.bindparam("learnt_at")},
+            keys=["matter"], update=lambda refused: {
+                "walled": sa.or_(matter_walls.c.walled, refused.walled),
+                "learnt_at": sa.case((sa.and_(refused.walled, sa.not_(matter_walls.c.walled)), refused.learnt_at),
+                                     else_=matter_walls.c.learnt_at)},
+            returning=matter_walls.c.walled)
 
     def walled(self, matter: str) -> bool | None:
         """See :meth:`MatterWalls.walled`."""
         if matter in self._seen_walled:
             return True
-        with self._db.begin() as connection:
+        with self._db.autocommit() as connection:
             found = _verdict(connection, matter)
         return self._remember(matter, found)
 
@@ -90,16 +100,10 @@ class SqlMatterWalls:
         """See :meth:`MatterWalls.learn`: a wall overwrites an open verdict, never the other way round."""
         if matter in self._seen_walled:
             return True  # already walled for good: nothing this verdict could change
-        with self._db.begin() as connection:
-            # One statement: the verdict stored, read back with RETURNING (a second SELECT was a round trip more
-            # on every project event the fan-out took).
-            found = upsert(connection, matter_walls,
-                           {"matter": matter, "walled": walled, "learnt_at": datetime.now(UTC)},
-                           keys=["matter"], update=lambda refused: {
-                               "walled": sa.or_(matter_walls.c.walled, refused.walled),
-                               "learnt_at": sa.case((sa.and_(refused.walled, sa.not_(matter_walls.c.walled)),
-                                                     refused.learnt_at), else_=matter_walls.c.learnt_at)},
-                           returning=matter_walls.c.walled)
+        # One statement, committed by itself (one round trip): the verdict stored and read back with RETURNING.
+        with self._db.autocommit() as connection:
+            found = connection.execute(self._learning, {"matter": matter, "walled": walled,
+                                                        "learnt_at": datetime.now(UTC)}).scalar_one()
         return bool(self._remember(matter, bool(found)))
 
     def _remember(self, matter: str, found: bool | None) -> bool | None:
