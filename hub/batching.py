@@ -23,7 +23,7 @@ alone, which loads the script.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from redis.commands.core import Script
 
 from observability.logging import get_logger
 
-__all__ = ["ClosingWrites", "Write", "run_script"]
+__all__ = ["ClosingWrites", "HeldWrites", "Write", "run_script"]
 
 log = get_logger(__name__)
 
@@ -119,16 +119,63 @@ class ClosingWrites(dramatiq.Middleware):
                 item.answer(exc)
             return
         _report(self.client, None)
-        at = 0
-        for item in pending:
-            own = replies[at:at + item.commands]
-            at += item.commands
-            failed = [reply for reply in own if isinstance(reply, redis.RedisError)]
-            reply = failed[0] if failed else (own[-1] if own else None)
+        for item, reply in _split(pending, replies):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 self.write(item.write, item.answer)  # alone, on the client: the script is loaded
             else:
                 item.answer(reply)
+
+
+class HeldWrites:
+    """An asyncio request's Redis writes held to be sent with its last call, in one round trip: the ingress's
+    flight-record hops of its confirmed publishes go with the script that settles their outcomes. Hold one per
+    request (:meth:`write` is the :class:`observability.flight.Writes` a publisher is given)."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Pending] = []
+
+    @property
+    def pending(self) -> int:
+        """How many writes are held."""
+        return len(self._pending)
+
+    def write(self, write: Write, answer: Answer) -> None:
+        """Hold ``write`` until :meth:`send`; ``answer`` is told its reply then, or the error met."""
+        self._pending.append(_Pending(write, answer))
+
+    async def send(self, client: Any, last: Write) -> Any:
+        """Send the held writes and ``last`` in one pipeline (not a transaction: they are independent); each
+        held writer is told its answer, and ``last``'s reply is returned (a ``redis.RedisError`` it met, or a
+        ``NoScriptError`` when it ran a script Redis does not know, is returned, not raised)."""
+        pending, self._pending = self._pending, []
+        pipe = client.pipeline(transaction=False)
+        for item in pending:
+            before = len(pipe.command_stack)
+            item.write(pipe)
+            item.commands = len(pipe.command_stack) - before
+        before = len(pipe.command_stack)
+        last(pipe)  # may queue nothing: the held writes alone
+        closing = _Pending(last, lambda _: None, len(pipe.command_stack) - before)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (redis.RedisError, OSError) as exc:
+            for item in pending:
+                item.answer(exc)
+            return exc
+        answered = list(_split([*pending, closing], replies))
+        for item, reply in answered[:-1]:
+            item.answer(reply)
+        return answered[-1][1]
+
+
+def _split(pending: Sequence[_Pending], replies: Sequence[Any]) -> Iterator[tuple[_Pending, Any]]:
+    """Each write with its answer: its first error, else its last command's reply."""
+    at = 0
+    for item in pending:
+        own = replies[at:at + item.commands]
+        at += item.commands
+        failed = [reply for reply in own if isinstance(reply, redis.RedisError)]
+        yield item, failed[0] if failed else (own[-1] if own else None)
 
 
 def _report(client: redis.Redis, error: redis.RedisError | None) -> None:

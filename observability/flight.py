@@ -23,7 +23,7 @@ from opentelemetry import trace
 from observability.logging import get_logger, mask_text, warn_unless_before_retries
 
 __all__ = ["AsyncFlightRecord", "AsyncRedisFlightRecord", "FlightRecord", "FlightRecorderMiddleware", "Hop", "Outcome",
-           "RedisFlightRecord", "render_tree"]
+           "RedisFlightRecord", "Writes", "render_tree"]
 
 log = get_logger(__name__)
 
@@ -148,6 +148,12 @@ class _RedisHops:
             self._outage = False
             log.warning("flight record written again", dropped=self.dropped)
 
+    def _told(self, hop: Hop, reply: Any) -> None:
+        if isinstance(reply, redis.RedisError | OSError):
+            self._failed(hop, reply)
+        else:
+            self._written()
+
 
 class Writes(Protocol):
     """Where a worker's writes can wait to be sent with the message's other closing writes, in one round trip
@@ -188,12 +194,6 @@ class RedisFlightRecord(_RedisHops):
         except redis.RedisError as exc:
             return exc
 
-    def _told(self, hop: Hop, reply: Any) -> None:
-        if isinstance(reply, redis.RedisError):
-            self._failed(hop, reply)
-        else:
-            self._written()
-
     def hops(self, root_id: str) -> list[Hop]:
         """Every hop of the business event; entries that do not parse are logged and left out."""
         found: list[Hop] = []
@@ -209,8 +209,9 @@ class RedisFlightRecord(_RedisHops):
 class AsyncFlightRecord(Protocol):
     """Where an asyncio publisher (the ingress) records its hops."""
 
-    async def record(self, hop: Hop) -> None:
-        """Append a hop to its business event's record; must not raise on storage outages."""
+    async def record(self, hop: Hop, *, writes: Writes | None = None) -> None:
+        """Append a hop to its business event's record; must not raise on storage outages. ``writes``: where the
+        hop waits to go with the request's other closing writes, in one round trip."""
 
 
 class AsyncRedisFlightRecord(_RedisHops):
@@ -223,9 +224,13 @@ class AsyncRedisFlightRecord(_RedisHops):
         super().__init__(prefix=prefix, ttl_s=ttl_s, outage_backoff_s=outage_backoff_s, clock=clock)
         self.client = client
 
-    async def record(self, hop: Hop) -> None:
-        """Append the hop and refresh the expiry; a Redis error is logged, never raised."""
+    async def record(self, hop: Hop, *, writes: Writes | None = None) -> None:
+        """Append the hop and refresh the expiry (now, or with ``writes``); a Redis error is logged, never
+        raised."""
         if self._skipping():
+            return
+        if writes is not None:
+            writes.write(lambda target: self._appending(target, hop), lambda reply: self._told(hop, reply))
             return
         try:
             await self._appending(self.client.pipeline(transaction=True), hop).execute()

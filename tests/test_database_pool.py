@@ -44,8 +44,8 @@ def terminate(pid: int) -> None:
         with admin.connect() as connection:
             assert connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
             connection.execute(sa.text(  # the backend is gone once the server no longer lists it
-                "DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %d) LOOP "
-                "PERFORM pg_sleep(0.01); END LOOP; END $$" % pid))
+                f"DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {int(pid)}) LOOP "
+                "PERFORM pg_sleep(0.01); END LOOP; END $$"))
     finally:
         admin.dispose()
 

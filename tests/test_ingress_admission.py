@@ -21,13 +21,17 @@ from opentelemetry import trace
 
 from connectors.webhooks import adapters
 from hub.cli.scenario import acme_engagement
+from hub.dispatch import RoutingTable
 from hub.errors import AuthenticationFailed, StoreUnavailable
 from hub.events import CloudEvent, make_event
 from hub.ingress.admission import Admission, Admitted
 from hub.ingress.app import Ingress, create_app
 from hub.ingress.auth import AuthenticatedSource, QuotaGate, RedisReplayGuard
 from hub.ingress.outcomes import OutcomeStore, ResendInFlight
+from hub.ingress.publisher import AsyncEventPublisher
 from hub.registry import SchemaRegistry
+from hub.runtime import Runtime
+from observability.flight import AsyncRedisFlightRecord, Writes
 from tests.support.ingress import Credentials, load, signed_headers, write_sources
 from tests.test_ingress_app import bearer, sdk_event, structured
 from tests.test_ingress_quotas import caller
@@ -41,13 +45,23 @@ SOURCE = "erp-sim://acme-psa/prod"
 
 
 class CountingRedis(redis.asyncio.Redis):
-    """A client that notes the name of every command it sends in ``log``."""
+    """A client that notes the name of every command it sends in ``log``, a pipeline's as one entry."""
 
     log: list[str]
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         self.log.append(str(args[0]).upper())
         return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        log = self.log
+
+        class Counted(redis.asyncio.client.Pipeline):  # type: ignore[type-arg]
+            async def execute(self, raise_on_error: bool = True) -> Any:
+                log.append(" ".join(str(args[0]).upper() for args, _ in self.command_stack))
+                return await super().execute(raise_on_error=raise_on_error)
+
+        return Counted(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
 class RecordingPublisher:
@@ -58,7 +72,8 @@ class RecordingPublisher:
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None,
+                      writes: Writes | None = None) -> list[str]:
         self.log.append("publish")
         return ["fanout"]
 
@@ -127,6 +142,47 @@ def test_one_round_trip_before_the_publish_and_one_after(counted: tuple[list[str
     answer = post(body, {**headers, **bearer(creds)})  # the same batch again: resends, nothing to settle
     assert answer.status_code == 202 and all(a["resent"] for a in answer.json()["accepted"])
     assert log == ["EVALSHA"]
+
+
+def test_the_hops_of_an_events_publishes_go_with_its_settle_in_one_round_trip(app: Runtime, prefix: str,
+                                                                              tmp_path: Path) -> None:
+    """The real publisher, to three subscribers on the real RabbitMQ: the three flight-record hops and the settle
+    are one pipeline after the confirms (they were a round trip each)."""
+    path, creds = write_sources(tmp_path)
+    routes = RoutingTable({"erp.project.created.v1": ("fanout", "provisioning", "master_data")})
+    log: list[str] = []
+
+    async def scenario() -> tuple[int, list[str]]:
+        client = CountingRedis()
+        client.log = log
+        publisher = AsyncEventPublisher(
+            amqp_url=app.settings.amqp_url, routes=routes,
+            queues={actor: app.broker.get_actor(actor).queue_name for actor in routes.actors()},
+            delivery_limit=app.settings.delivery_limit,
+            flight=AsyncRedisFlightRecord(client, prefix=app.queue_prefix, ttl_s=600))
+        ingress = Ingress(registry=REGISTRY, sources=load(path), publisher=publisher,
+                          quotas=QuotaGate(client, key_prefix=prefix),
+                          replay_guard=RedisReplayGuard(client, key_prefix=prefix),
+                          outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=adapters(REGISTRY),
+                          tracer=trace.NoOpTracer(), key_prefix=prefix)
+        await publisher.start()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ingress)),
+                                         base_url="http://ingress") as http:
+                for event_id in ("evt-warm-up", "evt-hops"):  # the first loads the scripts
+                    log.clear()
+                    headers, body = structured(sdk_event(event_id))
+                    answer = await http.post("/v1/events", content=body, headers={**headers, **bearer(creds)})
+            return answer.status_code, log
+        finally:
+            await publisher.close()
+            await client.aclose()
+
+    status, sent = asyncio.run(scenario())
+    assert status == 202
+    assert sent == ["EVALSHA", "RPUSH EXPIRE RPUSH EXPIRE RPUSH EXPIRE EVALSHA"]
+    hops = app.flight.hops("evt-hops")
+    assert sorted(h.actor for h in hops if h.outcome == "published") == ["fanout", "master_data", "provisioning"]
 
 
 def test_a_request_refused_before_its_admission_asks_the_replay_guard_alone(

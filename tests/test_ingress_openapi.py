@@ -28,6 +28,7 @@ from hub.ingress.queries import QueryGuard
 from hub.ingress.schemas import schemas_router
 from hub.ingress.sources import SourceRegistry
 from hub.registry import SchemaRegistry
+from observability.flight import Writes
 
 
 class _NoPublisher:
@@ -35,7 +36,8 @@ class _NoPublisher:
 
     ready = False
 
-    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None,
+                      writes: Writes | None = None) -> list[str]:
         raise AssertionError("the document's app serves nothing")
 
 

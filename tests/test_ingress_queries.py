@@ -27,6 +27,7 @@ from hub.ingress.problems import Kind, Problem
 from hub.ingress.queries import QueryGuard
 from hub.ingress.sources import SourceRegistry, source_model
 from hub.registry import SchemaRegistry
+from observability.flight import Writes
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,8 @@ Answer = Callable[[str], Awaitable[Mapping[str, Any]]]
 class _NoPublisher:
     ready = False
 
-    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None,
+                      writes: Writes | None = None) -> list[str]:
         raise AssertionError("a query publishes nothing")
 
 

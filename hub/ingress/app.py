@@ -34,6 +34,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from hub.batching import HeldWrites
 from hub.epoch import redis_data_note
 from hub.errors import BrokerUnavailable, HubError, StoreUnavailable
 from hub.events import CloudEvent
@@ -56,6 +57,7 @@ from hub.ingress.problems import PROBLEM_JSON, Kind, Problem, from_error
 from hub.ingress.sources import SourceRegistry
 from hub.ingress.webhooks import WebhookAdapter, WebhookRequest
 from hub.registry import SchemaRegistry
+from observability.flight import Writes
 from observability.logging import get_logger
 from observability.metrics import CONTENT_TYPE, exposition
 
@@ -70,8 +72,10 @@ class EventPublisher(Protocol):
         """Connected and not blocked."""
         ...
 
-    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
-        """Return once every subscriber's message was confirmed; raise ``BrokerUnavailable`` otherwise."""
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None,
+                      writes: Writes | None = None) -> list[str]:
+        """Return once every subscriber's message was confirmed; raise ``BrokerUnavailable`` otherwise. ``writes``:
+        where the publishes' Redis writes (flight-record hops) wait for the request's closing round trip."""
         ...
 
 
@@ -322,13 +326,15 @@ def rate_limit_headers(quota: QuotaDecision) -> dict[str, str]:
 async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[CloudEvent],
                   contents: list[str] | None = None) -> tuple[list[dict[str, Any]], QuotaDecision]:
     """Admit the request (replay check, quota, claim of each (source, id): one Redis script), publish what is
-    new, settle it (one more); all or nothing. :func:`may_accept` was asked before.
+    new, settle it (one more round trip, with the publishes' flight-record hops); all or nothing.
+    :func:`may_accept` was asked before.
 
     The claim is atomic per event, so of identical deliveries arriving at once only one publishes; the
     others answer its outcome as a re-send once it is confirmed. ``contents``: per event, the digest of the
     vendor's content it came from (see :class:`~hub.ingress.webhooks.WebhookReply`).
     """
     claims: list[Claim] = []
+    closing = HeldWrites()  # the publishes' flight-record hops, sent with the settle (or the release)
     try:
         admitted = await ingress.admission.admit(caller, events, contents)
         decision = admitted.quota
@@ -341,9 +347,9 @@ async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[Cl
             raise Problem(Kind.ID_CONFLICT, f"event id(s) {', '.join(conflicts)} were accepted before with "
                           "different content", field="id")
         fresh = [event for event, c in zip(events, claims, strict=True) if c.verdict == "new"]
-        await asyncio.gather(*(ingress.publisher.publish(event) for event in fresh))
+        await asyncio.gather(*(ingress.publisher.publish(event, writes=closing) for event in fresh))
     except BaseException as error:
-        await ingress.outcomes.release(list(zip(events, claims, strict=False)))
+        await ingress.outcomes.release(list(zip(events, claims, strict=False)), writes=closing)
         if isinstance(error, HubError):
             if isinstance(error, StoreUnavailable):
                 log.warning("ingress store unavailable", error=str(error))
@@ -360,7 +366,7 @@ async def _accept(ingress: Ingress, caller: AuthenticatedSource, events: list[Cl
         else:
             results.append({**(claim.outcome or {}), "status": "accepted", "resent": True})
     try:
-        await ingress.outcomes.settle(settled)
+        await ingress.outcomes.settle(settled, writes=closing)
     except StoreUnavailable as error:
         # Published and confirmed: the answer is 202 all the same. The claims expire, and a re-send after that
         # is published again, which the consumers' idempotency absorbs.

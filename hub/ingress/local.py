@@ -6,6 +6,7 @@ import asyncio
 
 from hub.dispatch import Dispatcher
 from hub.events import CloudEvent
+from observability.flight import Writes
 
 
 class DispatcherPublisher:
@@ -19,7 +20,8 @@ class DispatcherPublisher:
         """The in-process broker is always there."""
         return True
 
-    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None,
+                      writes: Writes | None = None) -> list[str]:
         """Dispatch in a thread (the StubBroker enqueue is synchronous)."""
         messages = await asyncio.to_thread(self.dispatcher.dispatch, event)
         return [message.message_id for message in messages]

@@ -25,7 +25,9 @@ from typing import Any, Literal
 
 import redis
 import redis.asyncio
+from redis.commands.core import AsyncScript
 
+from hub.batching import HeldWrites
 from hub.errors import BrokerUnavailable, StoreUnavailable
 from hub.events import CloudEvent
 
@@ -157,24 +159,40 @@ class OutcomeStore:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
-    async def settle(self, accepted: Sequence[tuple[CloudEvent, Claim, dict[str, Any]]]) -> None:
-        """Record the outcomes of published events whose claims this request holds, in one script call."""
-        if not accepted:
-            return
+    async def settle(self, accepted: Sequence[tuple[CloudEvent, Claim, dict[str, Any]]], *,
+                     writes: HeldWrites | None = None) -> None:
+        """Record the outcomes of published events whose claims this request holds, in one script call, sent with
+        the request's held ``writes`` (one round trip for all)."""
+        keys = [self.key(event) for event, _, _ in accepted]
         args: list[str | int] = [self._ttl_s]
         for event, claim, outcome in accepted:
             args += [claim.held or "", json.dumps({"digest": claim.digest or digest(event), "outcome": outcome})]
         try:
-            await self._settle(keys=[self.key(event) for event, _, _ in accepted], args=args)
+            await self._run(self._settle, keys, args, writes)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
 
-    async def release(self, claimed: Sequence[tuple[CloudEvent, Claim]]) -> None:
-        """Give claims back after their publish failed (or the request was refused), in one script call, so
-        the next delivery publishes again. Claims this request does not hold (``new``) are left alone."""
+    async def release(self, claimed: Sequence[tuple[CloudEvent, Claim]], *, writes: HeldWrites | None = None) -> None:
+        """Give claims back after their publish failed (or the request was refused), in one script call (sent with
+        the request's held ``writes``), so the next delivery publishes again. Claims this request does not hold
+        (``new``) are left alone."""
         held = [(event, claim) for event, claim in claimed if claim.verdict == "new"]
-        if not held:
-            return
         # On a Redis error the claims expire after claim_ttl_ms: the sender's retry then publishes.
         with contextlib.suppress(redis.RedisError):
-            await self._release(keys=[self.key(event) for event, _ in held], args=[c.held or "" for _, c in held])
+            await self._run(self._release, [self.key(event) for event, _ in held], [c.held or "" for _, c in held],
+                            writes)
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any], writes: HeldWrites | None) -> None:
+        """The script on ``keys`` (none: only the held writes go), in one round trip with the held writes."""
+        if writes is None or not writes.pending:
+            if keys:
+                await script(keys=keys, args=args)
+            return
+        reply = await writes.send(self._client, lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)
+                                  if keys else None)
+        if isinstance(reply, redis.exceptions.NoScriptError):  # Redis restarted empty: alone, which loads it
+            await script(keys=keys, args=args)
+        elif isinstance(reply, redis.RedisError):
+            raise reply
+        elif isinstance(reply, OSError):
+            raise redis.ConnectionError(str(reply))

@@ -45,7 +45,7 @@ from hub.dispatch import RoutingTable, event_messages, published_hop
 from hub.endpoints import amqp_urls
 from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent
-from observability.flight import AsyncFlightRecord
+from observability.flight import AsyncFlightRecord, Writes
 from observability.logging import get_logger, mask_text
 from observability.metrics import PUBLISH_DURATION
 from observability.tracing import inject_message_context, publish_span
@@ -230,19 +230,22 @@ class AsyncEventPublisher:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    async def publish(self, event: CloudEvent, *, root_id: str | None = None) -> list[str]:
+    async def publish(self, event: CloudEvent, *, root_id: str | None = None,
+                      writes: Writes | None = None) -> list[str]:
         """Enqueue ``event`` to every subscriber; returns the Dramatiq message ids once all were confirmed.
 
         The subscribers' publishes run concurrently; if any is not confirmed the whole call raises
         :class:`BrokerUnavailable` (after every publish has settled, so nothing is left running).
-        ``root_id`` continues a business journey, as ``Dispatcher.dispatch(parent=...)`` does.
+        ``root_id`` continues a business journey, as ``Dispatcher.dispatch(parent=...)`` does. ``writes``: where
+        each confirmed publish's flight-record hop waits to be sent with the request's closing writes (one round
+        trip for all of them) instead of being written at once.
         """
         messages = event_messages(event, self._routes, self._queues, root_id=root_id)
         if not messages:
             return []  # as Dispatcher.dispatch: nobody subscribed, nothing to confirm
         exchange = self._usable_exchange(event)
         results = await asyncio.gather(
-            *(self._publish_one(exchange, message) for message in messages), return_exceptions=True
+            *(self._publish_one(exchange, message, writes) for message in messages), return_exceptions=True
         )
         failures = [result for result in results if isinstance(result, BaseException)]
         for failure in failures:
@@ -271,7 +274,7 @@ class AsyncEventPublisher:
             self._reset_blocked()  # unblocked since the supervisor last looked: no stale abort
         return exchange
 
-    async def _publish_one(self, exchange: AbstractExchange, message: Message[Any]) -> None:
+    async def _publish_one(self, exchange: AbstractExchange, message: Message[Any], writes: Writes | None) -> None:
         queue = message.queue_name
         started = time.time()
         with publish_span(destination=queue, routing_key=queue, message_id=message.message_id,
@@ -288,7 +291,7 @@ class AsyncEventPublisher:
             PUBLISH_DURATION.labels("ingress").observe(time.time() - started)
             if self._flight is not None:
                 await self._flight.record(published_hop(message, started_at=started,
-                                                        duration_ms=(time.time() - started) * 1000))
+                                                        duration_ms=(time.time() - started) * 1000), writes=writes)
 
     async def _confirmed(self, exchange: AbstractExchange, amqp_message: aio_pika.Message, queue: str) -> None:
         """Publish and wait for the confirm, bounded by the confirm timeout and by a long block."""
