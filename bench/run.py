@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", choices=("raw", "httpx"), help="load generator HTTP client (default raw)")
     parser.add_argument("--dispatch", action="store_true", help="also run the direct-versus-router comparison")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--threads", type=int, help="threads per worker process, hub and baseline (b) alike "
+                                                    "(default 8, what `hub worker` runs)")
     parser.add_argument("--flows-only", action="store_true",
                         help="only the flows with the simulators (the docs untouched)")
     args = parser.parse_args(argv)
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, repeats=args.repeats)
     if args.client:
         cfg = dataclasses.replace(cfg, http_client=args.client)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        cfg = dataclasses.replace(cfg, worker_threads=args.threads)
     if args.flows_only:
         cfg = dataclasses.replace(cfg, flows_only=True)
     exit_on_sigterm()

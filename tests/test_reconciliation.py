@@ -191,23 +191,6 @@ def test_each_difference_is_found_alone_with_its_code_shown_and_measured_and_the
     assert ("hub_reconciliation_last_run_timestamp_seconds", ()) in gauges
 
 
-def test_repairs_through_the_actors_converge_and_unsafe_differences_go_to_their_owners(
-        drifted: tuple[Scenario, GraphClient]) -> None:
-    scenario, _ = drifted
-    first = job(scenario).run(scope=("workspaces", "crosswalk"), repair=True)
-    assert first.repair and first.routed == 3  # the wall (risk), the orphan and the stale id (routed)
-    unsafe = {ORPHAN: {"RC102"}, "ENG-RC-GONE": {"RC502"}}
-
-    def only_unsafe_left() -> bool:
-        return found(scenario, job(scenario).run(scope=("workspaces", "crosswalk"))) == unsafe
-
-    assert wait_until(only_unsafe_left, timeout=120, interval=2.0)
-    inbox = SqlExceptionInbox(scenario.runtime.db)
-    kinds = {(c.owner, c.kind, c.subject) for c in inbox.cases()}
-    assert ("records_management", "reconciliation.workspace_orphan", ORPHAN) in kinds
-    assert ("platform_team", "reconciliation.crosswalk_stale", "ENG-RC-GONE") in kinds
-
-
 @pytest.fixture
 def bare(prefix: str) -> Iterator[Scenario]:
     """A hub with nothing provisioned yet (a run still has its phases to go through)."""
@@ -246,7 +229,10 @@ class _Crash(Exception):
     """The run dies here (as a worker killed mid-run would, with the lock given back)."""
 
 
-def test_a_run_that_died_is_resumed_without_requesting_a_repair_twice(drifted: tuple[Scenario, GraphClient]) -> None:
+def test_a_repair_run_that_died_is_resumed_without_requesting_a_repair_twice_and_its_repairs_converge(
+        drifted: tuple[Scenario, GraphClient]) -> None:
+    """One hub for both (each drifted hub provisions ten projects): the run that died and was resumed is the
+    repair run whose repairs go through the actors, and what is unsafe to repair goes to its owners."""
     scenario, _ = drifted
     counting = Counting(scenario.runtime.dispatcher)
     calls = {"platform": 0}
@@ -260,8 +246,7 @@ def test_a_run_that_died_is_resumed_without_requesting_a_repair_twice(drifted: t
     first = job(scenario, emitter=counting)
     first.flush_every = 1  # each top-level folder's differences acted on before the next is read
     with pytest.raises(_Crash):
-        first.run(scope=("workspaces", "crosswalk"), repair=True,
-                                            progress=die_after_the_first_folder)
+        first.run(scope=("workspaces", "crosswalk"), repair=True, progress=die_after_the_first_folder)
     store = SqlReconciliationStore(scenario.runtime.db)
     died = store.unfinished()
     assert died is not None and died.checkpoint["phase"] == "platform" and "stopped: _Crash" in (died.detail or "")
@@ -273,6 +258,18 @@ def test_a_run_that_died_is_resumed_without_requesting_a_repair_twice(drifted: t
     assert len(sent) == len(set(sent)), "a repair was requested twice"
     assert set(before) <= set(sent) and len(sent) > len(before)
     assert found(scenario, resumed)[ORPHAN] == {"RC102"}  # the second attempt compared the rest
+    assert resumed.routed == 3  # the wall (risk), the orphan and the stale id (routed), over both attempts
+
+    unsafe = {ORPHAN: {"RC102"}, "ENG-RC-GONE": {"RC502"}}
+
+    def only_unsafe_left() -> bool:
+        return found(scenario, job(scenario).run(scope=("workspaces", "crosswalk"))) == unsafe
+
+    assert wait_until(only_unsafe_left, timeout=120, interval=2.0)
+    inbox = SqlExceptionInbox(scenario.runtime.db)
+    kinds = {(c.owner, c.kind, c.subject) for c in inbox.cases()}
+    assert ("records_management", "reconciliation.workspace_orphan", ORPHAN) in kinds
+    assert ("platform_team", "reconciliation.crosswalk_stale", "ENG-RC-GONE") in kinds
 
 
 def test_an_incremental_run_compares_only_what_changed_since(drifted: tuple[Scenario, GraphClient]) -> None:

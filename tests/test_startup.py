@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,9 +30,9 @@ pytestmark = pytest.mark.integration
 class Process:
     """A hub command in a subprocess, its stderr collected line by line as it comes."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], *, stdout: Any = subprocess.DEVNULL) -> None:
         self.popen = subprocess.Popen([sys.executable, "-m", "hub", *args], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                      stdout=stdout, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -66,8 +67,8 @@ class Process:
 
 
 @contextmanager
-def hub_process(args: list[str], env: dict[str, str]) -> Iterator[Process]:
-    process = Process(args, env)
+def hub_process(args: list[str], env: dict[str, str], *, stdout: Any = subprocess.DEVNULL) -> Iterator[Process]:
+    process = Process(args, env, stdout=stdout)
     try:
         yield process
     finally:

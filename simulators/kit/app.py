@@ -58,6 +58,10 @@ class ErrorDialect:
     fault: Callable[[str, FaultPlan], SimError] | None = None
 
 
+#: FastAPI's own OpenTelemetry, off.
+NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
+
+
 def bearer_matches(authorization: str | None, token: str) -> bool:
     """Whether an ``Authorization`` header value is ``Bearer <token>`` (compared in constant time)."""
     scheme, _, given = (authorization or "").partition(" ")
@@ -107,7 +111,9 @@ def simulator_app(
             stop()
 
     docs_options: dict[str, Any] = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title=title, version="1", lifespan=lifespan, **docs_options)
+    # A vendor's service leaves no span in the hub's traces, even run in the hub's process (FastAPI's own
+    # OpenTelemetry is on whenever a global tracer provider is set).
+    app = FastAPI(title=title, version="1", lifespan=lifespan, telemetry=NO_TELEMETRY, **docs_options)
     app.state.faults, app.state.outbox = faults, outbox
     app.include_router(api)
     admin_routes = APIRouter(prefix="/_sim", tags=["simulator admin"], dependencies=list(admin_dependencies))

@@ -32,6 +32,7 @@ import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from simulators.kit.app import NO_TELEMETRY
 from simulators.kit.tokens import TokenIssuer
 
 __all__ = ["EntraApp", "EntraTenant", "create_login_app", "form_fields"]
@@ -81,7 +82,8 @@ def _error(exc: _Refused) -> JSONResponse:
 
 def create_login_app(*, tenant_id: str, tenant: EntraTenant, tokens: TokenIssuer) -> FastAPI:
     """Entra ID's sign-in host for one tenant, issuing tokens from ``tokens`` (the Graph app's issuer)."""
-    app = FastAPI(title="Entra ID simulator (client credentials)", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Entra ID simulator (client credentials)", docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=NO_TELEMETRY)
     apps = {a.client_id: a for a in tenant.apps}
 
     def known(name: str) -> None:
