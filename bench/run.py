@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--threads", type=int, help="threads per worker process, hub and baseline (b) alike "
                                                     "(default 8, what `hub worker` runs)")
+    parser.add_argument("--sim-latency-ms", type=float, help="added by the ERP and Graph simulators before every "
+                                                              "answer in the flows (default 0)")
     parser.add_argument("--flows-only", action="store_true",
                         help="only the flows with the simulators (the docs untouched)")
     args = parser.parse_args(argv)
@@ -99,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads < 1:
             parser.error("--threads must be at least 1")
         cfg = dataclasses.replace(cfg, worker_threads=args.threads)
+    if args.sim_latency_ms is not None:
+        if args.sim_latency_ms < 0:
+            parser.error("--sim-latency-ms must not be negative")
+        cfg = dataclasses.replace(cfg, sim_latency_ms=args.sim_latency_ms)
     if args.flows_only:
         cfg = dataclasses.replace(cfg, flows_only=True)
     exit_on_sigterm()

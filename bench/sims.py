@@ -7,7 +7,8 @@
 - the SharePoint/Graph simulator (``simulators.sharepoint``): the ``workspaces`` library (its drive id is its
   name), the policy's directory groups and retention labels, the document columns the sandbox's tenant has.
 
-Both at zero latency: no fault plan (``FaultPlan()``: no latency, no error), uvicorn with warnings-only logs.
+Both at zero latency by default: no fault plan (``FaultPlan()``: no latency, no error), uvicorn with warnings-only
+logs; ``--latency-ms N`` adds N ms before every answer (a vendor's service is that far away), no error.
 The hub's workers reach them through ``HUB_ERP_*`` and ``HUB_GRAPH_*`` (:meth:`Simulators.env`).
 """
 
@@ -30,7 +31,7 @@ from hub.cli.scenario import erp_payload
 ERP_TOKEN, GRAPH_TOKEN, DRIVE = "bench-erp-token", "bench-graph-token", "workspaces"
 
 
-def _serve(kind: str, port: int) -> None:
+def _serve(kind: str, port: int, latency_s: float = 0.0) -> None:
     import uvicorn
 
     import actors
@@ -41,16 +42,16 @@ def _serve(kind: str, port: int) -> None:
         from simulators.erp import ErpSimConfig
         from simulators.erp import create_app as erp_app
 
-        app = erp_app(ErpSimConfig(token=ERP_TOKEN, faults=FaultPlan(), webhook=None))
+        app = erp_app(ErpSimConfig(token=ERP_TOKEN, faults=FaultPlan(latency_s=latency_s), webhook=None))
     else:
         from simulators.sharepoint import BUILTIN_COLUMNS, DEFAULT_GROUPS, SimulatorConfig
         from simulators.sharepoint import create_app as graph_app
 
         policy = actors.load_policy()
         groups = tuple(dict.fromkeys([*(policy.security_groups.known_groups or ()), *DEFAULT_GROUPS]))
+        columns = tuple(dict.fromkeys([*BUILTIN_COLUMNS, *DOCUMENT_COLUMNS]))
         app = graph_app(SimulatorConfig(token=GRAPH_TOKEN, drives=(DRIVE,), graph_ids=False, groups=groups,
-                                        faults=FaultPlan(), columns=tuple(dict.fromkeys([*BUILTIN_COLUMNS,
-                                                                                         *DOCUMENT_COLUMNS])),
+                                        faults=FaultPlan(latency_s=latency_s), columns=columns,
                                         retention_labels=frozenset(policy.retention.all_labels())))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -109,13 +110,16 @@ def _await(proc: Proc, url: str, token: str) -> None:
             time.sleep(0.1)
 
 
-def start_simulators(prefix: str, work_dir: Path) -> Simulators:
-    """Start both simulators on free ports, wait until each answers, seed the load's client."""
+def start_simulators(prefix: str, work_dir: Path, *, latency_ms: float = 0.0) -> Simulators:
+    """Start both simulators on free ports (``latency_ms`` before every answer), wait until each answers, seed the
+    load's client."""
     env = hub_env(prefix)
     erp_port, graph_port = free_port(), free_port()
-    erp = spawn("erp-sim", [sys.executable, "-m", "bench.sims", "erp", "--port", str(erp_port)], env, work_dir)
-    graph = spawn("graph-sim", [sys.executable, "-m", "bench.sims", "graph", "--port", str(graph_port)], env,
-                  work_dir)
+    latency = ["--latency-ms", f"{latency_ms:g}"]
+    erp = spawn("erp-sim", [sys.executable, "-m", "bench.sims", "erp", "--port", str(erp_port), *latency], env,
+                work_dir)
+    graph = spawn("graph-sim", [sys.executable, "-m", "bench.sims", "graph", "--port", str(graph_port), *latency],
+                  env, work_dir)
     sims = Simulators(erp, graph, f"http://127.0.0.1:{erp_port}", f"http://127.0.0.1:{graph_port}/v1.0")
     try:
         _await(erp, f"{sims.erp_url}/api/v1/clients", ERP_TOKEN)
@@ -132,8 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("erp", "graph"))
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added before every answer (default 0)")
     args = parser.parse_args(argv)
-    _serve(args.kind, args.port)
+    if args.latency_ms < 0:
+        parser.error("--latency-ms must not be negative")
+    _serve(args.kind, args.port, args.latency_ms / 1000)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,8 @@ class Config:
     flow_events: tuple[tuple[str, int], ...] = (("fanout", 600), ("provisioning", 100), ("master_data", 200),
                                                 ("all", 80))
     flow_warmup_events: int = 40
+    #: Added by the ERP and Graph simulators before every answer (0: zero latency).
+    sim_latency_ms: float = 0.0
     #: Only the flows section (``--flows-only``): no ingress, end-to-end, latency or tracing section.
     flows_only: bool = False
 
@@ -604,7 +606,7 @@ class Bench:
         processes = cfg.flow_processes
         self.run.server_background_cpu_ms_per_s["before the flows"] = self._background()
         if any(flow.simulators for flow in flows):
-            self.sims = start_simulators(self.prefix, self.work_dir)
+            self.sims = start_simulators(self.prefix, self.work_dir, latency_ms=cfg.sim_latency_ms)
             self.procs += self.sims.procs
         ingresses: dict[str, Ingress] = {}
         for flow in flows:
@@ -656,7 +658,8 @@ class Bench:
                     self.log(f"tracing share: OTEL_SDK_DISABLED=true, {max(cfg.worker_counts)} worker process(es)")
                     await self.tracing_section(sub, max(cfg.worker_counts))
                 if cfg.flows:
-                    self.log("flows end to end with the simulators at zero latency, and baseline (b)")
+                    self.log(f"flows end to end with the simulators at {_latency(cfg.sim_latency_ms)}, and "
+                             "baseline (b)")
                     await self.flows_section(raw, sub)
 
 
@@ -936,7 +939,7 @@ def markdown_tables(report: dict[str, Any]) -> str:
         lines.append(f"| {row['worker_processes']} | {row['drive']} | {_num(cpu.get('ingress'))} | "
                      f"{_num(cpu.get('workers'))} | {_num(cpu.get('rabbitmq'))} | {_num(cpu.get('redis'))} | "
                      f"{_num(cpu.get('postgres'))} | {_num(cpu.get('loadgen'))} | {_num(total)} | {_num(noop)} |")
-    lines += _flow_tables(report.get("flows") or [])
+    lines += _flow_tables(report.get("flows") or [], float(report.get("params", {}).get("sim_latency_ms") or 0.0))
     background = report.get("server_background_cpu_ms_per_s") or {}
     if background:
         lines += ["", "\\* whole server processes, shared with other users of this machine; with this run idle they "
@@ -970,13 +973,17 @@ _EFFECTS = {"event": "the event's fan-out publish", "dms.workspace.provisioned.v
             "hub.project.changed.v1": "`hub.project.changed.v1`"}
 
 
-def _flow_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
+def _latency(ms: float) -> str:
+    return "zero latency" if not ms else f"{ms:g} ms of latency per answer"
+
+
+def _flow_tables(rows: Sequence[dict[str, Any]], latency_ms: float = 0.0) -> list[str]:
     """The flows' end-to-end and cost tables (nothing when the run measured no flow)."""
     if not rows:
         return []
     first = rows[0]
     lines = ["", f"### Flows end to end ({first['worker_processes']} worker process(es), {first['drive']}; ERP and "
-             "Graph simulators at zero latency; first POST -> last side effect on `hub.events`)", "",
+             f"Graph simulators at {_latency(latency_ms)}; first POST -> last side effect on `hub.events`)", "",
              "| flow | routed to | last side effects | events/s | baseline (b) msgs/s | ratio to (b) "
              "| other load, cores |",
              "|---|---|---|--:|--:|--:|--:|"]
