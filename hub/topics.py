@@ -11,7 +11,6 @@ windows, for consumers of any client).
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +20,10 @@ from typing import Any, Protocol
 import pika
 import pika.exceptions
 
-from hub.connectivity import ServerLink, describe
+from hub.confirms import CONFIRM_TIMEOUT_S, ConfirmWindow
+from hub.connectivity import ServerLink
 from hub.duplicates import DuplicateWindow, EventKey, key_of
 from hub.endpoints import amqp_parameters
-from hub.errors import BrokerUnavailable, ConfigurationError
 from hub.events import CloudEvent, from_amqp, to_amqp
 from hub.topology import StreamRetention, declare_events, exchange_name
 from observability.metrics import PUBLISH_DURATION
@@ -75,58 +74,31 @@ class TopicBus(Protocol):
 
 
 class RabbitTopicBus:
-    """:class:`TopicBus` on a RabbitMQ topic exchange, one confirming channel per thread, connected
-    through the process's link to RabbitMQ (``link``; by default one of its own): while RabbitMQ does not
-    answer, a publish with no reconnect attempt due fails at once. ``url`` may name several nodes
-    (comma-separated), tried in turn. With ``retention``, every channel it opens also declares the exchange's
-    history stream (:mod:`hub.topology`)."""
+    """:class:`TopicBus` on a RabbitMQ topic exchange: every thread of the process publishes on one confirming
+    channel (:class:`hub.confirms.ConfirmWindow`), connected through the process's link to RabbitMQ (``link``; by
+    default one of its own): while RabbitMQ does not answer, a publish with no reconnect attempt due fails at once.
+    ``url`` may name several nodes (comma-separated), tried in turn. Every (re)connection declares the exchange,
+    and with ``retention`` its history stream (:mod:`hub.topology`)."""
 
     def __init__(self, url: str, *, exchange: str = EXCHANGE, link: ServerLink | None = None,
-                 retention: StreamRetention | None = None) -> None:
+                 retention: StreamRetention | None = None, confirm_timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
         self.url = url
         self.exchange = exchange
         self.retention = retention
         self.link = link or ServerLink("RabbitMQ", url)
-        self._local = threading.local()
-        self._channels: list[Any] = []
-        self._lock = threading.Lock()
+        self.window = ConfirmWindow(url, link=self.link, declare=self._declare, what="topic publish",
+                                    confirm_timeout_s=confirm_timeout_s)
 
-    def _channel(self) -> Any:
-        channel = getattr(self._local, "channel", None)
-        if channel is not None and channel.is_open:
-            return channel
-        if not self.link.due():
-            raise BrokerUnavailable(f"topic publish not attempted: RabbitMQ does not answer at {self.link.where}")
-        connection = None
-        try:
-            connection = pika.BlockingConnection(amqp_parameters(self.url))
-            channel = connection.channel()
-            channel.confirm_delivery()
-            if self.retention is None:
-                channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
-            else:
-                declare_events(channel, exchange=self.exchange, retention=self.retention)
-        except ConfigurationError:  # the history stream exists with other retention: say so, keep nothing open
-            if connection is not None and connection.is_open:
-                with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                    connection.close()
-            raise
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            self.link.failed(exc)
-            if connection is not None and connection.is_open:
-                with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                    connection.close()
-            raise BrokerUnavailable(f"topic publish not confirmed: {describe(exc)}") from None
-        self.link.succeeded()
-        self._local.channel = channel
-        with self._lock:
-            self._channels.append(channel)
-        return channel
+    def _declare(self, channel: Any) -> None:
+        if self.retention is None:
+            channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        else:
+            declare_events(channel, exchange=self.exchange, retention=self.retention)
 
     def declare(self) -> None:
-        """Declare the exchange and its history stream now, on this thread's channel (BrokerUnavailable when
-        RabbitMQ does not answer)."""
-        self._channel()
+        """Connect and declare the exchange and its history stream now (BrokerUnavailable when RabbitMQ does not
+        answer)."""
+        self.window.open()
 
     def publish(self, event: CloudEvent, *, message_id: str) -> None:
         """Publish one event, returning only once the broker confirmed it."""
@@ -137,24 +109,13 @@ class RabbitTopicBus:
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=message_id,
         )
-        channel = self._channel()
         started = time.perf_counter()
-        try:
-            channel.basic_publish(self.exchange, event.get_type(), message.body, properties)
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            self._local.channel = None
-            if isinstance(exc, pika.exceptions.AMQPConnectionError | OSError):
-                self.link.lost(exc)
-            raise BrokerUnavailable(f"topic publish not confirmed: {type(exc).__name__}") from None
+        self.window.publish(self.exchange, event.get_type(), message.body, properties)
         PUBLISH_DURATION.labels("topic").observe(time.perf_counter() - started)
 
     def close(self) -> None:
-        """Close every channel and connection this bus opened."""
-        with self._lock:
-            channels, self._channels = self._channels, []
-        for channel in channels:
-            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                channel.connection.close()
+        """Close the connection this bus opened."""
+        self.window.close()
 
 
 class MemoryTopicBus:

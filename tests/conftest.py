@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import actors
+from chaos.servers import RABBIT_BIN, PrivateRabbit, ServerError, scratch_dir
 from hub.cli.compose import build_app
 from hub.db import Database, connect_database, ensure_database, schema_name, upgrade
 from hub.runtime import Runtime
@@ -209,3 +211,22 @@ def start_crash_worker(prefix: str, *args: str) -> subprocess.Popen[bytes]:
     """Start ``tests/support/crash_worker.py`` (with ``args``) in its own process (so SIGKILL kills only it)."""
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "crash_worker.py"), *args],
                             env=worker_env(prefix), cwd=ROOT)
+
+
+@pytest.fixture
+def private_rabbit() -> Iterator[PrivateRabbit]:
+    """A private RabbitMQ node (about ten seconds to boot), stopped and removed afterwards: a memory alarm blocks
+    every publishing connection of a node, and the shared broker on 5672 serves other test runs at the same time."""
+    if not (RABBIT_BIN / "rabbitmq-server").exists():
+        pytest.skip("rabbitmq-server is not installed here: no private node to raise an alarm on")
+    base = scratch_dir("hubrmq-")
+    node = PrivateRabbit(base)
+    try:
+        try:
+            node.boot()
+        except ServerError as exc:
+            pytest.skip(f"a private RabbitMQ node did not boot here: {exc}")
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)

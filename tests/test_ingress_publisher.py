@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pika
@@ -21,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from chaos.servers import RABBIT_BIN, PrivateRabbit, ServerError, scratch_dir
+from chaos.servers import PrivateRabbit
 from hub.broker import HubRabbitmqBroker, QueueDeclaration, queue_declarations
 from hub.cli.scenario import project_created
 from hub.dispatch import Dispatcher, RoutingTable
@@ -32,7 +31,7 @@ from hub.registry import SchemaRegistry
 from hub.runtime import Runtime
 from hub.workers import running_worker
 from tests.support.netproxy import TcpProxy
-from tests.support.rabbit import AMQP_URL, clear_policy, queue_depth, set_policy, wait_until
+from tests.support.rabbit import AMQP_URL, clear_policy, memory_alarm, queue_depth, set_policy, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -356,33 +355,7 @@ def _delete_queue(name: str) -> None:
         connection.close()
 
 
-# -- a real resource alarm, on a private RabbitMQ node ---------------------------------------------
-#
-# A memory alarm blocks every publishing connection of the node. The shared broker on 5672 serves other
-# test runs at the same time, so the alarm is raised on a throwaway node of this test alone.
-
-@pytest.fixture
-def private_rabbit() -> Iterator[PrivateRabbit]:
-    """Boot a private RabbitMQ node (about ten seconds), stop and remove it afterwards."""
-    if not (RABBIT_BIN / "rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server is not installed here: no private node to raise an alarm on")
-    base = scratch_dir("hubrmq-")
-    node = PrivateRabbit(base)
-    try:
-        try:
-            node.boot()
-        except ServerError as exc:
-            pytest.skip(f"a private RabbitMQ node did not boot here: {exc}")
-        yield node
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _memory_alarm(rabbit: PrivateRabbit) -> bool:
-    status = json.loads(rabbit.ctl("-q", "status", "--formatter", "json"))
-    return any(alarm.get("resource") == "memory" for alarm in status["alarms"])
-
+# -- a real resource alarm, on a private RabbitMQ node (the ``private_rabbit`` fixture) ---------------
 
 def test_a_blocked_broker_fails_publishes_instead_of_hanging(private_rabbit: PrivateRabbit, prefix: str) -> None:
     registry = SchemaRegistry.load()
@@ -400,7 +373,7 @@ def test_a_blocked_broker_fails_publishes_instead_of_hanging(private_rabbit: Pri
             await publisher.publish(event())
             await asyncio.to_thread(private_rabbit.ctl, "set_vm_memory_high_watermark", "0.0000001")
             try:
-                assert await asyncio.to_thread(wait_until, lambda: _memory_alarm(private_rabbit))
+                assert await asyncio.to_thread(wait_until, lambda: memory_alarm(private_rabbit))
                 # RabbitMQ sends connection.blocked once the connection publishes: this publish is the one
                 # that meets the alarm; it fails by blocked_timeout_s, not by the confirm timeout.
                 with pytest.raises(BrokerUnavailable, match=r"broker blocked \(resource alarm\) for over 0.5 s"):
@@ -412,7 +385,7 @@ def test_a_blocked_broker_fails_publishes_instead_of_hanging(private_rabbit: Pri
                     await publisher.publish(event())
             finally:
                 await asyncio.to_thread(private_rabbit.ctl, "set_vm_memory_high_watermark", "0.4")
-            assert not await asyncio.to_thread(_memory_alarm, private_rabbit)
+            assert not await asyncio.to_thread(memory_alarm, private_rabbit)
             assert len(await _eventually(lambda: publisher.publish(event()))) == 1
             assert publisher.ready
         finally:

@@ -22,6 +22,8 @@ class TcpProxy:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: Connections forwarded so far.
+        self.accepted = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -45,6 +47,7 @@ class TcpProxy:
                     upstream.close()
                     continue
                 self._conns += [client, upstream]
+                self.accepted += 1
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
 
 import pika
 
+from chaos.servers import PrivateRabbit
 from hub.topology import exchange_name, history_stream
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -93,3 +95,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: f
             return True
         time.sleep(interval)
     return predicate()
+
+
+def memory_alarm(rabbit: PrivateRabbit) -> bool:
+    """Whether a memory alarm is raised on the private node ``rabbit``."""
+    status = json.loads(rabbit.ctl("-q", "status", "--formatter", "json"))
+    return any(alarm.get("resource") == "memory" for alarm in status["alarms"])
