@@ -22,6 +22,7 @@ alone, which loads the script.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,9 +34,12 @@ from redis.commands.core import Script
 
 from observability.logging import get_logger
 
-__all__ = ["ClosingWrites", "HeldWrites", "Write", "run_script"]
+__all__ = ["TRAIL_S", "Answer", "ClosingWrites", "HeldWrites", "TrailingWrites", "Write", "run_script"]
 
 log = get_logger(__name__)
+
+#: Seconds a finished request's trailing writes wait for the next request's round trip before they go alone.
+TRAIL_S = 0.005
 
 #: A write: queues its commands on the target it is given (the client, or the pipeline being filled).
 Write = Callable[[Any], Any]
@@ -139,6 +143,11 @@ class HeldWrites:
         """How many writes are held."""
         return len(self._pending)
 
+    def adopt(self, other: HeldWrites) -> None:
+        """Take over what ``other`` holds (it holds nothing after)."""
+        self._pending += other._pending
+        other._pending = []
+
     def write(self, write: Write, answer: Answer) -> None:
         """Hold ``write`` until :meth:`send`; ``answer`` is told its reply then, or the error met."""
         self._pending.append(_Pending(write, answer))
@@ -166,6 +175,61 @@ class HeldWrites:
         for item, reply in answered[:-1]:
             item.answer(reply)
         return answered[-1][1]
+
+
+class TrailingWrites:
+    """Writes of finished requests that need no answer before the response, taken along by the next request's first
+    round trip (:meth:`take`, then :meth:`HeldWrites.send` with that call), or sent alone ``trail_s`` after the first
+    of them was held when no request came. Under load every request then makes one round trip; an idle ingress sends
+    a finished request's writes a few milliseconds after its response. One per process, used from its event loop;
+    :meth:`close` sends what is held."""
+
+    def __init__(self, client: Any, *, trail_s: float = TRAIL_S) -> None:
+        self._client = client
+        self.trail_s = trail_s
+        self._held = HeldWrites()
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """How many writes are held."""
+        return self._held.pending
+
+    def hold(self, writes: HeldWrites) -> None:
+        """Hold what ``writes`` holds until the next round trip (or ``trail_s``)."""
+        if not writes.pending:
+            return
+        self._held.adopt(writes)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.trail_s, self._send_alone)
+
+    def take(self) -> HeldWrites:
+        """What is held, to be sent with a call about to be made; nothing is held after."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        taken = HeldWrites()
+        taken.adopt(self._held)
+        return taken
+
+    async def flush(self) -> None:
+        """Send what is held now, alone."""
+        taken = self.take()
+        if taken.pending:
+            await taken.send(self._client, lambda _: None)
+
+    async def close(self) -> None:
+        """Send what is held and wait for the sends under way."""
+        await self.flush()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _send_alone(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
 
 def _split(pending: Sequence[_Pending], replies: Sequence[Any]) -> Iterator[tuple[_Pending, Any]]:

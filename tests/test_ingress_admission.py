@@ -1,11 +1,14 @@
-"""The ingress asks Redis once before it publishes and once after: the admission script (replay guard, quota,
-every event's claim) and the settles, on the real Redis; and the script's semantics."""
+"""The ingress asks Redis once per request: the admission script (replay guard, quota, every event's claim) before
+it publishes, with the settles of the requests finished since (or, without trailing writes, once before and once
+after), on the real Redis; and the script's semantics."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +23,7 @@ from cloudevents.core.formats.json import JSONFormat
 from opentelemetry import trace
 
 from connectors.webhooks import adapters
+from hub.batching import HeldWrites, TrailingWrites
 from hub.cli.scenario import acme_engagement
 from hub.dispatch import RoutingTable
 from hub.errors import AuthenticationFailed, StoreUnavailable
@@ -78,18 +82,21 @@ class RecordingPublisher:
         return ["fanout"]
 
 
-@pytest.fixture
-def counted(prefix: str, tmp_path: Path) -> Iterator[tuple[list[str], Credentials, Any]]:
-    """(log, credentials, post): an in-process ingress on the real Redis whose Redis commands and publishes
-    are logged; ``post(body, headers)`` sends one request."""
+@contextlib.contextmanager
+def counting_ingress(prefix: str, tmp_path: Path, *, trailing: bool = False
+                     ) -> Iterator[tuple[list[str], Credentials, Any, Ingress, asyncio.AbstractEventLoop]]:
+    """(log, credentials, post, ingress, loop): an in-process ingress on the real Redis whose Redis commands and
+    publishes are logged; ``post(body, headers)`` sends one request. With ``trailing``, settles wait for the next
+    request's round trip (never alone: no timer fires between two requests of a test)."""
     path, creds = write_sources(tmp_path)
     log: list[str] = []
     client = CountingRedis()
     client.log = log
+    outcomes = OutcomeStore(client, prefix=prefix, trailing=TrailingWrites(client, trail_s=3600) if trailing else None)
     ingress = Ingress(registry=REGISTRY, sources=load(path), publisher=RecordingPublisher(log),
                       quotas=QuotaGate(client, key_prefix=prefix),
                       replay_guard=RedisReplayGuard(client, key_prefix=prefix),
-                      outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=adapters(REGISTRY),
+                      outcomes=outcomes, redis=client, adapters=adapters(REGISTRY),
                       tracer=trace.NoOpTracer(), key_prefix=prefix)
     app = create_app(ingress)
     loop = asyncio.new_event_loop()  # one loop for every request: the client's connections belong to it
@@ -102,10 +109,18 @@ def counted(prefix: str, tmp_path: Path) -> Iterator[tuple[list[str], Credential
         return loop.run_until_complete(run())
 
     try:
-        yield log, creds, post
+        yield log, creds, post, ingress, loop
     finally:
+        loop.run_until_complete(outcomes.close())
         loop.run_until_complete(client.aclose())
         loop.close()
+
+
+@pytest.fixture
+def counted(prefix: str, tmp_path: Path) -> Iterator[tuple[list[str], Credentials, Any]]:
+    """(log, credentials, post) of :func:`counting_ingress`, each settle a round trip of its own."""
+    with counting_ingress(prefix, tmp_path) as (log, creds, post, _, _):
+        yield log, creds, post
 
 
 def batch(*ids: str) -> tuple[dict[str, str], bytes]:
@@ -144,10 +159,11 @@ def test_one_round_trip_before_the_publish_and_one_after(counted: tuple[list[str
     assert log == ["EVALSHA"]
 
 
-def test_the_hops_of_an_events_publishes_go_with_its_settle_in_one_round_trip(app: Runtime, prefix: str,
-                                                                              tmp_path: Path) -> None:
-    """The real publisher, to three subscribers on the real RabbitMQ: the three flight-record hops and the settle
-    are one pipeline after the confirms (they were a round trip each)."""
+def test_the_hops_of_an_events_publishes_go_with_its_settle_and_the_next_admission_in_one_round_trip(
+        app: Runtime, prefix: str, tmp_path: Path) -> None:
+    """The real publisher, to three subscribers on the real RabbitMQ, with the trailing writes ``hub serve`` runs: the
+    three flight-record hops and the settle go with the next request's admission, one pipeline (they were a round
+    trip each, then one after the confirms)."""
     path, creds = write_sources(tmp_path)
     routes = RoutingTable({"erp.project.created.v1": ("fanout", "provisioning", "master_data")})
     log: list[str] = []
@@ -160,29 +176,119 @@ def test_the_hops_of_an_events_publishes_go_with_its_settle_in_one_round_trip(ap
             queues={actor: app.broker.get_actor(actor).queue_name for actor in routes.actors()},
             delivery_limit=app.settings.delivery_limit,
             flight=AsyncRedisFlightRecord(client, prefix=app.queue_prefix, ttl_s=600))
+        outcomes = OutcomeStore(client, prefix=prefix, trailing=TrailingWrites(client, trail_s=3600))
         ingress = Ingress(registry=REGISTRY, sources=load(path), publisher=publisher,
                           quotas=QuotaGate(client, key_prefix=prefix),
                           replay_guard=RedisReplayGuard(client, key_prefix=prefix),
-                          outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=adapters(REGISTRY),
+                          outcomes=outcomes, redis=client, adapters=adapters(REGISTRY),
                           tracer=trace.NoOpTracer(), key_prefix=prefix)
         await publisher.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ingress)),
                                          base_url="http://ingress") as http:
-                for event_id in ("evt-warm-up", "evt-hops"):  # the first loads the scripts
+                # The first two load the scripts; the settle of the third goes with the fourth's admission.
+                for event_id in ("evt-warm-up", "evt-warm-up-2", "evt-hops", "evt-next"):
                     log.clear()
                     headers, body = structured(sdk_event(event_id))
                     answer = await http.post("/v1/events", content=body, headers={**headers, **bearer(creds)})
             return answer.status_code, log
         finally:
             await publisher.close()
+            await outcomes.close()
             await client.aclose()
 
     status, sent = asyncio.run(scenario())
     assert status == 202
-    assert sent == ["EVALSHA", "RPUSH EXPIRE RPUSH EXPIRE RPUSH EXPIRE EVALSHA"]
+    # The fourth request's round trip; then, at shutdown, its own hops and settle.
+    assert sent == ["RPUSH EXPIRE RPUSH EXPIRE RPUSH EXPIRE EVALSHA EVALSHA",
+                    "RPUSH EXPIRE RPUSH EXPIRE RPUSH EXPIRE EVALSHA"]
     hops = app.flight.hops("evt-hops")
     assert sorted(h.actor for h in hops if h.outcome == "published") == ["fanout", "master_data", "provisioning"]
+
+
+def test_with_trailing_writes_a_request_is_one_round_trip_carrying_the_settles_of_those_before_it(
+        prefix: str, tmp_path: Path) -> None:
+    with counting_ingress(prefix, tmp_path, trailing=True) as (log, creds, post, ingress, loop):
+        headers, body = structured(sdk_event("evt-warm-up"))
+        assert post(body, {**headers, **bearer(creds)}).status_code == 202  # loads the admission script
+        headers, body = structured(sdk_event("evt-loads-settle"))
+        assert post(body, {**headers, **bearer(creds)}).status_code == 202  # the first settle: loads its script
+        log.clear()
+
+        headers, first = structured(sdk_event("evt-first"))
+        answer = post(first, {**headers, **bearer(creds)})
+        assert answer.status_code == 202, answer.text
+        assert log == ["EVALSHA EVALSHA", "publish"]  # the previous request's settle, then this admission
+        log.clear()
+        headers, body = batch(*(f"evt-batch-{n}" for n in range(10)))
+        assert post(body, {**headers, **bearer(creds)}).status_code == 202
+        assert log == ["EVALSHA EVALSHA"] + ["publish"] * 10
+        log.clear()
+        # A re-send of the event whose settle is still held: the settle goes first, so it is a re-send.
+        answer = post(first, {**headers, **bearer(creds)} | {"content-type": "application/cloudevents+json"})
+        assert answer.status_code == 202 and answer.json()["accepted"][0]["resent"] is True
+        assert log == ["EVALSHA EVALSHA"]
+        store = ingress.outcomes
+        assert store.trailing is not None and store.trailing.pending == 0  # a re-send settles nothing
+        log.clear()
+        headers, last = structured(sdk_event("evt-last"))
+        assert post(last, {**headers, **bearer(creds)}).status_code == 202
+        assert store.trailing.pending == 1
+        loop.run_until_complete(store.close())  # what the server's shutdown does: the held settle is sent
+        assert log == ["EVALSHA", "publish", "EVALSHA"] and store.trailing.pending == 0
+    with counting_ingress(prefix, tmp_path, trailing=True) as (log, creds, post, _, _):
+        answer = post(last, {**headers, **bearer(creds)})  # another process: the outcome is in Redis
+        assert answer.status_code == 202 and answer.json()["accepted"][0]["resent"] is True
+
+
+def test_held_writes_go_alone_when_no_request_comes() -> None:
+    key = f"t:trailing:{uuid.uuid4().hex}"
+    answered: list[Any] = []
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis()
+        trailing = TrailingWrites(client, trail_s=0.01)
+        held = HeldWrites()
+        held.write(lambda pipe: pipe.set(key, "sent", ex=60), answered.append)
+        trailing.hold(held)
+        assert held.pending == 0 and trailing.pending == 1
+        while not answered:  # the signal: the write's answer
+            await asyncio.sleep(0.005)
+        await trailing.close()
+        await client.aclose()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+        assert answered == [True]
+        assert redis.Redis().get(key) == b"sent"
+    finally:
+        redis.Redis().delete(key)
+
+
+def test_a_held_settle_that_redis_forgot_the_script_of_is_sent_again_alone() -> None:
+    """Redis restarted empty between a request and the next (on fakeredis: a script flush on the shared server would
+    reach other tests' scripts): both scripts are unknown in the pipeline; the admission runs alone, which loads it,
+    and so does the settle, and the first event's outcome is recorded."""
+    source = caller(quota="100/minute")
+
+    async def run() -> tuple[str, list[str]]:
+        client = fakeredis.FakeAsyncRedis()
+        outcomes = OutcomeStore(client, prefix="t", trailing=TrailingWrites(client, trail_s=3600))
+        gate = Admission(client, quotas=QuotaGate(client, key_prefix="t"),
+                         replay_guard=RedisReplayGuard(client, key_prefix="t"), outcomes=outcomes)
+        first = event("e1")
+        admitted = await gate.admit(source, [first])
+        await outcomes.settle([(first, admitted.claims[0], {"id": "e1", "status": "accepted"})])
+        assert outcomes.trailing is not None and outcomes.trailing.pending == 1
+        await client.script_flush()
+        second = await gate.admit(source, [event("e2")])
+        await outcomes.close()
+        again = await gate.admit(source, [first])
+        return again.claims[0].verdict, [c.verdict for c in second.claims]
+
+    resent, second = asyncio.run(run())
+    assert second == ["new"]
+    assert resent == "resend"
 
 
 def test_a_request_refused_before_its_admission_asks_the_replay_guard_alone(

@@ -273,6 +273,7 @@ def build_ingress(
     from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
     from actors.invoice_readiness.router import held_router, readiness_answer, readiness_router
     from connectors.webhooks import adapters
+    from hub.batching import TrailingWrites
     from hub.catalogue import SchemaCatalogue
     from hub.errors import ConfigurationError
     from hub.ingress.app import EventPublisher, Ingress, create_app
@@ -311,7 +312,8 @@ def build_ingress(
     ingress = Ingress(
         registry=runtime.registry, sources=sources, publisher=events_publisher,
         quotas=QuotaGate(client, key_prefix=prefix), replay_guard=RedisReplayGuard(client, key_prefix=prefix),
-        outcomes=OutcomeStore(client, prefix=prefix), redis=client, adapters=vendor_adapters,
+        outcomes=OutcomeStore(client, prefix=prefix, trailing=TrailingWrites(client)), redis=client,
+        adapters=vendor_adapters,
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )
@@ -345,6 +347,7 @@ def build_ingress(
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
             await publisher.close()
+            await ingress.outcomes.close()  # the last requests' settles
             await client.aclose()
 
     return create_app(ingress, routers=routers, lifespan=lifespan)

@@ -1,8 +1,10 @@
 """Admitting an event request in one Redis round trip: replay guard, quota and every event's claim.
 
 The ingress asks Redis once per request before it publishes (:meth:`Admission.admit`, one ``EVALSHA`` of
-:data:`_ADMIT`), and once after (:meth:`OutcomeStore.settle` for all the published events, or
-:meth:`OutcomeStore.release` when the publish failed). The script, atomic in Redis, does in this order:
+:data:`_ADMIT`). The settles of requests finished since (:meth:`OutcomeStore.settle` for all of a request's
+published events, with their flight-record hops) go first in the same pipeline when the outcome store holds them
+(``trailing``, what ``hub serve`` runs): one round trip per request under load. A failed publish's release
+(:meth:`OutcomeStore.release`) is a round trip of its own, at once. The script, atomic in Redis, does in this order:
 
 1. the replay guard, for a signed webhook: its (source, webhook id) is remembered with the body's SHA-256
    (``SET NX`` semantics, :class:`~hub.ingress.auth.RedisReplayGuard`'s key and TTL); the same id with
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
+from hub.batching import HeldWrites
 from hub.errors import StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress.auth import (
@@ -98,6 +102,7 @@ class Admission:
         self._quotas = quotas
         self._replay = replay_guard
         self._outcomes = outcomes
+        self._client = client
         self._admit = client.register_script(_ADMIT)
 
     async def admit(self, caller: AuthenticatedSource, events: Sequence[CloudEvent],
@@ -122,7 +127,11 @@ class Admission:
                                  item.amount, item.get_expiry(), self._outcomes.claim_ttl_ms]
         args += [mine for _, mine in values]
         try:
-            answer = await self._admit(keys=keys, args=args)
+            trailing = self._outcomes.trailing.take() if self._outcomes.trailing is not None else None
+            if trailing is not None and trailing.pending:
+                answer = await self._with(trailing, keys, args)
+            else:
+                answer = await self._admit(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
             raise StoreUnavailable(f"admission: Redis did not answer ({type(exc).__name__})") from exc
         verdict = _text(answer[0])
@@ -135,6 +144,19 @@ class Admission:
         first = [self._outcomes.answer(_text(found) or None, same, mine)
                  for found, (same, mine) in zip(answer[4:], values, strict=True)]
         return Admitted(caller, quota, await self._wait_for_held(events, contents, first))
+
+    async def _with(self, trailing: HeldWrites, keys: list[str], args: list[str | int]) -> Any:
+        """The script, in one pipeline after the earlier requests' trailing writes (their settles first, so a copy
+        of an event they settled is answered as a re-send)."""
+        sha = self._admit.sha
+        answer = await trailing.send(self._client, lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args))
+        if isinstance(answer, redis.exceptions.NoScriptError):  # Redis restarted empty: alone, which loads it
+            return await self._admit(keys=keys, args=args)
+        if isinstance(answer, redis.exceptions.RedisError):
+            raise answer
+        if isinstance(answer, OSError):
+            raise redis.exceptions.ConnectionError(str(answer))
+        return answer
 
     async def _wait_for_held(self, events: Sequence[CloudEvent], contents: Sequence[str] | None,
                              first: list[Claim | None]) -> list[Claim]:

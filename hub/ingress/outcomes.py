@@ -9,7 +9,13 @@ claims again); a claim left by a crashed ingress expires after :data:`CLAIM_TTL_
 The ingress claims all the events of a request in its one admission script
 (:mod:`hub.ingress.admission`, with :meth:`OutcomeStore.claim_value` and :meth:`OutcomeStore.answer`);
 :meth:`OutcomeStore.claim` claims one event alone, and is what an event held by another request is
-retried with while it waits. Settling and releasing take one script call for all the events of a request.
+retried with while it waits. Settling and releasing take one script call for all the events of a request; with
+``trailing`` (what ``hub serve`` runs), a settle needs no round trip of its own: it is held and goes with the next
+request's admission (:class:`hub.batching.TrailingWrites`), or alone a few milliseconds later when none comes. The
+response does not wait for it: the publishes are confirmed by then, and a copy of the event waits for the outcome
+as it waits for any request still publishing. An ingress killed in between leaves the claims to expire, as one
+killed before its settle always did: a re-send after that is published again, and the consumers' idempotency
+absorbs it.
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript
 
-from hub.batching import HeldWrites
+from hub.batching import Answer, HeldWrites, TrailingWrites
 from hub.errors import BrokerUnavailable, StoreUnavailable
 from hub.events import CloudEvent
+from observability.logging import get_logger
+
+log = get_logger(__name__)
 
 #: How long an accepted event id is remembered (senders retry for hours, not weeks).
 OUTCOME_TTL_S = 7 * 86_400
@@ -96,14 +105,20 @@ class OutcomeStore:
     """Claims and accepted events' outcomes in Redis, keyed by a hash of (source, id)."""
 
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str, ttl_s: int = OUTCOME_TTL_S,
-                 claim_ttl_ms: int = CLAIM_TTL_MS, wait_s: float = WAIT_FOR_CLAIM_S) -> None:
+                 claim_ttl_ms: int = CLAIM_TTL_MS, wait_s: float = WAIT_FOR_CLAIM_S,
+                 trailing: TrailingWrites | None = None) -> None:
+        """``trailing``: where settles wait for the next request's round trip (see the module docstring); without
+        it each settle is a round trip of its own."""
         self._client = client
+        #: The settles (and their requests' hops) waiting for the next admission, if they are held.
+        self.trailing = trailing
         self._prefix = prefix
         self._ttl_s = ttl_s
         self.claim_ttl_ms = claim_ttl_ms
         self._wait_s = wait_s
         self._settle = client.register_script(_SETTLE)
         self._release = client.register_script(_RELEASE)
+        self._again: set[asyncio.Task[None]] = set()
 
     def key(self, event: CloudEvent) -> str:
         """The Redis key of the event's (source, id)."""
@@ -162,15 +177,52 @@ class OutcomeStore:
     async def settle(self, accepted: Sequence[tuple[CloudEvent, Claim, dict[str, Any]]], *,
                      writes: HeldWrites | None = None) -> None:
         """Record the outcomes of published events whose claims this request holds, in one script call, sent with
-        the request's held ``writes`` (one round trip for all)."""
+        the request's held ``writes`` (one round trip for all); with ``trailing``, held for the next request's
+        round trip instead, and a failure is logged, not raised."""
         keys = [self.key(event) for event, _, _ in accepted]
         args: list[str | int] = [self._ttl_s]
         for event, claim, outcome in accepted:
             args += [claim.held or "", json.dumps({"digest": claim.digest or digest(event), "outcome": outcome})]
+        if self.trailing is not None:
+            held = writes or HeldWrites()
+            if keys:
+                sha = self._settle.sha
+                held.write(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args),
+                           self._settled([event.get_id() for event, _, _ in accepted], keys, args))
+            self.trailing.hold(held)
+            return
         try:
             await self._run(self._settle, keys, args, writes)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+
+    def _settled(self, event_ids: list[str], keys: list[str], args: list[Any]) -> Answer:
+        """What a held settle is told once sent: a script Redis lost (restarted empty) is sent again alone, which
+        loads it; a failure leaves the claims to expire (see the module docstring)."""
+        async def again() -> None:
+            try:
+                await self._settle(keys=keys, args=args)
+            except redis.RedisError as exc:
+                not_recorded(exc)
+
+        def not_recorded(error: BaseException) -> None:
+            log.warning("accepted events' outcomes not recorded", event_ids=event_ids, error=type(error).__name__)
+
+        def answer(reply: Any) -> None:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                task = asyncio.ensure_future(again())
+                self._again.add(task)
+                task.add_done_callback(self._again.discard)
+            elif isinstance(reply, redis.RedisError | OSError):
+                not_recorded(reply)
+        return answer
+
+    async def close(self) -> None:
+        """Send the held settles, if any, and wait for those under way."""
+        if self.trailing is not None:
+            await self.trailing.close()
+        if self._again:
+            await asyncio.gather(*self._again, return_exceptions=True)
 
     async def release(self, claimed: Sequence[tuple[CloudEvent, Claim]], *, writes: HeldWrites | None = None) -> None:
         """Give claims back after their publish failed (or the request was refused), in one script call (sent with
