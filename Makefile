@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_STAMP = .venv/.installed
 
-.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch bench-reconcile profile chaos chaos-short converge schemas-check worker clean
+.PHONY: install demo test test-cluster cluster-up cluster-down lint typecheck bench bench-dispatch bench-confirms bench-settles bench-reconcile profile chaos chaos-short converge schemas-check worker clean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -50,6 +50,16 @@ bench: $(VENV_STAMP)
 
 bench-dispatch: $(VENV_STAMP)
 	$(PY) -m bench.dispatch
+
+# The fan-out's topic publishes, one confirming channel per process against one per thread (about a minute); the
+# suite runs a short version (tests/test_confirms_bench.py).
+bench-confirms: $(VENV_STAMP)
+	$(PY) -m bench.confirms
+
+# The ingress's settle held for the next request's round trip against one of its own (about ten minutes); the suite
+# runs a short version (tests/test_settles_bench.py).
+bench-settles: $(VENV_STAMP)
+	$(PY) -m bench.settles
 
 # Reconciliation at 10k and 100k projects with 1% drift per class (a few minutes): time, pages, CPU, peak RSS,
 # precision and recall; the suite runs the quick version (tests/test_reconcile_bench.py).

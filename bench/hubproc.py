@@ -5,10 +5,11 @@ from ``HUB_SOURCES_FILE``, ``hub.cli.compose.build_app`` + ``build_ingress``, uv
 access log) with one difference: the routing table is the hub's own (derived from ``actors.SPECS``) cut down to
 the actors of the measured flow (``$BENCH_FLOW``, a name of :data:`bench.flows.FLOWS`; the fan-out by default),
 so that the benchmark measures each flow alone (and ``all``, the hub's own routing of the load's type) whatever
-else the hub routes there. The workers still run every actor and route what they emit as the hub does. With
-``--profile-out`` it adds ``POST /_bench/profile/start`` and ``/_bench/profile/stop``: a pyinstrument
-profiler of the event loop's thread (every request's handling and the AMQP and Redis client work; waits
-show as the loop's ``select``), saved to FILE on stop.
+else the hub routes there; with ``$BENCH_SETTLE_AT_ONCE=1`` each request settles before its response instead of
+with the next request's round trip (``python -m bench.settles``). The workers still run every actor and route what
+they emit as the hub does. With ``--profile-out`` it adds ``POST /_bench/profile/start`` and
+``/_bench/profile/stop``: a pyinstrument profiler of the event loop's thread (every request's handling and the AMQP
+and Redis client work; waits show as the loop's ``select``), saved to FILE on stop.
 
 ``worker --profile-out FILE`` runs what ``hub worker`` runs (routing does not matter to a worker: it
 consumes every actor queue) plus :class:`bench.profile.MessageProfiler` as the outermost middleware,
@@ -30,6 +31,8 @@ from hub.runtime import Runtime
 from hub.settings import environ, load_settings
 from observability.logging import configure_logging
 
+#: Set to ``1``: the ingress settles each request before its response (a round trip of its own).
+SETTLE_AT_ONCE = "BENCH_SETTLE_AT_ONCE"
 #: How often the profiled worker looks at the profiling flag.
 FLAG_POLL_S = 0.02
 
@@ -57,7 +60,8 @@ def run_ingress(profile_out: Path | None, interval: float) -> None:
     from hub.ingress.server import run_server
 
     runtime = flow_runtime()
-    app = build_ingress(runtime, sources=sources_from_settings(runtime.settings, environ()))
+    app = build_ingress(runtime, sources=sources_from_settings(runtime.settings, environ()),
+                        settle_at_once=os.environ.get(SETTLE_AT_ONCE) == "1")
     if profile_out is not None:
         from pyinstrument import Profiler
 
