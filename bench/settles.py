@@ -9,8 +9,9 @@ two ingress processes' ways alternating within every repetition, the order swapp
 - ``held`` (what ``hub serve`` runs): the settle goes first in the next request's admission pipeline
   (:class:`hub.batching.TrailingWrites`), one round trip per request under load.
 
-Printed per way and point: events/s, the ingress's and Redis's CPU per event (median, min-max), and the held
-way's ratios to the baseline; written to ``bench/results/settles.json``. Nothing is asserted.
+Printed per way and point: events/s, the ingress's and Redis's CPU per event, the 202's latency (p50, p99; each
+median, min-max), and the held way's ratios to the baseline; written to ``bench/results/settles.json``. Nothing is
+asserted.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from bench.suite import Bench, Config
 WAYS = {"at-once": {SETTLE_AT_ONCE: "1"}, "held": {}}
 #: (events per request, clients).
 POINTS = ((1, 8), (10, 8), (50, 1))
-METRICS = ("events_per_s", "ingress_cpu_ms", "redis_cpu_ms")
+METRICS = ("events_per_s", "ingress_cpu_ms", "redis_cpu_ms", "p50_ms", "p99_ms")
 
 
 async def _measure(bench: Bench, *, repeats: int, events: int, log: Any) -> dict[str, list[dict[str, float]]]:
@@ -55,7 +56,7 @@ async def _measure(bench: Bench, *, repeats: int, events: int, log: Any) -> dict
                 point = await bench._ingress_point(batch, clients, events=events if batch > 1 else events // 2)
                 cpu = point.cpu_ms_per_event
                 sample = {"events_per_s": point.events_per_s, "ingress_cpu_ms": cpu.get("ingress"),
-                          "redis_cpu_ms": cpu.get("redis")}
+                          "redis_cpu_ms": cpu.get("redis"), "p50_ms": point.p50_ms, "p99_ms": point.p99_ms}
                 samples.setdefault(f"{way} {batch}x{clients}", []).append(
                     {k: v for k, v in sample.items() if v is not None})
                 log(f"  rep {rep + 1}/{repeats} {way} batch {batch} c={clients}: {point.events_per_s:.0f} events/s, "
@@ -91,10 +92,12 @@ def run(*, repeats: int, events: int, log: Any = print) -> dict[str, Any]:
         for way in WAYS:
             cells = summary[f"{way} {point}"]
             rows.append([f"batch {batch}, {clients} client(s), {way}",
-                         *(cells[m].show(0 if m == "events_per_s" else 3) if m in cells else "-" for m in METRICS)])
+                         *(cells[m].show({"events_per_s": 0, "p50_ms": 1, "p99_ms": 1}.get(m, 3)) if m in cells else "-"
+                           for m in METRICS)])
         rows.append([f"batch {batch}, {clients} client(s), held / at-once",
                      *(ratios[point][m].show(2) if m in ratios[point] else "-" for m in METRICS)])
-    log(format_table(["point", "events/s", "ingress CPU ms/event", "Redis CPU ms/event"], rows))
+    log(format_table(["point", "events/s", "ingress CPU ms/event", "Redis CPU ms/event", "202 p50 ms", "202 p99 ms"],
+                     rows))
     return {"when": now_iso(), "machine": machine_info(), "repeats": repeats, "events": events, "samples": samples,
             "summary": {k: {m: s.as_dict() for m, s in v.items()} for k, v in summary.items()},
             "ratios_held_to_at_once": {k: {m: s.as_dict() for m, s in v.items()} for k, v in ratios.items()}}

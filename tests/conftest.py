@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,14 +20,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import actors
-from chaos.servers import RABBIT_BIN, PrivateRabbit, ServerError, scratch_dir
+from chaos.servers import PrivateRabbit
 from hub.cli.compose import build_app
 from hub.db import Database, connect_database, ensure_database, schema_name, upgrade
 from hub.runtime import Runtime
 from hub.settings import Settings, load_settings
 from observability.logging import configure_logging
 from observability.tracing import configure_tracing
-from tests.support.rabbit import delete_queues
+from tests.support.rabbit import delete_queues, private_rabbit_node
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The tests' database on the local PostgreSQL; each test's tables live in the schema of its prefix.
@@ -217,16 +216,5 @@ def start_crash_worker(prefix: str, *args: str) -> subprocess.Popen[bytes]:
 def private_rabbit() -> Iterator[PrivateRabbit]:
     """A private RabbitMQ node (about ten seconds to boot), stopped and removed afterwards: a memory alarm blocks
     every publishing connection of a node, and the shared broker on 5672 serves other test runs at the same time."""
-    if not (RABBIT_BIN / "rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server is not installed here: no private node to raise an alarm on")
-    base = scratch_dir("hubrmq-")
-    node = PrivateRabbit(base)
-    try:
-        try:
-            node.boot()
-        except ServerError as exc:
-            pytest.skip(f"a private RabbitMQ node did not boot here: {exc}")
+    with private_rabbit_node() as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)

@@ -261,16 +261,13 @@ def readiness_gate(runtime: Runtime, connections: Connections, *, platforms: Pla
                          locks=RedisLocks(runtime.redis, prefix=prefix), platforms=platforms)
 
 
-def build_ingress(
-    runtime: Runtime, *, sources: SourceRegistry, tracer_provider: TracerProvider | None = None,
-    settle_at_once: bool = False,
-) -> FastAPI:
+def build_ingress(runtime: Runtime, *, sources: SourceRegistry, tracer_provider: TracerProvider | None = None,
+                  settle_at_once: bool = False) -> FastAPI:
     """The HTTP ingress on the runtime: confirmed publishing (aio-pika, or the dispatcher when embedded),
     Redis-backed replay guard, quotas and accepted-event outcomes, the native webhook adapters and the
     routers of the patterns' queries (the hard-stop check reads the runtime's database). ``sources``: loaded
-    with :func:`source_model` (:func:`load_sources`). A request's settle goes with the next request's round trip
-    (:class:`hub.batching.TrailingWrites`); ``settle_at_once`` sends it before the response instead (a round trip
-    of its own, what ``python -m bench.settles`` compares against)."""
+    with :func:`source_model` (:func:`load_sources`). ``settle_at_once``: each request settles before its response,
+    not with the next request's round trip (:class:`hub.batching.TrailingWrites`; ``python -m bench.settles``)."""
     import actors
     from actors.exceptions.router import exceptions_router
     from actors.invoice_readiness import ReadinessRules, SqlReadinessStore
@@ -316,8 +313,7 @@ def build_ingress(
         registry=runtime.registry, sources=sources, publisher=events_publisher,
         quotas=QuotaGate(client, key_prefix=prefix), replay_guard=RedisReplayGuard(client, key_prefix=prefix),
         outcomes=OutcomeStore(client, prefix=prefix, trailing=None if settle_at_once else TrailingWrites(client)),
-        redis=client,
-        adapters=vendor_adapters,
+        redis=client, adapters=vendor_adapters,
         tracer=(tracer_provider or runtime.tracer_provider).get_tracer("hub.ingress"),
         max_body_bytes=settings.max_body_bytes, key_prefix=prefix,
     )

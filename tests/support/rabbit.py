@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pika
+import pytest
 
-from chaos.servers import PrivateRabbit
+from chaos.servers import RABBIT_BIN, PrivateRabbit, ServerError, scratch_dir
 from hub.topology import exchange_name, history_stream
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -101,3 +104,22 @@ def memory_alarm(rabbit: PrivateRabbit) -> bool:
     """Whether a memory alarm is raised on the private node ``rabbit``."""
     status = json.loads(rabbit.ctl("-q", "status", "--formatter", "json"))
     return any(alarm.get("resource") == "memory" for alarm in status["alarms"])
+
+
+@contextlib.contextmanager
+def private_rabbit_node() -> Iterator[PrivateRabbit]:
+    """Boot a private RabbitMQ node (about ten seconds; the test is skipped where none can boot), stop and remove it
+    afterwards."""
+    if not (RABBIT_BIN / "rabbitmq-server").exists():
+        pytest.skip("rabbitmq-server is not installed here: no private node to raise an alarm on")
+    base = scratch_dir("hubrmq-")
+    node = PrivateRabbit(base)
+    try:
+        try:
+            node.boot()
+        except ServerError as exc:
+            pytest.skip(f"a private RabbitMQ node did not boot here: {exc}")
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
