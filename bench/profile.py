@@ -164,7 +164,7 @@ INGRESS_RULES: list[Rule] = [
 #: Where a sample goes when no rule above matches its stack (innermost match again).
 INGRESS_FALLBACK: list[Rule] = [
     ("idle: event loop waiting for I/O", _fn("select", "epoll.poll", "KqueueSelector.select", "EpollSelector.select")),
-    ("HTTP server (uvicorn, h11)", _file("uvicorn/", "h11/", "httptools/", "uvloop/")),
+    ("HTTP server (uvicorn, httptools)", _file("uvicorn/", "h11/", "httptools/", "uvloop/")),
     ("web framework (Starlette, FastAPI, anyio)", _file("starlette/", "fastapi/", "anyio/")),
     ("AMQP client I/O outside a publish (aiormq, pamqp: frames, confirms)", _file("aiormq/", "pamqp/", "aio_pika/")),
     ("Redis client I/O outside a hub call (redis.asyncio)", _file("redis/")),
@@ -175,21 +175,23 @@ WORKER_RULES: list[Rule] = [
     ("fan-out actor, other", _fn("fanout")),
     ("fan-out: event decode and schema validation", _fn("from_message_body", "validate_event")),
     ("fan-out: confirmed topic publish (pika)", _fn("RabbitTopicBus.publish")),
+    ("fan-out: matter verdict (PostgreSQL, one statement)", _fn("SqlMatterWalls.learn", "SqlMatterWalls.walled")),
     ("tracing (spans, context)", _fn("publish_span")),
     ("tracing middleware", lambda q, f: q.startswith("TracingMiddleware.")),
     ("log context middleware", lambda q, f: q.startswith("LogContextMiddleware.")),
     ("flight record middleware (Redis)", lambda q, f: q.startswith("FlightRecorderMiddleware.")),
     ("retries middleware", lambda q, f: q.startswith("HubRetries.")),
     ("idempotency claims and done marks (Redis)", lambda q, f: q.startswith("IdempotencyMiddleware.")),
+    ("closing writes: done mark and hops in one pipeline (Redis)", lambda q, f: q.startswith("ClosingWrites.")),
     ("profiler overhead", lambda q, f: q.startswith("MessageProfiler.")),
 ]
 WORKER_FALLBACK: list[Rule] = [("Dramatiq: message handling, acks", _file("dramatiq/"))]
 
 #: Components summed into the groups the top three costs are named by (others stay on their own).
 GROUPS: dict[str, str] = {
-    "HTTP server (uvicorn, h11)": "HTTP stack (uvicorn/h11, Starlette/FastAPI, handler)",
-    "web framework (Starlette, FastAPI, anyio)": "HTTP stack (uvicorn/h11, Starlette/FastAPI, handler)",
-    "request handler, other (body read, response)": "HTTP stack (uvicorn/h11, Starlette/FastAPI, handler)",
+    "HTTP server (uvicorn, httptools)": "HTTP stack (uvicorn/httptools, Starlette/FastAPI, handler)",
+    "web framework (Starlette, FastAPI, anyio)": "HTTP stack (uvicorn/httptools, Starlette/FastAPI, handler)",
+    "request handler, other (body read, response)": "HTTP stack (uvicorn/httptools, Starlette/FastAPI, handler)",
     "admission: replay guard, quota, claims (Redis, one Lua script)":
         "Redis round trips (admission script, settle script)",
     "accepted-outcome store: settle or release (Redis, one script), a held claim retried":
@@ -200,6 +202,8 @@ GROUPS: dict[str, str] = {
     "confirmed publish (aio-pika)": "confirmed publish and its confirm frames (aio-pika, aiormq)",
     "idempotency claims and done marks (Redis)": "Redis round trips (idempotency claim and done mark, flight record)",
     "flight record middleware (Redis)": "Redis round trips (idempotency claim and done mark, flight record)",
+    "closing writes: done mark and hops in one pipeline (Redis)":
+        "Redis round trips (idempotency claim and done mark, flight record)",
     "tracing middleware": "tracing (spans, context)",
 }
 
