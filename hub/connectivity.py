@@ -48,6 +48,8 @@ AUTH_LIMIT = 3
 #: Longest reason kept in a log line (pika's workflow errors nest every attempt's text).
 _REASON_CHARS = 300
 
+#: pika's guesses from the stage a connection ended at, the broker's close or a lost stream alike.
+_PROBABLE = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError)
 _REFUSALS: tuple[type[BaseException], ...] = (
     pika.exceptions.ProbableAuthenticationError,
     pika.exceptions.AuthenticationError,
@@ -96,8 +98,14 @@ def _unwrapped(error: BaseException) -> BaseException:
 
 
 def refuses_credentials(error: BaseException) -> bool:
-    """Whether ``error`` is a server refusing the hub's login or its rights: retrying cannot help."""
+    """Whether ``error`` is a server refusing the hub's login or its rights: retrying cannot help.
+
+    pika calls a connection that ended while logging in or opening the virtual host a *probable* refusal, whether
+    RabbitMQ closed it (``ACCESS_REFUSED``, ``NOT_ALLOWED``: a refusal) or the stream was cut (a network failure or
+    a proxy dropping connections mid-handshake: an outage); only the first counts."""
     error = _unwrapped(error)
+    if isinstance(error, _PROBABLE) and "StreamLostError" in str(error):
+        return False
     if isinstance(error, _REFUSALS):
         return True
     closed = (pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed)

@@ -197,6 +197,8 @@ def test_waiting_for_the_next_attempt_returns_once_it_is_due_or_when_told_to_sto
     pika.exceptions.ChannelClosedByBroker(403, "ACCESS_REFUSED - configure access to queue refused"),
     ConnectionClosed(REFUSED),  # Dramatiq's wrapper of pika's error
     redis.AuthenticationError("invalid password"),
+    # What pika raises when RabbitMQ closes the connection at the virtual host (as for a user without rights on it).
+    pika.exceptions.ProbableAccessDeniedError(repr(pika.exceptions.ConnectionClosedByBroker(530, "NOT_ALLOWED"))),
 ])
 def test_refused_credentials_are_told_from_outages(error: BaseException) -> None:
     assert refuses_credentials(error)
@@ -208,6 +210,10 @@ def test_refused_credentials_are_told_from_outages(error: BaseException) -> None
     pika.exceptions.ConnectionClosedByBroker(320, "CONNECTION_FORCED - broker forced connection closure"),
     ConnectionClosed(DOWN),
     redis.ConnectionError("Connection refused"),
+    # A stream cut while logging in or opening the virtual host: pika guesses a refusal from the stage alone.
+    pika.exceptions.ProbableAccessDeniedError(repr(pika.exceptions.StreamLostError("Transport indicated EOF"))),
+    pika.exceptions.ProbableAuthenticationError(repr(pika.exceptions.StreamLostError("Transport indicated EOF"))),
+    ConnectionClosed(pika.exceptions.ProbableAccessDeniedError(repr(pika.exceptions.StreamLostError("EOF")))),
 ])
 def test_outages_are_not_refusals(error: BaseException) -> None:
     assert not refuses_credentials(error)
