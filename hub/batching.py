@@ -176,6 +176,20 @@ class HeldWrites:
             item.answer(reply)
         return answered[-1][1]
 
+    async def send_script(self, client: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The held writes and then ``script`` (an asyncio client's registered script) on ``keys`` (none: the held
+        writes alone), in one pipeline; returns the script's reply. A script Redis does not know (restarted empty) is
+        sent again alone, which loads it; an error the script met is raised (a ``redis.RedisError``)."""
+        reply = await self.send(client, lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)
+                                if keys else None)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return await script(keys=list(keys), args=list(args))
+        if isinstance(reply, redis.RedisError):
+            raise reply
+        if isinstance(reply, OSError):
+            raise redis.ConnectionError(str(reply))
+        return reply
+
 
 class TrailingWrites:
     """Writes of finished requests that need no answer before the response, taken along by the next request's first

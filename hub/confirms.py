@@ -5,7 +5,7 @@ consumed. Here they share one connection and one confirming channel, driven by a
 (pika's ``SelectConnection``): a thread hands its publish over and waits for its own confirm only, while the other
 threads' publishes are in flight on the same channel and RabbitMQ confirms them together (``basic.ack`` with
 ``multiple``). With a blocking connection per thread, each thread's channel held one unconfirmed message at a time;
-RabbitMQ spent a third more CPU per message that way (``docs/benchmarks.md``), and an idle thread's connection
+RabbitMQ spent 10 to 30% more CPU per message that way (``docs/benchmarks.md``), and an idle thread's connection
 answered no heartbeats.
 
 :meth:`ConfirmWindow.publish` returns once RabbitMQ confirmed the message, and raises

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
-from hub.batching import HeldWrites
 from hub.errors import StoreUnavailable
 from hub.events import CloudEvent
 from hub.ingress.auth import (
@@ -129,7 +127,8 @@ class Admission:
         try:
             trailing = self._outcomes.trailing.take() if self._outcomes.trailing is not None else None
             if trailing is not None and trailing.pending:
-                answer = await self._with(trailing, keys, args)
+                # Earlier requests' settles first, so a copy of an event they settled is answered as a re-send.
+                answer = await trailing.send_script(self._client, self._admit, keys, args)
             else:
                 answer = await self._admit(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
@@ -144,19 +143,6 @@ class Admission:
         first = [self._outcomes.answer(_text(found) or None, same, mine)
                  for found, (same, mine) in zip(answer[4:], values, strict=True)]
         return Admitted(caller, quota, await self._wait_for_held(events, contents, first))
-
-    async def _with(self, trailing: HeldWrites, keys: list[str], args: list[str | int]) -> Any:
-        """The script, in one pipeline after the earlier requests' trailing writes (their settles first, so a copy
-        of an event they settled is answered as a re-send)."""
-        sha = self._admit.sha
-        answer = await trailing.send(self._client, lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args))
-        if isinstance(answer, redis.exceptions.NoScriptError):  # Redis restarted empty: alone, which loads it
-            return await self._admit(keys=keys, args=args)
-        if isinstance(answer, redis.exceptions.RedisError):
-            raise answer
-        if isinstance(answer, OSError):
-            raise redis.exceptions.ConnectionError(str(answer))
-        return answer
 
     async def _wait_for_held(self, events: Sequence[CloudEvent], contents: Sequence[str] | None,
                              first: list[Claim | None]) -> list[Claim]:

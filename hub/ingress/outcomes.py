@@ -240,11 +240,4 @@ class OutcomeStore:
             if keys:
                 await script(keys=keys, args=args)
             return
-        reply = await writes.send(self._client, lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)
-                                  if keys else None)
-        if isinstance(reply, redis.exceptions.NoScriptError):  # Redis restarted empty: alone, which loads it
-            await script(keys=keys, args=args)
-        elif isinstance(reply, redis.RedisError):
-            raise reply
-        elif isinstance(reply, OSError):
-            raise redis.ConnectionError(str(reply))
+        await writes.send_script(self._client, script, keys, args)
